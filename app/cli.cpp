@@ -1,0 +1,247 @@
+#include "cli.hpp"
+
+#include <unistd.h>
+
+#include <csignal>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "compute/pipeline.hpp"
+#include "compute/result_writer.hpp"
+#include "compute/synth.hpp"
+#include "demo.hpp"
+#include "io/error.hpp"
+#include "io/store.hpp"
+
+namespace orrery::app {
+namespace {
+
+constexpr const char* kUsage = R"(usage:
+  orrery                          open the GUI (demo dataset)
+  orrery STORE                    open STORE in the GUI
+  orrery --headless [-o OUT.h5ad] [--report R.json]
+                                  run the pipeline on the demo dataset without a window
+  orrery run STORE -o OUT.h5ad [--params P.json] [--backend cpu|cuda|auto] [--threads N]
+                   [--report R.json] [--quiet]
+  orrery synth -o OUT.h5ad [--cells N] [--genes N] [--clusters K] [--seed S]
+  orrery info STORE
+
+STORE is an .h5ad file or a 10x Matrix Market folder (matrix.mtx[.gz], genes/features, barcodes).
+)";
+
+compute::Progress* g_progress = nullptr;
+
+void on_sigint(int) {
+  if (g_progress) g_progress->cancel();
+}
+
+class TerminalProgress final : public compute::Progress {
+ public:
+  explicit TerminalProgress(bool quiet) : quiet_(quiet), tty_(isatty(STDERR_FILENO)) {}
+  void report(std::string_view stage, double fraction) override {
+    if (quiet_) return;
+    const int pct = static_cast<int>(fraction * 100);
+    if (stage == stage_ && (pct == pct_ || (!tty_ && pct != 100))) return;
+    stage_ = stage;
+    pct_ = pct;
+    if (tty_) {
+      const int filled = pct / 5;
+      std::fprintf(stderr, "\r%-18s [%.*s%*s] %3d%%", stage_.c_str(), filled, "====================",
+                   20 - filled, "", pct);
+      if (pct >= 100) std::fputc('\n', stderr);
+    } else {
+      std::fprintf(stderr, "%s %d%%\n", stage_.c_str(), pct);
+    }
+  }
+
+ private:
+  bool quiet_, tty_;
+  std::string stage_;
+  int pct_ = -1;
+};
+
+struct Args {
+  std::vector<std::string> positional;
+  std::string out, report, params, backend, threads;
+  std::string cells, genes, clusters, seed;
+  bool quiet = false;
+};
+
+Args parse(int argc, char** argv, int first) {
+  Args a;
+  for (int i = first; i < argc; ++i) {
+    std::string s = argv[i];
+    auto value = [&](std::string& dst) {
+      if (i + 1 >= argc) throw Error("", s, "missing value");
+      dst = argv[++i];
+    };
+    if (s == "-o" || s == "--out") value(a.out);
+    else if (s == "--report") value(a.report);
+    else if (s == "--params") value(a.params);
+    else if (s == "--backend") value(a.backend);
+    else if (s == "--threads") value(a.threads);
+    else if (s == "--cells") value(a.cells);
+    else if (s == "--genes") value(a.genes);
+    else if (s == "--clusters") value(a.clusters);
+    else if (s == "--seed") value(a.seed);
+    else if (s == "--quiet" || s == "-q") a.quiet = true;
+    else if (s == "--headless") continue;
+    else if (s.rfind("-", 0) == 0) throw Error("", s, "unknown option");
+    else a.positional.push_back(s);
+  }
+  return a;
+}
+
+long long to_int(const std::string& s, const char* field, long long lo, long long hi) {
+  try {
+    std::size_t pos = 0;
+    long long v = std::stoll(s, &pos);
+    if (pos != s.size() || v < lo || v > hi) throw std::out_of_range(s);
+    return v;
+  } catch (const std::exception&) {
+    throw Error("", field, "expected an integer in [" + std::to_string(lo) + ", " +
+                               std::to_string(hi) + "], got '" + s + "'");
+  }
+}
+
+void write_report(const std::string& path, const nlohmann::json& j) {
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp);
+    if (!out) throw Error(path, "", "cannot write report");
+    out << j.dump(2) << "\n";
+  }
+  std::filesystem::rename(tmp, path);
+}
+
+int cmd_run(const Args& a, const std::string& store_path) {
+  if (a.out.empty()) throw Error("", "-o", "output path required");
+  compute::PipelineParams params;
+  if (!a.params.empty()) {
+    std::ifstream in(a.params);
+    if (!in) throw Error(a.params, "", "cannot open parameter file");
+    nlohmann::json j;
+    try {
+      j = nlohmann::json::parse(in);
+    } catch (const nlohmann::json::exception& e) {
+      throw Error(a.params, "", std::string("invalid JSON: ") + e.what());
+    }
+    try {
+      params.update_from_json(j);
+    } catch (const Error& e) {
+      throw Error(a.params, e.element(), e.what());
+    }
+  }
+  if (!a.backend.empty()) params.backend = a.backend;
+  if (!a.threads.empty()) set_thread_count(static_cast<int>(to_int(a.threads, "--threads", 1, 4096)));
+  params.validate();
+
+  TerminalProgress progress(a.quiet);
+  g_progress = &progress;
+  std::signal(SIGINT, on_sigint);
+  std::string note;
+  auto backend = compute::make_backend(params.backend, &note);
+  if (!a.quiet) std::fprintf(stderr, "%s\n", note.c_str());
+  io::Store store = io::open_store(store_path);
+  if (!a.quiet)
+    std::fprintf(stderr, "%s: %lld cells x %lld genes (%s)\n", store_path.c_str(),
+                 static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),
+                 store.format.c_str());
+  auto result = compute::run_pipeline(store, params, *backend, progress);
+  compute::write_result_h5ad(store, result, params, *backend, a.out, progress);
+  auto report = compute::report_json(result, params);
+  report["input"] = store_path;
+  report["output"] = a.out;
+  if (!a.report.empty()) write_report(a.report, report);
+  if (!a.quiet)
+    std::fprintf(stderr, "%lld cells, %lld genes after filters; %d Leiden clusters; wrote %s\n",
+                 static_cast<long long>(result.kept_cells.size()),
+                 static_cast<long long>(result.kept_genes.size()), result.n_clusters, a.out.c_str());
+  return 0;
+}
+
+int cmd_synth(const Args& a) {
+  if (a.out.empty()) throw Error("", "-o", "output path required");
+  compute::SynthOptions o;
+  if (!a.cells.empty()) o.n_cells = to_int(a.cells, "--cells", 1, 1LL << 36);
+  if (!a.genes.empty()) o.n_genes = static_cast<int>(to_int(a.genes, "--genes", 14, 1 << 30));
+  if (!a.clusters.empty()) o.n_clusters = static_cast<int>(to_int(a.clusters, "--clusters", 1, 1000));
+  if (!a.seed.empty()) o.seed = static_cast<std::uint64_t>(to_int(a.seed, "--seed", 0, 1LL << 62));
+  TerminalProgress progress(a.quiet);
+  g_progress = &progress;
+  std::signal(SIGINT, on_sigint);
+  compute::write_synth_h5ad(o, a.out, progress);
+  if (!a.quiet)
+    std::fprintf(stderr, "wrote %s: %lld cells x %d genes, %d clusters, seed %llu\n", a.out.c_str(),
+                 static_cast<long long>(o.n_cells), o.n_genes, o.n_clusters,
+                 static_cast<unsigned long long>(o.seed));
+  return 0;
+}
+
+int cmd_info(const std::string& path) {
+  io::Store store = io::open_store(path);
+  std::printf("store   %s\nformat  %s\nshape   %lld cells x %lld genes\nnnz     %lld\n",
+              path.c_str(), store.format.c_str(), static_cast<long long>(store.n_obs()),
+              static_cast<long long>(store.n_vars()), static_cast<long long>(store.X->nnz()));
+  auto head = [](const std::vector<std::string>& v) {
+    std::string s;
+    for (std::size_t i = 0; i < std::min<std::size_t>(3, v.size()); ++i) s += (i ? ", " : "") + v[i];
+    if (v.size() > 3) s += ", ...";
+    return s;
+  };
+  std::printf("obs     %s\nvar     %s\n", head(store.obs.index).c_str(), head(store.var.index).c_str());
+  for (const auto& c : store.var.columns) std::printf("var col %s\n", c.name.c_str());
+  return 0;
+}
+
+}  // namespace
+
+bool is_cli_invocation(int argc, char** argv) {
+  if (argc < 2) return false;
+  const std::string s = argv[1];
+  return s == "run" || s == "synth" || s == "info" || s == "--headless" || s == "--help" ||
+         s == "-h";
+}
+
+int run_cli(int argc, char** argv) {
+  const std::string cmd = argv[1];
+  try {
+    if (cmd == "--help" || cmd == "-h") {
+      std::fputs(kUsage, stdout);
+      return 0;
+    }
+    if (cmd == "--headless") {
+      Args a = parse(argc, argv, 2);
+      if (a.out.empty()) a.out = "orrery-demo.h5ad";
+      if (a.report.empty()) a.report = "orrery-demo-report.json";
+      const std::string demo = ensure_demo_store();
+      return cmd_run(a, demo);
+    }
+    Args a = parse(argc, argv, 2);
+    if (cmd == "run") {
+      if (a.positional.size() != 1) throw Error("", "run", "expected one STORE argument");
+      return cmd_run(a, a.positional[0]);
+    }
+    if (cmd == "synth") return cmd_synth(a);
+    if (cmd == "info") {
+      if (a.positional.size() != 1) throw Error("", "info", "expected one STORE argument");
+      return cmd_info(a.positional[0]);
+    }
+  } catch (const Cancelled&) {
+    std::fprintf(stderr, "\norrery: cancelled; no output written\n");
+    return 130;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "\norrery: error: %s\n", e.what());
+    return 2;
+  }
+  std::fputs(kUsage, stderr);
+  return 2;
+}
+
+}  // namespace orrery::app

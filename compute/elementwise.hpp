@@ -1,0 +1,32 @@
+// Element-wise arithmetic shared by the CPU and CUDA backends (__host__ __device__), so the CPU
+// tests cover the formulas the GPU kernels run.
+#pragma once
+
+#include <cmath>
+
+#if defined(__CUDACC__)
+#define ORRERY_HD __host__ __device__
+#else
+#define ORRERY_HD
+#endif
+
+namespace orrery::compute {
+
+// normalize_total: scale a count so its cell sums to target_sum (cells with no counts stay 0).
+ORRERY_HD inline float normalize_value(float count, double cell_total, double target_sum) {
+  return cell_total > 0.0 ? static_cast<float>(count * (target_sum / cell_total)) : 0.0f;
+}
+
+ORRERY_HD inline float log1p_value(float x) { return log1pf(x); }
+
+ORRERY_HD inline float normalize_log1p_value(float count, double cell_total, double target_sum) {
+  return log1p_value(normalize_value(count, cell_total, target_sum));
+}
+
+// scanpy's scale: zero-centre by the gene mean, divide by the (ddof=1) std, clip above max_value.
+ORRERY_HD inline float scale_value(float x, float mean, float inv_std, float max_value) {
+  float z = (x - mean) * inv_std;
+  return z > max_value ? max_value : z;
+}
+
+}  // namespace orrery::compute

@@ -1,0 +1,145 @@
+#include "hvg.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "io/error.hpp"
+
+namespace orrery::compute {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+double median(std::vector<double> v) {
+  if (v.empty()) return kNaN;
+  std::sort(v.begin(), v.end());
+  const std::size_t n = v.size();
+  return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// numpy.percentile with linear interpolation on sorted values.
+double percentile(const std::vector<double>& sorted, double q) {
+  const double pos = q / 100.0 * static_cast<double>(sorted.size() - 1);
+  const auto lo = static_cast<std::size_t>(std::floor(pos));
+  const std::size_t hi = std::min(lo + 1, sorted.size() - 1);
+  return sorted[lo] + (pos - static_cast<double>(lo)) * (sorted[hi] - sorted[lo]);
+}
+
+// pandas.cut with right-closed intervals (edges[i], edges[i+1]].
+std::vector<int> cut(const std::vector<double>& x, const std::vector<double>& edges) {
+  std::vector<int> bin(x.size(), -1);
+  for (std::size_t i = 0; i < x.size(); ++i) {
+    auto it = std::lower_bound(edges.begin() + 1, edges.end(), x[i]);
+    if (it != edges.end()) bin[i] = static_cast<int>(it - edges.begin()) - 1;
+  }
+  return bin;
+}
+
+}  // namespace
+
+int HvgResult::n_selected() const {
+  return static_cast<int>(std::count(highly_variable.begin(), highly_variable.end(), 1));
+}
+
+HvgResult highly_variable_genes(const std::vector<double>& mean_in, const std::vector<double>& var,
+                                const HvgOptions& o) {
+  const std::size_t n = mean_in.size();
+  if (n == 0) throw Error("", "highly_variable_genes", "no genes left after filtering");
+  if (o.flavor != "seurat" && o.flavor != "cell_ranger")
+    throw Error("", "hvg.flavor", "unknown flavor '" + o.flavor + "' (cell_ranger, seurat)");
+  HvgResult r;
+  r.means.resize(n);
+  r.dispersions.resize(n);
+  for (std::size_t g = 0; g < n; ++g) {
+    double m = mean_in[g] == 0.0 ? 1e-12 : mean_in[g];
+    double d = var[g] / m;
+    if (o.flavor == "seurat") {
+      d = d == 0.0 ? kNaN : std::log(d);
+      m = std::log1p(m);
+    }
+    r.means[g] = m;
+    r.dispersions[g] = d;
+  }
+
+  const int n_bins_hint = o.flavor == "seurat" ? o.n_bins : 0;
+  std::vector<double> edges;
+  if (o.flavor == "seurat") {
+    auto [mn_it, mx_it] = std::minmax_element(r.means.begin(), r.means.end());
+    const double mn = *mn_it, mx = *mx_it;
+    edges.resize(n_bins_hint + 1);
+    for (int i = 0; i <= n_bins_hint; ++i)
+      edges[i] = mn + (mx - mn) * static_cast<double>(i) / n_bins_hint;
+    edges[0] -= (mx - mn) * 0.001;
+    if (mx == mn) edges = {mn - 0.001, mn + 0.001};
+  } else {
+    std::vector<double> sorted = r.means;
+    std::sort(sorted.begin(), sorted.end());
+    edges.push_back(-std::numeric_limits<double>::infinity());
+    for (int q = 10; q <= 100; q += 5) edges.push_back(percentile(sorted, q));
+    edges.push_back(std::numeric_limits<double>::infinity());
+    edges.erase(std::unique(edges.begin(), edges.end()), edges.end());
+  }
+  r.mean_bin = cut(r.means, edges);
+
+  const int n_bins = static_cast<int>(edges.size()) - 1;
+  std::vector<std::vector<double>> members(n_bins);
+  for (std::size_t g = 0; g < n; ++g)
+    if (r.mean_bin[g] >= 0 && !std::isnan(r.dispersions[g]))
+      members[r.mean_bin[g]].push_back(r.dispersions[g]);
+  std::vector<double> center(n_bins, kNaN), scale(n_bins, kNaN);
+  for (int b = 0; b < n_bins; ++b) {
+    auto& v = members[b];
+    if (o.flavor == "cell_ranger") {
+      // statsmodels.robust.mad: median absolute deviation scaled to the normal's sigma.
+      center[b] = median(v);
+      std::vector<double> dev;
+      for (double d : v) dev.push_back(std::fabs(d - center[b]));
+      scale[b] = median(dev) / 0.6744897501960817;
+    } else {
+      if (v.empty()) continue;
+      double s = std::accumulate(v.begin(), v.end(), 0.0);
+      center[b] = s / static_cast<double>(v.size());
+      if (v.size() >= 2) {
+        double ss = 0.0;
+        for (double d : v) ss += (d - center[b]) * (d - center[b]);
+        scale[b] = std::sqrt(ss / static_cast<double>(v.size() - 1));
+      } else {
+        // A lone gene in its bin gets a normalised dispersion of 1 (as scanpy).
+        scale[b] = center[b];
+        center[b] = 0.0;
+      }
+    }
+  }
+  r.dispersions_norm.resize(n);
+  for (std::size_t g = 0; g < n; ++g) {
+    const int b = r.mean_bin[g];
+    r.dispersions_norm[g] = b < 0 ? kNaN : (r.dispersions[g] - center[b]) / scale[b];
+  }
+
+  r.highly_variable.assign(n, 0);
+  if (o.n_top_genes > 0) {
+    std::vector<double> finite;
+    for (double d : r.dispersions_norm)
+      if (!std::isnan(d)) finite.push_back(d);
+    if (finite.empty()) throw Error("", "highly_variable_genes", "all dispersions are NaN");
+    const std::size_t top = std::min<std::size_t>(o.n_top_genes, finite.size());
+    std::nth_element(finite.begin(), finite.begin() + (top - 1), finite.end(), std::greater<>());
+    const double cutoff = finite[top - 1];
+    for (std::size_t g = 0; g < n; ++g) {
+      double d = r.dispersions_norm[g];
+      if (std::isnan(d)) d = 0.0;  // numpy.nan_to_num
+      r.highly_variable[g] = d >= cutoff;
+    }
+  } else {
+    for (std::size_t g = 0; g < n; ++g) {
+      const double d = r.dispersions_norm[g];
+      r.highly_variable[g] = r.means[g] > o.min_mean && r.means[g] < o.max_mean &&
+                             !std::isnan(d) && d > o.min_disp && d < o.max_disp;
+    }
+  }
+  return r;
+}
+
+}  // namespace orrery::compute

@@ -1,0 +1,94 @@
+#include "leiden.hpp"
+
+#include <igraph/igraph.h>
+
+#include <algorithm>
+#include <mutex>
+#include <numeric>
+
+#include "io/error.hpp"
+
+namespace orrery::compute {
+namespace {
+
+// igraph's default RNG is global; serialise callers.
+std::mutex igraph_mutex;
+
+struct IgraphVector {
+  igraph_vector_t v;
+  explicit IgraphVector(igraph_integer_t n = 0) { igraph_vector_init(&v, n); }
+  ~IgraphVector() { igraph_vector_destroy(&v); }
+};
+struct IgraphIntVector {
+  igraph_vector_int_t v;
+  explicit IgraphIntVector(igraph_integer_t n = 0) { igraph_vector_int_init(&v, n); }
+  ~IgraphIntVector() { igraph_vector_int_destroy(&v); }
+};
+struct IgraphGraph {
+  igraph_t g;
+  bool live = false;
+  ~IgraphGraph() {
+    if (live) igraph_destroy(&g);
+  }
+};
+
+void check(igraph_error_t status, const char* what) {
+  if (status != IGRAPH_SUCCESS)
+    throw Error("", "leiden", std::string(what) + " failed: " + igraph_strerror(status));
+}
+
+}  // namespace
+
+std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o) {
+  if (!(o.resolution > 0)) throw Error("", "leiden.resolution", "must be positive");
+  const std::int64_t n = graph.n_rows;
+  std::lock_guard lock(igraph_mutex);
+  igraph_set_error_handler(igraph_error_handler_ignore);
+
+  IgraphIntVector edges;
+  IgraphVector weights;
+  for (std::int64_t i = 0; i < n; ++i)
+    for (auto k = graph.indptr[i]; k < graph.indptr[i + 1]; ++k) {
+      const std::int64_t j = graph.indices[k];
+      if (j <= i) continue;  // each undirected edge once
+      igraph_vector_int_push_back(&edges.v, i);
+      igraph_vector_int_push_back(&edges.v, j);
+      igraph_vector_push_back(&weights.v, graph.data[k]);
+    }
+  IgraphGraph g;
+  check(igraph_create(&g.g, &edges.v, n, IGRAPH_UNDIRECTED), "igraph_create");
+  g.live = true;
+
+  // Modularity with resolution gamma: node weights = strengths, resolution = gamma / (2m).
+  IgraphVector strength(n);
+  igraph_vs_t all;
+  igraph_vs_all(&all);
+  check(igraph_strength(&g.g, &strength.v, all, IGRAPH_ALL, IGRAPH_LOOPS, &weights.v),
+        "igraph_strength");
+  igraph_vs_destroy(&all);
+  double total = 0.0;
+  for (std::int64_t i = 0; i < n; ++i) total += VECTOR(strength.v)[i];
+  if (total <= 0) throw Error("", "leiden", "graph has no edges");
+
+  igraph_rng_seed(igraph_rng_default(), o.seed);
+  IgraphIntVector membership(n);
+  igraph_integer_t n_clusters = 0;
+  igraph_real_t quality = 0;
+  check(igraph_community_leiden(&g.g, &weights.v, &strength.v, o.resolution / total, o.beta, false,
+                                o.n_iterations, &membership.v, &n_clusters, &quality),
+        "igraph_community_leiden");
+
+  std::vector<std::int64_t> size(n_clusters, 0);
+  for (std::int64_t i = 0; i < n; ++i) ++size[VECTOR(membership.v)[i]];
+  std::vector<std::int32_t> order(n_clusters);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(),
+                   [&](std::int32_t x, std::int32_t y) { return size[x] > size[y]; });
+  std::vector<std::int32_t> rank(n_clusters);
+  for (std::int32_t r = 0; r < n_clusters; ++r) rank[order[r]] = r;
+  std::vector<std::int32_t> labels(n);
+  for (std::int64_t i = 0; i < n; ++i) labels[i] = rank[VECTOR(membership.v)[i]];
+  return labels;
+}
+
+}  // namespace orrery::compute

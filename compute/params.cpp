@@ -1,0 +1,161 @@
+// PipelineParams from JSON and their validation: every field named in errors as "section.key".
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "pipeline.hpp"
+
+namespace orrery::compute {
+namespace {
+
+using nlohmann::json;
+
+template <typename T>
+void take(const json& section, const std::string& where, const char* key, T& out) {
+  if (!section.contains(key)) return;
+  try {
+    out = section.at(key).get<T>();
+  } catch (const json::exception& e) {
+    throw Error("", where + "." + key, std::string("wrong type: ") + e.what());
+  }
+}
+
+void reject_unknown(const json& section, const std::string& where,
+                    std::initializer_list<const char*> known) {
+  if (!section.is_object()) throw Error("", where, "expected an object");
+  for (auto it = section.begin(); it != section.end(); ++it) {
+    bool ok = false;
+    for (const char* k : known) ok = ok || it.key() == k;
+    if (!ok) throw Error("", where.empty() ? it.key() : where + "." + it.key(), "unknown parameter");
+  }
+}
+
+void require(bool ok, const char* field, const std::string& message) {
+  if (!ok) throw Error("", field, message);
+}
+
+}  // namespace
+
+void PipelineParams::update_from_json(const json& j) {
+  reject_unknown(j, "", {"qc", "normalize", "hvg", "scale", "pca", "neighbors", "umap", "leiden",
+                         "chunk_mib", "backend"});
+  if (j.contains("qc")) {
+    const auto& s = j["qc"];
+    reject_unknown(s, "qc", {"mito_prefix", "min_genes", "max_genes", "max_pct_mito", "min_cells"});
+    take(s, "qc", "mito_prefix", qc_prefix);
+    take(s, "qc", "min_genes", min_genes);
+    take(s, "qc", "max_genes", max_genes);
+    take(s, "qc", "max_pct_mito", max_pct_qc);
+    take(s, "qc", "min_cells", min_cells);
+  }
+  if (j.contains("normalize")) {
+    reject_unknown(j["normalize"], "normalize", {"target_sum"});
+    if (j["normalize"].contains("target_sum") && j["normalize"]["target_sum"].is_null())
+      target_sum = 0;
+    else
+      take(j["normalize"], "normalize", "target_sum", target_sum);
+  }
+  if (j.contains("hvg")) {
+    const auto& s = j["hvg"];
+    reject_unknown(s, "hvg", {"flavor", "n_top_genes", "min_mean", "max_mean", "min_disp",
+                              "max_disp", "n_bins"});
+    take(s, "hvg", "flavor", hvg.flavor);
+    take(s, "hvg", "n_top_genes", hvg.n_top_genes);
+    take(s, "hvg", "min_mean", hvg.min_mean);
+    take(s, "hvg", "max_mean", hvg.max_mean);
+    take(s, "hvg", "min_disp", hvg.min_disp);
+    take(s, "hvg", "max_disp", hvg.max_disp);
+    take(s, "hvg", "n_bins", hvg.n_bins);
+  }
+  if (j.contains("scale")) {
+    reject_unknown(j["scale"], "scale", {"max_value"});
+    take(j["scale"], "scale", "max_value", scale_max_value);
+  }
+  if (j.contains("pca")) {
+    reject_unknown(j["pca"], "pca", {"n_comps"});
+    take(j["pca"], "pca", "n_comps", pca.n_comps);
+  }
+  if (j.contains("neighbors")) {
+    const auto& s = j["neighbors"];
+    reject_unknown(s, "neighbors", {"n_neighbors", "n_pcs", "metric"});
+    take(s, "neighbors", "n_neighbors", neighbors.n_neighbors);
+    take(s, "neighbors", "n_pcs", neighbors.n_pcs);
+    take(s, "neighbors", "metric", neighbors.metric);
+  }
+  if (j.contains("umap")) {
+    const auto& s = j["umap"];
+    reject_unknown(s, "umap", {"min_dist", "spread", "n_epochs", "learning_rate", "seed",
+                               "negative_sample_rate"});
+    take(s, "umap", "min_dist", umap.min_dist);
+    take(s, "umap", "spread", umap.spread);
+    take(s, "umap", "n_epochs", umap.n_epochs);
+    take(s, "umap", "learning_rate", umap.learning_rate);
+    take(s, "umap", "seed", umap.seed);
+    take(s, "umap", "negative_sample_rate", umap.negative_sample_rate);
+  }
+  if (j.contains("leiden")) {
+    const auto& s = j["leiden"];
+    reject_unknown(s, "leiden", {"resolution", "n_iterations", "seed"});
+    take(s, "leiden", "resolution", leiden.resolution);
+    take(s, "leiden", "n_iterations", leiden.n_iterations);
+    take(s, "leiden", "seed", leiden.seed);
+  }
+  if (j.contains("chunk_mib")) {
+    double mib = 0;
+    take(j, "", "chunk_mib", mib);
+    require(mib >= 1 && mib <= 1 << 20, "chunk_mib", "must be between 1 and 1048576");
+    chunk_bytes = static_cast<std::size_t>(mib * 1024 * 1024);
+  }
+  take(j, "", "backend", backend);
+  validate();
+}
+
+void PipelineParams::validate() const {
+  require(min_genes >= 0, "qc.min_genes", "must be >= 0");
+  require(max_genes >= 0, "qc.max_genes", "must be >= 0 (0: no bound)");
+  require(std::isfinite(max_pct_qc), "qc.max_pct_mito", "must be finite");
+  require(min_cells >= 0, "qc.min_cells", "must be >= 0");
+  require(std::isfinite(target_sum), "normalize.target_sum", "must be finite");
+  require(hvg.flavor == "cell_ranger" || hvg.flavor == "seurat", "hvg.flavor",
+          "must be cell_ranger or seurat (seurat_v3 is not implemented yet)");
+  require(hvg.n_top_genes >= 0 && hvg.n_top_genes <= 1000000, "hvg.n_top_genes",
+          "must be between 0 and 1e6");
+  require(hvg.n_bins >= 1 && hvg.n_bins <= 10000, "hvg.n_bins", "must be between 1 and 10000");
+  require(scale_max_value > 0, "scale.max_value", "must be positive");
+  require(pca.n_comps >= 1 && pca.n_comps <= 1000, "pca.n_comps", "must be between 1 and 1000");
+  require(neighbors.n_neighbors >= 2 && neighbors.n_neighbors <= 1000, "neighbors.n_neighbors",
+          "must be between 2 and 1000");
+  require(neighbors.n_pcs >= 0, "neighbors.n_pcs", "must be >= 0");
+  require(umap.min_dist >= 0 && umap.spread > 0 && umap.min_dist <= umap.spread, "umap.min_dist",
+          "need 0 <= min_dist <= spread");
+  require(umap.n_epochs >= 0 && umap.n_epochs <= 100000, "umap.n_epochs", "must be 0..100000");
+  require(umap.negative_sample_rate >= 0 && umap.negative_sample_rate <= 100,
+          "umap.negative_sample_rate", "must be 0..100");
+  require(leiden.resolution > 0 && std::isfinite(leiden.resolution), "leiden.resolution",
+          "must be positive");
+  require(backend == "cpu" || backend == "cuda" || backend == "auto", "backend",
+          "must be cpu, cuda or auto");
+}
+
+json report_json(const PipelineResult& r, const PipelineParams& p) {
+  json stages = json::array();
+  for (const auto& t : r.timings)
+    stages.push_back({{"stage", t.name},
+                      {"seconds", t.seconds},
+                      {"cpu_seconds", t.cpu_seconds},
+                      {"peak_rss_mib", t.peak_rss_mib},
+                      {"rows", t.rows},
+                      {"rows_per_second", t.seconds > 0 ? t.rows / t.seconds : 0.0}});
+  std::vector<double> ratio(r.pca.variance_ratio.begin(), r.pca.variance_ratio.end());
+  return {{"backend", r.backend_note},
+          {"n_cells", r.n_cells_total},
+          {"n_genes", r.n_genes_total},
+          {"n_cells_after_filter", r.kept_cells.size()},
+          {"n_genes_after_filter", r.kept_genes.size()},
+          {"n_hvg", r.hvg_genes.size()},
+          {"pca_variance_ratio", ratio},
+          {"leiden_n_clusters", r.n_clusters},
+          {"peak_rss_mib", peak_rss_mib()},
+          {"stages", stages}};
+}
+
+}  // namespace orrery::compute

@@ -1,0 +1,275 @@
+#include "pipeline.hpp"
+
+#include <sys/resource.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include "elementwise.hpp"
+
+namespace orrery::compute {
+namespace {
+
+double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return u.ru_utime.tv_sec + u.ru_stime.tv_sec + 1e-6 * (u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+class StageClock {
+ public:
+  StageClock(PipelineResult& r, std::string name, std::int64_t rows, Progress& p)
+      : r_(r), name_(std::move(name)), rows_(rows), cpu0_(cpu_seconds()),
+        t0_(std::chrono::steady_clock::now()) {
+    p.report(name_, 0.0);
+  }
+  ~StageClock() {
+    StageTiming t;
+    t.name = name_;
+    t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+    t.cpu_seconds = cpu_seconds() - cpu0_;
+    t.peak_rss_mib = peak_rss_mib();
+    t.rows = rows_;
+    r_.timings.push_back(t);
+  }
+
+ private:
+  PipelineResult& r_;
+  std::string name_;
+  std::int64_t rows_;
+  double cpu0_;
+  std::chrono::steady_clock::time_point t0_;
+};
+
+template <typename F>
+void for_each_chunk(io::RowChunkReader& x, std::size_t budget, Progress& progress,
+                    std::string_view stage, F&& fn) {
+  const std::int64_t n = x.n_rows();
+  const std::int64_t step = x.rows_for_budget(budget);
+  for (std::int64_t r0 = 0; r0 < n; r0 += step) {
+    progress.check();
+    const std::int64_t r1 = std::min(n, r0 + step);
+    CsrMatrix chunk = x.read_rows(r0, r1);
+    fn(chunk, r0);
+    progress.report(stage, static_cast<double>(r1) / static_cast<double>(n));
+  }
+}
+
+// Dense rows x n_hvg chunk of scaled values (zero-centred, unit variance, clipped above).
+Eigen::MatrixXf scaled_hvg_block(const CsrMatrix& lognorm, const std::vector<std::int32_t>& hvg_col,
+                                 const std::vector<float>& mean, const std::vector<float>& inv_std,
+                                 float max_value) {
+  const auto h = static_cast<Eigen::Index>(mean.size());
+  Eigen::MatrixXf z(lognorm.n_rows, h);
+  for (Eigen::Index c = 0; c < h; ++c)
+    z.col(c).setConstant(scale_value(0.0f, mean[c], inv_std[c], max_value));
+  for (std::int64_t r = 0; r < lognorm.n_rows; ++r)
+    for (auto k = lognorm.indptr[r]; k < lognorm.indptr[r + 1]; ++k) {
+      const auto c = hvg_col[lognorm.indices[k]];
+      if (c >= 0) z(r, c) = scale_value(lognorm.data[k], mean[c], inv_std[c], max_value);
+    }
+  return z;
+}
+
+}  // namespace
+
+double peak_rss_mib() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_maxrss) / 1024.0;
+}
+
+std::vector<std::int32_t> kept_gene_map(const PipelineResult& r) {
+  std::vector<std::int32_t> map(r.n_genes_total, -1);
+  for (std::size_t i = 0; i < r.kept_genes.size(); ++i) map[r.kept_genes[i]] = static_cast<std::int32_t>(i);
+  return map;
+}
+
+CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
+                               const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
+                               Backend& backend) {
+  CsrMatrix out;
+  out.n_cols = static_cast<std::int64_t>(r.kept_genes.size());
+  out.indptr.assign(1, 0);
+  for (std::int64_t i = 0; i < raw.n_rows; ++i) {
+    if (!r.cell_mask[row0 + i]) continue;
+    for (auto k = raw.indptr[i]; k < raw.indptr[i + 1]; ++k) {
+      const auto g = gene_map[raw.indices[k]];
+      if (g >= 0) {
+        out.indices.push_back(g);
+        out.data.push_back(raw.data[k]);
+      }
+    }
+    out.indptr.push_back(out.nnz());
+    ++out.n_rows;
+  }
+  backend.normalize_log1p(out, p.target_sum);
+  return out;
+}
+
+PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& backend,
+                            Progress& progress, const PipelineHooks& hooks) {
+  p.validate();
+  if (!store.X) throw Error(store.path, "X", "store has no matrix");
+  io::RowChunkReader& x = *store.X;
+  PipelineResult r;
+  r.n_cells_total = x.n_rows();
+  r.n_genes_total = x.n_cols();
+  if (r.n_cells_total == 0 || r.n_genes_total == 0)
+    throw Error(store.path, "X", "matrix is empty (" + std::to_string(r.n_cells_total) + " x " +
+                                     std::to_string(r.n_genes_total) + ")");
+  r.backend_note = backend.name();
+  PipelineParams params = p;
+
+  // Pass A: QC metrics of every cell and gene.
+  {
+    StageClock clock(r, "qc", r.n_cells_total, progress);
+    const auto qc_genes = genes_with_prefix(store.var.index, p.qc_prefix);
+    r.gene_qc.n_cells_by_counts.assign(r.n_genes_total, 0);
+    r.gene_qc.total_counts.assign(r.n_genes_total, 0.0);
+    for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t) {
+      accumulate_qc(c, qc_genes, r.cell_qc, r.gene_qc);
+    });
+  }
+
+  // Filters are masks; a second pass counts each gene over the kept cells only.
+  {
+    StageClock clock(r, "filter", r.n_cells_total, progress);
+    r.cell_mask.assign(r.n_cells_total, 0);
+    for (std::int64_t i = 0; i < r.n_cells_total; ++i) {
+      const int ng = r.cell_qc.n_genes_by_counts[i];
+      const double pct = r.cell_qc.pct_counts_qc[i];
+      bool keep = ng >= p.min_genes && (p.max_genes <= 0 || ng <= p.max_genes);
+      if (p.max_pct_qc > 0) keep = keep && pct < p.max_pct_qc;
+      r.cell_mask[i] = keep;
+      if (keep) r.kept_cells.push_back(i);
+    }
+    if (r.kept_cells.size() < 3)
+      throw Error(store.path, "filter", "only " + std::to_string(r.kept_cells.size()) +
+                                            " cells pass the QC thresholds");
+    std::vector<std::int64_t> n_cells(r.n_genes_total, 0);
+    for_each_chunk(x, p.chunk_bytes, progress, "filter", [&](const CsrMatrix& c, std::int64_t r0) {
+      for (std::int64_t i = 0; i < c.n_rows; ++i) {
+        if (!r.cell_mask[r0 + i]) continue;
+        for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+          if (c.data[k] > 0) ++n_cells[c.indices[k]];
+      }
+    });
+    r.gene_mask.assign(r.n_genes_total, 0);
+    for (std::int64_t g = 0; g < r.n_genes_total; ++g)
+      if (n_cells[g] >= p.min_cells) {
+        r.gene_mask[g] = 1;
+        r.kept_genes.push_back(static_cast<GeneIndex>(g));
+        r.kept_gene_n_cells.push_back(n_cells[g]);
+      }
+    if (r.kept_genes.size() < 2)
+      throw Error(store.path, "filter", "fewer than two genes pass min_cells");
+  }
+  const auto gene_map = kept_gene_map(r);
+  const auto n_kept_genes = static_cast<std::int64_t>(r.kept_genes.size());
+  const auto n_kept_cells = static_cast<std::int64_t>(r.kept_cells.size());
+
+  if (params.target_sum <= 0) {
+    // normalize_total(target_sum=None): the median total over kept genes of kept cells.
+    std::vector<double> totals;
+    for_each_chunk(x, p.chunk_bytes, progress, "normalize", [&](const CsrMatrix& c, std::int64_t r0) {
+      for (std::int64_t i = 0; i < c.n_rows; ++i) {
+        if (!r.cell_mask[r0 + i]) continue;
+        double t = 0;
+        for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+          if (gene_map[c.indices[k]] >= 0) t += c.data[k];
+        totals.push_back(t);
+      }
+    });
+    std::nth_element(totals.begin(), totals.begin() + totals.size() / 2, totals.end());
+    params.target_sum = totals[totals.size() / 2];
+  }
+
+  // Pass B: per-gene moments of the log-normalised data (and of expm1 for seurat).
+  {
+    StageClock clock(r, "hvg", n_kept_cells, progress);
+    std::vector<double> sum(n_kept_genes, 0), sumsq(n_kept_genes, 0);
+    const bool seurat = p.hvg.flavor == "seurat";
+    for_each_chunk(x, p.chunk_bytes, progress, "hvg", [&](const CsrMatrix& raw, std::int64_t r0) {
+      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+      for (std::int64_t k = 0; k < c.nnz(); ++k) {
+        const double v = seurat ? std::expm1(static_cast<double>(c.data[k])) : c.data[k];
+        sum[c.indices[k]] += v;
+        sumsq[c.indices[k]] += v * v;
+      }
+    });
+    std::vector<double> mean(n_kept_genes), var(n_kept_genes);
+    const double n = static_cast<double>(n_kept_cells);
+    for (std::int64_t g = 0; g < n_kept_genes; ++g) {
+      mean[g] = sum[g] / n;
+      var[g] = std::max(0.0, (sumsq[g] / n - mean[g] * mean[g]) * (n / (n - 1)));
+    }
+    r.hvg = highly_variable_genes(mean, var, p.hvg);
+    for (std::int64_t g = 0; g < n_kept_genes; ++g)
+      if (r.hvg.highly_variable[g]) r.hvg_genes.push_back(static_cast<std::int32_t>(g));
+    if (r.hvg_genes.size() < 2) throw Error(store.path, "hvg", "fewer than two genes selected");
+  }
+
+  // Scale statistics of the HVG columns (log data), then Pass C (Gram) and Pass D (projection).
+  const auto h = static_cast<std::int32_t>(r.hvg_genes.size());
+  std::vector<std::int32_t> hvg_col(n_kept_genes, -1);
+  for (std::int32_t c = 0; c < h; ++c) hvg_col[r.hvg_genes[c]] = c;
+  {
+    StageClock clock(r, "pca", n_kept_cells, progress);
+    std::vector<double> sum(h, 0), sumsq(h, 0);
+    for_each_chunk(x, p.chunk_bytes, progress, "pca: scale", [&](const CsrMatrix& raw, std::int64_t r0) {
+      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+      for (std::int64_t k = 0; k < c.nnz(); ++k) {
+        const auto col = hvg_col[c.indices[k]];
+        if (col < 0) continue;
+        sum[col] += c.data[k];
+        sumsq[col] += static_cast<double>(c.data[k]) * c.data[k];
+      }
+    });
+    std::vector<float> mean(h), inv_std(h);
+    const double n = static_cast<double>(n_kept_cells);
+    for (std::int32_t c = 0; c < h; ++c) {
+      const double m = sum[c] / n;
+      const double v = std::max(0.0, (sumsq[c] / n - m * m) * (n / (n - 1)));
+      mean[c] = static_cast<float>(m);
+      inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
+    }
+    GramAccumulator gram(h);
+    for_each_chunk(x, p.chunk_bytes, progress, "pca: gram", [&](const CsrMatrix& raw, std::int64_t r0) {
+      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+      gram.add(scaled_hvg_block(c, hvg_col, mean, inv_std, p.scale_max_value));
+    });
+    progress.report("pca: eigensolve", 0.0);
+    r.pca = pca_from_covariance(gram.covariance(), gram.mean(), std::min(p.pca.n_comps, h));
+    r.x_pca = DenseMatrix(n_kept_cells, static_cast<std::int64_t>(r.pca.variance.size()));
+    std::int64_t out_row = 0;
+    for_each_chunk(x, p.chunk_bytes, progress, "pca: project", [&](const CsrMatrix& raw, std::int64_t r0) {
+      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+      project(r.pca, scaled_hvg_block(c, hvg_col, mean, inv_std, p.scale_max_value), r.x_pca, out_row);
+      out_row += c.n_rows;
+    });
+  }
+
+  {
+    StageClock clock(r, "neighbors", n_kept_cells, progress);
+    r.knn = exact_knn(r.x_pca, p.neighbors, progress);
+    r.graph = fuzzy_simplicial_set(r.knn);
+  }
+  {
+    StageClock clock(r, "umap", n_kept_cells, progress);
+    r.x_umap = umap_layout(r.graph.connectivities, initial_layout_from_pca(r.x_pca, p.umap.seed),
+                           p.umap, progress, hooks.on_umap_epoch);
+  }
+  {
+    StageClock clock(r, "leiden", n_kept_cells, progress);
+    progress.check();
+    r.leiden = leiden(r.graph.connectivities, p.leiden);
+    r.n_clusters = r.leiden.empty() ? 0 : *std::max_element(r.leiden.begin(), r.leiden.end()) + 1;
+  }
+  progress.report("done", 1.0);
+  return r;
+}
+
+}  // namespace orrery::compute

@@ -1,0 +1,91 @@
+// The analysis pipeline over a store, streamed in row chunks: QC -> cell/gene filters (masks)
+// -> normalize_total + log1p -> HVG -> scale -> PCA -> kNN -> connectivities -> UMAP + Leiden.
+// Parameters default to the scanpy pbmc3k tutorial; every stage records time and peak RSS.
+#pragma once
+
+#include <nlohmann/json_fwd.hpp>
+#include <string>
+#include <vector>
+
+#include "backend.hpp"
+#include "hvg.hpp"
+#include "io/store.hpp"
+#include "knn.hpp"
+#include "leiden.hpp"
+#include "pca.hpp"
+#include "progress.hpp"
+#include "qc.hpp"
+#include "umap.hpp"
+
+namespace orrery::compute {
+
+struct PipelineParams {
+  std::string qc_prefix = "MT-";  // qc_vars=["mt"]: genes whose names start with this
+  int min_genes = 200;            // keep cells with n_genes_by_counts >= min_genes
+  int max_genes = 2500;           // ... and <= max_genes (0: no upper bound)
+  double max_pct_qc = 5.0;        // ... and pct_counts_mt < max_pct_qc (<= 0: no bound)
+  int min_cells = 3;              // keep genes seen in at least min_cells kept cells
+  double target_sum = 1e4;        // normalize_total; <= 0: median of cell totals
+  HvgOptions hvg{.flavor = "cell_ranger", .n_top_genes = 2000};
+  float scale_max_value = 10.0f;
+  PcaOptions pca{.n_comps = 50};
+  KnnOptions neighbors{.n_neighbors = 15, .n_pcs = 40};
+  UmapOptions umap{};
+  LeidenOptions leiden{.resolution = 0.6, .seed = 0};
+  std::size_t chunk_bytes = std::size_t{256} << 20;
+  std::string backend = "auto";
+
+  // Reads the keys present in `j` (e.g. {"leiden": {"resolution": 1.0}}), rejecting unknown
+  // keys and absurd values with an error naming the field.
+  void update_from_json(const nlohmann::json& j);
+  void validate() const;
+};
+
+struct StageTiming {
+  std::string name;
+  double seconds = 0, cpu_seconds = 0;
+  double peak_rss_mib = 0;
+  std::int64_t rows = 0;
+};
+
+struct PipelineResult {
+  std::int64_t n_cells_total = 0, n_genes_total = 0;
+  CellQc cell_qc;  // every cell of the store
+  GeneQc gene_qc;  // every gene, over every cell
+  std::vector<char> cell_mask, gene_mask;
+  std::vector<CellIndex> kept_cells;
+  std::vector<GeneIndex> kept_genes;
+  std::vector<std::int64_t> kept_gene_n_cells;  // n cells among kept cells, per kept gene
+  HvgResult hvg;                                // over kept genes
+  std::vector<std::int32_t> hvg_genes;          // positions among kept genes
+  PcaModel pca;
+  DenseMatrix x_pca;   // kept cells x n_comps
+  KnnResult knn;
+  FuzzyGraph graph;
+  DenseMatrix x_umap;  // kept cells x 2
+  std::vector<std::int32_t> leiden;
+  int n_clusters = 0;
+  std::vector<StageTiming> timings;
+  std::string backend_note;
+};
+
+// Called with the embedding while UMAP optimises (every few epochs) so a viewer can animate.
+struct PipelineHooks {
+  EpochCallback on_umap_epoch;
+};
+
+PipelineResult run_pipeline(io::Store& store, const PipelineParams& params, Backend& backend,
+                            Progress& progress, const PipelineHooks& hooks = {});
+
+// Rows [r0, r1) of the store restricted to kept cells and genes, normalised and log1p'd:
+// the matrix every downstream stage sees.
+CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0,
+                               const PipelineResult& result, const std::vector<std::int32_t>& gene_map,
+                               const PipelineParams& params, Backend& backend);
+std::vector<std::int32_t> kept_gene_map(const PipelineResult& result);
+
+nlohmann::json report_json(const PipelineResult& result, const PipelineParams& params);
+
+double peak_rss_mib();
+
+}  // namespace orrery::compute

@@ -1,0 +1,38 @@
+// Quality-control metrics as scanpy's calculate_qc_metrics: per cell n_genes_by_counts,
+// total_counts and pct_counts for a gene set (e.g. mitochondrial); per gene n_cells_by_counts,
+// total_counts, mean_counts and pct_dropout_by_counts. Accumulated chunk by chunk.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "io/matrix.hpp"
+
+namespace orrery::compute {
+
+struct CellQc {
+  std::vector<std::int32_t> n_genes_by_counts;
+  std::vector<double> total_counts;
+  std::vector<double> total_counts_qc;  // counts in the qc gene set (e.g. "mt")
+  std::vector<double> pct_counts_qc;    // 100 * total_counts_qc / total_counts (NaN if empty)
+};
+
+struct GeneQc {
+  std::vector<std::int64_t> n_cells_by_counts;
+  std::vector<double> total_counts;
+  std::int64_t n_cells = 0;
+  double mean_counts(std::size_t g) const { return n_cells ? total_counts[g] / n_cells : 0.0; }
+  double pct_dropout(std::size_t g) const {
+    return n_cells ? 100.0 * (1.0 - static_cast<double>(n_cells_by_counts[g]) / n_cells) : 0.0;
+  }
+};
+
+// Genes whose name starts with `prefix` (scanpy's var_names.str.startswith("MT-")).
+std::vector<char> genes_with_prefix(const std::vector<std::string>& names, const std::string& prefix);
+
+// Appends the chunk's cells to `cells` and adds its counts to `genes` (sized n_cols beforehand).
+void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes, CellQc& cells,
+                   GeneQc& genes);
+
+}  // namespace orrery::compute

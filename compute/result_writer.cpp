@@ -1,0 +1,72 @@
+#include "result_writer.hpp"
+
+#include "io/h5ad_writer.hpp"
+#include "palette.hpp"
+
+namespace orrery::compute {
+namespace {
+
+template <typename T, typename Src>
+std::vector<T> pick(const Src& values, const std::vector<CellIndex>& rows) {
+  std::vector<T> out;
+  out.reserve(rows.size());
+  for (auto i : rows) out.push_back(static_cast<T>(values[i]));
+  return out;
+}
+
+}  // namespace
+
+void write_result_h5ad(io::Store& store, const PipelineResult& r, const PipelineParams& p,
+                       Backend& backend, const std::string& out_path, Progress& progress) {
+  io::H5adWriter w(out_path);
+  const auto gene_map = kept_gene_map(r);
+  io::RowChunkReader& x = *store.X;
+  const std::int64_t step = x.rows_for_budget(p.chunk_bytes);
+  std::int64_t r0 = 0;
+  PipelineParams params = p;
+  w.write_X(static_cast<std::int64_t>(r.kept_cells.size()),
+            static_cast<std::int64_t>(r.kept_genes.size()), [&](CsrMatrix& chunk) {
+              if (r0 >= x.n_rows()) return false;
+              progress.check();
+              const std::int64_t r1 = std::min(x.n_rows(), r0 + step);
+              chunk = log_normalized_chunk(x.read_rows(r0, r1), r0, r, gene_map, params, backend);
+              progress.report("write", static_cast<double>(r1) / x.n_rows());
+              r0 = r1;
+              return true;
+            });
+
+  DataFrame obs;
+  for (auto i : r.kept_cells) obs.index.push_back(store.obs.index[i]);
+  obs.columns.push_back({"n_genes_by_counts", pick<std::int32_t>(r.cell_qc.n_genes_by_counts, r.kept_cells)});
+  obs.columns.push_back({"total_counts", pick<float>(r.cell_qc.total_counts, r.kept_cells)});
+  obs.columns.push_back({"pct_counts_mt", pick<float>(r.cell_qc.pct_counts_qc, r.kept_cells)});
+  Categorical leiden;
+  leiden.codes.assign(r.leiden.begin(), r.leiden.end());
+  for (int c = 0; c < r.n_clusters; ++c) leiden.categories.push_back(std::to_string(c));
+  leiden.colors = categorical_palette(r.n_clusters);
+  obs.columns.push_back({"leiden", std::move(leiden)});
+  w.write_obs(obs);
+
+  DataFrame var;
+  std::vector<CellIndex> genes(r.kept_genes.begin(), r.kept_genes.end());
+  for (auto g : genes) var.index.push_back(store.var.index[g]);
+  if (const Column* ids = store.var.find("gene_ids"))
+    if (auto* v = std::get_if<std::vector<std::string>>(&ids->values))
+      var.columns.push_back({"gene_ids", pick<std::string>(*v, genes)});
+  var.columns.push_back({"n_cells", std::vector<std::int64_t>(r.kept_gene_n_cells)});
+  std::vector<bool> hv(r.hvg.highly_variable.begin(), r.hvg.highly_variable.end());
+  var.columns.push_back({"highly_variable", std::move(hv)});
+  var.columns.push_back({"means", r.hvg.means});
+  var.columns.push_back({"dispersions", r.hvg.dispersions});
+  var.columns.push_back({"dispersions_norm", r.hvg.dispersions_norm});
+  w.write_var(var);
+
+  w.write_obsm("X_pca", r.x_pca);
+  w.write_obsm("X_umap", r.x_umap);
+  w.write_obsp("connectivities", r.graph.connectivities);
+  w.write_obsp("distances", r.graph.distances);
+  progress.check();
+  w.commit();
+}
+
+}  // namespace orrery::compute

@@ -1,0 +1,15 @@
+// Writes a pipeline result as an .h5ad that scanpy reads: X = log-normalised kept cells x kept
+// genes (streamed), obs QC + leiden (categorical, colours in uns), var HVG statistics,
+// obsm X_pca/X_umap, obsp connectivities/distances. Atomic: temporary file, then rename.
+#pragma once
+
+#include <string>
+
+#include "pipeline.hpp"
+
+namespace orrery::compute {
+
+void write_result_h5ad(io::Store& store, const PipelineResult& result, const PipelineParams& params,
+                       Backend& backend, const std::string& out_path, Progress& progress);
+
+}  // namespace orrery::compute

@@ -1,0 +1,282 @@
+#include "umap.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <map>
+
+#include "io/error.hpp"
+#include "rng.hpp"
+
+namespace orrery::compute {
+namespace {
+
+constexpr double kSmoothKTolerance = 1e-5;
+constexpr double kMinKDistScale = 1e-3;
+
+// umap-learn's smooth_knn_dist: per point rho (distance to the nearest non-identical neighbour)
+// and sigma such that sum_j exp(-(d_j - rho) / sigma) = log2(k).
+void smooth_knn_dist(const KnnResult& knn, double local_connectivity, std::vector<double>& sigma,
+                     std::vector<double>& rho) {
+  const std::int64_t n = knn.n;
+  const int k = knn.k;
+  const double target = std::log2(static_cast<double>(k));
+  double mean_all = 0.0;
+  for (float d : knn.distances) mean_all += d;
+  mean_all /= static_cast<double>(knn.distances.size());
+  sigma.assign(n, 0.0);
+  rho.assign(n, 0.0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const float* d = knn.distances.data() + i * k;
+    std::vector<double> nonzero;
+    for (int j = 0; j < k; ++j)
+      if (d[j] > 0.0f) nonzero.push_back(d[j]);
+    if (static_cast<double>(nonzero.size()) >= local_connectivity) {
+      const int index = static_cast<int>(std::floor(local_connectivity));
+      const double interpolation = local_connectivity - index;
+      if (index > 0) {
+        rho[i] = nonzero[index - 1];
+        if (interpolation > kSmoothKTolerance)
+          rho[i] += interpolation * (nonzero[index] - nonzero[index - 1]);
+      } else {
+        rho[i] = interpolation * nonzero[0];
+      }
+    } else if (!nonzero.empty()) {
+      rho[i] = *std::max_element(nonzero.begin(), nonzero.end());
+    }
+    double lo = 0.0, hi = std::numeric_limits<double>::infinity(), mid = 1.0;
+    for (int it = 0; it < 64; ++it) {
+      double psum = 0.0;
+      for (int j = 1; j < k; ++j) {
+        const double x = d[j] - rho[i];
+        psum += x > 0 ? std::exp(-(x / mid)) : 1.0;
+      }
+      if (std::fabs(psum - target) < kSmoothKTolerance) break;
+      if (psum > target) {
+        hi = mid;
+        mid = (lo + hi) / 2.0;
+      } else {
+        lo = mid;
+        mid = std::isinf(hi) ? mid * 2 : (lo + hi) / 2.0;
+      }
+    }
+    sigma[i] = mid;
+    double mean_i = 0.0;
+    for (int j = 0; j < k; ++j) mean_i += d[j];
+    mean_i /= k;
+    const double floor = kMinKDistScale * (rho[i] > 0.0 ? mean_i : mean_all);
+    if (sigma[i] < floor) sigma[i] = floor;
+  }
+}
+
+CsrMatrix csr_from_rows(std::int64_t n, const std::vector<std::map<std::int64_t, float>>& rows) {
+  CsrMatrix m;
+  m.n_rows = m.n_cols = n;
+  m.indptr.assign(1, 0);
+  for (const auto& row : rows) {
+    for (auto [j, v] : row)
+      if (v != 0.0f) {
+        m.indices.push_back(static_cast<GeneIndex>(j));
+        m.data.push_back(v);
+      }
+    m.indptr.push_back(m.nnz());
+  }
+  return m;
+}
+
+}  // namespace
+
+FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
+                                double set_op_mix_ratio) {
+  const std::int64_t n = knn.n;
+  const int k = knn.k;
+  if (n > std::numeric_limits<GeneIndex>::max())
+    throw Error("", "neighbors", "graphs above 2^31 cells are not supported yet");
+  std::vector<double> sigma, rho;
+  smooth_knn_dist(knn, local_connectivity, sigma, rho);
+
+  std::vector<std::map<std::int64_t, float>> p(n), dist(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (int c = 0; c < k; ++c) {
+      const std::int64_t j = knn.indices[i * k + c];
+      if (j < 0 || j == i) continue;
+      const double d = knn.distances[i * k + c];
+      double w;
+      if (d - rho[i] <= 0.0 || sigma[i] == 0.0)
+        w = 1.0;
+      else
+        w = std::exp(-((d - rho[i]) / sigma[i]));
+      p[i][j] = static_cast<float>(w);
+      dist[i][j] = static_cast<float>(d);
+    }
+  }
+  // Fuzzy union: P + P^T - P o P^T (set_op_mix_ratio = 1), intersection blended otherwise.
+  std::vector<std::map<std::int64_t, float>> sym(n);
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (auto [j, a] : p[i]) {
+      auto it = p[j].find(i);
+      const double b = it == p[j].end() ? 0.0 : it->second;
+      const double prod = a * b;
+      const double v = set_op_mix_ratio * (a + b - prod) + (1.0 - set_op_mix_ratio) * prod;
+      sym[i][j] = static_cast<float>(v);
+      sym[j][i] = static_cast<float>(v);
+    }
+  }
+  FuzzyGraph g;
+  g.connectivities = csr_from_rows(n, sym);
+  g.distances = csr_from_rows(n, dist);
+  return g;
+}
+
+std::pair<double, double> find_ab_params(double spread, double min_dist) {
+  if (!(spread > 0) || !(min_dist >= 0) || min_dist > spread)
+    throw Error("", "umap.min_dist", "need 0 <= min_dist <= spread and spread > 0");
+  const int n = 300;
+  std::vector<double> xs(n), ys(n);
+  for (int i = 0; i < n; ++i) {
+    xs[i] = spread * 3.0 * i / (n - 1);
+    ys[i] = xs[i] < min_dist ? 1.0 : std::exp(-(xs[i] - min_dist) / spread);
+  }
+  auto residual = [&](double a, double b) {
+    double s = 0;
+    for (int i = 0; i < n; ++i) {
+      const double f = 1.0 / (1.0 + a * std::pow(xs[i], 2 * b));
+      s += (f - ys[i]) * (f - ys[i]);
+    }
+    return s;
+  };
+  // Levenberg-Marquardt from (1, 1), as scipy's curve_fit.
+  double a = 1.0, b = 1.0, lambda = 1e-3, cost = residual(a, b);
+  for (int it = 0; it < 500; ++it) {
+    double jtj[2][2] = {{0, 0}, {0, 0}}, jtr[2] = {0, 0};
+    for (int i = 0; i < n; ++i) {
+      const double x = xs[i];
+      const double x2b = x > 0 ? std::pow(x, 2 * b) : 0.0;
+      const double den = 1.0 + a * x2b;
+      const double f = 1.0 / den;
+      const double da = -x2b / (den * den);
+      const double db = x > 0 ? -a * x2b * 2.0 * std::log(x) / (den * den) : 0.0;
+      const double r = f - ys[i];
+      jtj[0][0] += da * da;
+      jtj[0][1] += da * db;
+      jtj[1][1] += db * db;
+      jtr[0] += da * r;
+      jtr[1] += db * r;
+    }
+    const double m00 = jtj[0][0] * (1 + lambda), m11 = jtj[1][1] * (1 + lambda), m01 = jtj[0][1];
+    const double det = m00 * m11 - m01 * m01;
+    if (det == 0) break;
+    const double step_a = -(m11 * jtr[0] - m01 * jtr[1]) / det;
+    const double step_b = -(m00 * jtr[1] - m01 * jtr[0]) / det;
+    const double new_cost = residual(a + step_a, b + step_b);
+    if (new_cost < cost) {
+      a += step_a;
+      b += step_b;
+      const bool converged = cost - new_cost < 1e-15 * std::max(1.0, cost);
+      cost = new_cost;
+      lambda /= 10;
+      if (converged) break;
+    } else {
+      lambda *= 10;
+      if (lambda > 1e12) break;
+    }
+  }
+  return {a, b};
+}
+
+DenseMatrix initial_layout_from_pca(const DenseMatrix& pca, std::uint64_t seed) {
+  DenseMatrix init(pca.rows, 2);
+  Rng rng(seed ^ 0x5eed5eedULL);
+  for (std::int64_t i = 0; i < pca.rows; ++i)
+    for (int d = 0; d < 2; ++d)
+      init.at(i, d) = (d < pca.cols ? pca.at(i, d) : 0.0f) +
+                      static_cast<float>(1e-4 * (rng.uniform() - 0.5));
+  for (int d = 0; d < 2; ++d) {
+    float lo = std::numeric_limits<float>::max(), hi = std::numeric_limits<float>::lowest();
+    for (std::int64_t i = 0; i < init.rows; ++i) {
+      lo = std::min(lo, init.at(i, d));
+      hi = std::max(hi, init.at(i, d));
+    }
+    const float range = hi > lo ? hi - lo : 1.0f;
+    for (std::int64_t i = 0; i < init.rows; ++i) init.at(i, d) = 10.0f * (init.at(i, d) - lo) / range;
+  }
+  return init;
+}
+
+DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix emb, const UmapOptions& o,
+                        Progress& progress, const EpochCallback& on_epoch) {
+  const std::int64_t n = graph.n_rows;
+  if (emb.rows != n || emb.cols != 2) throw Error("", "umap", "initial layout must be n x 2");
+  const int n_epochs = o.n_epochs > 0 ? o.n_epochs : (n <= 10000 ? 500 : 200);
+  const auto [a, b] = find_ab_params(o.spread, o.min_dist);
+
+  float max_w = 0.0f;
+  for (float w : graph.data) max_w = std::max(max_w, w);
+  std::vector<std::int64_t> head, tail;
+  std::vector<double> eps;  // epochs per sample
+  for (std::int64_t i = 0; i < n; ++i)
+    for (auto kk = graph.indptr[i]; kk < graph.indptr[i + 1]; ++kk) {
+      const float w = graph.data[kk];
+      if (w < max_w / static_cast<float>(n_epochs)) continue;
+      head.push_back(i);
+      tail.push_back(graph.indices[kk]);
+      eps.push_back(static_cast<double>(max_w) / w);  // n_epochs / (n_epochs * w / max_w)
+    }
+  const std::size_t m = head.size();
+  std::vector<double> next_sample(eps), eps_neg(m), next_neg(m);
+  for (std::size_t e = 0; e < m; ++e) {
+    eps_neg[e] = eps[e] / o.negative_sample_rate;
+    next_neg[e] = eps_neg[e];
+  }
+  Rng rng(o.seed);
+  auto clip = [](double g) { return g > 4.0 ? 4.0 : (g < -4.0 ? -4.0 : g); };
+  float* y = emb.values.data();
+  for (int epoch = 0; epoch < n_epochs; ++epoch) {
+    if (epoch % 10 == 0) {
+      progress.check();
+      progress.report("umap", static_cast<double>(epoch) / n_epochs);
+      if (on_epoch) on_epoch(epoch, n_epochs, emb);
+    }
+    const double alpha = o.learning_rate * (1.0 - static_cast<double>(epoch) / n_epochs);
+    for (std::size_t e = 0; e < m; ++e) {
+      if (next_sample[e] > epoch) continue;
+      float* cur = y + 2 * head[e];
+      float* oth = y + 2 * tail[e];
+      double dx = cur[0] - oth[0], dy = cur[1] - oth[1];
+      double d2 = dx * dx + dy * dy;
+      if (d2 > 0.0) {
+        const double coeff = -2.0 * a * b * std::pow(d2, b - 1.0) / (a * std::pow(d2, b) + 1.0);
+        const double gx = clip(coeff * dx) * alpha, gy = clip(coeff * dy) * alpha;
+        cur[0] += static_cast<float>(gx);
+        cur[1] += static_cast<float>(gy);
+        oth[0] -= static_cast<float>(gx);
+        oth[1] -= static_cast<float>(gy);
+      }
+      next_sample[e] += eps[e];
+      const int n_neg = static_cast<int>((epoch - next_neg[e]) / eps_neg[e]);
+      for (int p = 0; p < n_neg; ++p) {
+        const std::int64_t kidx = static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(n));
+        if (kidx == head[e]) continue;
+        const float* other = y + 2 * kidx;
+        dx = cur[0] - other[0];
+        dy = cur[1] - other[1];
+        d2 = dx * dx + dy * dy;
+        double gx = 4.0, gy = 4.0;
+        if (d2 > 0.0) {
+          const double coeff =
+              2.0 * o.repulsion_strength * b / ((0.001 + d2) * (a * std::pow(d2, b) + 1.0));
+          gx = clip(coeff * dx);
+          gy = clip(coeff * dy);
+        }
+        cur[0] += static_cast<float>(gx * alpha);
+        cur[1] += static_cast<float>(gy * alpha);
+      }
+      next_neg[e] += n_neg * eps_neg[e];
+    }
+  }
+  progress.report("umap", 1.0);
+  if (on_epoch) on_epoch(n_epochs, n_epochs, emb);
+  return emb;
+}
+
+}  // namespace orrery::compute

@@ -1,0 +1,45 @@
+// UMAP as umap-learn: the fuzzy simplicial set of a kNN graph (smooth kNN distances, fuzzy
+// union), which is also scanpy's `connectivities`, and the SGD layout with negative sampling.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <utility>
+
+#include "io/matrix.hpp"
+#include "knn.hpp"
+#include "progress.hpp"
+
+namespace orrery::compute {
+
+struct FuzzyGraph {
+  CsrMatrix connectivities;  // symmetric, n x n
+  CsrMatrix distances;       // kNN distances without self, n x n
+};
+
+FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity = 1.0,
+                                double set_op_mix_ratio = 1.0);
+
+struct UmapOptions {
+  double min_dist = 0.5;
+  double spread = 1.0;
+  int n_epochs = 0;  // 0: 500 for up to 10k cells, else 200 (umap-learn)
+  double learning_rate = 1.0;
+  double repulsion_strength = 1.0;
+  int negative_sample_rate = 5;
+  std::uint64_t seed = 0;
+};
+
+// a, b of the low-dimensional similarity 1 / (1 + a d^(2b)) fitted as umap-learn's find_ab_params.
+std::pair<double, double> find_ab_params(double spread, double min_dist);
+
+// Lays out `graph` starting from `init` (n x 2). `on_epoch(epoch, n_epochs, embedding)` may be
+// used to animate the layout while it optimises.
+using EpochCallback = std::function<void(int, int, const DenseMatrix&)>;
+DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix init, const UmapOptions& options,
+                        Progress& progress, const EpochCallback& on_epoch = {});
+
+// Initial 2-D positions from the first two PCs, scaled to [0, 10] as umap-learn scales its init.
+DenseMatrix initial_layout_from_pca(const DenseMatrix& pca, std::uint64_t seed);
+
+}  // namespace orrery::compute

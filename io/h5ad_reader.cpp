@@ -1,0 +1,250 @@
+#include "h5ad_reader.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+
+namespace orrery::io {
+
+void silence_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+
+namespace {
+
+std::string read_string_attr(hid_t obj, const char* name) {
+  if (H5Aexists(obj, name) <= 0) return {};
+  H5Id attr(H5Aopen(obj, name, H5P_DEFAULT));
+  if (!attr.valid()) return {};
+  H5Id type(H5Aget_type(attr));
+  if (H5Tget_class(type) != H5T_STRING) return {};
+  if (H5Tis_variable_str(type) > 0) {
+    H5Id mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem, H5T_VARIABLE);
+    H5Tset_cset(mem, H5Tget_cset(type));
+    char* value = nullptr;
+    if (H5Aread(attr, mem, &value) < 0 || !value) return {};
+    std::string out(value);
+    H5free_memory(value);
+    return out;
+  }
+  std::size_t size = H5Tget_size(type);
+  std::string out(size, '\0');
+  if (H5Aread(attr, type, out.data()) < 0) return {};
+  out.resize(std::strlen(out.c_str()));
+  return out;
+}
+
+std::vector<hsize_t> dataset_dims(hid_t dset) {
+  H5Id space(H5Dget_space(dset));
+  int rank = H5Sget_simple_extent_ndims(space);
+  std::vector<hsize_t> dims(std::max(rank, 0));
+  if (rank > 0) H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+  return dims;
+}
+
+// Reads elements [begin, end) of a 1-D dataset converted to the memory type `mem`.
+template <typename T>
+void read_range(hid_t dset, hid_t mem, hsize_t begin, hsize_t end, T* out, const std::string& file,
+                const std::string& element) {
+  if (end <= begin) return;
+  H5Id space(H5Dget_space(dset));
+  hsize_t count = end - begin;
+  if (H5Sselect_hyperslab(space, H5S_SELECT_SET, &begin, nullptr, &count, nullptr) < 0)
+    throw Error(file, element, "range selection failed");
+  H5Id memspace(H5Screate_simple(1, &count, nullptr));
+  if (H5Dread(dset, mem, memspace, space, H5P_DEFAULT, out) < 0)
+    throw Error(file, element, "read failed (corrupt, truncated, or unreadable filter)");
+}
+
+class CsrReader final : public RowChunkReader {
+ public:
+  CsrReader(std::string file, H5Id group, std::int64_t rows, std::int64_t cols)
+      : file_(std::move(file)), group_(std::move(group)), rows_(rows), cols_(cols) {
+    data_ = open("data");
+    indices_ = open("indices");
+    indptr_ = open("indptr");
+    auto ip = dataset_dims(indptr_);
+    if (ip.size() != 1 || static_cast<std::int64_t>(ip[0]) != rows_ + 1)
+      throw Error(file_, "X/indptr", "length must be n_obs + 1 = " + std::to_string(rows_ + 1));
+    auto nd = dataset_dims(data_), ni = dataset_dims(indices_);
+    if (nd.size() != 1 || ni.size() != 1 || nd[0] != ni[0])
+      throw Error(file_, "X/data", "data and indices lengths differ");
+    nnz_ = static_cast<std::int64_t>(nd[0]);
+    std::int64_t last = 0;
+    read_range(indptr_.get(), H5T_NATIVE_INT64, rows_, rows_ + 1, &last, file_, "X/indptr");
+    if (last != nnz_)
+      throw Error(file_, "X/indptr", "last entry " + std::to_string(last) + " != nnz " +
+                                         std::to_string(nnz_));
+  }
+  std::int64_t n_rows() const override { return rows_; }
+  std::int64_t n_cols() const override { return cols_; }
+  std::int64_t nnz() const override { return nnz_; }
+
+  CsrMatrix read_rows(std::int64_t r0, std::int64_t r1) override {
+    if (r0 < 0 || r1 > rows_ || r0 > r1) throw Error(file_, "X", "row range out of bounds");
+    CsrMatrix out;
+    out.n_rows = r1 - r0;
+    out.n_cols = cols_;
+    out.indptr.resize(out.n_rows + 1);
+    read_range(indptr_.get(), H5T_NATIVE_INT64, r0, r1 + 1, out.indptr.data(), file_, "X/indptr");
+    const std::int64_t b = out.indptr.front(), e = out.indptr.back();
+    for (std::int64_t r = 0; r < out.n_rows; ++r)
+      if (out.indptr[r + 1] < out.indptr[r])
+        throw Error(file_, "X/indptr", "not monotone at row " + std::to_string(r0 + r));
+    if (b < 0 || e > nnz_) throw Error(file_, "X/indptr", "offset outside [0, nnz]");
+    for (auto& p : out.indptr) p -= b;
+    out.indices.resize(e - b);
+    out.data.resize(e - b);
+    read_range(indices_.get(), H5T_NATIVE_INT32, b, e, out.indices.data(), file_, "X/indices");
+    read_range(data_.get(), H5T_NATIVE_FLOAT, b, e, out.data.data(), file_, "X/data");
+    for (auto i : out.indices)
+      if (i < 0 || i >= cols_)
+        throw Error(file_, "X/indices", "column index " + std::to_string(i) + " out of range");
+    for (auto v : out.data)
+      if (!std::isfinite(v)) throw Error(file_, "X/data", "NaN or Inf value");
+    return out;
+  }
+
+ private:
+  H5Id open(const char* name) {
+    H5Id d(H5Dopen2(group_, name, H5P_DEFAULT));
+    if (!d.valid()) throw Error(file_, std::string("X/") + name, "missing dataset");
+    return d;
+  }
+  std::string file_;
+  H5Id group_, data_, indices_, indptr_;
+  std::int64_t rows_, cols_, nnz_ = 0;
+};
+
+class DenseReader final : public RowChunkReader {
+ public:
+  DenseReader(std::string file, H5Id dset, std::int64_t rows, std::int64_t cols)
+      : file_(std::move(file)), dset_(std::move(dset)), rows_(rows), cols_(cols) {}
+  std::int64_t n_rows() const override { return rows_; }
+  std::int64_t n_cols() const override { return cols_; }
+  // Unknown without a pass; treat as dense for chunk sizing.
+  std::int64_t nnz() const override { return rows_ * cols_; }
+  CsrMatrix read_rows(std::int64_t r0, std::int64_t r1) override {
+    if (r0 < 0 || r1 > rows_ || r0 > r1) throw Error(file_, "X", "row range out of bounds");
+    std::vector<float> block((r1 - r0) * cols_);
+    if (r1 > r0) {
+      H5Id space(H5Dget_space(dset_));
+      hsize_t start[2] = {static_cast<hsize_t>(r0), 0};
+      hsize_t count[2] = {static_cast<hsize_t>(r1 - r0), static_cast<hsize_t>(cols_)};
+      H5Sselect_hyperslab(space, H5S_SELECT_SET, start, nullptr, count, nullptr);
+      H5Id mem(H5Screate_simple(2, count, nullptr));
+      if (H5Dread(dset_, H5T_NATIVE_FLOAT, mem, space, H5P_DEFAULT, block.data()) < 0)
+        throw Error(file_, "X", "read failed (corrupt or truncated?)");
+    }
+    CsrMatrix out;
+    out.n_rows = r1 - r0;
+    out.n_cols = cols_;
+    out.indptr.assign(1, 0);
+    for (std::int64_t r = 0; r < out.n_rows; ++r) {
+      for (std::int64_t c = 0; c < cols_; ++c) {
+        float v = block[r * cols_ + c];
+        if (!std::isfinite(v)) throw Error(file_, "X", "NaN or Inf value");
+        if (v != 0.0f) {
+          out.indices.push_back(static_cast<GeneIndex>(c));
+          out.data.push_back(v);
+        }
+      }
+      out.indptr.push_back(out.nnz());
+    }
+    return out;
+  }
+
+ private:
+  std::string file_;
+  H5Id dset_;
+  std::int64_t rows_, cols_;
+};
+
+std::vector<std::string> read_index(hid_t file_id, const char* frame, const std::string& file) {
+  H5Id group(H5Gopen2(file_id, frame, H5P_DEFAULT));
+  if (!group.valid()) throw Error(file, frame, "missing dataframe group");
+  std::string index_name = read_string_attr(group, "_index");
+  if (index_name.empty()) index_name = "_index";
+  return read_string_dataset(group, index_name, file + ": " + frame);
+}
+
+}  // namespace
+
+std::vector<std::string> read_string_dataset(hid_t parent, const std::string& name,
+                                             const std::string& file) {
+  H5Id dset(H5Dopen2(parent, name.c_str(), H5P_DEFAULT));
+  if (!dset.valid()) throw Error(file, name, "missing dataset");
+  H5Id type(H5Dget_type(dset));
+  if (H5Tget_class(type) != H5T_STRING) throw Error(file, name, "expected a string dataset");
+  auto dims = dataset_dims(dset);
+  if (dims.size() != 1) throw Error(file, name, "expected a 1-D string dataset");
+  const std::size_t n = dims[0];
+  std::vector<std::string> out(n);
+  if (n == 0) return out;
+  if (H5Tis_variable_str(type) > 0) {
+    H5Id mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem, H5T_VARIABLE);
+    H5Tset_cset(mem, H5Tget_cset(type));
+    std::vector<char*> ptrs(n, nullptr);
+    if (H5Dread(dset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0)
+      throw Error(file, name, "read failed");
+    for (std::size_t i = 0; i < n; ++i) out[i] = ptrs[i] ? ptrs[i] : "";
+    H5Id space(H5Dget_space(dset));
+    H5Dvlen_reclaim(mem, space, H5P_DEFAULT, ptrs.data());
+  } else {
+    const std::size_t size = H5Tget_size(type);
+    if (size == 0 || n > (std::size_t{1} << 34) / size) throw Error(file, name, "absurd size");
+    std::vector<char> buf(n * size);
+    if (H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
+      throw Error(file, name, "read failed");
+    for (std::size_t i = 0; i < n; ++i) {
+      const char* s = buf.data() + i * size;
+      out[i].assign(s, strnlen(s, size));
+    }
+  }
+  return out;
+}
+
+Store open_h5ad(const std::string& path) {
+  silence_hdf5_errors();
+  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) throw Error(path, "", "not a readable HDF5 file (truncated or corrupt?)");
+  Store store;
+  store.path = path;
+  store.format = "h5ad";
+  store.obs.index = read_index(file, "obs", path);
+  store.var.index = read_index(file, "var", path);
+  const auto n_obs = static_cast<std::int64_t>(store.obs.index.size());
+  const auto n_vars = static_cast<std::int64_t>(store.var.index.size());
+
+  if (H5Lexists(file, "X", H5P_DEFAULT) <= 0) throw Error(path, "X", "missing");
+  H5Id x_obj(H5Oopen(file, "X", H5P_DEFAULT));
+  if (!x_obj.valid()) throw Error(path, "X", "cannot open");
+  if (H5Iget_type(x_obj) == H5I_GROUP) {
+    H5Id group(H5Gopen2(file, "X", H5P_DEFAULT));
+    std::string enc = read_string_attr(group, "encoding-type");
+    if (enc.empty()) enc = read_string_attr(group, "h5sparse_format") + "_matrix";
+    if (enc == "csc_matrix")
+      throw Error(path, "X", "CSC matrices are not streamed yet (store X as CSR)");
+    if (enc != "csr_matrix") throw Error(path, "X", "unknown sparse encoding '" + enc + "'");
+    std::int64_t shape[2] = {0, 0};
+    if (H5Aexists(group, "shape") > 0) {
+      H5Id attr(H5Aopen(group, "shape", H5P_DEFAULT));
+      H5Aread(attr, H5T_NATIVE_INT64, shape);
+    }
+    if (shape[0] != n_obs || shape[1] != n_vars)
+      throw Error(path, "X", "shape (" + std::to_string(shape[0]) + ", " +
+                                 std::to_string(shape[1]) + ") does not match obs x var");
+    store.X = std::make_unique<CsrReader>(path, std::move(group), n_obs, n_vars);
+  } else {
+    H5Id dset(H5Dopen2(file, "X", H5P_DEFAULT));
+    auto dims = dataset_dims(dset);
+    if (dims.size() != 2 || static_cast<std::int64_t>(dims[0]) != n_obs ||
+        static_cast<std::int64_t>(dims[1]) != n_vars)
+      throw Error(path, "X", "dense X shape does not match obs x var");
+    store.X = std::make_unique<DenseReader>(path, std::move(dset), n_obs, n_vars);
+  }
+  return store;
+}
+
+}  // namespace orrery::io

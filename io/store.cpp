@@ -1,0 +1,92 @@
+#include "store.hpp"
+
+#include <algorithm>
+#include <filesystem>
+#include <fstream>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "error.hpp"
+#include "h5ad_reader.hpp"
+#include "mtx_reader.hpp"
+
+namespace orrery::io {
+
+std::int64_t RowChunkReader::rows_for_budget(std::size_t budget_bytes) const {
+  const std::int64_t rows = n_rows();
+  if (rows == 0) return 1;
+  // Bytes per row: 8 (indptr) + 8 per stored value (index + float), with the chunk decoded
+  // twice in flight at most (file buffer and result).
+  const double per_row = 8.0 + 16.0 * static_cast<double>(nnz()) / static_cast<double>(rows);
+  auto r = static_cast<std::int64_t>(static_cast<double>(budget_bytes) / per_row);
+  return std::clamp<std::int64_t>(r, 1, rows);
+}
+
+void make_unique(std::vector<std::string>& names) {
+  std::unordered_set<std::string> seen_once;
+  std::vector<bool> dup(names.size(), false);
+  bool any = false;
+  for (std::size_t i = 0; i < names.size(); ++i)
+    if (!seen_once.insert(names[i]).second) dup[i] = any = true;
+  if (!any) return;
+  std::unordered_set<std::string> all(names.begin(), names.end());
+  std::unordered_map<std::string, int> counter;
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    if (!dup[i]) continue;
+    while (true) {
+      std::string candidate = names[i] + "-" + std::to_string(++counter[names[i]]);
+      if (all.insert(candidate).second) {
+        names[i] = candidate;
+        break;
+      }
+    }
+  }
+}
+
+namespace {
+
+class MemoryReader final : public RowChunkReader {
+ public:
+  explicit MemoryReader(CsrMatrix m) : m_(std::move(m)) {}
+  std::int64_t n_rows() const override { return m_.n_rows; }
+  std::int64_t n_cols() const override { return m_.n_cols; }
+  std::int64_t nnz() const override { return m_.nnz(); }
+  CsrMatrix read_rows(std::int64_t r0, std::int64_t r1) override {
+    if (r0 < 0 || r1 > m_.n_rows || r0 > r1) throw Error("rows out of range");
+    CsrMatrix out;
+    out.n_rows = r1 - r0;
+    out.n_cols = m_.n_cols;
+    const auto b = m_.indptr[r0], e = m_.indptr[r1];
+    out.indptr.resize(out.n_rows + 1);
+    for (std::int64_t r = 0; r <= out.n_rows; ++r) out.indptr[r] = m_.indptr[r0 + r] - b;
+    out.indices.assign(m_.indices.begin() + b, m_.indices.begin() + e);
+    out.data.assign(m_.data.begin() + b, m_.data.begin() + e);
+    return out;
+  }
+
+ private:
+  CsrMatrix m_;
+};
+
+bool has_hdf5_signature(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  char sig[8] = {};
+  in.read(sig, 8);
+  return in.gcount() == 8 && std::string(sig, 8) == "\x89HDF\r\n\x1a\n";
+}
+
+}  // namespace
+
+std::unique_ptr<RowChunkReader> make_memory_reader(CsrMatrix matrix) {
+  return std::make_unique<MemoryReader>(std::move(matrix));
+}
+
+Store open_store(const std::string& path) {
+  namespace fs = std::filesystem;
+  if (!fs::exists(path)) throw Error(path, "", "no such file or folder");
+  if (is_mtx_store(path)) return open_mtx(path);
+  if (fs::is_regular_file(path) && has_hdf5_signature(path)) return open_h5ad(path);
+  throw Error(path, "", "unrecognised store (expected .h5ad or a 10x Matrix Market folder)");
+}
+
+}  // namespace orrery::io

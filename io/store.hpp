@@ -1,0 +1,47 @@
+// Opening a store: io::open_store(path) recognises h5ad files and 10x Matrix Market folders and
+// returns obs/var names plus X as a RowChunkReader, which hands out rows [r0, r1) as CSR so
+// that passes over the data are bounded by the chunk, not by the dataset.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "dataframe.hpp"
+#include "matrix.hpp"
+
+namespace orrery::io {
+
+class RowChunkReader {
+ public:
+  virtual ~RowChunkReader() = default;
+  virtual std::int64_t n_rows() const = 0;
+  virtual std::int64_t n_cols() const = 0;
+  virtual std::int64_t nnz() const = 0;
+  // Rows [r0, r1) as CSR with indptr starting at 0.
+  virtual CsrMatrix read_rows(std::int64_t r0, std::int64_t r1) = 0;
+
+  // Rows per chunk so that one chunk stays within `budget_bytes` (at least one row).
+  std::int64_t rows_for_budget(std::size_t budget_bytes) const;
+};
+
+struct Store {
+  std::string path;
+  std::string format;  // "h5ad", "mtx"
+  DataFrame obs;       // index = cell barcodes / obs_names
+  DataFrame var;       // index = gene names (unique), column "gene_ids" when known
+  std::unique_ptr<RowChunkReader> X;
+
+  std::int64_t n_obs() const { return X ? X->n_rows() : 0; }
+  std::int64_t n_vars() const { return X ? X->n_cols() : 0; }
+};
+
+Store open_store(const std::string& path);
+
+// anndata's var_names_make_unique: second and later duplicates of "X" become "X-1", "X-2", ...
+void make_unique(std::vector<std::string>& names);
+
+// In-memory reader, used for formats that cannot be sliced on disk (Matrix Market) and tests.
+std::unique_ptr<RowChunkReader> make_memory_reader(CsrMatrix matrix);
+
+}  // namespace orrery::io
