@@ -1,0 +1,45 @@
+// Offscreen rendering of a point scene into an RGBA8 image of any size, with its own headless
+// Vulkan instance and device (Mesa lavapipe in CI). Used for figure export and pixel tests.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "scene.hpp"
+
+namespace orrery::render {
+
+struct Image {
+  std::uint32_t width = 0, height = 0;
+  std::vector<std::uint8_t> rgba;  // row-major, top row first
+  std::array<std::uint8_t, 4> pixel(std::uint32_t x, std::uint32_t y) const {
+    const std::size_t i = (static_cast<std::size_t>(y) * width + x) * 4;
+    return {rgba[i], rgba[i + 1], rgba[i + 2], rgba[i + 3]};
+  }
+};
+
+struct RenderOptions {
+  std::uint32_t width = 800, height = 800;
+  float point_size = 4.0f;                          // pixels
+  std::array<float, 4> background{1.f, 1.f, 1.f, 1.f};
+};
+
+class OffscreenRenderer {
+ public:
+  OffscreenRenderer();
+  ~OffscreenRenderer();
+  OffscreenRenderer(const OffscreenRenderer&) = delete;
+  OffscreenRenderer& operator=(const OffscreenRenderer&) = delete;
+
+  // Renders `points` as seen by `camera` (resized to the image). Throws orrery::Error on failure.
+  Image render(const PointSet& points, Camera camera, const RenderOptions& options);
+  std::string device_name() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace orrery::render

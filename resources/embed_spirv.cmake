@@ -1,0 +1,15 @@
+# Converts a SPIR-V binary (INPUT) into a C++ header (OUTPUT) holding `NAME` as uint32_t words.
+file(READ "${INPUT}" hex HEX)
+string(LENGTH "${hex}" len)
+set(words "")
+math(EXPR last "${len} - 8")
+foreach(i RANGE 0 ${last} 8)
+  string(SUBSTRING "${hex}" ${i} 8 w)
+  # SPIR-V words are little-endian on disk.
+  string(SUBSTRING "${w}" 0 2 b0)
+  string(SUBSTRING "${w}" 2 2 b1)
+  string(SUBSTRING "${w}" 4 2 b2)
+  string(SUBSTRING "${w}" 6 2 b3)
+  string(APPEND words "0x${b3}${b2}${b1}${b0}u,")
+endforeach()
+file(WRITE "${OUTPUT}" "// Generated from ${INPUT}; do not edit.\n#pragma once\n#include <cstdint>\ninline constexpr std::uint32_t ${NAME}[] = {${words}};\n")

@@ -1,0 +1,122 @@
+// Golden-free pixel checks of the offscreen renderer on Mesa lavapipe (or any Vulkan device):
+// known points land at the expected pixels in the expected colours, hidden categories vanish,
+// selection dims the rest, and the image has the requested size.
+#include <QtTest/QtTest>
+
+#include "io/error.hpp"
+#include "render/offscreen.hpp"
+
+using namespace orrery;
+
+namespace {
+
+bool near(std::array<std::uint8_t, 4> px, int r, int g, int b, int tol = 8) {
+  return std::abs(px[0] - r) <= tol && std::abs(px[1] - g) <= tol && std::abs(px[2] - b) <= tol;
+}
+
+QString show(std::array<std::uint8_t, 4> p) {
+  return QString("(%1,%2,%3,%4)").arg(p[0]).arg(p[1]).arg(p[2]).arg(p[3]);
+}
+
+}  // namespace
+
+class TestOffscreen : public QObject {
+  Q_OBJECT
+  std::unique_ptr<render::OffscreenRenderer> renderer_;
+  // Three points at the corners of a square plus one at the centre.
+  std::vector<float> xy_{0, 0, 10, 0, 0, 10, 5, 5};
+  std::vector<std::int32_t> labels_{0, 1, 2, 3};
+  std::vector<std::string> palette_{"#ff0000", "#00ff00", "#0000ff", "#000000"};
+
+  render::Camera camera_for(const render::PointSet& p, float w, float h) {
+    render::Camera c;
+    c.fit(p, w, h, 0.1f);
+    return c;
+  }
+
+ private slots:
+  void initTestCase() {
+    try {
+      renderer_ = std::make_unique<render::OffscreenRenderer>();
+    } catch (const std::exception& e) {
+      QSKIP(qPrintable(QString("no Vulkan device: %1").arg(e.what())));
+    }
+    qInfo("Vulkan device: %s", renderer_->device_name().c_str());
+  }
+
+  void cameraMapsCorners() {
+    auto p = render::categorical_points(xy_, labels_, palette_);
+    auto c = camera_for(p, 200, 100);
+    // Data square 10 x 10 fits the 100 px height with 10% margin: 8 px per unit, centred.
+    auto lo = c.to_pixels({0, 0});
+    auto hi = c.to_pixels({10, 10});
+    QCOMPARE(qRound(lo.x), 60);
+    QCOMPARE(qRound(lo.y), 90);  // y up in data, down in pixels
+    QCOMPARE(qRound(hi.x), 140);
+    QCOMPARE(qRound(hi.y), 10);
+    auto w = c.to_world({100, 50});
+    QVERIFY(std::fabs(w.x - 5) < 1e-4 && std::fabs(w.y - 5) < 1e-4);
+    // Zoom at a cursor keeps the point under it fixed.
+    c.zoom_at(60, 90, 2.0f);
+    auto again = c.to_pixels({0, 0});
+    QVERIFY(std::fabs(again.x - 60) < 1e-3 && std::fabs(again.y - 90) < 1e-3);
+  }
+
+  void pointsAtExpectedPixels() {
+    auto p = render::categorical_points(xy_, labels_, palette_, {}, {}, 255);
+    render::RenderOptions o;
+    o.width = 200;
+    o.height = 100;
+    o.point_size = 9;
+    auto img = renderer_->render(p, camera_for(p, 200, 100), o);
+    QCOMPARE(img.width, 200u);
+    QCOMPARE(img.height, 100u);
+    QCOMPARE(img.rgba.size(), std::size_t{200 * 100 * 4});
+    QVERIFY2(near(img.pixel(60, 90), 255, 0, 0), qPrintable(show(img.pixel(60, 90))));
+    QVERIFY2(near(img.pixel(140, 90), 0, 255, 0), qPrintable(show(img.pixel(140, 90))));
+    QVERIFY2(near(img.pixel(60, 10), 0, 0, 255), qPrintable(show(img.pixel(60, 10))));
+    QVERIFY2(near(img.pixel(100, 50), 0, 0, 0), qPrintable(show(img.pixel(100, 50))));
+    // Background elsewhere, and just outside a point's radius.
+    QVERIFY(near(img.pixel(5, 5), 255, 255, 255));
+    QVERIFY(near(img.pixel(140, 10), 255, 255, 255));
+    QVERIFY(near(img.pixel(60 + 7, 90), 255, 255, 255));
+  }
+
+  void hiddenCategoryVanishes() {
+    std::vector<bool> hidden{false, true, false, false};
+    auto p = render::categorical_points(xy_, labels_, palette_, hidden, {}, 255);
+    render::RenderOptions o{200, 100, 9};
+    auto img = renderer_->render(p, camera_for(p, 200, 100), o);
+    QVERIFY(near(img.pixel(140, 90), 255, 255, 255));
+    QVERIFY(near(img.pixel(60, 90), 255, 0, 0));
+  }
+
+  void selectionDimsTheRest() {
+    std::vector<bool> selected{true, false, false, false};
+    auto p = render::categorical_points(xy_, labels_, palette_, {}, selected, 255, 40);
+    render::RenderOptions o{200, 100, 9};
+    auto img = renderer_->render(p, camera_for(p, 200, 100), o);
+    QVERIFY(near(img.pixel(60, 90), 255, 0, 0));
+    // Green at alpha 40/255 over white: (215, 255, 215).
+    QVERIFY2(near(img.pixel(140, 90), 215, 255, 215, 6), qPrintable(show(img.pixel(140, 90))));
+  }
+
+  void largeExport() {
+    auto p = render::categorical_points(xy_, labels_, palette_);
+    render::RenderOptions o{2400, 1800, 30};
+    auto img = renderer_->render(p, camera_for(p, 2400, 1800), o);
+    QCOMPARE(img.width, 2400u);
+    QCOMPARE(img.height, 1800u);
+    auto c = camera_for(p, 2400, 1800).to_pixels({5, 5});
+    QVERIFY(near(img.pixel(static_cast<unsigned>(c.x), static_cast<unsigned>(c.y)), 0, 0, 0, 40));
+  }
+
+  void absurdSizeIsAnError() {
+    auto p = render::categorical_points(xy_, labels_, palette_);
+    render::RenderOptions o{0, 100, 4};
+    QVERIFY_THROWS_EXCEPTION(orrery::Error, renderer_->render(p, render::Camera{}, o));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestOffscreen)
+#include "test_offscreen.moc"
