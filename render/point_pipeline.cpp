@@ -105,6 +105,14 @@ PointPipeline::PointPipeline(VkPhysicalDevice physical, VkDevice device, VkRende
   blend_state.attachmentCount = 1;
   blend_state.pAttachments = &blend;
 
+  // Depth is neither tested nor written; the state is still required when the render pass has
+  // a depth attachment (as QVulkanWindow's default pass does).
+  VkPipelineDepthStencilStateCreateInfo depth{
+      VK_STRUCTURE_TYPE_PIPELINE_DEPTH_STENCIL_STATE_CREATE_INFO};
+  depth.depthTestEnable = VK_FALSE;
+  depth.depthWriteEnable = VK_FALSE;
+  depth.depthCompareOp = VK_COMPARE_OP_ALWAYS;
+
   VkDynamicState dynamic_states[2] = {VK_DYNAMIC_STATE_VIEWPORT, VK_DYNAMIC_STATE_SCISSOR};
   VkPipelineDynamicStateCreateInfo dynamic{VK_STRUCTURE_TYPE_PIPELINE_DYNAMIC_STATE_CREATE_INFO};
   dynamic.dynamicStateCount = 2;
@@ -119,6 +127,7 @@ PointPipeline::PointPipeline(VkPhysicalDevice physical, VkDevice device, VkRende
   info.pRasterizationState = &raster;
   info.pMultisampleState = &multisample;
   info.pColorBlendState = &blend_state;
+  info.pDepthStencilState = &depth;
   info.pDynamicState = &dynamic;
   info.layout = layout_;
   info.renderPass = render_pass;

@@ -1,6 +1,7 @@
 #include "scene.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 
@@ -11,6 +12,12 @@ namespace orrery::render {
 std::uint32_t pack_rgba(std::uint8_t r, std::uint8_t g, std::uint8_t b, std::uint8_t a) {
   return static_cast<std::uint32_t>(r) | (static_cast<std::uint32_t>(g) << 8) |
          (static_cast<std::uint32_t>(b) << 16) | (static_cast<std::uint32_t>(a) << 24);
+}
+
+std::uint8_t default_alpha(std::size_t n) {
+  if (n <= 50000) return 255;
+  const double t = std::min(1.0, std::log(static_cast<double>(n) / 5e4) / std::log(100.0));
+  return static_cast<std::uint8_t>(255.0 - t * (255.0 - 64.0));
 }
 
 PointSet categorical_points(const std::vector<float>& xy, const std::vector<std::int32_t>& labels,

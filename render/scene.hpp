@@ -20,6 +20,10 @@ struct PointSet {
 
 std::uint32_t pack_rgba(std::uint8_t r, std::uint8_t g, std::uint8_t b, std::uint8_t a = 255);
 
+// Density-aware default opacity: opaque up to 50k points, then falling with log(n) so dense
+// regions of millions of points still show their structure.
+std::uint8_t default_alpha(std::size_t n_points);
+
 // Colours points by category (palette "#rrggbb"); hidden categories are fully transparent,
 // and when `selected` is non-empty, unselected points are dimmed to `dim_alpha`.
 PointSet categorical_points(const std::vector<float>& xy, const std::vector<std::int32_t>& labels,

@@ -1,0 +1,137 @@
+#include "compute_thread.hpp"
+
+#include <QElapsedTimer>
+#include <QMetaObject>
+
+#include "compute/palette.hpp"
+#include "compute/result_writer.hpp"
+
+namespace orrery::app {
+namespace {
+
+class SignalProgress final : public compute::Progress {
+ public:
+  explicit SignalProgress(ComputeWorker* w) : worker_(w) {}
+  void report(std::string_view stage, double fraction) override {
+    // Throttle: one update per stage per percent.
+    const int pct = static_cast<int>(fraction * 100);
+    if (stage == last_stage_ && pct == last_pct_) return;
+    last_stage_ = stage;
+    last_pct_ = pct;
+    emit worker_->progress(QString::fromUtf8(stage.data(), static_cast<int>(stage.size())), fraction);
+  }
+
+ private:
+  ComputeWorker* worker_;
+  std::string last_stage_;
+  int last_pct_ = -1;
+};
+
+}  // namespace
+
+void ComputeWorker::cancel() {
+  std::lock_guard lock(progress_mutex_);
+  cancel_requested_ = true;
+  if (active_) active_->cancel();
+}
+
+void ComputeWorker::reset_cancel() {
+  std::lock_guard lock(progress_mutex_);
+  cancel_requested_ = false;
+}
+
+void ComputeWorker::run(const QString& path, const compute::PipelineParams& params) {
+  SignalProgress progress(this);
+  {
+    std::lock_guard lock(progress_mutex_);
+    active_ = &progress;
+    if (cancel_requested_) progress.cancel();
+    cancel_requested_ = false;
+  }
+  QElapsedTimer timer;
+  timer.start();
+  try {
+    emit this->progress("open", 0.0);
+    auto store = std::make_unique<io::Store>(io::open_store(path.toStdString()));
+    std::string note;
+    auto backend = compute::make_backend(params.backend, &note);
+    compute::PipelineHooks hooks;
+    int last_emitted = -100;
+    hooks.on_umap_epoch = [&](int epoch, int n_epochs, const DenseMatrix& emb) {
+      if (epoch - last_emitted < 25 && epoch != n_epochs) return;
+      last_emitted = epoch;
+      emit layoutStep(std::make_shared<const std::vector<float>>(emb.values));
+    };
+    auto result = std::make_unique<compute::PipelineResult>(
+        compute::run_pipeline(*store, params, *backend, progress, hooks));
+
+    auto snap = std::make_shared<RunSnapshot>();
+    snap->store_path = path;
+    snap->n_cells_total = result->n_cells_total;
+    snap->n_genes_total = result->n_genes_total;
+    snap->n_cells = static_cast<std::int64_t>(result->kept_cells.size());
+    snap->n_genes = static_cast<std::int64_t>(result->kept_genes.size());
+    snap->umap_xy = result->x_umap.values;
+    snap->labels = result->leiden;
+    snap->palette = compute::categorical_palette(result->n_clusters);
+    snap->cluster_sizes.assign(result->n_clusters, 0);
+    for (auto l : result->leiden) ++snap->cluster_sizes[l];
+    for (auto c : result->kept_cells) snap->cell_names.push_back(store->obs.index[c]);
+    snap->backend_note = QString::fromStdString(note);
+    snap->seconds = timer.elapsed() / 1000.0;
+
+    store_ = std::move(store);
+    backend_ = std::move(backend);
+    result_ = std::move(result);
+    params_ = params;
+    emit finished(snap);
+  } catch (const Cancelled&) {
+    emit cancelled();
+  } catch (const std::exception& e) {
+    emit failed(QString::fromUtf8(e.what()));
+  }
+  std::lock_guard lock(progress_mutex_);
+  active_ = nullptr;
+}
+
+void ComputeWorker::save(const QString& path) {
+  if (!result_) {
+    emit failed("nothing to save: run the pipeline first");
+    return;
+  }
+  SignalProgress progress(this);
+  try {
+    compute::write_result_h5ad(*store_, *result_, params_, *backend_, path.toStdString(), progress);
+    emit saved(path);
+  } catch (const std::exception& e) {
+    emit failed(QString::fromUtf8(e.what()));
+  }
+}
+
+ComputeThread::ComputeThread(QObject* parent) : QObject(parent), worker_(new ComputeWorker) {
+  qRegisterMetaType<orrery::compute::PipelineParams>();
+  qRegisterMetaType<std::shared_ptr<const orrery::app::RunSnapshot>>();
+  qRegisterMetaType<std::shared_ptr<const std::vector<float>>>();
+  worker_->moveToThread(&thread_);
+  connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
+  thread_.setObjectName("orrery-compute");
+  thread_.start();
+}
+
+ComputeThread::~ComputeThread() {
+  worker_->cancel();
+  thread_.quit();
+  thread_.wait();
+}
+
+void ComputeThread::run(const QString& path, const compute::PipelineParams& params) {
+  worker_->reset_cancel();
+  QMetaObject::invokeMethod(worker_, "run", Qt::QueuedConnection, Q_ARG(QString, path),
+                            Q_ARG(orrery::compute::PipelineParams, params));
+}
+
+void ComputeThread::save(const QString& path) {
+  QMetaObject::invokeMethod(worker_, "save", Qt::QueuedConnection, Q_ARG(QString, path));
+}
+
+}  // namespace orrery::app

@@ -1,0 +1,80 @@
+// ComputeThread owns the store, the backend and the pipeline result on a worker QThread. The UI
+// sends requests by queued calls (run, save, cancel) and receives immutable snapshots by signal;
+// the UI thread never runs a stage.
+#pragma once
+
+#include <QObject>
+#include <QString>
+#include <QThread>
+#include <memory>
+#include <mutex>
+
+#include "compute/pipeline.hpp"
+
+namespace orrery::app {
+
+// What the UI needs to draw and list: copied out of the result once per run.
+struct RunSnapshot {
+  QString store_path;
+  std::int64_t n_cells_total = 0, n_genes_total = 0;
+  std::int64_t n_cells = 0, n_genes = 0;
+  std::vector<float> umap_xy;  // n_cells x 2
+  std::vector<std::int32_t> labels;
+  std::vector<std::string> palette;
+  std::vector<std::int64_t> cluster_sizes;
+  std::vector<std::string> cell_names;
+  QString backend_note;
+  double seconds = 0;
+};
+
+class ComputeWorker : public QObject {
+  Q_OBJECT
+ public:
+  explicit ComputeWorker(QObject* parent = nullptr) : QObject(parent) {}
+  // Thread-safe: flags the run in progress to stop at its next chunk.
+  void cancel();
+  // Clears a cancel left over from an earlier run (called when a new run is queued).
+  void reset_cancel();
+
+ public slots:
+  void run(const QString& path, const orrery::compute::PipelineParams& params);
+  void save(const QString& path);
+
+ signals:
+  void progress(const QString& stage, double fraction);
+  void layoutStep(std::shared_ptr<const std::vector<float>> xy);
+  void finished(std::shared_ptr<const orrery::app::RunSnapshot> snapshot);
+  void saved(const QString& path);
+  void failed(const QString& message);
+  void cancelled();
+
+ private:
+  std::mutex progress_mutex_;
+  compute::Progress* active_ = nullptr;
+  bool cancel_requested_ = false;
+  std::unique_ptr<io::Store> store_;
+  std::unique_ptr<compute::Backend> backend_;
+  std::unique_ptr<compute::PipelineResult> result_;
+  compute::PipelineParams params_;
+};
+
+class ComputeThread : public QObject {
+  Q_OBJECT
+ public:
+  explicit ComputeThread(QObject* parent = nullptr);
+  ~ComputeThread() override;
+  ComputeWorker* worker() const { return worker_; }
+  void run(const QString& path, const compute::PipelineParams& params);
+  void save(const QString& path);
+  void cancel() { worker_->cancel(); }
+
+ private:
+  QThread thread_;
+  ComputeWorker* worker_;
+};
+
+}  // namespace orrery::app
+
+Q_DECLARE_METATYPE(orrery::compute::PipelineParams)
+Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::RunSnapshot>)
+Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<float>>)

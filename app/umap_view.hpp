@@ -1,0 +1,65 @@
+// The UMAP viewport: a QVulkanWindow drawing the point scene with render::PointPipeline through
+// the host upload path, with pan (drag), zoom to cursor (wheel) and fit (double click / F).
+#pragma once
+
+#include <QVulkanWindow>
+#include <memory>
+
+#include "render/point_pipeline.hpp"
+
+namespace orrery::app {
+
+class UmapView;
+
+class UmapRenderer : public QVulkanWindowRenderer {
+ public:
+  explicit UmapRenderer(UmapView* view) : view_(view) {}
+  void initResources() override;
+  void releaseResources() override;
+  void startNextFrame() override;
+
+ private:
+  UmapView* view_;
+  std::unique_ptr<render::PointPipeline> pipeline_;
+  std::uint64_t uploaded_version_ = 0;
+};
+
+class UmapView : public QVulkanWindow {
+  Q_OBJECT
+ public:
+  UmapView();
+  QVulkanWindowRenderer* createRenderer() override;
+
+  // Replaces the points; `refit` recentres the camera on them.
+  void setPoints(render::PointSet points, bool refit);
+  void fitToData();
+  const render::PointSet& points() const { return points_; }
+  const render::Camera& camera() const { return camera_; }
+  std::uint64_t version() const { return version_; }
+  float pointSize() const { return point_size_; }
+  void setPointSize(float px) { point_size_ = px; requestUpdate(); }
+  std::uint64_t framesRendered() const { return frames_; }
+
+ signals:
+  void frameRendered();
+
+ protected:
+  void mousePressEvent(QMouseEvent* e) override;
+  void mouseMoveEvent(QMouseEvent* e) override;
+  void mouseDoubleClickEvent(QMouseEvent* e) override;
+  void wheelEvent(QWheelEvent* e) override;
+  void keyPressEvent(QKeyEvent* e) override;
+  void resizeEvent(QResizeEvent* e) override;
+
+ private:
+  friend class UmapRenderer;
+  render::PointSet points_;
+  render::Camera camera_;
+  std::uint64_t version_ = 0;
+  std::uint64_t frames_ = 0;
+  float point_size_ = 5.0f;
+  QPointF last_mouse_;
+  bool fitted_ = false;
+};
+
+}  // namespace orrery::app

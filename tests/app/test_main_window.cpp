@@ -1,0 +1,168 @@
+// The GUI end to end under Xvfb + lavapipe: open the demo, run the pipeline on the compute
+// thread while the event loop stays responsive, read back the rendered frame and find several
+// cluster colours in it; cancel a run; export PNG and .h5ad and read them back.
+#include <QtTest/QtTest>
+
+#include <QElapsedTimer>
+#include <QTimer>
+#include <QVulkanInstance>
+#include <set>
+
+#include "demo.hpp"
+#include "io/store.hpp"
+#include "main_window.hpp"
+
+using namespace orrery;
+
+namespace {
+
+// Number of palette colours that cover at least `min_pixels` pixels of `img`.
+int colours_present(const QImage& img, const std::vector<std::string>& palette, int min_pixels) {
+  std::vector<int> hits(palette.size(), 0);
+  std::vector<QColor> colours;
+  for (const auto& p : palette) colours.emplace_back(QString::fromStdString(p));
+  const QImage rgb = img.convertToFormat(QImage::Format_RGB32);
+  for (int y = 0; y < rgb.height(); ++y)
+    for (int x = 0; x < rgb.width(); ++x) {
+      const QColor c = rgb.pixelColor(x, y);
+      for (std::size_t k = 0; k < colours.size(); ++k)
+        if (std::abs(c.red() - colours[k].red()) <= 10 && std::abs(c.green() - colours[k].green()) <= 10 &&
+            std::abs(c.blue() - colours[k].blue()) <= 10)
+          ++hits[k];
+    }
+  int present = 0;
+  for (int h : hits) present += h >= min_pixels;
+  return present;
+}
+
+}  // namespace
+
+class TestMainWindow : public QObject {
+  Q_OBJECT
+  QVulkanInstance vulkan_;
+  std::unique_ptr<app::MainWindow> window_;
+  QString demo_;
+  QTemporaryDir tmp_;
+
+ private slots:
+  void initTestCase() {
+    vulkan_.setApiVersion(QVersionNumber(1, 1));
+    if (!vulkan_.create())
+      QSKIP(qPrintable(QString("no Vulkan instance (error %1): needs a Vulkan driver such as "
+                               "mesa-vulkan-drivers and a display (Xvfb)")
+                           .arg(vulkan_.errorCode())));
+    qputenv("XDG_CACHE_HOME", tmp_.path().toUtf8());
+    demo_ = QString::fromStdString(app::ensure_demo_store());
+    window_ = std::make_unique<app::MainWindow>(&vulkan_);
+    window_->setProperty("quietErrors", true);
+    window_->resize(900, 700);
+    window_->show();
+    QVERIFY(QTest::qWaitForWindowExposed(window_.get()));
+  }
+
+  void demoRunRendersClusterColours() {
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    QSignalSpy failed(window_.get(), &app::MainWindow::runFailed);
+    // The UI thread must keep serving events while the compute thread works.
+    QElapsedTimer since_tick;
+    qint64 max_gap = 0;
+    QTimer ticker;
+    ticker.setInterval(10);
+    connect(&ticker, &QTimer::timeout, [&] {
+      max_gap = std::max(max_gap, since_tick.restart());
+    });
+    since_tick.start();
+    ticker.start();
+    window_->openStore(demo_);
+    QVERIFY(window_->isRunning());
+    QVERIFY2(done.wait(300000), failed.isEmpty() ? "timed out" : qPrintable(failed.first().first().toString()));
+    ticker.stop();
+    qInfo("longest gap between 10 ms timer ticks during the run: %lld ms", max_gap);
+    QVERIFY(max_gap < 2000);
+
+    auto snap = window_->snapshot();
+    QVERIFY(snap);
+    QCOMPARE(snap->n_cells_total, 3000);
+    QVERIFY(snap->n_cells > 2500);
+    QVERIFY(snap->cluster_sizes.size() >= 4);
+    QCOMPARE(window_->clusterList()->count(), static_cast<int>(snap->cluster_sizes.size()));
+
+    app::UmapView* view = window_->umapView();
+    const auto frames = view->framesRendered();
+    view->requestUpdate();
+    QTRY_VERIFY_WITH_TIMEOUT(view->framesRendered() > frames, 10000);
+    QCOMPARE(view->colorFormat(), VK_FORMAT_B8G8R8A8_UNORM);
+    // What the display shows: read the window's pixels back from the X server.
+    const QPoint origin = view->mapToGlobal(QPoint(0, 0));
+    const QImage frame =
+        view->screen()->grabWindow(0, origin.x(), origin.y(), view->width(), view->height()).toImage();
+    QVERIFY(!frame.isNull());
+    if (qEnvironmentVariableIsSet("ORRERY_TEST_SAVE_FRAME")) frame.save(qEnvironmentVariable("ORRERY_TEST_SAVE_FRAME"));
+    const int present = colours_present(frame, snap->palette, 20);
+    qInfo("frame %dx%d: %d of %zu cluster colours present", frame.width(), frame.height(), present,
+          snap->palette.size());
+    QVERIFY(present >= 4);
+  }
+
+  void panAndZoomMoveTheView() {
+    app::UmapView* view = window_->umapView();
+    const auto before = view->camera().to_pixels({0, 0});
+    QWheelEvent wheel(QPointF(100, 100), view->mapToGlobal(QPointF(100, 100)), QPoint(), QPoint(0, 120),
+                      Qt::NoButton, Qt::NoModifier, Qt::NoScrollPhase, false);
+    QCoreApplication::sendEvent(view, &wheel);
+    const auto after = view->camera().to_pixels({0, 0});
+    QVERIFY(std::hypot(after.x - before.x, after.y - before.y) > 1.0f);
+    view->fitToData();
+    const auto fitted = view->camera().to_pixels({0, 0});
+    QVERIFY(std::fabs(fitted.x - before.x) < 1.0f && std::fabs(fitted.y - before.y) < 1.0f);
+  }
+
+  void exportPngAndH5ad() {
+    auto snap = window_->snapshot();
+    QVERIFY(snap);
+    const QString png = tmp_.filePath("view.png");
+    QVERIFY(window_->exportPng(png, 2));
+    QImage img(png);
+    QCOMPARE(img.size(), window_->umapView()->size() * 2);
+    QVERIFY(colours_present(img, snap->palette, 20) >= 4);
+
+    const QString h5ad = tmp_.filePath("saved.h5ad");
+    QSignalSpy saved(window_->computeThread()->worker(), &app::ComputeWorker::saved);
+    window_->saveH5ad(h5ad);
+    QVERIFY(saved.wait(60000));
+    io::Store store = io::open_store(h5ad.toStdString());
+    QCOMPARE(store.n_obs(), snap->n_cells);
+    QCOMPARE(store.n_vars(), snap->n_genes);
+    QCOMPARE(QString::fromStdString(store.obs.index.front()), QString::fromStdString(snap->cell_names.front()));
+  }
+
+  void cancelStopsTheRun() {
+    QSignalSpy cancelled(window_.get(), &app::MainWindow::runCancelled);
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    QSignalSpy progress(window_.get(), &app::MainWindow::runProgress);
+    window_->openStore(demo_);
+    QVERIFY(progress.wait(30000));
+    window_->cancelRun();
+    QVERIFY(cancelled.wait(30000));
+    QVERIFY(!window_->isRunning());
+    QCOMPARE(done.count(), 0);
+  }
+
+  void badStoreReportsAnError() {
+    const QString bad = tmp_.filePath("not-a-store.h5ad");
+    QFile f(bad);
+    QVERIFY(f.open(QIODevice::WriteOnly));
+    f.write("this is not HDF5");
+    f.close();
+    QSignalSpy failed(window_.get(), &app::MainWindow::runFailed);
+    window_->openStore(bad);
+    QVERIFY(failed.wait(30000));
+    QVERIFY2(failed.first().first().toString().contains("not-a-store.h5ad"),
+             qPrintable(failed.first().first().toString()));
+  }
+
+  void cleanupTestCase() { window_.reset(); }
+};
+
+QTEST_MAIN(TestMainWindow)
+#include "test_main_window.moc"
