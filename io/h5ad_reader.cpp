@@ -102,6 +102,7 @@ class CsrReader final : public RowChunkReader {
         throw Error(file_, "X/indices", "column index " + std::to_string(i) + " out of range");
     for (auto v : out.data)
       if (!std::isfinite(v)) throw Error(file_, "X/data", "NaN or Inf value");
+    sort_rows(out, file_, "X/indices");
     return out;
   }
 
@@ -205,10 +206,57 @@ std::vector<std::string> read_string_dataset(hid_t parent, const std::string& na
   return out;
 }
 
+namespace {
+
+// Cell Ranger's HDF5: a group (v3 "matrix", v2 one per genome) holding a genes x cells CSC
+// matrix, which is cells x genes CSR, plus barcodes and gene ids/names.
+Store open_10x_h5(const std::string& path, hid_t file) {
+  std::string group_name = "matrix";
+  std::string ids_path = "features/id", names_path = "features/name";
+  if (H5Lexists(file, "matrix", H5P_DEFAULT) <= 0) {
+    // v2: the first group is the genome.
+    H5G_info_t info;
+    H5Gget_info(file, &info);
+    if (info.nlinks == 0) throw Error(path, "", "empty HDF5 file");
+    char name[256] = {};
+    H5Lget_name_by_idx(file, ".", H5_INDEX_NAME, H5_ITER_INC, 0, name, sizeof name, H5P_DEFAULT);
+    group_name = name;
+    ids_path = "genes";
+    names_path = "gene_names";
+  }
+  H5Id group(H5Gopen2(file, group_name.c_str(), H5P_DEFAULT));
+  if (!group.valid()) throw Error(path, group_name, "cannot open 10x matrix group");
+  std::int64_t shape[2] = {0, 0};
+  {
+    H5Id d(H5Dopen2(group, "shape", H5P_DEFAULT));
+    if (!d.valid() || H5Dread(d, H5T_NATIVE_INT64, H5S_ALL, H5S_ALL, H5P_DEFAULT, shape) < 0)
+      throw Error(path, group_name + "/shape", "missing or unreadable");
+  }
+  Store store;
+  store.path = path;
+  store.format = "10x-h5";
+  const std::string where = path + ": " + group_name;
+  store.obs.index = read_string_dataset(group, "barcodes", where);
+  auto ids = read_string_dataset(group, ids_path, where);
+  auto names = read_string_dataset(group, names_path, where);
+  if (static_cast<std::int64_t>(store.obs.index.size()) != shape[1] ||
+      static_cast<std::int64_t>(names.size()) != shape[0] || ids.size() != names.size())
+    throw Error(path, group_name, "barcodes/features do not match shape");
+  make_unique(names);
+  store.var.index = std::move(names);
+  store.var.columns.push_back({"gene_ids", std::move(ids)});
+  store.X = std::make_unique<CsrReader>(path, std::move(group), shape[1], shape[0]);
+  return store;
+}
+
+}  // namespace
+
 Store open_h5ad(const std::string& path) {
   silence_hdf5_errors();
   H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file.valid()) throw Error(path, "", "not a readable HDF5 file (truncated or corrupt?)");
+  if (H5Lexists(file, "obs", H5P_DEFAULT) <= 0 && H5Lexists(file, "X", H5P_DEFAULT) <= 0)
+    return open_10x_h5(path, file);
   Store store;
   store.path = path;
   store.format = "h5ad";

@@ -1,5 +1,5 @@
-// h5ad through the HDF5 C API: obs/var indexes and X as a RowChunkReader that reads rows by
-// hyperslab (CSR groups or dense 2-D datasets), so X is never loaded whole.
+// h5ad (and Cell Ranger .h5) through the HDF5 C API: obs/var indexes and X as a RowChunkReader
+// that reads rows by hyperslab (CSR groups or dense 2-D datasets), so X is never loaded whole.
 #pragma once
 
 #include <string>

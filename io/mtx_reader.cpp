@@ -162,25 +162,8 @@ CsrMatrix read_mtx_transposed(const std::string& file) {
     m.indices[pos] = gene[k];
     m.data[pos] = value[k];
   }
-  // Sort each row by gene (10x writes genes in decreasing order within a cell).
-  for (long long r = 0; r < n_cells; ++r) {
-    auto b = m.indptr[r], e = m.indptr[r + 1];
-    bool sorted = true;
-    for (auto k = b + 1; k < e; ++k)
-      if (m.indices[k - 1] >= m.indices[k]) sorted = false;
-    if (sorted) continue;
-    std::vector<std::pair<std::int32_t, float>> row;
-    row.reserve(e - b);
-    for (auto k = b; k < e; ++k) row.emplace_back(m.indices[k], m.data[k]);
-    std::sort(row.begin(), row.end());
-    for (std::size_t k = 0; k < row.size(); ++k) {
-      if (k > 0 && row[k].first == row[k - 1].first)
-        throw Error(file, "entries", "duplicate entry for gene " + std::to_string(row[k].first + 1) +
-                                         " in cell " + std::to_string(r + 1));
-      m.indices[b + k] = row[k].first;
-      m.data[b + k] = row[k].second;
-    }
-  }
+  // 10x writes genes in decreasing order within a cell.
+  sort_rows(m, file, "entries");
   return m;
 }
 

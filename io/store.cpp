@@ -43,6 +43,26 @@ void make_unique(std::vector<std::string>& names) {
   }
 }
 
+void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element) {
+  std::vector<std::pair<GeneIndex, float>> row;
+  for (std::int64_t r = 0; r < m.n_rows; ++r) {
+    const auto b = m.indptr[r], e = m.indptr[r + 1];
+    bool sorted = true;
+    for (auto k = b + 1; k < e && sorted; ++k) sorted = m.indices[k - 1] < m.indices[k];
+    if (sorted) continue;
+    row.clear();
+    for (auto k = b; k < e; ++k) row.emplace_back(m.indices[k], m.data[k]);
+    std::sort(row.begin(), row.end());
+    for (std::size_t k = 0; k < row.size(); ++k) {
+      if (k > 0 && row[k].first == row[k - 1].first)
+        throw Error(file, element, "duplicate entry for column " + std::to_string(row[k].first) +
+                                       " in row " + std::to_string(r));
+      m.indices[b + k] = row[k].first;
+      m.data[b + k] = row[k].second;
+    }
+  }
+}
+
 namespace {
 
 class MemoryReader final : public RowChunkReader {

@@ -41,6 +41,10 @@ Store open_store(const std::string& path);
 // anndata's var_names_make_unique: second and later duplicates of "X" become "X-1", "X-2", ...
 void make_unique(std::vector<std::string>& names);
 
+// Sorts each row's entries by column (stores may keep them in any order) and rejects duplicate
+// columns within a row with an error naming `file` and `element`.
+void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element);
+
 // In-memory reader, used for formats that cannot be sliced on disk (Matrix Market) and tests.
 std::unique_ptr<RowChunkReader> make_memory_reader(CsrMatrix matrix);
 

@@ -1,0 +1,45 @@
+#!/usr/bin/python3
+"""Opens an .h5ad written by Orrery with Debian's anndata and checks the scanpy layout."""
+import argparse
+import sys
+
+try:
+    import anndata
+    import numpy as np
+    import scipy.sparse as sp
+except ImportError as e:  # pragma: no cover
+    print(f"SKIP: python3-anndata not installed ({e})")
+    sys.exit(77)
+
+p = argparse.ArgumentParser()
+p.add_argument("path")
+p.add_argument("--min-cells", type=int, default=1)
+p.add_argument("--max-cells", type=int, default=10**12)
+p.add_argument("--genes", type=int, default=None)
+a = p.parse_args()
+
+ad = anndata.read_h5ad(a.path)
+n, g = ad.shape
+assert a.min_cells <= n <= a.max_cells, (n, a.min_cells, a.max_cells)
+if a.genes is not None:
+    assert g == a.genes, (g, a.genes)
+assert sp.issparse(ad.X) and ad.X.format == "csr", type(ad.X)
+assert np.isfinite(ad.X.data).all()
+# log1p(normalize_total(1e4)): expm1 of each row sums to 1e4.
+sums = np.expm1(ad.X[:50].toarray().astype(np.float64)).sum(axis=1)
+assert np.allclose(sums, 1e4, rtol=1e-3), sums[:5]
+assert ad.obs["leiden"].dtype.name == "category", ad.obs["leiden"].dtype
+k = len(ad.obs["leiden"].cat.categories)
+assert k >= 2, k
+assert len(ad.uns["leiden_colors"]) == k
+for col in ["n_genes_by_counts", "total_counts", "pct_counts_mt"]:
+    assert col in ad.obs.columns, col
+assert ad.var["highly_variable"].dtype == bool, ad.var["highly_variable"].dtype
+assert ad.obsm["X_pca"].shape[0] == n and ad.obsm["X_pca"].shape[1] >= 2
+assert ad.obsm["X_umap"].shape == (n, 2)
+c = ad.obsp["connectivities"]
+assert c.shape == (n, n) and abs(c - c.T).max() < 1e-6
+assert ad.obsp["distances"].shape == (n, n)
+assert ad.obs_names.is_unique and ad.var_names.is_unique
+print(f"anndata {anndata.__version__} read {a.path}: {n} x {g}, {k} leiden clusters, "
+      f"X_pca {ad.obsm['X_pca'].shape}, HVG {int(ad.var['highly_variable'].sum())}")

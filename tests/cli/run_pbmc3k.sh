@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# `orrery run` on pbmc3k (10x mtx) with the reference parameters; checks the report's counts.
+# Usage: run_pbmc3k.sh ORRERY SOURCE_DIR OUT.h5ad
+set -euo pipefail
+orrery=$1 src=$2 out=$3
+shared=${ORRERY_SHARED:-$src/../shared}
+data=$shared/data/pbmc3k/filtered_gene_bc_matrices/hg19
+if [ ! -d "$data" ]; then echo "SKIP: pbmc3k not found at $data (set ORRERY_SHARED)"; exit 77; fi
+report=${out%.h5ad}-report.json
+rm -f "$out" "$report"
+"$orrery" run "$data" -o "$out" --report "$report" --backend cpu
+/usr/bin/python3 - "$report" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+assert r["n_cells_after_filter"] == 2638, r["n_cells_after_filter"]
+assert r["n_genes_after_filter"] == 13656, r["n_genes_after_filter"]
+assert r["n_hvg"] == 2000, r["n_hvg"]
+stages = [s["stage"] for s in r["stages"]]
+for s in ["qc", "filter", "hvg", "pca", "neighbors", "umap", "leiden"]:
+    assert s in stages, (s, stages)
+assert all(s["seconds"] >= 0 and s["peak_rss_mib"] > 0 for s in r["stages"])
+print("report ok:", {s["stage"]: round(s["seconds"], 2) for s in r["stages"]})
+PY
