@@ -124,6 +124,8 @@ void PipelineParams::validate() const {
   require(pca.n_comps >= 1 && pca.n_comps <= 1000, "pca.n_comps", "must be between 1 and 1000");
   require(neighbors.n_neighbors >= 2 && neighbors.n_neighbors <= 1000, "neighbors.n_neighbors",
           "must be between 2 and 1000");
+  require(neighbors.metric == "euclidean" || neighbors.metric == "cosine", "neighbors.metric",
+          "must be euclidean or cosine");
   require(neighbors.n_pcs >= 0, "neighbors.n_pcs", "must be >= 0");
   require(umap.min_dist >= 0 && umap.spread > 0 && umap.min_dist <= umap.spread, "umap.min_dist",
           "need 0 <= min_dist <= spread");

@@ -1,0 +1,207 @@
+// Stage-level checks with hand-computable answers: HVG binning and selection, UMAP's a/b fit and
+// fuzzy union, ARI, Leiden on planted communities, the synthetic generator's determinism,
+// parameter validation, and the normalize/log1p arithmetic shared with the CUDA backend.
+#include <QtTest/QtTest>
+
+#include <cmath>
+#include <map>
+
+#include "compute/backend.hpp"
+#include "compute/elementwise.hpp"
+#include "compute/hvg.hpp"
+#include "compute/leiden.hpp"
+#include "compute/metrics.hpp"
+#include "compute/pipeline.hpp"
+#include "compute/synth.hpp"
+#include "compute/umap.hpp"
+#include "io/error.hpp"
+#include <nlohmann/json.hpp>
+
+using namespace orrery;
+using namespace orrery::compute;
+
+class TestStages : public QObject {
+  Q_OBJECT
+
+ private slots:
+  void normalizeLog1p() {
+    CsrMatrix m;
+    m.n_rows = 2;
+    m.n_cols = 3;
+    m.indptr = {0, 2, 2};
+    m.indices = {0, 2};
+    m.data = {1.0f, 3.0f};
+    make_cpu_backend()->normalize_log1p(m, 1e4);
+    QVERIFY(std::fabs(m.data[0] - std::log1p(2500.0)) < 1e-5);
+    QVERIFY(std::fabs(m.data[1] - std::log1p(7500.0)) < 1e-5);
+    QCOMPARE(normalize_value(5.0f, 0.0, 1e4), 0.0f);  // empty cell stays empty
+    QCOMPARE(scale_value(20.0f, 0.0f, 1.0f, 10.0f), 10.0f);
+    QCOMPARE(scale_value(-20.0f, 0.0f, 1.0f, 10.0f), -20.0f);  // scanpy 1.9 clips above only
+  }
+
+  void abParams() {
+    auto [a1, b1] = find_ab_params(1.0, 0.1);
+    QVERIFY2(std::fabs(a1 - 1.5769) < 2e-3 && std::fabs(b1 - 0.8951) < 2e-3,
+             qPrintable(QString("%1 %2").arg(a1).arg(b1)));
+    auto [a5, b5] = find_ab_params(1.0, 0.5);
+    QVERIFY2(std::fabs(a5 - 0.5830) < 2e-3 && std::fabs(b5 - 1.3342) < 2e-3,
+             qPrintable(QString("%1 %2").arg(a5).arg(b5)));
+    QVERIFY_THROWS_EXCEPTION(orrery::Error, find_ab_params(1.0, 2.0));
+  }
+
+  void fuzzyUnionIsSymmetric() {
+    // Four points on a line: 0 -- 1 -- 2 ------ 3, k = 3 (self + 2).
+    DenseMatrix x(4, 1);
+    x.at(0, 0) = 0;
+    x.at(1, 0) = 1;
+    x.at(2, 0) = 2;
+    x.at(3, 0) = 5;
+    Progress p;
+    KnnResult knn = exact_knn(x, {.n_neighbors = 3}, p);
+    QCOMPARE(knn.indices[0], 0);
+    QCOMPARE(knn.indices[1], 1);
+    QCOMPARE(knn.distances[1], 1.0f);
+    FuzzyGraph g = fuzzy_simplicial_set(knn);
+    const auto& c = g.connectivities;
+    auto weight = [&](int i, int j) {
+      for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+        if (c.indices[k] == j) return c.data[k];
+      return 0.0f;
+    };
+    for (int i = 0; i < 4; ++i)
+      for (int j = 0; j < 4; ++j) QCOMPARE(weight(i, j), weight(j, i));
+    // Nearest neighbours (distance == rho) have membership 1.
+    QCOMPARE(weight(0, 1), 1.0f);
+    QCOMPARE(weight(2, 3), 1.0f);  // 3's nearest is 2
+    QVERIFY(weight(0, 2) > 0.0f && weight(0, 2) < 1.0f);
+    QCOMPARE(weight(0, 3), 0.0f);
+    // Distances exclude self.
+    QCOMPARE(g.distances.indptr[1] - g.distances.indptr[0], 2);
+  }
+
+  void adjustedRandIndex() {
+    QCOMPARE(adjusted_rand_index({0, 0, 1, 1}, {5, 5, 7, 7}), 1.0);
+    // sklearn: adjusted_rand_score([0,0,1,1],[0,0,1,2]) = 0.5714285714
+    QVERIFY(std::fabs(adjusted_rand_index({0, 0, 1, 1}, {0, 0, 1, 2}) - 0.5714285714) < 1e-9);
+    // No pair agrees: index 0, expected 6 * 3 / 15 = 1.2, max 4.5 -> -1.2 / 3.3 = -4/11.
+    QVERIFY(std::fabs(adjusted_rand_index({0, 0, 0, 1, 1, 1}, {0, 1, 2, 0, 1, 2}) + 4.0 / 11.0) < 1e-9);
+  }
+
+  void leidenFindsPlantedCliques() {
+    // Three 10-cliques joined by single weak edges.
+    const int n = 30;
+    std::vector<std::map<int, float>> adj(n);
+    for (int c = 0; c < 3; ++c)
+      for (int i = 0; i < 10; ++i)
+        for (int j = 0; j < 10; ++j)
+          if (i != j) adj[c * 10 + i][c * 10 + j] = 1.0f;
+    for (auto [a, b] : {std::pair{0, 10}, std::pair{10, 20}, std::pair{20, 0}}) {
+      adj[a][b] = 0.05f;
+      adj[b][a] = 0.05f;
+    }
+    CsrMatrix g;
+    g.n_rows = g.n_cols = n;
+    for (auto& row : adj) {
+      for (auto [j, w] : row) {
+        g.indices.push_back(j);
+        g.data.push_back(w);
+      }
+      g.indptr.push_back(g.nnz());
+    }
+    auto labels = leiden(g, {.resolution = 1.0, .seed = 1});
+    std::vector<std::int32_t> truth;
+    for (int i = 0; i < n; ++i) truth.push_back(i / 10);
+    QCOMPARE(adjusted_rand_index(labels, truth), 1.0);
+    QCOMPARE(leiden(g, {.resolution = 1.0, .seed = 1}), labels);  // seeded: same answer
+  }
+
+  void hvgCellRangerSelectsTopDispersion() {
+    // 400 genes; mean grows with index; genes 70 and 230 have outlying variance in their bins.
+    std::vector<double> mean(400), var(400);
+    for (int g = 0; g < 400; ++g) {
+      mean[g] = 0.1 + 0.005 * g;
+      var[g] = mean[g] * (1.0 + 0.01 * ((g * 7) % 11));
+    }
+    var[70] *= 5;
+    var[230] *= 4;
+    HvgResult r = highly_variable_genes(mean, var, {.flavor = "cell_ranger", .n_top_genes = 2});
+    QCOMPARE(r.n_selected(), 2);
+    QVERIFY(r.highly_variable[70] && r.highly_variable[230]);
+    // Bins are (-inf, p10], (p10, p15], ... of the means: genes 0..39 share bin 0.
+    QCOMPARE(r.mean_bin[0], 0);
+    QCOMPARE(r.mean_bin[39], 0);  // p10 = gene 39.9 by linear interpolation
+    QCOMPARE(r.mean_bin[40], 1);
+    QCOMPARE(r.mean_bin[399], 18);
+    HvgResult s = highly_variable_genes(mean, var, {.flavor = "seurat", .n_top_genes = 3});
+    QCOMPARE(s.n_selected(), 3);
+    QVERIFY(s.highly_variable[70] && s.highly_variable[230]);
+    QVERIFY_THROWS_EXCEPTION(orrery::Error, highly_variable_genes(mean, var, {.flavor = "pearson"}));
+  }
+
+  void synthIsDeterministicAndChunkable() {
+    SynthOptions o;
+    o.n_cells = 200;
+    o.n_genes = 300;
+    SynthGenerator a(o), b(o);
+    CsrMatrix whole = a.rows(0, 200);
+    CsrMatrix part = b.rows(120, 130);
+    QCOMPARE(part.n_rows, 10);
+    const auto base = whole.indptr[120];
+    for (std::int64_t k = 0; k < part.nnz(); ++k) {
+      QCOMPARE(part.indices[k], whole.indices[base + k]);
+      QCOMPARE(part.data[k], whole.data[base + k]);
+    }
+    o.seed = 1;
+    SynthGenerator c(o);
+    QVERIFY(c.rows(0, 200).data != whole.data);
+    // Mitochondrial share near 2%.
+    double mito = 0, total = 0;
+    for (std::int64_t r = 0; r < whole.n_rows; ++r)
+      for (auto k = whole.indptr[r]; k < whole.indptr[r + 1]; ++k) {
+        total += whole.data[k];
+        if (whole.indices[k] < 13) mito += whole.data[k];
+      }
+    QVERIFY(mito / total > 0.01 && mito / total < 0.04);
+  }
+
+  void paramsFromJson() {
+    PipelineParams p;
+    p.update_from_json(nlohmann::json::parse(R"({"leiden": {"resolution": 1.5}, "hvg": {"flavor": "seurat"}})"));
+    QCOMPARE(p.leiden.resolution, 1.5);
+    QCOMPARE(QString::fromStdString(p.hvg.flavor), QString("seurat"));
+    QCOMPARE(p.pca.n_comps, 50);  // untouched
+    auto expect = [](const char* json, const char* field) {
+      PipelineParams q;
+      try {
+        q.update_from_json(nlohmann::json::parse(json));
+      } catch (const orrery::Error& e) {
+        QVERIFY2(QString(e.what()).contains(field), e.what());
+        return;
+      }
+      QFAIL(json);
+    };
+    expect(R"({"pca": {"n_comps": 0}})", "pca.n_comps");
+    expect(R"({"neighbors": {"n_neighbors": 1}})", "neighbors.n_neighbors");
+    expect(R"({"neighbors": {"metric": "manhattan"}})", "neighbors.metric");
+    expect(R"({"umap": {"min_dist": 5}})", "umap.min_dist");
+    expect(R"({"chunk_mib": 0})", "chunk_mib");
+    expect(R"({"frobnicate": 1})", "frobnicate");
+  }
+
+  void backendSelection() {
+    std::string note;
+    auto cpu = make_backend("cpu", &note);
+    QCOMPARE(QString::fromStdString(cpu->name()), QString("cpu"));
+    auto any = make_backend("auto", &note);
+    QVERIFY(!note.empty());
+    if (cuda_device_count() == 0) {
+      QCOMPARE(QString::fromStdString(any->name()), QString("cpu"));
+      QVERIFY2(QString::fromStdString(note).contains("CUDA unavailable"), note.c_str());
+      QVERIFY_THROWS_EXCEPTION(orrery::Error, make_backend("cuda", &note));
+    }
+    QVERIFY_THROWS_EXCEPTION(orrery::Error, make_backend("tpu", &note));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestStages)
+#include "test_stages.moc"

@@ -1,0 +1,256 @@
+// h5ad round trips: Orrery writes, Orrery reads back; Debian's anndata writes (CSR, dense,
+// int counts), Orrery reads value for value; hostile files give errors naming file and element.
+#include <QtTest/QtTest>
+
+#include <cmath>
+#include <fstream>
+
+#include "compute/synth.hpp"
+#include "io/error.hpp"
+#include "io/h5ad_writer.hpp"
+#include "io/store.hpp"
+
+using namespace orrery;
+
+namespace {
+
+CsrMatrix small_matrix() {
+  CsrMatrix m;
+  m.n_rows = 4;
+  m.n_cols = 5;
+  m.indptr = {0, 2, 2, 5, 6};
+  m.indices = {0, 3, 1, 2, 4, 4};
+  m.data = {1.5f, 2.0f, 7.0f, 1.0f, 3.25f, 9.0f};
+  return m;
+}
+
+// Runs Debian's python3 with `script`; returns false (and the reason) when anndata is missing.
+bool run_python(const QString& script, const QStringList& args, QString* why) {
+  QProcess p;
+  p.start("/usr/bin/python3", QStringList{"-c", script} + args);
+  if (!p.waitForFinished(120000)) {
+    *why = "python3 did not finish";
+    return false;
+  }
+  const QString err = p.readAllStandardError();
+  if (p.exitCode() == 77) {
+    *why = "SKIP " + err;
+    return false;
+  }
+  if (p.exitCode() != 0) {
+    *why = "python3 failed: " + err;
+    return false;
+  }
+  return true;
+}
+
+}  // namespace
+
+class TestH5ad : public QObject {
+  Q_OBJECT
+  QTemporaryDir tmp_;
+  QString path(const char* name) { return tmp_.filePath(name); }
+
+ private slots:
+  void writeThenRead() {
+    const QString file = path("small.h5ad");
+    {
+      io::H5adWriter w(file.toStdString());
+      CsrMatrix m = small_matrix();
+      bool sent = false;
+      w.write_X(4, 5, [&](CsrMatrix& chunk) {
+        if (sent) return false;
+        chunk = m;
+        sent = true;
+        return true;
+      });
+      DataFrame obs;
+      obs.index = {"c0", "c1", "c2", "c3"};
+      obs.columns.push_back({"label", Categorical{{0, 1, 0, -1}, {"a", "b"}, {"#ff0000", "#00ff00"}}});
+      w.write_obs(obs);
+      DataFrame var;
+      var.index = {"g0", "g1", "g2", "g3", "g4"};
+      var.columns.push_back({"hv", std::vector<bool>{true, false, true, false, false}});
+      w.write_var(var);
+      QVERIFY(!QFile::exists(file));  // nothing at the target until commit
+      w.commit();
+    }
+    QVERIFY(QFile::exists(file));
+    io::Store s = io::open_store(file.toStdString());
+    QCOMPARE(s.format, std::string("h5ad"));
+    QCOMPARE(s.n_obs(), 4);
+    QCOMPARE(s.n_vars(), 5);
+    QCOMPARE(s.obs.index, (std::vector<std::string>{"c0", "c1", "c2", "c3"}));
+    CsrMatrix back = s.X->read_rows(0, 4);
+    CsrMatrix want = small_matrix();
+    QCOMPARE(back.indptr, want.indptr);
+    QCOMPARE(back.indices, want.indices);
+    QCOMPARE(back.data, want.data);
+    CsrMatrix mid = s.X->read_rows(2, 3);
+    QCOMPARE(mid.nnz(), 3);
+    QCOMPARE(mid.data[2], 3.25f);
+  }
+
+  void uncommittedWriterLeavesNothing() {
+    const QString file = path("aborted.h5ad");
+    {
+      io::H5adWriter w(file.toStdString());
+    }
+    QVERIFY(!QFile::exists(file));
+    QCOMPARE(QDir(tmp_.path()).entryList({"aborted.h5ad*"}).size(), 0);
+  }
+
+  void anndataReadsOurs() {
+    const QString file = path("ours.h5ad");
+    compute::SynthOptions o;
+    o.n_cells = 300;
+    o.n_genes = 500;
+    compute::Progress quiet;
+    compute::write_synth_h5ad(o, file.toStdString(), quiet);
+    compute::SynthGenerator gen(o);
+    CsrMatrix m = gen.rows(0, o.n_cells);
+    double total = 0;
+    for (float v : m.data) total += v;
+    const QString script = R"(
+import sys
+try:
+    import anndata
+except ImportError:
+    sys.exit(77)
+ad = anndata.read_h5ad(sys.argv[1])
+assert ad.shape == (300, 500), ad.shape
+assert ad.X.format == "csr"
+assert abs(float(ad.X.sum()) - float(sys.argv[2])) < 1e-3, (ad.X.sum(), sys.argv[2])
+assert ad.obs["true_cluster"].dtype.name == "category"
+assert ad.var_names[0] == "MT-1" and ad.obs_names[0] == "cell00000000"
+)";
+    QString why;
+    if (!run_python(script, {file, QString::number(total, 'f', 1)}, &why)) {
+      if (why.startsWith("SKIP")) QSKIP("python3-anndata is not installed");
+      QFAIL(qPrintable(why));
+    }
+  }
+
+  void weReadAnndatas_data() {
+    QTest::addColumn<QString>("layout");
+    QTest::newRow("csr float32") << "csr32";
+    QTest::newRow("csr float64 int64 indptr") << "csr64";
+    QTest::newRow("csr int32 counts") << "csrint";
+    QTest::newRow("dense float32") << "dense";
+    QTest::newRow("gzip csr") << "gzip";
+  }
+
+  void weReadAnndatas() {
+    QFETCH(QString, layout);
+    const QString file = path(qPrintable("anndata-" + layout + ".h5ad"));
+    const QString script = R"(
+import sys
+try:
+    import anndata, numpy as np, pandas as pd, scipy.sparse as sp
+except ImportError:
+    sys.exit(77)
+layout, path = sys.argv[1], sys.argv[2]
+rng = np.random.default_rng(3)
+dense = rng.poisson(0.7, size=(40, 25)).astype(np.float32)
+dense[dense > 0] += rng.random(int((dense > 0).sum())).astype(np.float32)
+if layout == "csrint":
+    dense = np.floor(dense)
+obs = pd.DataFrame(index=[f"cell-{i}" for i in range(40)])
+obs["batch"] = pd.Categorical(["a", "b"] * 20)
+var = pd.DataFrame(index=[f"gene-{j}" for j in range(25)])
+if layout == "dense":
+    X = dense
+elif layout == "csr64":
+    X = sp.csr_matrix(dense.astype(np.float64)); X.indptr = X.indptr.astype(np.int64)
+elif layout == "csrint":
+    X = sp.csr_matrix(dense.astype(np.int32))
+else:
+    X = sp.csr_matrix(dense)
+ad = anndata.AnnData(X=X, obs=obs, var=var)
+ad.write_h5ad(path, compression="gzip" if layout == "gzip" else None)
+np.savetxt(path + ".txt", dense)
+)";
+    QString why;
+    if (!run_python(script, {layout, file}, &why)) {
+      if (why.startsWith("SKIP")) QSKIP("python3-anndata is not installed");
+      QFAIL(qPrintable(why));
+    }
+    io::Store s = io::open_store(file.toStdString());
+    QCOMPARE(s.n_obs(), 40);
+    QCOMPARE(s.n_vars(), 25);
+    QCOMPARE(QString::fromStdString(s.obs.index[7]), QString("cell-7"));
+    QCOMPARE(QString::fromStdString(s.var.index[24]), QString("gene-24"));
+    std::ifstream txt((file + ".txt").toStdString());
+    std::vector<float> dense(40 * 25);
+    for (auto& v : dense) txt >> v;
+    // Read in uneven chunks and compare every value.
+    for (std::int64_t r0 = 0; r0 < 40; r0 += 13) {
+      const std::int64_t r1 = std::min<std::int64_t>(40, r0 + 13);
+      CsrMatrix c = s.X->read_rows(r0, r1);
+      std::vector<float> got((r1 - r0) * 25, 0.0f);
+      for (std::int64_t r = 0; r < c.n_rows; ++r)
+        for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k) got[r * 25 + c.indices[k]] = c.data[k];
+      for (std::int64_t i = 0; i < (r1 - r0) * 25; ++i)
+        QVERIFY2(std::fabs(got[i] - dense[r0 * 25 + i]) <= 1e-6f * std::max(1.0f, std::fabs(dense[r0 * 25 + i])),
+                 qPrintable(QString("row %1 col %2: %3 vs %4").arg(r0 + i / 25).arg(i % 25).arg(got[i]).arg(dense[r0 * 25 + i])));
+    }
+  }
+
+  void hostileFiles() {
+    // Truncated: the first half of a valid file.
+    const QString good = path("small.h5ad");
+    QVERIFY(QFile::exists(good));
+    QFile in(good);
+    QVERIFY(in.open(QIODevice::ReadOnly));
+    const QByteArray bytes = in.readAll();
+    const QString cut = path("truncated.h5ad");
+    QFile out(cut);
+    QVERIFY(out.open(QIODevice::WriteOnly));
+    out.write(bytes.left(bytes.size() / 2));
+    out.close();
+    try {
+      io::Store s = io::open_store(cut.toStdString());
+      s.X->read_rows(0, s.n_obs());
+      QFAIL("truncated file accepted");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("truncated.h5ad"), e.what());
+    }
+  }
+
+  void corruptIndptrAndIndices() {
+    // indptr not monotone and an index out of range, written by our own writer with bad chunks.
+    for (int variant = 0; variant < 2; ++variant) {
+      const QString file = path(variant ? "badindex.h5ad" : "badindptr.h5ad");
+      {
+        io::H5adWriter w(file.toStdString());
+        CsrMatrix m = small_matrix();
+        if (variant == 0) m.indptr = {0, 3, 2, 5, 6};
+        else m.indices[2] = 99;
+        bool sent = false;
+        w.write_X(4, 5, [&](CsrMatrix& chunk) {
+          if (sent) return false;
+          chunk = m;
+          sent = true;
+          return true;
+        });
+        DataFrame obs, var;
+        obs.index = {"a", "b", "c", "d"};
+        var.index = {"g0", "g1", "g2", "g3", "g4"};
+        w.write_obs(obs);
+        w.write_var(var);
+        w.commit();
+      }
+      io::Store s = io::open_store(file.toStdString());
+      try {
+        s.X->read_rows(0, 4);
+        QFAIL("corrupt matrix accepted");
+      } catch (const Error& e) {
+        const QString what = e.what();
+        QVERIFY2(what.contains(variant ? "X/indices" : "X/indptr"), qPrintable(what));
+      }
+    }
+  }
+};
+
+QTEST_GUILESS_MAIN(TestH5ad)
+#include "test_h5ad.moc"
