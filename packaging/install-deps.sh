@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(
-  build-essential cmake ninja-build pkg-config git
+  build-essential cmake ninja-build pkg-config git time bc
   qt6-base-dev qt6-base-dev-tools libgl-dev libxkbcommon-dev
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
   libhdf5-dev libblosc-dev libzstd-dev liblz4-dev zlib1g-dev
