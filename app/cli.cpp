@@ -52,8 +52,8 @@ class TerminalProgress final : public compute::Progress {
     pct_ = pct;
     if (tty_) {
       const int filled = pct / 5;
-      std::fprintf(stderr, "\r%-18s [%.*s%*s] %3d%%", stage_.c_str(), filled, "====================",
-                   20 - filled, "", pct);
+      std::fprintf(stderr, "\r%-18s [%.*s%*s] %3d%%", stage_.c_str(), filled,
+                   "====================", 20 - filled, "", pct);
       if (pct >= 100) std::fputc('\n', stderr);
     } else {
       std::fprintf(stderr, "%s %d%%\n", stage_.c_str(), pct);
@@ -81,19 +81,32 @@ Args parse(int argc, char** argv, int first) {
       if (i + 1 >= argc) throw Error("", s, "missing value");
       dst = argv[++i];
     };
-    if (s == "-o" || s == "--out") value(a.out);
-    else if (s == "--report") value(a.report);
-    else if (s == "--params") value(a.params);
-    else if (s == "--backend") value(a.backend);
-    else if (s == "--threads") value(a.threads);
-    else if (s == "--cells") value(a.cells);
-    else if (s == "--genes") value(a.genes);
-    else if (s == "--clusters") value(a.clusters);
-    else if (s == "--seed") value(a.seed);
-    else if (s == "--quiet" || s == "-q") a.quiet = true;
-    else if (s == "--headless") continue;
-    else if (s.rfind("-", 0) == 0) throw Error("", s, "unknown option");
-    else a.positional.push_back(s);
+    if (s == "-o" || s == "--out")
+      value(a.out);
+    else if (s == "--report")
+      value(a.report);
+    else if (s == "--params")
+      value(a.params);
+    else if (s == "--backend")
+      value(a.backend);
+    else if (s == "--threads")
+      value(a.threads);
+    else if (s == "--cells")
+      value(a.cells);
+    else if (s == "--genes")
+      value(a.genes);
+    else if (s == "--clusters")
+      value(a.clusters);
+    else if (s == "--seed")
+      value(a.seed);
+    else if (s == "--quiet" || s == "-q")
+      a.quiet = true;
+    else if (s == "--headless")
+      continue;
+    else if (s.rfind("-", 0) == 0)
+      throw Error("", s, "unknown option");
+    else
+      a.positional.push_back(s);
   }
   return a;
 }
@@ -105,8 +118,9 @@ long long to_int(const std::string& s, const char* field, long long lo, long lon
     if (pos != s.size() || v < lo || v > hi) throw std::out_of_range(s);
     return v;
   } catch (const std::exception&) {
-    throw Error("", field, "expected an integer in [" + std::to_string(lo) + ", " +
-                               std::to_string(hi) + "], got '" + s + "'");
+    throw Error("", field,
+                "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
+                    "], got '" + s + "'");
   }
 }
 
@@ -139,7 +153,8 @@ int cmd_run(const Args& a, const std::string& store_path) {
     }
   }
   if (!a.backend.empty()) params.backend = a.backend;
-  if (!a.threads.empty()) set_thread_count(static_cast<int>(to_int(a.threads, "--threads", 1, 4096)));
+  if (!a.threads.empty())
+    set_thread_count(static_cast<int>(to_int(a.threads, "--threads", 1, 4096)));
   params.validate();
 
   TerminalProgress progress(a.quiet);
@@ -162,7 +177,8 @@ int cmd_run(const Args& a, const std::string& store_path) {
   if (!a.quiet)
     std::fprintf(stderr, "%lld cells, %lld genes after filters; %d Leiden clusters; wrote %s\n",
                  static_cast<long long>(result.kept_cells.size()),
-                 static_cast<long long>(result.kept_genes.size()), result.n_clusters, a.out.c_str());
+                 static_cast<long long>(result.kept_genes.size()), result.n_clusters,
+                 a.out.c_str());
   return 0;
 }
 
@@ -171,7 +187,8 @@ int cmd_synth(const Args& a) {
   compute::SynthOptions o;
   if (!a.cells.empty()) o.n_cells = to_int(a.cells, "--cells", 1, 1LL << 36);
   if (!a.genes.empty()) o.n_genes = static_cast<int>(to_int(a.genes, "--genes", 14, 1 << 30));
-  if (!a.clusters.empty()) o.n_clusters = static_cast<int>(to_int(a.clusters, "--clusters", 1, 1000));
+  if (!a.clusters.empty())
+    o.n_clusters = static_cast<int>(to_int(a.clusters, "--clusters", 1, 1000));
   if (!a.seed.empty()) o.seed = static_cast<std::uint64_t>(to_int(a.seed, "--seed", 0, 1LL << 62));
   TerminalProgress progress(a.quiet);
   g_progress = &progress;
@@ -191,11 +208,13 @@ int cmd_info(const std::string& path) {
               static_cast<long long>(store.n_vars()), static_cast<long long>(store.X->nnz()));
   auto head = [](const std::vector<std::string>& v) {
     std::string s;
-    for (std::size_t i = 0; i < std::min<std::size_t>(3, v.size()); ++i) s += (i ? ", " : "") + v[i];
+    for (std::size_t i = 0; i < std::min<std::size_t>(3, v.size()); ++i)
+      s += (i ? ", " : "") + v[i];
     if (v.size() > 3) s += ", ...";
     return s;
   };
-  std::printf("obs     %s\nvar     %s\n", head(store.obs.index).c_str(), head(store.var.index).c_str());
+  std::printf("obs     %s\nvar     %s\n", head(store.obs.index).c_str(),
+              head(store.var.index).c_str());
   for (const auto& c : store.var.columns) std::printf("var col %s\n", c.name.c_str());
   return 0;
 }

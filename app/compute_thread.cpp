@@ -18,7 +18,8 @@ class SignalProgress final : public compute::Progress {
     if (stage == last_stage_ && pct == last_pct_) return;
     last_stage_ = stage;
     last_pct_ = pct;
-    emit worker_->progress(QString::fromUtf8(stage.data(), static_cast<int>(stage.size())), fraction);
+    emit worker_->progress(QString::fromUtf8(stage.data(), static_cast<int>(stage.size())),
+                           fraction);
   }
 
  private:

@@ -33,7 +33,8 @@ int main(int argc, char** argv) {
     try {
       path = QString::fromStdString(orrery::app::ensure_demo_store());
     } catch (const std::exception& e) {
-      QMessageBox::critical(&window, "Orrery", QString("Cannot create the demo dataset: ") + e.what());
+      QMessageBox::critical(&window, "Orrery",
+                            QString("Cannot create the demo dataset: ") + e.what());
     }
   }
   if (!path.isEmpty()) window.openStore(path);

@@ -61,11 +61,13 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     progress_->setValue(static_cast<int>(f * 1000));
     emit runProgress(stage, f);
   });
-  connect(w, &ComputeWorker::layoutStep, this, [this](std::shared_ptr<const std::vector<float>> xy) {
-    // While UMAP optimises, draw the layout in one neutral colour.
-    std::vector<std::int32_t> labels(xy->size() / 2, 0);
-    view_->setPoints(render::categorical_points(*xy, labels, {"#808080"}), view_->points().size() == 0);
-  });
+  connect(w, &ComputeWorker::layoutStep, this,
+          [this](std::shared_ptr<const std::vector<float>> xy) {
+            // While UMAP optimises, draw the layout in one neutral colour.
+            std::vector<std::int32_t> labels(xy->size() / 2, 0);
+            view_->setPoints(render::categorical_points(*xy, labels, {"#808080"}),
+                             view_->points().size() == 0);
+          });
   connect(w, &ComputeWorker::finished, this, [this](std::shared_ptr<const RunSnapshot> snap) {
     setRunning(false);
     showSnapshot(std::move(snap));
@@ -93,7 +95,8 @@ void MainWindow::buildMenus() {
   QMenu* file = menuBar()->addMenu("&File");
   QAction* open = file->addAction("&Open...", this, [this] {
     const QString path = QFileDialog::getOpenFileName(
-        this, "Open store", QString(), "AnnData (*.h5ad);;Matrix Market (*.mtx *.mtx.gz);;All files (*)");
+        this, "Open store", QString(),
+        "AnnData (*.h5ad);;Matrix Market (*.mtx *.mtx.gz);;All files (*)");
     if (!path.isEmpty()) openStore(path);
   });
   open->setShortcut(QKeySequence::Open);
@@ -103,14 +106,15 @@ void MainWindow::buildMenus() {
   });
   open_dir->setShortcut(QKeySequence("Ctrl+Shift+O"));
   QAction* png = file->addAction("Export view as &PNG...", this, [this] {
-    const QString path = QFileDialog::getSaveFileName(this, "Export PNG", "umap.png", "PNG (*.png)");
+    const QString path =
+        QFileDialog::getSaveFileName(this, "Export PNG", "umap.png", "PNG (*.png)");
     if (!path.isEmpty() && !exportPng(path))
       QMessageBox::warning(this, "Orrery", "Could not export " + path);
   });
   png->setShortcut(QKeySequence("Ctrl+E"));
   QAction* save = file->addAction("&Save results as .h5ad...", this, [this] {
-    const QString path =
-        QFileDialog::getSaveFileName(this, "Save results", "orrery-results.h5ad", "AnnData (*.h5ad)");
+    const QString path = QFileDialog::getSaveFileName(this, "Save results", "orrery-results.h5ad",
+                                                      "AnnData (*.h5ad)");
     if (!path.isEmpty()) saveH5ad(path);
   });
   save->setShortcut(QKeySequence::Save);
@@ -150,14 +154,14 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   snapshot_ = std::move(snap);
   const auto& s = *snapshot_;
   view_->setPoints(render::categorical_points(s.umap_xy, s.labels, s.palette, {}, {},
-                                               render::default_alpha(s.labels.size())),
+                                              render::default_alpha(s.labels.size())),
                    true);
   clusters_->clear();
   for (std::size_t c = 0; c < s.cluster_sizes.size(); ++c) {
     QPixmap swatch(14, 14);
     swatch.fill(QColor(QString::fromStdString(s.palette[c])));
-    clusters_->addItem(new QListWidgetItem(QIcon(swatch),
-                                           QString("Cluster %1  (%2 cells)").arg(c).arg(s.cluster_sizes[c])));
+    clusters_->addItem(new QListWidgetItem(
+        QIcon(swatch), QString("Cluster %1  (%2 cells)").arg(c).arg(s.cluster_sizes[c])));
   }
   stage_label_->setText(QString("Done in %1 s").arg(s.seconds, 0, 'f', 1));
   summary_label_->setText(QString("%1 of %2 cells, %3 genes, %4 clusters · %5")
@@ -190,7 +194,9 @@ bool MainWindow::exportPng(const QString& path, int scale) {
   }
 }
 
-void MainWindow::saveH5ad(const QString& path) { compute_->save(path); }
+void MainWindow::saveH5ad(const QString& path) {
+  compute_->save(path);
+}
 
 void MainWindow::dragEnterEvent(QDragEnterEvent* e) {
   if (e->mimeData()->hasUrls()) e->acceptProposedAction();

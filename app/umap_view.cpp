@@ -9,13 +9,15 @@
 namespace orrery::app {
 
 void UmapRenderer::initResources() {
-  pipeline_ = std::make_unique<render::PointPipeline>(
-      view_->physicalDevice(), view_->device(), view_->defaultRenderPass(),
-      view_->sampleCountFlagBits());
+  pipeline_ = std::make_unique<render::PointPipeline>(view_->physicalDevice(), view_->device(),
+                                                      view_->defaultRenderPass(),
+                                                      view_->sampleCountFlagBits());
   uploaded_version_ = 0;
 }
 
-void UmapRenderer::releaseResources() { pipeline_.reset(); }
+void UmapRenderer::releaseResources() {
+  pipeline_.reset();
+}
 
 void UmapRenderer::startNextFrame() {
   // Buffers are rewritten only between frames: wait for the GPU before replacing them.
@@ -39,7 +41,8 @@ void UmapRenderer::startNextFrame() {
   rp.sType = VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO;
   rp.renderPass = view_->defaultRenderPass();
   rp.framebuffer = view_->currentFramebuffer();
-  rp.renderArea.extent = {static_cast<uint32_t>(size.width()), static_cast<uint32_t>(size.height())};
+  rp.renderArea.extent = {static_cast<uint32_t>(size.width()),
+                          static_cast<uint32_t>(size.height())};
   rp.clearValueCount = view_->sampleCountFlagBits() > VK_SAMPLE_COUNT_1_BIT ? 3 : 2;
   rp.pClearValues = clear;
   VkCommandBuffer cmd = view_->currentCommandBuffer();
@@ -59,7 +62,9 @@ UmapView::UmapView() {
   setPreferredColorFormats({VK_FORMAT_B8G8R8A8_UNORM, VK_FORMAT_R8G8B8A8_UNORM});
 }
 
-QVulkanWindowRenderer* UmapView::createRenderer() { return new UmapRenderer(this); }
+QVulkanWindowRenderer* UmapView::createRenderer() {
+  return new UmapRenderer(this);
+}
 
 void UmapView::setPoints(render::PointSet points, bool refit) {
   points_ = std::move(points);
@@ -69,14 +74,16 @@ void UmapView::setPoints(render::PointSet points, bool refit) {
 }
 
 void UmapView::fitToData() {
-  const QSize size = swapChainImageSize().isEmpty() ? this->size() * devicePixelRatio()
-                                                    : swapChainImageSize();
+  const QSize size =
+      swapChainImageSize().isEmpty() ? this->size() * devicePixelRatio() : swapChainImageSize();
   camera_.fit(points_, static_cast<float>(size.width()), static_cast<float>(size.height()));
   fitted_ = true;
   requestUpdate();
 }
 
-void UmapView::mousePressEvent(QMouseEvent* e) { last_mouse_ = e->position(); }
+void UmapView::mousePressEvent(QMouseEvent* e) {
+  last_mouse_ = e->position();
+}
 
 void UmapView::mouseMoveEvent(QMouseEvent* e) {
   if (!(e->buttons() & (Qt::LeftButton | Qt::MiddleButton))) return;
@@ -86,7 +93,9 @@ void UmapView::mouseMoveEvent(QMouseEvent* e) {
   requestUpdate();
 }
 
-void UmapView::mouseDoubleClickEvent(QMouseEvent*) { fitToData(); }
+void UmapView::mouseDoubleClickEvent(QMouseEvent*) {
+  fitToData();
+}
 
 void UmapView::wheelEvent(QWheelEvent* e) {
   const double steps = e->angleDelta().y() / 120.0;
@@ -97,10 +106,14 @@ void UmapView::wheelEvent(QWheelEvent* e) {
 }
 
 void UmapView::keyPressEvent(QKeyEvent* e) {
-  if (e->key() == Qt::Key_F) fitToData();
-  else if (e->key() == Qt::Key_Plus || e->key() == Qt::Key_Equal) setPointSize(point_size_ + 1);
-  else if (e->key() == Qt::Key_Minus) setPointSize(std::max(1.0f, point_size_ - 1));
-  else QVulkanWindow::keyPressEvent(e);
+  if (e->key() == Qt::Key_F)
+    fitToData();
+  else if (e->key() == Qt::Key_Plus || e->key() == Qt::Key_Equal)
+    setPointSize(point_size_ + 1);
+  else if (e->key() == Qt::Key_Minus)
+    setPointSize(std::max(1.0f, point_size_ - 1));
+  else
+    QVulkanWindow::keyPressEvent(e);
 }
 
 void UmapView::resizeEvent(QResizeEvent* e) {

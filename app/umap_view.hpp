@@ -37,7 +37,10 @@ class UmapView : public QVulkanWindow {
   const render::Camera& camera() const { return camera_; }
   std::uint64_t version() const { return version_; }
   float pointSize() const { return point_size_; }
-  void setPointSize(float px) { point_size_ = px; requestUpdate(); }
+  void setPointSize(float px) {
+    point_size_ = px;
+    requestUpdate();
+  }
   std::uint64_t framesRendered() const { return frames_; }
 
  signals:

@@ -17,7 +17,9 @@ ORRERY_HD inline float normalize_value(float count, double cell_total, double ta
   return cell_total > 0.0 ? static_cast<float>(count * (target_sum / cell_total)) : 0.0f;
 }
 
-ORRERY_HD inline float log1p_value(float x) { return log1pf(x); }
+ORRERY_HD inline float log1p_value(float x) {
+  return log1pf(x);
+}
 
 ORRERY_HD inline float normalize_log1p_value(float count, double cell_total, double target_sum) {
   return log1p_value(normalize_value(count, cell_total, target_sum));

@@ -135,8 +135,8 @@ HvgResult highly_variable_genes(const std::vector<double>& mean_in, const std::v
   } else {
     for (std::size_t g = 0; g < n; ++g) {
       const double d = r.dispersions_norm[g];
-      r.highly_variable[g] = r.means[g] > o.min_mean && r.means[g] < o.max_mean &&
-                             !std::isnan(d) && d > o.min_disp && d < o.max_disp;
+      r.highly_variable[g] = r.means[g] > o.min_mean && r.means[g] < o.max_mean && !std::isnan(d) &&
+                             d > o.min_disp && d < o.max_disp;
     }
   }
   return r;

@@ -11,8 +11,8 @@
 namespace orrery::compute {
 
 struct KnnOptions {
-  int n_neighbors = 15;  // including the point itself
-  int n_pcs = 0;         // 0: all columns
+  int n_neighbors = 15;              // including the point itself
+  int n_pcs = 0;                     // 0: all columns
   std::string metric = "euclidean";  // "euclidean" | "cosine"
 };
 

@@ -36,7 +36,8 @@ std::vector<std::string> categorical_palette(std::size_t n) {
 
 std::array<std::uint8_t, 3> parse_hex_color(const std::string& hex) {
   unsigned r = 0, g = 0, b = 0;
-  if (hex.size() != 7 || hex[0] != '#' || std::sscanf(hex.c_str() + 1, "%02x%02x%02x", &r, &g, &b) != 3)
+  if (hex.size() != 7 || hex[0] != '#' ||
+      std::sscanf(hex.c_str() + 1, "%02x%02x%02x", &r, &g, &b) != 3)
     throw Error("", "color", "expected #rrggbb, got '" + hex + "'");
   return {static_cast<std::uint8_t>(r), static_cast<std::uint8_t>(g), static_cast<std::uint8_t>(b)};
 }

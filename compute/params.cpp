@@ -25,7 +25,8 @@ void reject_unknown(const json& section, const std::string& where,
   for (auto it = section.begin(); it != section.end(); ++it) {
     bool ok = false;
     for (const char* k : known) ok = ok || it.key() == k;
-    if (!ok) throw Error("", where.empty() ? it.key() : where + "." + it.key(), "unknown parameter");
+    if (!ok)
+      throw Error("", where.empty() ? it.key() : where + "." + it.key(), "unknown parameter");
   }
 }
 
@@ -36,8 +37,9 @@ void require(bool ok, const char* field, const std::string& message) {
 }  // namespace
 
 void PipelineParams::update_from_json(const json& j) {
-  reject_unknown(j, "", {"qc", "normalize", "hvg", "scale", "pca", "neighbors", "umap", "leiden",
-                         "chunk_mib", "backend"});
+  reject_unknown(j, "",
+                 {"qc", "normalize", "hvg", "scale", "pca", "neighbors", "umap", "leiden",
+                  "chunk_mib", "backend"});
   if (j.contains("qc")) {
     const auto& s = j["qc"];
     reject_unknown(s, "qc", {"mito_prefix", "min_genes", "max_genes", "max_pct_mito", "min_cells"});
@@ -56,8 +58,9 @@ void PipelineParams::update_from_json(const json& j) {
   }
   if (j.contains("hvg")) {
     const auto& s = j["hvg"];
-    reject_unknown(s, "hvg", {"flavor", "n_top_genes", "min_mean", "max_mean", "min_disp",
-                              "max_disp", "n_bins"});
+    reject_unknown(
+        s, "hvg",
+        {"flavor", "n_top_genes", "min_mean", "max_mean", "min_disp", "max_disp", "n_bins"});
     take(s, "hvg", "flavor", hvg.flavor);
     take(s, "hvg", "n_top_genes", hvg.n_top_genes);
     take(s, "hvg", "min_mean", hvg.min_mean);
@@ -83,8 +86,9 @@ void PipelineParams::update_from_json(const json& j) {
   }
   if (j.contains("umap")) {
     const auto& s = j["umap"];
-    reject_unknown(s, "umap", {"min_dist", "spread", "n_epochs", "learning_rate", "seed",
-                               "negative_sample_rate"});
+    reject_unknown(
+        s, "umap",
+        {"min_dist", "spread", "n_epochs", "learning_rate", "seed", "negative_sample_rate"});
     take(s, "umap", "min_dist", umap.min_dist);
     take(s, "umap", "spread", umap.spread);
     take(s, "umap", "n_epochs", umap.n_epochs);

@@ -21,7 +21,10 @@ double cpu_seconds() {
 class StageClock {
  public:
   StageClock(PipelineResult& r, std::string name, std::int64_t rows, Progress& p)
-      : r_(r), name_(std::move(name)), rows_(rows), cpu0_(cpu_seconds()),
+      : r_(r),
+        name_(std::move(name)),
+        rows_(rows),
+        cpu0_(cpu_seconds()),
         t0_(std::chrono::steady_clock::now()) {
     p.report(name_, 0.0);
   }
@@ -83,7 +86,8 @@ double peak_rss_mib() {
 
 std::vector<std::int32_t> kept_gene_map(const PipelineResult& r) {
   std::vector<std::int32_t> map(r.n_genes_total, -1);
-  for (std::size_t i = 0; i < r.kept_genes.size(); ++i) map[r.kept_genes[i]] = static_cast<std::int32_t>(i);
+  for (std::size_t i = 0; i < r.kept_genes.size(); ++i)
+    map[r.kept_genes[i]] = static_cast<std::int32_t>(i);
   return map;
 }
 
@@ -118,8 +122,9 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   r.n_cells_total = x.n_rows();
   r.n_genes_total = x.n_cols();
   if (r.n_cells_total == 0 || r.n_genes_total == 0)
-    throw Error(store.path, "X", "matrix is empty (" + std::to_string(r.n_cells_total) + " x " +
-                                     std::to_string(r.n_genes_total) + ")");
+    throw Error(store.path, "X",
+                "matrix is empty (" + std::to_string(r.n_cells_total) + " x " +
+                    std::to_string(r.n_genes_total) + ")");
   r.backend_note = backend.name();
   PipelineParams params = p;
 
@@ -147,8 +152,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       if (keep) r.kept_cells.push_back(i);
     }
     if (r.kept_cells.size() < 3)
-      throw Error(store.path, "filter", "only " + std::to_string(r.kept_cells.size()) +
-                                            " cells pass the QC thresholds");
+      throw Error(store.path, "filter",
+                  "only " + std::to_string(r.kept_cells.size()) + " cells pass the QC thresholds");
     std::vector<std::int64_t> n_cells(r.n_genes_total, 0);
     for_each_chunk(x, p.chunk_bytes, progress, "filter", [&](const CsrMatrix& c, std::int64_t r0) {
       for (std::int64_t i = 0; i < c.n_rows; ++i) {
@@ -174,15 +179,16 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   if (params.target_sum <= 0) {
     // normalize_total(target_sum=None): the median total over kept genes of kept cells.
     std::vector<double> totals;
-    for_each_chunk(x, p.chunk_bytes, progress, "normalize", [&](const CsrMatrix& c, std::int64_t r0) {
-      for (std::int64_t i = 0; i < c.n_rows; ++i) {
-        if (!r.cell_mask[r0 + i]) continue;
-        double t = 0;
-        for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
-          if (gene_map[c.indices[k]] >= 0) t += c.data[k];
-        totals.push_back(t);
-      }
-    });
+    for_each_chunk(x, p.chunk_bytes, progress, "normalize",
+                   [&](const CsrMatrix& c, std::int64_t r0) {
+                     for (std::int64_t i = 0; i < c.n_rows; ++i) {
+                       if (!r.cell_mask[r0 + i]) continue;
+                       double t = 0;
+                       for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+                         if (gene_map[c.indices[k]] >= 0) t += c.data[k];
+                       totals.push_back(t);
+                     }
+                   });
     std::nth_element(totals.begin(), totals.begin() + totals.size() / 2, totals.end());
     params.target_sum = totals[totals.size() / 2];
   }
@@ -219,15 +225,16 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   {
     StageClock clock(r, "pca", n_kept_cells, progress);
     std::vector<double> sum(h, 0), sumsq(h, 0);
-    for_each_chunk(x, p.chunk_bytes, progress, "pca: scale", [&](const CsrMatrix& raw, std::int64_t r0) {
-      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
-      for (std::int64_t k = 0; k < c.nnz(); ++k) {
-        const auto col = hvg_col[c.indices[k]];
-        if (col < 0) continue;
-        sum[col] += c.data[k];
-        sumsq[col] += static_cast<double>(c.data[k]) * c.data[k];
-      }
-    });
+    for_each_chunk(x, p.chunk_bytes, progress, "pca: scale",
+                   [&](const CsrMatrix& raw, std::int64_t r0) {
+                     CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+                     for (std::int64_t k = 0; k < c.nnz(); ++k) {
+                       const auto col = hvg_col[c.indices[k]];
+                       if (col < 0) continue;
+                       sum[col] += c.data[k];
+                       sumsq[col] += static_cast<double>(c.data[k]) * c.data[k];
+                     }
+                   });
     std::vector<float> mean(h), inv_std(h);
     const double n = static_cast<double>(n_kept_cells);
     for (std::int32_t c = 0; c < h; ++c) {
@@ -237,19 +244,22 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
     }
     GramAccumulator gram(h);
-    for_each_chunk(x, p.chunk_bytes, progress, "pca: gram", [&](const CsrMatrix& raw, std::int64_t r0) {
-      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
-      gram.add(scaled_hvg_block(c, hvg_col, mean, inv_std, p.scale_max_value));
-    });
+    for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
+                   [&](const CsrMatrix& raw, std::int64_t r0) {
+                     CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+                     gram.add(scaled_hvg_block(c, hvg_col, mean, inv_std, p.scale_max_value));
+                   });
     progress.report("pca: eigensolve", 0.0);
     r.pca = pca_from_covariance(gram.covariance(), gram.mean(), std::min(p.pca.n_comps, h));
     r.x_pca = DenseMatrix(n_kept_cells, static_cast<std::int64_t>(r.pca.variance.size()));
     std::int64_t out_row = 0;
-    for_each_chunk(x, p.chunk_bytes, progress, "pca: project", [&](const CsrMatrix& raw, std::int64_t r0) {
-      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
-      project(r.pca, scaled_hvg_block(c, hvg_col, mean, inv_std, p.scale_max_value), r.x_pca, out_row);
-      out_row += c.n_rows;
-    });
+    for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
+                   [&](const CsrMatrix& raw, std::int64_t r0) {
+                     CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+                     project(r.pca, scaled_hvg_block(c, hvg_col, mean, inv_std, p.scale_max_value),
+                             r.x_pca, out_row);
+                     out_row += c.n_rows;
+                   });
   }
 
   {

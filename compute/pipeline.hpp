@@ -59,7 +59,7 @@ struct PipelineResult {
   HvgResult hvg;                                // over kept genes
   std::vector<std::int32_t> hvg_genes;          // positions among kept genes
   PcaModel pca;
-  DenseMatrix x_pca;   // kept cells x n_comps
+  DenseMatrix x_pca;  // kept cells x n_comps
   KnnResult knn;
   FuzzyGraph graph;
   DenseMatrix x_umap;  // kept cells x 2
@@ -80,7 +80,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& params, Back
 // Rows [r0, r1) of the store restricted to kept cells and genes, normalised and log1p'd:
 // the matrix every downstream stage sees.
 CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0,
-                               const PipelineResult& result, const std::vector<std::int32_t>& gene_map,
+                               const PipelineResult& result,
+                               const std::vector<std::int32_t>& gene_map,
                                const PipelineParams& params, Backend& backend);
 std::vector<std::int32_t> kept_gene_map(const PipelineResult& result);
 

@@ -29,7 +29,8 @@ struct GeneQc {
 };
 
 // Genes whose name starts with `prefix` (scanpy's var_names.str.startswith("MT-")).
-std::vector<char> genes_with_prefix(const std::vector<std::string>& names, const std::string& prefix);
+std::vector<char> genes_with_prefix(const std::vector<std::string>& names,
+                                    const std::string& prefix);
 
 // Appends the chunk's cells to `cells` and adds its counts to `genes` (sized n_cols beforehand).
 void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes, CellQc& cells,

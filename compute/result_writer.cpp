@@ -37,7 +37,8 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
 
   DataFrame obs;
   for (auto i : r.kept_cells) obs.index.push_back(store.obs.index[i]);
-  obs.columns.push_back({"n_genes_by_counts", pick<std::int32_t>(r.cell_qc.n_genes_by_counts, r.kept_cells)});
+  obs.columns.push_back(
+      {"n_genes_by_counts", pick<std::int32_t>(r.cell_qc.n_genes_by_counts, r.kept_cells)});
   obs.columns.push_back({"total_counts", pick<float>(r.cell_qc.total_counts, r.kept_cells)});
   obs.columns.push_back({"pct_counts_mt", pick<float>(r.cell_qc.pct_counts_qc, r.kept_cells)});
   Categorical leiden;

@@ -63,16 +63,19 @@ std::int64_t poisson(Rng& rng, double lam) {
 }
 
 std::uint64_t cell_seed(std::uint64_t seed, std::int64_t cell) {
-  return seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(cell) * 0xd1b54a32d192ed03ULL + 1;
+  return seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(cell) * 0xd1b54a32d192ed03ULL +
+         1;
 }
 
 }  // namespace
 
 SynthGenerator::SynthGenerator(const SynthOptions& o) : o_(o) {
-  if (o.n_cells < 1 || o.n_cells > (std::int64_t{1} << 40)) throw Error("", "synth.cells", "must be >= 1");
+  if (o.n_cells < 1 || o.n_cells > (std::int64_t{1} << 40))
+    throw Error("", "synth.cells", "must be >= 1");
   if (o.n_genes <= kMitoGenes) throw Error("", "synth.genes", "must be > 13");
   if (o.n_clusters < 1 || o.n_clusters > 1000) throw Error("", "synth.clusters", "must be 1..1000");
-  if (!(o.mean_umis > 0) || !(o.dispersion > 0)) throw Error("", "synth", "mean_umis and dispersion must be positive");
+  if (!(o.mean_umis > 0) || !(o.dispersion > 0))
+    throw Error("", "synth", "mean_umis and dispersion must be positive");
   Rng rng(o.seed ^ 0xc0ffeeULL);
   std::vector<double> base(o.n_genes);
   for (auto& b : base) b = std::exp(1.6 * normal(rng));
@@ -112,7 +115,8 @@ CsrMatrix SynthGenerator::rows(std::int64_t r0, std::int64_t r1) const {
   for (std::int64_t cell = r0; cell < r1; ++cell) {
     Rng rng(cell_seed(o_.seed, cell));
     const double u = rng.uniform();
-    const int cluster = std::min(o_.n_clusters - 1, static_cast<int>(std::pow(u, 1.6) * o_.n_clusters));
+    const int cluster =
+        std::min(o_.n_clusters - 1, static_cast<int>(std::pow(u, 1.6) * o_.n_clusters));
     const double library = o_.mean_umis * std::exp(0.4 * normal(rng) - 0.08);
     const auto& p = profile_[cluster];
     for (std::int32_t g = 0; g < o_.n_genes; ++g) {

@@ -16,8 +16,8 @@ struct SynthOptions {
   std::int64_t n_cells = 3000;
   std::int32_t n_genes = 2000;
   int n_clusters = 8;
-  double mean_umis = 2500;     // mean library size
-  double dispersion = 0.3;     // negative-binomial overdispersion (1 / shape)
+  double mean_umis = 2500;  // mean library size
+  double dispersion = 0.3;  // negative-binomial overdispersion (1 / shape)
   double marker_fraction = 0.04;
   std::uint64_t seed = 0;
 };

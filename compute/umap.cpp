@@ -189,8 +189,8 @@ DenseMatrix initial_layout_from_pca(const DenseMatrix& pca, std::uint64_t seed) 
   Rng rng(seed ^ 0x5eed5eedULL);
   for (std::int64_t i = 0; i < pca.rows; ++i)
     for (int d = 0; d < 2; ++d)
-      init.at(i, d) = (d < pca.cols ? pca.at(i, d) : 0.0f) +
-                      static_cast<float>(1e-4 * (rng.uniform() - 0.5));
+      init.at(i, d) =
+          (d < pca.cols ? pca.at(i, d) : 0.0f) + static_cast<float>(1e-4 * (rng.uniform() - 0.5));
   for (int d = 0; d < 2; ++d) {
     float lo = std::numeric_limits<float>::max(), hi = std::numeric_limits<float>::lowest();
     for (std::int64_t i = 0; i < init.rows; ++i) {
@@ -198,7 +198,8 @@ DenseMatrix initial_layout_from_pca(const DenseMatrix& pca, std::uint64_t seed) 
       hi = std::max(hi, init.at(i, d));
     }
     const float range = hi > lo ? hi - lo : 1.0f;
-    for (std::int64_t i = 0; i < init.rows; ++i) init.at(i, d) = 10.0f * (init.at(i, d) - lo) / range;
+    for (std::int64_t i = 0; i < init.rows; ++i)
+      init.at(i, d) = 10.0f * (init.at(i, d) - lo) / range;
   }
   return init;
 }
@@ -255,7 +256,8 @@ DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix emb, const UmapOptio
       next_sample[e] += eps[e];
       const int n_neg = static_cast<int>((epoch - next_neg[e]) / eps_neg[e]);
       for (int p = 0; p < n_neg; ++p) {
-        const std::int64_t kidx = static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(n));
+        const std::int64_t kidx =
+            static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(n));
         if (kidx == head[e]) continue;
         const float* other = y + 2 * kidx;
         dx = cur[0] - other[0];

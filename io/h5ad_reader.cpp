@@ -7,7 +7,9 @@
 
 namespace orrery::io {
 
-void silence_hdf5_errors() { H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr); }
+void silence_hdf5_errors() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
 
 namespace {
 
@@ -73,8 +75,8 @@ class CsrReader final : public RowChunkReader {
     std::int64_t last = 0;
     read_range(indptr_.get(), H5T_NATIVE_INT64, rows_, rows_ + 1, &last, file_, "X/indptr");
     if (last != nnz_)
-      throw Error(file_, "X/indptr", "last entry " + std::to_string(last) + " != nnz " +
-                                         std::to_string(nnz_));
+      throw Error(file_, "X/indptr",
+                  "last entry " + std::to_string(last) + " != nnz " + std::to_string(nnz_));
   }
   std::int64_t n_rows() const override { return rows_; }
   std::int64_t n_cols() const override { return cols_; }
@@ -281,8 +283,9 @@ Store open_h5ad(const std::string& path) {
       H5Aread(attr, H5T_NATIVE_INT64, shape);
     }
     if (shape[0] != n_obs || shape[1] != n_vars)
-      throw Error(path, "X", "shape (" + std::to_string(shape[0]) + ", " +
-                                 std::to_string(shape[1]) + ") does not match obs x var");
+      throw Error(path, "X",
+                  "shape (" + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) +
+                      ") does not match obs x var");
     store.X = std::make_unique<CsrReader>(path, std::move(group), n_obs, n_vars);
   } else {
     H5Id dset(H5Dopen2(file, "X", H5P_DEFAULT));

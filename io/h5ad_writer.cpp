@@ -69,7 +69,8 @@ H5Id dataset_props(hsize_t rank, const hsize_t* dims) {
   if (nonzero) {
     // ~256 KiB chunks along the first axis.
     hsize_t row = rank == 2 ? dims[1] : 1;
-    chunk[0] = std::max<hsize_t>(1, std::min<hsize_t>(dims[0], (1 << 16) / std::max<hsize_t>(1, row)));
+    chunk[0] =
+        std::max<hsize_t>(1, std::min<hsize_t>(dims[0], (1 << 16) / std::max<hsize_t>(1, row)));
     if (rank == 2) chunk[1] = dims[1];
     H5Pset_chunk(props, static_cast<int>(rank), chunk);
     H5Pset_deflate(props, 4);
@@ -124,8 +125,8 @@ void write_column(hid_t parent, const Column& c) {
           H5Id t = bool_type();
           hsize_t n = bytes.size();
           H5Id space(H5Screate_simple(1, &n, nullptr));
-          H5Id d(H5Dcreate2(parent, c.name.c_str(), t, space, H5P_DEFAULT, H5P_DEFAULT,
-                            H5P_DEFAULT));
+          H5Id d(
+              H5Dcreate2(parent, c.name.c_str(), t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
           if (n > 0) H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, bytes.data());
           set_encoding(d, "array", "0.2.0");
         } else if constexpr (std::is_same_v<V, Categorical>) {
@@ -219,8 +220,10 @@ void H5adWriter::write_X(std::int64_t n_rows, std::int64_t n_cols,
     append(indptr, H5T_NATIVE_INT64, offsets.data(), offsets.size(), ptr_size, "indptr");
     rows += chunk.n_rows;
   }
-  if (rows != n_rows) throw Error(path_, "X", "chunks delivered " + std::to_string(rows) +
-                                                  " rows, expected " + std::to_string(n_rows));
+  if (rows != n_rows)
+    throw Error(
+        path_, "X",
+        "chunks delivered " + std::to_string(rows) + " rows, expected " + std::to_string(n_rows));
 }
 
 void H5adWriter::write_dataframe(const std::string& name, const DataFrame& df) {
@@ -268,8 +271,7 @@ void H5adWriter::write_uns_strings(const std::string& key, const std::vector<std
 void H5adWriter::write_uns_number(const std::string& key, double value) {
   H5Id g(group("uns"));
   H5Id space(H5Screate(H5S_SCALAR));
-  H5Id d(H5Dcreate2(g, key.c_str(), H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT,
-                    H5P_DEFAULT));
+  H5Id d(H5Dcreate2(g, key.c_str(), H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
   H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, &value);
   set_encoding(d, "numeric-scalar", "0.2.0");
 }

@@ -62,7 +62,8 @@ class LineReader {
 std::string find_file(const fs::path& dir, std::initializer_list<const char*> names) {
   for (const char* n : names) {
     if (fs::exists(dir / n)) return (dir / n).string();
-    if (fs::exists(dir / (std::string(n) + ".gz"))) return (dir / (std::string(n) + ".gz")).string();
+    if (fs::exists(dir / (std::string(n) + ".gz")))
+      return (dir / (std::string(n) + ".gz")).string();
   }
   return {};
 }
@@ -76,7 +77,8 @@ std::vector<std::vector<std::string>> read_tsv(const std::string& path) {
     std::size_t start = 0;
     while (true) {
       std::size_t tab = line.find('\t', start);
-      fields.push_back(line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
+      fields.push_back(
+          line.substr(start, tab == std::string::npos ? std::string::npos : tab - start));
       if (tab == std::string::npos) break;
       start = tab + 1;
     }
@@ -102,8 +104,8 @@ CsrMatrix read_mtx_transposed(const std::string& file) {
   } while (!line.empty() && line[0] == '%');
 
   long long n_genes = 0, n_cells = 0, nnz = 0;
-  if (std::sscanf(line.c_str(), "%lld %lld %lld", &n_genes, &n_cells, &nnz) != 3 ||
-      n_genes < 0 || n_cells < 0 || nnz < 0)
+  if (std::sscanf(line.c_str(), "%lld %lld %lld", &n_genes, &n_cells, &nnz) != 3 || n_genes < 0 ||
+      n_cells < 0 || nnz < 0)
     throw Error(file, "size line", "expected 'rows cols nnz', got '" + line + "'");
   if (n_genes > INT32_MAX) throw Error(file, "size line", "more than 2^31 genes");
   // Entries are bounded by the file itself; never trust the declared count for allocation
@@ -145,8 +147,8 @@ CsrMatrix read_mtx_transposed(const std::string& file) {
   }
   if (static_cast<long long>(gene.size()) != nnz)
     throw Error(file, "entries",
-                "declared nnz " + std::to_string(nnz) + " but found " + std::to_string(gene.size()) +
-                    " (truncated file?)");
+                "declared nnz " + std::to_string(nnz) + " but found " +
+                    std::to_string(gene.size()) + " (truncated file?)");
 
   CsrMatrix m;
   m.n_rows = n_cells;
@@ -191,8 +193,9 @@ Store open_mtx(const std::string& path) {
   if (!genes.empty()) {
     auto rows = read_tsv(genes);
     if (static_cast<std::int64_t>(rows.size()) != x.n_cols)
-      throw Error(genes, "", std::to_string(rows.size()) + " genes but the matrix has " +
-                                 std::to_string(x.n_cols) + " rows");
+      throw Error(genes, "",
+                  std::to_string(rows.size()) + " genes but the matrix has " +
+                      std::to_string(x.n_cols) + " rows");
     for (auto& r : rows) {
       ids.push_back(r[0]);
       symbols.push_back(r.size() > 1 ? r[1] : r[0]);
@@ -204,11 +207,13 @@ Store open_mtx(const std::string& path) {
   if (!barcodes.empty()) {
     auto rows = read_tsv(barcodes);
     if (static_cast<std::int64_t>(rows.size()) != x.n_rows)
-      throw Error(barcodes, "", std::to_string(rows.size()) + " barcodes but the matrix has " +
-                                    std::to_string(x.n_rows) + " columns");
+      throw Error(barcodes, "",
+                  std::to_string(rows.size()) + " barcodes but the matrix has " +
+                      std::to_string(x.n_rows) + " columns");
     for (auto& r : rows) store.obs.index.push_back(r[0]);
   } else {
-    for (std::int64_t c = 0; c < x.n_rows; ++c) store.obs.index.push_back("cell" + std::to_string(c));
+    for (std::int64_t c = 0; c < x.n_rows; ++c)
+      store.obs.index.push_back("cell" + std::to_string(c));
   }
   make_unique(symbols);
   store.var.index = std::move(symbols);

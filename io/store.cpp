@@ -55,8 +55,9 @@ void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element
     std::sort(row.begin(), row.end());
     for (std::size_t k = 0; k < row.size(); ++k) {
       if (k > 0 && row[k].first == row[k - 1].first)
-        throw Error(file, element, "duplicate entry for column " + std::to_string(row[k].first) +
-                                       " in row " + std::to_string(r));
+        throw Error(file, element,
+                    "duplicate entry for column " + std::to_string(row[k].first) + " in row " +
+                        std::to_string(r));
       m.indices[b + k] = row[k].first;
       m.data[b + k] = row[k].second;
     }

@@ -34,8 +34,9 @@ OffscreenRenderer::OffscreenRenderer() : impl_(std::make_unique<Impl>()) {
   info.pApplicationInfo = &app;
   VkResult r = vkCreateInstance(&info, nullptr, &impl_->instance);
   if (r != VK_SUCCESS)
-    throw Error("", "vulkan", "no Vulkan driver (install mesa-vulkan-drivers for lavapipe); vkCreateInstance = " +
-                                  std::to_string(static_cast<int>(r)));
+    throw Error("", "vulkan",
+                "no Vulkan driver (install mesa-vulkan-drivers for lavapipe); vkCreateInstance = " +
+                    std::to_string(static_cast<int>(r)));
   std::uint32_t count = 0;
   vkEnumeratePhysicalDevices(impl_->instance, &count, nullptr);
   std::vector<VkPhysicalDevice> devices(count);
@@ -52,8 +53,9 @@ OffscreenRenderer::OffscreenRenderer() : impl_(std::make_unique<Impl>()) {
     vkGetPhysicalDeviceQueueFamilyProperties(devices[i], &nq, qs.data());
     for (std::uint32_t q = 0; q < nq; ++q) {
       if (!(qs[q].queueFlags & VK_QUEUE_GRAPHICS_BIT)) continue;
-      const int score = p.deviceType == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU ? 3
-                        : p.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU ? 2 : 1;
+      const int score = p.deviceType == VK_PHYSICAL_DEVICE_TYPE_DISCRETE_GPU     ? 3
+                        : p.deviceType == VK_PHYSICAL_DEVICE_TYPE_INTEGRATED_GPU ? 2
+                                                                                 : 1;
       if (score > best_score) {
         best_score = score;
         best = static_cast<int>(i);
@@ -84,7 +86,9 @@ OffscreenRenderer::OffscreenRenderer() : impl_(std::make_unique<Impl>()) {
 
 OffscreenRenderer::~OffscreenRenderer() = default;
 
-std::string OffscreenRenderer::device_name() const { return impl_->name; }
+std::string OffscreenRenderer::device_name() const {
+  return impl_->name;
+}
 
 Image OffscreenRenderer::render(const PointSet& points, Camera camera, const RenderOptions& o) {
   if (o.width == 0 || o.height == 0 || o.width > 16384 || o.height > 16384)
@@ -187,9 +191,9 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   ORRERY_VK_CHECK(vkCreateBuffer(dev, &buf_info, nullptr, &obj.readback));
   vkGetBufferMemoryRequirements(dev, obj.readback, &req);
   alloc.allocationSize = req.size;
-  alloc.memoryTypeIndex = find_memory_type(
-      impl_->physical, req.memoryTypeBits,
-      VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
+  alloc.memoryTypeIndex =
+      find_memory_type(impl_->physical, req.memoryTypeBits,
+                       VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
   ORRERY_VK_CHECK(vkAllocateMemory(dev, &alloc, nullptr, &obj.readback_mem));
   ORRERY_VK_CHECK(vkBindBufferMemory(dev, obj.readback, obj.readback_mem, 0));
 

@@ -22,7 +22,7 @@ struct Image {
 
 struct RenderOptions {
   std::uint32_t width = 800, height = 800;
-  float point_size = 4.0f;                          // pixels
+  float point_size = 4.0f;  // pixels
   std::array<float, 4> background{1.f, 1.f, 1.f, 1.f};
 };
 

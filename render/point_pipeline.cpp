@@ -197,9 +197,11 @@ void PointPipeline::record(VkCommandBuffer cmd, const Camera& camera, VkExtent2D
   if (count_ == 0) return;
   vkCmdBindPipeline(cmd, VK_PIPELINE_BIND_POINT_GRAPHICS, pipeline_);
   const glm::vec2 s = camera.scale(), o = camera.offset();
-  PushConstants pc{{s.x, s.y}, {o.x, o.y},
+  PushConstants pc{{s.x, s.y},
+                   {o.x, o.y},
                    {static_cast<float>(extent.width), static_cast<float>(extent.height)},
-                   point_size, 0.0f};
+                   point_size,
+                   0.0f};
   vkCmdPushConstants(cmd, layout_, VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT, 0,
                      sizeof pc, &pc);
   VkBuffer buffers[2] = {positions_.buffer, colors_.buffer};

@@ -21,9 +21,9 @@ std::uint8_t default_alpha(std::size_t n) {
 }
 
 PointSet categorical_points(const std::vector<float>& xy, const std::vector<std::int32_t>& labels,
-                            const std::vector<std::string>& palette, const std::vector<bool>& hidden,
-                            const std::vector<bool>& selected, std::uint8_t alpha,
-                            std::uint8_t dim_alpha) {
+                            const std::vector<std::string>& palette,
+                            const std::vector<bool>& hidden, const std::vector<bool>& selected,
+                            std::uint8_t alpha, std::uint8_t dim_alpha) {
   const std::size_t n = xy.size() / 2;
   if (labels.size() != n) throw Error("", "render", "labels and positions differ in length");
   std::vector<std::uint32_t> lut;
@@ -40,11 +40,13 @@ PointSet categorical_points(const std::vector<float>& xy, const std::vector<std:
   for (std::size_t i = 0; i < n; ++i) {
     p.positions[i] = {xy[2 * i], xy[2 * i + 1]};
     const std::int32_t l = labels[i];
-    std::uint32_t rgb = (l >= 0 && static_cast<std::size_t>(l) < lut.size()) ? lut[l]
-                                                                            : pack_rgba(160, 160, 160, 0);
+    std::uint32_t rgb =
+        (l >= 0 && static_cast<std::size_t>(l) < lut.size()) ? lut[l] : pack_rgba(160, 160, 160, 0);
     std::uint8_t a = alpha;
-    if (l >= 0 && static_cast<std::size_t>(l) < hidden.size() && hidden[l]) a = 0;
-    else if (!selected.empty() && !selected[i]) a = dim_alpha;
+    if (l >= 0 && static_cast<std::size_t>(l) < hidden.size() && hidden[l])
+      a = 0;
+    else if (!selected.empty() && !selected[i])
+      a = dim_alpha;
     p.colors[i] = rgb | (static_cast<std::uint32_t>(a) << 24);
   }
   return p;
@@ -85,7 +87,9 @@ glm::vec2 Camera::scale() const {
   return {2.0f * pixels_per_unit_ / width_, -2.0f * pixels_per_unit_ / height_};
 }
 
-glm::vec2 Camera::offset() const { return -center_ * scale(); }
+glm::vec2 Camera::offset() const {
+  return -center_ * scale();
+}
 
 glm::vec2 Camera::to_pixels(glm::vec2 world) const {
   const glm::vec2 ndc = world * scale() + offset();

@@ -7,10 +7,10 @@
 
 #include "io/error.hpp"
 
-#define ORRERY_CUDA_CHECK(call)                                                         \
-  do {                                                                                  \
-    cudaError_t orrery_status_ = (call);                                                \
-    if (orrery_status_ != cudaSuccess)                                                  \
-      throw ::orrery::Error("", #call,                                                  \
+#define ORRERY_CUDA_CHECK(call)                                                                \
+  do {                                                                                         \
+    cudaError_t orrery_status_ = (call);                                                       \
+    if (orrery_status_ != cudaSuccess)                                                         \
+      throw ::orrery::Error("", #call,                                                         \
                             std::string("CUDA error: ") + cudaGetErrorString(orrery_status_)); \
   } while (0)

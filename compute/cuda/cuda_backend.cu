@@ -35,7 +35,8 @@ __global__ void normalize_log1p_rows(const std::int64_t* indptr, float* data, st
   for (auto k = b + lane; k < e; k += 32) total += data[k];
   for (int off = 16; off > 0; off /= 2) total += __shfl_down_sync(0xffffffffu, total, off);
   total = __shfl_sync(0xffffffffu, total, 0);
-  for (auto k = b + lane; k < e; k += 32) data[k] = normalize_log1p_value(data[k], total, target_sum);
+  for (auto k = b + lane; k < e; k += 32)
+    data[k] = normalize_log1p_value(data[k], total, target_sum);
 }
 
 class CudaBackend final : public Backend {
@@ -46,7 +47,8 @@ class CudaBackend final : public Backend {
     DeviceBuffer<std::int64_t> indptr(chunk.indptr.size());
     DeviceBuffer<float> data(chunk.data.size());
     ORRERY_CUDA_CHECK(cudaMemcpy(indptr.ptr, chunk.indptr.data(),
-                                 chunk.indptr.size() * sizeof(std::int64_t), cudaMemcpyHostToDevice));
+                                 chunk.indptr.size() * sizeof(std::int64_t),
+                                 cudaMemcpyHostToDevice));
     if (!chunk.data.empty())
       ORRERY_CUDA_CHECK(cudaMemcpy(data.ptr, chunk.data.data(), chunk.data.size() * sizeof(float),
                                    cudaMemcpyHostToDevice));
@@ -62,7 +64,9 @@ class CudaBackend final : public Backend {
 
 }  // namespace
 
-bool cuda_compiled() { return true; }
+bool cuda_compiled() {
+  return true;
+}
 
 int cuda_device_count() {
   int n = 0;
@@ -75,8 +79,9 @@ std::unique_ptr<Backend> make_cuda_backend(std::string* why) {
   cudaError_t status = cudaGetDeviceCount(&n);
   if (status != cudaSuccess || n == 0) {
     if (why)
-      *why = status != cudaSuccess ? std::string("no CUDA device (") + cudaGetErrorString(status) + ")"
-                                   : "no CUDA device";
+      *why = status != cudaSuccess
+                 ? std::string("no CUDA device (") + cudaGetErrorString(status) + ")"
+                 : "no CUDA device";
     return nullptr;
   }
   cudaDeviceProp prop{};

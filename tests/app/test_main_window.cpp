@@ -26,7 +26,8 @@ int colours_present(const QImage& img, const std::vector<std::string>& palette, 
     for (int x = 0; x < rgb.width(); ++x) {
       const QColor c = rgb.pixelColor(x, y);
       for (std::size_t k = 0; k < colours.size(); ++k)
-        if (std::abs(c.red() - colours[k].red()) <= 10 && std::abs(c.green() - colours[k].green()) <= 10 &&
+        if (std::abs(c.red() - colours[k].red()) <= 10 &&
+            std::abs(c.green() - colours[k].green()) <= 10 &&
             std::abs(c.blue() - colours[k].blue()) <= 10)
           ++hits[k];
     }
@@ -68,14 +69,13 @@ class TestMainWindow : public QObject {
     qint64 max_gap = 0;
     QTimer ticker;
     ticker.setInterval(10);
-    connect(&ticker, &QTimer::timeout, [&] {
-      max_gap = std::max(max_gap, since_tick.restart());
-    });
+    connect(&ticker, &QTimer::timeout, [&] { max_gap = std::max(max_gap, since_tick.restart()); });
     since_tick.start();
     ticker.start();
     window_->openStore(demo_);
     QVERIFY(window_->isRunning());
-    QVERIFY2(done.wait(300000), failed.isEmpty() ? "timed out" : qPrintable(failed.first().first().toString()));
+    QVERIFY2(done.wait(300000),
+             failed.isEmpty() ? "timed out" : qPrintable(failed.first().first().toString()));
     ticker.stop();
     qInfo("longest gap between 10 ms timer ticks during the run: %lld ms", max_gap);
     QVERIFY(max_gap < 2000);
@@ -94,10 +94,12 @@ class TestMainWindow : public QObject {
     QCOMPARE(view->colorFormat(), VK_FORMAT_B8G8R8A8_UNORM);
     // What the display shows: read the window's pixels back from the X server.
     const QPoint origin = view->mapToGlobal(QPoint(0, 0));
-    const QImage frame =
-        view->screen()->grabWindow(0, origin.x(), origin.y(), view->width(), view->height()).toImage();
+    const QImage frame = view->screen()
+                             ->grabWindow(0, origin.x(), origin.y(), view->width(), view->height())
+                             .toImage();
     QVERIFY(!frame.isNull());
-    if (qEnvironmentVariableIsSet("ORRERY_TEST_SAVE_FRAME")) frame.save(qEnvironmentVariable("ORRERY_TEST_SAVE_FRAME"));
+    if (qEnvironmentVariableIsSet("ORRERY_TEST_SAVE_FRAME"))
+      frame.save(qEnvironmentVariable("ORRERY_TEST_SAVE_FRAME"));
     const int present = colours_present(frame, snap->palette, 20);
     qInfo("frame %dx%d: %d of %zu cluster colours present", frame.width(), frame.height(), present,
           snap->palette.size());
@@ -107,8 +109,8 @@ class TestMainWindow : public QObject {
   void panAndZoomMoveTheView() {
     app::UmapView* view = window_->umapView();
     const auto before = view->camera().to_pixels({0, 0});
-    QWheelEvent wheel(QPointF(100, 100), view->mapToGlobal(QPointF(100, 100)), QPoint(), QPoint(0, 120),
-                      Qt::NoButton, Qt::NoModifier, Qt::NoScrollPhase, false);
+    QWheelEvent wheel(QPointF(100, 100), view->mapToGlobal(QPointF(100, 100)), QPoint(),
+                      QPoint(0, 120), Qt::NoButton, Qt::NoModifier, Qt::NoScrollPhase, false);
     QCoreApplication::sendEvent(view, &wheel);
     const auto after = view->camera().to_pixels({0, 0});
     QVERIFY(std::hypot(after.x - before.x, after.y - before.y) > 1.0f);
@@ -133,7 +135,8 @@ class TestMainWindow : public QObject {
     io::Store store = io::open_store(h5ad.toStdString());
     QCOMPARE(store.n_obs(), snap->n_cells);
     QCOMPARE(store.n_vars(), snap->n_genes);
-    QCOMPARE(QString::fromStdString(store.obs.index.front()), QString::fromStdString(snap->cell_names.front()));
+    QCOMPARE(QString::fromStdString(store.obs.index.front()),
+             QString::fromStdString(snap->cell_names.front()));
   }
 
   void cancelStopsTheRun() {

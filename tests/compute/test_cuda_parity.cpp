@@ -20,8 +20,9 @@ class TestCudaParity : public QObject {
     QCOMPARE(a.indptr, b.indptr);
     QCOMPARE(a.indices, b.indices);
     for (std::size_t k = 0; k < a.data.size(); ++k)
-      QVERIFY2(std::fabs(a.data[k] - b.data[k]) <= rel_tol * std::max(1.0f, std::fabs(a.data[k])),
-               qPrintable(QString("element %1: cpu %2 cuda %3").arg(k).arg(a.data[k]).arg(b.data[k])));
+      QVERIFY2(
+          std::fabs(a.data[k] - b.data[k]) <= rel_tol * std::max(1.0f, std::fabs(a.data[k])),
+          qPrintable(QString("element %1: cpu %2 cuda %3").arg(k).arg(a.data[k]).arg(b.data[k])));
   }
 
  private slots:

@@ -48,8 +48,10 @@ class TestPbmc3k : public QObject {
       QVERIFY(std::fabs(result_.cell_qc.total_counts[i] - std::stod(t.cells[i][1])) <=
               1e-6 * std::stod(t.cells[i][1]));
       const double pct = std::stod(t.cells[i][2]);
-      QVERIFY2(std::fabs(result_.cell_qc.pct_counts_qc[i] - pct) <= 1e-6 * std::max(1.0, pct),
-               qPrintable(QString("cell %1: %2 vs %3").arg(i).arg(result_.cell_qc.pct_counts_qc[i]).arg(pct)));
+      QVERIFY2(
+          std::fabs(result_.cell_qc.pct_counts_qc[i] - pct) <= 1e-6 * std::max(1.0, pct),
+          qPrintable(
+              QString("cell %1: %2 vs %3").arg(i).arg(result_.cell_qc.pct_counts_qc[i]).arg(pct)));
     }
     auto v = test::read_tsv(ref_ / "qc_var.tsv");
     QCOMPARE(v.rows.size(), std::size_t{32738});
@@ -77,7 +79,8 @@ class TestPbmc3k : public QObject {
                QString::fromStdString(t.rows[g]));
       if (t.cells[g][4] == "True") ref.insert(t.rows[g]);
       if (result_.hvg.highly_variable[g]) ours.insert(t.rows[g]);
-      max_mean_err = std::max(max_mean_err, std::fabs(result_.hvg.means[g] - std::stod(t.cells[g][0])));
+      max_mean_err =
+          std::max(max_mean_err, std::fabs(result_.hvg.means[g] - std::stod(t.cells[g][0])));
     }
     QVERIFY2(max_mean_err < 1e-5, qPrintable(QString("max |mean - ref| = %1").arg(max_mean_err)));
     std::size_t common = 0;
@@ -105,7 +108,8 @@ class TestPbmc3k : public QObject {
     QCOMPARE(knn.k, 15);
     for (std::int64_t i = 0; i < knn.n; ++i) {
       QCOMPARE(knn.indices[i * knn.k], i);
-      for (int c = 1; c < knn.k; ++c) QVERIFY(knn.distances[i * knn.k + c] >= knn.distances[i * knn.k + c - 1]);
+      for (int c = 1; c < knn.k; ++c)
+        QVERIFY(knn.distances[i * knn.k + c] >= knn.distances[i * knn.k + c - 1]);
     }
     // Connectivities are symmetric with weights in (0, 1].
     const auto& g = result_.graph.connectivities;
@@ -125,7 +129,8 @@ class TestPbmc3k : public QObject {
   void leidenAgreesWithAnnotations() {
     auto t = test::read_tsv(test::shared_dir() / "data" / "pbmc3k" / "seurat_annotations.tsv");
     std::unordered_map<std::string, std::string> label;
-    for (std::size_t i = 0; i < t.rows.size(); ++i) label[t.rows[i]] = t.cells[i].empty() ? "" : t.cells[i][0];
+    for (std::size_t i = 0; i < t.rows.size(); ++i)
+      label[t.rows[i]] = t.cells[i].empty() ? "" : t.cells[i][0];
     std::vector<std::int32_t> ours;
     std::vector<std::string> theirs;
     for (std::size_t k = 0; k < result_.kept_cells.size(); ++k) {

@@ -6,6 +6,7 @@
 #include <cmath>
 #include <map>
 
+#include <nlohmann/json.hpp>
 #include "compute/backend.hpp"
 #include "compute/elementwise.hpp"
 #include "compute/hvg.hpp"
@@ -15,7 +16,6 @@
 #include "compute/synth.hpp"
 #include "compute/umap.hpp"
 #include "io/error.hpp"
-#include <nlohmann/json.hpp>
 
 using namespace orrery;
 using namespace orrery::compute;
@@ -84,7 +84,8 @@ class TestStages : public QObject {
     // sklearn: adjusted_rand_score([0,0,1,1],[0,0,1,2]) = 0.5714285714
     QVERIFY(std::fabs(adjusted_rand_index({0, 0, 1, 1}, {0, 0, 1, 2}) - 0.5714285714) < 1e-9);
     // No pair agrees: index 0, expected 6 * 3 / 15 = 1.2, max 4.5 -> -1.2 / 3.3 = -4/11.
-    QVERIFY(std::fabs(adjusted_rand_index({0, 0, 0, 1, 1, 1}, {0, 1, 2, 0, 1, 2}) + 4.0 / 11.0) < 1e-9);
+    QVERIFY(std::fabs(adjusted_rand_index({0, 0, 0, 1, 1, 1}, {0, 1, 2, 0, 1, 2}) + 4.0 / 11.0) <
+            1e-9);
   }
 
   void leidenFindsPlantedCliques() {
@@ -135,7 +136,8 @@ class TestStages : public QObject {
     HvgResult s = highly_variable_genes(mean, var, {.flavor = "seurat", .n_top_genes = 3});
     QCOMPARE(s.n_selected(), 3);
     QVERIFY(s.highly_variable[70] && s.highly_variable[230]);
-    QVERIFY_THROWS_EXCEPTION(orrery::Error, highly_variable_genes(mean, var, {.flavor = "pearson"}));
+    QVERIFY_THROWS_EXCEPTION(orrery::Error,
+                             highly_variable_genes(mean, var, {.flavor = "pearson"}));
   }
 
   void synthIsDeterministicAndChunkable() {
@@ -166,7 +168,8 @@ class TestStages : public QObject {
 
   void paramsFromJson() {
     PipelineParams p;
-    p.update_from_json(nlohmann::json::parse(R"({"leiden": {"resolution": 1.5}, "hvg": {"flavor": "seurat"}})"));
+    p.update_from_json(
+        nlohmann::json::parse(R"({"leiden": {"resolution": 1.5}, "hvg": {"flavor": "seurat"}})"));
     QCOMPARE(p.leiden.resolution, 1.5);
     QCOMPARE(QString::fromStdString(p.hvg.flavor), QString("seurat"));
     QCOMPARE(p.pca.n_comps, 50);  // untouched

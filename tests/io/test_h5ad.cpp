@@ -66,7 +66,8 @@ class TestH5ad : public QObject {
       });
       DataFrame obs;
       obs.index = {"c0", "c1", "c2", "c3"};
-      obs.columns.push_back({"label", Categorical{{0, 1, 0, -1}, {"a", "b"}, {"#ff0000", "#00ff00"}}});
+      obs.columns.push_back(
+          {"label", Categorical{{0, 1, 0, -1}, {"a", "b"}, {"#ff0000", "#00ff00"}}});
       w.write_obs(obs);
       DataFrame var;
       var.index = {"g0", "g1", "g2", "g3", "g4"};
@@ -93,9 +94,7 @@ class TestH5ad : public QObject {
 
   void uncommittedWriterLeavesNothing() {
     const QString file = path("aborted.h5ad");
-    {
-      io::H5adWriter w(file.toStdString());
-    }
+    { io::H5adWriter w(file.toStdString()); }
     QVERIFY(!QFile::exists(file));
     QCOMPARE(QDir(tmp_.path()).entryList({"aborted.h5ad*"}).size(), 0);
   }
@@ -191,8 +190,13 @@ np.savetxt(path + ".txt", dense)
       for (std::int64_t r = 0; r < c.n_rows; ++r)
         for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k) got[r * 25 + c.indices[k]] = c.data[k];
       for (std::int64_t i = 0; i < (r1 - r0) * 25; ++i)
-        QVERIFY2(std::fabs(got[i] - dense[r0 * 25 + i]) <= 1e-6f * std::max(1.0f, std::fabs(dense[r0 * 25 + i])),
-                 qPrintable(QString("row %1 col %2: %3 vs %4").arg(r0 + i / 25).arg(i % 25).arg(got[i]).arg(dense[r0 * 25 + i])));
+        QVERIFY2(std::fabs(got[i] - dense[r0 * 25 + i]) <=
+                     1e-6f * std::max(1.0f, std::fabs(dense[r0 * 25 + i])),
+                 qPrintable(QString("row %1 col %2: %3 vs %4")
+                                .arg(r0 + i / 25)
+                                .arg(i % 25)
+                                .arg(got[i])
+                                .arg(dense[r0 * 25 + i])));
     }
   }
 
@@ -224,8 +228,10 @@ np.savetxt(path + ".txt", dense)
       {
         io::H5adWriter w(file.toStdString());
         CsrMatrix m = small_matrix();
-        if (variant == 0) m.indptr = {0, 3, 2, 5, 6};
-        else m.indices[2] = 99;
+        if (variant == 0)
+          m.indptr = {0, 3, 2, 5, 6};
+        else
+          m.indices[2] = 99;
         bool sent = false;
         w.write_X(4, 5, [&](CsrMatrix& chunk) {
           if (sent) return false;

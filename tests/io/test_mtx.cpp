@@ -13,7 +13,9 @@ using namespace orrery;
 
 namespace {
 
-CsrMatrix all_rows(io::Store& s) { return s.X->read_rows(0, s.n_obs()); }
+CsrMatrix all_rows(io::Store& s) {
+  return s.X->read_rows(0, s.n_obs());
+}
 
 void write_file(const std::filesystem::path& p, const std::string& text) {
   std::ofstream(p) << text;
@@ -30,7 +32,8 @@ class TestMtx : public QObject {
   void initTestCase() {
     tenx_ = test::shared_dir() / "data" / "scanpy-10x-testdata";
     if (!std::filesystem::exists(tenx_))
-      QSKIP(qPrintable(QString("10x test data not found at %1").arg(QString::fromStdString(tenx_.string()))));
+      QSKIP(qPrintable(
+          QString("10x test data not found at %1").arg(QString::fromStdString(tenx_.string()))));
   }
 
   void pbmc3kShapeAndTotals() {
@@ -46,7 +49,8 @@ class TestMtx : public QObject {
     QCOMPARE(QString::fromStdString(s.obs.index[0]), QString("AAACATACAACCAC-1"));
     // Rows are sorted by gene.
     for (std::int64_t r = 0; r < m.n_rows; ++r)
-      for (auto k = m.indptr[r] + 1; k < m.indptr[r + 1]; ++k) QVERIFY(m.indices[k - 1] < m.indices[k]);
+      for (auto k = m.indptr[r] + 1; k < m.indptr[r + 1]; ++k)
+        QVERIFY(m.indices[k - 1] < m.indices[k]);
     // Duplicate symbols are made unique as anndata does.
     std::set<std::string> names(s.var.index.begin(), s.var.index.end());
     QCOMPARE(names.size(), s.var.index.size());
@@ -89,22 +93,42 @@ class TestMtx : public QObject {
   void hostileInput_data() {
     QTest::addColumn<QString>("text");
     QTest::addColumn<QString>("message");
-    QTest::newRow("empty") << "" << "banner";
-    QTest::newRow("not mtx") << "hello\n" << "banner";
-    QTest::newRow("array") << "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n4\n" << "coordinate";
-    QTest::newRow("no size") << "%%MatrixMarket matrix coordinate real general\n%\n" << "size line";
-    QTest::newRow("bad size") << "%%MatrixMarket matrix coordinate real general\n2 x 3\n" << "size line";
-    QTest::newRow("negative") << "%%MatrixMarket matrix coordinate real general\n-2 2 1\n1 1 1\n" << "size line";
-    QTest::newRow("huge nnz") << "%%MatrixMarket matrix coordinate real general\n2 2 99999999999\n1 1 1\n" << "nnz";
-    QTest::newRow("truncated") << "%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 1\n" << "truncated";
-    QTest::newRow("extra") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 1\n2 2 1\n" << "more entries";
-    QTest::newRow("range") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n3 1 1\n" << "out of range";
-    QTest::newRow("zero index") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n0 1 1\n" << "out of range";
-    QTest::newRow("nan") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 nan\n" << "NaN";
-    QTest::newRow("inf") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 inf\n" << "NaN";
-    QTest::newRow("no value") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1\n" << "missing value";
-    QTest::newRow("duplicate") << "%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1\n1 1 2\n" << "duplicate";
-    QTest::newRow("binary") << std::string("%%MatrixMarket matrix coordinate real general\n2 2 1\n\xff\xfe\x01 1 1\n").c_str() << "bad entry";
+    QTest::newRow("empty") << ""
+                           << "banner";
+    QTest::newRow("not mtx") << "hello\n"
+                             << "banner";
+    QTest::newRow("array") << "%%MatrixMarket matrix array real general\n2 2\n1\n2\n3\n4\n"
+                           << "coordinate";
+    QTest::newRow("no size") << "%%MatrixMarket matrix coordinate real general\n%\n"
+                             << "size line";
+    QTest::newRow("bad size") << "%%MatrixMarket matrix coordinate real general\n2 x 3\n"
+                              << "size line";
+    QTest::newRow("negative") << "%%MatrixMarket matrix coordinate real general\n-2 2 1\n1 1 1\n"
+                              << "size line";
+    QTest::newRow("huge nnz")
+        << "%%MatrixMarket matrix coordinate real general\n2 2 99999999999\n1 1 1\n"
+        << "nnz";
+    QTest::newRow("truncated") << "%%MatrixMarket matrix coordinate real general\n2 2 3\n1 1 1\n"
+                               << "truncated";
+    QTest::newRow("extra") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 1\n2 2 1\n"
+                           << "more entries";
+    QTest::newRow("range") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n3 1 1\n"
+                           << "out of range";
+    QTest::newRow("zero index") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n0 1 1\n"
+                                << "out of range";
+    QTest::newRow("nan") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 nan\n"
+                         << "NaN";
+    QTest::newRow("inf") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1 inf\n"
+                         << "NaN";
+    QTest::newRow("no value") << "%%MatrixMarket matrix coordinate real general\n2 2 1\n1 1\n"
+                              << "missing value";
+    QTest::newRow("duplicate")
+        << "%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1\n1 1 2\n"
+        << "duplicate";
+    QTest::newRow("binary")
+        << std::string("%%MatrixMarket matrix coordinate real general\n2 2 1\n\xff\xfe\x01 1 1\n")
+               .c_str()
+        << "bad entry";
   }
 
   void hostileInput() {
@@ -126,7 +150,8 @@ class TestMtx : public QObject {
   void barcodeCountMismatch() {
     const auto dir = std::filesystem::path(tmp_.path().toStdString()) / "mismatch";
     std::filesystem::create_directories(dir);
-    write_file(dir / "matrix.mtx", "%%MatrixMarket matrix coordinate integer general\n2 3 1\n1 1 4\n");
+    write_file(dir / "matrix.mtx",
+               "%%MatrixMarket matrix coordinate integer general\n2 3 1\n1 1 4\n");
     write_file(dir / "barcodes.tsv", "A\nB\n");
     QVERIFY_THROWS_EXCEPTION(orrery::Error, io::open_store(dir.string()));
   }
