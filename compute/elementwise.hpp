@@ -13,8 +13,12 @@
 namespace orrery::compute {
 
 // normalize_total: scale a count so its cell sums to target_sum (cells with no counts stay 0).
+// Single precision in scanpy's order of operations (size factor = total / target, then the
+// reciprocal, then the product) so values, and therefore Wilcoxon ranks, match scanpy's float32.
 ORRERY_HD inline float normalize_value(float count, double cell_total, double target_sum) {
-  return cell_total > 0.0 ? static_cast<float>(count * (target_sum / cell_total)) : 0.0f;
+  if (cell_total <= 0.0) return 0.0f;
+  const float size_factor = static_cast<float>(cell_total) / static_cast<float>(target_sum);
+  return count * (1.0f / size_factor);
 }
 
 ORRERY_HD inline float log1p_value(float x) {

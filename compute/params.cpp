@@ -103,6 +103,18 @@ void PipelineParams::update_from_json(const json& j) {
     take(s, "leiden", "n_iterations", leiden.n_iterations);
     take(s, "leiden", "seed", leiden.seed);
   }
+  if (j.contains("markers")) {
+    const auto& s = j["markers"];
+    if (s.is_boolean()) {
+      markers = s.get<bool>();
+    } else {
+      reject_unknown(s, "markers", {"enabled", "method", "tie_correct", "n_bins"});
+      take(s, "markers", "enabled", markers);
+      take(s, "markers", "method", wilcoxon.method);
+      take(s, "markers", "tie_correct", wilcoxon.tie_correct);
+      take(s, "markers", "n_bins", wilcoxon.n_bins);
+    }
+  }
   if (j.contains("chunk_mib")) {
     double mib = 0;
     take(j, "", "chunk_mib", mib);
@@ -138,6 +150,9 @@ void PipelineParams::validate() const {
           "umap.negative_sample_rate", "must be 0..100");
   require(leiden.resolution > 0 && std::isfinite(leiden.resolution), "leiden.resolution",
           "must be positive");
+  require(wilcoxon.method == "exact" || wilcoxon.method == "binned", "markers.method",
+          "must be exact or binned");
+  require(wilcoxon.n_bins >= 2 && wilcoxon.n_bins <= 100000, "markers.n_bins", "must be 2..100000");
   require(backend == "cpu" || backend == "cuda" || backend == "auto", "backend",
           "must be cpu, cuda or auto");
 }

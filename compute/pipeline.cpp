@@ -113,6 +113,22 @@ CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const Pi
   return out;
 }
 
+ChunkSource log_normalized_source(io::Store& store, const PipelineResult& r,
+                                  const PipelineParams& p, Backend& backend) {
+  return [&store, &r, p, &backend](const ChunkVisitor& visit) {
+    const auto gene_map = kept_gene_map(r);
+    io::RowChunkReader& x = *store.X;
+    const std::int64_t step = x.rows_for_budget(p.chunk_bytes);
+    std::int64_t out_row = 0;
+    for (std::int64_t r0 = 0; r0 < x.n_rows(); r0 += step) {
+      const std::int64_t r1 = std::min(x.n_rows(), r0 + step);
+      CsrMatrix c = log_normalized_chunk(x.read_rows(r0, r1), r0, r, gene_map, p, backend);
+      visit(c, out_row);
+      out_row += c.n_rows;
+    }
+  };
+}
+
 PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& backend,
                             Progress& progress, const PipelineHooks& hooks) {
   p.validate();
@@ -277,6 +293,11 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     progress.check();
     r.leiden = leiden(r.graph.connectivities, p.leiden);
     r.n_clusters = r.leiden.empty() ? 0 : *std::max_element(r.leiden.begin(), r.leiden.end()) + 1;
+  }
+  if (p.markers && r.n_clusters >= 2) {
+    StageClock clock(r, "markers", n_kept_cells, progress);
+    r.markers = rank_genes_groups(log_normalized_source(store, r, params, backend), n_kept_cells,
+                                  n_kept_genes, r.leiden, r.n_clusters, p.wilcoxon, progress);
   }
   progress.report("done", 1.0);
   return r;

@@ -16,6 +16,7 @@
 #include "progress.hpp"
 #include "qc.hpp"
 #include "umap.hpp"
+#include "wilcoxon.hpp"
 
 namespace orrery::compute {
 
@@ -32,6 +33,8 @@ struct PipelineParams {
   KnnOptions neighbors{.n_neighbors = 15, .n_pcs = 40};
   UmapOptions umap{};
   LeidenOptions leiden{.resolution = 0.6, .seed = 0};
+  bool markers = true;  // rank_genes_groups(groupby=leiden) after clustering
+  WilcoxonOptions wilcoxon{};
   std::size_t chunk_bytes = std::size_t{256} << 20;
   std::string backend = "auto";
 
@@ -65,6 +68,7 @@ struct PipelineResult {
   DenseMatrix x_umap;  // kept cells x 2
   std::vector<std::int32_t> leiden;
   int n_clusters = 0;
+  std::vector<GroupMarkers> markers;  // per Leiden cluster vs rest
   std::vector<StageTiming> timings;
   std::string backend_note;
 };
@@ -84,6 +88,10 @@ CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0,
                                const std::vector<std::int32_t>& gene_map,
                                const PipelineParams& params, Backend& backend);
 std::vector<std::int32_t> kept_gene_map(const PipelineResult& result);
+
+// The log-normalised kept cells x kept genes as a chunk source (row indices among kept cells).
+ChunkSource log_normalized_source(io::Store& store, const PipelineResult& result,
+                                  const PipelineParams& params, Backend& backend);
 
 nlohmann::json report_json(const PipelineResult& result, const PipelineParams& params);
 

@@ -1,0 +1,267 @@
+#include "wilcoxon.hpp"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <numeric>
+
+#include "io/error.hpp"
+
+namespace orrery::compute {
+namespace {
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+// One entry of a gene's non-zero values: the value (or bin) and the cell's group.
+struct Entry {
+  float value;
+  std::int32_t label;
+  bool operator<(const Entry& o) const { return value < o.value || (value == o.value && label < o.label); }
+};
+
+// Rank sums of `in` (group) within the universe {in, other}: zeros (count per label known)
+// share one tie block placed between negative and positive values; ties get average ranks.
+struct RankSums {
+  double r_in = 0;     // sum of ranks of the group's cells
+  double tie_sum = 0;  // sum over tie blocks of t^3 - t
+};
+
+// `entries` sorted by value; `in_universe(label)` says which cells count; `zeros_in`,
+// `zeros_total` count the group's and the universe's zero entries.
+template <typename InUniverse, typename Weight>
+RankSums rank_sums(const std::vector<Entry>& entries, std::int32_t group, double zeros_in,
+                   double zeros_total, InUniverse in_universe, Weight weight) {
+  RankSums s;
+  double position = 0;  // cells ranked so far
+  bool zeros_done = false;
+  auto place_zeros = [&] {
+    if (zeros_done) return;
+    zeros_done = true;
+    if (zeros_total > 0) {
+      s.r_in += zeros_in * (position + (zeros_total + 1) / 2.0);
+      s.tie_sum += zeros_total * zeros_total * zeros_total - zeros_total;
+      position += zeros_total;
+    }
+  };
+  std::size_t i = 0;
+  while (i < entries.size()) {
+    if (entries[i].value > 0) place_zeros();
+    std::size_t j = i;
+    double t = 0, t_in = 0;
+    while (j < entries.size() && entries[j].value == entries[i].value) {
+      if (in_universe(entries[j].label)) {
+        const double w = weight(j);
+        t += w;
+        if (entries[j].label == group) t_in += w;
+      }
+      ++j;
+    }
+    if (t > 0) {
+      s.r_in += t_in * (position + (t + 1) / 2.0);
+      s.tie_sum += t * t * t - t;
+      position += t;
+    }
+    i = j;
+  }
+  place_zeros();
+  return s;
+}
+
+double two_sided_p(double z) { return std::erfc(std::fabs(z) / std::sqrt(2.0)); }
+
+}  // namespace
+
+std::vector<double> benjamini_hochberg(const std::vector<double>& pvals) {
+  const std::size_t n = pvals.size();
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  auto p = [&](std::size_t i) { return std::isnan(pvals[i]) ? 1.0 : pvals[i]; };
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) { return p(a) < p(b); });
+  std::vector<double> adj(n);
+  double running = 1.0;
+  for (std::size_t k = n; k-- > 0;) {
+    const double v = p(order[k]) * static_cast<double>(n) / static_cast<double>(k + 1);
+    running = std::min(running, v);
+    adj[order[k]] = std::min(1.0, running);
+  }
+  return adj;
+}
+
+std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int64_t n_cells,
+                                            std::int64_t n_genes,
+                                            const std::vector<std::int32_t>& labels, int n_groups,
+                                            const WilcoxonOptions& o, Progress& progress) {
+  if (static_cast<std::int64_t>(labels.size()) != n_cells)
+    throw Error("", "rank_genes_groups", "one label per cell is required");
+  if (n_groups < 1) throw Error("", "rank_genes_groups", "no groups");
+  if (o.method != "exact" && o.method != "binned")
+    throw Error("", "rank_genes_groups.method", "must be exact or binned");
+  if (o.method == "binned" && (o.n_bins < 2 || o.n_bins > 100000))
+    throw Error("", "rank_genes_groups.n_bins", "must be 2..100000");
+  if (o.reference >= n_groups) throw Error("", "rank_genes_groups.reference", "no such group");
+  const bool binned = o.method == "binned";
+
+  // Pass 1: group sizes, per-group sums and non-zero counts (means, pct), data maximum.
+  std::vector<std::int64_t> size(n_groups, 0);
+  for (auto l : labels)
+    if (l >= n_groups) throw Error("", "rank_genes_groups", "label out of range");
+    else if (l >= 0) ++size[l];
+  std::vector<double> sum(static_cast<std::size_t>(n_groups) * n_genes, 0.0);
+  std::vector<std::int64_t> nnz(static_cast<std::size_t>(n_groups) * n_genes, 0);
+  float max_value = 0.0f;
+  bool negative = false;
+  source([&](const CsrMatrix& c, std::int64_t row0) {
+    progress.check();
+    for (std::int64_t r = 0; r < c.n_rows; ++r) {
+      const auto l = labels[row0 + r];
+      if (l < 0) continue;
+      for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k) {
+        const float v = c.data[k];
+        if (v == 0.0f) continue;
+        const std::size_t at = static_cast<std::size_t>(l) * n_genes + c.indices[k];
+        sum[at] += v;
+        ++nnz[at];
+        max_value = std::max(max_value, v);
+        negative = negative || v < 0;
+      }
+    }
+    progress.report("markers: statistics", static_cast<double>(row0 + c.n_rows) / n_cells);
+  });
+  if (binned && negative)
+    throw Error("", "rank_genes_groups.method", "binned ranks need non-negative data");
+  const float bin_max = o.bin_max > 0 ? o.bin_max : std::max(max_value, 1e-12f);
+
+  std::vector<GroupMarkers> out(n_groups);
+  for (int g = 0; g < n_groups; ++g) {
+    out[g].group = g;
+    for (auto* v : {&out[g].scores, &out[g].pvals, &out[g].logfoldchanges, &out[g].pct_in, &out[g].pct_out})
+      v->assign(n_genes, kNaN);
+  }
+  std::int64_t active = 0;
+  for (auto s : size) active += s;
+
+  // Gene blocks sized so their entries fit the memory budget.
+  std::vector<std::int64_t> gene_nnz(n_genes, 0);
+  for (int l = 0; l < n_groups; ++l)
+    for (std::int64_t g = 0; g < n_genes; ++g) gene_nnz[g] += nnz[static_cast<std::size_t>(l) * n_genes + g];
+  std::int64_t g0 = 0;
+  while (g0 < n_genes) {
+    std::int64_t g1 = g0;
+    std::size_t bytes = 0;
+    while (g1 < n_genes) {
+      const std::size_t need = binned ? sizeof(std::uint32_t) * n_groups * o.n_bins
+                                      : sizeof(Entry) * static_cast<std::size_t>(gene_nnz[g1]);
+      if (g1 > g0 && bytes + need > o.block_bytes) break;
+      bytes += need;
+      ++g1;
+    }
+    const std::int64_t width = g1 - g0;
+    std::vector<std::vector<Entry>> entries(width);
+    std::vector<std::vector<std::uint32_t>> hist;
+    if (binned) hist.assign(width, std::vector<std::uint32_t>(static_cast<std::size_t>(n_groups) * o.n_bins, 0));
+    else
+      for (std::int64_t g = g0; g < g1; ++g) entries[g - g0].reserve(gene_nnz[g]);
+    source([&](const CsrMatrix& c, std::int64_t row0) {
+      progress.check();
+      for (std::int64_t r = 0; r < c.n_rows; ++r) {
+        const auto l = labels[row0 + r];
+        if (l < 0) continue;
+        const auto* begin = c.indices.data() + c.indptr[r];
+        const auto* end = c.indices.data() + c.indptr[r + 1];
+        for (const auto* it = std::lower_bound(begin, end, static_cast<GeneIndex>(g0));
+             it != end && *it < g1; ++it) {
+          const float v = c.data[it - c.indices.data()];
+          if (v == 0.0f) continue;
+          if (binned) {
+            const int b = std::min(o.n_bins - 1, static_cast<int>(v / bin_max * o.n_bins));
+            ++hist[*it - g0][static_cast<std::size_t>(l) * o.n_bins + b];
+          } else {
+            entries[*it - g0].push_back({v, l});
+          }
+        }
+      }
+    });
+
+    tbb::parallel_for(std::int64_t{0}, width, [&](std::int64_t w) {
+      const std::int64_t gene = g0 + w;
+      std::vector<Entry> e;
+      std::vector<double> weights;
+      if (binned) {
+        // One entry per (bin, label) with its count as weight; bins are tie blocks.
+        for (int b = 0; b < o.n_bins; ++b)
+          for (int l = 0; l < n_groups; ++l)
+            if (auto count = hist[w][static_cast<std::size_t>(l) * o.n_bins + b]) {
+              e.push_back({static_cast<float>(b + 1), l});
+              weights.push_back(count);
+            }
+      } else {
+        e = std::move(entries[w]);
+        std::sort(e.begin(), e.end());
+      }
+      auto weight = [&](std::size_t j) { return binned ? weights[j] : 1.0; };
+      auto zeros_of = [&](int l) {
+        return static_cast<double>(size[l] - nnz[static_cast<std::size_t>(l) * n_genes + gene]);
+      };
+      double total_sum = 0, total_nnz = 0;
+      for (int l = 0; l < n_groups; ++l) {
+        total_sum += sum[static_cast<std::size_t>(l) * n_genes + gene];
+        total_nnz += nnz[static_cast<std::size_t>(l) * n_genes + gene];
+      }
+      for (int l = 0; l < n_groups; ++l) {
+        if (l == o.reference) continue;
+        const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
+        const double n_in = static_cast<double>(size[l]);
+        double n_out, zeros_out, sum_out, nnz_out;
+        RankSums s;
+        if (o.reference < 0) {
+          n_out = static_cast<double>(active) - n_in;
+          zeros_out = n_out - (total_nnz - nnz[at]);
+          sum_out = total_sum - sum[at];
+          nnz_out = total_nnz - nnz[at];
+          s = rank_sums(e, l, zeros_of(l), zeros_of(l) + zeros_out, [](std::int32_t) { return true; }, weight);
+        } else {
+          const int ref = o.reference;
+          const std::size_t rat = static_cast<std::size_t>(ref) * n_genes + gene;
+          n_out = static_cast<double>(size[ref]);
+          zeros_out = zeros_of(ref);
+          sum_out = sum[rat];
+          nnz_out = static_cast<double>(nnz[rat]);
+          s = rank_sums(e, l, zeros_of(l), zeros_of(l) + zeros_out,
+                        [&](std::int32_t x) { return x == l || x == ref; }, weight);
+        }
+        const double n = n_in + n_out;
+        double tie = 1.0;
+        if (o.tie_correct && n > 1) tie = 1.0 - s.tie_sum / (n * n * n - n);
+        const double sd = std::sqrt(tie * n_in * n_out * (n + 1) / 12.0);
+        double z = (s.r_in - n_in * (n + 1) / 2.0) / sd;
+        if (!std::isfinite(z)) z = 0.0;  // scanpy sets NaN scores to 0
+        auto& m = out[l];
+        m.scores[gene] = z;
+        m.pvals[gene] = two_sided_p(z);
+        const double mean_in = n_in > 0 ? sum[at] / n_in : 0.0;
+        const double mean_out = n_out > 0 ? sum_out / n_out : 0.0;
+        m.logfoldchanges[gene] = std::log2((std::expm1(mean_in) + 1e-9) / (std::expm1(mean_out) + 1e-9));
+        m.pct_in[gene] = n_in > 0 ? nnz[at] / n_in : 0.0;
+        m.pct_out[gene] = n_out > 0 ? nnz_out / n_out : 0.0;
+      }
+    });
+    progress.report("markers: ranks", static_cast<double>(g1) / n_genes);
+    g0 = g1;
+  }
+
+  for (int l = 0; l < n_groups; ++l) {
+    if (l == o.reference) continue;
+    auto& m = out[l];
+    m.pvals_adj = benjamini_hochberg(m.pvals);
+    m.order.resize(n_genes);
+    std::iota(m.order.begin(), m.order.end(), 0);
+    std::stable_sort(m.order.begin(), m.order.end(),
+                     [&](std::int32_t a, std::int32_t b) { return m.scores[a] > m.scores[b]; });
+  }
+  if (o.reference >= 0) out.erase(out.begin() + o.reference);
+  return out;
+}
+
+}  // namespace orrery::compute
