@@ -14,6 +14,44 @@ std::vector<T> pick(const Src& values, const std::vector<CellIndex>& rows) {
   return out;
 }
 
+// scanpy's uns/rank_genes_groups: params plus one rec-array per statistic with a field per
+// group, rows ordered by decreasing score within each group.
+void write_markers(io::H5adWriter& w, const PipelineResult& r, const PipelineParams& p,
+                   const std::vector<std::string>& gene_names) {
+  const std::string key = "rank_genes_groups";
+  w.write_uns_dict(key);
+  w.write_uns_dict(key + "/params");
+  w.write_uns_string(key + "/params/groupby", "leiden");
+  w.write_uns_string(key + "/params/reference", "rest");
+  w.write_uns_string(key + "/params/method", p.wilcoxon.method == "binned" ? "wilcoxon_binned" : "wilcoxon");
+  w.write_uns_bool(key + "/params/use_raw", false);
+  w.write_uns_string(key + "/params/corr_method", "benjamini-hochberg");
+  w.write_uns_bool(key + "/params/tie_correct", p.wilcoxon.tie_correct);
+  std::vector<std::string> groups;
+  std::vector<std::vector<std::string>> names;
+  std::vector<std::vector<double>> scores, pvals, pvals_adj, lfc;
+  for (const auto& m : r.markers) {
+    groups.push_back(std::to_string(m.group));
+    auto& n = names.emplace_back();
+    auto& s = scores.emplace_back();
+    auto& pv = pvals.emplace_back();
+    auto& pa = pvals_adj.emplace_back();
+    auto& l = lfc.emplace_back();
+    for (auto g : m.order) {
+      n.push_back(gene_names[g]);
+      s.push_back(m.scores[g]);
+      pv.push_back(m.pvals[g]);
+      pa.push_back(m.pvals_adj[g]);
+      l.push_back(m.logfoldchanges[g]);
+    }
+  }
+  w.write_uns_recarray(key + "/names", groups, names);
+  w.write_uns_recarray(key + "/scores", groups, scores, true);
+  w.write_uns_recarray(key + "/logfoldchanges", groups, lfc, true);
+  w.write_uns_recarray(key + "/pvals", groups, pvals, false);
+  w.write_uns_recarray(key + "/pvals_adj", groups, pvals_adj, false);
+}
+
 }  // namespace
 
 void write_result_h5ad(io::Store& store, const PipelineResult& r, const PipelineParams& p,
@@ -66,6 +104,7 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   w.write_obsm("X_umap", r.x_umap);
   w.write_obsp("connectivities", r.graph.connectivities);
   w.write_obsp("distances", r.graph.distances);
+  if (!r.markers.empty()) write_markers(w, r, p, var.index);
   progress.check();
   w.commit();
 }

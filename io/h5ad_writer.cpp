@@ -276,6 +276,91 @@ void H5adWriter::write_uns_number(const std::string& key, double value) {
   set_encoding(d, "numeric-scalar", "0.2.0");
 }
 
+void H5adWriter::write_uns_dict(const std::string& path) {
+  H5Id g(group("uns"));
+  create_group(g, path, "dict", "0.1.0");
+}
+
+void H5adWriter::write_uns_string(const std::string& path, const std::string& value) {
+  H5Id g(group("uns"));
+  H5Id type(H5Tcopy(H5T_C_S1));
+  H5Tset_size(type, H5T_VARIABLE);
+  H5Tset_cset(type, H5T_CSET_UTF8);
+  H5Id space(H5Screate(H5S_SCALAR));
+  H5Id d(H5Dcreate2(g, path.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (!d.valid()) throw Error(path_, "uns/" + path, "cannot create dataset");
+  const char* p = value.c_str();
+  H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, &p);
+  set_encoding(d, "string", "0.2.0");
+}
+
+void H5adWriter::write_uns_bool(const std::string& path, bool value) {
+  H5Id g(group("uns"));
+  H5Id t = bool_type();
+  H5Id space(H5Screate(H5S_SCALAR));
+  H5Id d(H5Dcreate2(g, path.c_str(), t, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (!d.valid()) throw Error(path_, "uns/" + path, "cannot create dataset");
+  std::int8_t v = value ? 1 : 0;
+  H5Dwrite(d, t, H5S_ALL, H5S_ALL, H5P_DEFAULT, &v);
+  set_encoding(d, "numeric-scalar", "0.2.0");
+}
+
+namespace {
+
+// Writes a compound dataset whose members all have `member` type, laid out back to back.
+void write_compound(hid_t parent, const std::string& file, const std::string& path,
+                    const std::vector<std::string>& fields, hid_t member, std::size_t member_size,
+                    std::size_t rows, const void* buffer) {
+  H5Id type(H5Tcreate(H5T_COMPOUND, member_size * std::max<std::size_t>(1, fields.size())));
+  for (std::size_t f = 0; f < fields.size(); ++f)
+    if (H5Tinsert(type, fields[f].c_str(), f * member_size, member) < 0)
+      throw Error(file, path, "bad field name '" + fields[f] + "'");
+  hsize_t n = rows;
+  H5Id space(H5Screate_simple(1, &n, nullptr));
+  H5Id d(H5Dcreate2(parent, path.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+  if (!d.valid()) throw Error(file, path, "cannot create dataset");
+  if (rows > 0 && H5Dwrite(d, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buffer) < 0)
+    throw Error(file, path, "write failed");
+  set_encoding(d, "rec-array", "0.2.0");
+}
+
+}  // namespace
+
+void H5adWriter::write_uns_recarray(const std::string& path, const std::vector<std::string>& fields,
+                                    const std::vector<std::vector<std::string>>& columns) {
+  H5Id g(group("uns"));
+  const std::size_t rows = columns.empty() ? 0 : columns[0].size();
+  std::vector<const char*> buffer(rows * fields.size());
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    if (columns[f].size() != rows) throw Error(path_, "uns/" + path, "ragged columns");
+    for (std::size_t r = 0; r < rows; ++r) buffer[r * fields.size() + f] = columns[f][r].c_str();
+  }
+  H5Id str(H5Tcopy(H5T_C_S1));
+  H5Tset_size(str, H5T_VARIABLE);
+  H5Tset_cset(str, H5T_CSET_UTF8);
+  write_compound(g, path_, path, fields, str, sizeof(char*), rows, buffer.data());
+}
+
+void H5adWriter::write_uns_recarray(const std::string& path, const std::vector<std::string>& fields,
+                                    const std::vector<std::vector<double>>& columns,
+                                    bool single_precision) {
+  H5Id g(group("uns"));
+  const std::size_t rows = columns.empty() ? 0 : columns[0].size();
+  for (const auto& c : columns)
+    if (c.size() != rows) throw Error(path_, "uns/" + path, "ragged columns");
+  if (single_precision) {
+    std::vector<float> buffer(rows * fields.size());
+    for (std::size_t f = 0; f < fields.size(); ++f)
+      for (std::size_t r = 0; r < rows; ++r) buffer[r * fields.size() + f] = static_cast<float>(columns[f][r]);
+    write_compound(g, path_, path, fields, H5T_NATIVE_FLOAT, sizeof(float), rows, buffer.data());
+  } else {
+    std::vector<double> buffer(rows * fields.size());
+    for (std::size_t f = 0; f < fields.size(); ++f)
+      for (std::size_t r = 0; r < rows; ++r) buffer[r * fields.size() + f] = columns[f][r];
+    write_compound(g, path_, path, fields, H5T_NATIVE_DOUBLE, sizeof(double), rows, buffer.data());
+  }
+}
+
 void H5adWriter::commit() {
   if (H5Fflush(file_, H5F_SCOPE_GLOBAL) < 0) throw Error(path_, "", "flush failed");
   file_.reset();

@@ -29,6 +29,15 @@ class H5adWriter {
   void write_obsp(const std::string& key, const CsrMatrix& m);
   void write_uns_strings(const std::string& key, const std::vector<std::string>& values);
   void write_uns_number(const std::string& key, double value);
+  // Nested uns entries by path below uns ("rank_genes_groups/params/method").
+  void write_uns_dict(const std::string& path);
+  void write_uns_string(const std::string& path, const std::string& value);
+  void write_uns_bool(const std::string& path, bool value);
+  // anndata "rec-array": one compound row per entry with a field per name (e.g. per group).
+  void write_uns_recarray(const std::string& path, const std::vector<std::string>& fields,
+                          const std::vector<std::vector<std::string>>& columns);
+  void write_uns_recarray(const std::string& path, const std::vector<std::string>& fields,
+                          const std::vector<std::vector<double>>& columns, bool single_precision);
 
   // Closes the file and renames it to the target path.
   void commit();

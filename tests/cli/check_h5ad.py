@@ -41,5 +41,20 @@ c = ad.obsp["connectivities"]
 assert c.shape == (n, n) and abs(c - c.T).max() < 1e-6
 assert ad.obsp["distances"].shape == (n, n)
 assert ad.obs_names.is_unique and ad.var_names.is_unique
+rgg = ad.uns["rank_genes_groups"]
+assert rgg["params"]["groupby"] == "leiden" and rgg["params"]["method"].startswith("wilcoxon")
+groups = list(rgg["names"].dtype.names)
+assert groups == list(ad.obs["leiden"].cat.categories), groups
+assert len(rgg["names"]) == g
+for grp in groups:
+    sc = rgg["scores"][grp]
+    assert (np.diff(sc) <= 1e-6).all(), "scores not sorted"
+    assert set(rgg["names"][grp]) == set(ad.var_names)
+    assert (rgg["pvals_adj"][grp] >= rgg["pvals"][grp] * (1 - 1e-12)).all()
+# A top marker of cluster 0 is higher in cluster 0 than elsewhere.
+top = rgg["names"][groups[0]][0]
+x = ad[:, top].X.toarray().ravel()
+in0 = (ad.obs["leiden"] == groups[0]).values
+assert x[in0].mean() > x[~in0].mean(), top
 print(f"anndata {anndata.__version__} read {a.path}: {n} x {g}, {k} leiden clusters, "
       f"X_pca {ad.obsm['X_pca'].shape}, HVG {int(ad.var['highly_variable'].sum())}")
