@@ -1,5 +1,6 @@
 // k nearest neighbours on an embedding (X_pca[:, :n_pcs]). Exact: blocked distance GEMM and
-// per-row top-k; each point is its own first neighbour at distance 0, as scanpy/umap expect.
+// per-row top-k; approximate: NN-descent. Each point is its own first neighbour at distance 0,
+// as scanpy/umap expect.
 #pragma once
 
 #include <string>
@@ -14,6 +15,11 @@ struct KnnOptions {
   int n_neighbors = 15;              // including the point itself
   int n_pcs = 0;                     // 0: all columns
   std::string metric = "euclidean";  // "euclidean" | "cosine"
+  std::string method = "auto";       // "auto" | "exact" | "nndescent"
+  std::int64_t exact_max_cells = 50000;  // auto: exact up to here, NN-descent above
+  int max_iterations = 12;           // NN-descent
+  double delta = 0.001;              // NN-descent: stop when fewer updates than delta * n * k
+  std::uint64_t seed = 0;
 };
 
 struct KnnResult {
@@ -24,5 +30,16 @@ struct KnnResult {
 };
 
 KnnResult exact_knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress);
+
+// Approximate kNN by NN-descent (Dong, Charikar & Li 2011): neighbours of neighbours refine a
+// random graph. Distances are computed in parallel, heap updates applied in a fixed order, so
+// the result depends on the seed only, not on the thread count.
+KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress);
+
+// Chooses by options.method and the number of points.
+KnnResult knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress);
+
+// Fraction of `approx`'s neighbours (excluding self) that are in `exact`'s lists.
+double knn_recall(const KnnResult& approx, const KnnResult& exact);
 
 }  // namespace orrery::compute

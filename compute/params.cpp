@@ -79,7 +79,9 @@ void PipelineParams::update_from_json(const json& j) {
   }
   if (j.contains("neighbors")) {
     const auto& s = j["neighbors"];
-    reject_unknown(s, "neighbors", {"n_neighbors", "n_pcs", "metric"});
+    reject_unknown(s, "neighbors", {"n_neighbors", "n_pcs", "metric", "method", "exact_max_cells"});
+    take(s, "neighbors", "method", neighbors.method);
+    take(s, "neighbors", "exact_max_cells", neighbors.exact_max_cells);
     take(s, "neighbors", "n_neighbors", neighbors.n_neighbors);
     take(s, "neighbors", "n_pcs", neighbors.n_pcs);
     take(s, "neighbors", "metric", neighbors.metric);
@@ -142,6 +144,8 @@ void PipelineParams::validate() const {
           "must be between 2 and 1000");
   require(neighbors.metric == "euclidean" || neighbors.metric == "cosine", "neighbors.metric",
           "must be euclidean or cosine");
+  require(neighbors.method == "auto" || neighbors.method == "exact" || neighbors.method == "nndescent",
+          "neighbors.method", "must be auto, exact or nndescent");
   require(neighbors.n_pcs >= 0, "neighbors.n_pcs", "must be >= 0");
   require(umap.min_dist >= 0 && umap.spread > 0 && umap.min_dist <= umap.spread, "umap.min_dist",
           "need 0 <= min_dist <= spread");

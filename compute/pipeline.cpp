@@ -280,7 +280,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
 
   {
     StageClock clock(r, "neighbors", n_kept_cells, progress);
-    r.knn = exact_knn(r.x_pca, p.neighbors, progress);
+    r.knn = knn(r.x_pca, p.neighbors, progress);
     r.graph = fuzzy_simplicial_set(r.knn);
   }
   {

@@ -1,8 +1,11 @@
 #include "synth.hpp"
 
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <numeric>
 
 #include "io/error.hpp"
 #include "io/h5ad_writer.hpp"
@@ -17,49 +20,6 @@ double normal(Rng& rng) {
   // Box-Muller; u1 in (0, 1].
   const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
   return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-}
-
-// Marsaglia-Tsang; shape < 1 via the boost Gamma(shape + 1) * U^(1 / shape).
-double gamma(Rng& rng, double shape) {
-  if (shape < 1.0) return gamma(rng, shape + 1.0) * std::pow(1.0 - rng.uniform(), 1.0 / shape);
-  const double d = shape - 1.0 / 3.0, c = 1.0 / std::sqrt(9.0 * d);
-  while (true) {
-    double x, v;
-    do {
-      x = normal(rng);
-      v = 1.0 + c * x;
-    } while (v <= 0);
-    v = v * v * v;
-    const double u = 1.0 - rng.uniform();
-    if (std::log(u) < 0.5 * x * x + d - d * v + d * std::log(v)) return d * v;
-  }
-}
-
-// Knuth for small means, Hörmann's PTRS transformed rejection otherwise.
-std::int64_t poisson(Rng& rng, double lam) {
-  if (lam <= 0) return 0;
-  if (lam < 10) {
-    const double limit = std::exp(-lam);
-    double prod = rng.uniform();
-    std::int64_t k = 0;
-    while (prod > limit) {
-      ++k;
-      prod *= rng.uniform();
-    }
-    return k;
-  }
-  const double slam = std::sqrt(lam), loglam = std::log(lam);
-  const double b = 0.931 + 2.53 * slam, a = -0.059 + 0.02483 * b;
-  const double invalpha = 1.1239 + 1.1328 / (b - 3.4), vr = 0.9277 - 3.6224 / (b - 2);
-  while (true) {
-    const double u = rng.uniform() - 0.5, v = rng.uniform(), us = 0.5 - std::fabs(u);
-    const auto k = static_cast<std::int64_t>(std::floor((2 * a / us + b) * u + lam + 0.43));
-    if (us >= 0.07 && v <= vr) return k;
-    if (k < 0 || (us < 0.013 && v > us)) continue;
-    if (std::log(v) + std::log(invalpha) - std::log(a / (us * us) + b) <=
-        -lam + static_cast<double>(k) * loglam - std::lgamma(static_cast<double>(k) + 1))
-      return k;
-  }
 }
 
 std::uint64_t cell_seed(std::uint64_t seed, std::int64_t cell) {
@@ -97,6 +57,14 @@ SynthGenerator::SynthGenerator(const SynthOptions& o) : o_(o) {
     for (double v : p) total += v;
     for (double& v : p) v /= total;
   }
+  by_weight_.resize(o.n_clusters);
+  for (int c = 0; c < o.n_clusters; ++c) {
+    auto& order = by_weight_[c];
+    order.resize(o.n_genes);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::int32_t a, std::int32_t b) { return profile_[c][a] > profile_[c][b]; });
+  }
 }
 
 std::int32_t SynthGenerator::cluster_of(std::int64_t cell) const {
@@ -111,21 +79,54 @@ CsrMatrix SynthGenerator::rows(std::int64_t r0, std::int64_t r1) const {
   m.n_rows = r1 - r0;
   m.n_cols = o_.n_genes;
   m.indptr.assign(1, 0);
-  const double shape = 1.0 / o_.dispersion;
+  const double r = 1.0 / o_.dispersion;  // NB size
+  std::vector<std::pair<std::int32_t, float>> row;
   for (std::int64_t cell = r0; cell < r1; ++cell) {
     Rng rng(cell_seed(o_.seed, cell));
     const double u = rng.uniform();
-    const int cluster =
-        std::min(o_.n_clusters - 1, static_cast<int>(std::pow(u, 1.6) * o_.n_clusters));
+    const int cluster = std::min(o_.n_clusters - 1, static_cast<int>(std::pow(u, 1.6) * o_.n_clusters));
     const double library = o_.mean_umis * std::exp(0.4 * normal(rng) - 0.08);
     const auto& p = profile_[cluster];
-    for (std::int32_t g = 0; g < o_.n_genes; ++g) {
-      const double mu = library * p[g];
-      const std::int64_t count = poisson(rng, mu * gamma(rng, shape) / shape);
-      if (count > 0) {
-        m.indices.push_back(g);
-        m.data.push_back(static_cast<float>(count));
+    const auto& order = by_weight_[cluster];
+    // P(count > 0) for NB(mu, r) is 1 - (1 + mu / r)^-r, decreasing along `order`. Each gene is
+    // expressed independently with that probability: candidates are drawn with the current
+    // (largest remaining) probability as a geometric skip and thinned to the gene's own.
+    auto expressed = [&](std::int32_t g) { return -std::expm1(-r * std::log1p(library * p[g] / r)); };
+    row.clear();
+    std::size_t i = 0;
+    const std::size_t n = order.size();
+    while (i < n) {
+      const double bound = expressed(order[i]);
+      if (bound <= 0) break;
+      std::size_t j = i;
+      if (bound < 1.0) {
+        const double skip = std::floor(std::log(1.0 - rng.uniform()) / std::log1p(-bound));
+        if (skip >= static_cast<double>(n - i)) break;
+        j = i + static_cast<std::size_t>(skip);
       }
+      const std::int32_t g = order[j];
+      const double q = expressed(g);
+      if (j == i || rng.uniform() * bound < q) {
+        // Zero-truncated NB by inversion: P(k) = P(k-1) (k - 1 + r) / k * mu / (mu + r).
+        const double mu = library * p[g];
+        const double ratio = mu / (mu + r);
+        double pk = std::exp(r * std::log(r / (mu + r)));  // P(0)
+        const double target = rng.uniform() * q;
+        double mass = 0;
+        std::int64_t k = 0;
+        do {
+          ++k;
+          pk *= (static_cast<double>(k) - 1 + r) / static_cast<double>(k) * ratio;
+          mass += pk;
+        } while (mass < target && k < 1000000);
+        row.emplace_back(g, static_cast<float>(k));
+      }
+      i = j + 1;
+    }
+    std::sort(row.begin(), row.end());
+    for (auto [g, v] : row) {
+      m.indices.push_back(g);
+      m.data.push_back(v);
     }
     m.indptr.push_back(m.nnz());
   }
@@ -162,15 +163,27 @@ DataFrame SynthGenerator::var() const {
 void write_synth_h5ad(const SynthOptions& o, const std::string& path, Progress& progress) {
   SynthGenerator gen(o);
   io::H5adWriter w(path);
+  // Chunks are generated a batch at a time in parallel and written in order.
   const std::int64_t step = 4096;
+  const std::size_t batch = 8;
+  std::vector<CsrMatrix> ready;
+  std::size_t next_ready = 0;
   std::int64_t r0 = 0;
   w.write_X(o.n_cells, o.n_genes, [&](CsrMatrix& chunk) {
-    if (r0 >= o.n_cells) return false;
-    progress.check();
-    const std::int64_t r1 = std::min(o.n_cells, r0 + step);
-    chunk = gen.rows(r0, r1);
-    progress.report("synth", static_cast<double>(r1) / o.n_cells);
-    r0 = r1;
+    if (next_ready == ready.size()) {
+      if (r0 >= o.n_cells) return false;
+      progress.check();
+      const std::int64_t n_chunks = std::min<std::int64_t>(batch, (o.n_cells - r0 + step - 1) / step);
+      ready.assign(n_chunks, CsrMatrix{});
+      tbb::parallel_for(std::int64_t{0}, n_chunks, [&](std::int64_t b) {
+        const std::int64_t a = r0 + b * step;
+        ready[b] = gen.rows(a, std::min(o.n_cells, a + step));
+      });
+      r0 = std::min(o.n_cells, r0 + n_chunks * step);
+      next_ready = 0;
+      progress.report("synth", static_cast<double>(r0) / o.n_cells);
+    }
+    chunk = std::move(ready[next_ready++]);
     return true;
   });
   w.write_obs(gen.obs());

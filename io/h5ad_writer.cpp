@@ -185,7 +185,9 @@ void H5adWriter::write_X(std::int64_t n_rows, std::int64_t n_cols,
     H5Id space(H5Screate_simple(1, &zero, &unlimited));
     H5Id props(H5Pcreate(H5P_DATASET_CREATE));
     H5Pset_chunk(props, 1, &chunk);
-    H5Pset_deflate(props, 4);
+    // Level 1: most of gzip's size reduction on counts at a fraction of level 4's time.
+    H5Pset_shuffle(props);
+    H5Pset_deflate(props, 1);
     H5Id d(H5Dcreate2(g, name, type, space, H5P_DEFAULT, props, H5P_DEFAULT));
     if (!d.valid()) throw Error(path_, std::string("X/") + name, "cannot create dataset");
     return d;

@@ -126,6 +126,32 @@ class TestPbmc3k : public QObject {
     }
   }
 
+  void exactKnnMatchesBruteForceAndNnDescentRecall() {
+    // Brute force in double over the first 40 PCs for a sample of cells.
+    const auto& x = result_.x_pca;
+    const auto& knn = result_.knn;
+    for (std::int64_t i = 0; i < x.rows; i += 97) {
+      std::vector<std::pair<double, std::int64_t>> d;
+      for (std::int64_t j = 0; j < x.rows; ++j) {
+        double s = 0;
+        for (int c = 0; c < 40; ++c) s += (double(x.at(i, c)) - x.at(j, c)) * (double(x.at(i, c)) - x.at(j, c));
+        d.push_back({j == i ? -1.0 : s, j});
+      }
+      std::partial_sort(d.begin(), d.begin() + 15, d.end());
+      std::set<std::int64_t> truth, ours;
+      for (int c = 0; c < 15; ++c) {
+        truth.insert(d[c].second);
+        ours.insert(knn.indices[i * 15 + c]);
+      }
+      QCOMPARE(ours, truth);
+    }
+    compute::Progress p;
+    auto approx = compute::nn_descent_knn(x, params_.neighbors, p);
+    const double recall = compute::knn_recall(approx, knn);
+    qInfo("NN-descent recall vs exact on pbmc3k: %.4f", recall);
+    QVERIFY(recall >= 0.95);
+  }
+
   void leidenAgreesWithAnnotations() {
     auto t = test::read_tsv(test::shared_dir() / "data" / "pbmc3k" / "seurat_annotations.tsv");
     std::unordered_map<std::string, std::string> label;

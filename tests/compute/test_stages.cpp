@@ -13,6 +13,7 @@
 #include "compute/leiden.hpp"
 #include "compute/metrics.hpp"
 #include "compute/pipeline.hpp"
+#include "compute/rng.hpp"
 #include "compute/synth.hpp"
 #include "compute/umap.hpp"
 #include "io/error.hpp"
@@ -77,6 +78,36 @@ class TestStages : public QObject {
     QCOMPARE(weight(0, 3), 0.0f);
     // Distances exclude self.
     QCOMPARE(g.distances.indptr[1] - g.distances.indptr[0], 2);
+  }
+
+  void nnDescentRecall() {
+    // 20 Gaussian blobs in 30 dimensions, 6000 points.
+    const int n = 6000, d = 30;
+    DenseMatrix x(n, d);
+    Rng rng(7);
+    std::vector<double> centre(20 * d);
+    for (auto& c : centre) c = 6.0 * (rng.uniform() - 0.5);
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < d; ++j) {
+        const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
+        x.at(i, j) = static_cast<float>(centre[(i % 20) * d + j] +
+                                        std::sqrt(-2 * std::log(u1)) * std::cos(6.2831853 * u2));
+      }
+    Progress p;
+    KnnOptions o{.n_neighbors = 15};
+    KnnResult exact = exact_knn(x, o, p);
+    KnnResult approx = nn_descent_knn(x, o, p);
+    const double recall = knn_recall(approx, exact);
+    qInfo("NN-descent recall at k=15 on 6000 points: %.4f", recall);
+    QVERIFY(recall >= 0.95);
+    QCOMPARE(knn_recall(exact, exact), 1.0);
+    for (std::int64_t i = 0; i < n; ++i) {
+      QCOMPARE(approx.indices[i * 15], i);
+      for (int c = 2; c < 15; ++c) QVERIFY(approx.distances[i * 15 + c] >= approx.distances[i * 15 + c - 1]);
+    }
+    // Seeded: the same graph again.
+    KnnResult again = nn_descent_knn(x, o, p);
+    QCOMPARE(again.indices, approx.indices);
   }
 
   void adjustedRandIndex() {
