@@ -3,7 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
-#include <map>
+#include <tuple>
 
 #include "io/error.hpp"
 #include "rng.hpp"
@@ -69,15 +69,19 @@ void smooth_knn_dist(const KnnResult& knn, double local_connectivity, std::vecto
   }
 }
 
-CsrMatrix csr_from_rows(std::int64_t n, const std::vector<std::map<std::int64_t, float>>& rows) {
+// CSR from per-row (column, value) lists that are already sorted by column; zeros dropped.
+CsrMatrix csr_from_sorted_rows(std::int64_t n, const std::vector<std::int64_t>& ptr,
+                               const std::vector<GeneIndex>& cols, const std::vector<float>& vals) {
   CsrMatrix m;
   m.n_rows = m.n_cols = n;
   m.indptr.assign(1, 0);
-  for (const auto& row : rows) {
-    for (auto [j, v] : row)
-      if (v != 0.0f) {
-        m.indices.push_back(static_cast<GeneIndex>(j));
-        m.data.push_back(v);
+  m.indices.reserve(cols.size());
+  m.data.reserve(vals.size());
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (auto k = ptr[i]; k < ptr[i + 1]; ++k)
+      if (vals[k] != 0.0f) {
+        m.indices.push_back(cols[k]);
+        m.data.push_back(vals[k]);
       }
     m.indptr.push_back(m.nnz());
   }
@@ -95,36 +99,80 @@ FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
   std::vector<double> sigma, rho;
   smooth_knn_dist(knn, local_connectivity, sigma, rho);
 
-  std::vector<std::map<std::int64_t, float>> p(n), dist(n);
+  // P: each point's memberships to its neighbours, rows sorted by column.
+  std::vector<std::int64_t> ptr(n + 1, 0);
+  std::vector<GeneIndex> cols;
+  std::vector<float> weights, dists;
+  cols.reserve(n * (k - 1));
+  weights.reserve(n * (k - 1));
+  dists.reserve(n * (k - 1));
+  std::vector<std::tuple<std::int64_t, float, float>> row;
   for (std::int64_t i = 0; i < n; ++i) {
+    row.clear();
     for (int c = 0; c < k; ++c) {
       const std::int64_t j = knn.indices[i * k + c];
       if (j < 0 || j == i) continue;
       const double d = knn.distances[i * k + c];
-      double w;
-      if (d - rho[i] <= 0.0 || sigma[i] == 0.0)
-        w = 1.0;
-      else
-        w = std::exp(-((d - rho[i]) / sigma[i]));
-      p[i][j] = static_cast<float>(w);
-      dist[i][j] = static_cast<float>(d);
+      const double w = (d - rho[i] <= 0.0 || sigma[i] == 0.0) ? 1.0 : std::exp(-((d - rho[i]) / sigma[i]));
+      row.emplace_back(j, static_cast<float>(w), static_cast<float>(d));
     }
+    std::sort(row.begin(), row.end());
+    for (std::size_t t = 0; t < row.size(); ++t) {
+      if (t > 0 && std::get<0>(row[t]) == std::get<0>(row[t - 1])) continue;  // duplicate neighbour
+      cols.push_back(static_cast<GeneIndex>(std::get<0>(row[t])));
+      weights.push_back(std::get<1>(row[t]));
+      dists.push_back(std::get<2>(row[t]));
+    }
+    ptr[i + 1] = static_cast<std::int64_t>(cols.size());
+  }
+  // P^T by counting sort (rows come out sorted by column because i increases).
+  std::vector<std::int64_t> tptr(n + 1, 0);
+  for (auto c : cols) ++tptr[c + 1];
+  for (std::int64_t i = 0; i < n; ++i) tptr[i + 1] += tptr[i];
+  std::vector<GeneIndex> tcols(cols.size());
+  std::vector<float> tw(cols.size());
+  {
+    std::vector<std::int64_t> fill(tptr.begin(), tptr.end() - 1);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (auto q = ptr[i]; q < ptr[i + 1]; ++q) {
+        const auto at = fill[cols[q]]++;
+        tcols[at] = static_cast<GeneIndex>(i);
+        tw[at] = weights[q];
+      }
   }
   // Fuzzy union: P + P^T - P o P^T (set_op_mix_ratio = 1), intersection blended otherwise.
-  std::vector<std::map<std::int64_t, float>> sym(n);
+  std::vector<std::int64_t> sptr(n + 1, 0);
+  std::vector<GeneIndex> scols;
+  std::vector<float> svals;
+  scols.reserve(cols.size() * 2);
+  svals.reserve(cols.size() * 2);
+  auto combine = [&](double a, double b) {
+    const double prod = a * b;
+    return static_cast<float>(set_op_mix_ratio * (a + b - prod) + (1.0 - set_op_mix_ratio) * prod);
+  };
   for (std::int64_t i = 0; i < n; ++i) {
-    for (auto [j, a] : p[i]) {
-      auto it = p[j].find(i);
-      const double b = it == p[j].end() ? 0.0 : it->second;
-      const double prod = a * b;
-      const double v = set_op_mix_ratio * (a + b - prod) + (1.0 - set_op_mix_ratio) * prod;
-      sym[i][j] = static_cast<float>(v);
-      sym[j][i] = static_cast<float>(v);
+    auto x = ptr[i], xe = ptr[i + 1], y = tptr[i], ye = tptr[i + 1];
+    while (x < xe || y < ye) {
+      if (y >= ye || (x < xe && cols[x] < tcols[y])) {
+        scols.push_back(cols[x]);
+        svals.push_back(combine(weights[x], 0.0));
+        ++x;
+      } else if (x >= xe || tcols[y] < cols[x]) {
+        scols.push_back(tcols[y]);
+        svals.push_back(combine(0.0, tw[y]));
+        ++y;
+      } else {
+        scols.push_back(cols[x]);
+        svals.push_back(combine(weights[x], tw[y]));
+        ++x;
+        ++y;
+      }
     }
+    sptr[i + 1] = static_cast<std::int64_t>(scols.size());
   }
   FuzzyGraph g;
-  g.connectivities = csr_from_rows(n, sym);
-  g.distances = csr_from_rows(n, dist);
+  g.connectivities = csr_from_sorted_rows(n, sptr, scols, svals);
+  g.distances = csr_from_sorted_rows(n, ptr, cols, dists);
   return g;
 }
 
