@@ -78,6 +78,15 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     snap->cluster_sizes.assign(result->n_clusters, 0);
     for (auto l : result->leiden) ++snap->cluster_sizes[l];
     for (auto c : result->kept_cells) snap->cell_names.push_back(store->obs.index[c]);
+    constexpr std::size_t kTopMarkers = 100;
+    for (const auto& m : result->markers) {
+      auto& rows = snap->markers.emplace_back();
+      for (std::size_t t = 0; t < std::min(kTopMarkers, m.order.size()); ++t) {
+        const auto g = m.order[t];
+        rows.push_back({store->var.index[result->kept_genes[g]], m.scores[g], m.logfoldchanges[g],
+                        m.pvals_adj[g], m.pct_in[g], m.pct_out[g]});
+      }
+    }
     snap->backend_note = QString::fromStdString(note);
     snap->seconds = timer.elapsed() / 1000.0;
 

@@ -13,6 +13,11 @@
 
 namespace orrery::app {
 
+struct MarkerRow {
+  std::string gene;
+  double score = 0, logfoldchange = 0, pval_adj = 1, pct_in = 0, pct_out = 0;
+};
+
 // What the UI needs to draw and list: copied out of the result once per run.
 struct RunSnapshot {
   QString store_path;
@@ -23,6 +28,7 @@ struct RunSnapshot {
   std::vector<std::string> palette;
   std::vector<std::int64_t> cluster_sizes;
   std::vector<std::string> cell_names;
+  std::vector<std::vector<MarkerRow>> markers;  // per cluster, top genes by score
   QString backend_note;
   double seconds = 0;
 };

@@ -5,6 +5,7 @@
 #include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QFileDialog>
+#include <QHeaderView>
 #include <QImage>
 #include <QMenuBar>
 #include <QMessageBox>
@@ -38,6 +39,19 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   clusters_->setToolTip("Leiden clusters: colour, name and number of cells");
   dock->setWidget(clusters_);
   addDockWidget(Qt::RightDockWidgetArea, dock);
+
+  auto* marker_dock = new QDockWidget("Markers", this);
+  marker_dock->setObjectName("markers");
+  markers_ = new QTableWidget(0, 6, marker_dock);
+  markers_->setHorizontalHeaderLabels({"gene", "score", "log2 FC", "p adj", "% in", "% out"});
+  markers_->setToolTip("Wilcoxon rank-sum markers of the selected cluster vs the rest");
+  markers_->setEditTriggers(QAbstractItemView::NoEditTriggers);
+  markers_->setSelectionBehavior(QAbstractItemView::SelectRows);
+  markers_->setSortingEnabled(true);
+  markers_->verticalHeader()->setVisible(false);
+  marker_dock->setWidget(markers_);
+  addDockWidget(Qt::RightDockWidgetArea, marker_dock);
+  connect(clusters_, &QListWidget::currentRowChanged, this, &MainWindow::showMarkers);
 
   stage_label_ = new QLabel("Ready");
   summary_label_ = new QLabel;
@@ -163,6 +177,7 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
     clusters_->addItem(new QListWidgetItem(
         QIcon(swatch), QString("Cluster %1  (%2 cells)").arg(c).arg(s.cluster_sizes[c])));
   }
+  if (!s.cluster_sizes.empty()) clusters_->setCurrentRow(0);
   stage_label_->setText(QString("Done in %1 s").arg(s.seconds, 0, 'f', 1));
   summary_label_->setText(QString("%1 of %2 cells, %3 genes, %4 clusters · %5")
                               .arg(s.n_cells)
@@ -170,6 +185,29 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
                               .arg(s.n_genes)
                               .arg(s.cluster_sizes.size())
                               .arg(s.backend_note));
+}
+
+void MainWindow::showMarkers(int cluster) {
+  markers_->setSortingEnabled(false);
+  markers_->setRowCount(0);
+  if (!snapshot_ || cluster < 0 || cluster >= static_cast<int>(snapshot_->markers.size())) return;
+  const auto& rows = snapshot_->markers[cluster];
+  markers_->setRowCount(static_cast<int>(rows.size()));
+  auto number = [](double v) {
+    auto* item = new QTableWidgetItem;
+    item->setData(Qt::DisplayRole, v);
+    return item;
+  };
+  for (int r = 0; r < static_cast<int>(rows.size()); ++r) {
+    markers_->setItem(r, 0, new QTableWidgetItem(QString::fromStdString(rows[r].gene)));
+    markers_->setItem(r, 1, number(rows[r].score));
+    markers_->setItem(r, 2, number(rows[r].logfoldchange));
+    markers_->setItem(r, 3, number(rows[r].pval_adj));
+    markers_->setItem(r, 4, number(100 * rows[r].pct_in));
+    markers_->setItem(r, 5, number(100 * rows[r].pct_out));
+  }
+  markers_->setSortingEnabled(true);
+  markers_->sortByColumn(1, Qt::DescendingOrder);
 }
 
 bool MainWindow::exportPng(const QString& path, int scale) {

@@ -8,6 +8,7 @@
 #include <QMainWindow>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QTableWidget>
 #include <memory>
 
 #include "compute_thread.hpp"
@@ -27,6 +28,7 @@ class MainWindow : public QMainWindow {
   std::shared_ptr<const RunSnapshot> snapshot() const { return snapshot_; }
   bool isRunning() const { return running_; }
   QListWidget* clusterList() const { return clusters_; }
+  QTableWidget* markerTable() const { return markers_; }
 
  public slots:
   void cancelRun();
@@ -47,10 +49,12 @@ class MainWindow : public QMainWindow {
   void buildMenus();
   void setRunning(bool running);
   void showSnapshot(std::shared_ptr<const RunSnapshot> snap);
+  void showMarkers(int cluster);
 
   std::unique_ptr<ComputeThread> compute_;
   UmapView* view_ = nullptr;
   QListWidget* clusters_ = nullptr;
+  QTableWidget* markers_ = nullptr;
   QLabel* stage_label_ = nullptr;
   QLabel* summary_label_ = nullptr;
   QProgressBar* progress_ = nullptr;

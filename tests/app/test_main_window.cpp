@@ -106,6 +106,22 @@ class TestMainWindow : public QObject {
     QVERIFY(present >= 4);
   }
 
+  void markersTableFollowsClusterSelection() {
+    auto snap = window_->snapshot();
+    QVERIFY(snap);
+    QTableWidget* table = window_->markerTable();
+    window_->clusterList()->setCurrentRow(1);
+    QCOMPARE(table->rowCount(), static_cast<int>(snap->markers[1].size()));
+    QVERIFY(table->rowCount() > 10);
+    QCOMPARE(table->item(0, 0)->text(), QString::fromStdString(snap->markers[1][0].gene));
+    for (int r = 1; r < table->rowCount(); ++r)
+      QVERIFY(table->item(r - 1, 1)->data(Qt::DisplayRole).toDouble() >=
+              table->item(r, 1)->data(Qt::DisplayRole).toDouble());
+    // A synthetic cluster's top marker is strongly up (planted fold change >= e^0.5).
+    QVERIFY(snap->markers[1][0].logfoldchange > 0.7);
+    QVERIFY(snap->markers[1][0].pct_in > snap->markers[1][0].pct_out);
+  }
+
   void panAndZoomMoveTheView() {
     app::UmapView* view = window_->umapView();
     const auto before = view->camera().to_pixels({0, 0});
