@@ -154,8 +154,8 @@ void PipelineParams::validate() const {
           "umap.negative_sample_rate", "must be 0..100");
   require(leiden.resolution > 0 && std::isfinite(leiden.resolution), "leiden.resolution",
           "must be positive");
-  require(wilcoxon.method == "exact" || wilcoxon.method == "binned", "markers.method",
-          "must be exact or binned");
+  require(wilcoxon.method == "exact" || wilcoxon.method == "binned" || wilcoxon.method == "auto",
+          "markers.method", "must be exact, binned or auto");
   require(wilcoxon.n_bins >= 2 && wilcoxon.n_bins <= 100000, "markers.n_bins", "must be 2..100000");
   require(backend == "cpu" || backend == "cuda" || backend == "auto", "backend",
           "must be cpu, cuda or auto");

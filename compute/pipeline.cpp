@@ -50,14 +50,11 @@ template <typename F>
 void for_each_chunk(io::RowChunkReader& x, std::size_t budget, Progress& progress,
                     std::string_view stage, F&& fn) {
   const std::int64_t n = x.n_rows();
-  const std::int64_t step = x.rows_for_budget(budget);
-  for (std::int64_t r0 = 0; r0 < n; r0 += step) {
+  io::for_each_chunk(x, x.rows_for_budget(budget), [&](CsrMatrix& chunk, std::int64_t r0) {
     progress.check();
-    const std::int64_t r1 = std::min(n, r0 + step);
-    CsrMatrix chunk = x.read_rows(r0, r1);
     fn(chunk, r0);
-    progress.report(stage, static_cast<double>(r1) / static_cast<double>(n));
-  }
+    progress.report(stage, static_cast<double>(r0 + chunk.n_rows) / static_cast<double>(n));
+  });
 }
 
 // Dense rows x n_hvg chunk of scaled values (zero-centred, unit variance, clipped above).
@@ -118,14 +115,12 @@ ChunkSource log_normalized_source(io::Store& store, const PipelineResult& r,
   return [&store, &r, p, &backend](const ChunkVisitor& visit) {
     const auto gene_map = kept_gene_map(r);
     io::RowChunkReader& x = *store.X;
-    const std::int64_t step = x.rows_for_budget(p.chunk_bytes);
     std::int64_t out_row = 0;
-    for (std::int64_t r0 = 0; r0 < x.n_rows(); r0 += step) {
-      const std::int64_t r1 = std::min(x.n_rows(), r0 + step);
-      CsrMatrix c = log_normalized_chunk(x.read_rows(r0, r1), r0, r, gene_map, p, backend);
+    io::for_each_chunk(x, x.rows_for_budget(p.chunk_bytes), [&](CsrMatrix& raw, std::int64_t r0) {
+      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, p, backend);
       visit(c, out_row);
       out_row += c.n_rows;
-    }
+    });
   };
 }
 
@@ -210,23 +205,37 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   }
 
   // Pass B: per-gene moments of the log-normalised data (and of expm1 for seurat).
+  std::vector<double> log_sum, log_sumsq;
   {
     StageClock clock(r, "hvg", n_kept_cells, progress);
-    std::vector<double> sum(n_kept_genes, 0), sumsq(n_kept_genes, 0);
+    // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat).
+    log_sum.assign(n_kept_genes, 0);
+    log_sumsq.assign(n_kept_genes, 0);
+    std::vector<double> exp_sum, exp_sumsq;
     const bool seurat = p.hvg.flavor == "seurat";
+    if (seurat) {
+      exp_sum.assign(n_kept_genes, 0);
+      exp_sumsq.assign(n_kept_genes, 0);
+    }
     for_each_chunk(x, p.chunk_bytes, progress, "hvg", [&](const CsrMatrix& raw, std::int64_t r0) {
       CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
       for (std::int64_t k = 0; k < c.nnz(); ++k) {
-        const double v = seurat ? std::expm1(static_cast<double>(c.data[k])) : c.data[k];
-        sum[c.indices[k]] += v;
-        sumsq[c.indices[k]] += v * v;
+        const double v = c.data[k];
+        log_sum[c.indices[k]] += v;
+        log_sumsq[c.indices[k]] += v * v;
+        if (seurat) {
+          const double e = std::expm1(v);
+          exp_sum[c.indices[k]] += e;
+          exp_sumsq[c.indices[k]] += e * e;
+        }
       }
     });
     std::vector<double> mean(n_kept_genes), var(n_kept_genes);
     const double n = static_cast<double>(n_kept_cells);
     for (std::int64_t g = 0; g < n_kept_genes; ++g) {
-      mean[g] = sum[g] / n;
-      var[g] = std::max(0.0, (sumsq[g] / n - mean[g] * mean[g]) * (n / (n - 1)));
+      const double s = seurat ? exp_sum[g] : log_sum[g], ss = seurat ? exp_sumsq[g] : log_sumsq[g];
+      mean[g] = s / n;
+      var[g] = std::max(0.0, (ss / n - mean[g] * mean[g]) * (n / (n - 1)));
     }
     r.hvg = highly_variable_genes(mean, var, p.hvg);
     for (std::int64_t g = 0; g < n_kept_genes; ++g)

@@ -23,7 +23,11 @@ void write_markers(io::H5adWriter& w, const PipelineResult& r, const PipelinePar
   w.write_uns_dict(key + "/params");
   w.write_uns_string(key + "/params/groupby", "leiden");
   w.write_uns_string(key + "/params/reference", "rest");
-  w.write_uns_string(key + "/params/method", p.wilcoxon.method == "binned" ? "wilcoxon_binned" : "wilcoxon");
+  w.write_uns_string(key + "/params/method", p.wilcoxon.method == "binned" ||
+                             (p.wilcoxon.method == "auto" &&
+                              static_cast<std::int64_t>(r.kept_cells.size()) > p.wilcoxon.exact_max_cells)
+                         ? "wilcoxon_binned"
+                         : "wilcoxon");
   w.write_uns_bool(key + "/params/use_raw", false);
   w.write_uns_string(key + "/params/corr_method", "benjamini-hochberg");
   w.write_uns_bool(key + "/params/tie_correct", p.wilcoxon.tie_correct);

@@ -96,12 +96,12 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
   if (static_cast<std::int64_t>(labels.size()) != n_cells)
     throw Error("", "rank_genes_groups", "one label per cell is required");
   if (n_groups < 1) throw Error("", "rank_genes_groups", "no groups");
-  if (o.method != "exact" && o.method != "binned")
-    throw Error("", "rank_genes_groups.method", "must be exact or binned");
+  if (o.method != "exact" && o.method != "binned" && o.method != "auto")
+    throw Error("", "rank_genes_groups.method", "must be exact, binned or auto");
   if (o.method == "binned" && (o.n_bins < 2 || o.n_bins > 100000))
     throw Error("", "rank_genes_groups.n_bins", "must be 2..100000");
   if (o.reference >= n_groups) throw Error("", "rank_genes_groups.reference", "no such group");
-  const bool binned = o.method == "binned";
+  const bool binned = o.method == "binned" || (o.method == "auto" && n_cells > o.exact_max_cells);
 
   // Pass 1: group sizes, per-group sums and non-zero counts (means, pct), data maximum.
   std::vector<std::int64_t> size(n_groups, 0);

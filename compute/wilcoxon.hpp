@@ -22,8 +22,11 @@ using ChunkSource = std::function<void(const ChunkVisitor&)>;
 
 struct WilcoxonOptions {
   bool tie_correct = false;
-  std::string method = "exact";  // "exact" | "binned"
-  int n_bins = 1000;             // binned: histogram bins over (0, max value]
+  // "exact" | "binned" | "auto" (exact up to exact_max_cells, binned above: exact ranks take
+  // one pass over the data per gene block, binned one pass for all genes).
+  std::string method = "auto";
+  std::int64_t exact_max_cells = 200000;
+  int n_bins = 200;              // binned: histogram bins over (0, max value]
   float bin_max = 0.0f;          // binned: upper edge; 0 = the data maximum (one extra pass)
   int reference = -1;            // -1: each group vs the rest; else vs this group
   std::size_t block_bytes = std::size_t{512} << 20;  // exact: memory for one gene block

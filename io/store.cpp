@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -20,6 +21,20 @@ std::int64_t RowChunkReader::rows_for_budget(std::size_t budget_bytes) const {
   const double per_row = 8.0 + 16.0 * static_cast<double>(nnz()) / static_cast<double>(rows);
   auto r = static_cast<std::int64_t>(static_cast<double>(budget_bytes) / per_row);
   return std::clamp<std::int64_t>(r, 1, rows);
+}
+
+void for_each_chunk(RowChunkReader& reader, std::int64_t step,
+                    const std::function<void(CsrMatrix&, std::int64_t)>& visit) {
+  const std::int64_t n = reader.n_rows();
+  step = std::max<std::int64_t>(1, step);
+  auto read = [&reader, n, step](std::int64_t r0) { return reader.read_rows(r0, std::min(n, r0 + step)); };
+  if (n == 0) return;
+  std::future<CsrMatrix> next = std::async(std::launch::async, read, 0);
+  for (std::int64_t r0 = 0; r0 < n; r0 += step) {
+    CsrMatrix chunk = next.get();
+    if (r0 + step < n) next = std::async(std::launch::async, read, r0 + step);
+    visit(chunk, r0);  // on throw, `next`'s destructor waits for the read in flight
+  }
 }
 
 void make_unique(std::vector<std::string>& names) {

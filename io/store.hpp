@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -37,6 +38,11 @@ struct Store {
 };
 
 Store open_store(const std::string& path);
+
+// Visits rows in chunks of `step` in order, reading the next chunk on a second thread while
+// `visit(chunk, first_row)` works on the current one. Exceptions from either side propagate.
+void for_each_chunk(RowChunkReader& reader, std::int64_t step,
+                    const std::function<void(CsrMatrix&, std::int64_t)>& visit);
 
 // anndata's var_names_make_unique: second and later duplicates of "X" become "X-1", "X-2", ...
 void make_unique(std::vector<std::string>& names);

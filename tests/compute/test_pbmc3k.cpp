@@ -243,6 +243,29 @@ class TestPbmc3k : public QObject {
     QVERIFY(max_lfc < 1e-4);
   }
 
+  void binnedWilcoxonAgreesWithExact() {
+    auto backend = compute::make_cpu_backend();
+    compute::Progress progress;
+    auto source = compute::log_normalized_source(store_, result_, params_, *backend);
+    const auto n = static_cast<std::int64_t>(result_.kept_cells.size());
+    const auto g = static_cast<std::int64_t>(result_.kept_genes.size());
+    compute::WilcoxonOptions exact{.method = "exact"}, binned{.method = "binned", .n_bins = 200};
+    auto a = compute::rank_genes_groups(source, n, g, result_.leiden, result_.n_clusters, exact, progress);
+    auto b = compute::rank_genes_groups(source, n, g, result_.leiden, result_.n_clusters, binned, progress);
+    double worst = 1, max_diff = 0;
+    for (int c = 0; c < result_.n_clusters; ++c) {
+      std::set<std::int32_t> top_a(a[c].order.begin(), a[c].order.begin() + 20);
+      int common = 0;
+      for (int k = 0; k < 20; ++k) common += top_a.count(b[c].order[k]);
+      worst = std::min(worst, common / 20.0);
+      for (std::int64_t j = 0; j < g; ++j) max_diff = std::max(max_diff, std::fabs(a[c].scores[j] - b[c].scores[j]));
+      QCOMPARE(a[c].logfoldchanges, b[c].logfoldchanges);  // same means either way
+    }
+    qInfo("binned (200 bins) vs exact: worst top-20 overlap %.2f, max |score| diff %.3f", worst, max_diff);
+    QVERIFY(worst >= 0.8);
+    QVERIFY(max_diff < 1.0);
+  }
+
   void pipelineMarkersForOwnClusters() {
     QCOMPARE(static_cast<int>(result_.markers.size()), result_.n_clusters);
     for (const auto& m : result_.markers) {
