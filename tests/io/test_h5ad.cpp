@@ -24,6 +24,17 @@ CsrMatrix small_matrix() {
   return m;
 }
 
+// X as one chunk.
+void write_single_chunk(io::H5adWriter& w, const CsrMatrix& m) {
+  bool sent = false;
+  w.write_X(m.n_rows, m.n_cols, [&](CsrMatrix& chunk) {
+    if (sent) return false;
+    chunk = m;
+    sent = true;
+    return true;
+  });
+}
+
 // Runs Debian's python3 with `script`; returns false (and the reason) when anndata is missing.
 bool run_python(const QString& script, const QStringList& args, QString* why) {
   QProcess p;
@@ -56,14 +67,7 @@ class TestH5ad : public QObject {
     const QString file = path("small.h5ad");
     {
       io::H5adWriter w(file.toStdString());
-      CsrMatrix m = small_matrix();
-      bool sent = false;
-      w.write_X(4, 5, [&](CsrMatrix& chunk) {
-        if (sent) return false;
-        chunk = m;
-        sent = true;
-        return true;
-      });
+      write_single_chunk(w, small_matrix());
       DataFrame obs;
       obs.index = {"c0", "c1", "c2", "c3"};
       obs.columns.push_back(
@@ -232,13 +236,7 @@ np.savetxt(path + ".txt", dense)
           m.indptr = {0, 3, 2, 5, 6};
         else
           m.indices[2] = 99;
-        bool sent = false;
-        w.write_X(4, 5, [&](CsrMatrix& chunk) {
-          if (sent) return false;
-          chunk = m;
-          sent = true;
-          return true;
-        });
+        write_single_chunk(w, m);
         DataFrame obs, var;
         obs.index = {"a", "b", "c", "d"};
         var.index = {"g0", "g1", "g2", "g3", "g4"};
