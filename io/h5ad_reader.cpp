@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <memory>
 
 namespace orrery::io {
@@ -163,12 +164,141 @@ class DenseReader final : public RowChunkReader {
   std::int64_t rows_, cols_;
 };
 
-std::vector<std::string> read_index(hid_t file_id, const char* frame, const std::string& file) {
+std::vector<std::string> member_names(hid_t group) {
+  std::vector<std::string> names;
+  H5G_info_t info;
+  if (H5Gget_info(group, &info) < 0) return names;
+  for (hsize_t i = 0; i < info.nlinks; ++i) {
+    char name[1024] = {};
+    if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) > 0)
+      names.emplace_back(name);
+  }
+  return names;
+}
+
+std::vector<std::string> string_array_attr(hid_t obj, const char* name) {
+  std::vector<std::string> out;
+  if (H5Aexists(obj, name) <= 0) return out;
+  H5Id attr(H5Aopen(obj, name, H5P_DEFAULT));
+  H5Id type(H5Aget_type(attr));
+  H5Id space(H5Aget_space(attr));
+  const hssize_t n = H5Sget_simple_extent_npoints(space);
+  if (n <= 0 || H5Tget_class(type) != H5T_STRING) return out;
+  if (H5Tis_variable_str(type) > 0) {
+    H5Id mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem, H5T_VARIABLE);
+    H5Tset_cset(mem, H5Tget_cset(type));
+    std::vector<char*> ptrs(n, nullptr);
+    if (H5Aread(attr, mem, ptrs.data()) >= 0)
+      for (auto* p : ptrs) out.emplace_back(p ? p : "");
+    H5Dvlen_reclaim(mem, space, H5P_DEFAULT, ptrs.data());
+  } else {
+    const std::size_t size = H5Tget_size(type);
+    std::vector<char> buf(size * n);
+    if (H5Aread(attr, type, buf.data()) >= 0)
+      for (hssize_t i = 0; i < n; ++i) out.emplace_back(buf.data() + i * size, strnlen(buf.data() + i * size, size));
+  }
+  return out;
+}
+
+template <typename T>
+std::vector<T> read_numeric(hid_t parent, const std::string& name, hid_t mem,
+                            const std::string& file, std::size_t expected) {
+  H5Id d(H5Dopen2(parent, name.c_str(), H5P_DEFAULT));
+  if (!d.valid()) throw Error(file, name, "missing dataset");
+  auto dims = dataset_dims(d);
+  if (dims.size() != 1 || dims[0] != expected)
+    throw Error(file, name, "length " + (dims.empty() ? std::string("?") : std::to_string(dims[0])) +
+                                " does not match the index (" + std::to_string(expected) + ")");
+  std::vector<T> out(expected);
+  if (expected > 0 && H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
+    throw Error(file, name, "read failed");
+  return out;
+}
+
+// One dataframe column in any anndata encoding: numeric, bool, string-array, categorical,
+// nullable-integer / nullable-boolean (missing as NaN).
+Column read_column(hid_t frame, const std::string& name, const std::string& where, std::size_t n) {
+  const std::string element = where + "/" + name;
+  H5Id obj(H5Oopen(frame, name.c_str(), H5P_DEFAULT));
+  if (!obj.valid()) throw Error(where, name, "listed in column-order but missing");
+  if (H5Iget_type(obj) == H5I_GROUP) {
+    const std::string enc = read_string_attr(obj, "encoding-type");
+    if (enc == "categorical") {
+      Categorical cat;
+      cat.codes = read_numeric<std::int32_t>(obj, "codes", H5T_NATIVE_INT32, element, n);
+      H5Id cats(H5Dopen2(obj, "categories", H5P_DEFAULT));
+      if (!cats.valid()) throw Error(where, name + "/categories", "missing");
+      H5Id type(H5Dget_type(cats));
+      if (H5Tget_class(type) == H5T_STRING) {
+        cat.categories = read_string_dataset(obj, "categories", element);
+      } else {
+        auto dims = dataset_dims(cats);
+        auto values = read_numeric<double>(obj, "categories", H5T_NATIVE_DOUBLE, element, dims.empty() ? 0 : dims[0]);
+        for (double v : values) {
+          std::string s = std::to_string(v);
+          if (v == std::floor(v) && std::fabs(v) < 1e15) s = std::to_string(static_cast<long long>(v));
+          cat.categories.push_back(s);
+        }
+      }
+      for (auto c : cat.codes)
+        if (c < -1 || c >= static_cast<std::int32_t>(cat.categories.size()))
+          throw Error(where, name + "/codes", "code " + std::to_string(c) + " out of range");
+      return {name, std::move(cat)};
+    }
+    if (enc == "nullable-integer" || enc == "nullable-boolean") {
+      auto values = read_numeric<double>(obj, "values", H5T_NATIVE_DOUBLE, element, n);
+      auto mask = read_numeric<std::int8_t>(obj, "mask", H5T_NATIVE_INT8, element, n);
+      for (std::size_t i = 0; i < n; ++i)
+        if (mask[i]) values[i] = std::numeric_limits<double>::quiet_NaN();
+      return {name, std::move(values)};
+    }
+    throw Error(where, name, "unknown column encoding '" + enc + "'");
+  }
+  H5Id d(H5Dopen2(frame, name.c_str(), H5P_DEFAULT));
+  H5Id type(H5Dget_type(d));
+  switch (H5Tget_class(type)) {
+    case H5T_STRING: {
+      auto v = read_string_dataset(frame, name, where);
+      if (v.size() != n) throw Error(where, name, "length does not match the index");
+      return {name, std::move(v)};
+    }
+    case H5T_ENUM: {  // h5py's bool
+      auto raw = read_numeric<std::int8_t>(frame, name, H5T_NATIVE_INT8, where, n);
+      return {name, std::vector<bool>(raw.begin(), raw.end())};
+    }
+    case H5T_INTEGER:
+      return {name, read_numeric<std::int64_t>(frame, name, H5T_NATIVE_INT64, where, n)};
+    case H5T_FLOAT:
+      return {name, read_numeric<double>(frame, name, H5T_NATIVE_DOUBLE, where, n)};
+    default:
+      throw Error(where, name, "unsupported column type");
+  }
+}
+
+DataFrame read_dataframe(hid_t file_id, const char* frame, const std::string& file) {
   H5Id group(H5Gopen2(file_id, frame, H5P_DEFAULT));
   if (!group.valid()) throw Error(file, frame, "missing dataframe group");
+  const std::string enc = read_string_attr(group, "encoding-type");
+  if (!enc.empty() && enc != "dataframe")
+    throw Error(file, frame, "unknown dataframe encoding '" + enc + "'");
   std::string index_name = read_string_attr(group, "_index");
   if (index_name.empty()) index_name = "_index";
-  return read_string_dataset(group, index_name, file + ": " + frame);
+  const std::string where = file + ": " + frame;
+  DataFrame df;
+  df.index = read_string_dataset(group, index_name, where);
+  std::vector<std::string> order = string_array_attr(group, "column-order");
+  if (H5Aexists(group, "column-order") <= 0)  // pre-0.7 stores: every member but the index
+    for (auto& m : member_names(group))
+      if (m != index_name && m != "__categories") order.push_back(m);
+  for (const auto& name : order) df.columns.push_back(read_column(group, name, where, df.index.size()));
+  return df;
+}
+
+std::vector<std::string> group_keys(hid_t file_id, const char* name) {
+  if (H5Lexists(file_id, name, H5P_DEFAULT) <= 0) return {};
+  H5Id g(H5Gopen2(file_id, name, H5P_DEFAULT));
+  return g.valid() ? member_names(g) : std::vector<std::string>{};
 }
 
 }  // namespace
@@ -237,6 +367,7 @@ Store open_10x_h5(const std::string& path, hid_t file) {
   Store store;
   store.path = path;
   store.format = "10x-h5";
+  store.x_encoding = "10x csc (genes x cells), read as cells x genes CSR";
   const std::string where = path + ": " + group_name;
   store.obs.index = read_string_dataset(group, "barcodes", where);
   auto ids = read_string_dataset(group, ids_path, where);
@@ -262,8 +393,11 @@ Store open_h5ad(const std::string& path) {
   Store store;
   store.path = path;
   store.format = "h5ad";
-  store.obs.index = read_index(file, "obs", path);
-  store.var.index = read_index(file, "var", path);
+  store.obs = read_dataframe(file, "obs", path);
+  store.var = read_dataframe(file, "var", path);
+  store.obsm_keys = group_keys(file, "obsm");
+  store.layer_keys = group_keys(file, "layers");
+  store.uns_keys = group_keys(file, "uns");
   const auto n_obs = static_cast<std::int64_t>(store.obs.index.size());
   const auto n_vars = static_cast<std::int64_t>(store.var.index.size());
 
@@ -277,6 +411,7 @@ Store open_h5ad(const std::string& path) {
     if (enc == "csc_matrix")
       throw Error(path, "X", "CSC matrices are not streamed yet (store X as CSR)");
     if (enc != "csr_matrix") throw Error(path, "X", "unknown sparse encoding '" + enc + "'");
+    store.x_encoding = enc;
     std::int64_t shape[2] = {0, 0};
     if (H5Aexists(group, "shape") > 0) {
       H5Id attr(H5Aopen(group, "shape", H5P_DEFAULT));
@@ -294,6 +429,7 @@ Store open_h5ad(const std::string& path) {
         static_cast<std::int64_t>(dims[1]) != n_vars)
       throw Error(path, "X", "dense X shape does not match obs x var");
     store.X = std::make_unique<DenseReader>(path, std::move(dset), n_obs, n_vars);
+    store.x_encoding = "array (dense)";
   }
   return store;
 }

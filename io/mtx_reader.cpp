@@ -187,6 +187,7 @@ Store open_mtx(const std::string& path) {
   Store store;
   store.path = path;
   store.format = "mtx";
+  store.x_encoding = "Matrix Market coordinate (genes x cells), parsed into CSR in memory";
   CsrMatrix x = read_mtx_transposed(matrix);
 
   std::vector<std::string> ids, symbols;

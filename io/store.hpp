@@ -7,6 +7,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "dataframe.hpp"
 #include "matrix.hpp"
@@ -32,6 +33,10 @@ struct Store {
   DataFrame obs;       // index = cell barcodes / obs_names
   DataFrame var;       // index = gene names (unique), column "gene_ids" when known
   std::unique_ptr<RowChunkReader> X;
+  std::string x_encoding;              // e.g. "csr_matrix", "array", "10x csc (genes x cells)"
+  std::vector<std::string> obsm_keys;  // h5ad: keys present in obsm, layers and uns
+  std::vector<std::string> layer_keys;
+  std::vector<std::string> uns_keys;
 
   std::int64_t n_obs() const { return X ? X->n_rows() : 0; }
   std::int64_t n_vars() const { return X ? X->n_cols() : 0; }

@@ -204,6 +204,53 @@ np.savetxt(path + ".txt", dense)
     }
   }
 
+  void anndataColumnsAreRead() {
+    const QString file = path("columns.h5ad");
+    const QString script = R"(
+import sys
+try:
+    import anndata, numpy as np, pandas as pd, scipy.sparse as sp
+except ImportError:
+    sys.exit(77)
+obs = pd.DataFrame(index=[f"c{i}" for i in range(6)])
+obs["cluster"] = pd.Categorical(["b", "a", "b", None, "c", "a"], categories=["a", "b", "c"])
+obs["n"] = np.array([1, 2, 3, 4, 5, 6], dtype=np.int32)
+obs["score"] = np.array([0.5, 1.5, 2.5, np.nan, 4.5, 5.5])
+obs["flag"] = np.array([True, False, True, False, False, True])
+obs["name"] = ["x", "y", "z", "x", "y", "z"]
+obs["maybe"] = pd.array([1, None, 3, 4, None, 6], dtype="Int64")
+ad = anndata.AnnData(X=sp.csr_matrix(np.eye(6, 3, dtype=np.float32)), obs=obs)
+ad.obsm["X_test"] = np.zeros((6, 2))
+ad.uns["note"] = "hello"
+ad.write_h5ad(sys.argv[1])
+)";
+    QString why;
+    if (!run_python(script, {file}, &why)) {
+      if (why.startsWith("SKIP")) QSKIP("python3-anndata is not installed");
+      QFAIL(qPrintable(why));
+    }
+    io::Store s = io::open_store(file.toStdString());
+    QCOMPARE(s.obs.columns.size(), std::size_t{6});
+    const auto& cat = std::get<Categorical>(s.obs.find("cluster")->values);
+    QCOMPARE(cat.categories, (std::vector<std::string>{"a", "b", "c"}));
+    QCOMPARE(cat.codes, (std::vector<std::int32_t>{1, 0, 1, -1, 2, 0}));
+    QCOMPARE(std::get<std::vector<std::int64_t>>(s.obs.find("n")->values),
+             (std::vector<std::int64_t>{1, 2, 3, 4, 5, 6}));
+    const auto& score = std::get<std::vector<double>>(s.obs.find("score")->values);
+    QCOMPARE(score[4], 4.5);
+    QVERIFY(std::isnan(score[3]));
+    QCOMPARE(std::get<std::vector<bool>>(s.obs.find("flag")->values),
+             (std::vector<bool>{true, false, true, false, false, true}));
+    // anndata stores string columns as categoricals.
+    const auto& name = std::get<Categorical>(s.obs.find("name")->values);
+    QCOMPARE(name.categories[name.codes[2]], std::string("z"));
+    const auto& maybe = std::get<std::vector<double>>(s.obs.find("maybe")->values);
+    QCOMPARE(maybe[0], 1.0);
+    QVERIFY(std::isnan(maybe[1]) && std::isnan(maybe[4]));
+    QCOMPARE(s.obsm_keys, (std::vector<std::string>{"X_test"}));
+    QVERIFY(std::find(s.uns_keys.begin(), s.uns_keys.end(), "note") != s.uns_keys.end());
+  }
+
   void hostileFiles() {
     // Truncated: the first half of a valid file.
     const QString good = path("small.h5ad");
