@@ -63,6 +63,12 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       last_emitted = epoch;
       emit layoutStep(std::make_shared<const std::vector<float>>(emb.values));
     };
+    if (qc_path_ == path) hooks.reuse_qc = qc_;
+    hooks.on_qc = [&](std::shared_ptr<const compute::QcMetrics> metrics) {
+      qc_path_ = path;
+      qc_ = metrics;
+      emit qcReady(std::move(metrics));
+    };
     auto result = std::make_unique<compute::PipelineResult>(
         compute::run_pipeline(*store, params, *backend, progress, hooks));
 
@@ -122,6 +128,7 @@ ComputeThread::ComputeThread(QObject* parent) : QObject(parent), worker_(new Com
   qRegisterMetaType<orrery::compute::PipelineParams>();
   qRegisterMetaType<std::shared_ptr<const orrery::app::RunSnapshot>>();
   qRegisterMetaType<std::shared_ptr<const std::vector<float>>>();
+  qRegisterMetaType<std::shared_ptr<const orrery::compute::QcMetrics>>();
   worker_->moveToThread(&thread_);
   connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
   thread_.setObjectName("orrery-compute");

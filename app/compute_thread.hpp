@@ -49,6 +49,7 @@ class ComputeWorker : public QObject {
  signals:
   void progress(const QString& stage, double fraction);
   void layoutStep(std::shared_ptr<const std::vector<float>> xy);
+  void qcReady(std::shared_ptr<const orrery::compute::QcMetrics> metrics);
   void finished(std::shared_ptr<const orrery::app::RunSnapshot> snapshot);
   void saved(const QString& path);
   void failed(const QString& message);
@@ -62,6 +63,9 @@ class ComputeWorker : public QObject {
   std::unique_ptr<compute::Backend> backend_;
   std::unique_ptr<compute::PipelineResult> result_;
   compute::PipelineParams params_;
+  // QC metrics of the last store opened, reused when only thresholds or later stages change.
+  QString qc_path_;
+  std::shared_ptr<const compute::QcMetrics> qc_;
 };
 
 class ComputeThread : public QObject {
@@ -84,3 +88,4 @@ class ComputeThread : public QObject {
 Q_DECLARE_METATYPE(orrery::compute::PipelineParams)
 Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::RunSnapshot>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<float>>)
+Q_DECLARE_METATYPE(std::shared_ptr<const orrery::compute::QcMetrics>)

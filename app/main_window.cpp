@@ -53,6 +53,17 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   addDockWidget(Qt::RightDockWidgetArea, marker_dock);
   connect(clusters_, &QListWidget::currentRowChanged, this, &MainWindow::showMarkers);
 
+  auto* qc_dock = new QDockWidget("QC", this);
+  qc_dock->setObjectName("qc");
+  qc_ = new QcPanel(qc_dock);
+  qc_dock->setWidget(qc_);
+  addDockWidget(Qt::LeftDockWidgetArea, qc_dock);
+  connect(qc_, &QcPanel::applyRequested, this, [this] {
+    if (path_.isEmpty()) return;
+    params_ = qc_->applyTo(params_);
+    startRun();
+  });
+
   stage_label_ = new QLabel("Ready");
   summary_label_ = new QLabel;
   progress_ = new QProgressBar;
@@ -82,6 +93,9 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
             view_->setPoints(render::categorical_points(*xy, labels, {"#808080"}),
                              view_->points().size() == 0);
           });
+  connect(w, &ComputeWorker::qcReady, this, [this](std::shared_ptr<const compute::QcMetrics> m) {
+    qc_->setMetrics(std::move(m), params_);
+  });
   connect(w, &ComputeWorker::finished, this, [this](std::shared_ptr<const RunSnapshot> snap) {
     setRunning(false);
     showSnapshot(std::move(snap));
@@ -146,15 +160,19 @@ void MainWindow::setRunning(bool running) {
 }
 
 void MainWindow::openStore(const QString& path) {
-  if (running_) {
-    compute_->cancel();
-  }
+  path_ = path;
+  params_ = compute::PipelineParams{};
   setWindowTitle("Orrery — " + path);
   stage_label_->setText("Opening " + path);
-  clusters_->clear();
   view_->setPoints({}, true);
+  startRun();
+}
+
+void MainWindow::startRun() {
+  if (running_) compute_->cancel();
+  clusters_->clear();
   setRunning(true);
-  compute_->run(path, compute::PipelineParams{});
+  compute_->run(path_, params_);
 }
 
 void MainWindow::cancelRun() {

@@ -12,6 +12,7 @@
 #include <memory>
 
 #include "compute_thread.hpp"
+#include "qc_panel.hpp"
 #include "umap_view.hpp"
 
 namespace orrery::app {
@@ -29,6 +30,8 @@ class MainWindow : public QMainWindow {
   bool isRunning() const { return running_; }
   QListWidget* clusterList() const { return clusters_; }
   QTableWidget* markerTable() const { return markers_; }
+  QcPanel* qcPanel() const { return qc_; }
+  const compute::PipelineParams& params() const { return params_; }
 
  public slots:
   void cancelRun();
@@ -48,6 +51,7 @@ class MainWindow : public QMainWindow {
  private:
   void buildMenus();
   void setRunning(bool running);
+  void startRun();
   void showSnapshot(std::shared_ptr<const RunSnapshot> snap);
   void showMarkers(int cluster);
 
@@ -55,6 +59,9 @@ class MainWindow : public QMainWindow {
   UmapView* view_ = nullptr;
   QListWidget* clusters_ = nullptr;
   QTableWidget* markers_ = nullptr;
+  QcPanel* qc_ = nullptr;
+  QString path_;
+  compute::PipelineParams params_;
   QLabel* stage_label_ = nullptr;
   QLabel* summary_label_ = nullptr;
   QProgressBar* progress_ = nullptr;

@@ -42,7 +42,10 @@ void PipelineParams::update_from_json(const json& j) {
                   "chunk_mib", "backend"});
   if (j.contains("qc")) {
     const auto& s = j["qc"];
-    reject_unknown(s, "qc", {"mito_prefix", "min_genes", "max_genes", "max_pct_mito", "min_cells"});
+    reject_unknown(s, "qc", {"mito_prefix", "min_genes", "max_genes", "max_pct_mito", "min_cells",
+                             "min_counts", "max_counts"});
+    take(s, "qc", "min_counts", min_counts);
+    take(s, "qc", "max_counts", max_counts);
     take(s, "qc", "mito_prefix", qc_prefix);
     take(s, "qc", "min_genes", min_genes);
     take(s, "qc", "max_genes", max_genes);
@@ -132,6 +135,7 @@ void PipelineParams::validate() const {
   require(max_genes >= 0, "qc.max_genes", "must be >= 0 (0: no bound)");
   require(std::isfinite(max_pct_qc), "qc.max_pct_mito", "must be finite");
   require(min_cells >= 0, "qc.min_cells", "must be >= 0");
+  require(std::isfinite(min_counts) && std::isfinite(max_counts), "qc.min_counts", "must be finite");
   require(std::isfinite(target_sum), "normalize.target_sum", "must be finite");
   require(hvg.flavor == "cell_ranger" || hvg.flavor == "seurat", "hvg.flavor",
           "must be cell_ranger or seurat (seurat_v3 is not implemented yet)");

@@ -124,6 +124,22 @@ ChunkSource log_normalized_source(io::Store& store, const PipelineResult& r,
   };
 }
 
+bool keep_cell(const CellQc& qc, std::int64_t i, const PipelineParams& p) {
+  const int ng = qc.n_genes_by_counts[i];
+  const double total = qc.total_counts[i];
+  bool keep = ng >= p.min_genes && (p.max_genes <= 0 || ng <= p.max_genes);
+  if (p.max_pct_qc > 0) keep = keep && qc.pct_counts_qc[i] < p.max_pct_qc;
+  if (p.min_counts > 0) keep = keep && total >= p.min_counts;
+  if (p.max_counts > 0) keep = keep && total <= p.max_counts;
+  return keep;
+}
+
+std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& p) {
+  std::int64_t kept = 0;
+  for (std::size_t i = 0; i < qc.total_counts.size(); ++i) kept += keep_cell(qc, static_cast<std::int64_t>(i), p);
+  return kept;
+}
+
 PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& backend,
                             Progress& progress, const PipelineHooks& hooks) {
   p.validate();
@@ -142,12 +158,21 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   // Pass A: QC metrics of every cell and gene.
   {
     StageClock clock(r, "qc", r.n_cells_total, progress);
-    const auto qc_genes = genes_with_prefix(store.var.index, p.qc_prefix);
-    r.gene_qc.n_cells_by_counts.assign(r.n_genes_total, 0);
-    r.gene_qc.total_counts.assign(r.n_genes_total, 0.0);
-    for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t) {
-      accumulate_qc(c, qc_genes, r.cell_qc, r.gene_qc);
-    });
+    const auto& reuse = hooks.reuse_qc;
+    if (reuse && reuse->qc_prefix == p.qc_prefix &&
+        static_cast<std::int64_t>(reuse->cells.total_counts.size()) == r.n_cells_total &&
+        static_cast<std::int64_t>(reuse->genes.total_counts.size()) == r.n_genes_total) {
+      r.cell_qc = reuse->cells;
+      r.gene_qc = reuse->genes;
+    } else {
+      const auto qc_genes = genes_with_prefix(store.var.index, p.qc_prefix);
+      r.gene_qc.n_cells_by_counts.assign(r.n_genes_total, 0);
+      r.gene_qc.total_counts.assign(r.n_genes_total, 0.0);
+      for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t) {
+        accumulate_qc(c, qc_genes, r.cell_qc, r.gene_qc);
+      });
+    }
+    if (hooks.on_qc) hooks.on_qc(std::make_shared<const QcMetrics>(QcMetrics{p.qc_prefix, r.cell_qc, r.gene_qc}));
   }
 
   // Filters are masks; a second pass counts each gene over the kept cells only.
@@ -155,12 +180,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     StageClock clock(r, "filter", r.n_cells_total, progress);
     r.cell_mask.assign(r.n_cells_total, 0);
     for (std::int64_t i = 0; i < r.n_cells_total; ++i) {
-      const int ng = r.cell_qc.n_genes_by_counts[i];
-      const double pct = r.cell_qc.pct_counts_qc[i];
-      bool keep = ng >= p.min_genes && (p.max_genes <= 0 || ng <= p.max_genes);
-      if (p.max_pct_qc > 0) keep = keep && pct < p.max_pct_qc;
-      r.cell_mask[i] = keep;
-      if (keep) r.kept_cells.push_back(i);
+      r.cell_mask[i] = keep_cell(r.cell_qc, i, p);
+      if (r.cell_mask[i]) r.kept_cells.push_back(i);
     }
     if (r.kept_cells.size() < 3)
       throw Error(store.path, "filter",

@@ -3,6 +3,8 @@
 // Parameters default to the scanpy pbmc3k tutorial; every stage records time and peak RSS.
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <nlohmann/json_fwd.hpp>
 #include <string>
 #include <vector>
@@ -25,6 +27,8 @@ struct PipelineParams {
   int min_genes = 200;            // keep cells with n_genes_by_counts >= min_genes
   int max_genes = 2500;           // ... and <= max_genes (0: no upper bound)
   double max_pct_qc = 5.0;        // ... and pct_counts_mt < max_pct_qc (<= 0: no bound)
+  double min_counts = 0;          // ... and total_counts >= min_counts (<= 0: no bound)
+  double max_counts = 0;          // ... and total_counts <= max_counts (<= 0: no bound)
   int min_cells = 3;              // keep genes seen in at least min_cells kept cells
   double target_sum = 1e4;        // normalize_total; <= 0: median of cell totals
   HvgOptions hvg{.flavor = "cell_ranger", .n_top_genes = 2000};
@@ -73,10 +77,25 @@ struct PipelineResult {
   std::string backend_note;
 };
 
-// Called with the embedding while UMAP optimises (every few epochs) so a viewer can animate.
-struct PipelineHooks {
-  EpochCallback on_umap_epoch;
+// QC metrics of a store, reusable across runs that change only thresholds or later stages.
+struct QcMetrics {
+  std::string qc_prefix;
+  CellQc cells;
+  GeneQc genes;
 };
+
+struct PipelineHooks {
+  // Called with the embedding while UMAP optimises (every few epochs) so a viewer can animate.
+  EpochCallback on_umap_epoch;
+  // Called once QC metrics exist (after the first pass, or at once when reused).
+  std::function<void(std::shared_ptr<const QcMetrics>)> on_qc;
+  // Metrics from an earlier run on the same store; the QC pass is skipped when the prefix matches.
+  std::shared_ptr<const QcMetrics> reuse_qc;
+};
+
+// The cell filter: whether cell i passes the QC thresholds of `params`.
+bool keep_cell(const CellQc& qc, std::int64_t i, const PipelineParams& params);
+std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& params);
 
 PipelineResult run_pipeline(io::Store& store, const PipelineParams& params, Backend& backend,
                             Progress& progress, const PipelineHooks& hooks = {});

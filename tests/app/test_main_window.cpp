@@ -122,8 +122,34 @@ class TestMainWindow : public QObject {
     QVERIFY(snap->markers[1][0].pct_in > snap->markers[1][0].pct_out);
   }
 
+  void qcThresholdChangesKeptCountAndRerun() {
+    app::QcPanel* qc = window_->qcPanel();
+    const std::int64_t before = qc->keptCells();
+    QCOMPARE(before, window_->snapshot()->n_cells);  // panel and pipeline agree
+    // Drag the genes-per-cell minimum to the middle of the histogram.
+    app::HistogramView* genes = qc->genesView();
+    const int x_low = genes->pixelOf(genes->low());
+    const int x_mid = genes->width() / 2;
+    QTest::mousePress(genes, Qt::LeftButton, Qt::NoModifier, QPoint(x_low, genes->height() / 2));
+    QTest::mouseMove(genes, QPoint(x_mid, genes->height() / 2));
+    QTest::mouseRelease(genes, Qt::LeftButton, Qt::NoModifier, QPoint(x_mid, genes->height() / 2));
+    QVERIFY2(genes->low() > 200, qPrintable(QString::number(genes->low())));
+    const std::int64_t after = qc->keptCells();
+    qInfo("min genes %.0f: %lld -> %lld cells kept", genes->low(), static_cast<long long>(before),
+          static_cast<long long>(after));
+    QVERIFY(after < before);
+    QVERIFY(after > 0);
+    // Apply re-runs with the new threshold: the result has exactly the cells the panel counted.
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    QTest::mouseClick(qc->applyButton(), Qt::LeftButton);
+    QVERIFY(done.wait(300000));
+    QCOMPARE(window_->snapshot()->n_cells, after);
+    QCOMPARE(window_->params().min_genes, static_cast<int>(std::ceil(genes->low())));
+  }
+
   void panAndZoomMoveTheView() {
     app::UmapView* view = window_->umapView();
+    view->fitToData();
     const auto before = view->camera().to_pixels({0, 0});
     QWheelEvent wheel(QPointF(100, 100), view->mapToGlobal(QPointF(100, 100)), QPoint(),
                       QPoint(0, 120), Qt::NoButton, Qt::NoModifier, Qt::NoScrollPhase, false);
