@@ -28,6 +28,19 @@ class SignalProgress final : public compute::Progress {
   int last_pct_ = -1;
 };
 
+constexpr std::size_t kTopMarkers = 100;
+
+std::vector<MarkerRow> top_markers(const compute::GroupMarkers& m, const io::Store& store,
+                                   const compute::PipelineResult& result) {
+  std::vector<MarkerRow> rows;
+  for (std::size_t t = 0; t < std::min(kTopMarkers, m.order.size()); ++t) {
+    const auto g = m.order[t];
+    rows.push_back({store.var.index[result.kept_genes[g]], m.scores[g], m.logfoldchanges[g],
+                    m.pvals_adj[g], m.pct_in[g], m.pct_out[g]});
+  }
+  return rows;
+}
+
 }  // namespace
 
 void ComputeWorker::cancel() {
@@ -84,15 +97,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     snap->cluster_sizes.assign(result->n_clusters, 0);
     for (auto l : result->leiden) ++snap->cluster_sizes[l];
     for (auto c : result->kept_cells) snap->cell_names.push_back(store->obs.index[c]);
-    constexpr std::size_t kTopMarkers = 100;
-    for (const auto& m : result->markers) {
-      auto& rows = snap->markers.emplace_back();
-      for (std::size_t t = 0; t < std::min(kTopMarkers, m.order.size()); ++t) {
-        const auto g = m.order[t];
-        rows.push_back({store->var.index[result->kept_genes[g]], m.scores[g], m.logfoldchanges[g],
-                        m.pvals_adj[g], m.pct_in[g], m.pct_out[g]});
-      }
-    }
+    for (const auto& m : result->markers) snap->markers.push_back(top_markers(m, *store, *result));
     snap->backend_note = QString::fromStdString(note);
     snap->seconds = timer.elapsed() / 1000.0;
 
@@ -124,11 +129,38 @@ void ComputeWorker::save(const QString& path) {
   }
 }
 
+void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> selection) {
+  if (!result_ || selection->size() != result_->kept_cells.size()) {
+    emit failed("the selection does not match the current result");
+    return;
+  }
+  SignalProgress progress(this);
+  try {
+    std::vector<std::int32_t> labels(selection->size());
+    std::int64_t n_in = 0;
+    for (std::size_t i = 0; i < labels.size(); ++i) {
+      labels[i] = (*selection)[i] ? 0 : 1;
+      n_in += (*selection)[i];
+    }
+    if (n_in == 0 || n_in == static_cast<std::int64_t>(labels.size()))
+      throw Error("", "selection", "select some cells, but not all, to compare against the rest");
+    auto markers = compute::rank_genes_groups(
+        compute::log_normalized_source(*store_, *result_, params_, *backend_),
+        static_cast<std::int64_t>(labels.size()), static_cast<std::int64_t>(result_->kept_genes.size()),
+        labels, 2, params_.wilcoxon, progress);
+    emit selectionMarkers(std::make_shared<const std::vector<MarkerRow>>(top_markers(markers[0], *store_, *result_)));
+  } catch (const std::exception& e) {
+    emit failed(QString::fromUtf8(e.what()));
+  }
+}
+
 ComputeThread::ComputeThread(QObject* parent) : QObject(parent), worker_(new ComputeWorker) {
   qRegisterMetaType<orrery::compute::PipelineParams>();
   qRegisterMetaType<std::shared_ptr<const orrery::app::RunSnapshot>>();
   qRegisterMetaType<std::shared_ptr<const std::vector<float>>>();
   qRegisterMetaType<std::shared_ptr<const orrery::compute::QcMetrics>>();
+  qRegisterMetaType<std::shared_ptr<const std::vector<bool>>>();
+  qRegisterMetaType<std::shared_ptr<const std::vector<orrery::app::MarkerRow>>>();
   worker_->moveToThread(&thread_);
   connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
   thread_.setObjectName("orrery-compute");
@@ -145,6 +177,11 @@ void ComputeThread::run(const QString& path, const compute::PipelineParams& para
   worker_->reset_cancel();
   QMetaObject::invokeMethod(worker_, "run", Qt::QueuedConnection, Q_ARG(QString, path),
                             Q_ARG(orrery::compute::PipelineParams, params));
+}
+
+void ComputeThread::compareSelection(std::shared_ptr<const std::vector<bool>> selection) {
+  QMetaObject::invokeMethod(worker_, "compareSelection", Qt::QueuedConnection,
+                            Q_ARG(std::shared_ptr<const std::vector<bool>>, selection));
 }
 
 void ComputeThread::save(const QString& path) {

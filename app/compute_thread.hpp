@@ -45,6 +45,8 @@ class ComputeWorker : public QObject {
  public slots:
   void run(const QString& path, const orrery::compute::PipelineParams& params);
   void save(const QString& path);
+  // Wilcoxon of the cells flagged in `selection` (kept-cell order) against all other cells.
+  void compareSelection(std::shared_ptr<const std::vector<bool>> selection);
 
  signals:
   void progress(const QString& stage, double fraction);
@@ -52,6 +54,7 @@ class ComputeWorker : public QObject {
   void qcReady(std::shared_ptr<const orrery::compute::QcMetrics> metrics);
   void finished(std::shared_ptr<const orrery::app::RunSnapshot> snapshot);
   void saved(const QString& path);
+  void selectionMarkers(std::shared_ptr<const std::vector<orrery::app::MarkerRow>> rows);
   void failed(const QString& message);
   void cancelled();
 
@@ -76,6 +79,7 @@ class ComputeThread : public QObject {
   ComputeWorker* worker() const { return worker_; }
   void run(const QString& path, const compute::PipelineParams& params);
   void save(const QString& path);
+  void compareSelection(std::shared_ptr<const std::vector<bool>> selection);
   void cancel() { worker_->cancel(); }
 
  private:
@@ -89,3 +93,5 @@ Q_DECLARE_METATYPE(orrery::compute::PipelineParams)
 Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::RunSnapshot>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<float>>)
 Q_DECLARE_METATYPE(std::shared_ptr<const orrery::compute::QcMetrics>)
+Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<bool>>)
+Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<orrery::app::MarkerRow>>)

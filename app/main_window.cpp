@@ -6,6 +6,7 @@
 #include <QDragEnterEvent>
 #include <QFileDialog>
 #include <QHeaderView>
+#include <algorithm>
 #include <QImage>
 #include <QMenuBar>
 #include <QMessageBox>
@@ -50,6 +51,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   markers_->setSortingEnabled(true);
   markers_->verticalHeader()->setVisible(false);
   marker_dock->setWidget(markers_);
+  markers_dock_ = marker_dock;
   addDockWidget(Qt::RightDockWidgetArea, marker_dock);
   connect(clusters_, &QListWidget::currentRowChanged, this, &MainWindow::showMarkers);
 
@@ -113,6 +115,15 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     stage_label_->setText("Cancelled");
     emit runCancelled();
   });
+  connect(view_, &UmapView::selected, this, &MainWindow::setSelection);
+  connect(w, &ComputeWorker::selectionMarkers, this,
+          [this](std::shared_ptr<const std::vector<MarkerRow>> rows) {
+            clusters_->setCurrentRow(-1);
+            markers_dock_->setWindowTitle("Markers — selection vs rest");
+            fillMarkerTable(*rows);
+            stage_label_->setText("Selection compared");
+            emit selectionMarkersShown();
+          });
   connect(w, &ComputeWorker::saved, this,
           [this](const QString& path) { statusBar()->showMessage("Saved " + path, 5000); });
 }
@@ -151,6 +162,12 @@ void MainWindow::buildMenus() {
   quit->setShortcut(QKeySequence::Quit);
   QMenu* view = menuBar()->addMenu("&View");
   view->addAction("&Fit to data", QKeySequence("F"), view_, &UmapView::fitToData);
+  QMenu* select = menuBar()->addMenu("&Selection");
+  compare_action_ = select->addAction("&Compare selection vs rest", QKeySequence("Ctrl+M"), this,
+                                      &MainWindow::compareSelection);
+  compare_action_->setToolTip("Wilcoxon markers of the lassoed cells (Shift + drag) against all others");
+  compare_action_->setEnabled(false);
+  select->addAction("C&lear selection", QKeySequence("Ctrl+Shift+A"), this, [this] { setSelection(nullptr); });
 }
 
 void MainWindow::setRunning(bool running) {
@@ -184,6 +201,8 @@ void MainWindow::cancelRun() {
 
 void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   snapshot_ = std::move(snap);
+  selection_.reset();
+  compare_action_->setEnabled(false);
   const auto& s = *snapshot_;
   view_->setPoints(render::categorical_points(s.umap_xy, s.labels, s.palette, {}, {},
                                               render::default_alpha(s.labels.size())),
@@ -206,10 +225,16 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
 }
 
 void MainWindow::showMarkers(int cluster) {
+  if (!snapshot_ || cluster < 0 || cluster >= static_cast<int>(snapshot_->markers.size())) {
+    fillMarkerTable({});
+    return;
+  }
+  markers_dock_->setWindowTitle(QString("Markers — cluster %1 vs rest").arg(cluster));
+  fillMarkerTable(snapshot_->markers[cluster]);
+}
+
+void MainWindow::fillMarkerTable(const std::vector<MarkerRow>& rows) {
   markers_->setSortingEnabled(false);
-  markers_->setRowCount(0);
-  if (!snapshot_ || cluster < 0 || cluster >= static_cast<int>(snapshot_->markers.size())) return;
-  const auto& rows = snapshot_->markers[cluster];
   markers_->setRowCount(static_cast<int>(rows.size()));
   auto number = [](double v) {
     auto* item = new QTableWidgetItem;
@@ -226,6 +251,27 @@ void MainWindow::showMarkers(int cluster) {
   }
   markers_->setSortingEnabled(true);
   markers_->sortByColumn(1, Qt::DescendingOrder);
+}
+
+void MainWindow::setSelection(std::shared_ptr<const std::vector<bool>> selection) {
+  if (!snapshot_) return;
+  selection_ = std::move(selection);
+  const auto& s = *snapshot_;
+  std::vector<bool> none;
+  const std::vector<bool>& sel = selection_ ? *selection_ : none;
+  const auto n = static_cast<long long>(std::count(sel.begin(), sel.end(), true));
+  view_->setPoints(render::categorical_points(s.umap_xy, s.labels, s.palette, {}, sel,
+                                              render::default_alpha(s.labels.size())),
+                   false);
+  compare_action_->setEnabled(n > 0);
+  statusBar()->showMessage(selection_ ? QString("%1 cells selected").arg(n) : QString());
+  emit selectionChanged(n);
+}
+
+void MainWindow::compareSelection() {
+  if (!selection_ || running_) return;
+  stage_label_->setText("Comparing selection vs rest...");
+  compute_->compareSelection(selection_);
 }
 
 bool MainWindow::exportPng(const QString& path, int scale) {

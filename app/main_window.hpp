@@ -3,6 +3,8 @@
 // a cluster list, and exports the view (PNG) and the annotated dataset (.h5ad).
 #pragma once
 
+#include <QAction>
+#include <QDockWidget>
 #include <QLabel>
 #include <QListWidget>
 #include <QMainWindow>
@@ -28,6 +30,7 @@ class MainWindow : public QMainWindow {
   ComputeThread* computeThread() const { return compute_.get(); }
   std::shared_ptr<const RunSnapshot> snapshot() const { return snapshot_; }
   bool isRunning() const { return running_; }
+  std::shared_ptr<const std::vector<bool>> selection() const { return selection_; }
   QListWidget* clusterList() const { return clusters_; }
   QTableWidget* markerTable() const { return markers_; }
   QcPanel* qcPanel() const { return qc_; }
@@ -37,12 +40,16 @@ class MainWindow : public QMainWindow {
   void cancelRun();
   bool exportPng(const QString& path, int scale = 2);
   void saveH5ad(const QString& path);
+  void setSelection(std::shared_ptr<const std::vector<bool>> selection);
+  void compareSelection();
 
  signals:
   void runFinished();
   void runFailed(const QString& message);
   void runCancelled();
   void runProgress(const QString& stage, double fraction);
+  void selectionChanged(long long n_selected);
+  void selectionMarkersShown();
 
  protected:
   void dragEnterEvent(QDragEnterEvent* e) override;
@@ -54,12 +61,16 @@ class MainWindow : public QMainWindow {
   void startRun();
   void showSnapshot(std::shared_ptr<const RunSnapshot> snap);
   void showMarkers(int cluster);
+  void fillMarkerTable(const std::vector<MarkerRow>& rows);
 
   std::unique_ptr<ComputeThread> compute_;
   UmapView* view_ = nullptr;
   QListWidget* clusters_ = nullptr;
   QTableWidget* markers_ = nullptr;
   QcPanel* qc_ = nullptr;
+  QDockWidget* markers_dock_ = nullptr;
+  QAction* compare_action_ = nullptr;
+  std::shared_ptr<const std::vector<bool>> selection_;
   QString path_;
   compute::PipelineParams params_;
   QLabel* stage_label_ = nullptr;

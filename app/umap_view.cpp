@@ -6,6 +6,8 @@
 #include <QWheelEvent>
 #include <cmath>
 
+#include "render/selection.hpp"
+
 namespace orrery::app {
 
 void UmapRenderer::initResources() {
@@ -81,11 +83,33 @@ void UmapView::fitToData() {
   requestUpdate();
 }
 
+glm::vec2 UmapView::toWorld(QPointF p) const {
+  const QPointF px = p * devicePixelRatio();
+  return camera_.to_world({static_cast<float>(px.x()), static_cast<float>(px.y())});
+}
+
 void UmapView::mousePressEvent(QMouseEvent* e) {
   last_mouse_ = e->position();
+  lasso_.clear();
+  if (e->button() == Qt::LeftButton && (e->modifiers() & Qt::ShiftModifier))
+    lasso_.push_back(toWorld(e->position()));
+}
+
+void UmapView::mouseReleaseEvent(QMouseEvent*) {
+  if (lasso_.size() >= 3) {
+    std::vector<glm::vec2> polygon;
+    polygon.swap(lasso_);
+    emit selected(std::make_shared<const std::vector<bool>>(
+        render::points_in_polygon(points_.positions, polygon)));
+  }
+  lasso_.clear();
 }
 
 void UmapView::mouseMoveEvent(QMouseEvent* e) {
+  if (!lasso_.empty() && (e->buttons() & Qt::LeftButton)) {
+    lasso_.push_back(toWorld(e->position()));
+    return;
+  }
   if (!(e->buttons() & (Qt::LeftButton | Qt::MiddleButton))) return;
   const QPointF d = (e->position() - last_mouse_) * devicePixelRatio();
   last_mouse_ = e->position();

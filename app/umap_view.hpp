@@ -1,9 +1,11 @@
 // The UMAP viewport: a QVulkanWindow drawing the point scene with render::PointPipeline through
-// the host upload path, with pan (drag), zoom to cursor (wheel) and fit (double click / F).
+// the host upload path, with pan (drag), zoom to cursor (wheel), fit (double click / F) and
+// lasso selection (Shift + drag).
 #pragma once
 
 #include <QVulkanWindow>
 #include <memory>
+#include <vector>
 
 #include "render/point_pipeline.hpp"
 
@@ -45,10 +47,13 @@ class UmapView : public QVulkanWindow {
 
  signals:
   void frameRendered();
+  // Cells inside a finished lasso (one flag per point).
+  void selected(std::shared_ptr<const std::vector<bool>> inside);
 
  protected:
   void mousePressEvent(QMouseEvent* e) override;
   void mouseMoveEvent(QMouseEvent* e) override;
+  void mouseReleaseEvent(QMouseEvent* e) override;
   void mouseDoubleClickEvent(QMouseEvent* e) override;
   void wheelEvent(QWheelEvent* e) override;
   void keyPressEvent(QKeyEvent* e) override;
@@ -56,12 +61,14 @@ class UmapView : public QVulkanWindow {
 
  private:
   friend class UmapRenderer;
+  glm::vec2 toWorld(QPointF widget_pos) const;
   render::PointSet points_;
   render::Camera camera_;
   std::uint64_t version_ = 0;
   std::uint64_t frames_ = 0;
   float point_size_ = 5.0f;
   QPointF last_mouse_;
+  std::vector<glm::vec2> lasso_;  // data coordinates while Shift-dragging
   bool fitted_ = false;
 };
 

@@ -122,6 +122,45 @@ class TestMainWindow : public QObject {
     QVERIFY(snap->markers[1][0].pct_in > snap->markers[1][0].pct_out);
   }
 
+  void lassoSelectsAClusterAndComparesIt() {
+    auto snap = window_->snapshot();
+    app::UmapView* view = window_->umapView();
+    view->fitToData();
+    // The bounding box of cluster 1 in window coordinates, padded by a few pixels.
+    const qreal dpr = view->devicePixelRatio();
+    float x0 = 1e9f, y0 = 1e9f, x1 = -1e9f, y1 = -1e9f;
+    std::int64_t members = 0;
+    for (std::size_t i = 0; i < snap->labels.size(); ++i) {
+      if (snap->labels[i] != 1) continue;
+      ++members;
+      const auto p = view->camera().to_pixels({snap->umap_xy[2 * i], snap->umap_xy[2 * i + 1]});
+      x0 = std::min(x0, p.x); x1 = std::max(x1, p.x);
+      y0 = std::min(y0, p.y); y1 = std::max(y1, p.y);
+    }
+    const QPoint a(int((x0 - 3) / dpr), int((y0 - 3) / dpr)), b(int((x1 + 3) / dpr), int((y1 + 3) / dpr));
+    QSignalSpy changed(window_.get(), &app::MainWindow::selectionChanged);
+    QTest::mousePress(view, Qt::LeftButton, Qt::ShiftModifier, a);
+    for (QPoint p : {QPoint(b.x(), a.y()), b, QPoint(a.x(), b.y()), a}) QTest::mouseMove(view, p);
+    QTest::mouseRelease(view, Qt::LeftButton, Qt::ShiftModifier, a);
+    QCOMPARE(changed.count(), 1);
+    auto sel = window_->selection();
+    QVERIFY(sel);
+    std::int64_t selected_in = 0, selected = 0;
+    for (std::size_t i = 0; i < sel->size(); ++i) {
+      selected += (*sel)[i];
+      selected_in += (*sel)[i] && snap->labels[i] == 1;
+    }
+    qInfo("lasso around cluster 1 (%lld cells): %lld selected, %lld of them in cluster 1",
+          static_cast<long long>(members), static_cast<long long>(selected), static_cast<long long>(selected_in));
+    QCOMPARE(selected_in, members);               // the whole cluster
+    QVERIFY(selected - selected_in <= members / 20);  // and (almost) nothing else: clusters are apart
+    QSignalSpy shown(window_.get(), &app::MainWindow::selectionMarkersShown);
+    window_->compareSelection();
+    QVERIFY(shown.wait(60000));
+    // The selection is cluster 1, so its top marker is cluster 1's top marker.
+    QCOMPARE(window_->markerTable()->item(0, 0)->text(), QString::fromStdString(snap->markers[1][0].gene));
+  }
+
   void qcThresholdChangesKeptCountAndRerun() {
     app::QcPanel* qc = window_->qcPanel();
     const std::int64_t before = qc->keptCells();

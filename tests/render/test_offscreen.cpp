@@ -5,6 +5,7 @@
 
 #include "io/error.hpp"
 #include "render/offscreen.hpp"
+#include "render/selection.hpp"
 
 using namespace orrery;
 
@@ -109,6 +110,19 @@ class TestOffscreen : public QObject {
     QCOMPARE(img.height, 1800u);
     auto c = camera_for(p, 2400, 1800).to_pixels({5, 5});
     QVERIFY(near(img.pixel(static_cast<unsigned>(c.x), static_cast<unsigned>(c.y)), 0, 0, 0, 40));
+  }
+
+  void lassoAndRectangleSelection() {
+    std::vector<glm::vec2> pts{{0, 0}, {10, 0}, {0, 10}, {5, 5}, {2, 1}};
+    // A triangle covering the lower-left half (x + y < 9).
+    auto in = render::points_in_polygon(pts, {{-1, -1}, {9.5f, -1}, {-1, 9.5f}});
+    QCOMPARE(in, (std::vector<bool>{true, false, false, false, true}));
+    // A concave "C": the centre point sits in the notch and is outside.
+    auto c = render::points_in_polygon(
+        pts, {{-1, -1}, {11, -1}, {11, 2}, {3, 2}, {3, 8}, {11, 8}, {11, 11}, {-1, 11}});
+    QCOMPARE(c, (std::vector<bool>{true, true, true, false, true}));
+    QCOMPARE(render::points_in_polygon(pts, {{0, 0}, {1, 1}}), std::vector<bool>(5, false));
+    QCOMPARE(render::points_in_rect(pts, {6, 6}, {4, 4}), (std::vector<bool>{false, false, false, true, false}));
   }
 
   void absurdSizeIsAnError() {

@@ -1,0 +1,42 @@
+#include "selection.hpp"
+
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <limits>
+
+namespace orrery::render {
+
+std::vector<bool> points_in_polygon(const std::vector<glm::vec2>& points,
+                                    const std::vector<glm::vec2>& polygon) {
+  std::vector<char> inside(points.size(), 0);
+  const std::size_t m = polygon.size();
+  if (m >= 3) {
+    glm::vec2 lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest());
+    for (auto v : polygon) {
+      lo = glm::min(lo, v);
+      hi = glm::max(hi, v);
+    }
+    tbb::parallel_for(std::size_t{0}, points.size(), [&](std::size_t i) {
+      const glm::vec2 p = points[i];
+      if (p.x < lo.x || p.x > hi.x || p.y < lo.y || p.y > hi.y) return;
+      bool in = false;
+      for (std::size_t a = 0, b = m - 1; a < m; b = a++) {
+        const glm::vec2 u = polygon[a], v = polygon[b];
+        if ((u.y > p.y) != (v.y > p.y) && p.x < (v.x - u.x) * (p.y - u.y) / (v.y - u.y) + u.x) in = !in;
+      }
+      inside[i] = in;
+    });
+  }
+  return std::vector<bool>(inside.begin(), inside.end());
+}
+
+std::vector<bool> points_in_rect(const std::vector<glm::vec2>& points, glm::vec2 a, glm::vec2 b) {
+  const glm::vec2 lo = glm::min(a, b), hi = glm::max(a, b);
+  std::vector<bool> out(points.size());
+  for (std::size_t i = 0; i < points.size(); ++i)
+    out[i] = points[i].x >= lo.x && points[i].x <= hi.x && points[i].y >= lo.y && points[i].y <= hi.y;
+  return out;
+}
+
+}  // namespace orrery::render
