@@ -115,14 +115,16 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
   active_ = nullptr;
 }
 
-void ComputeWorker::save(const QString& path) {
+void ComputeWorker::save(const QString& path,
+                         std::shared_ptr<const compute::ClusterAnnotation> annotation) {
   if (!result_) {
     emit failed("nothing to save: run the pipeline first");
     return;
   }
   SignalProgress progress(this);
   try {
-    compute::write_result_h5ad(*store_, *result_, params_, *backend_, path.toStdString(), progress);
+    compute::write_result_h5ad(*store_, *result_, params_, *backend_, path.toStdString(), progress,
+                               annotation.get());
     emit saved(path);
   } catch (const std::exception& e) {
     emit failed(QString::fromUtf8(e.what()));
@@ -160,6 +162,7 @@ ComputeThread::ComputeThread(QObject* parent) : QObject(parent), worker_(new Com
   qRegisterMetaType<std::shared_ptr<const std::vector<float>>>();
   qRegisterMetaType<std::shared_ptr<const orrery::compute::QcMetrics>>();
   qRegisterMetaType<std::shared_ptr<const std::vector<bool>>>();
+  qRegisterMetaType<std::shared_ptr<const orrery::compute::ClusterAnnotation>>();
   qRegisterMetaType<std::shared_ptr<const std::vector<orrery::app::MarkerRow>>>();
   worker_->moveToThread(&thread_);
   connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
@@ -184,8 +187,10 @@ void ComputeThread::compareSelection(std::shared_ptr<const std::vector<bool>> se
                             Q_ARG(std::shared_ptr<const std::vector<bool>>, selection));
 }
 
-void ComputeThread::save(const QString& path) {
-  QMetaObject::invokeMethod(worker_, "save", Qt::QueuedConnection, Q_ARG(QString, path));
+void ComputeThread::save(const QString& path,
+                         std::shared_ptr<const compute::ClusterAnnotation> annotation) {
+  QMetaObject::invokeMethod(worker_, "save", Qt::QueuedConnection, Q_ARG(QString, path),
+                            Q_ARG(std::shared_ptr<const orrery::compute::ClusterAnnotation>, annotation));
 }
 
 }  // namespace orrery::app

@@ -10,6 +10,7 @@
 #include <mutex>
 
 #include "compute/pipeline.hpp"
+#include "compute/result_writer.hpp"
 
 namespace orrery::app {
 
@@ -44,7 +45,7 @@ class ComputeWorker : public QObject {
 
  public slots:
   void run(const QString& path, const orrery::compute::PipelineParams& params);
-  void save(const QString& path);
+  void save(const QString& path, std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation);
   // Wilcoxon of the cells flagged in `selection` (kept-cell order) against all other cells.
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection);
 
@@ -78,7 +79,7 @@ class ComputeThread : public QObject {
   ~ComputeThread() override;
   ComputeWorker* worker() const { return worker_; }
   void run(const QString& path, const compute::PipelineParams& params);
-  void save(const QString& path);
+  void save(const QString& path, std::shared_ptr<const compute::ClusterAnnotation> annotation = {});
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection);
   void cancel() { worker_->cancel(); }
 
@@ -94,4 +95,5 @@ Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::RunSnapshot>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<float>>)
 Q_DECLARE_METATYPE(std::shared_ptr<const orrery::compute::QcMetrics>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<bool>>)
+Q_DECLARE_METATYPE(std::shared_ptr<const orrery::compute::ClusterAnnotation>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<orrery::app::MarkerRow>>)

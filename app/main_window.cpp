@@ -5,7 +5,9 @@
 #include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QFileDialog>
+#include <QColorDialog>
 #include <QHeaderView>
+#include <QSaveFile>
 #include <algorithm>
 #include <QImage>
 #include <QMenuBar>
@@ -20,6 +22,10 @@
 #include "render/scene.hpp"
 
 namespace orrery::app {
+
+namespace {
+QString label_text(const QString& file_name) { return "Export " + file_name; }
+}  // namespace
 
 MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     : QMainWindow(parent), compute_(std::make_unique<ComputeThread>()) {
@@ -54,6 +60,15 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   markers_dock_ = marker_dock;
   addDockWidget(Qt::RightDockWidgetArea, marker_dock);
   connect(clusters_, &QListWidget::currentRowChanged, this, &MainWindow::showMarkers);
+  clusters_->setSelectionMode(QAbstractItemView::ExtendedSelection);
+  connect(clusters_, &QListWidget::itemChanged, this, [this](QListWidgetItem* item) {
+    if (filling_) return;
+    const int c = clusters_->row(item);
+    if (c < 0 || c >= static_cast<int>(names_.size())) return;
+    const bool hidden = item->checkState() != Qt::Checked;
+    if (hidden != hidden_[c]) setClusterHidden(c, hidden);
+    else if (item->text().toStdString() != names_[c]) renameCluster(c, item->text());
+  });
 
   auto* qc_dock = new QDockWidget("QC", this);
   qc_dock->setObjectName("qc");
@@ -167,6 +182,27 @@ void MainWindow::buildMenus() {
                                       &MainWindow::compareSelection);
   compare_action_->setToolTip("Wilcoxon markers of the lassoed cells (Shift + drag) against all others");
   compare_action_->setEnabled(false);
+  QMenu* clusters = menuBar()->addMenu("&Clusters");
+  clusters->addAction("&Recolor...", this, [this] {
+    const int c = clusters_->currentRow();
+    if (c < 0 || c >= static_cast<int>(colors_.size())) return;
+    recolorCluster(c, QColorDialog::getColor(QColor(QString::fromStdString(colors_[c])), this, "Cluster colour"));
+  });
+  clusters->addAction("&Merge selected clusters", QKeySequence("Ctrl+G"), this, [this] {
+    std::vector<int> rows;
+    for (auto* item : clusters_->selectedItems()) rows.push_back(clusters_->row(item));
+    mergeClusters(rows);
+  });
+  QMenu* tables = file->addMenu("Export &table (CSV)");
+  auto csv_action = [this, tables](const QString& label, const QString& name, auto method) {
+    tables->addAction(label, this, [this, name, method] {
+      const QString path = QFileDialog::getSaveFileName(this, label_text(name), name, "CSV (*.csv)");
+      if (!path.isEmpty() && !(this->*method)(path)) QMessageBox::warning(this, "Orrery", "Could not write " + path);
+    });
+  };
+  csv_action("Markers shown...", "markers.csv", &MainWindow::exportMarkersCsv);
+  csv_action("Cluster of each cell...", "clusters.csv", &MainWindow::exportClustersCsv);
+  csv_action("Selected cells...", "selection.csv", &MainWindow::exportSelectionCsv);
   select->addAction("C&lear selection", QKeySequence("Ctrl+Shift+A"), this, [this] { setSelection(nullptr); });
 }
 
@@ -204,16 +240,14 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   selection_.reset();
   compare_action_->setEnabled(false);
   const auto& s = *snapshot_;
-  view_->setPoints(render::categorical_points(s.umap_xy, s.labels, s.palette, {}, {},
-                                              render::default_alpha(s.labels.size())),
-                   true);
-  clusters_->clear();
-  for (std::size_t c = 0; c < s.cluster_sizes.size(); ++c) {
-    QPixmap swatch(14, 14);
-    swatch.fill(QColor(QString::fromStdString(s.palette[c])));
-    clusters_->addItem(new QListWidgetItem(
-        QIcon(swatch), QString("Cluster %1  (%2 cells)").arg(c).arg(s.cluster_sizes[c])));
-  }
+  labels_ = s.labels;
+  colors_ = s.palette;
+  names_.clear();
+  for (std::size_t c = 0; c < s.cluster_sizes.size(); ++c) names_.push_back(std::to_string(c));
+  hidden_.assign(names_.size(), false);
+  view_->setPoints({}, true);
+  redraw();
+  fillClusterList();
   if (!s.cluster_sizes.empty()) clusters_->setCurrentRow(0);
   stage_label_->setText(QString("Done in %1 s").arg(s.seconds, 0, 'f', 1));
   summary_label_->setText(QString("%1 of %2 cells, %3 genes, %4 clusters · %5")
@@ -253,16 +287,132 @@ void MainWindow::fillMarkerTable(const std::vector<MarkerRow>& rows) {
   markers_->sortByColumn(1, Qt::DescendingOrder);
 }
 
+void MainWindow::redraw() {
+  if (!snapshot_) return;
+  std::vector<bool> none;
+  const std::vector<bool>& sel = selection_ ? *selection_ : none;
+  view_->setPoints(render::categorical_points(snapshot_->umap_xy, labels_, colors_, hidden_, sel,
+                                              render::default_alpha(labels_.size())),
+                   view_->points().size() == 0);
+}
+
+void MainWindow::fillClusterList() {
+  filling_ = true;
+  const int current = clusters_->currentRow();
+  clusters_->clear();
+  std::vector<std::int64_t> size(names_.size(), 0);
+  for (auto l : labels_)
+    if (l >= 0) ++size[l];
+  for (std::size_t c = 0; c < names_.size(); ++c) {
+    QPixmap swatch(14, 14);
+    swatch.fill(QColor(QString::fromStdString(colors_[c])));
+    auto* item = new QListWidgetItem(QIcon(swatch), QString::fromStdString(names_[c]));
+    item->setFlags(item->flags() | Qt::ItemIsEditable | Qt::ItemIsUserCheckable);
+    item->setCheckState(hidden_[c] ? Qt::Unchecked : Qt::Checked);
+    item->setToolTip(QString("%1 cells; double-click to rename, untick to hide").arg(size[c]));
+    clusters_->addItem(item);
+  }
+  if (current >= 0 && current < clusters_->count()) clusters_->setCurrentRow(current);
+  filling_ = false;
+}
+
+void MainWindow::renameCluster(int c, const QString& name) {
+  if (c < 0 || c >= static_cast<int>(names_.size()) || name.trimmed().isEmpty()) return;
+  names_[c] = name.trimmed().toStdString();
+  fillClusterList();
+}
+
+void MainWindow::recolorCluster(int c, const QColor& color) {
+  if (c < 0 || c >= static_cast<int>(colors_.size()) || !color.isValid()) return;
+  colors_[c] = color.name(QColor::HexRgb).toStdString();
+  fillClusterList();
+  redraw();
+}
+
+void MainWindow::setClusterHidden(int c, bool hidden) {
+  if (c < 0 || c >= static_cast<int>(hidden_.size())) return;
+  hidden_[c] = hidden;
+  fillClusterList();
+  redraw();
+}
+
+void MainWindow::mergeClusters(std::vector<int> clusters) {
+  std::sort(clusters.begin(), clusters.end());
+  clusters.erase(std::unique(clusters.begin(), clusters.end()), clusters.end());
+  if (clusters.size() < 2 || clusters.front() < 0 || clusters.back() >= static_cast<int>(names_.size())) return;
+  // Relabel into the first, then drop the emptied categories and renumber.
+  const int into = clusters.front();
+  std::vector<int> remap(names_.size());
+  std::vector<std::string> names, colors;
+  std::vector<bool> hidden;
+  for (int c = 0, next = 0; c < static_cast<int>(names_.size()); ++c) {
+    if (c != into && std::binary_search(clusters.begin(), clusters.end(), c)) continue;
+    remap[c] = next++;
+    names.push_back(names_[c]);
+    colors.push_back(colors_[c]);
+    hidden.push_back(hidden_[c]);
+  }
+  for (int c : clusters) remap[c] = remap[into];
+  for (auto& l : labels_)
+    if (l >= 0) l = remap[l];
+  names_ = std::move(names);
+  colors_ = std::move(colors);
+  hidden_ = std::move(hidden);
+  fillClusterList();
+  redraw();
+}
+
+namespace {
+
+QString csv_field(QString s) {
+  if (s.contains(',') || s.contains('"') || s.contains('\n')) s = '"' + s.replace("\"", "\"\"") + '"';
+  return s;
+}
+
+// Writes lines to a temporary file renamed over `path` on success.
+bool write_lines(const QString& path, const QStringList& lines) {
+  QSaveFile f(path);
+  if (!f.open(QIODevice::WriteOnly | QIODevice::Text)) return false;
+  for (const auto& l : lines) f.write((l + "\n").toUtf8());
+  return f.commit();
+}
+
+}  // namespace
+
+bool MainWindow::exportMarkersCsv(const QString& path) const {
+  QStringList lines{"gene,score,logfoldchange,pval_adj,pct_in,pct_out"};
+  for (int r = 0; r < markers_->rowCount(); ++r) {
+    QStringList f{csv_field(markers_->item(r, 0)->text())};
+    for (int c = 1; c < 6; ++c) f << QString::number(markers_->item(r, c)->data(Qt::DisplayRole).toDouble(), 'g', 10);
+    lines << f.join(',');
+  }
+  return write_lines(path, lines);
+}
+
+bool MainWindow::exportClustersCsv(const QString& path) const {
+  if (!snapshot_) return false;
+  QStringList lines{"cell,cluster"};
+  for (std::size_t i = 0; i < labels_.size(); ++i)
+    lines << csv_field(QString::fromStdString(snapshot_->cell_names[i])) + ',' +
+                 csv_field(QString::fromStdString(names_[labels_[i]]));
+  return write_lines(path, lines);
+}
+
+bool MainWindow::exportSelectionCsv(const QString& path) const {
+  if (!snapshot_ || !selection_) return false;
+  QStringList lines{"cell"};
+  for (std::size_t i = 0; i < selection_->size(); ++i)
+    if ((*selection_)[i]) lines << csv_field(QString::fromStdString(snapshot_->cell_names[i]));
+  return write_lines(path, lines);
+}
+
 void MainWindow::setSelection(std::shared_ptr<const std::vector<bool>> selection) {
   if (!snapshot_) return;
   selection_ = std::move(selection);
-  const auto& s = *snapshot_;
   std::vector<bool> none;
   const std::vector<bool>& sel = selection_ ? *selection_ : none;
   const auto n = static_cast<long long>(std::count(sel.begin(), sel.end(), true));
-  view_->setPoints(render::categorical_points(s.umap_xy, s.labels, s.palette, {}, sel,
-                                              render::default_alpha(s.labels.size())),
-                   false);
+  redraw();
   compare_action_->setEnabled(n > 0);
   statusBar()->showMessage(selection_ ? QString("%1 cells selected").arg(n) : QString());
   emit selectionChanged(n);
@@ -297,7 +447,11 @@ bool MainWindow::exportPng(const QString& path, int scale) {
 }
 
 void MainWindow::saveH5ad(const QString& path) {
-  compute_->save(path);
+  auto annotation = std::make_shared<compute::ClusterAnnotation>();
+  annotation->labels = labels_;
+  annotation->names = names_;
+  annotation->colors = colors_;
+  compute_->save(path, annotation);
 }
 
 void MainWindow::dragEnterEvent(QDragEnterEvent* e) {

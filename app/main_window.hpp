@@ -31,6 +31,9 @@ class MainWindow : public QMainWindow {
   std::shared_ptr<const RunSnapshot> snapshot() const { return snapshot_; }
   bool isRunning() const { return running_; }
   std::shared_ptr<const std::vector<bool>> selection() const { return selection_; }
+  const std::vector<std::string>& clusterNames() const { return names_; }
+  const std::vector<std::string>& clusterColors() const { return colors_; }
+  const std::vector<std::int32_t>& clusterLabels() const { return labels_; }
   QListWidget* clusterList() const { return clusters_; }
   QTableWidget* markerTable() const { return markers_; }
   QcPanel* qcPanel() const { return qc_; }
@@ -42,6 +45,15 @@ class MainWindow : public QMainWindow {
   void saveH5ad(const QString& path);
   void setSelection(std::shared_ptr<const std::vector<bool>> selection);
   void compareSelection();
+  // Cluster annotation edits (written by saveH5ad as the obs "leiden" categorical and colours).
+  void renameCluster(int cluster, const QString& name);
+  void recolorCluster(int cluster, const QColor& color);
+  void setClusterHidden(int cluster, bool hidden);
+  void mergeClusters(std::vector<int> clusters);  // into the first
+  // Tables as CSV: the markers shown, each kept cell's cluster, the selected cells.
+  bool exportMarkersCsv(const QString& path) const;
+  bool exportClustersCsv(const QString& path) const;
+  bool exportSelectionCsv(const QString& path) const;
 
  signals:
   void runFinished();
@@ -62,6 +74,8 @@ class MainWindow : public QMainWindow {
   void showSnapshot(std::shared_ptr<const RunSnapshot> snap);
   void showMarkers(int cluster);
   void fillMarkerTable(const std::vector<MarkerRow>& rows);
+  void fillClusterList();
+  void redraw();
 
   std::unique_ptr<ComputeThread> compute_;
   UmapView* view_ = nullptr;
@@ -71,6 +85,10 @@ class MainWindow : public QMainWindow {
   QDockWidget* markers_dock_ = nullptr;
   QAction* compare_action_ = nullptr;
   std::shared_ptr<const std::vector<bool>> selection_;
+  std::vector<std::int32_t> labels_;
+  std::vector<std::string> names_, colors_;
+  std::vector<bool> hidden_;
+  bool filling_ = false;
   QString path_;
   compute::PipelineParams params_;
   QLabel* stage_label_ = nullptr;

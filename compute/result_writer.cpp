@@ -1,6 +1,7 @@
 #include "result_writer.hpp"
 
 #include "io/h5ad_writer.hpp"
+#include "io/error.hpp"
 #include "palette.hpp"
 
 namespace orrery::compute {
@@ -17,7 +18,8 @@ std::vector<T> pick(const Src& values, const std::vector<CellIndex>& rows) {
 // scanpy's uns/rank_genes_groups: params plus one rec-array per statistic with a field per
 // group, rows ordered by decreasing score within each group.
 void write_markers(io::H5adWriter& w, const PipelineResult& r, const PipelineParams& p,
-                   const std::vector<std::string>& gene_names) {
+                   const std::vector<std::string>& gene_names,
+                   const std::vector<std::string>& group_names) {
   const std::string key = "rank_genes_groups";
   w.write_uns_dict(key);
   w.write_uns_dict(key + "/params");
@@ -35,7 +37,7 @@ void write_markers(io::H5adWriter& w, const PipelineResult& r, const PipelinePar
   std::vector<std::vector<std::string>> names;
   std::vector<std::vector<double>> scores, pvals, pvals_adj, lfc;
   for (const auto& m : r.markers) {
-    groups.push_back(std::to_string(m.group));
+    groups.push_back(group_names.at(m.group));
     auto& n = names.emplace_back();
     auto& s = scores.emplace_back();
     auto& pv = pvals.emplace_back();
@@ -59,7 +61,8 @@ void write_markers(io::H5adWriter& w, const PipelineResult& r, const PipelinePar
 }  // namespace
 
 void write_result_h5ad(io::Store& store, const PipelineResult& r, const PipelineParams& p,
-                       Backend& backend, const std::string& out_path, Progress& progress) {
+                       Backend& backend, const std::string& out_path, Progress& progress,
+                       const ClusterAnnotation* annotation) {
   io::H5adWriter w(out_path);
   const auto gene_map = kept_gene_map(r);
   io::RowChunkReader& x = *store.X;
@@ -84,9 +87,19 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   obs.columns.push_back({"total_counts", pick<float>(r.cell_qc.total_counts, r.kept_cells)});
   obs.columns.push_back({"pct_counts_mt", pick<float>(r.cell_qc.pct_counts_qc, r.kept_cells)});
   Categorical leiden;
-  leiden.codes.assign(r.leiden.begin(), r.leiden.end());
-  for (int c = 0; c < r.n_clusters; ++c) leiden.categories.push_back(std::to_string(c));
-  leiden.colors = categorical_palette(r.n_clusters);
+  if (annotation) {
+    if (annotation->labels.size() != r.kept_cells.size() ||
+        annotation->colors.size() != annotation->names.size())
+      throw Error(out_path, "obs/leiden", "annotation does not match the result");
+    leiden.codes = annotation->labels;
+    leiden.categories = annotation->names;
+    leiden.colors = annotation->colors;
+  } else {
+    leiden.codes.assign(r.leiden.begin(), r.leiden.end());
+    for (int c = 0; c < r.n_clusters; ++c) leiden.categories.push_back(std::to_string(c));
+    leiden.colors = categorical_palette(r.n_clusters);
+  }
+  const std::vector<std::string> categories = leiden.categories;
   obs.columns.push_back({"leiden", std::move(leiden)});
   w.write_obs(obs);
 
@@ -108,7 +121,9 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   w.write_obsm("X_umap", r.x_umap);
   w.write_obsp("connectivities", r.graph.connectivities);
   w.write_obsp("distances", r.graph.distances);
-  if (!r.markers.empty()) write_markers(w, r, p, var.index);
+  // Markers belong to the Leiden clusters; after merges they no longer describe the categories.
+  const bool merged = annotation && annotation->names.size() != static_cast<std::size_t>(r.n_clusters);
+  if (!r.markers.empty() && !merged) write_markers(w, r, p, var.index, categories);
   progress.check();
   w.commit();
 }

@@ -9,7 +9,14 @@
 
 namespace orrery::compute {
 
+// User edits of the clustering (rename, recolor, merge) to write instead of the raw Leiden labels.
+struct ClusterAnnotation {
+  std::vector<std::int32_t> labels;  // per kept cell
+  std::vector<std::string> names, colors;
+};
+
 void write_result_h5ad(io::Store& store, const PipelineResult& result, const PipelineParams& params,
-                       Backend& backend, const std::string& out_path, Progress& progress);
+                       Backend& backend, const std::string& out_path, Progress& progress,
+                       const ClusterAnnotation* annotation = nullptr);
 
 }  // namespace orrery::compute

@@ -45,6 +45,24 @@ class TestMainWindow : public QObject {
   QString demo_;
   QTemporaryDir tmp_;
 
+  // What the display shows: waits for a new frame, then reads the window's pixels back from
+  // the X server.
+  QImage grabView() {
+    app::UmapView* view = window_->umapView();
+    const auto frames = view->framesRendered();
+    view->requestUpdate();
+    if (!QTest::qWaitFor([&] { return view->framesRendered() > frames; }, 10000)) return {};
+    QTest::qWait(50);
+    const QPoint origin = view->mapToGlobal(QPoint(0, 0));
+    return view->screen()->grabWindow(0, origin.x(), origin.y(), view->width(), view->height()).toImage();
+  }
+
+  static QStringList readLines(const QString& path) {
+    QFile f(path);
+    if (!f.open(QIODevice::ReadOnly | QIODevice::Text)) return {};
+    return QString::fromUtf8(f.readAll()).split('\n', Qt::SkipEmptyParts);
+  }
+
  private slots:
   void initTestCase() {
     vulkan_.setApiVersion(QVersionNumber(1, 1));
@@ -161,6 +179,66 @@ class TestMainWindow : public QObject {
     QCOMPARE(window_->markerTable()->item(0, 0)->text(), QString::fromStdString(snap->markers[1][0].gene));
   }
 
+  void annotateExportAndSave() {
+    auto snap = window_->snapshot();
+    const auto lassoed = window_->selection();
+    window_->setSelection(nullptr);  // undimmed colours for the pixel checks
+    const QString old2 = QString::fromStdString(window_->clusterColors()[2]);
+    QVERIFY(colours_present(grabView(), {old2.toStdString()}, 20) == 1);
+    // Recolor: the new colour appears, the old one is gone.
+    window_->recolorCluster(2, QColor("#ff00ff"));
+    QImage frame = grabView();
+    QCOMPARE(colours_present(frame, {"#ff00ff"}, 20), 1);
+    QCOMPARE(colours_present(frame, {old2.toStdString()}, 20), 0);
+    // Rename through the list, as a double-click edit does.
+    window_->clusterList()->item(0)->setText("T cells");
+    QCOMPARE(QString::fromStdString(window_->clusterNames()[0]), QString("T cells"));
+    // Hide: cluster 3's colour leaves the frame; show it again.
+    const std::string c3 = window_->clusterColors()[3];
+    window_->clusterList()->item(3)->setCheckState(Qt::Unchecked);
+    QCOMPARE(colours_present(grabView(), {c3}, 20), 0);
+    window_->setClusterHidden(3, false);
+    QCOMPARE(colours_present(grabView(), {c3}, 20), 1);
+
+    // CSV tables.
+    window_->setSelection(lassoed);
+    QVERIFY(window_->exportClustersCsv(tmp_.filePath("clusters.csv")));
+    const QStringList clusters = readLines(tmp_.filePath("clusters.csv"));
+    QCOMPARE(clusters.size(), static_cast<int>(snap->n_cells) + 1);
+    QCOMPARE(clusters[0], QString("cell,cluster"));
+    std::int64_t t_cells = 0;
+    for (const auto& l : clusters) t_cells += l.endsWith(",T cells");
+    QCOMPARE(t_cells, snap->cluster_sizes[0]);
+    QVERIFY(window_->exportSelectionCsv(tmp_.filePath("selection.csv")));
+    const auto sel = window_->selection();
+    QCOMPARE(readLines(tmp_.filePath("selection.csv")).size(),
+             static_cast<int>(std::count(sel->begin(), sel->end(), true)) + 1);
+    QVERIFY(window_->exportMarkersCsv(tmp_.filePath("markers.csv")));
+    const QStringList markers = readLines(tmp_.filePath("markers.csv"));
+    QCOMPARE(markers.size(), window_->markerTable()->rowCount() + 1);
+    QVERIFY(markers[1].startsWith(window_->markerTable()->item(0, 0)->text() + ","));
+
+    // Merge clusters 4 and 5: one category fewer, former 5 cells now in 4.
+    const auto before = window_->clusterLabels();
+    window_->mergeClusters({4, 5});
+    QCOMPARE(window_->clusterNames().size(), snap->cluster_sizes.size() - 1);
+    for (std::size_t i = 0; i < before.size(); ++i)
+      if (before[i] == 5) QCOMPARE(window_->clusterLabels()[i], 4);
+
+    // Save: anndata sees the edited categories and colours.
+    const QString h5ad = tmp_.filePath("annotated.h5ad");
+    QSignalSpy saved(window_->computeThread()->worker(), &app::ComputeWorker::saved);
+    window_->saveH5ad(h5ad);
+    QVERIFY(saved.wait(60000));
+    QProcess py;
+    py.start("/usr/bin/python3",
+             {QString(ORRERY_SOURCE_DIR) + "/tests/app/check_annotated.py", h5ad,
+              QString::number(window_->clusterNames().size()), QString::number(snap->cluster_sizes[0])});
+    QVERIFY(py.waitForFinished(60000));
+    if (py.exitCode() == 77) QSKIP("python3-anndata is not installed");
+    QVERIFY2(py.exitCode() == 0, py.readAllStandardError().constData());
+  }
+
   void qcThresholdChangesKeptCountAndRerun() {
     app::QcPanel* qc = window_->qcPanel();
     const std::int64_t before = qc->keptCells();
@@ -211,8 +289,9 @@ class TestMainWindow : public QObject {
 
     const QString h5ad = tmp_.filePath("saved.h5ad");
     QSignalSpy saved(window_->computeThread()->worker(), &app::ComputeWorker::saved);
+    QSignalSpy failed(window_.get(), &app::MainWindow::runFailed);
     window_->saveH5ad(h5ad);
-    QVERIFY(saved.wait(60000));
+    QVERIFY2(saved.wait(60000), failed.isEmpty() ? "no signal" : qPrintable(failed.first().first().toString()));
     io::Store store = io::open_store(h5ad.toStdString());
     QCOMPARE(store.n_obs(), snap->n_cells);
     QCOMPARE(store.n_vars(), snap->n_genes);
