@@ -2,6 +2,7 @@
 
 #include <QElapsedTimer>
 #include <QMetaObject>
+#include <algorithm>
 
 #include "compute/palette.hpp"
 #include "compute/result_writer.hpp"
@@ -97,6 +98,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     snap->cluster_sizes.assign(result->n_clusters, 0);
     for (auto l : result->leiden) ++snap->cluster_sizes[l];
     for (auto c : result->kept_cells) snap->cell_names.push_back(store->obs.index[c]);
+    for (auto g : result->kept_genes) snap->gene_names.push_back(store->var.index[g]);
     for (const auto& m : result->markers) snap->markers.push_back(top_markers(m, *store, *result));
     snap->backend_note = QString::fromStdString(note);
     snap->seconds = timer.elapsed() / 1000.0;
@@ -156,6 +158,36 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
   }
 }
 
+void ComputeWorker::geneValues(const QString& gene) {
+  if (!result_) {
+    emit failed("run the pipeline first");
+    return;
+  }
+  try {
+    const std::string name = gene.toStdString();
+    const auto& names = store_->var.index;
+    const auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end()) throw Error(store_->path, "var", "no gene named '" + name + "'");
+    const auto map = compute::kept_gene_map(*result_);
+    const std::int32_t g = map[it - names.begin()];
+    if (g < 0)
+      throw Error(store_->path, name, "gene was filtered out (seen in fewer than min_cells cells)");
+    auto values = std::make_shared<std::vector<float>>(result_->kept_cells.size(), 0.0f);
+    compute::log_normalized_source(*store_, *result_, params_, *backend_)(
+        [&](const CsrMatrix& c, std::int64_t row0) {
+          for (std::int64_t r = 0; r < c.n_rows; ++r) {
+            const auto* b = c.indices.data() + c.indptr[r];
+            const auto* e = c.indices.data() + c.indptr[r + 1];
+            const auto* at = std::lower_bound(b, e, g);
+            if (at != e && *at == g) (*values)[row0 + r] = c.data[at - c.indices.data()];
+          }
+        });
+    emit geneReady(gene, std::move(values));
+  } catch (const std::exception& e) {
+    emit failed(QString::fromUtf8(e.what()));
+  }
+}
+
 ComputeThread::ComputeThread(QObject* parent) : QObject(parent), worker_(new ComputeWorker) {
   qRegisterMetaType<orrery::compute::PipelineParams>();
   qRegisterMetaType<std::shared_ptr<const orrery::app::RunSnapshot>>();
@@ -185,6 +217,10 @@ void ComputeThread::run(const QString& path, const compute::PipelineParams& para
 void ComputeThread::compareSelection(std::shared_ptr<const std::vector<bool>> selection) {
   QMetaObject::invokeMethod(worker_, "compareSelection", Qt::QueuedConnection,
                             Q_ARG(std::shared_ptr<const std::vector<bool>>, selection));
+}
+
+void ComputeThread::geneValues(const QString& gene) {
+  QMetaObject::invokeMethod(worker_, "geneValues", Qt::QueuedConnection, Q_ARG(QString, gene));
 }
 
 void ComputeThread::save(const QString& path,

@@ -29,6 +29,7 @@ struct RunSnapshot {
   std::vector<std::string> palette;
   std::vector<std::int64_t> cluster_sizes;
   std::vector<std::string> cell_names;
+  std::vector<std::string> gene_names;  // kept genes, for search
   std::vector<std::vector<MarkerRow>> markers;  // per cluster, top genes by score
   QString backend_note;
   double seconds = 0;
@@ -46,6 +47,8 @@ class ComputeWorker : public QObject {
  public slots:
   void run(const QString& path, const orrery::compute::PipelineParams& params);
   void save(const QString& path, std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation);
+  // Log-normalised expression of one gene in every kept cell (one pass over the store).
+  void geneValues(const QString& gene);
   // Wilcoxon of the cells flagged in `selection` (kept-cell order) against all other cells.
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection);
 
@@ -55,6 +58,7 @@ class ComputeWorker : public QObject {
   void qcReady(std::shared_ptr<const orrery::compute::QcMetrics> metrics);
   void finished(std::shared_ptr<const orrery::app::RunSnapshot> snapshot);
   void saved(const QString& path);
+  void geneReady(const QString& gene, std::shared_ptr<const std::vector<float>> values);
   void selectionMarkers(std::shared_ptr<const std::vector<orrery::app::MarkerRow>> rows);
   void failed(const QString& message);
   void cancelled();
@@ -81,6 +85,7 @@ class ComputeThread : public QObject {
   void run(const QString& path, const compute::PipelineParams& params);
   void save(const QString& path, std::shared_ptr<const compute::ClusterAnnotation> annotation = {});
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection);
+  void geneValues(const QString& gene);
   void cancel() { worker_->cancel(); }
 
  private:

@@ -6,6 +6,8 @@
 #include <QDragEnterEvent>
 #include <QFileDialog>
 #include <QColorDialog>
+#include <QCompleter>
+#include <QToolBar>
 #include <QHeaderView>
 #include <QSaveFile>
 #include <algorithm>
@@ -18,7 +20,9 @@
 #include <QStatusBar>
 #include <QVBoxLayout>
 
+#include "render/colormap.hpp"
 #include "render/offscreen.hpp"
+#include "render/selection.hpp"
 #include "render/scene.hpp"
 
 namespace orrery::app {
@@ -81,6 +85,16 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     startRun();
   });
 
+  search_ = new QLineEdit;
+  search_->setPlaceholderText("Colour by gene...");
+  search_->setClearButtonEnabled(true);
+  search_->setToolTip("Type a gene name and press Enter to colour cells by its expression; clear to "
+                      "colour by cluster. Double-click a marker to do the same.");
+  search_->setMaximumWidth(220);
+  auto* toolbar = addToolBar("View");
+  toolbar->setObjectName("view-toolbar");
+  toolbar->addWidget(search_);
+  connect(search_, &QLineEdit::returnPressed, this, [this] { colorByGene(search_->text()); });
   stage_label_ = new QLabel("Ready");
   summary_label_ = new QLabel;
   progress_ = new QProgressBar;
@@ -130,7 +144,13 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     stage_label_->setText("Cancelled");
     emit runCancelled();
   });
-  connect(view_, &UmapView::selected, this, &MainWindow::setSelection);
+  connect(view_, &UmapView::lassoed, this, [this](std::shared_ptr<const std::vector<glm::vec2>> polygon) {
+    if (!snapshot_) return;
+    // On the data's own coordinates: the drawn order may differ (expression colouring sorts).
+    std::vector<glm::vec2> xy(snapshot_->umap_xy.size() / 2);
+    for (std::size_t i = 0; i < xy.size(); ++i) xy[i] = {snapshot_->umap_xy[2 * i], snapshot_->umap_xy[2 * i + 1]};
+    setSelection(std::make_shared<const std::vector<bool>>(render::points_in_polygon(xy, *polygon)));
+  });
   connect(w, &ComputeWorker::selectionMarkers, this,
           [this](std::shared_ptr<const std::vector<MarkerRow>> rows) {
             clusters_->setCurrentRow(-1);
@@ -139,6 +159,17 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
             stage_label_->setText("Selection compared");
             emit selectionMarkersShown();
           });
+  connect(w, &ComputeWorker::geneReady, this,
+          [this](const QString& gene, std::shared_ptr<const std::vector<float>> values) {
+            if (!snapshot_ || values->size() != snapshot_->labels.size()) return;
+            gene_ = gene;
+            gene_values_ = std::move(values);
+            redraw();
+            stage_label_->setText("Coloured by " + gene);
+            emit geneShown(gene);
+          });
+  connect(markers_, &QTableWidget::cellDoubleClicked, this,
+          [this](int row, int) { colorByGene(markers_->item(row, 0)->text()); });
   connect(w, &ComputeWorker::saved, this,
           [this](const QString& path) { statusBar()->showMessage("Saved " + path, 5000); });
 }
@@ -242,6 +273,17 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   const auto& s = *snapshot_;
   labels_ = s.labels;
   colors_ = s.palette;
+  gene_.clear();
+  gene_values_.reset();
+  {
+    QStringList genes;
+    for (const auto& g : s.gene_names) genes << QString::fromStdString(g);
+    if (QCompleter* old = search_->completer()) old->deleteLater();
+    auto* completer = new QCompleter(genes, search_);
+    completer->setCaseSensitivity(Qt::CaseInsensitive);
+    completer->setFilterMode(Qt::MatchContains);
+    search_->setCompleter(completer);
+  }
   names_.clear();
   for (std::size_t c = 0; c < s.cluster_sizes.size(); ++c) names_.push_back(std::to_string(c));
   hidden_.assign(names_.size(), false);
@@ -287,8 +329,28 @@ void MainWindow::fillMarkerTable(const std::vector<MarkerRow>& rows) {
   markers_->sortByColumn(1, Qt::DescendingOrder);
 }
 
+void MainWindow::colorByGene(const QString& gene) {
+  if (!snapshot_) return;
+  if (gene.trimmed().isEmpty()) {
+    gene_.clear();
+    gene_values_.reset();
+    redraw();
+    return;
+  }
+  stage_label_->setText("Reading " + gene.trimmed() + "...");
+  compute_->geneValues(gene.trimmed());
+}
+
 void MainWindow::redraw() {
   if (!snapshot_) return;
+  if (gene_values_) {
+    const auto& v = *gene_values_;
+    view_->setPoints(render::continuous_points(snapshot_->umap_xy, v, render::quantile(v, 0.01),
+                                               render::quantile(v, 0.99),
+                                               render::default_alpha(v.size())),
+                     view_->points().size() == 0);
+    return;
+  }
   std::vector<bool> none;
   const std::vector<bool>& sel = selection_ ? *selection_ : none;
   view_->setPoints(render::categorical_points(snapshot_->umap_xy, labels_, colors_, hidden_, sel,

@@ -6,6 +6,7 @@
 #include <QAction>
 #include <QDockWidget>
 #include <QLabel>
+#include <QLineEdit>
 #include <QListWidget>
 #include <QMainWindow>
 #include <QProgressBar>
@@ -34,6 +35,8 @@ class MainWindow : public QMainWindow {
   const std::vector<std::string>& clusterNames() const { return names_; }
   const std::vector<std::string>& clusterColors() const { return colors_; }
   const std::vector<std::int32_t>& clusterLabels() const { return labels_; }
+  std::shared_ptr<const std::vector<float>> geneValues() const { return gene_values_; }
+  QLineEdit* geneSearch() const { return search_; }
   QListWidget* clusterList() const { return clusters_; }
   QTableWidget* markerTable() const { return markers_; }
   QcPanel* qcPanel() const { return qc_; }
@@ -45,6 +48,8 @@ class MainWindow : public QMainWindow {
   void saveH5ad(const QString& path);
   void setSelection(std::shared_ptr<const std::vector<bool>> selection);
   void compareSelection();
+  // Colours the UMAP by a gene's expression (viridis, 1st-99th percentile); empty: by cluster.
+  void colorByGene(const QString& gene);
   // Cluster annotation edits (written by saveH5ad as the obs "leiden" categorical and colours).
   void renameCluster(int cluster, const QString& name);
   void recolorCluster(int cluster, const QColor& color);
@@ -62,6 +67,7 @@ class MainWindow : public QMainWindow {
   void runProgress(const QString& stage, double fraction);
   void selectionChanged(long long n_selected);
   void selectionMarkersShown();
+  void geneShown(const QString& gene);
 
  protected:
   void dragEnterEvent(QDragEnterEvent* e) override;
@@ -88,6 +94,9 @@ class MainWindow : public QMainWindow {
   std::vector<std::int32_t> labels_;
   std::vector<std::string> names_, colors_;
   std::vector<bool> hidden_;
+  QString gene_;                                 // colouring gene, empty for clusters
+  std::shared_ptr<const std::vector<float>> gene_values_;
+  QLineEdit* search_ = nullptr;
   bool filling_ = false;
   QString path_;
   compute::PipelineParams params_;

@@ -6,8 +6,6 @@
 #include <QWheelEvent>
 #include <cmath>
 
-#include "render/selection.hpp"
-
 namespace orrery::app {
 
 void UmapRenderer::initResources() {
@@ -97,10 +95,9 @@ void UmapView::mousePressEvent(QMouseEvent* e) {
 
 void UmapView::mouseReleaseEvent(QMouseEvent*) {
   if (lasso_.size() >= 3) {
-    std::vector<glm::vec2> polygon;
-    polygon.swap(lasso_);
-    emit selected(std::make_shared<const std::vector<bool>>(
-        render::points_in_polygon(points_.positions, polygon)));
+    auto polygon = std::make_shared<std::vector<glm::vec2>>();
+    polygon->swap(lasso_);
+    emit lassoed(std::move(polygon));
   }
   lasso_.clear();
 }

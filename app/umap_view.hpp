@@ -47,8 +47,8 @@ class UmapView : public QVulkanWindow {
 
  signals:
   void frameRendered();
-  // Cells inside a finished lasso (one flag per point).
-  void selected(std::shared_ptr<const std::vector<bool>> inside);
+  // A finished lasso polygon in data coordinates.
+  void lassoed(std::shared_ptr<const std::vector<glm::vec2>> polygon);
 
  protected:
   void mousePressEvent(QMouseEvent* e) override;

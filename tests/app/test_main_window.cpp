@@ -179,6 +179,41 @@ class TestMainWindow : public QObject {
     QCOMPARE(window_->markerTable()->item(0, 0)->text(), QString::fromStdString(snap->markers[1][0].gene));
   }
 
+  void colourByGeneThroughSearch() {
+    auto snap = window_->snapshot();
+    const QString gene = QString::fromStdString(snap->markers[1][0].gene);
+    QSignalSpy shown(window_.get(), &app::MainWindow::geneShown);
+    window_->geneSearch()->setText(gene);
+    QTest::keyClick(window_->geneSearch(), Qt::Key_Return);
+    QVERIFY(shown.wait(60000));
+    auto values = window_->geneValues();
+    QVERIFY(values);
+    QCOMPARE(values->size(), snap->labels.size());
+    double in = 0, out = 0;
+    std::int64_t n_in = 0;
+    for (std::size_t i = 0; i < values->size(); ++i) {
+      if (snap->labels[i] == 1) { in += (*values)[i]; ++n_in; }
+      else out += (*values)[i];
+    }
+    in /= n_in;
+    out /= static_cast<double>(values->size() - n_in);
+    qInfo("%s: mean log expression %.3f in cluster 1, %.3f elsewhere", qPrintable(gene), in, out);
+    QVERIFY(in > out + 0.5);
+    // The frame now shows the colormap's top colour and no cluster colours.
+    const QImage frame = grabView();
+    QVERIFY(colours_present(frame, {"#fde725"}, 20) == 1);
+    QCOMPARE(colours_present(frame, snap->palette, 20), 0);
+    // An unknown gene is an error naming it; clearing the search returns to clusters.
+    QSignalSpy failed(window_.get(), &app::MainWindow::runFailed);
+    window_->colorByGene("NOT-A-GENE");
+    QVERIFY(failed.wait(30000));
+    QVERIFY(failed.first().first().toString().contains("NOT-A-GENE"));
+    window_->colorByGene("");
+    QVERIFY(!window_->geneValues());
+    // (The lasso selection from the previous test still dims all but cluster 1.)
+    QCOMPARE(colours_present(grabView(), {snap->palette[1]}, 20), 1);
+  }
+
   void annotateExportAndSave() {
     auto snap = window_->snapshot();
     const auto lassoed = window_->selection();

@@ -4,6 +4,7 @@
 #include <QtTest/QtTest>
 
 #include "io/error.hpp"
+#include "render/colormap.hpp"
 #include "render/offscreen.hpp"
 #include "render/selection.hpp"
 
@@ -123,6 +124,25 @@ class TestOffscreen : public QObject {
     QCOMPARE(c, (std::vector<bool>{true, true, true, false, true}));
     QCOMPARE(render::points_in_polygon(pts, {{0, 0}, {1, 1}}), std::vector<bool>(5, false));
     QCOMPARE(render::points_in_rect(pts, {6, 6}, {4, 4}), (std::vector<bool>{false, false, false, true, false}));
+  }
+
+  void viridisAndExpressionColouring() {
+    QCOMPARE(render::viridis(0.0f), render::pack_rgba(0x44, 0x01, 0x54));
+    QCOMPARE(render::viridis(1.0f), render::pack_rgba(0xfd, 0xe7, 0x25));
+    QCOMPARE(render::viridis(2.0f), render::viridis(1.0f));  // clamped
+    QCOMPARE(render::quantile({5, 1, NAN, 3, 2, 4}, 0.5), 3.0f);
+    // Highest values drawn last, coloured by the window [1, 3].
+    auto p = render::continuous_points({0, 0, 1, 1, 2, 2}, {3, 1, 2}, 1, 3);
+    QCOMPARE(p.positions[2], glm::vec2(0, 0));
+    QCOMPARE(p.colors[2], render::viridis(1.0f));
+    QCOMPARE(p.colors[0], render::viridis(0.0f));
+    QCOMPARE(p.positions[1], glm::vec2(2, 2));
+    auto img = renderer_->render(p, [&] { render::Camera c; c.fit(p, 100, 100, 0.2f); return c; }(),
+                                 {100, 100, 9});
+    render::Camera c;
+    c.fit(p, 100, 100, 0.2f);
+    const auto px = c.to_pixels({0, 0});
+    QVERIFY(near(img.pixel(static_cast<unsigned>(px.x), static_cast<unsigned>(px.y)), 0xfd, 0xe7, 0x25));
   }
 
   void absurdSizeIsAnError() {
