@@ -213,7 +213,8 @@ std::string describe(const ColumnValues& v) {
           return "string";
         else if constexpr (std::is_same_v<V, std::vector<bool>>)
           return "bool";
-        else if constexpr (std::is_same_v<V, std::vector<double>> || std::is_same_v<V, std::vector<float>>)
+        else if constexpr (std::is_same_v<V, std::vector<double>> ||
+                           std::is_same_v<V, std::vector<float>>)
           return "float";
         else
           return "int";
@@ -230,13 +231,17 @@ std::string join(const std::vector<std::string>& v, std::size_t most = 8) {
 
 int cmd_info(const std::string& path) {
   io::Store store = io::open_store(path);
-  std::printf("store    %s\nformat   %s\nX        %s\nshape    %lld cells x %lld genes\nnnz      %lld\n",
-              path.c_str(), store.format.c_str(), store.x_encoding.c_str(),
-              static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),
-              static_cast<long long>(store.X->nnz()));
-  std::printf("obs      %s\nvar      %s\n", join(store.obs.index, 3).c_str(), join(store.var.index, 3).c_str());
-  for (const auto& c : store.obs.columns) std::printf("obs col  %-24s %s\n", c.name.c_str(), describe(c.values).c_str());
-  for (const auto& c : store.var.columns) std::printf("var col  %-24s %s\n", c.name.c_str(), describe(c.values).c_str());
+  std::printf(
+      "store    %s\nformat   %s\nX        %s\nshape    %lld cells x %lld genes\nnnz      %lld\n",
+      path.c_str(), store.format.c_str(), store.x_encoding.c_str(),
+      static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),
+      static_cast<long long>(store.X->nnz()));
+  std::printf("obs      %s\nvar      %s\n", join(store.obs.index, 3).c_str(),
+              join(store.var.index, 3).c_str());
+  for (const auto& c : store.obs.columns)
+    std::printf("obs col  %-24s %s\n", c.name.c_str(), describe(c.values).c_str());
+  for (const auto& c : store.var.columns)
+    std::printf("var col  %-24s %s\n", c.name.c_str(), describe(c.values).c_str());
   std::printf("obsm     %s\nlayers   %s\nuns      %s\n", join(store.obsm_keys).c_str(),
               join(store.layer_keys).c_str(), join(store.uns_keys).c_str());
   return 0;

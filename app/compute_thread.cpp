@@ -3,6 +3,7 @@
 #include <QElapsedTimer>
 #include <QMetaObject>
 #include <algorithm>
+#include <functional>
 
 #include "compute/palette.hpp"
 #include "compute/result_writer.hpp"
@@ -65,6 +66,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
   }
   QElapsedTimer timer;
   timer.start();
+  std::function<void()> outcome;
   try {
     emit this->progress("open", 0.0);
     auto store = std::make_unique<io::Store>(io::open_store(path.toStdString()));
@@ -107,14 +109,19 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     backend_ = std::move(backend);
     result_ = std::move(result);
     params_ = params;
-    emit finished(snap);
+    outcome = [this, snap] { emit finished(snap); };
   } catch (const Cancelled&) {
-    emit cancelled();
+    outcome = [this] { emit cancelled(); };
   } catch (const std::exception& e) {
-    emit failed(QString::fromUtf8(e.what()));
+    outcome = [this, message = QString::fromUtf8(e.what())] { emit failed(message); };
   }
-  std::lock_guard lock(progress_mutex_);
-  active_ = nullptr;
+  {
+    std::lock_guard lock(progress_mutex_);
+    active_ = nullptr;
+  }
+  // The run's end first, so the window's busy state is settled when the outcome arrives.
+  emit runEnded();
+  outcome();
 }
 
 void ComputeWorker::save(const QString& path,
@@ -150,9 +157,11 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
       throw Error("", "selection", "select some cells, but not all, to compare against the rest");
     auto markers = compute::rank_genes_groups(
         compute::log_normalized_source(*store_, *result_, params_, *backend_),
-        static_cast<std::int64_t>(labels.size()), static_cast<std::int64_t>(result_->kept_genes.size()),
-        labels, 2, params_.wilcoxon, progress);
-    emit selectionMarkers(std::make_shared<const std::vector<MarkerRow>>(top_markers(markers[0], *store_, *result_)));
+        static_cast<std::int64_t>(labels.size()),
+        static_cast<std::int64_t>(result_->kept_genes.size()), labels, 2, params_.wilcoxon,
+        progress);
+    emit selectionMarkers(
+        std::make_shared<const std::vector<MarkerRow>>(top_markers(markers[0], *store_, *result_)));
   } catch (const std::exception& e) {
     emit failed(QString::fromUtf8(e.what()));
   }
@@ -173,15 +182,15 @@ void ComputeWorker::geneValues(const QString& gene) {
     if (g < 0)
       throw Error(store_->path, name, "gene was filtered out (seen in fewer than min_cells cells)");
     auto values = std::make_shared<std::vector<float>>(result_->kept_cells.size(), 0.0f);
-    compute::log_normalized_source(*store_, *result_, params_, *backend_)(
-        [&](const CsrMatrix& c, std::int64_t row0) {
-          for (std::int64_t r = 0; r < c.n_rows; ++r) {
-            const auto* b = c.indices.data() + c.indptr[r];
-            const auto* e = c.indices.data() + c.indptr[r + 1];
-            const auto* at = std::lower_bound(b, e, g);
-            if (at != e && *at == g) (*values)[row0 + r] = c.data[at - c.indices.data()];
-          }
-        });
+    compute::log_normalized_source(*store_, *result_, params_,
+                                   *backend_)([&](const CsrMatrix& c, std::int64_t row0) {
+      for (std::int64_t r = 0; r < c.n_rows; ++r) {
+        const auto* b = c.indices.data() + c.indptr[r];
+        const auto* e = c.indices.data() + c.indptr[r + 1];
+        const auto* at = std::lower_bound(b, e, g);
+        if (at != e && *at == g) (*values)[row0 + r] = c.data[at - c.indices.data()];
+      }
+    });
     emit geneReady(gene, std::move(values));
   } catch (const std::exception& e) {
     emit failed(QString::fromUtf8(e.what()));
@@ -225,8 +234,9 @@ void ComputeThread::geneValues(const QString& gene) {
 
 void ComputeThread::save(const QString& path,
                          std::shared_ptr<const compute::ClusterAnnotation> annotation) {
-  QMetaObject::invokeMethod(worker_, "save", Qt::QueuedConnection, Q_ARG(QString, path),
-                            Q_ARG(std::shared_ptr<const orrery::compute::ClusterAnnotation>, annotation));
+  QMetaObject::invokeMethod(
+      worker_, "save", Qt::QueuedConnection, Q_ARG(QString, path),
+      Q_ARG(std::shared_ptr<const orrery::compute::ClusterAnnotation>, annotation));
 }
 
 }  // namespace orrery::app

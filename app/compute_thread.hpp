@@ -29,7 +29,7 @@ struct RunSnapshot {
   std::vector<std::string> palette;
   std::vector<std::int64_t> cluster_sizes;
   std::vector<std::string> cell_names;
-  std::vector<std::string> gene_names;  // kept genes, for search
+  std::vector<std::string> gene_names;          // kept genes, for search
   std::vector<std::vector<MarkerRow>> markers;  // per cluster, top genes by score
   QString backend_note;
   double seconds = 0;
@@ -46,7 +46,8 @@ class ComputeWorker : public QObject {
 
  public slots:
   void run(const QString& path, const orrery::compute::PipelineParams& params);
-  void save(const QString& path, std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation);
+  void save(const QString& path,
+            std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation);
   // Log-normalised expression of one gene in every kept cell (one pass over the store).
   void geneValues(const QString& gene);
   // Wilcoxon of the cells flagged in `selection` (kept-cell order) against all other cells.
@@ -62,6 +63,8 @@ class ComputeWorker : public QObject {
   void selectionMarkers(std::shared_ptr<const std::vector<orrery::app::MarkerRow>> rows);
   void failed(const QString& message);
   void cancelled();
+  // After every run, however it ended, just before finished, failed or cancelled.
+  void runEnded();
 
  private:
   std::mutex progress_mutex_;

@@ -2,33 +2,35 @@
 
 #include <QAction>
 #include <QApplication>
+#include <QColorDialog>
+#include <QCompleter>
 #include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QFileDialog>
-#include <QColorDialog>
-#include <QCompleter>
-#include <QToolBar>
 #include <QHeaderView>
-#include <QSaveFile>
-#include <algorithm>
 #include <QImage>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
 #include <QPainter>
 #include <QPixmap>
+#include <QSaveFile>
 #include <QStatusBar>
+#include <QToolBar>
 #include <QVBoxLayout>
+#include <algorithm>
 
 #include "render/colormap.hpp"
 #include "render/offscreen.hpp"
-#include "render/selection.hpp"
 #include "render/scene.hpp"
+#include "render/selection.hpp"
 
 namespace orrery::app {
 
 namespace {
-QString label_text(const QString& file_name) { return "Export " + file_name; }
+QString label_text(const QString& file_name) {
+  return "Export " + file_name;
+}
 }  // namespace
 
 MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
@@ -70,8 +72,10 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     const int c = clusters_->row(item);
     if (c < 0 || c >= static_cast<int>(names_.size())) return;
     const bool hidden = item->checkState() != Qt::Checked;
-    if (hidden != hidden_[c]) setClusterHidden(c, hidden);
-    else if (item->text().toStdString() != names_[c]) renameCluster(c, item->text());
+    if (hidden != hidden_[c])
+      setClusterHidden(c, hidden);
+    else if (item->text().toStdString() != names_[c])
+      renameCluster(c, item->text());
   });
 
   auto* qc_dock = new QDockWidget("QC", this);
@@ -88,8 +92,9 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   search_ = new QLineEdit;
   search_->setPlaceholderText("Colour by gene...");
   search_->setClearButtonEnabled(true);
-  search_->setToolTip("Type a gene name and press Enter to colour cells by its expression; clear to "
-                      "colour by cluster. Double-click a marker to do the same.");
+  search_->setToolTip(
+      "Type a gene name and press Enter to colour cells by its expression; clear to "
+      "colour by cluster. Double-click a marker to do the same.");
   search_->setMaximumWidth(220);
   auto* toolbar = addToolBar("View");
   toolbar->setObjectName("view-toolbar");
@@ -124,33 +129,40 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
             view_->setPoints(render::categorical_points(*xy, labels, {"#808080"}),
                              view_->points().size() == 0);
           });
+  // A run cancelled by a newer request ends after that request was queued: the window is busy
+  // until every requested run has ended.
+  connect(w, &ComputeWorker::runEnded, this, [this] {
+    pending_runs_ = std::max(0, pending_runs_ - 1);
+    setRunning(pending_runs_ > 0);
+  });
   connect(w, &ComputeWorker::qcReady, this, [this](std::shared_ptr<const compute::QcMetrics> m) {
     qc_->setMetrics(std::move(m), params_);
   });
   connect(w, &ComputeWorker::finished, this, [this](std::shared_ptr<const RunSnapshot> snap) {
-    setRunning(false);
     showSnapshot(std::move(snap));
     emit runFinished();
   });
   connect(w, &ComputeWorker::failed, this, [this](const QString& message) {
-    setRunning(false);
     stage_label_->setText("Error");
     statusBar()->showMessage(message);
     if (!property("quietErrors").toBool()) QMessageBox::critical(this, "Orrery", message);
     emit runFailed(message);
   });
   connect(w, &ComputeWorker::cancelled, this, [this] {
-    setRunning(false);
     stage_label_->setText("Cancelled");
     emit runCancelled();
   });
-  connect(view_, &UmapView::lassoed, this, [this](std::shared_ptr<const std::vector<glm::vec2>> polygon) {
-    if (!snapshot_) return;
-    // On the data's own coordinates: the drawn order may differ (expression colouring sorts).
-    std::vector<glm::vec2> xy(snapshot_->umap_xy.size() / 2);
-    for (std::size_t i = 0; i < xy.size(); ++i) xy[i] = {snapshot_->umap_xy[2 * i], snapshot_->umap_xy[2 * i + 1]};
-    setSelection(std::make_shared<const std::vector<bool>>(render::points_in_polygon(xy, *polygon)));
-  });
+  connect(view_, &UmapView::lassoed, this,
+          [this](std::shared_ptr<const std::vector<glm::vec2>> polygon) {
+            if (!snapshot_) return;
+            // On the data's own coordinates: the drawn order may differ (expression colouring
+            // sorts).
+            std::vector<glm::vec2> xy(snapshot_->umap_xy.size() / 2);
+            for (std::size_t i = 0; i < xy.size(); ++i)
+              xy[i] = {snapshot_->umap_xy[2 * i], snapshot_->umap_xy[2 * i + 1]};
+            setSelection(
+                std::make_shared<const std::vector<bool>>(render::points_in_polygon(xy, *polygon)));
+          });
   connect(w, &ComputeWorker::selectionMarkers, this,
           [this](std::shared_ptr<const std::vector<MarkerRow>> rows) {
             clusters_->setCurrentRow(-1);
@@ -211,13 +223,15 @@ void MainWindow::buildMenus() {
   QMenu* select = menuBar()->addMenu("&Selection");
   compare_action_ = select->addAction("&Compare selection vs rest", QKeySequence("Ctrl+M"), this,
                                       &MainWindow::compareSelection);
-  compare_action_->setToolTip("Wilcoxon markers of the lassoed cells (Shift + drag) against all others");
+  compare_action_->setToolTip(
+      "Wilcoxon markers of the lassoed cells (Shift + drag) against all others");
   compare_action_->setEnabled(false);
   QMenu* clusters = menuBar()->addMenu("&Clusters");
   clusters->addAction("&Recolor...", this, [this] {
     const int c = clusters_->currentRow();
     if (c < 0 || c >= static_cast<int>(colors_.size())) return;
-    recolorCluster(c, QColorDialog::getColor(QColor(QString::fromStdString(colors_[c])), this, "Cluster colour"));
+    recolorCluster(c, QColorDialog::getColor(QColor(QString::fromStdString(colors_[c])), this,
+                                             "Cluster colour"));
   });
   clusters->addAction("&Merge selected clusters", QKeySequence("Ctrl+G"), this, [this] {
     std::vector<int> rows;
@@ -227,14 +241,17 @@ void MainWindow::buildMenus() {
   QMenu* tables = file->addMenu("Export &table (CSV)");
   auto csv_action = [this, tables](const QString& label, const QString& name, auto method) {
     tables->addAction(label, this, [this, name, method] {
-      const QString path = QFileDialog::getSaveFileName(this, label_text(name), name, "CSV (*.csv)");
-      if (!path.isEmpty() && !(this->*method)(path)) QMessageBox::warning(this, "Orrery", "Could not write " + path);
+      const QString path =
+          QFileDialog::getSaveFileName(this, label_text(name), name, "CSV (*.csv)");
+      if (!path.isEmpty() && !(this->*method)(path))
+        QMessageBox::warning(this, "Orrery", "Could not write " + path);
     });
   };
   csv_action("Markers shown...", "markers.csv", &MainWindow::exportMarkersCsv);
   csv_action("Cluster of each cell...", "clusters.csv", &MainWindow::exportClustersCsv);
   csv_action("Selected cells...", "selection.csv", &MainWindow::exportSelectionCsv);
-  select->addAction("C&lear selection", QKeySequence("Ctrl+Shift+A"), this, [this] { setSelection(nullptr); });
+  select->addAction("C&lear selection", QKeySequence("Ctrl+Shift+A"), this,
+                    [this] { setSelection(nullptr); });
 }
 
 void MainWindow::setRunning(bool running) {
@@ -255,6 +272,7 @@ void MainWindow::openStore(const QString& path) {
 void MainWindow::startRun() {
   if (running_) compute_->cancel();
   clusters_->clear();
+  ++pending_runs_;
   setRunning(true);
   compute_->run(path_, params_);
 }
@@ -345,10 +363,10 @@ void MainWindow::redraw() {
   if (!snapshot_) return;
   if (gene_values_) {
     const auto& v = *gene_values_;
-    view_->setPoints(render::continuous_points(snapshot_->umap_xy, v, render::quantile(v, 0.01),
-                                               render::quantile(v, 0.99),
-                                               render::default_alpha(v.size())),
-                     view_->points().size() == 0);
+    view_->setPoints(
+        render::continuous_points(snapshot_->umap_xy, v, render::quantile(v, 0.01),
+                                  render::quantile(v, 0.99), render::default_alpha(v.size())),
+        view_->points().size() == 0);
     return;
   }
   std::vector<bool> none;
@@ -401,7 +419,9 @@ void MainWindow::setClusterHidden(int c, bool hidden) {
 void MainWindow::mergeClusters(std::vector<int> clusters) {
   std::sort(clusters.begin(), clusters.end());
   clusters.erase(std::unique(clusters.begin(), clusters.end()), clusters.end());
-  if (clusters.size() < 2 || clusters.front() < 0 || clusters.back() >= static_cast<int>(names_.size())) return;
+  if (clusters.size() < 2 || clusters.front() < 0 ||
+      clusters.back() >= static_cast<int>(names_.size()))
+    return;
   // Relabel into the first, then drop the emptied categories and renumber.
   const int into = clusters.front();
   std::vector<int> remap(names_.size());
@@ -427,7 +447,8 @@ void MainWindow::mergeClusters(std::vector<int> clusters) {
 namespace {
 
 QString csv_field(QString s) {
-  if (s.contains(',') || s.contains('"') || s.contains('\n')) s = '"' + s.replace("\"", "\"\"") + '"';
+  if (s.contains(',') || s.contains('"') || s.contains('\n'))
+    s = '"' + s.replace("\"", "\"\"") + '"';
   return s;
 }
 
@@ -445,7 +466,8 @@ bool MainWindow::exportMarkersCsv(const QString& path) const {
   QStringList lines{"gene,score,logfoldchange,pval_adj,pct_in,pct_out"};
   for (int r = 0; r < markers_->rowCount(); ++r) {
     QStringList f{csv_field(markers_->item(r, 0)->text())};
-    for (int c = 1; c < 6; ++c) f << QString::number(markers_->item(r, c)->data(Qt::DisplayRole).toDouble(), 'g', 10);
+    for (int c = 1; c < 6; ++c)
+      f << QString::number(markers_->item(r, c)->data(Qt::DisplayRole).toDouble(), 'g', 10);
     lines << f.join(',');
   }
   return write_lines(path, lines);

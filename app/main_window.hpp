@@ -94,10 +94,11 @@ class MainWindow : public QMainWindow {
   std::vector<std::int32_t> labels_;
   std::vector<std::string> names_, colors_;
   std::vector<bool> hidden_;
-  QString gene_;                                 // colouring gene, empty for clusters
+  QString gene_;  // colouring gene, empty for clusters
   std::shared_ptr<const std::vector<float>> gene_values_;
   QLineEdit* search_ = nullptr;
   bool filling_ = false;
+  int pending_runs_ = 0;
   QString path_;
   compute::PipelineParams params_;
   QLabel* stage_label_ = nullptr;

@@ -22,8 +22,12 @@ HistogramView::HistogramView(QString title, bool log_x, QWidget* parent)
   setToolTip(title_ + ": drag the red lines to set the minimum and maximum kept");
 }
 
-double HistogramView::transform(double v) const { return log_x_ ? std::log10(1.0 + std::max(0.0, v)) : v; }
-double HistogramView::inverse(double t) const { return log_x_ ? std::pow(10.0, t) - 1.0 : t; }
+double HistogramView::transform(double v) const {
+  return log_x_ ? std::log10(1.0 + std::max(0.0, v)) : v;
+}
+double HistogramView::inverse(double t) const {
+  return log_x_ ? std::pow(10.0, t) - 1.0 : t;
+}
 
 void HistogramView::setValues(std::vector<double> values) {
   values_ = std::move(values);
@@ -54,7 +58,9 @@ void HistogramView::setRange(double low, double high) {
   emit rangeChanged();
 }
 
-QRectF HistogramView::plotRect() const { return QRectF(8, 18, width() - 16, height() - 26); }
+QRectF HistogramView::plotRect() const {
+  return QRectF(8, 18, width() - 16, height() - 26);
+}
 
 double HistogramView::valueAt(int x) const {
   const QRectF r = plotRect();
@@ -64,7 +70,8 @@ double HistogramView::valueAt(int x) const {
 
 int HistogramView::pixelOf(double value) const {
   const QRectF r = plotRect();
-  return static_cast<int>(std::lround(r.left() + (transform(value) - lo_t_) / (hi_t_ - lo_t_) * r.width()));
+  return static_cast<int>(
+      std::lround(r.left() + (transform(value) - lo_t_) / (hi_t_ - lo_t_) * r.width()));
 }
 
 void HistogramView::paintEvent(QPaintEvent*) {
@@ -79,13 +86,15 @@ void HistogramView::paintEvent(QPaintEvent*) {
   for (int b = 0; b < static_cast<int>(bins_.size()); ++b) {
     const double h = r.height() * bins_[b] / peak;
     const double centre = inverse(lo_t_ + (b + 0.5) / kBins * (hi_t_ - lo_t_));
-    const bool kept = (std::isnan(low_) || centre >= low_) && (std::isnan(high_) || centre <= high_);
+    const bool kept =
+        (std::isnan(low_) || centre >= low_) && (std::isnan(high_) || centre <= high_);
     p.fillRect(QRectF(r.left() + b * w, r.bottom() - h, w - 1, h),
                kept ? palette().color(QPalette::Highlight) : palette().color(QPalette::Mid));
   }
   p.setPen(QPen(QColor(220, 40, 40), 2));
   for (double v : {low_, high_})
-    if (!std::isnan(v)) p.drawLine(pixelOf(v), static_cast<int>(r.top()), pixelOf(v), static_cast<int>(r.bottom()));
+    if (!std::isnan(v))
+      p.drawLine(pixelOf(v), static_cast<int>(r.top()), pixelOf(v), static_cast<int>(r.bottom()));
 }
 
 void HistogramView::mousePressEvent(QMouseEvent* e) {
@@ -93,20 +102,27 @@ void HistogramView::mousePressEvent(QMouseEvent* e) {
   const int dl = std::isnan(low_) ? 1 << 20 : std::abs(x - pixelOf(low_));
   const int dh = std::isnan(high_) ? 1 << 20 : std::abs(x - pixelOf(high_));
   // Grab the nearer line, or set a new one on the side of the click.
-  if (dl <= dh && dl < 8) dragging_ = 1;
-  else if (dh < 8) dragging_ = 2;
-  else dragging_ = x < width() / 2 ? 1 : 2;
+  if (dl <= dh && dl < 8)
+    dragging_ = 1;
+  else if (dh < 8)
+    dragging_ = 2;
+  else
+    dragging_ = x < width() / 2 ? 1 : 2;
   mouseMoveEvent(e);
 }
 
 void HistogramView::mouseMoveEvent(QMouseEvent* e) {
   if (!dragging_ || !(e->buttons() & Qt::LeftButton)) return;
   const double v = valueAt(static_cast<int>(e->position().x()));
-  if (dragging_ == 1) setRange(std::isnan(high_) ? v : std::min(v, high_), high_);
-  else setRange(low_, std::isnan(low_) ? v : std::max(v, low_));
+  if (dragging_ == 1)
+    setRange(std::isnan(high_) ? v : std::min(v, high_), high_);
+  else
+    setRange(low_, std::isnan(low_) ? v : std::max(v, low_));
 }
 
-void HistogramView::mouseReleaseEvent(QMouseEvent*) { dragging_ = 0; }
+void HistogramView::mouseReleaseEvent(QMouseEvent*) {
+  dragging_ = 0;
+}
 
 QcPanel::QcPanel(QWidget* parent) : QWidget(parent) {
   auto* layout = new QVBoxLayout(this);
@@ -118,7 +134,8 @@ QcPanel::QcPanel(QWidget* parent) : QWidget(parent) {
   apply_->setToolTip("Re-run filtering and every later stage with these thresholds (Ctrl+R)");
   apply_->setShortcut(QKeySequence("Ctrl+R"));
   apply_->setEnabled(false);
-  for (QWidget* w : std::initializer_list<QWidget*>{genes_, counts_, mito_, kept_label_, apply_}) layout->addWidget(w);
+  for (QWidget* w : std::initializer_list<QWidget*>{genes_, counts_, mito_, kept_label_, apply_})
+    layout->addWidget(w);
   layout->addStretch();
   for (HistogramView* v : {genes_, counts_, mito_})
     connect(v, &HistogramView::rangeChanged, this, &QcPanel::updateCount);

@@ -54,7 +54,8 @@ class QcPanel : public QWidget {
   Q_OBJECT
  public:
   explicit QcPanel(QWidget* parent = nullptr);
-  void setMetrics(std::shared_ptr<const compute::QcMetrics> metrics, const compute::PipelineParams& params);
+  void setMetrics(std::shared_ptr<const compute::QcMetrics> metrics,
+                  const compute::PipelineParams& params);
   // Thresholds as now set in the panel, applied to `params`.
   compute::PipelineParams applyTo(compute::PipelineParams params) const;
   std::int64_t keptCells() const { return kept_; }

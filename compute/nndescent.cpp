@@ -18,7 +18,8 @@ struct Heaps {
   std::vector<float> dist;
   std::vector<std::uint8_t> fresh;
 
-  Heaps(std::int64_t n, int k_) : k(k_), index(n * k_, -1), dist(n * k_, INFINITY), fresh(n * k_, 0) {}
+  Heaps(std::int64_t n, int k_)
+      : k(k_), index(n * k_, -1), dist(n * k_, INFINITY), fresh(n * k_, 0) {}
 
   // Inserts j into i's list if closer than the worst and not present; returns whether it did.
   bool push(std::int64_t i, std::int32_t j, float d) {
@@ -79,7 +80,8 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
   for (std::int64_t i = 0; i < n; ++i) {
     double norm = 0;
     for (int d = 0; d < dims; ++d) norm += static_cast<double>(points.at(i, d)) * points.at(i, d);
-    const float scale = (o.metric == "cosine" && norm > 0) ? static_cast<float>(1 / std::sqrt(norm)) : 1.0f;
+    const float scale =
+        (o.metric == "cosine" && norm > 0) ? static_cast<float>(1 / std::sqrt(norm)) : 1.0f;
     for (int d = 0; d < dims; ++d) x[i * dims + d] = points.at(i, d) * scale;
   }
   auto point = [&](std::int64_t i) { return x.data() + i * dims; };
@@ -126,8 +128,10 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
       }
     std::vector<int> forward_new(new_count), forward_old(old_count);
     for (std::int64_t i = 0; i < n; ++i) {
-      for (int t = 0; t < forward_new[i]; ++t) add(new_list, new_count, new_list[i * cap + t], static_cast<std::int32_t>(i));
-      for (int t = 0; t < forward_old[i]; ++t) add(old_list, old_count, old_list[i * cap + t], static_cast<std::int32_t>(i));
+      for (int t = 0; t < forward_new[i]; ++t)
+        add(new_list, new_count, new_list[i * cap + t], static_cast<std::int32_t>(i));
+      for (int t = 0; t < forward_old[i]; ++t)
+        add(old_list, old_count, old_list[i * cap + t], static_cast<std::int32_t>(i));
     }
 
     std::int64_t changes = 0;
@@ -144,7 +148,8 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
           for (int c = a + 1; c < nn; ++c)
             out.push_back({nw[a], nw[c], sq_dist(point(nw[a]), point(nw[c]), dims)});
           for (int c = 0; c < no; ++c)
-            if (nw[a] != od[c]) out.push_back({nw[a], od[c], sq_dist(point(nw[a]), point(od[c]), dims)});
+            if (nw[a] != od[c])
+              out.push_back({nw[a], od[c], sq_dist(point(nw[a]), point(od[c]), dims)});
         }
       });
       for (std::int64_t u = b0; u < b1; ++u)

@@ -42,8 +42,9 @@ void PipelineParams::update_from_json(const json& j) {
                   "chunk_mib", "backend"});
   if (j.contains("qc")) {
     const auto& s = j["qc"];
-    reject_unknown(s, "qc", {"mito_prefix", "min_genes", "max_genes", "max_pct_mito", "min_cells",
-                             "min_counts", "max_counts"});
+    reject_unknown(s, "qc",
+                   {"mito_prefix", "min_genes", "max_genes", "max_pct_mito", "min_cells",
+                    "min_counts", "max_counts"});
     take(s, "qc", "min_counts", min_counts);
     take(s, "qc", "max_counts", max_counts);
     take(s, "qc", "mito_prefix", qc_prefix);
@@ -135,7 +136,8 @@ void PipelineParams::validate() const {
   require(max_genes >= 0, "qc.max_genes", "must be >= 0 (0: no bound)");
   require(std::isfinite(max_pct_qc), "qc.max_pct_mito", "must be finite");
   require(min_cells >= 0, "qc.min_cells", "must be >= 0");
-  require(std::isfinite(min_counts) && std::isfinite(max_counts), "qc.min_counts", "must be finite");
+  require(std::isfinite(min_counts) && std::isfinite(max_counts), "qc.min_counts",
+          "must be finite");
   require(std::isfinite(target_sum), "normalize.target_sum", "must be finite");
   require(hvg.flavor == "cell_ranger" || hvg.flavor == "seurat", "hvg.flavor",
           "must be cell_ranger or seurat (seurat_v3 is not implemented yet)");
@@ -148,8 +150,9 @@ void PipelineParams::validate() const {
           "must be between 2 and 1000");
   require(neighbors.metric == "euclidean" || neighbors.metric == "cosine", "neighbors.metric",
           "must be euclidean or cosine");
-  require(neighbors.method == "auto" || neighbors.method == "exact" || neighbors.method == "nndescent",
-          "neighbors.method", "must be auto, exact or nndescent");
+  require(
+      neighbors.method == "auto" || neighbors.method == "exact" || neighbors.method == "nndescent",
+      "neighbors.method", "must be auto, exact or nndescent");
   require(neighbors.n_pcs >= 0, "neighbors.n_pcs", "must be >= 0");
   require(umap.min_dist >= 0 && umap.spread > 0 && umap.min_dist <= umap.spread, "umap.min_dist",
           "need 0 <= min_dist <= spread");

@@ -136,7 +136,8 @@ bool keep_cell(const CellQc& qc, std::int64_t i, const PipelineParams& p) {
 
 std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& p) {
   std::int64_t kept = 0;
-  for (std::size_t i = 0; i < qc.total_counts.size(); ++i) kept += keep_cell(qc, static_cast<std::int64_t>(i), p);
+  for (std::size_t i = 0; i < qc.total_counts.size(); ++i)
+    kept += keep_cell(qc, static_cast<std::int64_t>(i), p);
   return kept;
 }
 
@@ -172,7 +173,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         accumulate_qc(c, qc_genes, r.cell_qc, r.gene_qc);
       });
     }
-    if (hooks.on_qc) hooks.on_qc(std::make_shared<const QcMetrics>(QcMetrics{p.qc_prefix, r.cell_qc, r.gene_qc}));
+    if (hooks.on_qc)
+      hooks.on_qc(std::make_shared<const QcMetrics>(QcMetrics{p.qc_prefix, r.cell_qc, r.gene_qc}));
   }
 
   // Filters are masks; a second pass counts each gene over the kept cells only.

@@ -1,7 +1,7 @@
 #include "result_writer.hpp"
 
-#include "io/h5ad_writer.hpp"
 #include "io/error.hpp"
+#include "io/h5ad_writer.hpp"
 #include "palette.hpp"
 
 namespace orrery::compute {
@@ -25,11 +25,13 @@ void write_markers(io::H5adWriter& w, const PipelineResult& r, const PipelinePar
   w.write_uns_dict(key + "/params");
   w.write_uns_string(key + "/params/groupby", "leiden");
   w.write_uns_string(key + "/params/reference", "rest");
-  w.write_uns_string(key + "/params/method", p.wilcoxon.method == "binned" ||
-                             (p.wilcoxon.method == "auto" &&
-                              static_cast<std::int64_t>(r.kept_cells.size()) > p.wilcoxon.exact_max_cells)
-                         ? "wilcoxon_binned"
-                         : "wilcoxon");
+  w.write_uns_string(
+      key + "/params/method",
+      p.wilcoxon.method == "binned" ||
+              (p.wilcoxon.method == "auto" &&
+               static_cast<std::int64_t>(r.kept_cells.size()) > p.wilcoxon.exact_max_cells)
+          ? "wilcoxon_binned"
+          : "wilcoxon");
   w.write_uns_bool(key + "/params/use_raw", false);
   w.write_uns_string(key + "/params/corr_method", "benjamini-hochberg");
   w.write_uns_bool(key + "/params/tie_correct", p.wilcoxon.tie_correct);
@@ -122,7 +124,8 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   w.write_obsp("connectivities", r.graph.connectivities);
   w.write_obsp("distances", r.graph.distances);
   // Markers belong to the Leiden clusters; after merges they no longer describe the categories.
-  const bool merged = annotation && annotation->names.size() != static_cast<std::size_t>(r.n_clusters);
+  const bool merged =
+      annotation && annotation->names.size() != static_cast<std::size_t>(r.n_clusters);
   if (!r.markers.empty() && !merged) write_markers(w, r, p, var.index, categories);
   progress.check();
   w.commit();

@@ -62,8 +62,9 @@ SynthGenerator::SynthGenerator(const SynthOptions& o) : o_(o) {
     auto& order = by_weight_[c];
     order.resize(o.n_genes);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(),
-                     [&](std::int32_t a, std::int32_t b) { return profile_[c][a] > profile_[c][b]; });
+    std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
+      return profile_[c][a] > profile_[c][b];
+    });
   }
 }
 
@@ -84,14 +85,17 @@ CsrMatrix SynthGenerator::rows(std::int64_t r0, std::int64_t r1) const {
   for (std::int64_t cell = r0; cell < r1; ++cell) {
     Rng rng(cell_seed(o_.seed, cell));
     const double u = rng.uniform();
-    const int cluster = std::min(o_.n_clusters - 1, static_cast<int>(std::pow(u, 1.6) * o_.n_clusters));
+    const int cluster =
+        std::min(o_.n_clusters - 1, static_cast<int>(std::pow(u, 1.6) * o_.n_clusters));
     const double library = o_.mean_umis * std::exp(0.4 * normal(rng) - 0.08);
     const auto& p = profile_[cluster];
     const auto& order = by_weight_[cluster];
     // P(count > 0) for NB(mu, r) is 1 - (1 + mu / r)^-r, decreasing along `order`. Each gene is
     // expressed independently with that probability: candidates are drawn with the current
     // (largest remaining) probability as a geometric skip and thinned to the gene's own.
-    auto expressed = [&](std::int32_t g) { return -std::expm1(-r * std::log1p(library * p[g] / r)); };
+    auto expressed = [&](std::int32_t g) {
+      return -std::expm1(-r * std::log1p(library * p[g] / r));
+    };
     row.clear();
     std::size_t i = 0;
     const std::size_t n = order.size();
@@ -173,7 +177,8 @@ void write_synth_h5ad(const SynthOptions& o, const std::string& path, Progress& 
     if (next_ready == ready.size()) {
       if (r0 >= o.n_cells) return false;
       progress.check();
-      const std::int64_t n_chunks = std::min<std::int64_t>(batch, (o.n_cells - r0 + step - 1) / step);
+      const std::int64_t n_chunks =
+          std::min<std::int64_t>(batch, (o.n_cells - r0 + step - 1) / step);
       ready.assign(n_chunks, CsrMatrix{});
       tbb::parallel_for(std::int64_t{0}, n_chunks, [&](std::int64_t b) {
         const std::int64_t a = r0 + b * step;

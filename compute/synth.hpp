@@ -36,7 +36,8 @@ class SynthGenerator {
  private:
   SynthOptions o_;
   std::vector<std::vector<double>> profile_;  // per cluster, gene probabilities summing to 1
-  std::vector<std::vector<std::int32_t>> by_weight_;  // per cluster, genes by decreasing probability
+  std::vector<std::vector<std::int32_t>>
+      by_weight_;  // per cluster, genes by decreasing probability
 };
 
 // Writes a synthetic store to `path` (.h5ad) in row chunks.

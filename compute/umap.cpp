@@ -113,7 +113,8 @@ FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
       const std::int64_t j = knn.indices[i * k + c];
       if (j < 0 || j == i) continue;
       const double d = knn.distances[i * k + c];
-      const double w = (d - rho[i] <= 0.0 || sigma[i] == 0.0) ? 1.0 : std::exp(-((d - rho[i]) / sigma[i]));
+      const double w =
+          (d - rho[i] <= 0.0 || sigma[i] == 0.0) ? 1.0 : std::exp(-((d - rho[i]) / sigma[i]));
       row.emplace_back(j, static_cast<float>(w), static_cast<float>(d));
     }
     std::sort(row.begin(), row.end());

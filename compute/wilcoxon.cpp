@@ -18,7 +18,9 @@ constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 struct Entry {
   float value;
   std::int32_t label;
-  bool operator<(const Entry& o) const { return value < o.value || (value == o.value && label < o.label); }
+  bool operator<(const Entry& o) const {
+    return value < o.value || (value == o.value && label < o.label);
+  }
 };
 
 // Rank sums of `in` (group) within the universe {in, other}: zeros (count per label known)
@@ -69,7 +71,9 @@ RankSums rank_sums(const std::vector<Entry>& entries, std::int32_t group, double
   return s;
 }
 
-double two_sided_p(double z) { return std::erfc(std::fabs(z) / std::sqrt(2.0)); }
+double two_sided_p(double z) {
+  return std::erfc(std::fabs(z) / std::sqrt(2.0));
+}
 
 }  // namespace
 
@@ -106,8 +110,10 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
   // Pass 1: group sizes, per-group sums and non-zero counts (means, pct), data maximum.
   std::vector<std::int64_t> size(n_groups, 0);
   for (auto l : labels)
-    if (l >= n_groups) throw Error("", "rank_genes_groups", "label out of range");
-    else if (l >= 0) ++size[l];
+    if (l >= n_groups)
+      throw Error("", "rank_genes_groups", "label out of range");
+    else if (l >= 0)
+      ++size[l];
   std::vector<double> sum(static_cast<std::size_t>(n_groups) * n_genes, 0.0);
   std::vector<std::int64_t> nnz(static_cast<std::size_t>(n_groups) * n_genes, 0);
   float max_value = 0.0f;
@@ -136,7 +142,8 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
   std::vector<GroupMarkers> out(n_groups);
   for (int g = 0; g < n_groups; ++g) {
     out[g].group = g;
-    for (auto* v : {&out[g].scores, &out[g].pvals, &out[g].logfoldchanges, &out[g].pct_in, &out[g].pct_out})
+    for (auto* v :
+         {&out[g].scores, &out[g].pvals, &out[g].logfoldchanges, &out[g].pct_in, &out[g].pct_out})
       v->assign(n_genes, kNaN);
   }
   std::int64_t active = 0;
@@ -145,7 +152,8 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
   // Gene blocks sized so their entries fit the memory budget.
   std::vector<std::int64_t> gene_nnz(n_genes, 0);
   for (int l = 0; l < n_groups; ++l)
-    for (std::int64_t g = 0; g < n_genes; ++g) gene_nnz[g] += nnz[static_cast<std::size_t>(l) * n_genes + g];
+    for (std::int64_t g = 0; g < n_genes; ++g)
+      gene_nnz[g] += nnz[static_cast<std::size_t>(l) * n_genes + g];
   std::int64_t g0 = 0;
   while (g0 < n_genes) {
     std::int64_t g1 = g0;
@@ -160,7 +168,9 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
     const std::int64_t width = g1 - g0;
     std::vector<std::vector<Entry>> entries(width);
     std::vector<std::vector<std::uint32_t>> hist;
-    if (binned) hist.assign(width, std::vector<std::uint32_t>(static_cast<std::size_t>(n_groups) * o.n_bins, 0));
+    if (binned)
+      hist.assign(width,
+                  std::vector<std::uint32_t>(static_cast<std::size_t>(n_groups) * o.n_bins, 0));
     else
       for (std::int64_t g = g0; g < g1; ++g) entries[g - g0].reserve(gene_nnz[g]);
     source([&](const CsrMatrix& c, std::int64_t row0) {
@@ -220,7 +230,9 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
           zeros_out = n_out - (total_nnz - nnz[at]);
           sum_out = total_sum - sum[at];
           nnz_out = total_nnz - nnz[at];
-          s = rank_sums(e, l, zeros_of(l), zeros_of(l) + zeros_out, [](std::int32_t) { return true; }, weight);
+          s = rank_sums(
+              e, l, zeros_of(l), zeros_of(l) + zeros_out, [](std::int32_t) { return true; },
+              weight);
         } else {
           const int ref = o.reference;
           const std::size_t rat = static_cast<std::size_t>(ref) * n_genes + gene;
@@ -228,8 +240,9 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
           zeros_out = zeros_of(ref);
           sum_out = sum[rat];
           nnz_out = static_cast<double>(nnz[rat]);
-          s = rank_sums(e, l, zeros_of(l), zeros_of(l) + zeros_out,
-                        [&](std::int32_t x) { return x == l || x == ref; }, weight);
+          s = rank_sums(
+              e, l, zeros_of(l), zeros_of(l) + zeros_out,
+              [&](std::int32_t x) { return x == l || x == ref; }, weight);
         }
         const double n = n_in + n_out;
         double tie = 1.0;
@@ -242,7 +255,8 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
         m.pvals[gene] = two_sided_p(z);
         const double mean_in = n_in > 0 ? sum[at] / n_in : 0.0;
         const double mean_out = n_out > 0 ? sum_out / n_out : 0.0;
-        m.logfoldchanges[gene] = std::log2((std::expm1(mean_in) + 1e-9) / (std::expm1(mean_out) + 1e-9));
+        m.logfoldchanges[gene] =
+            std::log2((std::expm1(mean_in) + 1e-9) / (std::expm1(mean_out) + 1e-9));
         m.pct_in[gene] = n_in > 0 ? nnz[at] / n_in : 0.0;
         m.pct_out[gene] = n_out > 0 ? nnz_out / n_out : 0.0;
       }

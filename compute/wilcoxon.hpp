@@ -26,9 +26,9 @@ struct WilcoxonOptions {
   // one pass over the data per gene block, binned one pass for all genes).
   std::string method = "auto";
   std::int64_t exact_max_cells = 200000;
-  int n_bins = 200;              // binned: histogram bins over (0, max value]
-  float bin_max = 0.0f;          // binned: upper edge; 0 = the data maximum (one extra pass)
-  int reference = -1;            // -1: each group vs the rest; else vs this group
+  int n_bins = 200;      // binned: histogram bins over (0, max value]
+  float bin_max = 0.0f;  // binned: upper edge; 0 = the data maximum (one extra pass)
+  int reference = -1;    // -1: each group vs the rest; else vs this group
   std::size_t block_bytes = std::size_t{512} << 20;  // exact: memory for one gene block
 };
 

@@ -170,7 +170,8 @@ std::vector<std::string> member_names(hid_t group) {
   if (H5Gget_info(group, &info) < 0) return names;
   for (hsize_t i = 0; i < info.nlinks; ++i) {
     char name[1024] = {};
-    if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name, H5P_DEFAULT) > 0)
+    if (H5Lget_name_by_idx(group, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
+                           H5P_DEFAULT) > 0)
       names.emplace_back(name);
   }
   return names;
@@ -196,7 +197,8 @@ std::vector<std::string> string_array_attr(hid_t obj, const char* name) {
     const std::size_t size = H5Tget_size(type);
     std::vector<char> buf(size * n);
     if (H5Aread(attr, type, buf.data()) >= 0)
-      for (hssize_t i = 0; i < n; ++i) out.emplace_back(buf.data() + i * size, strnlen(buf.data() + i * size, size));
+      for (hssize_t i = 0; i < n; ++i)
+        out.emplace_back(buf.data() + i * size, strnlen(buf.data() + i * size, size));
   }
   return out;
 }
@@ -208,8 +210,9 @@ std::vector<T> read_numeric(hid_t parent, const std::string& name, hid_t mem,
   if (!d.valid()) throw Error(file, name, "missing dataset");
   auto dims = dataset_dims(d);
   if (dims.size() != 1 || dims[0] != expected)
-    throw Error(file, name, "length " + (dims.empty() ? std::string("?") : std::to_string(dims[0])) +
-                                " does not match the index (" + std::to_string(expected) + ")");
+    throw Error(file, name,
+                "length " + (dims.empty() ? std::string("?") : std::to_string(dims[0])) +
+                    " does not match the index (" + std::to_string(expected) + ")");
   std::vector<T> out(expected);
   if (expected > 0 && H5Dread(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, out.data()) < 0)
     throw Error(file, name, "read failed");
@@ -234,10 +237,12 @@ Column read_column(hid_t frame, const std::string& name, const std::string& wher
         cat.categories = read_string_dataset(obj, "categories", element);
       } else {
         auto dims = dataset_dims(cats);
-        auto values = read_numeric<double>(obj, "categories", H5T_NATIVE_DOUBLE, element, dims.empty() ? 0 : dims[0]);
+        auto values = read_numeric<double>(obj, "categories", H5T_NATIVE_DOUBLE, element,
+                                           dims.empty() ? 0 : dims[0]);
         for (double v : values) {
           std::string s = std::to_string(v);
-          if (v == std::floor(v) && std::fabs(v) < 1e15) s = std::to_string(static_cast<long long>(v));
+          if (v == std::floor(v) && std::fabs(v) < 1e15)
+            s = std::to_string(static_cast<long long>(v));
           cat.categories.push_back(s);
         }
       }
@@ -291,7 +296,8 @@ DataFrame read_dataframe(hid_t file_id, const char* frame, const std::string& fi
   if (H5Aexists(group, "column-order") <= 0)  // pre-0.7 stores: every member but the index
     for (auto& m : member_names(group))
       if (m != index_name && m != "__categories") order.push_back(m);
-  for (const auto& name : order) df.columns.push_back(read_column(group, name, where, df.index.size()));
+  for (const auto& name : order)
+    df.columns.push_back(read_column(group, name, where, df.index.size()));
   return df;
 }
 

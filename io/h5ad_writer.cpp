@@ -353,7 +353,8 @@ void H5adWriter::write_uns_recarray(const std::string& path, const std::vector<s
   if (single_precision) {
     std::vector<float> buffer(rows * fields.size());
     for (std::size_t f = 0; f < fields.size(); ++f)
-      for (std::size_t r = 0; r < rows; ++r) buffer[r * fields.size() + f] = static_cast<float>(columns[f][r]);
+      for (std::size_t r = 0; r < rows; ++r)
+        buffer[r * fields.size() + f] = static_cast<float>(columns[f][r]);
     write_compound(g, path_, path, fields, H5T_NATIVE_FLOAT, sizeof(float), rows, buffer.data());
   } else {
     std::vector<double> buffer(rows * fields.size());

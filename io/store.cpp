@@ -27,7 +27,9 @@ void for_each_chunk(RowChunkReader& reader, std::int64_t step,
                     const std::function<void(CsrMatrix&, std::int64_t)>& visit) {
   const std::int64_t n = reader.n_rows();
   step = std::max<std::int64_t>(1, step);
-  auto read = [&reader, n, step](std::int64_t r0) { return reader.read_rows(r0, std::min(n, r0 + step)); };
+  auto read = [&reader, n, step](std::int64_t r0) {
+    return reader.read_rows(r0, std::min(n, r0 + step));
+  };
   if (n == 0) return;
   std::future<CsrMatrix> next = std::async(std::launch::async, read, 0);
   for (std::int64_t r0 = 0; r0 < n; r0 += step) {

@@ -23,7 +23,8 @@ std::vector<bool> points_in_polygon(const std::vector<glm::vec2>& points,
       bool in = false;
       for (std::size_t a = 0, b = m - 1; a < m; b = a++) {
         const glm::vec2 u = polygon[a], v = polygon[b];
-        if ((u.y > p.y) != (v.y > p.y) && p.x < (v.x - u.x) * (p.y - u.y) / (v.y - u.y) + u.x) in = !in;
+        if ((u.y > p.y) != (v.y > p.y) && p.x < (v.x - u.x) * (p.y - u.y) / (v.y - u.y) + u.x)
+          in = !in;
       }
       inside[i] = in;
     });
@@ -35,7 +36,8 @@ std::vector<bool> points_in_rect(const std::vector<glm::vec2>& points, glm::vec2
   const glm::vec2 lo = glm::min(a, b), hi = glm::max(a, b);
   std::vector<bool> out(points.size());
   for (std::size_t i = 0; i < points.size(); ++i)
-    out[i] = points[i].x >= lo.x && points[i].x <= hi.x && points[i].y >= lo.y && points[i].y <= hi.y;
+    out[i] =
+        points[i].x >= lo.x && points[i].x <= hi.x && points[i].y >= lo.y && points[i].y <= hi.y;
   return out;
 }
 

@@ -54,7 +54,9 @@ class TestMainWindow : public QObject {
     if (!QTest::qWaitFor([&] { return view->framesRendered() > frames; }, 10000)) return {};
     QTest::qWait(50);
     const QPoint origin = view->mapToGlobal(QPoint(0, 0));
-    return view->screen()->grabWindow(0, origin.x(), origin.y(), view->width(), view->height()).toImage();
+    return view->screen()
+        ->grabWindow(0, origin.x(), origin.y(), view->width(), view->height())
+        .toImage();
   }
 
   static QStringList readLines(const QString& path) {
@@ -152,10 +154,13 @@ class TestMainWindow : public QObject {
       if (snap->labels[i] != 1) continue;
       ++members;
       const auto p = view->camera().to_pixels({snap->umap_xy[2 * i], snap->umap_xy[2 * i + 1]});
-      x0 = std::min(x0, p.x); x1 = std::max(x1, p.x);
-      y0 = std::min(y0, p.y); y1 = std::max(y1, p.y);
+      x0 = std::min(x0, p.x);
+      x1 = std::max(x1, p.x);
+      y0 = std::min(y0, p.y);
+      y1 = std::max(y1, p.y);
     }
-    const QPoint a(int((x0 - 3) / dpr), int((y0 - 3) / dpr)), b(int((x1 + 3) / dpr), int((y1 + 3) / dpr));
+    const QPoint a(int((x0 - 3) / dpr), int((y0 - 3) / dpr)),
+        b(int((x1 + 3) / dpr), int((y1 + 3) / dpr));
     QSignalSpy changed(window_.get(), &app::MainWindow::selectionChanged);
     QTest::mousePress(view, Qt::LeftButton, Qt::ShiftModifier, a);
     for (QPoint p : {QPoint(b.x(), a.y()), b, QPoint(a.x(), b.y()), a}) QTest::mouseMove(view, p);
@@ -169,14 +174,17 @@ class TestMainWindow : public QObject {
       selected_in += (*sel)[i] && snap->labels[i] == 1;
     }
     qInfo("lasso around cluster 1 (%lld cells): %lld selected, %lld of them in cluster 1",
-          static_cast<long long>(members), static_cast<long long>(selected), static_cast<long long>(selected_in));
-    QCOMPARE(selected_in, members);               // the whole cluster
-    QVERIFY(selected - selected_in <= members / 20);  // and (almost) nothing else: clusters are apart
+          static_cast<long long>(members), static_cast<long long>(selected),
+          static_cast<long long>(selected_in));
+    QCOMPARE(selected_in, members);  // the whole cluster
+    QVERIFY(selected - selected_in <=
+            members / 20);  // and (almost) nothing else: clusters are apart
     QSignalSpy shown(window_.get(), &app::MainWindow::selectionMarkersShown);
     window_->compareSelection();
     QVERIFY(shown.wait(60000));
     // The selection is cluster 1, so its top marker is cluster 1's top marker.
-    QCOMPARE(window_->markerTable()->item(0, 0)->text(), QString::fromStdString(snap->markers[1][0].gene));
+    QCOMPARE(window_->markerTable()->item(0, 0)->text(),
+             QString::fromStdString(snap->markers[1][0].gene));
   }
 
   void colourByGeneThroughSearch() {
@@ -192,8 +200,11 @@ class TestMainWindow : public QObject {
     double in = 0, out = 0;
     std::int64_t n_in = 0;
     for (std::size_t i = 0; i < values->size(); ++i) {
-      if (snap->labels[i] == 1) { in += (*values)[i]; ++n_in; }
-      else out += (*values)[i];
+      if (snap->labels[i] == 1) {
+        in += (*values)[i];
+        ++n_in;
+      } else
+        out += (*values)[i];
     }
     in /= n_in;
     out /= static_cast<double>(values->size() - n_in);
@@ -266,9 +277,9 @@ class TestMainWindow : public QObject {
     window_->saveH5ad(h5ad);
     QVERIFY(saved.wait(60000));
     QProcess py;
-    py.start("/usr/bin/python3",
-             {QString(ORRERY_SOURCE_DIR) + "/tests/app/check_annotated.py", h5ad,
-              QString::number(window_->clusterNames().size()), QString::number(snap->cluster_sizes[0])});
+    py.start("/usr/bin/python3", {QString(ORRERY_SOURCE_DIR) + "/tests/app/check_annotated.py",
+                                  h5ad, QString::number(window_->clusterNames().size()),
+                                  QString::number(snap->cluster_sizes[0])});
     QVERIFY(py.waitForFinished(60000));
     if (py.exitCode() == 77) QSKIP("python3-anndata is not installed");
     QVERIFY2(py.exitCode() == 0, py.readAllStandardError().constData());
@@ -326,7 +337,8 @@ class TestMainWindow : public QObject {
     QSignalSpy saved(window_->computeThread()->worker(), &app::ComputeWorker::saved);
     QSignalSpy failed(window_.get(), &app::MainWindow::runFailed);
     window_->saveH5ad(h5ad);
-    QVERIFY2(saved.wait(60000), failed.isEmpty() ? "no signal" : qPrintable(failed.first().first().toString()));
+    QVERIFY2(saved.wait(60000),
+             failed.isEmpty() ? "no signal" : qPrintable(failed.first().first().toString()));
     io::Store store = io::open_store(h5ad.toStdString());
     QCOMPARE(store.n_obs(), snap->n_cells);
     QCOMPARE(store.n_vars(), snap->n_genes);
@@ -344,6 +356,20 @@ class TestMainWindow : public QObject {
     QVERIFY(cancelled.wait(30000));
     QVERIFY(!window_->isRunning());
     QCOMPARE(done.count(), 0);
+  }
+
+  void reopeningWhileRunningStaysBusyUntilTheLastRun() {
+    QSignalSpy progress(window_.get(), &app::MainWindow::runProgress);
+    QSignalSpy cancelled(window_.get(), &app::MainWindow::runCancelled);
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    window_->openStore(demo_);
+    QVERIFY(progress.wait(30000));
+    window_->openStore(demo_);  // cancels the first run
+    QVERIFY(cancelled.wait(30000));
+    QVERIFY(window_->isRunning());  // the second run is still going
+    QVERIFY(done.wait(300000));
+    QVERIFY(!window_->isRunning());
+    QCOMPARE(done.count(), 1);
   }
 
   void badStoreReportsAnError() {

@@ -134,7 +134,8 @@ class TestPbmc3k : public QObject {
       std::vector<std::pair<double, std::int64_t>> d;
       for (std::int64_t j = 0; j < x.rows; ++j) {
         double s = 0;
-        for (int c = 0; c < 40; ++c) s += (double(x.at(i, c)) - x.at(j, c)) * (double(x.at(i, c)) - x.at(j, c));
+        for (int c = 0; c < 40; ++c)
+          s += (double(x.at(i, c)) - x.at(j, c)) * (double(x.at(i, c)) - x.at(j, c));
         d.push_back({j == i ? -1.0 : s, j});
       }
       std::partial_sort(d.begin(), d.begin() + 15, d.end());
@@ -196,7 +197,9 @@ class TestPbmc3k : public QObject {
       gene_index[store_.var.index[result_.kept_genes[g]]] = static_cast<int>(g);
     // Reference rows: group, names, scores, logfoldchanges, pvals, pvals_adj (sorted by score).
     QProcess unzip;
-    unzip.start("gzip", {"-dc", QString::fromStdString((ref_ / "rank_genes_groups_wilcoxon.tsv.gz").string())});
+    unzip.start(
+        "gzip",
+        {"-dc", QString::fromStdString((ref_ / "rank_genes_groups_wilcoxon.tsv.gz").string())});
     QVERIFY(unzip.waitForFinished(60000));
     const QList<QByteArray> lines = unzip.readAllStandardOutput().split('\n');
     std::vector<std::vector<std::string>> top(n_groups);
@@ -211,27 +214,32 @@ class TestPbmc3k : public QObject {
       const auto& m = markers[group];
       if (top[group].size() < 10) top[group].push_back(name);
       max_score = std::max(max_score, std::fabs(m.scores[g] - f[2].toDouble()));
-      if (qEnvironmentVariableIsSet("ORRERY_DEBUG_WILCOXON") && std::fabs(m.scores[g] - f[2].toDouble()) > 5e-5)
-        qInfo("group %d gene %s ours %.7f scanpy %s pct_in %.4f", group, name.c_str(), m.scores[g], f[2].constData(), m.pct_in[g]);
+      if (qEnvironmentVariableIsSet("ORRERY_DEBUG_WILCOXON") &&
+          std::fabs(m.scores[g] - f[2].toDouble()) > 5e-5)
+        qInfo("group %d gene %s ours %.7f scanpy %s pct_in %.4f", group, name.c_str(), m.scores[g],
+              f[2].constData(), m.pct_in[g]);
       max_lfc = std::max(max_lfc, std::fabs(m.logfoldchanges[g] - f[3].toDouble()) /
                                       std::max(1.0, std::fabs(f[3].toDouble())));
       const double p = f[4].toDouble(), padj = f[5].toDouble();
       if (p > 1e-300) max_p_rel = std::max(max_p_rel, std::fabs(m.pvals[g] - p) / p);
-      if (padj > 1e-300) max_padj_rel = std::max(max_padj_rel, std::fabs(m.pvals_adj[g] - padj) / padj);
+      if (padj > 1e-300)
+        max_padj_rel = std::max(max_padj_rel, std::fabs(m.pvals_adj[g] - padj) / padj);
       ++rows;
     }
     QCOMPARE(rows, n_groups * static_cast<int>(result_.kept_genes.size()));
     double worst_overlap = 1;
     for (int group = 0; group < n_groups; ++group) {
       std::set<std::string> ours;
-      for (int k = 0; k < 10; ++k) ours.insert(store_.var.index[result_.kept_genes[markers[group].order[k]]]);
+      for (int k = 0; k < 10; ++k)
+        ours.insert(store_.var.index[result_.kept_genes[markers[group].order[k]]]);
       int common = 0;
       for (auto& n : top[group]) common += ours.count(n);
       worst_overlap = std::min(worst_overlap, common / 10.0);
     }
-    qInfo("wilcoxon vs scanpy: worst top-10 overlap %.2f, max |score| diff %.2e, max rel pval diff "
-          "%.2e, max rel pval_adj diff %.2e, max rel logFC diff %.2e",
-          worst_overlap, max_score, max_p_rel, max_padj_rel, max_lfc);
+    qInfo(
+        "wilcoxon vs scanpy: worst top-10 overlap %.2f, max |score| diff %.2e, max rel pval diff "
+        "%.2e, max rel pval_adj diff %.2e, max rel logFC diff %.2e",
+        worst_overlap, max_score, max_p_rel, max_padj_rel, max_lfc);
     QVERIFY(worst_overlap >= 0.8);
     // Values are float32 as in scanpy, but float32 log1p differs by one ulp between numpy builds
     // and libm for ~5% of inputs, which reorders a few near-tied values: score differences are
@@ -250,18 +258,22 @@ class TestPbmc3k : public QObject {
     const auto n = static_cast<std::int64_t>(result_.kept_cells.size());
     const auto g = static_cast<std::int64_t>(result_.kept_genes.size());
     compute::WilcoxonOptions exact{.method = "exact"}, binned{.method = "binned", .n_bins = 200};
-    auto a = compute::rank_genes_groups(source, n, g, result_.leiden, result_.n_clusters, exact, progress);
-    auto b = compute::rank_genes_groups(source, n, g, result_.leiden, result_.n_clusters, binned, progress);
+    auto a = compute::rank_genes_groups(source, n, g, result_.leiden, result_.n_clusters, exact,
+                                        progress);
+    auto b = compute::rank_genes_groups(source, n, g, result_.leiden, result_.n_clusters, binned,
+                                        progress);
     double worst = 1, max_diff = 0;
     for (int c = 0; c < result_.n_clusters; ++c) {
       std::set<std::int32_t> top_a(a[c].order.begin(), a[c].order.begin() + 20);
       int common = 0;
       for (int k = 0; k < 20; ++k) common += top_a.count(b[c].order[k]);
       worst = std::min(worst, common / 20.0);
-      for (std::int64_t j = 0; j < g; ++j) max_diff = std::max(max_diff, std::fabs(a[c].scores[j] - b[c].scores[j]));
+      for (std::int64_t j = 0; j < g; ++j)
+        max_diff = std::max(max_diff, std::fabs(a[c].scores[j] - b[c].scores[j]));
       QCOMPARE(a[c].logfoldchanges, b[c].logfoldchanges);  // same means either way
     }
-    qInfo("binned (200 bins) vs exact: worst top-20 overlap %.2f, max |score| diff %.3f", worst, max_diff);
+    qInfo("binned (200 bins) vs exact: worst top-20 overlap %.2f, max |score| diff %.3f", worst,
+          max_diff);
     QVERIFY(worst >= 0.8);
     QVERIFY(max_diff < 1.0);
   }
@@ -270,7 +282,8 @@ class TestPbmc3k : public QObject {
     QCOMPARE(static_cast<int>(result_.markers.size()), result_.n_clusters);
     for (const auto& m : result_.markers) {
       QCOMPARE(m.order.size(), result_.kept_genes.size());
-      QVERIFY2(m.scores[m.order[0]] > 5, qPrintable(QString::number(m.scores[m.order[0]])));  // a strong marker
+      QVERIFY2(m.scores[m.order[0]] > 5,
+               qPrintable(QString::number(m.scores[m.order[0]])));  // a strong marker
       QVERIFY(m.pvals_adj[m.order[0]] < 1e-10);
       QVERIFY(m.pct_in[m.order[0]] > m.pct_out[m.order[0]]);
     }

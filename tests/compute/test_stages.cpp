@@ -106,7 +106,8 @@ class TestStages : public QObject {
     QCOMPARE(knn_recall(exact, exact), 1.0);
     for (std::int64_t i = 0; i < n; ++i) {
       QCOMPARE(approx.indices[i * 15], i);
-      for (int c = 2; c < 15; ++c) QVERIFY(approx.distances[i * 15 + c] >= approx.distances[i * 15 + c - 1]);
+      for (int c = 2; c < 15; ++c)
+        QVERIFY(approx.distances[i * 15 + c] >= approx.distances[i * 15 + c - 1]);
     }
     // Seeded: the same graph again.
     KnnResult again = nn_descent_knn(x, o, p);
@@ -251,14 +252,16 @@ class TestStages : public QObject {
     QCOMPARE(one.x_umap.values, two.x_umap.values);
     QCOMPARE(one.leiden, two.leiden);
     QCOMPARE(one.markers.size(), two.markers.size());
-    for (std::size_t g = 0; g < one.markers.size(); ++g) QCOMPARE(one.markers[g].scores, two.markers[g].scores);
+    for (std::size_t g = 0; g < one.markers.size(); ++g)
+      QCOMPARE(one.markers[g].scores, two.markers[g].scores);
 
     io::Store store = io::open_store(path);
     const auto& truth = std::get<Categorical>(store.obs.find("true_cluster")->values);
     std::vector<std::int32_t> planted;
     for (auto c : one.kept_cells) planted.push_back(truth.codes[c]);
     const double ari = adjusted_rand_index(one.leiden, planted);
-    qInfo("synthetic 2000 cells, 6 planted clusters: %d Leiden clusters, ARI %.3f", one.n_clusters, ari);
+    qInfo("synthetic 2000 cells, 6 planted clusters: %d Leiden clusters, ARI %.3f", one.n_clusters,
+          ari);
     QVERIFY(ari > 0.9);
   }
 

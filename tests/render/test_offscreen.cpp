@@ -123,7 +123,8 @@ class TestOffscreen : public QObject {
         pts, {{-1, -1}, {11, -1}, {11, 2}, {3, 2}, {3, 8}, {11, 8}, {11, 11}, {-1, 11}});
     QCOMPARE(c, (std::vector<bool>{true, true, true, false, true}));
     QCOMPARE(render::points_in_polygon(pts, {{0, 0}, {1, 1}}), std::vector<bool>(5, false));
-    QCOMPARE(render::points_in_rect(pts, {6, 6}, {4, 4}), (std::vector<bool>{false, false, false, true, false}));
+    QCOMPARE(render::points_in_rect(pts, {6, 6}, {4, 4}),
+             (std::vector<bool>{false, false, false, true, false}));
   }
 
   void viridisAndExpressionColouring() {
@@ -137,12 +138,18 @@ class TestOffscreen : public QObject {
     QCOMPARE(p.colors[2], render::viridis(1.0f));
     QCOMPARE(p.colors[0], render::viridis(0.0f));
     QCOMPARE(p.positions[1], glm::vec2(2, 2));
-    auto img = renderer_->render(p, [&] { render::Camera c; c.fit(p, 100, 100, 0.2f); return c; }(),
+    auto img = renderer_->render(p,
+                                 [&] {
+                                   render::Camera c;
+                                   c.fit(p, 100, 100, 0.2f);
+                                   return c;
+                                 }(),
                                  {100, 100, 9});
     render::Camera c;
     c.fit(p, 100, 100, 0.2f);
     const auto px = c.to_pixels({0, 0});
-    QVERIFY(near(img.pixel(static_cast<unsigned>(px.x), static_cast<unsigned>(px.y)), 0xfd, 0xe7, 0x25));
+    QVERIFY(near(img.pixel(static_cast<unsigned>(px.x), static_cast<unsigned>(px.y)), 0xfd, 0xe7,
+                 0x25));
   }
 
   void absurdSizeIsAnError() {
