@@ -165,7 +165,9 @@ int cmd_run(const Args& a, const std::string& store_path) {
   std::string note;
   auto backend = compute::make_backend(params.backend, &note);
   if (!a.quiet) std::fprintf(stderr, "%s\n", note.c_str());
-  io::Store store = io::open_store(store_path);
+  io::OpenOptions open_options;
+  open_options.progress = [&](std::string_view what, double f) { progress.report(what, f); };
+  io::Store store = io::open_store(store_path, open_options);
   if (!a.quiet)
     std::fprintf(stderr, "%s: %lld cells x %lld genes (%s)\n", store_path.c_str(),
                  static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),

@@ -69,7 +69,12 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
   std::function<void()> outcome;
   try {
     emit this->progress("open", 0.0);
-    auto store = std::make_unique<io::Store>(io::open_store(path.toStdString()));
+    io::OpenOptions open_options;
+    open_options.progress = [&](std::string_view what, double f) {
+      progress.check();
+      progress.report(what, f);
+    };
+    auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
     std::string note;
     auto backend = compute::make_backend(params.backend, &note);
     compute::PipelineHooks hooks;

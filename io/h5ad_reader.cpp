@@ -1,8 +1,13 @@
 #include "h5ad_reader.hpp"
 
+#include "h5ad_writer.hpp"
+
 #include <algorithm>
 #include <cmath>
+#include <unistd.h>
+
 #include <cstring>
+#include <filesystem>
 #include <limits>
 #include <memory>
 
@@ -390,7 +395,70 @@ Store open_10x_h5(const std::string& path, hid_t file) {
 
 }  // namespace
 
-Store open_h5ad(const std::string& path) {
+// A CSC X (genes as the compressed axis) cannot be sliced by cell. It is transposed once into a
+// temporary CSR store, cell block by cell block within the memory budget: each block is one pass
+// over the CSC data. The temporary file is unlinked as soon as it is open.
+std::unique_ptr<RowChunkReader> transpose_csc(const std::string& path, H5Id group, std::int64_t n_obs,
+                                              std::int64_t n_vars, const OpenOptions& options) {
+  CsrReader by_gene(path, std::move(group), n_vars, n_obs);  // rows = genes, cols = cells
+  auto report = [&](double f) {
+    if (options.progress) options.progress("transposing CSC X to a temporary CSR store", f);
+  };
+  const std::int64_t gene_step = by_gene.rows_for_budget(std::size_t{256} << 20);
+  std::vector<std::int64_t> row_nnz(n_obs, 0);
+  for (std::int64_t g0 = 0; g0 < n_vars; g0 += gene_step) {
+    CsrMatrix c = by_gene.read_rows(g0, std::min(n_vars, g0 + gene_step));
+    for (auto cell : c.indices) ++row_nnz[cell];
+  }
+  namespace fs = std::filesystem;
+  const fs::path tmp = fs::temp_directory_path() /
+                       ("orrery-csr-" + std::to_string(::getpid()) + "-" +
+                        std::to_string(reinterpret_cast<std::uintptr_t>(&row_nnz)) + ".h5");
+  {
+    H5adWriter w(tmp.string());
+    std::int64_t c0 = 0;
+    const std::size_t budget = std::max<std::size_t>(options.transpose_bytes, 8);
+    w.write_X(n_obs, n_vars, [&](CsrMatrix& block) {
+      if (c0 >= n_obs) return false;
+      std::int64_t c1 = c0, bytes = 0;
+      while (c1 < n_obs && (c1 == c0 || bytes + row_nnz[c1] * 8 <= static_cast<std::int64_t>(budget)))
+        bytes += row_nnz[c1++] * 8;
+      block = CsrMatrix{};
+      block.n_rows = c1 - c0;
+      block.n_cols = n_vars;
+      block.indptr.assign(block.n_rows + 1, 0);
+      for (std::int64_t i = c0; i < c1; ++i) block.indptr[i - c0 + 1] = block.indptr[i - c0] + row_nnz[i];
+      block.indices.resize(block.indptr.back());
+      block.data.resize(block.indptr.back());
+      std::vector<std::int64_t> fill(block.indptr.begin(), block.indptr.end() - 1);
+      for (std::int64_t g0 = 0; g0 < n_vars; g0 += gene_step) {
+        CsrMatrix c = by_gene.read_rows(g0, std::min(n_vars, g0 + gene_step));
+        for (std::int64_t r = 0; r < c.n_rows; ++r)
+          for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k) {
+            const auto cell = c.indices[k];
+            if (cell < c0 || cell >= c1) continue;
+            const auto at = fill[cell - c0]++;
+            block.indices[at] = static_cast<GeneIndex>(g0 + r);
+            block.data[at] = c.data[k];
+          }
+      }
+      report(static_cast<double>(c1) / static_cast<double>(n_obs));
+      c0 = c1;
+      return true;
+    });
+    w.write_obs(DataFrame{});
+    w.write_var(DataFrame{});
+    w.commit();
+  }
+  H5Id file(H5Fopen(tmp.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  std::error_code ec;
+  fs::remove(tmp, ec);  // the open handle keeps the data until the reader closes
+  if (!file.valid()) throw Error(path, "X", "cannot reopen the transposed temporary store");
+  H5Id x(H5Gopen2(file, "X", H5P_DEFAULT));
+  return std::make_unique<CsrReader>(path, std::move(x), n_obs, n_vars);
+}
+
+Store open_h5ad(const std::string& path, const OpenOptions& options) {
   silence_hdf5_errors();
   H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file.valid()) throw Error(path, "", "not a readable HDF5 file (truncated or corrupt?)");
@@ -414,9 +482,8 @@ Store open_h5ad(const std::string& path) {
     H5Id group(H5Gopen2(file, "X", H5P_DEFAULT));
     std::string enc = read_string_attr(group, "encoding-type");
     if (enc.empty()) enc = read_string_attr(group, "h5sparse_format") + "_matrix";
-    if (enc == "csc_matrix")
-      throw Error(path, "X", "CSC matrices are not streamed yet (store X as CSR)");
-    if (enc != "csr_matrix") throw Error(path, "X", "unknown sparse encoding '" + enc + "'");
+    if (enc != "csr_matrix" && enc != "csc_matrix")
+      throw Error(path, "X", "unknown sparse encoding '" + enc + "'");
     store.x_encoding = enc;
     std::int64_t shape[2] = {0, 0};
     if (H5Aexists(group, "shape") > 0) {
@@ -427,7 +494,12 @@ Store open_h5ad(const std::string& path) {
       throw Error(path, "X",
                   "shape (" + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) +
                       ") does not match obs x var");
-    store.X = std::make_unique<CsrReader>(path, std::move(group), n_obs, n_vars);
+    if (enc == "csc_matrix") {
+      store.X = transpose_csc(path, std::move(group), n_obs, n_vars, options);
+      store.x_encoding = "csc_matrix (streamed from a temporary CSR transpose)";
+    } else {
+      store.X = std::make_unique<CsrReader>(path, std::move(group), n_obs, n_vars);
+    }
   } else {
     H5Id dset(H5Dopen2(file, "X", H5P_DEFAULT));
     auto dims = dataset_dims(dset);

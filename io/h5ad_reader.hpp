@@ -10,7 +10,7 @@
 
 namespace orrery::io {
 
-Store open_h5ad(const std::string& path);
+Store open_h5ad(const std::string& path, const OpenOptions& options = {});
 
 // Reads a 1-D string dataset (variable- or fixed-length) as UTF-8 strings.
 std::vector<std::string> read_string_dataset(hid_t parent, const std::string& name,

@@ -119,11 +119,11 @@ std::unique_ptr<RowChunkReader> make_memory_reader(CsrMatrix matrix) {
   return std::make_unique<MemoryReader>(std::move(matrix));
 }
 
-Store open_store(const std::string& path) {
+Store open_store(const std::string& path, const OpenOptions& options) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw Error(path, "", "no such file or folder");
   if (is_mtx_store(path)) return open_mtx(path);
-  if (fs::is_regular_file(path) && has_hdf5_signature(path)) return open_h5ad(path);
+  if (fs::is_regular_file(path) && has_hdf5_signature(path)) return open_h5ad(path, options);
   throw Error(path, "", "unrecognised store (expected .h5ad or a 10x Matrix Market folder)");
 }
 

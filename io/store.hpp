@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <string_view>
 #include <memory>
 #include <string>
 #include <vector>
@@ -42,7 +43,14 @@ struct Store {
   std::int64_t n_vars() const { return X ? X->n_cols() : 0; }
 };
 
-Store open_store(const std::string& path);
+struct OpenOptions {
+  // Reports long preparatory work (e.g. "transposing CSC X", fraction).
+  std::function<void(std::string_view, double)> progress;
+  // Memory for one block when a CSC X is transposed to a temporary CSR store.
+  std::size_t transpose_bytes = std::size_t{1} << 30;
+};
+
+Store open_store(const std::string& path, const OpenOptions& options = {});
 
 // Visits rows in chunks of `step` in order, reading the next chunk on a second thread while
 // `visit(chunk, first_row)` works on the current one. Exceptions from either side propagate.

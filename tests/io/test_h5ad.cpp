@@ -141,6 +141,7 @@ assert ad.var_names[0] == "MT-1" and ad.obs_names[0] == "cell00000000"
     QTest::newRow("csr int32 counts") << "csrint";
     QTest::newRow("dense float32") << "dense";
     QTest::newRow("gzip csr") << "gzip";
+    QTest::newRow("csc float32") << "csc";
   }
 
   void weReadAnndatas() {
@@ -167,6 +168,8 @@ elif layout == "csr64":
     X = sp.csr_matrix(dense.astype(np.float64)); X.indptr = X.indptr.astype(np.int64)
 elif layout == "csrint":
     X = sp.csr_matrix(dense.astype(np.int32))
+elif layout == "csc":
+    X = sp.csc_matrix(dense)
 else:
     X = sp.csr_matrix(dense)
 ad = anndata.AnnData(X=X, obs=obs, var=var)
@@ -178,7 +181,19 @@ np.savetxt(path + ".txt", dense)
       if (why.startsWith("SKIP")) QSKIP("python3-anndata is not installed");
       QFAIL(qPrintable(why));
     }
-    io::Store s = io::open_store(file.toStdString());
+    // A tiny transpose budget makes a CSC X go through many cell blocks.
+    int reports = 0;
+    io::OpenOptions options;
+    options.transpose_bytes = 100;
+    options.progress = [&](std::string_view what, double) {
+      QVERIFY(what.find("CSC") != std::string_view::npos);
+      ++reports;
+    };
+    io::Store s = io::open_store(file.toStdString(), options);
+    if (layout == "csc") {
+      QVERIFY2(reports > 3, qPrintable(QString::number(reports)));
+      QVERIFY(QString::fromStdString(s.x_encoding).contains("csc"));
+    }
     QCOMPARE(s.n_obs(), 40);
     QCOMPARE(s.n_vars(), 25);
     QCOMPARE(QString::fromStdString(s.obs.index[7]), QString("cell-7"));
