@@ -9,6 +9,7 @@
 #include <QFileDialog>
 #include <QHeaderView>
 #include <QImage>
+#include <QInputDialog>
 #include <QMenuBar>
 #include <QMessageBox>
 #include <QMimeData>
@@ -20,6 +21,7 @@
 #include <QVBoxLayout>
 #include <algorithm>
 
+#include "compute/palette.hpp"
 #include "render/colormap.hpp"
 #include "render/offscreen.hpp"
 #include "render/scene.hpp"
@@ -250,6 +252,13 @@ void MainWindow::buildMenus() {
   csv_action("Markers shown...", "markers.csv", &MainWindow::exportMarkersCsv);
   csv_action("Cluster of each cell...", "clusters.csv", &MainWindow::exportClustersCsv);
   csv_action("Selected cells...", "selection.csv", &MainWindow::exportSelectionCsv);
+  select->addAction("&New label from selection...", QKeySequence("Ctrl+L"), this, [this] {
+    bool ok = false;
+    const QString name =
+        QInputDialog::getText(this, "New label", "Name for the selected cells:", QLineEdit::Normal,
+                              QString("label %1").arg(names_.size()), &ok);
+    if (ok) labelSelection(name);
+  });
   select->addAction("C&lear selection", QKeySequence("Ctrl+Shift+A"), this,
                     [this] { setSelection(nullptr); });
 }
@@ -442,6 +451,33 @@ void MainWindow::mergeClusters(std::vector<int> clusters) {
   hidden_ = std::move(hidden);
   fillClusterList();
   redraw();
+}
+
+int MainWindow::labelSelection(const QString& name) {
+  if (!selection_ || name.trimmed().isEmpty()) return -1;
+  const int id = static_cast<int>(names_.size());
+  std::int64_t moved = 0;
+  for (std::size_t i = 0; i < labels_.size(); ++i)
+    if ((*selection_)[i]) {
+      labels_[i] = id;
+      ++moved;
+    }
+  if (moved == 0) return -1;
+  names_.push_back(name.trimmed().toStdString());
+  // The next palette colour not yet used by another category.
+  std::string colour = compute::categorical_palette(names_.size()).back();
+  for (const auto& c : compute::categorical_palette(std::max<std::size_t>(20, names_.size() + 1)))
+    if (std::find(colors_.begin(), colors_.end(), c) == colors_.end()) {
+      colour = c;
+      break;
+    }
+  colors_.push_back(colour);
+  hidden_.push_back(false);
+  selection_.reset();
+  fillClusterList();
+  redraw();
+  statusBar()->showMessage(QString("%1 cells labelled \"%2\"").arg(moved).arg(name.trimmed()));
+  return id;
 }
 
 namespace {

@@ -55,6 +55,8 @@ class MainWindow : public QMainWindow {
   void recolorCluster(int cluster, const QColor& color);
   void setClusterHidden(int cluster, bool hidden);
   void mergeClusters(std::vector<int> clusters);  // into the first
+  // Moves the selected cells into a new category named `name` (a fresh colour); returns its index.
+  int labelSelection(const QString& name);
   // Tables as CSV: the markers shown, each kept cell's cluster, the selected cells.
   bool exportMarkersCsv(const QString& path) const;
   bool exportClustersCsv(const QString& path) const;

@@ -123,10 +123,12 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   w.write_obsm("X_umap", r.x_umap);
   w.write_obsp("connectivities", r.graph.connectivities);
   w.write_obsp("distances", r.graph.distances);
-  // Markers belong to the Leiden clusters; after merges they no longer describe the categories.
-  const bool merged =
-      annotation && annotation->names.size() != static_cast<std::size_t>(r.n_clusters);
-  if (!r.markers.empty() && !merged) write_markers(w, r, p, var.index, categories);
+  // Markers belong to the Leiden clusters; after merges or new labels they no longer describe
+  // the categories, so they are written only when the cells' categories are still Leiden's.
+  const bool relabelled =
+      annotation && (annotation->labels != r.leiden ||
+                     annotation->names.size() != static_cast<std::size_t>(r.n_clusters));
+  if (!r.markers.empty() && !relabelled) write_markers(w, r, p, var.index, categories);
   progress.check();
   w.commit();
 }

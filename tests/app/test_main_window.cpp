@@ -271,6 +271,18 @@ class TestMainWindow : public QObject {
     for (std::size_t i = 0; i < before.size(); ++i)
       if (before[i] == 5) QCOMPARE(window_->clusterLabels()[i], 4);
 
+    // New label from the lasso selection: a category with exactly the selected cells.
+    const auto n_selected = std::count(sel->begin(), sel->end(), true);
+    const int label = window_->labelSelection("lassoed");
+    QCOMPARE(label, static_cast<int>(window_->clusterNames().size()) - 1);
+    QCOMPARE(std::count(window_->clusterLabels().begin(), window_->clusterLabels().end(), label),
+             n_selected);
+    QCOMPARE(window_->clusterList()->count(), static_cast<int>(window_->clusterNames().size()));
+    const std::string fresh = window_->clusterColors().back();
+    QCOMPARE(std::count(window_->clusterColors().begin(), window_->clusterColors().end(), fresh),
+             1);
+    QCOMPARE(colours_present(grabView(), {fresh}, 20), 1);
+
     // Save: anndata sees the edited categories and colours.
     const QString h5ad = tmp_.filePath("annotated.h5ad");
     QSignalSpy saved(window_->computeThread()->worker(), &app::ComputeWorker::saved);
