@@ -2,9 +2,9 @@
 
 #include "h5ad_writer.hpp"
 
+#include <unistd.h>
 #include <algorithm>
 #include <cmath>
-#include <unistd.h>
 
 #include <cstring>
 #include <filesystem>
@@ -100,6 +100,12 @@ class CsrReader final : public RowChunkReader {
       if (out.indptr[r + 1] < out.indptr[r])
         throw Error(file_, "X/indptr", "not monotone at row " + std::to_string(r0 + r));
     if (b < 0 || e > nnz_) throw Error(file_, "X/indptr", "offset outside [0, nnz]");
+    // Never allocate what a corrupt indptr declares: rows average at most one value per column.
+    constexpr std::int64_t kMaxChunkEntries = std::int64_t{1} << 32;
+    if (e - b > kMaxChunkEntries || e - b > (r1 - r0) * std::max<std::int64_t>(cols_, 1))
+      throw Error(file_, "X/indptr",
+                  "rows " + std::to_string(r0) + ".." + std::to_string(r1) + " declare " +
+                      std::to_string(e - b) + " entries, more than rows x columns");
     for (auto& p : out.indptr) p -= b;
     out.indices.resize(e - b);
     out.data.resize(e - b);
@@ -398,8 +404,9 @@ Store open_10x_h5(const std::string& path, hid_t file) {
 // A CSC X (genes as the compressed axis) cannot be sliced by cell. It is transposed once into a
 // temporary CSR store, cell block by cell block within the memory budget: each block is one pass
 // over the CSC data. The temporary file is unlinked as soon as it is open.
-std::unique_ptr<RowChunkReader> transpose_csc(const std::string& path, H5Id group, std::int64_t n_obs,
-                                              std::int64_t n_vars, const OpenOptions& options) {
+std::unique_ptr<RowChunkReader> transpose_csc(const std::string& path, H5Id group,
+                                              std::int64_t n_obs, std::int64_t n_vars,
+                                              const OpenOptions& options) {
   CsrReader by_gene(path, std::move(group), n_vars, n_obs);  // rows = genes, cols = cells
   auto report = [&](double f) {
     if (options.progress) options.progress("transposing CSC X to a temporary CSR store", f);
@@ -421,13 +428,15 @@ std::unique_ptr<RowChunkReader> transpose_csc(const std::string& path, H5Id grou
     w.write_X(n_obs, n_vars, [&](CsrMatrix& block) {
       if (c0 >= n_obs) return false;
       std::int64_t c1 = c0, bytes = 0;
-      while (c1 < n_obs && (c1 == c0 || bytes + row_nnz[c1] * 8 <= static_cast<std::int64_t>(budget)))
+      while (c1 < n_obs &&
+             (c1 == c0 || bytes + row_nnz[c1] * 8 <= static_cast<std::int64_t>(budget)))
         bytes += row_nnz[c1++] * 8;
       block = CsrMatrix{};
       block.n_rows = c1 - c0;
       block.n_cols = n_vars;
       block.indptr.assign(block.n_rows + 1, 0);
-      for (std::int64_t i = c0; i < c1; ++i) block.indptr[i - c0 + 1] = block.indptr[i - c0] + row_nnz[i];
+      for (std::int64_t i = c0; i < c1; ++i)
+        block.indptr[i - c0 + 1] = block.indptr[i - c0] + row_nnz[i];
       block.indices.resize(block.indptr.back());
       block.data.resize(block.indptr.back());
       std::vector<std::int64_t> fill(block.indptr.begin(), block.indptr.end() - 1);

@@ -287,6 +287,43 @@ ad.write_h5ad(sys.argv[1])
     }
   }
 
+  void hugeDeclaredSizesAreRefusedNotAllocated() {
+    const QString file = path("huge.h5ad");
+    const QString script = R"(
+import sys
+try:
+    import h5py, numpy as np
+except ImportError:
+    sys.exit(77)
+with h5py.File(sys.argv[1], "w") as f:
+    f.attrs["encoding-type"] = "anndata"; f.attrs["encoding-version"] = "0.1.0"
+    for name, n in (("obs", 2), ("var", 5)):
+        g = f.create_group(name)
+        g.attrs["encoding-type"] = "dataframe"; g.attrs["encoding-version"] = "0.2.0"
+        g.attrs["_index"] = "_index"; g.attrs["column-order"] = np.array([], dtype=float)
+        g.create_dataset("_index", data=np.array([f"{name}{i}" for i in range(n)], dtype=object), dtype=h5py.string_dtype())
+    x = f.create_group("X")
+    x.attrs["encoding-type"] = "csr_matrix"; x.attrs["encoding-version"] = "0.1.0"; x.attrs["shape"] = (2, 5)
+    big = 10**11
+    x.create_dataset("data", shape=(big,), dtype="f4", chunks=(1 << 16,))
+    x.create_dataset("indices", shape=(big,), dtype="i4", chunks=(1 << 16,))
+    x.create_dataset("indptr", data=np.array([0, big, big], dtype=np.int64))
+)";
+    QString why;
+    if (!run_python(script, {file}, &why)) {
+      if (why.startsWith("SKIP")) QSKIP("python3-h5py is not installed");
+      QFAIL(qPrintable(why));
+    }
+    io::Store s = io::open_store(file.toStdString());
+    QCOMPARE(s.X->nnz(), std::int64_t{100000000000});
+    try {
+      s.X->read_rows(0, 2);
+      QFAIL("a row declaring 1e11 entries was accepted");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("X/indptr"), e.what());
+    }
+  }
+
   void corruptIndptrAndIndices() {
     // indptr not monotone and an index out of range, written by our own writer with bad chunks.
     for (int variant = 0; variant < 2; ++variant) {
