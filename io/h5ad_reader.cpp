@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <limits>
 #include <memory>
 
@@ -19,27 +20,52 @@ void silence_hdf5_errors() {
 
 namespace {
 
-std::string read_string_attr(hid_t obj, const char* name) {
-  if (H5Aexists(obj, name) <= 0) return {};
-  H5Id attr(H5Aopen(obj, name, H5P_DEFAULT));
-  if (!attr.valid()) return {};
-  H5Id type(H5Aget_type(attr));
-  if (H5Tget_class(type) != H5T_STRING) return {};
+// Reads `n` strings of HDF5 string type `type` (variable- or fixed-length) through `read`, which
+// fills a buffer in the given memory type (an H5Aread or H5Dread). False when the read fails.
+bool read_strings(hid_t type, std::size_t n, const std::function<herr_t(hid_t, void*)>& read,
+                  std::vector<std::string>& out) {
+  out.assign(n, {});
+  if (n == 0) return true;
   if (H5Tis_variable_str(type) > 0) {
     H5Id mem(H5Tcopy(H5T_C_S1));
     H5Tset_size(mem, H5T_VARIABLE);
     H5Tset_cset(mem, H5Tget_cset(type));
-    char* value = nullptr;
-    if (H5Aread(attr, mem, &value) < 0 || !value) return {};
-    std::string out(value);
-    H5free_memory(value);
-    return out;
+    std::vector<char*> ptrs(n, nullptr);
+    if (read(mem, ptrs.data()) < 0) return false;
+    for (std::size_t i = 0; i < n; ++i) out[i] = ptrs[i] ? ptrs[i] : "";
+    const hsize_t count = n;
+    H5Id space(H5Screate_simple(1, &count, nullptr));
+    H5Dvlen_reclaim(mem, space, H5P_DEFAULT, ptrs.data());
+    return true;
   }
-  std::size_t size = H5Tget_size(type);
-  std::string out(size, '\0');
-  if (H5Aread(attr, type, out.data()) < 0) return {};
-  out.resize(std::strlen(out.c_str()));
+  const std::size_t size = H5Tget_size(type);
+  std::vector<char> buf(n * size);
+  if (read(type, buf.data()) < 0) return false;
+  for (std::size_t i = 0; i < n; ++i)
+    out[i].assign(buf.data() + i * size, strnlen(buf.data() + i * size, size));
+  return true;
+}
+
+// A string attribute (scalar or array); empty when absent or not strings.
+std::vector<std::string> string_attr_values(hid_t obj, const char* name) {
+  std::vector<std::string> out;
+  if (H5Aexists(obj, name) <= 0) return out;
+  H5Id attr(H5Aopen(obj, name, H5P_DEFAULT));
+  if (!attr.valid()) return out;
+  H5Id type(H5Aget_type(attr));
+  H5Id space(H5Aget_space(attr));
+  const hssize_t n = H5Sget_simple_extent_npoints(space);
+  if (n <= 0 || H5Tget_class(type) != H5T_STRING) return out;
+  if (!read_strings(
+          type, static_cast<std::size_t>(n),
+          [&](hid_t mem, void* buf) { return H5Aread(attr, mem, buf); }, out))
+    out.clear();
   return out;
+}
+
+std::string read_string_attr(hid_t obj, const char* name) {
+  auto values = string_attr_values(obj, name);
+  return values.empty() ? std::string() : values.front();
 }
 
 std::vector<hsize_t> dataset_dims(hid_t dset) {
@@ -188,32 +214,6 @@ std::vector<std::string> member_names(hid_t group) {
   return names;
 }
 
-std::vector<std::string> string_array_attr(hid_t obj, const char* name) {
-  std::vector<std::string> out;
-  if (H5Aexists(obj, name) <= 0) return out;
-  H5Id attr(H5Aopen(obj, name, H5P_DEFAULT));
-  H5Id type(H5Aget_type(attr));
-  H5Id space(H5Aget_space(attr));
-  const hssize_t n = H5Sget_simple_extent_npoints(space);
-  if (n <= 0 || H5Tget_class(type) != H5T_STRING) return out;
-  if (H5Tis_variable_str(type) > 0) {
-    H5Id mem(H5Tcopy(H5T_C_S1));
-    H5Tset_size(mem, H5T_VARIABLE);
-    H5Tset_cset(mem, H5Tget_cset(type));
-    std::vector<char*> ptrs(n, nullptr);
-    if (H5Aread(attr, mem, ptrs.data()) >= 0)
-      for (auto* p : ptrs) out.emplace_back(p ? p : "");
-    H5Dvlen_reclaim(mem, space, H5P_DEFAULT, ptrs.data());
-  } else {
-    const std::size_t size = H5Tget_size(type);
-    std::vector<char> buf(size * n);
-    if (H5Aread(attr, type, buf.data()) >= 0)
-      for (hssize_t i = 0; i < n; ++i)
-        out.emplace_back(buf.data() + i * size, strnlen(buf.data() + i * size, size));
-  }
-  return out;
-}
-
 template <typename T>
 std::vector<T> read_numeric(hid_t parent, const std::string& name, hid_t mem,
                             const std::string& file, std::size_t expected) {
@@ -303,7 +303,7 @@ DataFrame read_dataframe(hid_t file_id, const char* frame, const std::string& fi
   const std::string where = file + ": " + frame;
   DataFrame df;
   df.index = read_string_dataset(group, index_name, where);
-  std::vector<std::string> order = string_array_attr(group, "column-order");
+  std::vector<std::string> order = string_attr_values(group, "column-order");
   if (H5Aexists(group, "column-order") <= 0)  // pre-0.7 stores: every member but the index
     for (auto& m : member_names(group))
       if (m != index_name && m != "__categories") order.push_back(m);
@@ -329,29 +329,17 @@ std::vector<std::string> read_string_dataset(hid_t parent, const std::string& na
   auto dims = dataset_dims(dset);
   if (dims.size() != 1) throw Error(file, name, "expected a 1-D string dataset");
   const std::size_t n = dims[0];
-  std::vector<std::string> out(n);
-  if (n == 0) return out;
-  if (H5Tis_variable_str(type) > 0) {
-    H5Id mem(H5Tcopy(H5T_C_S1));
-    H5Tset_size(mem, H5T_VARIABLE);
-    H5Tset_cset(mem, H5Tget_cset(type));
-    std::vector<char*> ptrs(n, nullptr);
-    if (H5Dread(dset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, ptrs.data()) < 0)
-      throw Error(file, name, "read failed");
-    for (std::size_t i = 0; i < n; ++i) out[i] = ptrs[i] ? ptrs[i] : "";
-    H5Id space(H5Dget_space(dset));
-    H5Dvlen_reclaim(mem, space, H5P_DEFAULT, ptrs.data());
-  } else {
-    const std::size_t size = H5Tget_size(type);
-    if (size == 0 || n > (std::size_t{1} << 34) / size) throw Error(file, name, "absurd size");
-    std::vector<char> buf(n * size);
-    if (H5Dread(dset, type, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf.data()) < 0)
-      throw Error(file, name, "read failed");
-    for (std::size_t i = 0; i < n; ++i) {
-      const char* s = buf.data() + i * size;
-      out[i].assign(s, strnlen(s, size));
-    }
-  }
+  const std::size_t size = H5Tget_size(type);
+  if (H5Tis_variable_str(type) <= 0 && (size == 0 || n > (std::size_t{1} << 34) / size))
+    throw Error(file, name, "absurd size");
+  std::vector<std::string> out;
+  if (!read_strings(
+          type, n,
+          [&](hid_t mem, void* buf) {
+            return H5Dread(dset, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+          },
+          out))
+    throw Error(file, name, "read failed");
   return out;
 }
 
