@@ -34,7 +34,8 @@ constexpr const char* kUsage = R"(usage:
   orrery synth -o OUT.h5ad [--cells N] [--genes N] [--clusters K] [--seed S]
   orrery info STORE
 
-STORE is an .h5ad file or a 10x Matrix Market folder (matrix.mtx[.gz], genes/features, barcodes).
+STORE is an .h5ad file, a .zarr directory (v2 or v3), a Cell Ranger .h5 file or a 10x Matrix
+Market folder (matrix.mtx[.gz], genes/features, barcodes).
 )";
 
 compute::Progress* g_progress = nullptr;
@@ -244,8 +245,10 @@ int cmd_info(const std::string& path) {
     std::printf("obs col  %-24s %s\n", c.name.c_str(), describe(c.values).c_str());
   for (const auto& c : store.var.columns)
     std::printf("var col  %-24s %s\n", c.name.c_str(), describe(c.values).c_str());
-  std::printf("obsm     %s\nlayers   %s\nuns      %s\n", join(store.obsm_keys).c_str(),
-              join(store.layer_keys).c_str(), join(store.uns_keys).c_str());
+  std::printf("obsm     %s\nobsp     %s\nlayers   %s\nraw      %s\nuns      %s\n",
+              join(store.obsm_keys).c_str(), join(store.obsp_keys).c_str(),
+              join(store.layer_keys).c_str(), store.has_raw ? "raw/X present" : "-",
+              join(store.uns_keys).c_str());
   return 0;
 }
 

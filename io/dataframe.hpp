@@ -13,6 +13,8 @@ struct Categorical {
   std::vector<std::int32_t> codes;  // -1 = missing
   std::vector<std::string> categories;
   std::vector<std::string> colors;  // optional "#rrggbb" per category, written to uns/<key>_colors
+
+  bool operator==(const Categorical&) const = default;
 };
 
 using ColumnValues = std::variant<std::vector<double>, std::vector<float>,

@@ -7,8 +7,8 @@
 #include <unordered_map>
 #include <unordered_set>
 
+#include "anndata_reader.hpp"
 #include "error.hpp"
-#include "h5ad_reader.hpp"
 #include "mtx_reader.hpp"
 
 namespace orrery::io {
@@ -124,7 +124,11 @@ Store open_store(const std::string& path, const OpenOptions& options) {
   if (!fs::exists(path)) throw Error(path, "", "no such file or folder");
   if (is_mtx_store(path)) return open_mtx(path);
   if (fs::is_regular_file(path) && has_hdf5_signature(path)) return open_h5ad(path, options);
-  throw Error(path, "", "unrecognised store (expected .h5ad or a 10x Matrix Market folder)");
+  if (fs::is_directory(path) &&
+      (fs::exists(fs::path(path) / ".zgroup") || fs::exists(fs::path(path) / "zarr.json")))
+    return open_zarr(path, options);
+  throw Error(path, "",
+              "unrecognised store (expected .h5ad, .zarr, 10x .h5 or a Matrix Market folder)");
 }
 
 }  // namespace orrery::io

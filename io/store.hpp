@@ -1,16 +1,18 @@
-// Opening a store: io::open_store(path) recognises h5ad files and 10x Matrix Market folders and
-// returns obs/var names plus X as a RowChunkReader, which hands out rows [r0, r1) as CSR so
-// that passes over the data are bounded by the chunk, not by the dataset.
+// Opening a store: io::open_store(path) recognises h5ad files, zarr v2/v3 directories, Cell Ranger
+// .h5 files and 10x Matrix Market folders, and returns obs/var plus X as a RowChunkReader, which
+// hands out rows [r0, r1) as CSR so that passes over the data are bounded by the chunk, not by
+// the dataset.
 #pragma once
 
 #include <cstdint>
 #include <functional>
-#include <string_view>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "dataframe.hpp"
+#include "element.hpp"
 #include "matrix.hpp"
 
 namespace orrery::io {
@@ -30,14 +32,18 @@ class RowChunkReader {
 
 struct Store {
   std::string path;
-  std::string format;  // "h5ad", "mtx"
+  std::string format;  // "h5ad", "zarr", "10x-h5", "mtx"
   DataFrame obs;       // index = cell barcodes / obs_names
   DataFrame var;       // index = gene names (unique), column "gene_ids" when known
   std::unique_ptr<RowChunkReader> X;
   std::string x_encoding;              // e.g. "csr_matrix", "array", "10x csc (genes x cells)"
-  std::vector<std::string> obsm_keys;  // h5ad: keys present in obsm, layers and uns
+  std::vector<std::string> obsm_keys;  // AnnData stores: keys present in obsm, obsp, layers, uns
+  std::vector<std::string> obsp_keys;
   std::vector<std::string> layer_keys;
   std::vector<std::string> uns_keys;
+  bool has_raw = false;  // raw/X present
+  // AnnData stores: the tree, for reading layers, raw/X, obsm and obsp (null for other formats).
+  std::shared_ptr<const Element> root;
 
   std::int64_t n_obs() const { return X ? X->n_rows() : 0; }
   std::int64_t n_vars() const { return X ? X->n_cols() : 0; }

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <fstream>
 
+#include "common/python.hpp"
 #include "compute/synth.hpp"
 #include "io/error.hpp"
 #include "io/h5ad_writer.hpp"
@@ -35,38 +36,7 @@ void write_single_chunk(io::H5adWriter& w, const CsrMatrix& m) {
   });
 }
 
-// Runs Debian's python3 with `script`; returns false (and the reason) when anndata is missing.
-bool run_python(const QString& script, const QStringList& args, QString* why) {
-  QProcess p;
-  p.start("/usr/bin/python3", QStringList{"-c", script} + args);
-  if (!p.waitForFinished(120000)) {
-    *why = "python3 did not finish";
-    return false;
-  }
-  const QString err = p.readAllStandardError();
-  if (p.exitCode() == 77) {
-    *why = "SKIP " + err;
-    return false;
-  }
-  if (p.exitCode() != 0) {
-    *why = "python3 failed: " + err;
-    return false;
-  }
-  return true;
-}
-
 }  // namespace
-
-// Runs `script` with Debian's python3 and the remaining arguments; skips the test when the script
-// exits 77 because `package` is missing, fails on any other error.
-#define RUN_PYTHON_OR_SKIP(package, script, ...)                       \
-  do {                                                                 \
-    QString why_;                                                      \
-    if (!run_python(script, QStringList{__VA_ARGS__}, &why_)) {        \
-      if (why_.startsWith("SKIP")) QSKIP(package " is not installed"); \
-      QFAIL(qPrintable(why_));                                         \
-    }                                                                  \
-  } while (0)
 
 class TestH5ad : public QObject {
   Q_OBJECT
@@ -138,7 +108,7 @@ assert abs(float(ad.X.sum()) - float(sys.argv[2])) < 1e-3, (ad.X.sum(), sys.argv
 assert ad.obs["true_cluster"].dtype.name == "category"
 assert ad.var_names[0] == "MT-1" and ad.obs_names[0] == "cell00000000"
 )";
-    RUN_PYTHON_OR_SKIP("python3-anndata", script, file, QString::number(total, 'f', 1));
+    RUN_PYTHON_OR_SKIP("python3-anndata", "-c", script, file, QString::number(total, 'f', 1));
   }
 
   void weReadAnndatas_data() {
@@ -183,7 +153,7 @@ ad = anndata.AnnData(X=X, obs=obs, var=var)
 ad.write_h5ad(path, compression="gzip" if layout == "gzip" else None)
 np.savetxt(path + ".txt", dense)
 )";
-    RUN_PYTHON_OR_SKIP("python3-anndata", script, layout, file);
+    RUN_PYTHON_OR_SKIP("python3-anndata", "-c", script, layout, file);
     // A tiny transpose budget makes a CSC X go through many cell blocks.
     int reports = 0;
     io::OpenOptions options;
@@ -242,7 +212,7 @@ ad.obsm["X_test"] = np.zeros((6, 2))
 ad.uns["note"] = "hello"
 ad.write_h5ad(sys.argv[1])
 )";
-    RUN_PYTHON_OR_SKIP("python3-anndata", script, file);
+    RUN_PYTHON_OR_SKIP("python3-anndata", "-c", script, file);
     io::Store s = io::open_store(file.toStdString());
     QCOMPARE(s.obs.columns.size(), std::size_t{6});
     const auto& cat = std::get<Categorical>(s.obs.find("cluster")->values);
@@ -308,7 +278,7 @@ with h5py.File(sys.argv[1], "w") as f:
     x.create_dataset("indices", shape=(big,), dtype="i4", chunks=(1 << 16,))
     x.create_dataset("indptr", data=np.array([0, big, big], dtype=np.int64))
 )";
-    RUN_PYTHON_OR_SKIP("python3-h5py", script, file);
+    RUN_PYTHON_OR_SKIP("python3-h5py", "-c", script, file);
     io::Store s = io::open_store(file.toStdString());
     QCOMPARE(s.X->nnz(), std::int64_t{100000000000});
     try {

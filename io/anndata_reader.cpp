@@ -1,0 +1,374 @@
+#include "anndata_reader.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+
+#include "h5ad_writer.hpp"
+
+namespace orrery::io {
+
+namespace {
+
+// Rows of a CSR group (data, indices, indptr), read range by range.
+class CsrReader final : public RowChunkReader {
+ public:
+  CsrReader(std::shared_ptr<const Element> group, std::int64_t rows, std::int64_t cols)
+      : group_(std::move(group)), rows_(rows), cols_(cols) {
+    data_ = group_->require("data");
+    indices_ = group_->require("indices");
+    indptr_ = group_->require("indptr");
+    for (const auto* e : {data_.get(), indices_.get(), indptr_.get()})
+      if (e->kind() != ElementKind::Integer && e->kind() != ElementKind::Float &&
+          e->kind() != ElementKind::Bool)
+        e->fail("expected a numeric array");
+    if (indptr_->length() != rows_ + 1)
+      indptr_->fail("length must be n_obs + 1 = " + std::to_string(rows_ + 1));
+    nnz_ = data_->length();
+    if (indices_->length() != nnz_) data_->fail("data and indices lengths differ");
+    std::int64_t last = 0;
+    indptr_->read(rows_, rows_ + 1, &last);
+    if (last != nnz_)
+      indptr_->fail("last entry " + std::to_string(last) + " != nnz " + std::to_string(nnz_));
+  }
+  std::int64_t n_rows() const override { return rows_; }
+  std::int64_t n_cols() const override { return cols_; }
+  std::int64_t nnz() const override { return nnz_; }
+
+  CsrMatrix read_rows(std::int64_t r0, std::int64_t r1) override {
+    if (r0 < 0 || r1 > rows_ || r0 > r1) group_->fail("row range out of bounds");
+    CsrMatrix out;
+    out.n_rows = r1 - r0;
+    out.n_cols = cols_;
+    out.indptr.resize(out.n_rows + 1);
+    indptr_->read(r0, r1 + 1, out.indptr.data());
+    const std::int64_t b = out.indptr.front(), e = out.indptr.back();
+    for (std::int64_t r = 0; r < out.n_rows; ++r)
+      if (out.indptr[r + 1] < out.indptr[r])
+        indptr_->fail("not monotone at row " + std::to_string(r0 + r));
+    if (b < 0 || e > nnz_) indptr_->fail("offset outside [0, nnz]");
+    // Never allocate what a corrupt indptr declares: rows average at most one value per column.
+    constexpr std::int64_t kMaxChunkEntries = std::int64_t{1} << 32;
+    if (e - b > kMaxChunkEntries || e - b > (r1 - r0) * std::max<std::int64_t>(cols_, 1))
+      indptr_->fail("rows " + std::to_string(r0) + ".." + std::to_string(r1) + " declare " +
+                    std::to_string(e - b) + " entries, more than rows x columns");
+    for (auto& p : out.indptr) p -= b;
+    out.indices.resize(e - b);
+    out.data.resize(e - b);
+    indices_->read(b, e, out.indices.data());
+    data_->read(b, e, out.data.data());
+    for (auto i : out.indices)
+      if (i < 0 || i >= cols_)
+        indices_->fail("column index " + std::to_string(i) + " out of range");
+    for (auto v : out.data)
+      if (!std::isfinite(v)) data_->fail("NaN or Inf value");
+    sort_rows(out, indices_->file(), indices_->path());
+    return out;
+  }
+
+ private:
+  std::shared_ptr<const Element> group_;
+  std::unique_ptr<Element> data_, indices_, indptr_;
+  std::int64_t rows_, cols_, nnz_ = 0;
+};
+
+// Rows of a dense 2-D array, returned as CSR without the zeros.
+class DenseReader final : public RowChunkReader {
+ public:
+  DenseReader(std::shared_ptr<const Element> array, std::int64_t rows, std::int64_t cols)
+      : array_(std::move(array)), rows_(rows), cols_(cols) {}
+  std::int64_t n_rows() const override { return rows_; }
+  std::int64_t n_cols() const override { return cols_; }
+  // Unknown without a pass; treat as dense for chunk sizing.
+  std::int64_t nnz() const override { return rows_ * cols_; }
+  CsrMatrix read_rows(std::int64_t r0, std::int64_t r1) override {
+    if (r0 < 0 || r1 > rows_ || r0 > r1) array_->fail("row range out of bounds");
+    std::vector<float> block((r1 - r0) * cols_);
+    array_->read(r0, r1, block.data());
+    CsrMatrix out;
+    out.n_rows = r1 - r0;
+    out.n_cols = cols_;
+    out.indptr.assign(1, 0);
+    for (std::int64_t r = 0; r < out.n_rows; ++r) {
+      for (std::int64_t c = 0; c < cols_; ++c) {
+        float v = block[r * cols_ + c];
+        if (!std::isfinite(v)) array_->fail("NaN or Inf value");
+        if (v != 0.0f) {
+          out.indices.push_back(static_cast<GeneIndex>(c));
+          out.data.push_back(v);
+        }
+      }
+      out.indptr.push_back(out.nnz());
+    }
+    return out;
+  }
+
+ private:
+  std::shared_ptr<const Element> array_;
+  std::int64_t rows_, cols_;
+};
+
+std::string number_label(double v) {
+  if (v == std::floor(v) && std::fabs(v) < 1e15) return std::to_string(static_cast<long long>(v));
+  return std::to_string(v);
+}
+
+// One dataframe column in any anndata encoding: numeric, bool, string-array, categorical,
+// nullable-integer / nullable-boolean (missing as NaN).
+Column read_column(const Element& frame, const std::string& name, std::int64_t n) {
+  auto obj = frame.open(name);
+  if (!obj) throw Error(frame.file(), Element::join(frame.path(), name), "listed but missing");
+  if (obj->is_group()) {
+    const std::string enc = obj->string_attr_or("encoding-type", "");
+    if (enc == "categorical") {
+      Categorical cat;
+      cat.codes = read_all<std::int32_t>(*obj->require("codes"), n);
+      auto cats = obj->require("categories");
+      if (cats->kind() == ElementKind::String) {
+        cat.categories = cats->read_strings();
+      } else {
+        for (double v : read_all<double>(*cats, cats->length()))
+          cat.categories.push_back(number_label(v));
+      }
+      for (auto c : cat.codes)
+        if (c < -1 || c >= static_cast<std::int32_t>(cat.categories.size()))
+          obj->fail("code " + std::to_string(c) + " out of range");
+      return {name, std::move(cat)};
+    }
+    if (enc == "nullable-integer" || enc == "nullable-boolean") {
+      auto values = read_all<double>(*obj->require("values"), n);
+      auto mask = read_all<std::int8_t>(*obj->require("mask"), n);
+      for (std::int64_t i = 0; i < n; ++i)
+        if (mask[i]) values[i] = std::numeric_limits<double>::quiet_NaN();
+      return {name, std::move(values)};
+    }
+    obj->fail("unknown column encoding '" + enc + "'");
+  }
+  switch (obj->kind()) {
+    case ElementKind::String: {
+      auto v = obj->read_strings();
+      if (static_cast<std::int64_t>(v.size()) != n) obj->fail("length does not match the index");
+      return {name, std::move(v)};
+    }
+    case ElementKind::Bool: {
+      auto raw = read_all<std::int8_t>(*obj, n);
+      return {name, std::vector<bool>(raw.begin(), raw.end())};
+    }
+    case ElementKind::Integer:
+      return {name, read_all<std::int64_t>(*obj, n)};
+    case ElementKind::Float:
+      return {name, read_all<double>(*obj, n)};
+    default:
+      obj->fail("unsupported column type");
+  }
+}
+
+DataFrame read_dataframe(const Element& root, const char* name) {
+  auto group = root.open(name);
+  if (!group || !group->is_group()) throw Error(root.file(), name, "missing dataframe group");
+  const std::string enc = group->string_attr_or("encoding-type", "");
+  if (!enc.empty() && enc != "dataframe") group->fail("unknown dataframe encoding '" + enc + "'");
+  const std::string index_name = group->string_attr_or("_index", "_index");
+  DataFrame df;
+  auto index = group->require(index_name);
+  if (index->kind() != ElementKind::String) index->fail("expected a string array");
+  df.index = index->read_strings();
+  std::vector<std::string> order = group->string_attr("column-order");
+  if (!group->has_attr("column-order"))  // pre-0.7 stores: every member but the index
+    for (auto& m : group->members())
+      if (m != index_name && m != "__categories") order.push_back(m);
+  for (const auto& column : order)
+    df.columns.push_back(read_column(*group, column, static_cast<std::int64_t>(df.index.size())));
+  return df;
+}
+
+std::vector<std::string> group_keys(const Element& root, const char* name) {
+  auto g = root.open(name);
+  return g && g->is_group() ? g->members() : std::vector<std::string>{};
+}
+
+// Cell Ranger's HDF5: a group (v3 "matrix", v2 one per genome) holding a genes x cells CSC
+// matrix, which is cells x genes CSR, plus barcodes and gene ids/names.
+Store open_10x_h5(std::shared_ptr<const Element> root) {
+  std::string group_name = "matrix";
+  std::string ids_path = "features/id", names_path = "features/name";
+  if (!root->open("matrix")) {
+    auto members = root->members();  // v2: the first group is the genome
+    if (members.empty()) root->fail("empty HDF5 file");
+    group_name = members.front();
+    ids_path = "genes";
+    names_path = "gene_names";
+  }
+  std::shared_ptr<const Element> group = root->require(group_name);
+  auto shape_el = group->require("shape");
+  if (shape_el->length() != 2) shape_el->fail("expected 2 entries");
+  std::int64_t shape[2] = {0, 0};
+  shape_el->read(0, 2, shape);
+  Store store;
+  store.path = root->file();
+  store.format = "10x-h5";
+  store.x_encoding = "10x csc (genes x cells), read as cells x genes CSR";
+  store.obs.index = group->require("barcodes")->read_strings();
+  auto ids = group->require(ids_path)->read_strings();
+  auto names = group->require(names_path)->read_strings();
+  if (static_cast<std::int64_t>(store.obs.index.size()) != shape[1] ||
+      static_cast<std::int64_t>(names.size()) != shape[0] || ids.size() != names.size())
+    group->fail("barcodes/features do not match shape");
+  make_unique(names);
+  store.var.index = std::move(names);
+  store.var.columns.push_back({"gene_ids", std::move(ids)});
+  store.X = std::make_unique<CsrReader>(std::move(group), shape[1], shape[0]);
+  return store;
+}
+
+// A CSC matrix (genes as the compressed axis) cannot be sliced by cell. It is transposed once
+// into a temporary CSR store, cell block by cell block within the memory budget: each block is
+// one pass over the CSC data. The temporary file is unlinked as soon as it is open.
+std::unique_ptr<RowChunkReader> transpose_csc(std::shared_ptr<const Element> group,
+                                              std::int64_t n_obs, std::int64_t n_vars,
+                                              const OpenOptions& options) {
+  const std::string source = group->file() + ": " + group->path();
+  CsrReader by_gene(std::move(group), n_vars, n_obs);  // rows = genes, cols = cells
+  auto report = [&](double f) {
+    if (options.progress) options.progress("transposing CSC X to a temporary CSR store", f);
+  };
+  const std::int64_t gene_step = by_gene.rows_for_budget(std::size_t{256} << 20);
+  std::vector<std::int64_t> row_nnz(n_obs, 0);
+  for (std::int64_t g0 = 0; g0 < n_vars; g0 += gene_step) {
+    CsrMatrix c = by_gene.read_rows(g0, std::min(n_vars, g0 + gene_step));
+    for (auto cell : c.indices) ++row_nnz[cell];
+  }
+  namespace fs = std::filesystem;
+  const fs::path tmp = fs::temp_directory_path() /
+                       ("orrery-csr-" + std::to_string(::getpid()) + "-" +
+                        std::to_string(reinterpret_cast<std::uintptr_t>(&row_nnz)) + ".h5");
+  {
+    H5adWriter w(tmp.string());
+    std::int64_t c0 = 0;
+    const std::size_t budget = std::max<std::size_t>(options.transpose_bytes, 8);
+    w.write_X(n_obs, n_vars, [&](CsrMatrix& block) {
+      if (c0 >= n_obs) return false;
+      std::int64_t c1 = c0, bytes = 0;
+      while (c1 < n_obs &&
+             (c1 == c0 || bytes + row_nnz[c1] * 8 <= static_cast<std::int64_t>(budget)))
+        bytes += row_nnz[c1++] * 8;
+      block = CsrMatrix{};
+      block.n_rows = c1 - c0;
+      block.n_cols = n_vars;
+      block.indptr.assign(block.n_rows + 1, 0);
+      for (std::int64_t i = c0; i < c1; ++i)
+        block.indptr[i - c0 + 1] = block.indptr[i - c0] + row_nnz[i];
+      block.indices.resize(block.indptr.back());
+      block.data.resize(block.indptr.back());
+      std::vector<std::int64_t> fill(block.indptr.begin(), block.indptr.end() - 1);
+      for (std::int64_t g0 = 0; g0 < n_vars; g0 += gene_step) {
+        CsrMatrix c = by_gene.read_rows(g0, std::min(n_vars, g0 + gene_step));
+        for (std::int64_t r = 0; r < c.n_rows; ++r)
+          for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k) {
+            const auto cell = c.indices[k];
+            if (cell < c0 || cell >= c1) continue;
+            const auto at = fill[cell - c0]++;
+            block.indices[at] = static_cast<GeneIndex>(g0 + r);
+            block.data[at] = c.data[k];
+          }
+      }
+      report(static_cast<double>(c1) / static_cast<double>(n_obs));
+      c0 = c1;
+      return true;
+    });
+    w.write_obs(DataFrame{});
+    w.write_var(DataFrame{});
+    w.commit();
+  }
+  std::shared_ptr<const Element> file;
+  try {
+    file = open_hdf5_root(tmp.string());
+  } catch (const Error&) {
+    throw Error(source, "", "cannot reopen the transposed temporary store");
+  }
+  std::error_code ec;
+  fs::remove(tmp, ec);  // the open handle keeps the data until the reader closes
+  return std::make_unique<CsrReader>(file->require("X"), n_obs, n_vars);
+}
+
+}  // namespace
+
+std::unique_ptr<RowChunkReader> open_matrix(std::shared_ptr<const Element> matrix,
+                                            std::int64_t n_obs, std::int64_t n_vars,
+                                            const OpenOptions& options, std::string* encoding) {
+  std::string enc;
+  std::unique_ptr<RowChunkReader> reader;
+  if (matrix->is_group()) {
+    enc = matrix->string_attr_or("encoding-type", "");
+    if (enc.empty()) enc = matrix->string_attr_or("h5sparse_format", "") + "_matrix";
+    if (enc != "csr_matrix" && enc != "csc_matrix")
+      matrix->fail("unknown sparse encoding '" + enc + "'");
+    auto shape = matrix->int_attr("shape");
+    if (shape.size() != 2 || shape[0] != n_obs || shape[1] != n_vars)
+      matrix->fail("shape " +
+                   (shape.size() == 2
+                        ? "(" + std::to_string(shape[0]) + ", " + std::to_string(shape[1]) + ")"
+                        : std::string("(missing)")) +
+                   " does not match obs x var (" + std::to_string(n_obs) + ", " +
+                   std::to_string(n_vars) + ")");
+    if (enc == "csc_matrix") {
+      reader = transpose_csc(std::move(matrix), n_obs, n_vars, options);
+      enc = "csc_matrix (streamed from a temporary CSR transpose)";
+    } else {
+      reader = std::make_unique<CsrReader>(std::move(matrix), n_obs, n_vars);
+    }
+  } else {
+    auto dims = matrix->shape();
+    if (dims.size() != 2 || dims[0] != n_obs || dims[1] != n_vars)
+      matrix->fail("dense shape does not match obs x var");
+    if (matrix->kind() == ElementKind::String || matrix->kind() == ElementKind::Other)
+      matrix->fail("expected a numeric array");
+    reader = std::make_unique<DenseReader>(std::move(matrix), n_obs, n_vars);
+    enc = "array (dense)";
+  }
+  if (encoding) *encoding = enc;
+  return reader;
+}
+
+DenseMatrix read_dense(const Element& array, std::int64_t n_obs) {
+  auto dims = array.shape();
+  if (array.is_group() || dims.size() != 2 || dims[0] != n_obs)
+    array.fail("expected a dense array with " + std::to_string(n_obs) + " rows");
+  if (dims[1] > 100000) array.fail("absurd number of columns " + std::to_string(dims[1]));
+  DenseMatrix m(dims[0], dims[1]);
+  array.read(0, dims[0], m.values.data());
+  return m;
+}
+
+Store open_anndata(std::shared_ptr<const Element> root, const std::string& format,
+                   const OpenOptions& options) {
+  if (!root->open("obs") && !root->open("X")) return open_10x_h5(std::move(root));
+  Store store;
+  store.path = root->file();
+  store.format = format;
+  store.obs = read_dataframe(*root, "obs");
+  store.var = read_dataframe(*root, "var");
+  store.obsm_keys = group_keys(*root, "obsm");
+  store.obsp_keys = group_keys(*root, "obsp");
+  store.layer_keys = group_keys(*root, "layers");
+  store.uns_keys = group_keys(*root, "uns");
+  store.has_raw = root->open("raw/X") != nullptr;
+  const auto n_obs = static_cast<std::int64_t>(store.obs.index.size());
+  const auto n_vars = static_cast<std::int64_t>(store.var.index.size());
+  store.X = open_matrix(root->require("X"), n_obs, n_vars, options, &store.x_encoding);
+  store.root = std::move(root);
+  return store;
+}
+
+Store open_h5ad(const std::string& path, const OpenOptions& options) {
+  return open_anndata(open_hdf5_root(path), "h5ad", options);
+}
+
+Store open_zarr(const std::string& path, const OpenOptions& options) {
+  return open_anndata(open_zarr_root(path), "zarr", options);
+}
+
+}  // namespace orrery::io

@@ -1,0 +1,31 @@
+// AnnData stores (h5ad files, zarr v2/v3 directories) and Cell Ranger .h5 files, decoded from
+// an Element tree: obs/var dataframes in every anndata encoding, and X (or a layer, or raw/X) as
+// a RowChunkReader that reads rows on demand, so a matrix is never loaded whole.
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "element.hpp"
+#include "store.hpp"
+
+namespace orrery::io {
+
+Store open_h5ad(const std::string& path, const OpenOptions& options = {});
+Store open_zarr(const std::string& path, const OpenOptions& options = {});
+
+// The AnnData store below `root` (or a Cell Ranger .h5 when there is no obs and no X).
+Store open_anndata(std::shared_ptr<const Element> root, const std::string& format,
+                   const OpenOptions& options);
+
+// A cells x genes matrix element (csr_matrix / csc_matrix group or dense 2-D array) with the
+// given shape as a RowChunkReader; CSC is transposed once to a temporary CSR store.
+std::unique_ptr<RowChunkReader> open_matrix(std::shared_ptr<const Element> matrix,
+                                            std::int64_t n_obs, std::int64_t n_vars,
+                                            const OpenOptions& options,
+                                            std::string* encoding = nullptr);
+
+// An obsm entry (dense 2-D array) with n_obs rows.
+DenseMatrix read_dense(const Element& array, std::int64_t n_obs);
+
+}  // namespace orrery::io

@@ -1,0 +1,205 @@
+// HDF5 files as an Element tree through the C API: rows are read by hyperslab, so an array is
+// never loaded whole unless asked for, and HDF5 does the type conversion and the filters.
+#include <algorithm>
+#include <cstring>
+#include <functional>
+
+#include "element.hpp"
+#include "hdf5_handle.hpp"
+
+namespace orrery::io {
+
+void silence_hdf5_errors() {
+  H5Eset_auto2(H5E_DEFAULT, nullptr, nullptr);
+}
+
+namespace {
+
+// Reads `n` strings of HDF5 string type `type` (variable- or fixed-length) through `read`, which
+// fills a buffer in the given memory type (an H5Aread or H5Dread). False when the read fails.
+bool read_h5_strings(hid_t type, std::size_t n, const std::function<herr_t(hid_t, void*)>& read,
+                     std::vector<std::string>& out) {
+  out.assign(n, {});
+  if (n == 0) return true;
+  if (H5Tis_variable_str(type) > 0) {
+    H5Id mem(H5Tcopy(H5T_C_S1));
+    H5Tset_size(mem, H5T_VARIABLE);
+    H5Tset_cset(mem, H5Tget_cset(type));
+    std::vector<char*> ptrs(n, nullptr);
+    if (read(mem, ptrs.data()) < 0) return false;
+    for (std::size_t i = 0; i < n; ++i) out[i] = ptrs[i] ? ptrs[i] : "";
+    const hsize_t count = n;
+    H5Id space(H5Screate_simple(1, &count, nullptr));
+    H5Dvlen_reclaim(mem, space, H5P_DEFAULT, ptrs.data());
+    return true;
+  }
+  const std::size_t size = H5Tget_size(type);
+  std::vector<char> buf(n * size);
+  if (read(type, buf.data()) < 0) return false;
+  for (std::size_t i = 0; i < n; ++i)
+    out[i].assign(buf.data() + i * size, strnlen(buf.data() + i * size, size));
+  return true;
+}
+
+hid_t native(NumType t) {
+  switch (t) {
+    case NumType::I8:
+      return H5T_NATIVE_INT8;
+    case NumType::I32:
+      return H5T_NATIVE_INT32;
+    case NumType::I64:
+      return H5T_NATIVE_INT64;
+    case NumType::F32:
+      return H5T_NATIVE_FLOAT;
+    case NumType::F64:
+      return H5T_NATIVE_DOUBLE;
+  }
+  return H5T_NATIVE_DOUBLE;
+}
+
+class Hdf5Element final : public Element {
+ public:
+  Hdf5Element(std::string file, std::string path, H5Id id)
+      : file_(std::move(file)), path_(std::move(path)), id_(std::move(id)) {}
+
+  const std::string& file() const override { return file_; }
+  const std::string& path() const override { return path_; }
+
+  ElementKind kind() const override {
+    if (H5Iget_type(id_) == H5I_GROUP) return ElementKind::Group;
+    H5Id type(H5Dget_type(id_));
+    switch (H5Tget_class(type)) {
+      case H5T_INTEGER:
+        return ElementKind::Integer;
+      case H5T_FLOAT:
+        return ElementKind::Float;
+      case H5T_ENUM:  // h5py's bool
+        return ElementKind::Bool;
+      case H5T_STRING:
+        return ElementKind::String;
+      default:
+        return ElementKind::Other;
+    }
+  }
+
+  std::vector<std::string> members() const override {
+    std::vector<std::string> names;
+    H5G_info_t info;
+    if (!is_group() || H5Gget_info(id_, &info) < 0) return names;
+    for (hsize_t i = 0; i < info.nlinks; ++i) {
+      char name[1024] = {};
+      if (H5Lget_name_by_idx(id_, ".", H5_INDEX_NAME, H5_ITER_INC, i, name, sizeof name,
+                             H5P_DEFAULT) > 0)
+        names.emplace_back(name);
+    }
+    return names;
+  }
+
+  std::unique_ptr<Element> open(const std::string& member) const override {
+    if (!is_group() || member.empty()) return nullptr;
+    // Checks each level so that a missing parent is "absent", not an HDF5 failure.
+    std::size_t at = 0;
+    while (true) {
+      const auto slash = member.find('/', at);
+      const std::string prefix = member.substr(0, slash);
+      if (H5Lexists(id_, prefix.c_str(), H5P_DEFAULT) <= 0) return nullptr;
+      if (slash == std::string::npos) break;
+      at = slash + 1;
+    }
+    H5Id obj(H5Oopen(id_, member.c_str(), H5P_DEFAULT));
+    if (!obj.valid()) return nullptr;
+    return std::make_unique<Hdf5Element>(file_, join(path_, member), std::move(obj));
+  }
+
+  bool has_attr(const std::string& key) const override { return H5Aexists(id_, key.c_str()) > 0; }
+
+  std::vector<std::string> string_attr(const std::string& key) const override {
+    std::vector<std::string> out;
+    if (!has_attr(key)) return out;
+    H5Id attr(H5Aopen(id_, key.c_str(), H5P_DEFAULT));
+    if (!attr.valid()) return out;
+    H5Id type(H5Aget_type(attr));
+    H5Id space(H5Aget_space(attr));
+    const hssize_t n = H5Sget_simple_extent_npoints(space);
+    if (n <= 0 || H5Tget_class(type) != H5T_STRING) return out;
+    if (!read_h5_strings(
+            type, static_cast<std::size_t>(n),
+            [&](hid_t mem, void* buf) { return H5Aread(attr, mem, buf); }, out))
+      out.clear();
+    return out;
+  }
+
+  std::vector<std::int64_t> int_attr(const std::string& key) const override {
+    std::vector<std::int64_t> out;
+    if (!has_attr(key)) return out;
+    H5Id attr(H5Aopen(id_, key.c_str(), H5P_DEFAULT));
+    H5Id type(H5Aget_type(attr));
+    H5Id space(H5Aget_space(attr));
+    const hssize_t n = H5Sget_simple_extent_npoints(space);
+    if (n <= 0 || n > 64 || H5Tget_class(type) != H5T_INTEGER) return out;
+    out.resize(static_cast<std::size_t>(n));
+    if (H5Aread(attr, H5T_NATIVE_INT64, out.data()) < 0) out.clear();
+    return out;
+  }
+
+  std::vector<std::int64_t> shape() const override {
+    if (is_group()) return {};
+    H5Id space(H5Dget_space(id_));
+    const int rank = H5Sget_simple_extent_ndims(space);
+    std::vector<hsize_t> dims(static_cast<std::size_t>(std::max(rank, 0)));
+    if (rank > 0) H5Sget_simple_extent_dims(space, dims.data(), nullptr);
+    return {dims.begin(), dims.end()};
+  }
+
+  void read(std::int64_t begin, std::int64_t end, NumType type, void* out) const override {
+    const auto dims = shape();
+    if (dims.empty() || begin < 0 || end > dims[0] || begin > end)
+      fail("range [" + std::to_string(begin) + ", " + std::to_string(end) + ") out of bounds");
+    if (end == begin) return;
+    std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
+    start[0] = static_cast<hsize_t>(begin);
+    count[0] = static_cast<hsize_t>(end - begin);
+    H5Id space(H5Dget_space(id_));
+    if (H5Sselect_hyperslab(space, H5S_SELECT_SET, start.data(), nullptr, count.data(), nullptr) <
+        0)
+      fail("range selection failed");
+    H5Id mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
+    if (H5Dread(id_, native(type), mem, space, H5P_DEFAULT, out) < 0)
+      fail("read failed (corrupt, truncated, or unreadable filter)");
+  }
+
+  std::vector<std::string> read_strings() const override {
+    H5Id type(H5Dget_type(id_));
+    if (H5Tget_class(type) != H5T_STRING) fail("expected a string dataset");
+    const std::size_t n = static_cast<std::size_t>(length());
+    const std::size_t size = H5Tget_size(type);
+    if (H5Tis_variable_str(type) <= 0 && (size == 0 || n > (std::size_t{1} << 34) / size))
+      fail("absurd size");
+    std::vector<std::string> out;
+    if (!read_h5_strings(
+            type, n,
+            [&](hid_t mem, void* buf) {
+              return H5Dread(id_, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+            },
+            out))
+      fail("read failed");
+    return out;
+  }
+
+ private:
+  std::string file_, path_;
+  H5Id id_;
+};
+
+}  // namespace
+
+std::unique_ptr<Element> open_hdf5_root(const std::string& path) {
+  silence_hdf5_errors();
+  H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) throw Error(path, "", "not a readable HDF5 file (truncated or corrupt?)");
+  H5Id root(H5Gopen2(file, "/", H5P_DEFAULT));
+  if (!root.valid()) throw Error(path, "/", "cannot open the root group");
+  return std::make_unique<Hdf5Element>(path, "", std::move(root));
+}
+
+}  // namespace orrery::io

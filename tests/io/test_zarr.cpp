@@ -1,0 +1,207 @@
+// zarr v2 and v3 stores: what anndata/zarr-python write (and hand-made v3 layouts, sharded and
+// not) reads value for value like the same AnnData as h5ad: obs/var in every encoding, X as CSR,
+// CSC and dense, layers, raw/X and obsm; every codec; corrupt stores give errors naming the file
+// and the element.
+#include <QtTest/QtTest>
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+
+#include "common/python.hpp"
+#include "io/anndata_reader.hpp"
+#include "io/error.hpp"
+#include "io/store.hpp"
+
+using namespace orrery;
+namespace fs = std::filesystem;
+
+namespace {
+
+bool same_values(const ColumnValues& a, const ColumnValues& b) {
+  if (a.index() != b.index()) return false;
+  if (auto* x = std::get_if<std::vector<double>>(&a)) {
+    const auto& y = std::get<std::vector<double>>(b);
+    if (x->size() != y.size()) return false;
+    for (std::size_t i = 0; i < x->size(); ++i)
+      if (!((*x)[i] == y[i] || (std::isnan((*x)[i]) && std::isnan(y[i])))) return false;
+    return true;
+  }
+  if (auto* x = std::get_if<Categorical>(&a)) {
+    const auto& y = std::get<Categorical>(b);
+    return x->codes == y.codes && x->categories == y.categories;
+  }
+  return a == b;
+}
+
+void compare_frames(const DataFrame& got, const DataFrame& want, const char* what) {
+  QCOMPARE(got.index, want.index);
+  QCOMPARE(got.columns.size(), want.columns.size());
+  for (std::size_t c = 0; c < want.columns.size(); ++c) {
+    QCOMPARE(got.columns[c].name, want.columns[c].name);
+    QVERIFY2(same_values(got.columns[c].values, want.columns[c].values),
+             qPrintable(QString("%1 column %2").arg(what, want.columns[c].name.c_str())));
+  }
+}
+
+void compare_matrices(io::RowChunkReader& got, io::RowChunkReader& want) {
+  QCOMPARE(got.n_rows(), want.n_rows());
+  QCOMPARE(got.n_cols(), want.n_cols());
+  for (std::int64_t r0 = 0; r0 < want.n_rows(); r0 += 5) {  // ranges straddle the 7-row chunks
+    const auto r1 = std::min(want.n_rows(), r0 + 5);
+    CsrMatrix a = got.read_rows(r0, r1), b = want.read_rows(r0, r1);
+    QCOMPARE(a.indptr, b.indptr);
+    QCOMPARE(a.indices, b.indices);
+    QCOMPARE(a.data, b.data);
+  }
+}
+
+void expect_error(const std::string& store, const char* element_part) {
+  try {
+    io::Store s = io::open_store(store);
+    for (std::int64_t r = 0; r < s.n_obs(); r += 7) s.X->read_rows(r, std::min(s.n_obs(), r + 7));
+    QFAIL(qPrintable(QString("no error for ") + element_part));
+  } catch (const Error& e) {
+    const QString what = e.what();
+    qInfo("%s", qPrintable(what));
+    QVERIFY2(what.contains(QString::fromStdString(store)), qPrintable(what));
+    QVERIFY2(what.contains(element_part), qPrintable(what));
+  }
+}
+
+void rewrite(const fs::path& p, const std::function<void(std::string&)>& edit) {
+  std::string s;
+  {
+    std::ifstream in(p, std::ios::binary);
+    s.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  edit(s);
+  std::ofstream(p, std::ios::binary | std::ios::trunc) << s;
+}
+
+}  // namespace
+
+class TestZarr : public QObject {
+  Q_OBJECT
+  QTemporaryDir tmp_;
+  fs::path dir() const { return tmp_.path().toStdString(); }
+
+  // A fresh copy of a fixture store to damage.
+  fs::path copy_of(const char* name, const char* as) {
+    const fs::path to = dir() / as;
+    fs::remove_all(to);
+    fs::copy(dir() / name, to, fs::copy_options::recursive);
+    return to;
+  }
+
+ private slots:
+  void initTestCase() {
+    RUN_PYTHON_OR_SKIP("python3-anndata / python3-zarr",
+                       ORRERY_SOURCE_DIR "/tests/io/zarr_fixtures.py", tmp_.path());
+  }
+
+  void readsLikeH5ad_data() {
+    QTest::addColumn<QString>("name");
+    for (const char* n : {"v2-anndata", "v2-dense", "v2-csc", "v2-zstd", "v2-gzip", "v2-zlib",
+                          "v2-lz4", "v2-none-bigendian", "v2-blosc-zstd-bitshuffle", "v3-none",
+                          "v3-gzip-crc32c", "v3-zstd", "v3-blosc", "v3-sharded"})
+      QTest::newRow(n) << QString(n) + ".zarr";
+  }
+
+  void readsLikeH5ad() {
+    QFETCH(QString, name);
+    try {
+      compare_with_h5ad(name);
+    } catch (const Error& e) {
+      QFAIL(e.what());
+    }
+  }
+
+  void hostileStores();
+
+ private:
+  void compare_with_h5ad(const QString& name) {
+    io::Store ref = io::open_store((dir() / "ref.h5ad").string());
+    io::Store z = io::open_store((dir() / name.toStdString()).string());
+    QCOMPARE(z.format, std::string("zarr"));
+    QCOMPARE(ref.obs.index.size(), std::size_t{61});
+    QCOMPARE(ref.obs.index[5], std::string("AAAC-5"));
+    compare_frames(z.obs, ref.obs, "obs");
+    compare_frames(z.var, ref.var, "var");
+    // Spot values written by the fixture script, so both readers cannot be wrong together.
+    const auto* note = z.obs.find("note");
+    QVERIFY(note);
+    QCOMPARE(std::get<std::vector<std::string>>(note->values)[60], std::string("cell-60-é-Ω"));
+    const auto& cell_type = std::get<Categorical>(z.obs.find("cell_type")->values);
+    QCOMPARE(cell_type.codes[3], -1);
+    QVERIFY(std::isnan(std::get<std::vector<double>>(z.obs.find("batch_count")->values)[0]));
+    QCOMPARE(std::get<std::vector<double>>(z.obs.find("batch_count")->values)[1], 1.0);
+    compare_matrices(*z.X, *ref.X);
+    QCOMPARE(z.obsm_keys, std::vector<std::string>{"X_pca"});
+    QCOMPARE(z.layer_keys, std::vector<std::string>{"counts"});
+    QVERIFY(z.has_raw);
+    const auto pca_z = io::read_dense(*z.root->require("obsm/X_pca"), z.n_obs());
+    const auto pca_ref = io::read_dense(*ref.root->require("obsm/X_pca"), ref.n_obs());
+    QCOMPARE(pca_z.cols, std::int64_t{5});
+    QCOMPARE(pca_z.values, pca_ref.values);
+    auto counts_z = io::open_matrix(z.root->require("layers/counts"), z.n_obs(), z.n_vars(), {});
+    auto counts_ref =
+        io::open_matrix(ref.root->require("layers/counts"), ref.n_obs(), ref.n_vars(), {});
+    compare_matrices(*counts_z, *counts_ref);
+    auto raw_z = io::open_matrix(z.root->require("raw/X"), z.n_obs(), z.n_vars(), {});
+    compare_matrices(*raw_z, *ref.X);
+  }
+};
+
+void TestZarr::hostileStores() {
+  // A truncated compressed chunk.
+  auto p = copy_of("v2-zstd.zarr", "truncated.zarr");
+  rewrite(p / "X" / "data" / "0", [](std::string& s) { s.resize(s.size() / 2); });
+  expect_error(p.string(), "X/data");
+  // A blosc chunk whose header is garbage.
+  p = copy_of("v2-anndata.zarr", "badblosc.zarr");
+  rewrite(p / "X" / "indices" / "0", [](std::string& s) { s.replace(0, 16, 16, '\xff'); });
+  expect_error(p.string(), "X/indices");
+  // Invalid JSON metadata.
+  p = copy_of("v2-zstd.zarr", "badjson.zarr");
+  rewrite(p / "obs" / "n_genes" / ".zarray", [](std::string& s) { s.resize(s.size() / 3); });
+  expect_error(p.string(), "obs/n_genes");
+  // A zero chunk length.
+  p = copy_of("v2-zstd.zarr", "zerochunk.zarr");
+  rewrite(p / "X" / "indptr" / ".zarray", [](std::string& s) {
+    const auto at = s.find("\"chunks\"");
+    s.replace(s.find('[', at), s.find(']', at) - s.find('[', at) + 1, "[0]");
+  });
+  expect_error(p.string(), "X/indptr");
+  // An index that declares 10^15 names but stores one chunk of them: no allocation, an error.
+  p = copy_of("v2-zstd.zarr", "hugeindex.zarr");
+  rewrite(p / "obs" / "_index" / ".zarray", [](std::string& s) {
+    const auto at = s.find("\"shape\"");
+    s.replace(s.find('[', at), s.find(']', at) - s.find('[', at) + 1, "[1000000000000000]");
+  });
+  expect_error(p.string(), "obs/_index");
+  // A chunk that decodes to fewer bytes than its chunk shape needs.
+  p = copy_of("v2-none-bigendian.zarr", "short.zarr");
+  rewrite(p / "X" / "data" / "1", [](std::string& s) { s.resize(s.size() - 4); });
+  expect_error(p.string(), "X/data");
+  // A v3 chunk whose crc32c no longer matches.
+  p = copy_of("v3-gzip-crc32c.zarr", "badcrc.zarr");
+  rewrite(p / "var" / "means" / "c" / "0", [](std::string& s) { s[s.size() - 1] ^= 0x55; });
+  expect_error(p.string(), "var/means");
+  // A sharded store whose shard index is damaged.
+  p = copy_of("v3-sharded.zarr", "badshard.zarr");
+  rewrite(p / "X" / "indptr" / "c" / "0", [](std::string& s) { s[s.size() - 6] ^= 0x55; });
+  expect_error(p.string(), "X/indptr");
+  // A codec nobody here knows.
+  p = copy_of("v3-zstd.zarr", "unknowncodec.zarr");
+  rewrite(p / "X" / "data" / "zarr.json",
+          [](std::string& s) { s.replace(s.find("\"zstd\""), 6, "\"brotli\""); });
+  expect_error(p.string(), "X/data");
+  // Strings whose chunk declares another count.
+  p = copy_of("v2-none-bigendian.zarr", "vlen.zarr");
+  rewrite(p / "var" / "_index" / "0", [](std::string& s) { s[0] = 9; });
+  expect_error(p.string(), "var/_index");
+}
+
+QTEST_GUILESS_MAIN(TestZarr)
+#include "test_zarr.moc"
