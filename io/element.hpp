@@ -113,6 +113,9 @@ std::vector<T> read_all(const Element& e, std::int64_t expected) {
 // Opens an HDF5 file's root group (hdf5_element.cpp) or a zarr v2/v3 directory's root
 // (zarr_element.cpp). Neither is ever opened for writing.
 std::unique_ptr<Element> open_hdf5_root(const std::string& path);
+// An HDF5 file image held in memory (copied); `name` stands for the file in errors.
+std::unique_ptr<Element> open_hdf5_image(const void* data, std::size_t size,
+                                         const std::string& name);
 std::unique_ptr<Element> open_zarr_root(const std::string& path);
 
 }  // namespace orrery::io

@@ -4,6 +4,8 @@
 #include <cstring>
 #include <functional>
 
+#include <hdf5_hl.h>
+
 #include "element.hpp"
 #include "hdf5_handle.hpp"
 
@@ -200,6 +202,17 @@ std::unique_ptr<Element> open_hdf5_root(const std::string& path) {
   H5Id root(H5Gopen2(file, "/", H5P_DEFAULT));
   if (!root.valid()) throw Error(path, "/", "cannot open the root group");
   return std::make_unique<Hdf5Element>(path, "", std::move(root));
+}
+
+std::unique_ptr<Element> open_hdf5_image(const void* data, std::size_t size,
+                                         const std::string& name) {
+  silence_hdf5_errors();
+  if (size == 0) throw Error(name, "", "empty HDF5 image");
+  H5Id file(H5LTopen_file_image(const_cast<void*>(data), size, 0));
+  if (!file.valid()) throw Error(name, "", "not a readable HDF5 image");
+  H5Id root(H5Gopen2(file, "/", H5P_DEFAULT));
+  if (!root.valid()) throw Error(name, "/", "cannot open the root group");
+  return std::make_unique<Hdf5Element>(name, "", std::move(root));
 }
 
 }  // namespace orrery::io

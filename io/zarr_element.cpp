@@ -332,6 +332,14 @@ class ZarrElement final : public Element {
   // The node stored in `dir`, or nullptr when `dir` holds no zarr metadata.
   static std::unique_ptr<ZarrElement> load(const std::string& file, const std::string& path,
                                            const fs::path& dir) {
+    try {
+      return load_metadata(file, path, dir);
+    } catch (const json::exception& e) {  // a field of the wrong JSON type
+      throw Error(file, path, std::string("invalid zarr metadata (") + e.what() + ")");
+    }
+  }
+  static std::unique_ptr<ZarrElement> load_metadata(const std::string& file,
+                                                    const std::string& path, const fs::path& dir) {
     std::error_code ec;
     if (fs::exists(dir / "zarr.json", ec)) {
       json j = parse_json(dir / "zarr.json", file, path);
