@@ -1,7 +1,7 @@
 #include "result_writer.hpp"
 
+#include "io/anndata_writer.hpp"
 #include "io/error.hpp"
-#include "io/h5ad_writer.hpp"
 #include "palette.hpp"
 
 namespace orrery::compute {
@@ -17,7 +17,7 @@ std::vector<T> pick(const Src& values, const std::vector<CellIndex>& rows) {
 
 // scanpy's uns/rank_genes_groups: params plus one rec-array per statistic with a field per
 // group, rows ordered by decreasing score within each group.
-void write_markers(io::H5adWriter& w, const PipelineResult& r, const PipelineParams& p,
+void write_markers(io::AnnDataWriter& w, const PipelineResult& r, const PipelineParams& p,
                    const std::vector<std::string>& gene_names,
                    const std::vector<std::string>& group_names) {
   const std::string key = "rank_genes_groups";
@@ -65,7 +65,7 @@ void write_markers(io::H5adWriter& w, const PipelineResult& r, const PipelinePar
 void write_result_h5ad(io::Store& store, const PipelineResult& r, const PipelineParams& p,
                        Backend& backend, const std::string& out_path, Progress& progress,
                        const ClusterAnnotation* annotation) {
-  io::H5adWriter w(out_path);
+  io::AnnDataWriter w(out_path);
   const auto gene_map = kept_gene_map(r);
   io::RowChunkReader& x = *store.X;
   const std::int64_t step = x.rows_for_budget(p.chunk_bytes);

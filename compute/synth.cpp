@@ -7,8 +7,8 @@
 #include <cstdio>
 #include <numeric>
 
+#include "io/anndata_writer.hpp"
 #include "io/error.hpp"
-#include "io/h5ad_writer.hpp"
 #include "rng.hpp"
 
 namespace orrery::compute {
@@ -166,7 +166,7 @@ DataFrame SynthGenerator::var() const {
 
 void write_synth_h5ad(const SynthOptions& o, const std::string& path, Progress& progress) {
   SynthGenerator gen(o);
-  io::H5adWriter w(path);
+  io::AnnDataWriter w(path);
   // Chunks are generated a batch at a time in parallel and written in order.
   const std::int64_t step = 4096;
   const std::size_t batch = 8;

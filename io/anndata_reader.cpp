@@ -7,7 +7,7 @@
 #include <filesystem>
 #include <limits>
 
-#include "h5ad_writer.hpp"
+#include "anndata_writer.hpp"
 
 namespace orrery::io {
 
@@ -246,7 +246,7 @@ std::unique_ptr<RowChunkReader> transpose_csc(std::shared_ptr<const Element> gro
                        ("orrery-csr-" + std::to_string(::getpid()) + "-" +
                         std::to_string(reinterpret_cast<std::uintptr_t>(&row_nnz)) + ".h5");
   {
-    H5adWriter w(tmp.string());
+    AnnDataWriter w(tmp.string());
     std::int64_t c0 = 0;
     const std::size_t budget = std::max<std::size_t>(options.transpose_bytes, 8);
     w.write_X(n_obs, n_vars, [&](CsrMatrix& block) {

@@ -1,5 +1,5 @@
 #!/usr/bin/python3
-"""Opens an .h5ad written by Orrery with Debian's anndata and checks the scanpy layout."""
+"""Opens an .h5ad or .zarr written by Orrery with Debian's anndata and checks the scanpy layout."""
 import argparse
 import sys
 
@@ -23,7 +23,7 @@ if not os.path.exists(a.path):
     print(f"SKIP: {a.path} was not written (its producing test skipped)")
     sys.exit(77)
 
-ad = anndata.read_h5ad(a.path)
+ad = anndata.read_zarr(a.path) if a.path.rstrip("/").endswith(".zarr") else anndata.read_h5ad(a.path)
 n, g = ad.shape
 assert a.min_cells <= n <= a.max_cells, (n, a.min_cells, a.max_cells)
 if a.genes is not None:

@@ -7,8 +7,8 @@
 
 #include "common/python.hpp"
 #include "compute/synth.hpp"
+#include "io/anndata_writer.hpp"
 #include "io/error.hpp"
-#include "io/h5ad_writer.hpp"
 #include "io/store.hpp"
 
 using namespace orrery;
@@ -26,7 +26,7 @@ CsrMatrix small_matrix() {
 }
 
 // X as one chunk.
-void write_single_chunk(io::H5adWriter& w, const CsrMatrix& m) {
+void write_single_chunk(io::AnnDataWriter& w, const CsrMatrix& m) {
   bool sent = false;
   w.write_X(m.n_rows, m.n_cols, [&](CsrMatrix& chunk) {
     if (sent) return false;
@@ -47,7 +47,7 @@ class TestH5ad : public QObject {
   void writeThenRead() {
     const QString file = path("small.h5ad");
     {
-      io::H5adWriter w(file.toStdString());
+      io::AnnDataWriter w(file.toStdString());
       write_single_chunk(w, small_matrix());
       DataFrame obs;
       obs.index = {"c0", "c1", "c2", "c3"};
@@ -79,7 +79,7 @@ class TestH5ad : public QObject {
 
   void uncommittedWriterLeavesNothing() {
     const QString file = path("aborted.h5ad");
-    { io::H5adWriter w(file.toStdString()); }
+    { io::AnnDataWriter w(file.toStdString()); }
     QVERIFY(!QFile::exists(file));
     QCOMPARE(QDir(tmp_.path()).entryList({"aborted.h5ad*"}).size(), 0);
   }
@@ -294,7 +294,7 @@ with h5py.File(sys.argv[1], "w") as f:
     for (int variant = 0; variant < 2; ++variant) {
       const QString file = path(variant ? "badindex.h5ad" : "badindptr.h5ad");
       {
-        io::H5adWriter w(file.toStdString());
+        io::AnnDataWriter w(file.toStdString());
         CsrMatrix m = small_matrix();
         if (variant == 0)
           m.indptr = {0, 3, 2, 5, 6};

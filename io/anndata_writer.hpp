@@ -1,24 +1,29 @@
-// Writes an AnnData .h5ad that anndata >= 0.8 and scanpy read: X as csr_matrix (streamed in
-// row chunks), obs/var dataframes (categoricals, bools, numbers, strings), obsm dense arrays,
-// obsp CSR graphs and uns entries. Everything goes to a temporary file next to the target,
-// renamed over it by commit(); an uncommitted writer removes its temporary file.
+// Writes an AnnData store that anndata >= 0.8 and scanpy read: .h5ad, or a zarr v2 directory when
+// the path ends in ".zarr". X as csr_matrix (streamed in row chunks), obs/var dataframes
+// (categoricals, bools, numbers, strings), obsm dense arrays, obsp CSR graphs and uns entries.
+// Everything goes to a temporary path next to the target, renamed over it by commit(); an
+// uncommitted writer removes its temporary output.
 #pragma once
 
 #include <functional>
+#include <memory>
 #include <string>
 
 #include "dataframe.hpp"
-#include "hdf5_handle.hpp"
 #include "matrix.hpp"
+#include "tree_writer.hpp"
 
 namespace orrery::io {
 
-class H5adWriter {
+// True when `path` names a zarr store (ends in ".zarr", with or without a trailing slash).
+bool is_zarr_path(const std::string& path);
+
+class AnnDataWriter {
  public:
-  explicit H5adWriter(std::string path);
-  ~H5adWriter();
-  H5adWriter(const H5adWriter&) = delete;
-  H5adWriter& operator=(const H5adWriter&) = delete;
+  explicit AnnDataWriter(std::string path);
+  ~AnnDataWriter();
+  AnnDataWriter(const AnnDataWriter&) = delete;
+  AnnDataWriter& operator=(const AnnDataWriter&) = delete;
 
   // X in row chunks: `next` fills the next chunk and returns false when rows are exhausted.
   void write_X(std::int64_t n_rows, std::int64_t n_cols,
@@ -39,17 +44,17 @@ class H5adWriter {
   void write_uns_recarray(const std::string& path, const std::vector<std::string>& fields,
                           const std::vector<std::vector<double>>& columns, bool single_precision);
 
-  // Closes the file and renames it to the target path.
+  // Closes the store and renames it to the target path.
   void commit();
 
  private:
   void write_dataframe(const std::string& name, const DataFrame& df);
-  void write_csr_group(hid_t parent, const std::string& name, const CsrMatrix& m);
-  hid_t group(const std::string& name);
+  void write_csr_group(const std::string& path, const CsrMatrix& m);
 
   std::string path_;
   std::string tmp_path_;
-  H5Id file_;
+  bool zarr_ = false;
+  std::unique_ptr<TreeWriter> tree_;
   bool committed_ = false;
 };
 

@@ -1,0 +1,226 @@
+#include "anndata_writer.hpp"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <type_traits>
+
+#include "error.hpp"
+
+namespace orrery::io {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+Attrs encoding(const char* type, const char* version) {
+  return Attrs{{"encoding-type", type}, {"encoding-version", version}};
+}
+
+template <typename T>
+constexpr StoreType store_type_of() {
+  if constexpr (std::is_same_v<T, float>) return StoreType::F32;
+  if constexpr (std::is_same_v<T, double>) return StoreType::F64;
+  if constexpr (std::is_same_v<T, std::int8_t>) return StoreType::I8;
+  if constexpr (std::is_same_v<T, std::int32_t>) return StoreType::I32;
+  if constexpr (std::is_same_v<T, std::int64_t>) return StoreType::I64;
+}
+
+template <typename T>
+void write_vector(TreeWriter& t, const std::string& path, const std::vector<T>& v) {
+  t.array(path, store_type_of<T>(), v.data(), {static_cast<std::int64_t>(v.size())},
+          encoding("array", "0.2.0"));
+}
+
+void write_column(TreeWriter& t, const std::string& path, const Column& c) {
+  std::visit(
+      [&](const auto& values) {
+        using V = std::decay_t<decltype(values)>;
+        if constexpr (std::is_same_v<V, std::vector<std::string>>) {
+          t.strings(path, values, false, encoding("string-array", "0.2.0"));
+        } else if constexpr (std::is_same_v<V, std::vector<bool>>) {
+          std::vector<std::int8_t> bytes(values.begin(), values.end());
+          t.array(path, StoreType::Bool, bytes.data(), {static_cast<std::int64_t>(bytes.size())},
+                  encoding("array", "0.2.0"));
+        } else if constexpr (std::is_same_v<V, Categorical>) {
+          Attrs attrs = encoding("categorical", "0.2.0");
+          attrs["ordered"] = false;
+          t.group(path, attrs);
+          t.strings(path + "/categories", values.categories, false,
+                    encoding("string-array", "0.2.0"));
+          write_vector(t, path + "/codes", values.codes);
+        } else {
+          write_vector(t, path, values);
+        }
+      },
+      c.values);
+}
+
+void remove_path(const std::string& p) {
+  std::error_code ec;
+  fs::remove_all(p, ec);
+}
+
+}  // namespace
+
+bool is_zarr_path(const std::string& path) {
+  std::string p = path;
+  while (p.size() > 1 && p.back() == '/') p.pop_back();
+  if (p.size() < 5) return false;
+  std::string ext = p.substr(p.size() - 5);
+  std::transform(ext.begin(), ext.end(), ext.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return ext == ".zarr";
+}
+
+AnnDataWriter::AnnDataWriter(std::string path) : path_(std::move(path)) {
+  while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
+  zarr_ = is_zarr_path(path_);
+  tmp_path_ = path_ + ".tmp-" + std::to_string(::getpid());
+  remove_path(tmp_path_);
+  tree_ = zarr_ ? make_zarr_writer(tmp_path_) : make_hdf5_writer(tmp_path_);
+  tree_->group("", encoding("anndata", "0.1.0"));
+  for (const char* g : {"obsm", "varm", "obsp", "varp", "layers", "uns"})
+    tree_->group(g, encoding("dict", "0.1.0"));
+}
+
+AnnDataWriter::~AnnDataWriter() {
+  if (!committed_) {
+    tree_.reset();
+    remove_path(tmp_path_);
+  }
+}
+
+void AnnDataWriter::write_X(std::int64_t n_rows, std::int64_t n_cols,
+                            const std::function<bool(CsrMatrix&)>& next) {
+  Attrs attrs = encoding("csr_matrix", "0.1.0");
+  attrs["shape"] = {n_rows, n_cols};
+  tree_->group("X", attrs);
+  auto data = tree_->appender("X/data", StoreType::F32, Attrs::object());
+  auto indices = tree_->appender("X/indices", StoreType::I32, Attrs::object());
+  auto indptr = tree_->appender("X/indptr", StoreType::I64, Attrs::object());
+  std::int64_t nnz = 0, rows = 0;
+  const std::int64_t zero = 0;
+  indptr->append(&zero, 1);
+  CsrMatrix chunk;
+  while (next(chunk)) {
+    std::vector<std::int64_t> offsets(chunk.indptr.begin() + 1, chunk.indptr.end());
+    for (auto& o : offsets) o += nnz;
+    data->append(chunk.data.data(), chunk.data.size());
+    indices->append(chunk.indices.data(), chunk.indices.size());
+    indptr->append(offsets.data(), offsets.size());
+    nnz += chunk.nnz();
+    rows += chunk.n_rows;
+  }
+  data->finish();
+  indices->finish();
+  indptr->finish();
+  if (rows != n_rows)
+    throw Error(
+        path_, "X",
+        "chunks delivered " + std::to_string(rows) + " rows, expected " + std::to_string(n_rows));
+}
+
+void AnnDataWriter::write_dataframe(const std::string& name, const DataFrame& df) {
+  Attrs attrs = encoding("dataframe", "0.2.0");
+  attrs["_index"] = "_index";
+  attrs["column-order"] = Attrs::array();
+  for (const auto& c : df.columns) attrs["column-order"].push_back(c.name);
+  tree_->group(name, attrs);
+  tree_->strings(name + "/_index", df.index, false, encoding("string-array", "0.2.0"));
+  for (const auto& c : df.columns) {
+    write_column(*tree_, name + "/" + c.name, c);
+    if (auto* cat = std::get_if<Categorical>(&c.values); cat && !cat->colors.empty())
+      write_uns_strings(c.name + "_colors", cat->colors);
+  }
+}
+
+void AnnDataWriter::write_obsm(const std::string& key, const DenseMatrix& m) {
+  tree_->array("obsm/" + key, StoreType::F32, m.values.data(), {m.rows, m.cols},
+               encoding("array", "0.2.0"));
+}
+
+void AnnDataWriter::write_csr_group(const std::string& path, const CsrMatrix& m) {
+  Attrs attrs = encoding("csr_matrix", "0.1.0");
+  attrs["shape"] = {m.n_rows, m.n_cols};
+  tree_->group(path, attrs);
+  write_vector(*tree_, path + "/data", m.data);
+  write_vector(*tree_, path + "/indices", m.indices);
+  write_vector(*tree_, path + "/indptr", m.indptr);
+}
+
+void AnnDataWriter::write_obsp(const std::string& key, const CsrMatrix& m) {
+  write_csr_group("obsp/" + key, m);
+}
+
+void AnnDataWriter::write_uns_strings(const std::string& key, const std::vector<std::string>& v) {
+  tree_->strings("uns/" + key, v, false, encoding("string-array", "0.2.0"));
+}
+
+void AnnDataWriter::write_uns_number(const std::string& key, double value) {
+  tree_->array("uns/" + key, StoreType::F64, &value, {}, encoding("numeric-scalar", "0.2.0"));
+}
+
+void AnnDataWriter::write_uns_dict(const std::string& path) {
+  tree_->group("uns/" + path, encoding("dict", "0.1.0"));
+}
+
+void AnnDataWriter::write_uns_string(const std::string& path, const std::string& value) {
+  tree_->strings("uns/" + path, {value}, true, encoding("string", "0.2.0"));
+}
+
+void AnnDataWriter::write_uns_bool(const std::string& path, bool value) {
+  const std::int8_t v = value ? 1 : 0;
+  tree_->array("uns/" + path, StoreType::Bool, &v, {}, encoding("numeric-scalar", "0.2.0"));
+}
+
+void AnnDataWriter::write_uns_recarray(const std::string& path,
+                                       const std::vector<std::string>& fields,
+                                       const std::vector<std::vector<std::string>>& columns) {
+  const std::size_t rows = columns.empty() ? 0 : columns[0].size();
+  std::vector<std::string> texts(rows * fields.size());
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    if (columns[f].size() != rows) throw Error(path_, "uns/" + path, "ragged columns");
+    for (std::size_t r = 0; r < rows; ++r) texts[r * fields.size() + f] = columns[f][r];
+  }
+  tree_->records("uns/" + path, fields, StoreType::F64, {}, &texts, rows,
+                 encoding("rec-array", "0.2.0"));
+}
+
+void AnnDataWriter::write_uns_recarray(const std::string& path,
+                                       const std::vector<std::string>& fields,
+                                       const std::vector<std::vector<double>>& columns,
+                                       bool single_precision) {
+  const std::size_t rows = columns.empty() ? 0 : columns[0].size();
+  std::vector<double> values(rows * fields.size());
+  for (std::size_t f = 0; f < fields.size(); ++f) {
+    if (columns[f].size() != rows) throw Error(path_, "uns/" + path, "ragged columns");
+    for (std::size_t r = 0; r < rows; ++r) values[r * fields.size() + f] = columns[f][r];
+  }
+  tree_->records("uns/" + path, fields, single_precision ? StoreType::F32 : StoreType::F64, values,
+                 nullptr, rows, encoding("rec-array", "0.2.0"));
+}
+
+void AnnDataWriter::commit() {
+  tree_->close();
+  std::error_code ec;
+  if (zarr_ && fs::exists(path_)) {
+    // A directory cannot be renamed over a non-empty one: move the old store aside first.
+    const std::string old = path_ + ".old-" + std::to_string(::getpid());
+    fs::rename(path_, old, ec);
+    if (ec) throw Error(path_, "", "cannot replace the existing store: " + ec.message());
+    fs::rename(tmp_path_, path_, ec);
+    if (ec) {
+      fs::rename(old, path_);
+      throw Error(path_, "", "cannot rename temporary store: " + ec.message());
+    }
+    remove_path(old);
+  } else {
+    fs::rename(tmp_path_, path_, ec);
+    if (ec) throw Error(path_, "", "cannot rename temporary file: " + ec.message());
+  }
+  committed_ = true;
+}
+
+}  // namespace orrery::io

@@ -1,0 +1,57 @@
+// The writing side of the Element tree: groups, arrays, string arrays, record arrays and
+// attributes, created in a new HDF5 file (hdf5_tree_writer.cpp) or zarr v2 directory
+// (zarr_tree_writer.cpp). AnnData's encodings are produced once on top of it (anndata_writer.cpp).
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+namespace orrery::io {
+
+// Element types that are written.
+enum class StoreType { Bool, I8, I32, I64, F32, F64 };
+
+std::size_t store_type_size(StoreType t);
+
+// Attributes as JSON: strings, lists of strings, integers, lists of integers and booleans.
+using Attrs = nlohmann::json;
+
+// A 1-D array written piece by piece (a streamed X/data, X/indices, X/indptr).
+class ArrayAppender {
+ public:
+  virtual ~ArrayAppender() = default;
+  virtual void append(const void* values, std::size_t count) = 0;
+  // Writes what is buffered and the final length; the array is complete afterwards.
+  virtual void finish() = 0;
+};
+
+class TreeWriter {
+ public:
+  virtual ~TreeWriter() = default;
+  // Paths are relative to the root ("" is the root) and their parents exist.
+  virtual void group(const std::string& path, const Attrs& attrs) = 0;
+  // An N-D array (C order); shape {} is a scalar.
+  virtual void array(const std::string& path, StoreType type, const void* values,
+                     const std::vector<std::int64_t>& shape, const Attrs& attrs) = 0;
+  // A 1-D string array, or a scalar string when `scalar`.
+  virtual void strings(const std::string& path, const std::vector<std::string>& values, bool scalar,
+                       const Attrs& attrs) = 0;
+  virtual std::unique_ptr<ArrayAppender> appender(const std::string& path, StoreType type,
+                                                  const Attrs& attrs) = 0;
+  // A record array: one row per entry, one field per name, all fields numeric of `type` (F32 or
+  // F64; `values` row-major) or, with `texts`, all strings.
+  virtual void records(const std::string& path, const std::vector<std::string>& fields,
+                       StoreType type, const std::vector<double>& values,
+                       const std::vector<std::string>* texts, std::size_t rows,
+                       const Attrs& attrs) = 0;
+  // Flushes and closes; the store at the temporary path is complete.
+  virtual void close() = 0;
+};
+
+std::unique_ptr<TreeWriter> make_hdf5_writer(const std::string& path);
+std::unique_ptr<TreeWriter> make_zarr_writer(const std::string& path);
+
+}  // namespace orrery::io

@@ -1,0 +1,288 @@
+// TreeWriter for zarr v2 directory stores, laid out as anndata/zarr-python 2 write them: .zgroup
+// / .zarray / .zattrs, chunks along the first axis compressed with blosc-lz4 + shuffle, strings
+// as object arrays with the vlen-utf8 filter, scalars as 0-d arrays, record arrays as structured
+// dtypes with fixed-width unicode fields.
+#include <blosc.h>
+
+#include <algorithm>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+#include "error.hpp"
+#include "tree_writer.hpp"
+
+namespace orrery::io {
+
+namespace {
+
+namespace fs = std::filesystem;
+using json = nlohmann::json;
+using Bytes = std::vector<std::uint8_t>;
+
+constexpr std::size_t kChunkBytes = std::size_t{1} << 20;
+
+const char* dtype_name(StoreType t) {
+  switch (t) {
+    case StoreType::Bool:
+      return "|b1";
+    case StoreType::I8:
+      return "|i1";
+    case StoreType::I32:
+      return "<i4";
+    case StoreType::I64:
+      return "<i8";
+    case StoreType::F32:
+      return "<f4";
+    case StoreType::F64:
+      return "<f8";
+  }
+  return "<f8";
+}
+
+void put_u32(Bytes& out, std::uint32_t v) {
+  for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
+}
+
+// UTF-8 to UTF-32LE code points (invalid bytes become U+FFFD), for fixed-width unicode.
+std::vector<std::uint32_t> utf32(const std::string& s) {
+  std::vector<std::uint32_t> out;
+  for (std::size_t i = 0; i < s.size();) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 0;
+    if (n == 0 || i + n > s.size()) {
+      out.push_back(0xFFFD);
+      ++i;
+      continue;
+    }
+    std::uint32_t cp = n == 1 ? c : c & (0x7F >> n);
+    for (int k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3F);
+    out.push_back(cp);
+    i += n;
+  }
+  return out;
+}
+
+class ZarrTreeWriter;
+
+class ZarrAppender final : public ArrayAppender {
+ public:
+  ZarrAppender(ZarrTreeWriter& w, std::string path, StoreType type)
+      : w_(w), path_(std::move(path)), type_(type), size_(store_type_size(type)) {
+    chunk_elements_ = kChunkBytes / size_;
+  }
+  void append(const void* values, std::size_t count) override;
+  void finish() override;
+
+ private:
+  void flush_chunk();
+  ZarrTreeWriter& w_;
+  std::string path_;
+  StoreType type_;
+  std::size_t size_, chunk_elements_;
+  Bytes buffer_;
+  std::size_t chunks_written_ = 0, total_ = 0;
+};
+
+class ZarrTreeWriter final : public TreeWriter {
+ public:
+  explicit ZarrTreeWriter(std::string path) : root_(std::move(path)) {
+    std::error_code ec;
+    fs::create_directories(root_, ec);
+    if (ec) throw Error(root_.string(), "", "cannot create output folder: " + ec.message());
+  }
+
+  void group(const std::string& path, const Attrs& attrs) override {
+    make_dir(path);
+    write_text(path, ".zgroup", json{{"zarr_format", 2}});
+    write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
+  }
+
+  void array(const std::string& path, StoreType type, const void* values,
+             const std::vector<std::int64_t>& shape, const Attrs& attrs) override {
+    const std::size_t size = store_type_size(type);
+    std::size_t row = size;  // bytes per index of the first axis
+    for (std::size_t d = 1; d < shape.size(); ++d) row *= static_cast<std::size_t>(shape[d]);
+    std::size_t total = shape.empty() ? size : row * static_cast<std::size_t>(shape[0]);
+    const auto* bytes = static_cast<const std::uint8_t*>(values);
+    make_dir(path);
+    std::vector<std::int64_t> chunks = shape;
+    if (shape.empty()) {
+      write_chunk(path, "0", Bytes(bytes, bytes + total), 0);
+    } else {
+      chunks[0] = static_cast<std::int64_t>(
+          std::max<std::size_t>(1, kChunkBytes / std::max<std::size_t>(row, 1)));
+      if (shape[0] > 0) chunks[0] = std::min(chunks[0], shape[0]);
+      const std::size_t chunk_bytes = row * static_cast<std::size_t>(chunks[0]);
+      for (std::size_t at = 0, i = 0; at < total; at += chunk_bytes, ++i) {
+        Bytes chunk(chunk_bytes, 0);  // edge chunks are stored full size, zero padded
+        std::memcpy(chunk.data(), bytes + at, std::min(chunk_bytes, total - at));
+        write_chunk(path, key(i, shape.size()), chunk, size);
+      }
+    }
+    write_meta(path, shape, chunks, dtype_name(type),
+               type == StoreType::Bool ? json(false) : json(0), json(nullptr), !shape.empty());
+    write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
+  }
+
+  void strings(const std::string& path, const std::vector<std::string>& values, bool scalar,
+               const Attrs& attrs) override {
+    make_dir(path);
+    if (scalar) {  // numpy's fixed-width unicode, as anndata writes a str
+      auto cps = utf32(values.empty() ? std::string() : values.front());
+      if (cps.empty()) cps.push_back(0);  // numpy's '<U1' holding ""
+      Bytes raw;
+      for (auto cp : cps) put_u32(raw, cp);
+      write_chunk(path, "0", raw, 0);
+      write_meta(path, {}, {}, "<U" + std::to_string(cps.size()), json(""), json(nullptr), false);
+    } else {
+      const std::size_t n = values.size();
+      const std::size_t per = std::max<std::size_t>(1, std::min<std::size_t>(n, 1 << 16));
+      for (std::size_t c0 = 0, i = 0; c0 < n; c0 += per, ++i) {
+        Bytes raw;
+        put_u32(raw, static_cast<std::uint32_t>(per));
+        for (std::size_t k = c0; k < c0 + per; ++k) {
+          const std::string& s = k < n ? values[k] : std::string();
+          put_u32(raw, static_cast<std::uint32_t>(s.size()));
+          raw.insert(raw.end(), s.begin(), s.end());
+        }
+        write_chunk(path, std::to_string(i), raw, 1);
+      }
+      write_meta(path, {static_cast<std::int64_t>(n)}, {static_cast<std::int64_t>(per)}, "|O",
+                 json(0), json::array({json{{"id", "vlen-utf8"}}}), true);
+    }
+    write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
+  }
+
+  std::unique_ptr<ArrayAppender> appender(const std::string& path, StoreType type,
+                                          const Attrs& attrs) override {
+    make_dir(path);
+    write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
+    return std::make_unique<ZarrAppender>(*this, path, type);
+  }
+
+  void records(const std::string& path, const std::vector<std::string>& fields, StoreType type,
+               const std::vector<double>& values, const std::vector<std::string>* texts,
+               std::size_t rows, const Attrs& attrs) override {
+    make_dir(path);
+    json dtype = json::array();
+    std::size_t width = 1;  // characters per text field
+    if (texts)
+      for (const auto& s : *texts) width = std::max(width, utf32(s).size());
+    const std::size_t member = texts ? 4 * width : store_type_size(type);
+    const std::string member_type =
+        texts ? "<U" + std::to_string(width) : std::string(dtype_name(type));
+    for (const auto& f : fields) dtype.push_back(json::array({f, member_type}));
+    Bytes raw(std::max<std::size_t>(rows, 1) * fields.size() * member, 0);
+    for (std::size_t i = 0; i < rows * fields.size(); ++i) {
+      std::uint8_t* at = raw.data() + i * member;
+      if (texts) {
+        auto cps = utf32((*texts)[i]);
+        for (std::size_t c = 0; c < cps.size(); ++c) std::memcpy(at + 4 * c, &cps[c], 4);
+      } else if (type == StoreType::F32) {
+        const auto v = static_cast<float>(values[i]);
+        std::memcpy(at, &v, 4);
+      } else {
+        std::memcpy(at, &values[i], 8);
+      }
+    }
+    write_chunk(path, "0", raw, member);
+    const auto n = static_cast<std::int64_t>(rows);
+    write_meta(path, {n}, {std::max<std::int64_t>(n, 1)}, dtype, json(nullptr), json(nullptr),
+               true);
+    write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
+  }
+
+  void close() override {}
+
+  // Blosc-lz4 with byte shuffle at `typesize` (0: stored uncompressed, as zarr does for 0-d).
+  void write_chunk(const std::string& path, const std::string& name, const Bytes& raw,
+                   std::size_t typesize) {
+    Bytes out;
+    if (typesize == 0) {
+      out = raw;
+    } else {
+      out.resize(raw.size() + BLOSC_MAX_OVERHEAD);
+      const int n = blosc_compress_ctx(5, BLOSC_SHUFFLE, typesize, raw.size(), raw.data(),
+                                       out.data(), out.size(), "lz4", 0, 1);
+      if (n <= 0) throw Error(root_.string(), path, "blosc compression failed");
+      out.resize(static_cast<std::size_t>(n));
+    }
+    std::ofstream f(root_ / path / name, std::ios::binary | std::ios::trunc);
+    f.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
+    if (!f) throw Error(root_.string(), path, "write failed (disk full?)");
+  }
+
+  void write_meta(const std::string& path, const std::vector<std::int64_t>& shape,
+                  const std::vector<std::int64_t>& chunks, const json& dtype, const json& fill,
+                  const json& filters, bool compressed) {
+    json compressor = nullptr;
+    if (compressed)
+      compressor = {
+          {"id", "blosc"}, {"cname", "lz4"}, {"clevel", 5}, {"shuffle", 1}, {"blocksize", 0}};
+    write_text(path, ".zarray",
+               json{{"zarr_format", 2},
+                    {"shape", shape},
+                    {"chunks", chunks},
+                    {"dtype", dtype},
+                    {"compressor", compressor},
+                    {"fill_value", fill},
+                    {"filters", filters},
+                    {"order", "C"}});
+  }
+
+  static std::string key(std::size_t i, std::size_t rank) {
+    std::string k = std::to_string(i);
+    for (std::size_t d = 1; d < rank; ++d) k += ".0";
+    return k;
+  }
+
+ private:
+  void make_dir(const std::string& path) {
+    std::error_code ec;
+    fs::create_directories(root_ / path, ec);
+    if (ec) throw Error(root_.string(), path, "cannot create folder: " + ec.message());
+  }
+  void write_text(const std::string& path, const char* name, const json& j) {
+    std::ofstream f(root_ / path / name, std::ios::trunc);
+    f << j.dump(4);
+    if (!f) throw Error(root_.string(), path, std::string("cannot write ") + name);
+  }
+
+  fs::path root_;
+};
+
+void ZarrAppender::append(const void* values, std::size_t count) {
+  const auto* p = static_cast<const std::uint8_t*>(values);
+  std::size_t left = count;
+  while (left > 0) {
+    const std::size_t room = chunk_elements_ - buffer_.size() / size_;
+    const std::size_t take = std::min(room, left);
+    buffer_.insert(buffer_.end(), p, p + take * size_);
+    p += take * size_;
+    left -= take;
+    total_ += take;
+    if (buffer_.size() == chunk_elements_ * size_) flush_chunk();
+  }
+}
+
+void ZarrAppender::flush_chunk() {
+  buffer_.resize(chunk_elements_ * size_, 0);
+  w_.write_chunk(path_, std::to_string(chunks_written_++), buffer_, size_);
+  buffer_.clear();
+}
+
+void ZarrAppender::finish() {
+  if (!buffer_.empty()) flush_chunk();
+  w_.write_meta(path_, {static_cast<std::int64_t>(total_)},
+                {static_cast<std::int64_t>(chunk_elements_)}, dtype_name(type_),
+                type_ == StoreType::Bool ? json(false) : json(0), json(nullptr), true);
+}
+
+}  // namespace
+
+std::unique_ptr<TreeWriter> make_zarr_writer(const std::string& path) {
+  return std::make_unique<ZarrTreeWriter>(path);
+}
+
+}  // namespace orrery::io
