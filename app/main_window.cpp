@@ -195,12 +195,13 @@ void MainWindow::buildMenus() {
   QAction* open = file->addAction("&Open...", this, [this] {
     const QString path = QFileDialog::getOpenFileName(
         this, "Open store", QString(),
-        "AnnData (*.h5ad);;Matrix Market (*.mtx *.mtx.gz);;All files (*)");
+        "AnnData (*.h5ad);;Cell Ranger (*.h5);;Matrix Market (*.mtx *.mtx.gz);;All files (*)");
     if (!path.isEmpty()) openStore(path);
   });
   open->setShortcut(QKeySequence::Open);
-  QAction* open_dir = file->addAction("Open 10x &folder...", this, [this] {
-    const QString path = QFileDialog::getExistingDirectory(this, "Open 10x Matrix Market folder");
+  QAction* open_dir = file->addAction("Open &folder (.zarr or 10x)...", this, [this] {
+    const QString path =
+        QFileDialog::getExistingDirectory(this, "Open a .zarr store or a 10x Matrix Market folder");
     if (!path.isEmpty()) openStore(path);
   });
   open_dir->setShortcut(QKeySequence("Ctrl+Shift+O"));
@@ -211,10 +212,15 @@ void MainWindow::buildMenus() {
       QMessageBox::warning(this, "Orrery", "Could not export " + path);
   });
   png->setShortcut(QKeySequence("Ctrl+E"));
-  QAction* save = file->addAction("&Save results as .h5ad...", this, [this] {
-    const QString path = QFileDialog::getSaveFileName(this, "Save results", "orrery-results.h5ad",
-                                                      "AnnData (*.h5ad)");
-    if (!path.isEmpty()) saveH5ad(path);
+  QAction* save = file->addAction("&Save results as .h5ad or .zarr...", this, [this] {
+    QString filter;
+    QString path =
+        QFileDialog::getSaveFileName(this, "Save results", "orrery-results.h5ad",
+                                     "AnnData h5ad (*.h5ad);;AnnData zarr (*.zarr)", &filter);
+    if (path.isEmpty()) return;
+    const bool zarr = filter.contains("zarr");
+    if (!path.endsWith(zarr ? ".zarr" : ".h5ad")) path += zarr ? ".zarr" : ".h5ad";
+    saveStore(path);
   });
   save->setShortcut(QKeySequence::Save);
   file->addSeparator();
@@ -566,7 +572,7 @@ bool MainWindow::exportPng(const QString& path, int scale) {
   }
 }
 
-void MainWindow::saveH5ad(const QString& path) {
+void MainWindow::saveStore(const QString& path) {
   auto annotation = std::make_shared<compute::ClusterAnnotation>();
   annotation->labels = labels_;
   annotation->names = names_;

@@ -45,12 +45,12 @@ class MainWindow : public QMainWindow {
  public slots:
   void cancelRun();
   bool exportPng(const QString& path, int scale = 2);
-  void saveH5ad(const QString& path);
+  void saveStore(const QString& path);
   void setSelection(std::shared_ptr<const std::vector<bool>> selection);
   void compareSelection();
   // Colours the UMAP by a gene's expression (viridis, 1st-99th percentile); empty: by cluster.
   void colorByGene(const QString& gene);
-  // Cluster annotation edits (written by saveH5ad as the obs "leiden" categorical and colours).
+  // Cluster annotation edits (written by saveStore as the obs "leiden" categorical and colours).
   void renameCluster(int cluster, const QString& name);
   void recolorCluster(int cluster, const QColor& color);
   void setClusterHidden(int cluster, bool hidden);

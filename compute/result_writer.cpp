@@ -1,5 +1,6 @@
 #include "result_writer.hpp"
 
+#include "io/anndata_reader.hpp"
 #include "io/anndata_writer.hpp"
 #include "io/error.hpp"
 #include "palette.hpp"
@@ -60,6 +61,57 @@ void write_markers(io::AnnDataWriter& w, const PipelineResult& r, const Pipeline
   w.write_uns_recarray(key + "/pvals_adj", groups, pvals_adj, false);
 }
 
+// A column of the input restricted (and reordered) to `rows`.
+ColumnValues subset(const ColumnValues& values, const std::vector<CellIndex>& rows) {
+  return std::visit(
+      [&](const auto& v) -> ColumnValues {
+        using V = std::decay_t<decltype(v)>;
+        if constexpr (std::is_same_v<V, Categorical>) {
+          Categorical out = v;
+          out.codes = pick<std::int32_t>(v.codes, rows);
+          return out;
+        } else {
+          using T = typename V::value_type;
+          return pick<T>(v, rows);
+        }
+      },
+      values);
+}
+
+// The input's own columns, kept for the kept rows unless the result has a column of that name.
+void carry_columns(const DataFrame& input, const std::vector<CellIndex>& rows, DataFrame& out) {
+  for (const auto& c : input.columns)
+    if (!out.find(c.name)) out.columns.push_back({c.name, subset(c.values, rows)});
+}
+
+// scanpy's uns entries describing how the results were computed.
+void write_uns_params(io::AnnDataWriter& w, const PipelineResult& r, const PipelineParams& p) {
+  w.write_uns_dict("neighbors");
+  w.write_uns_string("neighbors/connectivities_key", "connectivities");
+  w.write_uns_string("neighbors/distances_key", "distances");
+  w.write_uns_dict("neighbors/params");
+  w.write_uns_number("neighbors/params/n_neighbors", p.neighbors.n_neighbors);
+  w.write_uns_number("neighbors/params/n_pcs", p.neighbors.n_pcs);
+  w.write_uns_string("neighbors/params/method", "umap");
+  w.write_uns_string("neighbors/params/metric", p.neighbors.metric);
+  w.write_uns_number("neighbors/params/random_state", static_cast<double>(p.neighbors.seed));
+  const auto [a, b] = find_ab_params(p.umap.spread, p.umap.min_dist);
+  w.write_uns_dict("umap");
+  w.write_uns_dict("umap/params");
+  w.write_uns_number("umap/params/a", a);
+  w.write_uns_number("umap/params/b", b);
+  w.write_uns_dict("leiden");
+  w.write_uns_dict("leiden/params");
+  w.write_uns_number("leiden/params/resolution", p.leiden.resolution);
+  w.write_uns_number("leiden/params/random_state", static_cast<double>(p.leiden.seed));
+  w.write_uns_number("leiden/params/n_iterations", p.leiden.n_iterations);
+  w.write_uns_dict("pca");
+  w.write_uns_numbers("pca/variance", r.pca.variance);
+  w.write_uns_numbers("pca/variance_ratio", r.pca.variance_ratio);
+  w.write_uns_dict("hvg");
+  w.write_uns_string("hvg/flavor", p.hvg.flavor);
+}
+
 }  // namespace
 
 void write_result_h5ad(io::Store& store, const PipelineResult& r, const PipelineParams& p,
@@ -103,6 +155,7 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   }
   const std::vector<std::string> categories = leiden.categories;
   obs.columns.push_back({"leiden", std::move(leiden)});
+  carry_columns(store.obs, r.kept_cells, obs);
   w.write_obs(obs);
 
   DataFrame var;
@@ -117,10 +170,24 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   var.columns.push_back({"means", r.hvg.means});
   var.columns.push_back({"dispersions", r.hvg.dispersions});
   var.columns.push_back({"dispersions_norm", r.hvg.dispersions_norm});
+  carry_columns(store.var, genes, var);
   w.write_var(var);
 
   w.write_obsm("X_pca", r.x_pca);
   w.write_obsm("X_umap", r.x_umap);
+  // The input's own embeddings (e.g. a published X_tsne), restricted to the kept cells.
+  for (const auto& key : store.obsm_keys) {
+    if (key == "X_pca" || key == "X_umap" || !store.root) continue;
+    auto element = store.root->open("obsm/" + key);
+    if (!element || element->is_group() || element->shape().size() != 2) continue;
+    const DenseMatrix all = io::read_dense(*element, store.n_obs());
+    DenseMatrix kept(static_cast<std::int64_t>(r.kept_cells.size()), all.cols);
+    for (std::size_t i = 0; i < r.kept_cells.size(); ++i)
+      std::copy(all.row(r.kept_cells[i]), all.row(r.kept_cells[i]) + all.cols,
+                kept.row(static_cast<std::int64_t>(i)));
+    w.write_obsm(key, kept);
+  }
+  write_uns_params(w, r, p);
   w.write_obsp("connectivities", r.graph.connectivities);
   w.write_obsp("distances", r.graph.distances);
   // Markers belong to the Leiden clusters; after merges or new labels they no longer describe

@@ -162,6 +162,10 @@ void AnnDataWriter::write_uns_number(const std::string& key, double value) {
   tree_->array("uns/" + key, StoreType::F64, &value, {}, encoding("numeric-scalar", "0.2.0"));
 }
 
+void AnnDataWriter::write_uns_numbers(const std::string& key, const std::vector<double>& values) {
+  write_vector(*tree_, "uns/" + key, values);
+}
+
 void AnnDataWriter::write_uns_dict(const std::string& path) {
   tree_->group("uns/" + path, encoding("dict", "0.1.0"));
 }

@@ -286,7 +286,7 @@ class TestMainWindow : public QObject {
     // Save: anndata sees the edited categories and colours.
     const QString h5ad = tmp_.filePath("annotated.h5ad");
     QSignalSpy saved(window_->computeThread()->worker(), &app::ComputeWorker::saved);
-    window_->saveH5ad(h5ad);
+    window_->saveStore(h5ad);
     QVERIFY(saved.wait(60000));
     QProcess py;
     py.start("/usr/bin/python3", {QString(ORRERY_SOURCE_DIR) + "/tests/app/check_annotated.py",
@@ -348,7 +348,7 @@ class TestMainWindow : public QObject {
     const QString h5ad = tmp_.filePath("saved.h5ad");
     QSignalSpy saved(window_->computeThread()->worker(), &app::ComputeWorker::saved);
     QSignalSpy failed(window_.get(), &app::MainWindow::runFailed);
-    window_->saveH5ad(h5ad);
+    window_->saveStore(h5ad);
     QVERIFY2(saved.wait(60000),
              failed.isEmpty() ? "no signal" : qPrintable(failed.first().first().toString()));
     io::Store store = io::open_store(h5ad.toStdString());

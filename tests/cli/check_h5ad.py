@@ -46,6 +46,13 @@ c = ad.obsp["connectivities"]
 assert c.shape == (n, n) and abs(c - c.T).max() < 1e-6
 assert ad.obsp["distances"].shape == (n, n)
 assert ad.obs_names.is_unique and ad.var_names.is_unique
+nb = ad.uns["neighbors"]
+assert nb["connectivities_key"] == "connectivities" and nb["params"]["n_neighbors"] == 15, nb
+assert nb["params"]["method"] == "umap"
+assert 0 < ad.uns["umap"]["params"]["a"] and 0 < ad.uns["umap"]["params"]["b"]
+assert "resolution" in ad.uns["leiden"]["params"]
+vr = np.asarray(ad.uns["pca"]["variance_ratio"])
+assert len(vr) == ad.obsm["X_pca"].shape[1] and (np.diff(vr) <= 1e-12).all() and vr.sum() < 1
 rgg = ad.uns["rank_genes_groups"]
 assert rgg["params"]["groupby"] == "leiden" and rgg["params"]["method"].startswith("wilcoxon")
 groups = list(rgg["names"].dtype.names)
