@@ -30,6 +30,11 @@ expect_error "NaN" "$orrery" run "$tmp/mtx" -o "$tmp/out.h5ad"
 expect_error "matrix.mtx" "$orrery" run "$tmp/mtx" -o "$tmp/out.h5ad"
 
 "$orrery" synth -o "$tmp/small.h5ad" --cells 400 --genes 1000 --quiet || fail "synth failed"
+# A synthetic store written as zarr checks clean; a damaged X chunk is named by `orrery check`.
+"$orrery" synth -o "$tmp/small.zarr" --cells 400 --genes 1000 --quiet || fail "zarr synth failed"
+"$orrery" check "$tmp/small.zarr" --quiet | grep -q '"rows":400' || fail "check of small.zarr"
+head -c 100 "$tmp/small.zarr/X/data/0" > "$tmp/chunk" && mv "$tmp/chunk" "$tmp/small.zarr/X/data/0"
+expect_error "X/data chunk 0" "$orrery" check "$tmp/small.zarr" --quiet
 echo '{"leiden": {"resolution": -1}}' > "$tmp/p.json"
 expect_error "leiden.resolution" "$orrery" run "$tmp/small.h5ad" -o "$tmp/out.h5ad" --params "$tmp/p.json"
 echo '{"pca": {"n_comps": "fifty"}}' > "$tmp/p.json"
