@@ -44,7 +44,8 @@ void PipelineParams::update_from_json(const json& j) {
     const auto& s = j["qc"];
     reject_unknown(s, "qc",
                    {"mito_prefix", "min_genes", "max_genes", "max_pct_mito", "min_cells",
-                    "min_counts", "max_counts"});
+                    "min_counts", "max_counts", "percent_top"});
+    take(s, "qc", "percent_top", percent_top);
     take(s, "qc", "min_counts", min_counts);
     take(s, "qc", "max_counts", max_counts);
     take(s, "qc", "mito_prefix", qc_prefix);
@@ -133,6 +134,11 @@ void PipelineParams::update_from_json(const json& j) {
 
 void PipelineParams::validate() const {
   require(min_genes >= 0, "qc.min_genes", "must be >= 0");
+  require(percent_top.size() <= 16, "qc.percent_top", "at most 16 entries");
+  for (std::size_t i = 0; i < percent_top.size(); ++i)
+    require(percent_top[i] >= 1 && percent_top[i] <= 1000000 &&
+                (i == 0 || percent_top[i] > percent_top[i - 1]),
+            "qc.percent_top", "must be ascending numbers of genes between 1 and 1000000");
   require(max_genes >= 0, "qc.max_genes", "must be >= 0 (0: no bound)");
   require(std::isfinite(max_pct_qc), "qc.max_pct_mito", "must be finite");
   require(min_cells >= 0, "qc.min_cells", "must be >= 0");

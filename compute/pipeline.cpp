@@ -160,7 +160,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   {
     StageClock clock(r, "qc", r.n_cells_total, progress);
     const auto& reuse = hooks.reuse_qc;
-    if (reuse && reuse->qc_prefix == p.qc_prefix &&
+    if (reuse && reuse->qc_prefix == p.qc_prefix && reuse->cells.top_n == p.percent_top &&
         static_cast<std::int64_t>(reuse->cells.total_counts.size()) == r.n_cells_total &&
         static_cast<std::int64_t>(reuse->genes.total_counts.size()) == r.n_genes_total) {
       r.cell_qc = reuse->cells;
@@ -170,7 +170,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       r.gene_qc.n_cells_by_counts.assign(r.n_genes_total, 0);
       r.gene_qc.total_counts.assign(r.n_genes_total, 0.0);
       for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t) {
-        accumulate_qc(c, qc_genes, r.cell_qc, r.gene_qc);
+        accumulate_qc(c, qc_genes, p.percent_top, r.cell_qc, r.gene_qc);
       });
     }
     if (hooks.on_qc)

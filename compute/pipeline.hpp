@@ -24,13 +24,14 @@ namespace orrery::compute {
 
 struct PipelineParams {
   std::string qc_prefix = "MT-";  // qc_vars=["mt"]: genes whose names start with this
-  int min_genes = 200;            // keep cells with n_genes_by_counts >= min_genes
-  int max_genes = 2500;           // ... and <= max_genes (0: no upper bound)
-  double max_pct_qc = 5.0;        // ... and pct_counts_mt < max_pct_qc (<= 0: no bound)
-  double min_counts = 0;          // ... and total_counts >= min_counts (<= 0: no bound)
-  double max_counts = 0;          // ... and total_counts <= max_counts (<= 0: no bound)
-  int min_cells = 3;              // keep genes seen in at least min_cells kept cells
-  double target_sum = 1e4;        // normalize_total; <= 0: median of cell totals
+  std::vector<int> percent_top{50, 100, 200, 500};  // pct_counts_in_top_N_genes (ascending)
+  int min_genes = 200;      // keep cells with n_genes_by_counts >= min_genes
+  int max_genes = 2500;     // ... and <= max_genes (0: no upper bound)
+  double max_pct_qc = 5.0;  // ... and pct_counts_mt < max_pct_qc (<= 0: no bound)
+  double min_counts = 0;    // ... and total_counts >= min_counts (<= 0: no bound)
+  double max_counts = 0;    // ... and total_counts <= max_counts (<= 0: no bound)
+  int min_cells = 3;        // keep genes seen in at least min_cells kept cells
+  double target_sum = 1e4;  // normalize_total; <= 0: median of cell totals
   HvgOptions hvg{.flavor = "cell_ranger", .n_top_genes = 2000};
   float scale_max_value = 10.0f;
   PcaOptions pca{.n_comps = 50};

@@ -1,9 +1,11 @@
 // Quality-control metrics as scanpy's calculate_qc_metrics: per cell n_genes_by_counts,
-// total_counts and pct_counts for a gene set (e.g. mitochondrial); per gene n_cells_by_counts,
+// total_counts, pct_counts for a gene set (e.g. mitochondrial) and pct_counts_in_top_N_genes;
+// per gene n_cells_by_counts,
 // total_counts, mean_counts and pct_dropout_by_counts. Accumulated chunk by chunk.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -16,6 +18,9 @@ struct CellQc {
   std::vector<double> total_counts;
   std::vector<double> total_counts_qc;  // counts in the qc gene set (e.g. "mt")
   std::vector<double> pct_counts_qc;    // 100 * total_counts_qc / total_counts (NaN if empty)
+  // scanpy's percent_top: for each N, 100 * (counts in the cell's N largest genes) / total.
+  std::vector<int> top_n;
+  std::vector<std::vector<double>> pct_counts_in_top;  // [N index][cell]
 };
 
 struct GeneQc {
@@ -33,7 +38,8 @@ std::vector<char> genes_with_prefix(const std::vector<std::string>& names,
                                     const std::string& prefix);
 
 // Appends the chunk's cells to `cells` and adds its counts to `genes` (sized n_cols beforehand).
-void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes, CellQc& cells,
-                   GeneQc& genes);
+// `percent_top` (ascending N) must be the same for every chunk of a pass.
+void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
+                   const std::vector<int>& percent_top, CellQc& cells, GeneQc& genes);
 
 }  // namespace orrery::compute

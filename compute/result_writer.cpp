@@ -139,6 +139,10 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   obs.columns.push_back(
       {"n_genes_by_counts", pick<std::int32_t>(r.cell_qc.n_genes_by_counts, r.kept_cells)});
   obs.columns.push_back({"total_counts", pick<float>(r.cell_qc.total_counts, r.kept_cells)});
+  for (std::size_t t = 0; t < r.cell_qc.top_n.size(); ++t)
+    obs.columns.push_back({"pct_counts_in_top_" + std::to_string(r.cell_qc.top_n[t]) + "_genes",
+                           pick<double>(r.cell_qc.pct_counts_in_top[t], r.kept_cells)});
+  obs.columns.push_back({"total_counts_mt", pick<float>(r.cell_qc.total_counts_qc, r.kept_cells)});
   obs.columns.push_back({"pct_counts_mt", pick<float>(r.cell_qc.pct_counts_qc, r.kept_cells)});
   Categorical leiden;
   if (annotation) {

@@ -37,7 +37,8 @@ assert ad.obs["leiden"].dtype.name == "category", ad.obs["leiden"].dtype
 k = len(ad.obs["leiden"].cat.categories)
 assert k >= 2, k
 assert len(ad.uns["leiden_colors"]) == k
-for col in ["n_genes_by_counts", "total_counts", "pct_counts_mt"]:
+for col in ["n_genes_by_counts", "total_counts", "pct_counts_mt", "total_counts_mt",
+            "pct_counts_in_top_50_genes", "pct_counts_in_top_500_genes"]:
     assert col in ad.obs.columns, col
 assert ad.var["highly_variable"].dtype == bool, ad.var["highly_variable"].dtype
 assert ad.obsm["X_pca"].shape[0] == n and ad.obsm["X_pca"].shape[1] >= 2

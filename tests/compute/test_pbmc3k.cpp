@@ -4,9 +4,11 @@
 #include <QtTest/QtTest>
 
 #include <cmath>
+#include <fstream>
 #include <set>
 #include <unordered_map>
 
+#include "common/python.hpp"
 #include "common/shared.hpp"
 #include "compute/metrics.hpp"
 #include "compute/pipeline.hpp"
@@ -37,6 +39,32 @@ class TestPbmc3k : public QObject {
     QCOMPARE(store_.n_obs(), 2700);
     QCOMPARE(store_.n_vars(), 32738);
     QCOMPARE(store_.X->nnz(), 2286884);
+  }
+
+  // pct_counts_in_top_N_genes against numpy on the same counts (the reference run used
+  // percent_top=None, so scanpy's values are not stored).
+  void topGenesMatchNumpy() {
+    QTemporaryDir tmp;
+    const QString out = tmp.filePath("top.tsv");
+    RUN_PYTHON_OR_SKIP(
+        "python3-numpy / python3-scipy", ORRERY_SOURCE_DIR "/tests/compute/top_genes_reference.py",
+        QString::fromStdString(test::pbmc3k_dir().string()), out, "50", "100", "200", "500");
+    QCOMPARE(result_.cell_qc.top_n, (std::vector<int>{50, 100, 200, 500}));
+    std::ifstream in(out.toStdString());
+    std::size_t cell = 0;
+    double a, b, c, d;
+    while (in >> a >> b >> c >> d) {
+      const double want[4] = {a, b, c, d};
+      for (int t = 0; t < 4; ++t) {
+        const double got = result_.cell_qc.pct_counts_in_top[t][cell];
+        QVERIFY2(
+            std::fabs(got - want[t]) <= 1e-9 * want[t],
+            qPrintable(QString("cell %1 top %2: %3 vs %4").arg(cell).arg(t).arg(got).arg(want[t])));
+      }
+      ++cell;
+    }
+    QCOMPARE(cell, std::size_t{2700});
+    QVERIFY(result_.cell_qc.pct_counts_in_top[0][0] < result_.cell_qc.pct_counts_in_top[3][0]);
   }
 
   void qcMatchesScanpy() {
