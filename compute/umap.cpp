@@ -5,6 +5,9 @@
 #include <limits>
 #include <tuple>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include "io/error.hpp"
 #include "rng.hpp"
 
@@ -253,6 +256,29 @@ DenseMatrix initial_layout_from_pca(const DenseMatrix& pca, std::uint64_t seed) 
   return init;
 }
 
+namespace {
+
+// A counter-based stream: the negative samples of vertex i in epoch t depend on (seed, t, i)
+// only, never on which thread runs i or in what order.
+struct SplitMix {
+  std::uint64_t state;
+  SplitMix(std::uint64_t seed, std::uint64_t epoch, std::uint64_t vertex)
+      : state(seed ^ (epoch * 0xd1b54a32d192ed03ULL) ^ (vertex * 0x9e3779b97f4a7c15ULL)) {}
+  std::uint64_t next() {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+};
+
+}  // namespace
+
+// umap-learn's optimize_layout_euclidean (epochs_per_sample schedule, negative sampling rate,
+// clipped gradients, linearly decaying learning rate), made deterministic and parallel: within
+// an epoch every vertex moves only itself and reads the others' positions as they were at the
+// start of the epoch. The graph is symmetric, so the move umap-learn gives the other end of an
+// edge (move_other) arrives through the reverse edge: each sampled edge counts twice for its head.
 DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix emb, const UmapOptions& o,
                         Progress& progress, const EpochCallback& on_epoch) {
   const std::int64_t n = graph.n_rows;
@@ -262,25 +288,27 @@ DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix emb, const UmapOptio
 
   float max_w = 0.0f;
   for (float w : graph.data) max_w = std::max(max_w, w);
-  std::vector<std::int64_t> head, tail;
+  std::vector<std::int64_t> first(n + 1, 0);  // edges of head i: [first[i], first[i + 1])
+  std::vector<std::int64_t> tail;
   std::vector<double> eps;  // epochs per sample
-  for (std::int64_t i = 0; i < n; ++i)
+  for (std::int64_t i = 0; i < n; ++i) {
     for (auto kk = graph.indptr[i]; kk < graph.indptr[i + 1]; ++kk) {
       const float w = graph.data[kk];
       if (w < max_w / static_cast<float>(n_epochs)) continue;
-      head.push_back(i);
       tail.push_back(graph.indices[kk]);
       eps.push_back(static_cast<double>(max_w) / w);  // n_epochs / (n_epochs * w / max_w)
     }
-  const std::size_t m = head.size();
+    first[i + 1] = static_cast<std::int64_t>(tail.size());
+  }
+  const std::size_t m = tail.size();
   std::vector<double> next_sample(eps), eps_neg(m), next_neg(m);
   for (std::size_t e = 0; e < m; ++e) {
     eps_neg[e] = eps[e] / o.negative_sample_rate;
     next_neg[e] = eps_neg[e];
   }
-  Rng rng(o.seed);
   auto clip = [](double g) { return g > 4.0 ? 4.0 : (g < -4.0 ? -4.0 : g); };
   float* y = emb.values.data();
+  std::vector<float> start(emb.values.size());
   for (int epoch = 0; epoch < n_epochs; ++epoch) {
     if (epoch % 10 == 0) {
       progress.check();
@@ -288,42 +316,49 @@ DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix emb, const UmapOptio
       if (on_epoch) on_epoch(epoch, n_epochs, emb);
     }
     const double alpha = o.learning_rate * (1.0 - static_cast<double>(epoch) / n_epochs);
-    for (std::size_t e = 0; e < m; ++e) {
-      if (next_sample[e] > epoch) continue;
-      float* cur = y + 2 * head[e];
-      float* oth = y + 2 * tail[e];
-      double dx = cur[0] - oth[0], dy = cur[1] - oth[1];
-      double d2 = dx * dx + dy * dy;
-      if (d2 > 0.0) {
-        const double coeff = -2.0 * a * b * std::pow(d2, b - 1.0) / (a * std::pow(d2, b) + 1.0);
-        const double gx = clip(coeff * dx) * alpha, gy = clip(coeff * dy) * alpha;
-        cur[0] += static_cast<float>(gx);
-        cur[1] += static_cast<float>(gy);
-        oth[0] -= static_cast<float>(gx);
-        oth[1] -= static_cast<float>(gy);
-      }
-      next_sample[e] += eps[e];
-      const int n_neg = static_cast<int>((epoch - next_neg[e]) / eps_neg[e]);
-      for (int p = 0; p < n_neg; ++p) {
-        const std::int64_t kidx =
-            static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(n));
-        if (kidx == head[e]) continue;
-        const float* other = y + 2 * kidx;
-        dx = cur[0] - other[0];
-        dy = cur[1] - other[1];
-        d2 = dx * dx + dy * dy;
-        double gx = 4.0, gy = 4.0;
-        if (d2 > 0.0) {
-          const double coeff =
-              2.0 * o.repulsion_strength * b / ((0.001 + d2) * (a * std::pow(d2, b) + 1.0));
-          gx = clip(coeff * dx);
-          gy = clip(coeff * dy);
-        }
-        cur[0] += static_cast<float>(gx * alpha);
-        cur[1] += static_cast<float>(gy * alpha);
-      }
-      next_neg[e] += n_neg * eps_neg[e];
-    }
+    std::copy(emb.values.begin(), emb.values.end(), start.begin());
+    const float* prev = start.data();
+    tbb::parallel_for(
+        tbb::blocked_range<std::int64_t>(0, n, 1024),
+        [&](const tbb::blocked_range<std::int64_t>& r) {
+          for (std::int64_t i = r.begin(); i < r.end(); ++i) {
+            float* cur = y + 2 * i;
+            SplitMix rng(o.seed, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(i));
+            for (auto e = first[i]; e < first[i + 1]; ++e) {
+              if (next_sample[e] > epoch) continue;
+              const float* oth = prev + 2 * tail[e];
+              double dx = cur[0] - oth[0], dy = cur[1] - oth[1];
+              double d2 = dx * dx + dy * dy;
+              if (d2 > 0.0) {
+                const double coeff =
+                    -2.0 * a * b * std::pow(d2, b - 1.0) / (a * std::pow(d2, b) + 1.0);
+                cur[0] += static_cast<float>(2.0 * clip(coeff * dx) * alpha);
+                cur[1] += static_cast<float>(2.0 * clip(coeff * dy) * alpha);
+              }
+              next_sample[e] += eps[e];
+              const int n_neg = static_cast<int>((epoch - next_neg[e]) / eps_neg[e]);
+              for (int p = 0; p < n_neg; ++p) {
+                const auto k =
+                    static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(n));
+                if (k == i) continue;
+                const float* other = prev + 2 * k;
+                dx = cur[0] - other[0];
+                dy = cur[1] - other[1];
+                d2 = dx * dx + dy * dy;
+                double gx = 4.0, gy = 4.0;
+                if (d2 > 0.0) {
+                  const double coeff =
+                      2.0 * o.repulsion_strength * b / ((0.001 + d2) * (a * std::pow(d2, b) + 1.0));
+                  gx = clip(coeff * dx);
+                  gy = clip(coeff * dy);
+                }
+                cur[0] += static_cast<float>(gx * alpha);
+                cur[1] += static_cast<float>(gy * alpha);
+              }
+              next_neg[e] += n_neg * eps_neg[e];
+            }
+          }
+        });
   }
   progress.report("umap", 1.0);
   if (on_epoch) on_epoch(n_epochs, n_epochs, emb);

@@ -24,6 +24,26 @@
 using namespace orrery;
 using namespace orrery::compute;
 
+namespace {
+
+// `n` points in `k` Gaussian blobs (unit variance) in `d` dimensions; point i is in blob i % k,
+// centres uniform in a cube of side `spread`.
+DenseMatrix blobs(int n, int d, int k, double spread) {
+  DenseMatrix x(n, d);
+  Rng rng(7);
+  std::vector<double> centre(static_cast<std::size_t>(k) * d);
+  for (auto& c : centre) c = spread * (rng.uniform() - 0.5);
+  for (int i = 0; i < n; ++i)
+    for (int j = 0; j < d; ++j) {
+      const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
+      x.at(i, j) = static_cast<float>(centre[(i % k) * d + j] +
+                                      std::sqrt(-2 * std::log(u1)) * std::cos(6.2831853 * u2));
+    }
+  return x;
+}
+
+}  // namespace
+
 class TestStages : public QObject {
   Q_OBJECT
 
@@ -84,18 +104,8 @@ class TestStages : public QObject {
   }
 
   void nnDescentRecall() {
-    // 20 Gaussian blobs in 30 dimensions, 6000 points.
-    const int n = 6000, d = 30;
-    DenseMatrix x(n, d);
-    Rng rng(7);
-    std::vector<double> centre(20 * d);
-    for (auto& c : centre) c = 6.0 * (rng.uniform() - 0.5);
-    for (int i = 0; i < n; ++i)
-      for (int j = 0; j < d; ++j) {
-        const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
-        x.at(i, j) = static_cast<float>(centre[(i % 20) * d + j] +
-                                        std::sqrt(-2 * std::log(u1)) * std::cos(6.2831853 * u2));
-      }
+    const int n = 6000;
+    DenseMatrix x = blobs(n, 30, 20, 6.0);
     Progress p;
     KnnOptions o{.n_neighbors = 15};
     KnnResult exact = exact_knn(x, o, p);
@@ -112,6 +122,29 @@ class TestStages : public QObject {
     // Seeded: the same graph again.
     KnnResult again = nn_descent_knn(x, o, p);
     QCOMPARE(again.indices, approx.indices);
+  }
+
+  // The layout keeps clusters together: 10 well separated blobs in 20-D, and each point's 10
+  // nearest neighbours in the 2-D embedding come from its own blob. The same with 1 and 2
+  // threads, byte for byte.
+  void umapSeparatesBlobs() {
+    const int n = 3000, k = 10;
+    DenseMatrix x = blobs(n, 20, k, 30.0);
+    Progress p;
+    const FuzzyGraph g = fuzzy_simplicial_set(exact_knn(x, KnnOptions{.n_neighbors = 15}, p));
+    auto layout = [&](int threads) {
+      tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+      return umap_layout(g.connectivities, initial_layout_from_pca(x, 0), UmapOptions{}, p);
+    };
+    const DenseMatrix one = layout(1), two = layout(2);
+    QCOMPARE(one.values, two.values);
+    const KnnResult near = exact_knn(one, KnnOptions{.n_neighbors = 11}, p);
+    std::int64_t same = 0;
+    for (int i = 0; i < n; ++i)
+      for (int c = 1; c < 11; ++c) same += near.indices[i * 11 + c] % k == i % k;
+    const double frac = static_cast<double>(same) / (n * 10.0);
+    qInfo("UMAP of 10 blobs: %.4f of 10-NN in 2-D share the point's blob", frac);
+    QVERIFY(frac >= 0.98);
   }
 
   void adjustedRandIndex() {
