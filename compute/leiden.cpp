@@ -11,9 +11,6 @@
 namespace orrery::compute {
 namespace {
 
-// igraph's default RNG is global; serialise callers.
-std::mutex igraph_mutex;
-
 struct IgraphVector {
   igraph_vector_t v;
   explicit IgraphVector(igraph_integer_t n = 0) { igraph_vector_init(&v, n); }
@@ -39,10 +36,15 @@ void check(igraph_error_t status, const char* what) {
 
 }  // namespace
 
+std::mutex& igraph_mutex() {
+  static std::mutex m;
+  return m;
+}
+
 std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o) {
   if (!(o.resolution > 0)) throw Error("", "leiden.resolution", "must be positive");
   const std::int64_t n = graph.n_rows;
-  std::lock_guard lock(igraph_mutex);
+  std::lock_guard lock(igraph_mutex());
   igraph_set_error_handler(igraph_error_handler_ignore);
 
   IgraphIntVector edges;

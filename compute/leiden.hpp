@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <mutex>
 #include <vector>
 
 #include "io/matrix.hpp"
@@ -18,5 +19,8 @@ struct LeidenOptions {
 };
 
 std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& options);
+
+// igraph's RNG and error handlers are process-global: every igraph caller holds this lock.
+std::mutex& igraph_mutex();
 
 }  // namespace orrery::compute

@@ -93,9 +93,10 @@ void PipelineParams::update_from_json(const json& j) {
   }
   if (j.contains("umap")) {
     const auto& s = j["umap"];
-    reject_unknown(
-        s, "umap",
-        {"min_dist", "spread", "n_epochs", "learning_rate", "seed", "negative_sample_rate"});
+    reject_unknown(s, "umap",
+                   {"min_dist", "spread", "n_epochs", "learning_rate", "seed",
+                    "negative_sample_rate", "init"});
+    take(s, "umap", "init", umap.init);
     take(s, "umap", "min_dist", umap.min_dist);
     take(s, "umap", "spread", umap.spread);
     take(s, "umap", "n_epochs", umap.n_epochs);
@@ -162,6 +163,8 @@ void PipelineParams::validate() const {
   require(neighbors.n_pcs >= 0, "neighbors.n_pcs", "must be >= 0");
   require(umap.min_dist >= 0 && umap.spread > 0 && umap.min_dist <= umap.spread, "umap.min_dist",
           "need 0 <= min_dist <= spread");
+  require(umap.init == "spectral" || umap.init == "pca" || umap.init == "random", "umap.init",
+          "must be \"spectral\", \"pca\" or \"random\"");
   require(umap.n_epochs >= 0 && umap.n_epochs <= 100000, "umap.n_epochs", "must be 0..100000");
   require(umap.negative_sample_rate >= 0 && umap.negative_sample_rate <= 100,
           "umap.negative_sample_rate", "must be 0..100");
@@ -192,6 +195,7 @@ json report_json(const PipelineResult& r, const PipelineParams& p) {
           {"n_hvg", r.hvg_genes.size()},
           {"pca_variance_ratio", ratio},
           {"leiden_n_clusters", r.n_clusters},
+          {"umap_init", r.umap_init},
           {"peak_rss_mib", peak_rss_mib()},
           {"stages", stages}};
 }

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "elementwise.hpp"
+#include "spectral.hpp"
 
 namespace orrery::compute {
 namespace {
@@ -317,8 +318,20 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   }
   {
     StageClock clock(r, "umap", n_kept_cells, progress);
-    r.x_umap = umap_layout(r.graph.connectivities, initial_layout_from_pca(r.x_pca, p.umap.seed),
-                           p.umap, progress, hooks.on_umap_epoch);
+    DenseMatrix init;
+    if (p.umap.init == "pca") {
+      init = initial_layout_from_pca(r.x_pca, p.umap.seed);
+      r.umap_init = "pca";
+    } else if (p.umap.init == "random") {
+      init = random_layout(r.x_pca.rows, p.umap.seed);
+      r.umap_init = "random";
+    } else {
+      SpectralResult s = spectral_layout(r.graph.connectivities, r.x_pca, p.umap.seed);
+      init = std::move(s.embedding);
+      r.umap_init = std::move(s.note);
+    }
+    r.x_umap =
+        umap_layout(r.graph.connectivities, std::move(init), p.umap, progress, hooks.on_umap_epoch);
   }
   {
     StageClock clock(r, "leiden", n_kept_cells, progress);

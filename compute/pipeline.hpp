@@ -76,6 +76,7 @@ struct PipelineResult {
   std::vector<GroupMarkers> markers;  // per Leiden cluster vs rest
   std::vector<StageTiming> timings;
   std::string backend_note;
+  std::string umap_init;  // how the layout was initialised (and why, after a fallback)
 };
 
 // QC metrics of a store, reusable across runs that change only thresholds or later stages.

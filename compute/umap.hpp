@@ -27,6 +27,7 @@ struct UmapOptions {
   double learning_rate = 1.0;
   double repulsion_strength = 1.0;
   int negative_sample_rate = 5;
+  std::string init = "spectral";  // "spectral" (umap-learn, scanpy) | "pca" | "random"
   std::uint64_t seed = 0;
 };
 

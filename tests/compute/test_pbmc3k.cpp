@@ -181,6 +181,13 @@ class TestPbmc3k : public QObject {
     QVERIFY(recall >= 0.95);
   }
 
+  void umapStartsSpectral() {
+    qInfo("UMAP initialisation: %s", result_.umap_init.c_str());
+    QVERIFY(result_.umap_init.rfind("spectral", 0) == 0);
+    QCOMPARE(result_.x_umap.rows, std::int64_t{2638});
+    for (float v : result_.x_umap.values) QVERIFY(std::isfinite(v));
+  }
+
   void leidenAgreesWithAnnotations() {
     auto t = test::read_tsv(test::shared_dir() / "data" / "pbmc3k" / "seurat_annotations.tsv");
     std::unordered_map<std::string, std::string> label;

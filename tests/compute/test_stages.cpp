@@ -16,6 +16,7 @@
 #include "compute/metrics.hpp"
 #include "compute/pipeline.hpp"
 #include "compute/rng.hpp"
+#include "compute/spectral.hpp"
 #include "compute/synth.hpp"
 #include "compute/umap.hpp"
 #include "io/error.hpp"
@@ -145,6 +146,65 @@ class TestStages : public QObject {
     const double frac = static_cast<double>(same) / (n * 10.0);
     qInfo("UMAP of 10 blobs: %.4f of 10-NN in 2-D share the point's blob", frac);
     QVERIFY(frac >= 0.98);
+  }
+
+  // On a 30 x 20 lattice graph the two smallest non-trivial Laplacian eigenvectors are the
+  // lowest cosine modes along each side: the layout recovers the lattice's coordinates.
+  void spectralLayoutOfLattice() {
+    const int w = 30, h = 20, n = w * h;
+    CsrMatrix g;
+    g.n_rows = g.n_cols = n;
+    g.indptr = {0};
+    for (int v = 0; v < n; ++v) {
+      const int x = v % w, y = v / w;
+      for (int u : {v - w, v - 1, v + 1, v + w}) {
+        if (u < 0 || u >= n || (u == v - 1 && x == 0) || (u == v + 1 && x == w - 1)) continue;
+        g.indices.push_back(u);
+        g.data.push_back(1.0f);
+      }
+      g.indptr.push_back(g.nnz());
+      (void)y;
+    }
+    const SpectralResult r = spectral_layout(g, DenseMatrix(n, 2), 0);
+    QCOMPARE(r.note, std::string("spectral"));
+    auto corr = [&](int axis, auto mode) {
+      double sa = 0, sb = 0, saa = 0, sbb = 0, sab = 0;
+      for (int v = 0; v < n; ++v) {
+        const double a = r.embedding.at(v, axis), b = mode(v);
+        sa += a, sb += b, saa += a * a, sbb += b * b, sab += a * b;
+      }
+      const double cov = sab / n - sa / n * sb / n;
+      return std::fabs(cov / std::sqrt((saa / n - sa / n * sa / n) * (sbb / n - sb / n * sb / n)));
+    };
+    const double along_x = corr(0, [&](int v) { return std::cos(M_PI * (v % w + 0.5) / w); });
+    const double along_y = corr(1, [&](int v) { return std::cos(M_PI * (v / w + 0.5) / h); });
+    qInfo("spectral layout of a 30 x 20 lattice: |corr| with the cosine modes %.4f, %.4f", along_x,
+          along_y);
+    QVERIFY(along_x > 0.99 && along_y > 0.99);
+    for (float v : r.embedding.values) QVERIFY(v >= 0.0f && v <= 10.0f);
+  }
+
+  // Two far-apart blobs make two components, each laid out on its own, apart from the other.
+  void spectralLayoutOfComponents() {
+    const int n = 1000;
+    DenseMatrix x = blobs(n, 10, 2, 400.0);
+    Progress p;
+    const FuzzyGraph g = fuzzy_simplicial_set(exact_knn(x, KnnOptions{.n_neighbors = 15}, p));
+    const SpectralResult r = spectral_layout(g.connectivities, x, 3);
+    QCOMPARE(r.note, std::string("spectral (2 components)"));
+    float lo[2] = {1e9f, 1e9f}, hi[2] = {-1e9f, -1e9f};
+    for (int i = 0; i < n; ++i) {
+      lo[i % 2] = std::min(lo[i % 2], r.embedding.at(i, 0));
+      hi[i % 2] = std::max(hi[i % 2], r.embedding.at(i, 0));
+    }
+    const bool x_apart = hi[0] < lo[1] || hi[1] < lo[0];
+    float ylo[2] = {1e9f, 1e9f}, yhi[2] = {-1e9f, -1e9f};
+    for (int i = 0; i < n; ++i) {
+      ylo[i % 2] = std::min(ylo[i % 2], r.embedding.at(i, 1));
+      yhi[i % 2] = std::max(yhi[i % 2], r.embedding.at(i, 1));
+    }
+    const bool y_apart = yhi[0] < ylo[1] || yhi[1] < ylo[0];
+    QVERIFY2(x_apart || y_apart, "the two components' boxes overlap");
   }
 
   void adjustedRandIndex() {
