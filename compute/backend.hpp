@@ -14,8 +14,11 @@ class Backend {
  public:
   virtual ~Backend() = default;
   virtual std::string name() const = 0;
-  // In place: each row scaled to sum to target_sum, then log1p.
-  virtual void normalize_log1p(CsrMatrix& chunk, double target_sum) = 0;
+  // In place: each row scaled to sum to target_sum, then log1p. With `excluded` (one flag per
+  // column), flagged columns do not count towards a row's total (normalize_total's
+  // exclude_highly_expressed) but are scaled like the others.
+  virtual void normalize_log1p(CsrMatrix& chunk, double target_sum,
+                               const std::vector<char>* excluded = nullptr) = 0;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

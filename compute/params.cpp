@@ -55,7 +55,10 @@ void PipelineParams::update_from_json(const json& j) {
     take(s, "qc", "min_cells", min_cells);
   }
   if (j.contains("normalize")) {
-    reject_unknown(j["normalize"], "normalize", {"target_sum"});
+    reject_unknown(j["normalize"], "normalize",
+                   {"target_sum", "exclude_highly_expressed", "max_fraction"});
+    take(j["normalize"], "normalize", "exclude_highly_expressed", exclude_highly_expressed);
+    take(j["normalize"], "normalize", "max_fraction", max_fraction);
     if (j["normalize"].contains("target_sum") && j["normalize"]["target_sum"].is_null())
       target_sum = 0;
     else
@@ -135,6 +138,7 @@ void PipelineParams::update_from_json(const json& j) {
 
 void PipelineParams::validate() const {
   require(min_genes >= 0, "qc.min_genes", "must be >= 0");
+  require(max_fraction > 0 && max_fraction <= 1, "normalize.max_fraction", "must be in (0, 1]");
   require(percent_top.size() <= 16, "qc.percent_top", "at most 16 entries");
   for (std::size_t i = 0; i < percent_top.size(); ++i)
     require(percent_top[i] >= 1 && percent_top[i] <= 1000000 &&

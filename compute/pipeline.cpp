@@ -107,7 +107,8 @@ CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const Pi
     out.indptr.push_back(out.nnz());
     ++out.n_rows;
   }
-  backend.normalize_log1p(out, p.target_sum);
+  backend.normalize_log1p(out, p.target_sum,
+                          r.excluded_genes.empty() ? nullptr : &r.excluded_genes);
   return out;
 }
 
@@ -211,9 +212,9 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   const auto n_kept_genes = static_cast<std::int64_t>(r.kept_genes.size());
   const auto n_kept_cells = static_cast<std::int64_t>(r.kept_cells.size());
 
-  if (params.target_sum <= 0) {
-    // normalize_total(target_sum=None): the median total over kept genes of kept cells.
-    std::vector<double> totals;
+  if (p.exclude_highly_expressed) {
+    // Genes holding more than max_fraction of some kept cell's total (over kept genes).
+    r.excluded_genes.assign(r.kept_genes.size(), 0);
     for_each_chunk(x, p.chunk_bytes, progress, "normalize",
                    [&](const CsrMatrix& c, std::int64_t r0) {
                      for (std::int64_t i = 0; i < c.n_rows; ++i) {
@@ -221,6 +222,27 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                        double t = 0;
                        for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
                          if (gene_map[c.indices[k]] >= 0) t += c.data[k];
+                       for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k) {
+                         const auto g = gene_map[c.indices[k]];
+                         if (g >= 0 && c.data[k] > t * p.max_fraction) r.excluded_genes[g] = 1;
+                       }
+                     }
+                   });
+  }
+  if (params.target_sum <= 0) {
+    // normalize_total(target_sum=None): the median total over kept (and not excluded) genes of
+    // kept cells.
+    std::vector<double> totals;
+    for_each_chunk(x, p.chunk_bytes, progress, "normalize",
+                   [&](const CsrMatrix& c, std::int64_t r0) {
+                     for (std::int64_t i = 0; i < c.n_rows; ++i) {
+                       if (!r.cell_mask[r0 + i]) continue;
+                       double t = 0;
+                       for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k) {
+                         const auto g = gene_map[c.indices[k]];
+                         if (g >= 0 && (r.excluded_genes.empty() || !r.excluded_genes[g]))
+                           t += c.data[k];
+                       }
                        totals.push_back(t);
                      }
                    });

@@ -32,6 +32,10 @@ struct PipelineParams {
   double max_counts = 0;    // ... and total_counts <= max_counts (<= 0: no bound)
   int min_cells = 3;        // keep genes seen in at least min_cells kept cells
   double target_sum = 1e4;  // normalize_total; <= 0: median of cell totals
+  // normalize_total(exclude_highly_expressed=True): genes above max_fraction of some cell's
+  // total do not count towards any cell's total.
+  bool exclude_highly_expressed = false;
+  double max_fraction = 0.05;
   HvgOptions hvg{.flavor = "cell_ranger", .n_top_genes = 2000};
   float scale_max_value = 10.0f;
   PcaOptions pca{.n_comps = 50};
@@ -64,8 +68,9 @@ struct PipelineResult {
   std::vector<CellIndex> kept_cells;
   std::vector<GeneIndex> kept_genes;
   std::vector<std::int64_t> kept_gene_n_cells;  // n cells among kept cells, per kept gene
-  HvgResult hvg;                                // over kept genes
-  std::vector<std::int32_t> hvg_genes;          // positions among kept genes
+  std::vector<char> excluded_genes;     // per kept gene: left out of cell totals (may be empty)
+  HvgResult hvg;                        // over kept genes
+  std::vector<std::int32_t> hvg_genes;  // positions among kept genes
   PcaModel pca;
   DenseMatrix x_pca;  // kept cells x n_comps
   KnnResult knn;

@@ -64,6 +64,61 @@ class TestStages : public QObject {
     QCOMPARE(scale_value(-20.0f, 0.0f, 1.0f, 10.0f), -20.0f);  // scanpy 1.9 clips above only
   }
 
+  // exclude_highly_expressed: a flagged gene leaves the cell totals but is scaled like the rest.
+  void normalizeExcludingHighlyExpressed() {
+    CsrMatrix m;
+    m.n_rows = 2;
+    m.n_cols = 4;
+    m.indptr = {0, 4, 6};
+    m.indices = {0, 1, 2, 3, 1, 3};
+    m.data = {100.0f, 1.0f, 2.0f, 1.0f, 3.0f, 1.0f};
+    const std::vector<char> excluded{1, 0, 0, 0};
+    make_cpu_backend()->normalize_log1p(m, 1e4, &excluded);
+    // Row 0's total without gene 0 is 4; row 1 has no excluded gene (total 4).
+    const double want[6] = {100 * 2500.0, 2500.0, 5000.0, 2500.0, 7500.0, 2500.0};
+    for (int k = 0; k < 6; ++k)
+      QVERIFY2(std::fabs(m.data[k] - std::log1p(want[k])) < 1e-5 * std::log1p(want[k]),
+               qPrintable(QString("entry %1: %2").arg(k).arg(m.data[k])));
+  }
+
+  // The pipeline flags exactly the genes above max_fraction of some kept cell's total over the
+  // kept genes (checked by brute force here).
+  void pipelineFlagsHighlyExpressedGenes() {
+    QTemporaryDir dir;
+    const std::string path = dir.filePath("synth.h5ad").toStdString();
+    SynthOptions so;
+    so.n_cells = 600;
+    so.n_genes = 800;
+    Progress quiet;
+    write_synth_h5ad(so, path, quiet);
+    PipelineParams p;
+    p.exclude_highly_expressed = true;
+    p.max_fraction = 0.01;
+    p.min_genes = 10;
+    p.hvg.n_top_genes = 300;
+    p.markers = false;
+    io::Store store = io::open_store(path);
+    auto backend = make_cpu_backend();
+    PipelineResult r = run_pipeline(store, p, *backend, quiet);
+    std::vector<std::int32_t> map(r.n_genes_total, -1);
+    for (std::size_t i = 0; i < r.kept_genes.size(); ++i)
+      map[r.kept_genes[i]] = static_cast<int>(i);
+    std::vector<char> want(r.kept_genes.size(), 0);
+    CsrMatrix all = store.X->read_rows(0, store.n_obs());
+    for (auto c : r.kept_cells) {
+      double t = 0;
+      for (auto k = all.indptr[c]; k < all.indptr[c + 1]; ++k)
+        if (map[all.indices[k]] >= 0) t += all.data[k];
+      for (auto k = all.indptr[c]; k < all.indptr[c + 1]; ++k)
+        if (map[all.indices[k]] >= 0 && all.data[k] > 0.01 * t) want[map[all.indices[k]]] = 1;
+    }
+    QCOMPARE(r.excluded_genes, want);
+    const auto n_excluded = std::count(want.begin(), want.end(), 1);
+    qInfo("exclude_highly_expressed (max_fraction 0.01): %d of %d genes",
+          static_cast<int>(n_excluded), static_cast<int>(want.size()));
+    QVERIFY(n_excluded > 0 && n_excluded < static_cast<long>(want.size()));
+  }
+
   void abParams() {
     auto [a1, b1] = find_ab_params(1.0, 0.1);
     QVERIFY2(std::fabs(a1 - 1.5769) < 2e-3 && std::fabs(b1 - 0.8951) < 2e-3,
