@@ -6,6 +6,7 @@
 #include <numeric>
 
 #include "io/error.hpp"
+#include "loess.hpp"
 
 namespace orrery::compute {
 namespace {
@@ -139,6 +140,65 @@ HvgResult highly_variable_genes(const std::vector<double>& mean_in, const std::v
                              d > o.min_disp && d < o.max_disp;
     }
   }
+  return r;
+}
+
+SeuratV3Clip seurat_v3_clip(const std::vector<double>& mean, const std::vector<double>& var,
+                            std::int64_t n_cells, double span) {
+  const std::size_t n = mean.size();
+  std::vector<double> x, y;
+  std::vector<std::size_t> varying;
+  for (std::size_t g = 0; g < n; ++g)
+    if (var[g] > 0) {
+      varying.push_back(g);
+      x.push_back(std::log10(mean[g]));
+      y.push_back(std::log10(var[g]));
+    }
+  if (varying.size() < 3) throw Error("", "hvg", "seurat_v3 needs at least three varying genes");
+  const std::vector<double> fit = loess_fit(x, y, span, 2);
+  SeuratV3Clip c;
+  c.reg_std.assign(n, 0.0);
+  c.clip.assign(n, 0.0);
+  const double vmax = std::sqrt(static_cast<double>(n_cells));
+  for (std::size_t i = 0; i < varying.size(); ++i)
+    c.reg_std[varying[i]] = std::sqrt(std::pow(10.0, fit[i]));
+  for (std::size_t g = 0; g < n; ++g) c.clip[g] = c.reg_std[g] * vmax + mean[g];
+  return c;
+}
+
+HvgResult seurat_v3_select(const std::vector<double>& mean, const std::vector<double>& var,
+                           const SeuratV3Clip& clip, const std::vector<double>& clipped_sum,
+                           const std::vector<double>& clipped_sumsq, std::int64_t n_cells,
+                           const HvgOptions& o) {
+  const std::size_t n = mean.size();
+  const double N = static_cast<double>(n_cells);
+  HvgResult r;
+  r.means = mean;
+  r.variances = var;
+  r.variances_norm.assign(n, 0.0);
+  for (std::size_t g = 0; g < n; ++g) {
+    const double s = clip.reg_std[g];
+    // scanpy: 1 / ((N - 1) reg_std^2) * (N mean^2 + sum x^2 - 2 mean sum x); 0 for constants.
+    r.variances_norm[g] =
+        s > 0 ? (N * mean[g] * mean[g] + clipped_sumsq[g] - 2.0 * clipped_sum[g] * mean[g]) /
+                    ((N - 1.0) * s * s)
+              : 0.0;
+  }
+  const std::size_t top = std::min<std::size_t>(o.n_top_genes > 0 ? o.n_top_genes : 2000, n);
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  // Highest standardised variance first; ties by gene order (a stable sort, as pandas').
+  std::stable_sort(order.begin(), order.end(),
+                   [&](auto a, auto b) { return r.variances_norm[a] > r.variances_norm[b]; });
+  r.highly_variable.assign(n, 0);
+  r.rank.assign(n, kNaN);
+  for (std::size_t i = 0; i < top; ++i) {
+    r.highly_variable[order[i]] = 1;
+    r.rank[order[i]] = static_cast<double>(i);
+  }
+  r.dispersions = r.variances;
+  r.dispersions_norm = r.variances_norm;
+  r.mean_bin.assign(n, 0);
   return r;
 }
 

@@ -1,24 +1,30 @@
 // Highly variable genes from per-gene moments, as scanpy's highly_variable_genes:
 // cell_ranger (dispersion of the log data, normalised by median/MAD within mean percentile bins)
-// and seurat (log dispersion of expm1 data, z-scored within 20 equal-width mean bins).
+// and seurat (log dispersion of expm1 data, z-scored within 20 equal-width mean bins); and
+// seurat_v3 on counts (variance of counts clipped at a loess fit of log variance on log mean).
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
 namespace orrery::compute {
 
 struct HvgOptions {
-  std::string flavor = "seurat";  // "seurat" | "cell_ranger"
+  std::string flavor = "seurat";  // "seurat" | "cell_ranger" | "seurat_v3" (n_top_genes or 2000)
   int n_top_genes = 0;            // 0: use the cutoffs below
   double min_mean = 0.0125, max_mean = 3.0, min_disp = 0.5, max_disp = 1e300;
   int n_bins = 20;
+  double span = 0.3;  // seurat_v3: loess span
 };
 
 struct HvgResult {
   std::vector<double> means, dispersions, dispersions_norm;
   std::vector<int> mean_bin;  // bin number per gene
   std::vector<char> highly_variable;
+  // seurat_v3: variances of counts, their clipped standardised version, rank (0 = most variable,
+  // NaN outside the selection, as scanpy).
+  std::vector<double> variances, variances_norm, rank;
   int n_selected() const;
 };
 
@@ -26,5 +32,21 @@ struct HvgResult {
 // seurat.
 HvgResult highly_variable_genes(const std::vector<double>& mean, const std::vector<double>& var,
                                 const HvgOptions& options);
+
+// seurat_v3, first half: per gene the regularised standard deviation sqrt(10^loess(log10 var
+// on log10 mean)) of counts (0 for constant genes), and the value counts are clipped at,
+// mean + sqrt(n_cells) * reg_std.
+struct SeuratV3Clip {
+  std::vector<double> reg_std, clip;
+};
+SeuratV3Clip seurat_v3_clip(const std::vector<double>& mean, const std::vector<double>& var,
+                            std::int64_t n_cells, double span);
+
+// seurat_v3, second half: from the clipped counts' per-gene sum and sum of squares, the
+// standardised variances and the top n_top_genes (2000 when 0).
+HvgResult seurat_v3_select(const std::vector<double>& mean, const std::vector<double>& var,
+                           const SeuratV3Clip& clip, const std::vector<double>& clipped_sum,
+                           const std::vector<double>& clipped_sumsq, std::int64_t n_cells,
+                           const HvgOptions& options);
 
 }  // namespace orrery::compute

@@ -66,9 +66,10 @@ void PipelineParams::update_from_json(const json& j) {
   }
   if (j.contains("hvg")) {
     const auto& s = j["hvg"];
-    reject_unknown(
-        s, "hvg",
-        {"flavor", "n_top_genes", "min_mean", "max_mean", "min_disp", "max_disp", "n_bins"});
+    reject_unknown(s, "hvg",
+                   {"flavor", "n_top_genes", "min_mean", "max_mean", "min_disp", "max_disp",
+                    "n_bins", "span"});
+    take(s, "hvg", "span", hvg.span);
     take(s, "hvg", "flavor", hvg.flavor);
     take(s, "hvg", "n_top_genes", hvg.n_top_genes);
     take(s, "hvg", "min_mean", hvg.min_mean);
@@ -150,8 +151,9 @@ void PipelineParams::validate() const {
   require(std::isfinite(min_counts) && std::isfinite(max_counts), "qc.min_counts",
           "must be finite");
   require(std::isfinite(target_sum), "normalize.target_sum", "must be finite");
-  require(hvg.flavor == "cell_ranger" || hvg.flavor == "seurat", "hvg.flavor",
-          "must be cell_ranger or seurat (seurat_v3 is not implemented yet)");
+  require(hvg.span > 0 && hvg.span <= 1, "hvg.span", "must be in (0, 1]");
+  require(hvg.flavor == "cell_ranger" || hvg.flavor == "seurat" || hvg.flavor == "seurat_v3",
+          "hvg.flavor", "must be cell_ranger, seurat or seurat_v3");
   require(hvg.n_top_genes >= 0 && hvg.n_top_genes <= 1000000, "hvg.n_top_genes",
           "must be between 0 and 1e6");
   require(hvg.n_bins >= 1 && hvg.n_bins <= 10000, "hvg.n_bins", "must be between 1 and 10000");

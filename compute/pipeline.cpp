@@ -112,6 +112,53 @@ CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const Pi
   return out;
 }
 
+namespace {
+
+// seurat_v3 on the counts of the kept cells and genes: one pass for the mean and variance, a
+// loess fit, a second pass for the moments of the clipped counts.
+HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
+                        const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
+                        Progress& progress) {
+  const std::size_t n_genes = r.kept_genes.size();
+  const auto n_cells = static_cast<std::int64_t>(r.kept_cells.size());
+  std::vector<double> sum(n_genes, 0.0), sumsq(n_genes, 0.0);
+  for_each_chunk(x, p.chunk_bytes, progress, "hvg: counts",
+                 [&](const CsrMatrix& c, std::int64_t r0) {
+                   for (std::int64_t i = 0; i < c.n_rows; ++i) {
+                     if (!r.cell_mask[r0 + i]) continue;
+                     for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+                       if (const auto g = gene_map[c.indices[k]]; g >= 0) {
+                         sum[g] += c.data[k];
+                         sumsq[g] += static_cast<double>(c.data[k]) * c.data[k];
+                       }
+                   }
+                 });
+  const double n = static_cast<double>(n_cells);
+  std::vector<double> mean(n_genes), var(n_genes);
+  for (std::size_t g = 0; g < n_genes; ++g) {
+    mean[g] = sum[g] / n;
+    var[g] = std::max(0.0, (sumsq[g] - n * mean[g] * mean[g]) / (n - 1));
+  }
+  const SeuratV3Clip clip = seurat_v3_clip(mean, var, n_cells, p.hvg.span);
+  std::fill(sum.begin(), sum.end(), 0.0);
+  std::fill(sumsq.begin(), sumsq.end(), 0.0);
+  for_each_chunk(x, p.chunk_bytes, progress, "hvg: clipped",
+                 [&](const CsrMatrix& c, std::int64_t r0) {
+                   for (std::int64_t i = 0; i < c.n_rows; ++i) {
+                     if (!r.cell_mask[r0 + i]) continue;
+                     for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+                       if (const auto g = gene_map[c.indices[k]]; g >= 0) {
+                         const double v = std::min<double>(c.data[k], clip.clip[g]);
+                         sum[g] += v;
+                         sumsq[g] += v * v;
+                       }
+                   }
+                 });
+  return seurat_v3_select(mean, var, clip, sum, sumsq, n_cells, p.hvg);
+}
+
+}  // namespace
+
 ChunkSource log_normalized_source(io::Store& store, const PipelineResult& r,
                                   const PipelineParams& p, Backend& backend) {
   return [&store, &r, p, &backend](const ChunkVisitor& visit) {
@@ -254,36 +301,41 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   std::vector<double> log_sum, log_sumsq;
   {
     StageClock clock(r, "hvg", n_kept_cells, progress);
-    // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat).
-    log_sum.assign(n_kept_genes, 0);
-    log_sumsq.assign(n_kept_genes, 0);
-    std::vector<double> exp_sum, exp_sumsq;
-    const bool seurat = p.hvg.flavor == "seurat";
-    if (seurat) {
-      exp_sum.assign(n_kept_genes, 0);
-      exp_sumsq.assign(n_kept_genes, 0);
-    }
-    for_each_chunk(x, p.chunk_bytes, progress, "hvg", [&](const CsrMatrix& raw, std::int64_t r0) {
-      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
-      for (std::int64_t k = 0; k < c.nnz(); ++k) {
-        const double v = c.data[k];
-        log_sum[c.indices[k]] += v;
-        log_sumsq[c.indices[k]] += v * v;
-        if (seurat) {
-          const double e = std::expm1(v);
-          exp_sum[c.indices[k]] += e;
-          exp_sumsq[c.indices[k]] += e * e;
-        }
+    if (p.hvg.flavor == "seurat_v3") {
+      r.hvg = seurat_v3_hvg(x, r, gene_map, p, progress);
+    } else {
+      // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat).
+      log_sum.assign(n_kept_genes, 0);
+      log_sumsq.assign(n_kept_genes, 0);
+      std::vector<double> exp_sum, exp_sumsq;
+      const bool seurat = p.hvg.flavor == "seurat";
+      if (seurat) {
+        exp_sum.assign(n_kept_genes, 0);
+        exp_sumsq.assign(n_kept_genes, 0);
       }
-    });
-    std::vector<double> mean(n_kept_genes), var(n_kept_genes);
-    const double n = static_cast<double>(n_kept_cells);
-    for (std::int64_t g = 0; g < n_kept_genes; ++g) {
-      const double s = seurat ? exp_sum[g] : log_sum[g], ss = seurat ? exp_sumsq[g] : log_sumsq[g];
-      mean[g] = s / n;
-      var[g] = std::max(0.0, (ss / n - mean[g] * mean[g]) * (n / (n - 1)));
+      for_each_chunk(x, p.chunk_bytes, progress, "hvg", [&](const CsrMatrix& raw, std::int64_t r0) {
+        CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+        for (std::int64_t k = 0; k < c.nnz(); ++k) {
+          const double v = c.data[k];
+          log_sum[c.indices[k]] += v;
+          log_sumsq[c.indices[k]] += v * v;
+          if (seurat) {
+            const double e = std::expm1(v);
+            exp_sum[c.indices[k]] += e;
+            exp_sumsq[c.indices[k]] += e * e;
+          }
+        }
+      });
+      std::vector<double> mean(n_kept_genes), var(n_kept_genes);
+      const double n = static_cast<double>(n_kept_cells);
+      for (std::int64_t g = 0; g < n_kept_genes; ++g) {
+        const double s = seurat ? exp_sum[g] : log_sum[g],
+                     ss = seurat ? exp_sumsq[g] : log_sumsq[g];
+        mean[g] = s / n;
+        var[g] = std::max(0.0, (ss / n - mean[g] * mean[g]) * (n / (n - 1)));
+      }
+      r.hvg = highly_variable_genes(mean, var, p.hvg);
     }
-    r.hvg = highly_variable_genes(mean, var, p.hvg);
     for (std::int64_t g = 0; g < n_kept_genes; ++g)
       if (r.hvg.highly_variable[g]) r.hvg_genes.push_back(static_cast<std::int32_t>(g));
     if (r.hvg_genes.size() < 2) throw Error(store.path, "hvg", "fewer than two genes selected");

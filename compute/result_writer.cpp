@@ -172,8 +172,14 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   std::vector<bool> hv(r.hvg.highly_variable.begin(), r.hvg.highly_variable.end());
   var.columns.push_back({"highly_variable", std::move(hv)});
   var.columns.push_back({"means", r.hvg.means});
-  var.columns.push_back({"dispersions", r.hvg.dispersions});
-  var.columns.push_back({"dispersions_norm", r.hvg.dispersions_norm});
+  if (p.hvg.flavor == "seurat_v3") {  // scanpy's column names for this flavor
+    var.columns.push_back({"variances", r.hvg.variances});
+    var.columns.push_back({"variances_norm", r.hvg.variances_norm});
+    var.columns.push_back({"highly_variable_rank", r.hvg.rank});
+  } else {
+    var.columns.push_back({"dispersions", r.hvg.dispersions});
+    var.columns.push_back({"dispersions_norm", r.hvg.dispersions_norm});
+  }
   carry_columns(store.var, genes, var);
   w.write_var(var);
 

@@ -181,6 +181,28 @@ class TestPbmc3k : public QObject {
     QVERIFY(recall >= 0.95);
   }
 
+  // seurat_v3 on the counts: 2000 genes, among them the classic PBMC markers of every lineage.
+  void hvgSeuratV3() {
+    compute::PipelineParams p = params_;
+    p.hvg.flavor = "seurat_v3";
+    p.markers = false;
+    auto backend = compute::make_cpu_backend();
+    compute::Progress progress;
+    const auto r = compute::run_pipeline(store_, p, *backend, progress);
+    QCOMPARE(r.hvg.n_selected(), 2000);
+    std::set<std::string> hv;
+    for (std::size_t g = 0; g < r.kept_genes.size(); ++g)
+      if (r.hvg.highly_variable[g]) hv.insert(store_.var.index[r.kept_genes[g]]);
+    for (const char* gene : {"LYZ", "S100A9", "GNLY", "NKG7", "PPBP", "MS4A1", "CD79A", "FCGR3A"})
+      QVERIFY2(hv.count(gene), gene);
+    // Rank 0 is the largest standardised variance.
+    std::size_t best = 0;
+    for (std::size_t g = 0; g < r.hvg.rank.size(); ++g)
+      if (r.hvg.rank[g] == 0.0) best = g;
+    for (double v : r.hvg.variances_norm) QVERIFY(v <= r.hvg.variances_norm[best]);
+    qInfo("seurat_v3 top gene: %s", store_.var.index[r.kept_genes[best]].c_str());
+  }
+
   void umapStartsSpectral() {
     qInfo("UMAP initialisation: %s", result_.umap_init.c_str());
     QVERIFY(result_.umap_init.rfind("spectral", 0) == 0);

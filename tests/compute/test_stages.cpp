@@ -8,11 +8,13 @@
 #include <cmath>
 #include <map>
 
+#include <Eigen/Dense>
 #include <nlohmann/json.hpp>
 #include "compute/backend.hpp"
 #include "compute/elementwise.hpp"
 #include "compute/hvg.hpp"
 #include "compute/leiden.hpp"
+#include "compute/loess.hpp"
 #include "compute/metrics.hpp"
 #include "compute/pipeline.hpp"
 #include "compute/rng.hpp"
@@ -117,6 +119,94 @@ class TestStages : public QObject {
     qInfo("exclude_highly_expressed (max_fraction 0.01): %d of %d genes",
           static_cast<int>(n_excluded), static_cast<int>(want.size()));
     QVERIFY(n_excluded > 0 && n_excluded < static_cast<long>(want.size()));
+  }
+
+  // loess reproduces a quadratic exactly (degree 2) and matches a brute-force evaluation (sort
+  // all distances, take the span's nearest, solve the weighted normal equations) on noisy data.
+  void loessFits() {
+    std::vector<double> x, y, noisy;
+    Rng rng(5);
+    for (int i = 0; i < 400; ++i) {
+      const double v = 8.0 * rng.uniform() - 4.0;
+      x.push_back(v);
+      y.push_back(1.0 + 2.0 * v - 0.5 * v * v);
+      noisy.push_back(std::sin(v) + 0.3 * (rng.uniform() - 0.5));
+    }
+    const auto exact = loess_fit(x, y, 0.3, 2);
+    for (std::size_t i = 0; i < x.size(); ++i) QVERIFY(std::fabs(exact[i] - y[i]) < 1e-8);
+    const auto fit = loess_fit(x, noisy, 0.3, 2);
+    const std::size_t q = static_cast<std::size_t>(0.3 * x.size());
+    double worst = 0;
+    for (std::size_t i = 0; i < x.size(); ++i) {
+      std::vector<std::pair<double, std::size_t>> d;
+      for (std::size_t j = 0; j < x.size(); ++j) d.push_back({std::fabs(x[j] - x[i]), j});
+      std::sort(d.begin(), d.end());
+      const double dmax = d[q - 1].first;
+      Eigen::Matrix3d a = Eigen::Matrix3d::Zero();
+      Eigen::Vector3d b = Eigen::Vector3d::Zero();
+      for (std::size_t t = 0; t < q; ++t) {
+        const double u = d[t].first / dmax, w = u >= 1 ? 0 : std::pow(1 - u * u * u, 3);
+        const double dx = x[d[t].second] - x[i];
+        const Eigen::Vector3d p(1, dx, dx * dx);
+        a += w * p * p.transpose();
+        b += w * p * noisy[d[t].second];
+      }
+      worst = std::max(worst, std::fabs(a.ldlt().solve(b)[0] - fit[i]));
+    }
+    qInfo("loess vs brute force: max difference %.3g", worst);
+    QVERIFY(worst < 1e-9);
+  }
+
+  // seurat_v3's standardised variances equal a dense recomputation from the returned clip values,
+  // and the selection is the top n of them.
+  void seuratV3MatchesDenseFormula() {
+    SynthOptions so;
+    so.n_cells = 500;
+    so.n_genes = 400;
+    SynthGenerator gen(so);
+    CsrMatrix m = gen.rows(0, so.n_cells);
+    std::vector<double> sum(400, 0), sumsq(400, 0);
+    for (std::int64_t k = 0; k < m.nnz(); ++k) {
+      sum[m.indices[k]] += m.data[k];
+      sumsq[m.indices[k]] += static_cast<double>(m.data[k]) * m.data[k];
+    }
+    std::vector<double> mean(400), var(400);
+    for (int g = 0; g < 400; ++g) {
+      mean[g] = sum[g] / 500;
+      var[g] = std::max(0.0, (sumsq[g] - 500 * mean[g] * mean[g]) / 499);
+    }
+    const SeuratV3Clip clip = seurat_v3_clip(mean, var, 500, 0.3);
+    std::vector<double> cs(400, 0), css(400, 0);
+    for (std::int64_t k = 0; k < m.nnz(); ++k) {
+      const double v = std::min<double>(m.data[k], clip.clip[m.indices[k]]);
+      cs[m.indices[k]] += v;
+      css[m.indices[k]] += v * v;
+    }
+    HvgOptions o;
+    o.flavor = "seurat_v3";
+    o.n_top_genes = 50;
+    const HvgResult r = seurat_v3_select(mean, var, clip, cs, css, 500, o);
+    // Dense: standardise every cell's clipped value (zeros included), variance with ddof = 1.
+    std::vector<std::vector<float>> dense(400, std::vector<float>(500, 0.0f));
+    for (std::int64_t row = 0; row < 500; ++row)
+      for (auto k = m.indptr[row]; k < m.indptr[row + 1]; ++k) dense[m.indices[k]][row] = m.data[k];
+    for (int g = 0; g < 400; ++g) {
+      if (clip.reg_std[g] <= 0) continue;
+      double acc = 0;
+      for (float v : dense[g]) {
+        const double z = (std::min<double>(v, clip.clip[g]) - mean[g]) / clip.reg_std[g];
+        acc += z * z;
+      }
+      QVERIFY2(std::fabs(acc / 499 - r.variances_norm[g]) < 1e-9 * std::max(1.0, acc / 499),
+               qPrintable(QString("gene %1").arg(g)));
+    }
+    QCOMPARE(r.n_selected(), 50);
+    double lowest_in = 1e300, highest_out = -1e300;
+    for (int g = 0; g < 400; ++g)
+      (r.highly_variable[g] ? lowest_in : highest_out) =
+          r.highly_variable[g] ? std::min(lowest_in, r.variances_norm[g])
+                               : std::max(highest_out, r.variances_norm[g]);
+    QVERIFY(lowest_in >= highest_out);
   }
 
   void abParams() {
