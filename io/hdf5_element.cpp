@@ -28,12 +28,14 @@ bool read_h5_strings(hid_t type, std::size_t n, const std::function<herr_t(hid_t
     H5Tset_size(mem, H5T_VARIABLE);
     H5Tset_cset(mem, H5Tget_cset(type));
     std::vector<char*> ptrs(n, nullptr);
-    if (read(mem, ptrs.data()) < 0) return false;
-    for (std::size_t i = 0; i < n; ++i) out[i] = ptrs[i] ? ptrs[i] : "";
+    const bool ok = read(mem, ptrs.data()) >= 0;
+    if (ok)
+      for (std::size_t i = 0; i < n; ++i) out[i] = ptrs[i] ? ptrs[i] : "";
+    // Also after a failed read: the strings converted before the failure are ours to free.
     const hsize_t count = n;
     H5Id space(H5Screate_simple(1, &count, nullptr));
     H5Dvlen_reclaim(mem, space, H5P_DEFAULT, ptrs.data());
-    return true;
+    return ok;
   }
   const std::size_t size = H5Tget_size(type);
   std::vector<char> buf(n * size);
