@@ -58,6 +58,29 @@ void for_each_chunk(io::RowChunkReader& x, std::size_t budget, Progress& progres
   });
 }
 
+// The kept cells' counts of kept genes, cell by cell: visit(genes, values) with genes as
+// positions among the kept genes.
+template <typename F>
+void for_each_kept_cell(io::RowChunkReader& x, const PipelineResult& r,
+                        const std::vector<std::int32_t>& gene_map, std::size_t budget,
+                        Progress& progress, std::string_view stage, F&& visit) {
+  std::vector<std::int32_t> genes;
+  std::vector<float> values;
+  for_each_chunk(x, budget, progress, stage, [&](const CsrMatrix& c, std::int64_t r0) {
+    for (std::int64_t i = 0; i < c.n_rows; ++i) {
+      if (!r.cell_mask[r0 + i]) continue;
+      genes.clear();
+      values.clear();
+      for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+        if (const auto g = gene_map[c.indices[k]]; g >= 0) {
+          genes.push_back(g);
+          values.push_back(c.data[k]);
+        }
+      visit(genes, values);
+    }
+  });
+}
+
 // Dense rows x n_hvg chunk of scaled values (zero-centred, unit variance, clipped above).
 Eigen::MatrixXf scaled_hvg_block(const CsrMatrix& lognorm, const std::vector<std::int32_t>& hvg_col,
                                  const std::vector<float>& mean, const std::vector<float>& inv_std,
@@ -122,17 +145,13 @@ HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
   const std::size_t n_genes = r.kept_genes.size();
   const auto n_cells = static_cast<std::int64_t>(r.kept_cells.size());
   std::vector<double> sum(n_genes, 0.0), sumsq(n_genes, 0.0);
-  for_each_chunk(x, p.chunk_bytes, progress, "hvg: counts",
-                 [&](const CsrMatrix& c, std::int64_t r0) {
-                   for (std::int64_t i = 0; i < c.n_rows; ++i) {
-                     if (!r.cell_mask[r0 + i]) continue;
-                     for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
-                       if (const auto g = gene_map[c.indices[k]]; g >= 0) {
-                         sum[g] += c.data[k];
-                         sumsq[g] += static_cast<double>(c.data[k]) * c.data[k];
+  for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "hvg: counts",
+                     [&](const auto& genes, const auto& values) {
+                       for (std::size_t k = 0; k < genes.size(); ++k) {
+                         sum[genes[k]] += values[k];
+                         sumsq[genes[k]] += static_cast<double>(values[k]) * values[k];
                        }
-                   }
-                 });
+                     });
   const double n = static_cast<double>(n_cells);
   std::vector<double> mean(n_genes), var(n_genes);
   for (std::size_t g = 0; g < n_genes; ++g) {
@@ -142,18 +161,14 @@ HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
   const SeuratV3Clip clip = seurat_v3_clip(mean, var, n_cells, p.hvg.span);
   std::fill(sum.begin(), sum.end(), 0.0);
   std::fill(sumsq.begin(), sumsq.end(), 0.0);
-  for_each_chunk(x, p.chunk_bytes, progress, "hvg: clipped",
-                 [&](const CsrMatrix& c, std::int64_t r0) {
-                   for (std::int64_t i = 0; i < c.n_rows; ++i) {
-                     if (!r.cell_mask[r0 + i]) continue;
-                     for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
-                       if (const auto g = gene_map[c.indices[k]]; g >= 0) {
-                         const double v = std::min<double>(c.data[k], clip.clip[g]);
-                         sum[g] += v;
-                         sumsq[g] += v * v;
+  for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "hvg: clipped",
+                     [&](const auto& genes, const auto& values) {
+                       for (std::size_t k = 0; k < genes.size(); ++k) {
+                         const double v = std::min<double>(values[k], clip.clip[genes[k]]);
+                         sum[genes[k]] += v;
+                         sumsq[genes[k]] += v * v;
                        }
-                   }
-                 });
+                     });
   return seurat_v3_select(mean, var, clip, sum, sumsq, n_cells, p.hvg);
 }
 
@@ -205,7 +220,9 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   r.backend_note = backend.name();
   PipelineParams params = p;
 
-  // Pass A: QC metrics of every cell and gene.
+  // Pass A: QC metrics of every cell and gene. The thresholds are known, so the same pass also
+  // counts each gene over the cells that pass them (the filter's gene counts).
+  std::vector<std::int64_t> n_cells_kept;
   {
     StageClock clock(r, "qc", r.n_cells_total, progress);
     const auto& reuse = hooks.reuse_qc;
@@ -218,15 +235,22 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       const auto qc_genes = genes_with_prefix(store.var.index, p.qc_prefix);
       r.gene_qc.n_cells_by_counts.assign(r.n_genes_total, 0);
       r.gene_qc.total_counts.assign(r.n_genes_total, 0.0);
-      for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t) {
+      n_cells_kept.assign(r.n_genes_total, 0);
+      for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t r0) {
         accumulate_qc(c, qc_genes, p.percent_top, r.cell_qc, r.gene_qc);
+        for (std::int64_t i = 0; i < c.n_rows; ++i) {
+          if (!keep_cell(r.cell_qc, r0 + i, p)) continue;
+          for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+            if (c.data[k] > 0) ++n_cells_kept[c.indices[k]];
+        }
       });
     }
     if (hooks.on_qc)
       hooks.on_qc(std::make_shared<const QcMetrics>(QcMetrics{p.qc_prefix, r.cell_qc, r.gene_qc}));
   }
 
-  // Filters are masks; a second pass counts each gene over the kept cells only.
+  // Filters are masks; when QC came from an earlier run, a second pass counts each gene over the
+  // kept cells.
   {
     StageClock clock(r, "filter", r.n_cells_total, progress);
     r.cell_mask.assign(r.n_cells_total, 0);
@@ -237,14 +261,18 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     if (r.kept_cells.size() < 3)
       throw Error(store.path, "filter",
                   "only " + std::to_string(r.kept_cells.size()) + " cells pass the QC thresholds");
-    std::vector<std::int64_t> n_cells(r.n_genes_total, 0);
-    for_each_chunk(x, p.chunk_bytes, progress, "filter", [&](const CsrMatrix& c, std::int64_t r0) {
-      for (std::int64_t i = 0; i < c.n_rows; ++i) {
-        if (!r.cell_mask[r0 + i]) continue;
-        for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
-          if (c.data[k] > 0) ++n_cells[c.indices[k]];
-      }
-    });
+    std::vector<std::int64_t> n_cells = std::move(n_cells_kept);
+    if (n_cells.empty()) {
+      n_cells.assign(r.n_genes_total, 0);
+      for_each_chunk(x, p.chunk_bytes, progress, "filter",
+                     [&](const CsrMatrix& c, std::int64_t r0) {
+                       for (std::int64_t i = 0; i < c.n_rows; ++i) {
+                         if (!r.cell_mask[r0 + i]) continue;
+                         for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+                           if (c.data[k] > 0) ++n_cells[c.indices[k]];
+                       }
+                     });
+    }
     r.gene_mask.assign(r.n_genes_total, 0);
     for (std::int64_t g = 0; g < r.n_genes_total; ++g)
       if (n_cells[g] >= p.min_cells) {
@@ -262,37 +290,26 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   if (p.exclude_highly_expressed) {
     // Genes holding more than max_fraction of some kept cell's total (over kept genes).
     r.excluded_genes.assign(r.kept_genes.size(), 0);
-    for_each_chunk(x, p.chunk_bytes, progress, "normalize",
-                   [&](const CsrMatrix& c, std::int64_t r0) {
-                     for (std::int64_t i = 0; i < c.n_rows; ++i) {
-                       if (!r.cell_mask[r0 + i]) continue;
-                       double t = 0;
-                       for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
-                         if (gene_map[c.indices[k]] >= 0) t += c.data[k];
-                       for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k) {
-                         const auto g = gene_map[c.indices[k]];
-                         if (g >= 0 && c.data[k] > t * p.max_fraction) r.excluded_genes[g] = 1;
-                       }
-                     }
-                   });
+    for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
+                       [&](const auto& genes, const auto& values) {
+                         double t = 0;
+                         for (float v : values) t += v;
+                         for (std::size_t k = 0; k < genes.size(); ++k)
+                           if (values[k] > t * p.max_fraction) r.excluded_genes[genes[k]] = 1;
+                       });
   }
   if (params.target_sum <= 0) {
     // normalize_total(target_sum=None): the median total over kept (and not excluded) genes of
     // kept cells.
     std::vector<double> totals;
-    for_each_chunk(x, p.chunk_bytes, progress, "normalize",
-                   [&](const CsrMatrix& c, std::int64_t r0) {
-                     for (std::int64_t i = 0; i < c.n_rows; ++i) {
-                       if (!r.cell_mask[r0 + i]) continue;
-                       double t = 0;
-                       for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k) {
-                         const auto g = gene_map[c.indices[k]];
-                         if (g >= 0 && (r.excluded_genes.empty() || !r.excluded_genes[g]))
-                           t += c.data[k];
-                       }
-                       totals.push_back(t);
-                     }
-                   });
+    for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
+                       [&](const auto& genes, const auto& values) {
+                         double t = 0;
+                         for (std::size_t k = 0; k < genes.size(); ++k)
+                           if (r.excluded_genes.empty() || !r.excluded_genes[genes[k]])
+                             t += values[k];
+                         totals.push_back(t);
+                       });
     std::nth_element(totals.begin(), totals.begin() + totals.size() / 2, totals.end());
     params.target_sum = totals[totals.size() / 2];
   }
@@ -348,16 +365,23 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   {
     StageClock clock(r, "pca", n_kept_cells, progress);
     std::vector<double> sum(h, 0), sumsq(h, 0);
-    for_each_chunk(x, p.chunk_bytes, progress, "pca: scale",
-                   [&](const CsrMatrix& raw, std::int64_t r0) {
-                     CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
-                     for (std::int64_t k = 0; k < c.nnz(); ++k) {
-                       const auto col = hvg_col[c.indices[k]];
-                       if (col < 0) continue;
-                       sum[col] += c.data[k];
-                       sumsq[col] += static_cast<double>(c.data[k]) * c.data[k];
-                     }
-                   });
+    if (!log_sum.empty()) {  // the HVG pass already summed the log data of every kept gene
+      for (std::int32_t c = 0; c < h; ++c) {
+        sum[c] = log_sum[r.hvg_genes[c]];
+        sumsq[c] = log_sumsq[r.hvg_genes[c]];
+      }
+    } else {
+      for_each_chunk(x, p.chunk_bytes, progress, "pca: scale",
+                     [&](const CsrMatrix& raw, std::int64_t r0) {
+                       CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+                       for (std::int64_t k = 0; k < c.nnz(); ++k) {
+                         const auto col = hvg_col[c.indices[k]];
+                         if (col < 0) continue;
+                         sum[col] += c.data[k];
+                         sumsq[col] += static_cast<double>(c.data[k]) * c.data[k];
+                       }
+                     });
+    }
     std::vector<float> mean(h), inv_std(h);
     const double n = static_cast<double>(n_kept_cells);
     for (std::int32_t c = 0; c < h; ++c) {

@@ -19,17 +19,8 @@ Attrs encoding(const char* type, const char* version) {
 }
 
 template <typename T>
-constexpr StoreType store_type_of() {
-  if constexpr (std::is_same_v<T, float>) return StoreType::F32;
-  if constexpr (std::is_same_v<T, double>) return StoreType::F64;
-  if constexpr (std::is_same_v<T, std::int8_t>) return StoreType::I8;
-  if constexpr (std::is_same_v<T, std::int32_t>) return StoreType::I32;
-  if constexpr (std::is_same_v<T, std::int64_t>) return StoreType::I64;
-}
-
-template <typename T>
 void write_vector(TreeWriter& t, const std::string& path, const std::vector<T>& v) {
-  t.array(path, store_type_of<T>(), v.data(), {static_cast<std::int64_t>(v.size())},
+  t.array(path, num_type_of<T>(), v.data(), {static_cast<std::int64_t>(v.size())},
           encoding("array", "0.2.0"));
 }
 
@@ -41,7 +32,7 @@ void write_column(TreeWriter& t, const std::string& path, const Column& c) {
           t.strings(path, values, false, encoding("string-array", "0.2.0"));
         } else if constexpr (std::is_same_v<V, std::vector<bool>>) {
           std::vector<std::int8_t> bytes(values.begin(), values.end());
-          t.array(path, StoreType::Bool, bytes.data(), {static_cast<std::int64_t>(bytes.size())},
+          t.array(path, NumType::Bool, bytes.data(), {static_cast<std::int64_t>(bytes.size())},
                   encoding("array", "0.2.0"));
         } else if constexpr (std::is_same_v<V, Categorical>) {
           Attrs attrs = encoding("categorical", "0.2.0");
@@ -97,9 +88,9 @@ void AnnDataWriter::write_X(std::int64_t n_rows, std::int64_t n_cols,
   Attrs attrs = encoding("csr_matrix", "0.1.0");
   attrs["shape"] = {n_rows, n_cols};
   tree_->group("X", attrs);
-  auto data = tree_->appender("X/data", StoreType::F32, Attrs::object());
-  auto indices = tree_->appender("X/indices", StoreType::I32, Attrs::object());
-  auto indptr = tree_->appender("X/indptr", StoreType::I64, Attrs::object());
+  auto data = tree_->appender("X/data", NumType::F32, Attrs::object());
+  auto indices = tree_->appender("X/indices", NumType::I32, Attrs::object());
+  auto indptr = tree_->appender("X/indptr", NumType::I64, Attrs::object());
   std::int64_t nnz = 0, rows = 0;
   const std::int64_t zero = 0;
   indptr->append(&zero, 1);
@@ -137,7 +128,7 @@ void AnnDataWriter::write_dataframe(const std::string& name, const DataFrame& df
 }
 
 void AnnDataWriter::write_obsm(const std::string& key, const DenseMatrix& m) {
-  tree_->array("obsm/" + key, StoreType::F32, m.values.data(), {m.rows, m.cols},
+  tree_->array("obsm/" + key, NumType::F32, m.values.data(), {m.rows, m.cols},
                encoding("array", "0.2.0"));
 }
 
@@ -159,7 +150,7 @@ void AnnDataWriter::write_uns_strings(const std::string& key, const std::vector<
 }
 
 void AnnDataWriter::write_uns_number(const std::string& key, double value) {
-  tree_->array("uns/" + key, StoreType::F64, &value, {}, encoding("numeric-scalar", "0.2.0"));
+  tree_->array("uns/" + key, NumType::F64, &value, {}, encoding("numeric-scalar", "0.2.0"));
 }
 
 void AnnDataWriter::write_uns_numbers(const std::string& key, const std::vector<double>& values) {
@@ -176,7 +167,7 @@ void AnnDataWriter::write_uns_string(const std::string& path, const std::string&
 
 void AnnDataWriter::write_uns_bool(const std::string& path, bool value) {
   const std::int8_t v = value ? 1 : 0;
-  tree_->array("uns/" + path, StoreType::Bool, &v, {}, encoding("numeric-scalar", "0.2.0"));
+  tree_->array("uns/" + path, NumType::Bool, &v, {}, encoding("numeric-scalar", "0.2.0"));
 }
 
 void AnnDataWriter::write_uns_recarray(const std::string& path,
@@ -188,7 +179,7 @@ void AnnDataWriter::write_uns_recarray(const std::string& path,
     if (columns[f].size() != rows) throw Error(path_, "uns/" + path, "ragged columns");
     for (std::size_t r = 0; r < rows; ++r) texts[r * fields.size() + f] = columns[f][r];
   }
-  tree_->records("uns/" + path, fields, StoreType::F64, {}, &texts, rows,
+  tree_->records("uns/" + path, fields, NumType::F64, {}, &texts, rows,
                  encoding("rec-array", "0.2.0"));
 }
 
@@ -202,7 +193,7 @@ void AnnDataWriter::write_uns_recarray(const std::string& path,
     if (columns[f].size() != rows) throw Error(path_, "uns/" + path, "ragged columns");
     for (std::size_t r = 0; r < rows; ++r) values[r * fields.size() + f] = columns[f][r];
   }
-  tree_->records("uns/" + path, fields, single_precision ? StoreType::F32 : StoreType::F64, values,
+  tree_->records("uns/" + path, fields, single_precision ? NumType::F32 : NumType::F64, values,
                  nullptr, rows, encoding("rec-array", "0.2.0"));
 }
 

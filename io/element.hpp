@@ -15,8 +15,24 @@ namespace orrery::io {
 
 enum class ElementKind { Group, Integer, Float, Bool, String, Other };
 
-// Memory types an array can be read into (converted from whatever the store holds).
-enum class NumType { I8, I32, I64, F32, F64 };
+// Element types in memory: what arrays are read into (converted from whatever the store holds)
+// and written from. Bool is one byte, 0 or 1.
+enum class NumType { Bool, I8, I32, I64, F32, F64 };
+
+inline std::size_t num_type_size(NumType t) {
+  switch (t) {
+    case NumType::Bool:
+    case NumType::I8:
+      return 1;
+    case NumType::I32:
+    case NumType::F32:
+      return 4;
+    case NumType::I64:
+    case NumType::F64:
+      return 8;
+  }
+  return 8;
+}
 
 template <typename T>
 constexpr NumType num_type_of();

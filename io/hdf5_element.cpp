@@ -45,22 +45,6 @@ bool read_h5_strings(hid_t type, std::size_t n, const std::function<herr_t(hid_t
   return true;
 }
 
-hid_t native(NumType t) {
-  switch (t) {
-    case NumType::I8:
-      return H5T_NATIVE_INT8;
-    case NumType::I32:
-      return H5T_NATIVE_INT32;
-    case NumType::I64:
-      return H5T_NATIVE_INT64;
-    case NumType::F32:
-      return H5T_NATIVE_FLOAT;
-    case NumType::F64:
-      return H5T_NATIVE_DOUBLE;
-  }
-  return H5T_NATIVE_DOUBLE;
-}
-
 class Hdf5Element final : public Element {
  public:
   Hdf5Element(std::string file, std::string path, H5Id id)
@@ -168,7 +152,7 @@ class Hdf5Element final : public Element {
         0)
       fail("range selection failed");
     H5Id mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
-    if (H5Dread(id_, native(type), mem, space, H5P_DEFAULT, out) < 0)
+    if (H5Dread(id_, native_type(type), mem, space, H5P_DEFAULT, out) < 0)
       fail("read failed (corrupt, truncated, or unreadable filter)");
   }
 

@@ -7,6 +7,7 @@
 #include <string>
 #include <utility>
 
+#include "element.hpp"
 #include "error.hpp"
 
 namespace orrery::io {
@@ -38,6 +39,24 @@ class H5Id {
  private:
   hid_t id_ = H5I_INVALID_HID;
 };
+
+// The native HDF5 memory type of a NumType (Bool as int8, as h5py's enum stores it).
+inline hid_t native_type(NumType t) {
+  switch (t) {
+    case NumType::Bool:
+    case NumType::I8:
+      return H5T_NATIVE_INT8;
+    case NumType::I32:
+      return H5T_NATIVE_INT32;
+    case NumType::I64:
+      return H5T_NATIVE_INT64;
+    case NumType::F32:
+      return H5T_NATIVE_FLOAT;
+    case NumType::F64:
+      return H5T_NATIVE_DOUBLE;
+  }
+  return H5T_NATIVE_DOUBLE;
+}
 
 // Turns HDF5's automatic stderr error printing off for the process (errors are reported by us).
 void silence_hdf5_errors();

@@ -7,21 +7,6 @@
 
 namespace orrery::io {
 
-std::size_t store_type_size(StoreType t) {
-  switch (t) {
-    case StoreType::Bool:
-    case StoreType::I8:
-      return 1;
-    case StoreType::I32:
-    case StoreType::F32:
-      return 4;
-    case StoreType::I64:
-    case StoreType::F64:
-      return 8;
-  }
-  return 8;
-}
-
 namespace {
 
 H5Id utf8_type() {
@@ -40,37 +25,20 @@ H5Id bool_type() {
   return t;
 }
 
-hid_t memory_type(StoreType t) {
-  switch (t) {
-    case StoreType::Bool:
-    case StoreType::I8:
-      return H5T_NATIVE_INT8;
-    case StoreType::I32:
-      return H5T_NATIVE_INT32;
-    case StoreType::I64:
-      return H5T_NATIVE_INT64;
-    case StoreType::F32:
-      return H5T_NATIVE_FLOAT;
-    case StoreType::F64:
-      return H5T_NATIVE_DOUBLE;
-  }
-  return H5T_NATIVE_DOUBLE;
-}
-
 // The file type: little-endian standard types, and h5py's enum for bools.
-H5Id file_type(StoreType t) {
+H5Id file_type(NumType t) {
   switch (t) {
-    case StoreType::Bool:
+    case NumType::Bool:
       return bool_type();
-    case StoreType::I8:
+    case NumType::I8:
       return H5Id(H5Tcopy(H5T_STD_I8LE));
-    case StoreType::I32:
+    case NumType::I32:
       return H5Id(H5Tcopy(H5T_STD_I32LE));
-    case StoreType::I64:
+    case NumType::I64:
       return H5Id(H5Tcopy(H5T_STD_I64LE));
-    case StoreType::F32:
+    case NumType::F32:
       return H5Id(H5Tcopy(H5T_IEEE_F32LE));
-    case StoreType::F64:
+    case NumType::F64:
       return H5Id(H5Tcopy(H5T_IEEE_F64LE));
   }
   return H5Id(H5Tcopy(H5T_IEEE_F64LE));
@@ -98,7 +66,7 @@ H5Id dataspace(const std::vector<hsize_t>& dims) {
 
 class Hdf5Appender final : public ArrayAppender {
  public:
-  Hdf5Appender(H5Id dset, StoreType type, std::string file, std::string path)
+  Hdf5Appender(H5Id dset, NumType type, std::string file, std::string path)
       : dset_(std::move(dset)), type_(type), file_(std::move(file)), path_(std::move(path)) {}
   void append(const void* values, std::size_t count) override {
     if (count == 0) return;
@@ -107,7 +75,7 @@ class Hdf5Appender final : public ArrayAppender {
     H5Id space(H5Dget_space(dset_));
     H5Sselect_hyperslab(space, H5S_SELECT_SET, &size_, nullptr, &n, nullptr);
     H5Id memspace(H5Screate_simple(1, &n, nullptr));
-    if (H5Dwrite(dset_, memory_type(type_), memspace, space, H5P_DEFAULT, values) < 0)
+    if (H5Dwrite(dset_, native_type(type_), memspace, space, H5P_DEFAULT, values) < 0)
       throw Error(file_, path_, "write failed (disk full?)");
     size_ = new_size;
   }
@@ -115,7 +83,7 @@ class Hdf5Appender final : public ArrayAppender {
 
  private:
   H5Id dset_;
-  StoreType type_;
+  NumType type_;
   std::string file_, path_;
   hsize_t size_ = 0;
 };
@@ -135,7 +103,7 @@ class Hdf5TreeWriter final : public TreeWriter {
     set_attrs(g, path, attrs);
   }
 
-  void array(const std::string& path, StoreType type, const void* values,
+  void array(const std::string& path, NumType type, const void* values,
              const std::vector<std::int64_t>& shape, const Attrs& attrs) override {
     const std::vector<hsize_t> dims(shape.begin(), shape.end());
     H5Id space = dataspace(dims);
@@ -143,7 +111,7 @@ class Hdf5TreeWriter final : public TreeWriter {
     H5Id ft = file_type(type);
     H5Id d(H5Dcreate2(file_, path.c_str(), ft, space, H5P_DEFAULT, props, H5P_DEFAULT));
     if (!d.valid()) throw Error(path_, path, "cannot create dataset");
-    const hid_t mem = type == StoreType::Bool ? ft.get() : memory_type(type);
+    const hid_t mem = type == NumType::Bool ? ft.get() : native_type(type);
     if (H5Sget_simple_extent_npoints(space) > 0 &&
         H5Dwrite(d, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, values) < 0)
       throw Error(path_, path, "write failed");
@@ -167,7 +135,7 @@ class Hdf5TreeWriter final : public TreeWriter {
     set_attrs(d, path, attrs);
   }
 
-  std::unique_ptr<ArrayAppender> appender(const std::string& path, StoreType type,
+  std::unique_ptr<ArrayAppender> appender(const std::string& path, NumType type,
                                           const Attrs& attrs) override {
     hsize_t zero = 0, unlimited = H5S_UNLIMITED, chunk = 1 << 16;
     H5Id space(H5Screate_simple(1, &zero, &unlimited));
@@ -183,11 +151,11 @@ class Hdf5TreeWriter final : public TreeWriter {
     return std::make_unique<Hdf5Appender>(std::move(d), type, path_, path);
   }
 
-  void records(const std::string& path, const std::vector<std::string>& fields, StoreType type,
+  void records(const std::string& path, const std::vector<std::string>& fields, NumType type,
                const std::vector<double>& values, const std::vector<std::string>* texts,
                std::size_t rows, const Attrs& attrs) override {
-    H5Id member = texts ? utf8_type() : H5Id(H5Tcopy(memory_type(type)));
-    const std::size_t member_size = texts ? sizeof(char*) : store_type_size(type);
+    H5Id member = texts ? utf8_type() : H5Id(H5Tcopy(native_type(type)));
+    const std::size_t member_size = texts ? sizeof(char*) : num_type_size(type);
     H5Id compound(H5Tcreate(H5T_COMPOUND, member_size * std::max<std::size_t>(1, fields.size())));
     for (std::size_t f = 0; f < fields.size(); ++f)
       if (H5Tinsert(compound, fields[f].c_str(), f * member_size, member) < 0)
@@ -197,7 +165,7 @@ class Hdf5TreeWriter final : public TreeWriter {
       if (texts) {
         const char* p = (*texts)[i].c_str();
         std::memcpy(buffer.data() + i * member_size, &p, sizeof p);
-      } else if (type == StoreType::F32) {
+      } else if (type == NumType::F32) {
         const auto v = static_cast<float>(values[i]);
         std::memcpy(buffer.data() + i * member_size, &v, sizeof v);
       } else {

@@ -9,12 +9,9 @@
 #include <string>
 #include <vector>
 
+#include "element.hpp"
+
 namespace orrery::io {
-
-// Element types that are written.
-enum class StoreType { Bool, I8, I32, I64, F32, F64 };
-
-std::size_t store_type_size(StoreType t);
 
 // Attributes as JSON: strings, lists of strings, integers, lists of integers and booleans.
 using Attrs = nlohmann::json;
@@ -34,17 +31,17 @@ class TreeWriter {
   // Paths are relative to the root ("" is the root) and their parents exist.
   virtual void group(const std::string& path, const Attrs& attrs) = 0;
   // An N-D array (C order); shape {} is a scalar.
-  virtual void array(const std::string& path, StoreType type, const void* values,
+  virtual void array(const std::string& path, NumType type, const void* values,
                      const std::vector<std::int64_t>& shape, const Attrs& attrs) = 0;
   // A 1-D string array, or a scalar string when `scalar`.
   virtual void strings(const std::string& path, const std::vector<std::string>& values, bool scalar,
                        const Attrs& attrs) = 0;
-  virtual std::unique_ptr<ArrayAppender> appender(const std::string& path, StoreType type,
+  virtual std::unique_ptr<ArrayAppender> appender(const std::string& path, NumType type,
                                                   const Attrs& attrs) = 0;
   // A record array: one row per entry, one field per name, all fields numeric of `type` (F32 or
   // F64; `values` row-major) or, with `texts`, all strings.
   virtual void records(const std::string& path, const std::vector<std::string>& fields,
-                       StoreType type, const std::vector<double>& values,
+                       NumType type, const std::vector<double>& values,
                        const std::vector<std::string>* texts, std::size_t rows,
                        const Attrs& attrs) = 0;
   // Flushes and closes; the store at the temporary path is complete.

@@ -271,6 +271,7 @@ void convert_to(const std::uint8_t* src, const DType& d, std::size_t n, Dst* dst
 void convert(const std::uint8_t* src, const DType& d, std::size_t n, NumType t, void* out,
              std::size_t at) {
   switch (t) {
+    case NumType::Bool:
     case NumType::I8:
       return convert_to(src, d, n, static_cast<std::int8_t*>(out) + at);
     case NumType::I32:

@@ -22,19 +22,19 @@ using Bytes = std::vector<std::uint8_t>;
 
 constexpr std::size_t kChunkBytes = std::size_t{1} << 20;
 
-const char* dtype_name(StoreType t) {
+const char* dtype_name(NumType t) {
   switch (t) {
-    case StoreType::Bool:
+    case NumType::Bool:
       return "|b1";
-    case StoreType::I8:
+    case NumType::I8:
       return "|i1";
-    case StoreType::I32:
+    case NumType::I32:
       return "<i4";
-    case StoreType::I64:
+    case NumType::I64:
       return "<i8";
-    case StoreType::F32:
+    case NumType::F32:
       return "<f4";
-    case StoreType::F64:
+    case NumType::F64:
       return "<f8";
   }
   return "<f8";
@@ -67,8 +67,8 @@ class ZarrTreeWriter;
 
 class ZarrAppender final : public ArrayAppender {
  public:
-  ZarrAppender(ZarrTreeWriter& w, std::string path, StoreType type)
-      : w_(w), path_(std::move(path)), type_(type), size_(store_type_size(type)) {
+  ZarrAppender(ZarrTreeWriter& w, std::string path, NumType type)
+      : w_(w), path_(std::move(path)), type_(type), size_(num_type_size(type)) {
     chunk_elements_ = kChunkBytes / size_;
   }
   void append(const void* values, std::size_t count) override;
@@ -78,7 +78,7 @@ class ZarrAppender final : public ArrayAppender {
   void flush_chunk();
   ZarrTreeWriter& w_;
   std::string path_;
-  StoreType type_;
+  NumType type_;
   std::size_t size_, chunk_elements_;
   Bytes buffer_;
   std::size_t chunks_written_ = 0, total_ = 0;
@@ -98,9 +98,9 @@ class ZarrTreeWriter final : public TreeWriter {
     write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
   }
 
-  void array(const std::string& path, StoreType type, const void* values,
+  void array(const std::string& path, NumType type, const void* values,
              const std::vector<std::int64_t>& shape, const Attrs& attrs) override {
-    const std::size_t size = store_type_size(type);
+    const std::size_t size = num_type_size(type);
     std::size_t row = size;  // bytes per index of the first axis
     for (std::size_t d = 1; d < shape.size(); ++d) row *= static_cast<std::size_t>(shape[d]);
     std::size_t total = shape.empty() ? size : row * static_cast<std::size_t>(shape[0]);
@@ -120,8 +120,8 @@ class ZarrTreeWriter final : public TreeWriter {
         write_chunk(path, key(i, shape.size()), chunk, size);
       }
     }
-    write_meta(path, shape, chunks, dtype_name(type),
-               type == StoreType::Bool ? json(false) : json(0), json(nullptr), !shape.empty());
+    write_meta(path, shape, chunks, dtype_name(type), type == NumType::Bool ? json(false) : json(0),
+               json(nullptr), !shape.empty());
     write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
   }
 
@@ -154,14 +154,14 @@ class ZarrTreeWriter final : public TreeWriter {
     write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
   }
 
-  std::unique_ptr<ArrayAppender> appender(const std::string& path, StoreType type,
+  std::unique_ptr<ArrayAppender> appender(const std::string& path, NumType type,
                                           const Attrs& attrs) override {
     make_dir(path);
     write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
     return std::make_unique<ZarrAppender>(*this, path, type);
   }
 
-  void records(const std::string& path, const std::vector<std::string>& fields, StoreType type,
+  void records(const std::string& path, const std::vector<std::string>& fields, NumType type,
                const std::vector<double>& values, const std::vector<std::string>* texts,
                std::size_t rows, const Attrs& attrs) override {
     make_dir(path);
@@ -169,7 +169,7 @@ class ZarrTreeWriter final : public TreeWriter {
     std::size_t width = 1;  // characters per text field
     if (texts)
       for (const auto& s : *texts) width = std::max(width, utf32(s).size());
-    const std::size_t member = texts ? 4 * width : store_type_size(type);
+    const std::size_t member = texts ? 4 * width : num_type_size(type);
     const std::string member_type =
         texts ? "<U" + std::to_string(width) : std::string(dtype_name(type));
     for (const auto& f : fields) dtype.push_back(json::array({f, member_type}));
@@ -179,7 +179,7 @@ class ZarrTreeWriter final : public TreeWriter {
       if (texts) {
         auto cps = utf32((*texts)[i]);
         for (std::size_t c = 0; c < cps.size(); ++c) std::memcpy(at + 4 * c, &cps[c], 4);
-      } else if (type == StoreType::F32) {
+      } else if (type == NumType::F32) {
         const auto v = static_cast<float>(values[i]);
         std::memcpy(at, &v, 4);
       } else {
@@ -276,7 +276,7 @@ void ZarrAppender::finish() {
   if (!buffer_.empty()) flush_chunk();
   w_.write_meta(path_, {static_cast<std::int64_t>(total_)},
                 {static_cast<std::int64_t>(chunk_elements_)}, dtype_name(type_),
-                type_ == StoreType::Bool ? json(false) : json(0), json(nullptr), true);
+                type_ == NumType::Bool ? json(false) : json(0), json(nullptr), true);
 }
 
 }  // namespace
