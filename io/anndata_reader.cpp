@@ -185,6 +185,21 @@ DataFrame read_dataframe(const Element& root, const char* name) {
   return df;
 }
 
+// anndata keeps a categorical column's colours in uns/<column>_colors; attached when there is
+// one colour per category.
+void attach_colors(const Element& root, DataFrame& df) {
+  auto uns = root.open("uns");
+  if (!uns || !uns->is_group()) return;
+  for (auto& c : df.columns) {
+    auto* cat = std::get_if<Categorical>(&c.values);
+    if (!cat) continue;
+    auto colors = uns->open(c.name + "_colors");
+    if (!colors || colors->kind() != ElementKind::String || colors->shape().size() != 1) continue;
+    auto values = colors->read_strings();
+    if (values.size() == cat->categories.size()) cat->colors = std::move(values);
+  }
+}
+
 std::vector<std::string> group_keys(const Element& root, const char* name) {
   auto g = root.open(name);
   return g && g->is_group() ? g->members() : std::vector<std::string>{};
@@ -351,6 +366,7 @@ Store open_anndata(std::shared_ptr<const Element> root, const std::string& forma
   store.format = format;
   store.obs = read_dataframe(*root, "obs");
   store.var = read_dataframe(*root, "var");
+  attach_colors(*root, store.obs);
   store.obsm_keys = group_keys(*root, "obsm");
   store.obsp_keys = group_keys(*root, "obsp");
   store.layer_keys = group_keys(*root, "layers");

@@ -79,10 +79,11 @@ class Element {
   virtual std::vector<std::int64_t> int_attr(const std::string& key) const = 0;
 
   // Arrays: the shape, and elements [begin, end) of the first axis (with all of the others, in
-  // C order) converted to `type`. Out-of-range requests and unreadable data throw orrery::Error.
+  // C order) converted to `type`; a scalar (shape {}) is read as [0, 1). Out-of-range requests
+  // and unreadable data throw orrery::Error.
   virtual std::vector<std::int64_t> shape() const = 0;
   virtual void read(std::int64_t begin, std::int64_t end, NumType type, void* out) const = 0;
-  // The whole 1-D string array, UTF-8.
+  // The whole 1-D string array (or the one string of a scalar), UTF-8.
   virtual std::vector<std::string> read_strings() const = 0;
 
   template <typename T>

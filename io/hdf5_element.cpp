@@ -141,6 +141,11 @@ class Hdf5Element final : public Element {
 
   void read(std::int64_t begin, std::int64_t end, NumType type, void* out) const override {
     const auto dims = shape();
+    if (dims.empty() && begin == 0 && end == 1) {  // a scalar
+      if (H5Dread(id_, native_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
+        fail("read failed");
+      return;
+    }
     if (dims.empty() || begin < 0 || end > dims[0] || begin > end)
       fail("range [" + std::to_string(begin) + ", " + std::to_string(end) + ") out of bounds");
     if (end == begin) return;
@@ -159,7 +164,7 @@ class Hdf5Element final : public Element {
   std::vector<std::string> read_strings() const override {
     H5Id type(H5Dget_type(id_));
     if (H5Tget_class(type) != H5T_STRING) fail("expected a string dataset");
-    const std::size_t n = static_cast<std::size_t>(length());
+    const std::size_t n = shape().empty() ? 1 : static_cast<std::size_t>(length());
     const std::size_t size = H5Tget_size(type);
     if (H5Tis_variable_str(type) <= 0 && (size == 0 || n > (std::size_t{1} << 34) / size))
       fail("absurd size");

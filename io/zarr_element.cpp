@@ -441,11 +441,16 @@ class ZarrElement final : public Element {
 
   void read(std::int64_t begin, std::int64_t end, NumType type, void* out) const override {
     const auto& s = meta_.shape;
-    if (group_ || s.empty() || s.size() > 2) fail("expected a 1-D or 2-D array");
+    const char k = meta_.dtype.kind;
+    if (group_ || s.size() > 2) fail("expected a scalar, 1-D or 2-D array");
+    if (k != 'i' && k != 'u' && k != 'f' && k != 'b') fail("expected a numeric array");
+    if (s.empty()) {  // a scalar: chunk "0" (v2) or "c" (v3) holds the one element
+      if (begin != 0 || end != 1) fail("a scalar is read as [0, 1)");
+      convert(numeric_chunk({})->data(), meta_.dtype, 1, type, out, 0);
+      return;
+    }
     if (begin < 0 || end > s[0] || begin > end)
       fail("range [" + std::to_string(begin) + ", " + std::to_string(end) + ") out of bounds");
-    const char k = meta_.dtype.kind;
-    if (k != 'i' && k != 'u' && k != 'f' && k != 'b') fail("expected a numeric array");
     const auto inner = unit_shape();
     const std::int64_t cols = s.size() == 2 ? s[1] : 1;
     const std::int64_t c0 = inner[0], c1 = s.size() == 2 ? inner[1] : 1;
@@ -468,9 +473,15 @@ class ZarrElement final : public Element {
 
   std::vector<std::string> read_strings() const override {
     if (kind() != ElementKind::String) fail("expected a string array");
+    std::vector<std::string> out;
+    if (meta_.shape.empty()) {  // a scalar string
+      auto raw = chunk_bytes({});
+      if (!raw) fail("the scalar's chunk is missing");
+      append_strings(*raw, 1, 1, out);
+      return out;
+    }
     const auto n = length();
     const auto c0 = unit_shape()[0];
-    std::vector<std::string> out;
     for (std::int64_t i0 = 0; i0 * c0 < n; ++i0) {
       const auto take = static_cast<std::size_t>(std::min(c0, n - i0 * c0));
       auto raw = chunk_bytes({i0});

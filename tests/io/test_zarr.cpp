@@ -140,6 +140,14 @@ class TestZarr : public QObject {
     QVERIFY(std::isnan(std::get<std::vector<double>>(z.obs.find("batch_count")->values)[0]));
     QCOMPARE(std::get<std::vector<double>>(z.obs.find("batch_count")->values)[1], 1.0);
     compare_matrices(*z.X, *ref.X);
+    QCOMPARE(cell_type.colors, (std::vector<std::string>{"#1f77b4", "#ff7f0e", "#2ca02c"}));
+    QCOMPARE(z.root->require("uns/title")->read_strings(), std::vector<std::string>{"é-title"});
+    double value = 0;
+    z.root->require("uns/nested/value")->read(0, 1, &value);
+    QCOMPARE(value, 3.5);
+    std::int8_t flag = 0;
+    z.root->require("uns/nested/flag")->read(0, 1, &flag);
+    QCOMPARE(flag, std::int8_t{1});
     QCOMPARE(z.obsm_keys, std::vector<std::string>{"X_pca"});
     QCOMPARE(z.layer_keys, std::vector<std::string>{"counts"});
     QVERIFY(z.has_raw);

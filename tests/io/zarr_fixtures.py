@@ -53,6 +53,9 @@ adata = anndata.AnnData(X=X, obs=obs, var=var)
 adata.layers["counts"] = sp.csr_matrix(np.floor(dense).astype(np.int32))
 adata.obsm["X_pca"] = rng.normal(size=(n_obs, 5)).astype(np.float32)
 adata.raw = adata
+adata.uns["cell_type_colors"] = np.array(["#1f77b4", "#ff7f0e", "#2ca02c"], dtype=object)
+adata.uns["title"] = "é-title"
+adata.uns["nested"] = {"value": 3.5, "flag": True}
 adata.write_h5ad(os.path.join(out, "ref.h5ad"))
 adata.write_zarr(os.path.join(out, "v2-anndata.zarr"))
 dense_adata = adata.copy()
@@ -148,6 +151,9 @@ def pad(data, chunk, index, is_string):
     block = np.full(chunk, "" if is_string else 0, dtype=data.dtype)
     sl = tuple(slice(i * c, min((i + 1) * c, s)) for i, c, s in zip(index, chunk, data.shape))
     part = data[sl]
+    if not isinstance(part, np.ndarray):  # a 0-d array's element
+        block[()] = part
+        return block
     block[tuple(slice(0, n) for n in part.shape)] = part
     return block
 
@@ -166,6 +172,8 @@ def write_v3(name, compressor, crc=False, shard=False):
             meta(path, {"zarr_format": 3, "node_type": "group", "attributes": node.attrs.asdict()})
             continue
         data = node[...]
+        if data.dtype.kind == "U":  # numpy fixed-width unicode: a v3 string array
+            data = data.astype(object)
         is_string = data.dtype == object
         inner = chunks_for(data.shape)
         codecs = [{"name": "vlen-utf8"} if is_string else
