@@ -30,6 +30,31 @@
 namespace orrery::app {
 
 namespace {
+
+// One annotation edit: both states are kept, the edit itself was already applied when pushed.
+class AnnotationEdit final : public QUndoCommand {
+ public:
+  AnnotationEdit(MainWindow* w, const QString& text, MainWindow::Annotation before,
+                 MainWindow::Annotation after)
+      : QUndoCommand(text), w_(w), before_(std::move(before)), after_(std::move(after)) {}
+  void undo() override { w_->applyAnnotation(before_); }
+  void redo() override {
+    if (applied_) {
+      applied_ = false;
+      return;
+    }
+    w_->applyAnnotation(after_);
+  }
+
+ private:
+  MainWindow* w_;
+  MainWindow::Annotation before_, after_;
+  bool applied_ = true;
+};
+
+}  // namespace
+
+namespace {
 QString label_text(const QString& file_name) {
   return "Export " + file_name;
 }
@@ -191,6 +216,8 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
 MainWindow::~MainWindow() = default;
 
 void MainWindow::buildMenus() {
+  undo_ = new QUndoStack(this);
+  undo_->setUndoLimit(100);
   QMenu* file = menuBar()->addMenu("&File");
   QAction* open = file->addAction("&Open...", this, [this] {
     const QString path = QFileDialog::getOpenFileName(
@@ -226,6 +253,13 @@ void MainWindow::buildMenus() {
   file->addSeparator();
   QAction* quit = file->addAction("&Quit", qApp, &QApplication::quit);
   quit->setShortcut(QKeySequence::Quit);
+  QMenu* edit = menuBar()->addMenu("&Edit");
+  QAction* undo = undo_->createUndoAction(this, "&Undo");
+  undo->setShortcut(QKeySequence::Undo);
+  edit->addAction(undo);
+  QAction* redo = undo_->createRedoAction(this, "&Redo");
+  redo->setShortcut(QKeySequence::Redo);
+  edit->addAction(redo);
   QMenu* view = menuBar()->addMenu("&View");
   view->addAction("&Fit to data", QKeySequence("F"), view_, &UmapView::fitToData);
   QMenu* select = menuBar()->addMenu("&Selection");
@@ -305,6 +339,8 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   compare_action_->setEnabled(false);
   const auto& s = *snapshot_;
   labels_ = s.labels;
+  labels_state_.reset();
+  undo_->clear();  // edits belong to the previous result
   colors_ = s.palette;
   gene_.clear();
   gene_values_.reset();
@@ -411,22 +447,51 @@ void MainWindow::fillClusterList() {
   filling_ = false;
 }
 
+MainWindow::Annotation MainWindow::annotation() {
+  if (!labels_state_) labels_state_ = std::make_shared<const std::vector<std::int32_t>>(labels_);
+  return {names_, colors_, hidden_, labels_state_};
+}
+
+void MainWindow::applyAnnotation(const Annotation& a) {
+  names_ = a.names;
+  colors_ = a.colors;
+  hidden_ = a.hidden;
+  if (a.labels != labels_state_) {
+    labels_ = *a.labels;
+    labels_state_ = a.labels;
+  }
+  fillClusterList();
+  redraw();
+}
+
+void MainWindow::recordEdit(const QString& text, Annotation before) {
+  undo_->push(new AnnotationEdit(this, text, std::move(before), annotation()));
+}
+
 void MainWindow::renameCluster(int c, const QString& name) {
   if (c < 0 || c >= static_cast<int>(names_.size()) || name.trimmed().isEmpty()) return;
+  if (names_[c] == name.trimmed().toStdString()) return;
+  Annotation before = annotation();
   names_[c] = name.trimmed().toStdString();
+  recordEdit(QString("Rename %1").arg(name.trimmed()), std::move(before));
   fillClusterList();
 }
 
 void MainWindow::recolorCluster(int c, const QColor& color) {
   if (c < 0 || c >= static_cast<int>(colors_.size()) || !color.isValid()) return;
+  Annotation before = annotation();
   colors_[c] = color.name(QColor::HexRgb).toStdString();
+  recordEdit(QString("Recolor %1").arg(QString::fromStdString(names_[c])), std::move(before));
   fillClusterList();
   redraw();
 }
 
 void MainWindow::setClusterHidden(int c, bool hidden) {
-  if (c < 0 || c >= static_cast<int>(hidden_.size())) return;
+  if (c < 0 || c >= static_cast<int>(hidden_.size()) || hidden_[c] == hidden) return;
+  Annotation before = annotation();
   hidden_[c] = hidden;
+  recordEdit(QString(hidden ? "Hide %1" : "Show %1").arg(QString::fromStdString(names_[c])),
+             std::move(before));
   fillClusterList();
   redraw();
 }
@@ -438,6 +503,7 @@ void MainWindow::mergeClusters(std::vector<int> clusters) {
       clusters.back() >= static_cast<int>(names_.size()))
     return;
   // Relabel into the first, then drop the emptied categories and renumber.
+  Annotation before = annotation();
   const int into = clusters.front();
   std::vector<int> remap(names_.size());
   std::vector<std::string> names, colors;
@@ -455,6 +521,8 @@ void MainWindow::mergeClusters(std::vector<int> clusters) {
   names_ = std::move(names);
   colors_ = std::move(colors);
   hidden_ = std::move(hidden);
+  labels_state_.reset();
+  recordEdit(QString("Merge %1 clusters").arg(clusters.size()), std::move(before));
   fillClusterList();
   redraw();
 }
@@ -462,6 +530,7 @@ void MainWindow::mergeClusters(std::vector<int> clusters) {
 int MainWindow::labelSelection(const QString& name) {
   if (!selection_ || name.trimmed().isEmpty()) return -1;
   const int id = static_cast<int>(names_.size());
+  Annotation before = annotation();
   std::int64_t moved = 0;
   for (std::size_t i = 0; i < labels_.size(); ++i)
     if ((*selection_)[i]) {
@@ -479,6 +548,8 @@ int MainWindow::labelSelection(const QString& name) {
     }
   colors_.push_back(colour);
   hidden_.push_back(false);
+  labels_state_.reset();
+  recordEdit(QString("New label %1").arg(name.trimmed()), std::move(before));
   selection_.reset();
   fillClusterList();
   redraw();

@@ -1,6 +1,7 @@
 // The main window: opens a store (dialog, command line, drag and drop), runs the pipeline on
 // the compute thread with progress and cancel, shows the UMAP coloured by Leiden cluster with
-// a cluster list, and exports the view (PNG) and the annotated dataset (.h5ad).
+// a cluster list whose edits can be undone, and exports the view (PNG), tables (CSV) and the
+// annotated dataset (.h5ad or .zarr).
 #pragma once
 
 #include <QAction>
@@ -12,6 +13,7 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QTableWidget>
+#include <QUndoStack>
 #include <memory>
 
 #include "compute_thread.hpp"
@@ -38,6 +40,17 @@ class MainWindow : public QMainWindow {
   std::shared_ptr<const std::vector<float>> geneValues() const { return gene_values_; }
   QLineEdit* geneSearch() const { return search_; }
   QListWidget* clusterList() const { return clusters_; }
+  QUndoStack* undoStack() const { return undo_; }
+
+  // The cluster annotation (names, colours, hidden flags, each cell's category), as undo/redo
+  // keeps it. Labels are shared between states that did not change them.
+  struct Annotation {
+    std::vector<std::string> names, colors;
+    std::vector<bool> hidden;
+    std::shared_ptr<const std::vector<std::int32_t>> labels;
+  };
+  Annotation annotation();
+  void applyAnnotation(const Annotation& a);
   QTableWidget* markerTable() const { return markers_; }
   QcPanel* qcPanel() const { return qc_; }
   const compute::PipelineParams& params() const { return params_; }
@@ -84,6 +97,8 @@ class MainWindow : public QMainWindow {
   void fillMarkerTable(const std::vector<MarkerRow>& rows);
   void fillClusterList();
   void redraw();
+  // Pushes an undoable edit from `before` to the current annotation.
+  void recordEdit(const QString& text, Annotation before);
 
   std::unique_ptr<ComputeThread> compute_;
   UmapView* view_ = nullptr;
@@ -94,6 +109,8 @@ class MainWindow : public QMainWindow {
   QAction* compare_action_ = nullptr;
   std::shared_ptr<const std::vector<bool>> selection_;
   std::vector<std::int32_t> labels_;
+  std::shared_ptr<const std::vector<std::int32_t>> labels_state_;  // labels_ as last shared
+  QUndoStack* undo_ = nullptr;
   std::vector<std::string> names_, colors_;
   std::vector<bool> hidden_;
   QString gene_;  // colouring gene, empty for clusters

@@ -239,6 +239,17 @@ class TestMainWindow : public QObject {
     // Rename through the list, as a double-click edit does.
     window_->clusterList()->item(0)->setText("T cells");
     QCOMPARE(QString::fromStdString(window_->clusterNames()[0]), QString("T cells"));
+    // Undo the rename, then the recolor (the old colour is drawn again); redo both.
+    QCOMPARE(window_->undoStack()->undoText(), QString("Rename T cells"));
+    window_->undoStack()->undo();
+    QCOMPARE(window_->clusterNames()[0], std::string("0"));
+    QCOMPARE(window_->clusterList()->item(0)->text(), QString("0"));
+    window_->undoStack()->undo();
+    QCOMPARE(colours_present(grabView(), {old2.toStdString()}, 20), 1);
+    window_->undoStack()->redo();
+    window_->undoStack()->redo();
+    QCOMPARE(colours_present(grabView(), {"#ff00ff"}, 20), 1);
+    QCOMPARE(window_->clusterNames()[0], std::string("T cells"));
     // Hide: cluster 3's colour leaves the frame; show it again.
     const std::string c3 = window_->clusterColors()[3];
     window_->clusterList()->item(3)->setCheckState(Qt::Unchecked);
@@ -270,6 +281,14 @@ class TestMainWindow : public QObject {
     QCOMPARE(window_->clusterNames().size(), snap->cluster_sizes.size() - 1);
     for (std::size_t i = 0; i < before.size(); ++i)
       if (before[i] == 5) QCOMPARE(window_->clusterLabels()[i], 4);
+    // Undo brings back every cell's category and the category list; redo merges again.
+    const auto merged = window_->clusterLabels();
+    window_->undoStack()->undo();
+    QCOMPARE(window_->clusterLabels(), before);
+    QCOMPARE(window_->clusterNames().size(), snap->cluster_sizes.size());
+    QCOMPARE(window_->clusterList()->count(), static_cast<int>(snap->cluster_sizes.size()));
+    window_->undoStack()->redo();
+    QCOMPARE(window_->clusterLabels(), merged);
 
     // New label from the lasso selection: a category with exactly the selected cells.
     const auto n_selected = std::count(sel->begin(), sel->end(), true);
