@@ -23,6 +23,7 @@
 
 #include "compute/palette.hpp"
 #include "render/colormap.hpp"
+#include "render/figure.hpp"
 #include "render/offscreen.hpp"
 #include "render/scene.hpp"
 #include "render/selection.hpp"
@@ -57,6 +58,19 @@ class AnnotationEdit final : public QUndoCommand {
 namespace {
 QString label_text(const QString& file_name) {
   return "Export " + file_name;
+}
+
+// A save dialog whose answer ends in the extension of the chosen filter ("Name (*.ext)").
+QString save_path(QWidget* parent, const QString& title, const QString& suggestion,
+                  const QString& filters) {
+  QString filter;
+  QString path = QFileDialog::getSaveFileName(parent, title, suggestion, filters, &filter);
+  if (path.isEmpty()) return path;
+  const auto star = filter.indexOf("(*");
+  const QString ext =
+      star >= 0 ? filter.mid(star + 2, filter.indexOf(')', star) - star - 2) : QString();
+  if (!ext.isEmpty() && !path.endsWith(ext, Qt::CaseInsensitive)) path += ext;
+  return path;
 }
 }  // namespace
 
@@ -239,15 +253,18 @@ void MainWindow::buildMenus() {
       QMessageBox::warning(this, "Orrery", "Could not export " + path);
   });
   png->setShortcut(QKeySequence("Ctrl+E"));
+  QAction* figure = file->addAction("Export &figure (PNG, SVG, PDF)...", this, [this] {
+    const QString path = save_path(this, "Export figure", "umap.pdf",
+                                   "PDF (*.pdf);;SVG (*.svg);;PNG, 300 dpi (*.png)");
+    if (!path.isEmpty() && !exportFigure(path))
+      QMessageBox::warning(this, "Orrery", "Could not export " + path);
+  });
+  figure->setShortcut(QKeySequence("Ctrl+Shift+E"));
+  figure->setToolTip("The view with title, axes and legend as vectors, points as a 300 dpi image");
   QAction* save = file->addAction("&Save results as .h5ad or .zarr...", this, [this] {
-    QString filter;
-    QString path =
-        QFileDialog::getSaveFileName(this, "Save results", "orrery-results.h5ad",
-                                     "AnnData h5ad (*.h5ad);;AnnData zarr (*.zarr)", &filter);
-    if (path.isEmpty()) return;
-    const bool zarr = filter.contains("zarr");
-    if (!path.endsWith(zarr ? ".zarr" : ".h5ad")) path += zarr ? ".zarr" : ".h5ad";
-    saveStore(path);
+    const QString path = save_path(this, "Save results", "orrery-results.h5ad",
+                                   "AnnData h5ad (*.h5ad);;AnnData zarr (*.zarr)");
+    if (!path.isEmpty()) saveStore(path);
   });
   save->setShortcut(QKeySequence::Save);
   file->addSeparator();
@@ -621,26 +638,60 @@ void MainWindow::compareSelection() {
   compute_->compareSelection(selection_);
 }
 
+QImage MainWindow::renderPoints(QSize pixels, float point_scale) const {
+  render::OffscreenRenderer renderer;
+  render::RenderOptions o;
+  o.width = static_cast<std::uint32_t>(std::max(1, pixels.width()));
+  o.height = static_cast<std::uint32_t>(std::max(1, pixels.height()));
+  o.point_size = view_->pointSize() * point_scale;
+  render::Camera camera = view_->camera();
+  // The whole embedding at the requested resolution.
+  camera.fit(view_->points(), static_cast<float>(o.width), static_cast<float>(o.height));
+  auto img = renderer.render(view_->points(), camera, o);
+  return QImage(img.rgba.data(), static_cast<int>(img.width), static_cast<int>(img.height),
+                QImage::Format_RGBA8888)
+      .copy();
+}
+
 bool MainWindow::exportPng(const QString& path, int scale) {
   if (view_->points().size() == 0) return false;
   try {
-    render::OffscreenRenderer renderer;
-    render::RenderOptions o;
-    const QSize size = view_->size() * scale;
-    o.width = static_cast<std::uint32_t>(std::max(1, size.width()));
-    o.height = static_cast<std::uint32_t>(std::max(1, size.height()));
-    o.point_size = view_->pointSize() * static_cast<float>(scale);
-    render::Camera camera = view_->camera();
-    // Same view at a higher resolution: scale the camera's pixel mapping with the image.
-    camera.fit(view_->points(), static_cast<float>(o.width), static_cast<float>(o.height));
-    auto img = renderer.render(view_->points(), camera, o);
-    QImage image(img.rgba.data(), static_cast<int>(img.width), static_cast<int>(img.height),
-                 QImage::Format_RGBA8888);
-    return image.save(path, "PNG");
+    return renderPoints(view_->size() * scale, static_cast<float>(scale)).save(path, "PNG");
   } catch (const std::exception& e) {
     statusBar()->showMessage(QString("Export failed: ") + e.what());
     return false;
   }
+}
+
+bool MainWindow::exportFigure(const QString& path, double dpi) {
+  if (view_->points().size() == 0) return false;
+  render::FigureOptions options;
+  options.dpi = dpi;
+  render::FigureContent content;
+  try {
+    const QSize pixels = render::point_layer_pixels(options);
+    // Points keep their on-screen size relative to the plot.
+    const float scale = static_cast<float>(pixels.width()) / std::max(1, view_->width());
+    content.points = renderPoints(pixels, std::max(1.0f, scale));
+  } catch (const std::exception& e) {
+    statusBar()->showMessage(QString("Export failed: ") + e.what());
+    return false;
+  }
+  if (gene_.isEmpty()) {
+    content.title = "leiden";
+    for (std::size_t c = 0; c < names_.size(); ++c)
+      if (!hidden_[c])
+        content.legend.emplace_back(QString::fromStdString(names_[c]),
+                                    QColor(QString::fromStdString(colors_[c])));
+  } else {
+    content.title = gene_;
+  }
+  QString error;
+  if (!render::export_figure(path, content, options, &error)) {
+    statusBar()->showMessage("Export failed: " + error);
+    return false;
+  }
+  return true;
 }
 
 void MainWindow::saveStore(const QString& path) {

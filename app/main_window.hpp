@@ -58,6 +58,9 @@ class MainWindow : public QMainWindow {
  public slots:
   void cancelRun();
   bool exportPng(const QString& path, int scale = 2);
+  // A figure of the whole embedding (.png, .svg or .pdf by extension): title, axes and legend as
+  // vectors, the points as an image at `dpi`.
+  bool exportFigure(const QString& path, double dpi = 300);
   void saveStore(const QString& path);
   void setSelection(std::shared_ptr<const std::vector<bool>> selection);
   void compareSelection();
@@ -97,6 +100,8 @@ class MainWindow : public QMainWindow {
   void fillMarkerTable(const std::vector<MarkerRow>& rows);
   void fillClusterList();
   void redraw();
+  // The points of the view (whole embedding) rendered offscreen at `pixels`.
+  QImage renderPoints(QSize pixels, float point_scale) const;
   // Pushes an undoable edit from `before` to the current annotation.
   void recordEdit(const QString& text, Annotation before);
 

@@ -6,11 +6,13 @@
 #include <QElapsedTimer>
 #include <QTimer>
 #include <QVulkanInstance>
+#include <QXmlStreamReader>
 #include <set>
 
 #include "demo.hpp"
 #include "io/store.hpp"
 #include "main_window.hpp"
+#include "render/figure.hpp"
 
 using namespace orrery;
 
@@ -353,6 +355,62 @@ class TestMainWindow : public QObject {
     view->fitToData();
     const auto fitted = view->camera().to_pixels({0, 0});
     QVERIFY(std::fabs(fitted.x - before.x) < 1.0f && std::fabs(fitted.y - before.y) < 1.0f);
+  }
+
+  // Figures: SVG keeps title, axis labels and every visible category as text and embeds the
+  // points at 300 dpi; PDF has the requested page size; PNG has 300 dpi pixels with the legend.
+  void exportFigures() {
+    const QString svg = tmp_.filePath("figure.svg");
+    QVERIFY(window_->exportFigure(svg, 300));
+    QFile f(svg);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    QXmlStreamReader xml(&f);
+    QStringList texts;
+    QList<QImage> images;
+    while (!xml.atEnd()) {
+      if (xml.readNext() != QXmlStreamReader::StartElement) continue;
+      if (xml.name() == QLatin1String("text")) {
+        texts << xml.readElementText(QXmlStreamReader::IncludeChildElements).trimmed();
+      } else if (xml.name() == QLatin1String("image")) {
+        const QString href = xml.attributes().value("xlink:href").toString();
+        const auto comma = href.indexOf(',');
+        images << QImage::fromData(QByteArray::fromBase64(href.mid(comma + 1).toLatin1()));
+      }
+    }
+    QVERIFY2(!xml.hasError(), qPrintable(xml.errorString()));
+    QVERIFY(texts.contains("leiden"));
+    QVERIFY(texts.contains("UMAP1") && texts.contains("UMAP2"));
+    for (std::size_t c = 0; c < window_->clusterNames().size(); ++c)
+      QVERIFY2(texts.contains(QString::fromStdString(window_->clusterNames()[c])),
+               window_->clusterNames()[c].c_str());
+    QCOMPARE(images.size(), 1);
+    QCOMPARE(images[0].size(), render::point_layer_pixels(render::FigureOptions{}));
+    QVERIFY(colours_present(images[0], {window_->clusterColors()[0]}, 20) == 1);
+
+    const QString pdf = tmp_.filePath("figure.pdf");
+    QVERIFY(window_->exportFigure(pdf, 300));
+    QFile pf(pdf);
+    QVERIFY(pf.open(QIODevice::ReadOnly));
+    const QByteArray bytes = pf.readAll();
+    QVERIFY(bytes.startsWith("%PDF-"));
+    const auto box = bytes.indexOf("/MediaBox [");
+    QVERIFY(box >= 0);
+    const QList<QByteArray> corners =
+        bytes.mid(box + 11, bytes.indexOf(']', box) - box - 11).simplified().split(' ');
+    QCOMPARE(corners.size(), 4);
+    qInfo("PDF MediaBox: %s", bytes.mid(box, bytes.indexOf(']', box) - box + 1).constData());
+    QVERIFY2(
+        std::fabs(corners[2].toDouble() - 432) < 1 && std::fabs(corners[3].toDouble() - 324) < 1,
+        "page is not 6 x 4.5 in");
+    QVERIFY(bytes.size() > 20000);  // the embedded point layer
+
+    const QString png = tmp_.filePath("figure.png");
+    QVERIFY(window_->exportFigure(png, 300));
+    QImage image(png);
+    QCOMPARE(image.size(), QSize(1800, 1350));
+    QCOMPARE(std::lround(image.dotsPerMeterX() * 0.0254), 300L);
+    QCOMPARE(colours_present(image, {window_->clusterColors().back()}, 10), 1);
+    QVERIFY(!window_->exportFigure(tmp_.filePath("figure.bmp"), 300));
   }
 
   void exportPngAndH5ad() {
