@@ -18,6 +18,7 @@
 #include <QSaveFile>
 #include <QStatusBar>
 #include <QToolBar>
+#include <QToolTip>
 #include <QVBoxLayout>
 #include <algorithm>
 
@@ -196,14 +197,19 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   connect(view_, &UmapView::lassoed, this,
           [this](std::shared_ptr<const std::vector<glm::vec2>> polygon) {
             if (!snapshot_) return;
-            // On the data's own coordinates: the drawn order may differ (expression colouring
-            // sorts).
-            std::vector<glm::vec2> xy(snapshot_->umap_xy.size() / 2);
-            for (std::size_t i = 0; i < xy.size(); ++i)
-              xy[i] = {snapshot_->umap_xy[2 * i], snapshot_->umap_xy[2 * i + 1]};
-            setSelection(
-                std::make_shared<const std::vector<bool>>(render::points_in_polygon(xy, *polygon)));
+            setSelection(std::make_shared<const std::vector<bool>>(
+                render::points_in_polygon(cell_xy_, *polygon)));
           });
+  connect(view_, &UmapView::hovered, this, [this](glm::vec2 at, float radius) {
+    if (!snapshot_ || running_) return;
+    hovered_cell_ = render::nearest_point(cell_xy_, at, radius, [this](std::size_t i) {
+      return labels_[i] < 0 || !hidden_[labels_[i]];
+    });
+    if (hovered_cell_ >= 0)
+      QToolTip::showText(QCursor::pos(), describeCell(hovered_cell_));
+    else
+      QToolTip::hideText();
+  });
   connect(w, &ComputeWorker::selectionMarkers, this,
           [this](std::shared_ptr<const std::vector<MarkerRow>> rows) {
             clusters_->setCurrentRow(-1);
@@ -357,6 +363,11 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   const auto& s = *snapshot_;
   labels_ = s.labels;
   labels_state_.reset();
+  // The embedding in cell order: the drawn order may differ (expression colouring sorts).
+  cell_xy_.resize(s.umap_xy.size() / 2);
+  for (std::size_t i = 0; i < cell_xy_.size(); ++i)
+    cell_xy_[i] = {s.umap_xy[2 * i], s.umap_xy[2 * i + 1]};
+  hovered_cell_ = -1;
   undo_->clear();  // edits belong to the previous result
   colors_ = s.palette;
   gene_.clear();
@@ -462,6 +473,16 @@ void MainWindow::fillClusterList() {
   }
   if (current >= 0 && current < clusters_->count()) clusters_->setCurrentRow(current);
   filling_ = false;
+}
+
+QString MainWindow::describeCell(std::int64_t cell) const {
+  if (!snapshot_ || cell < 0 || cell >= static_cast<std::int64_t>(labels_.size())) return {};
+  QString text = QString("cell %1").arg(QString::fromStdString(snapshot_->cell_names[cell]));
+  const auto label = labels_[cell];
+  text += QString("\ncluster %1").arg(label >= 0 ? QString::fromStdString(names_[label]) : "-");
+  if (!gene_.isEmpty() && gene_values_ && cell < static_cast<std::int64_t>(gene_values_->size()))
+    text += QString("\n%1: %2").arg(gene_).arg((*gene_values_)[cell], 0, 'g', 4);
+  return text;
 }
 
 MainWindow::Annotation MainWindow::annotation() {

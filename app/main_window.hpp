@@ -41,6 +41,9 @@ class MainWindow : public QMainWindow {
   QLineEdit* geneSearch() const { return search_; }
   QListWidget* clusterList() const { return clusters_; }
   QUndoStack* undoStack() const { return undo_; }
+  // Picking: the cell last found under the pointer (-1: none) and its description.
+  std::int64_t hoveredCell() const { return hovered_cell_; }
+  QString describeCell(std::int64_t cell) const;
 
   // The cluster annotation (names, colours, hidden flags, each cell's category), as undo/redo
   // keeps it. Labels are shared between states that did not change them.
@@ -131,6 +134,8 @@ class MainWindow : public QMainWindow {
   QPushButton* cancel_ = nullptr;
   std::shared_ptr<const RunSnapshot> snapshot_;
   bool running_ = false;
+  std::int64_t hovered_cell_ = -1;
+  std::vector<glm::vec2> cell_xy_;  // the embedding in cell order (lasso and picking)
 };
 
 }  // namespace orrery::app

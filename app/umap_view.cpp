@@ -107,7 +107,12 @@ void UmapView::mouseMoveEvent(QMouseEvent* e) {
     lasso_.push_back(toWorld(e->position()));
     return;
   }
-  if (!(e->buttons() & (Qt::LeftButton | Qt::MiddleButton))) return;
+  if (!(e->buttons() & (Qt::LeftButton | Qt::MiddleButton))) {
+    const glm::vec2 at = toWorld(e->position());
+    const glm::vec2 off = toWorld(e->position() + QPointF(8, 0));
+    emit hovered(at, std::hypot(off.x - at.x, off.y - at.y));
+    return;
+  }
   const QPointF d = (e->position() - last_mouse_) * devicePixelRatio();
   last_mouse_ = e->position();
   camera_.pan_pixels(static_cast<float>(d.x()), static_cast<float>(d.y()));

@@ -1,6 +1,6 @@
 // The UMAP viewport: a QVulkanWindow drawing the point scene with render::PointPipeline through
 // the host upload path, with pan (drag), zoom to cursor (wheel), fit (double click / F) and
-// lasso selection (Shift + drag).
+// lasso selection (Shift + drag); reports where the pointer hovers, for picking.
 #pragma once
 
 #include <QVulkanWindow>
@@ -49,6 +49,8 @@ class UmapView : public QVulkanWindow {
   void frameRendered();
   // A finished lasso polygon in data coordinates.
   void lassoed(std::shared_ptr<const std::vector<glm::vec2>> polygon);
+  // The pointer rests at `world` (no button pressed); `radius` is 8 pixels in data units.
+  void hovered(glm::vec2 world, float radius);
 
  protected:
   void mousePressEvent(QMouseEvent* e) override;

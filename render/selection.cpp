@@ -1,6 +1,8 @@
 #include "selection.hpp"
 
+#include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/parallel_reduce.h>
 
 #include <algorithm>
 #include <limits>
@@ -39,6 +41,34 @@ std::vector<bool> points_in_rect(const std::vector<glm::vec2>& points, glm::vec2
     out[i] =
         points[i].x >= lo.x && points[i].x <= hi.x && points[i].y >= lo.y && points[i].y <= hi.y;
   return out;
+}
+
+std::int64_t nearest_point(const std::vector<glm::vec2>& points, glm::vec2 at, float radius,
+                           const std::function<bool(std::size_t)>& pickable) {
+  struct Best {
+    float d2;
+    std::int64_t index;
+  };
+  const Best none{radius * radius, -1};
+  const auto better = [](const Best& a, const Best& b) {
+    if (a.index < 0) return b;
+    if (b.index < 0) return a;
+    return (b.d2 < a.d2 || (b.d2 == a.d2 && b.index < a.index)) ? b : a;
+  };
+  return tbb::parallel_reduce(
+             tbb::blocked_range<std::size_t>(0, points.size(), 1 << 16), none,
+             [&](const tbb::blocked_range<std::size_t>& r, Best best) {
+               for (std::size_t i = r.begin(); i < r.end(); ++i) {
+                 const glm::vec2 d = points[i] - at;
+                 const float d2 = d.x * d.x + d.y * d.y;
+                 if (d2 <= radius * radius && (best.index < 0 || d2 < best.d2) &&
+                     (!pickable || pickable(i)))
+                   best = {d2, static_cast<std::int64_t>(i)};
+               }
+               return best;
+             },
+             better)
+      .index;
 }
 
 }  // namespace orrery::render

@@ -357,6 +357,38 @@ class TestMainWindow : public QObject {
     QVERIFY(std::fabs(fitted.x - before.x) < 1.0f && std::fabs(fitted.y - before.y) < 1.0f);
   }
 
+  // Picking: resting the pointer on a cell finds a cell at that spot and describes it.
+  void hoverPicksTheCellUnderThePointer() {
+    auto snap = window_->snapshot();
+    app::UmapView* view = window_->umapView();
+    view->fitToData();
+    const std::int64_t target = snap->n_cells / 3;
+    const glm::vec2 world{snap->umap_xy[2 * target], snap->umap_xy[2 * target + 1]};
+    const glm::vec2 px =
+        view->camera().to_pixels(world) / static_cast<float>(view->devicePixelRatio());
+    QMouseEvent move(QEvent::MouseMove, QPointF(px.x, px.y), view->mapToGlobal(QPointF(px.x, px.y)),
+                     Qt::NoButton, Qt::NoButton, Qt::NoModifier);
+    QCoreApplication::sendEvent(view, &move);
+    const std::int64_t hit = window_->hoveredCell();
+    QVERIFY(hit >= 0);
+    const glm::vec2 found{snap->umap_xy[2 * hit], snap->umap_xy[2 * hit + 1]};
+    const glm::vec2 off =
+        view->camera().to_world(view->camera().to_pixels(world) + glm::vec2(8, 0));
+    QVERIFY(std::hypot(found.x - world.x, found.y - world.y) <=
+            std::hypot(off.x - world.x, off.y - world.y) + 1e-4f);
+    const QString text = window_->describeCell(hit);
+    QVERIFY2(text.contains(QString::fromStdString(snap->cell_names[hit])), qPrintable(text));
+    QVERIFY2(
+        text.contains("cluster " + QString::fromStdString(
+                                       window_->clusterNames()[window_->clusterLabels()[hit]])),
+        qPrintable(text));
+    // Far outside the embedding: nothing under the pointer.
+    QMouseEvent away(QEvent::MouseMove, QPointF(1, 1), view->mapToGlobal(QPointF(1, 1)),
+                     Qt::NoButton, Qt::NoButton, Qt::NoModifier);
+    QCoreApplication::sendEvent(view, &away);
+    QCOMPARE(window_->hoveredCell(), std::int64_t{-1});
+  }
+
   // Figures: SVG keeps title, axis labels and every visible category as text and embeds the
   // points at 300 dpi; PDF has the requested page size; PNG has 300 dpi pixels with the legend.
   void exportFigures() {

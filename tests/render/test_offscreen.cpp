@@ -127,6 +127,30 @@ class TestOffscreen : public QObject {
              (std::vector<bool>{false, false, false, true, false}));
   }
 
+  // Picking: the nearest pickable point within the radius; hidden ones are skipped.
+  void pickingFindsTheNearestVisiblePoint() {
+    std::vector<glm::vec2> pts{{0, 0}, {10, 0}, {0, 10}, {5, 5}, {5.2f, 5}};
+    QCOMPARE(render::nearest_point(pts, {5.05f, 5.1f}, 1.0f), std::int64_t{3});
+    QCOMPARE(render::nearest_point(pts, {5.2f, 5.0f}, 1.0f), std::int64_t{4});
+    QCOMPARE(render::nearest_point(pts, {7.5f, 7.5f}, 1.0f), std::int64_t{-1});
+    const auto not_three = [](std::size_t i) { return i != 3; };  // point 3 hidden
+    QCOMPARE(render::nearest_point(pts, {5.05f, 5.1f}, 1.0f, not_three), std::int64_t{4});
+    QCOMPARE(render::nearest_point(pts, {9, 1}, 2.0f), std::int64_t{1});
+    // A million points: the answer is the brute-force one.
+    std::vector<glm::vec2> many(1'000'000);
+    for (std::size_t i = 0; i < many.size(); ++i)
+      many[i] = {static_cast<float>((i * 7919) % 1000), static_cast<float>((i * 104729) % 997)};
+    const glm::vec2 at{500.3f, 400.6f};
+    std::int64_t want = -1;
+    float best = 4.0f;
+    for (std::size_t i = 0; i < many.size(); ++i) {
+      const glm::vec2 d = many[i] - at;
+      const float d2 = d.x * d.x + d.y * d.y;
+      if (d2 <= best && (want < 0 || d2 < best)) best = d2, want = static_cast<std::int64_t>(i);
+    }
+    QCOMPARE(render::nearest_point(many, at, 2.0f), want);
+  }
+
   void viridisAndExpressionColouring() {
     QCOMPARE(render::viridis(0.0f), render::pack_rgba(0x44, 0x01, 0x54));
     QCOMPARE(render::viridis(1.0f), render::pack_rgba(0xfd, 0xe7, 0x25));
