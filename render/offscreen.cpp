@@ -1,5 +1,7 @@
 #include "offscreen.hpp"
 
+#include <chrono>
+
 #include <cstring>
 
 #include "point_pipeline.hpp"
@@ -197,8 +199,26 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   ORRERY_VK_CHECK(vkAllocateMemory(dev, &alloc, nullptr, &obj.readback_mem));
   ORRERY_VK_CHECK(vkBindBufferMemory(dev, obj.readback, obj.readback_mem, 0));
 
+  if (o.frames < 1 || o.frames > 100000) throw Error("", "export", "frames must be 1..100000");
   PointPipeline pipeline(impl_->physical, dev, obj.pass, VK_SAMPLE_COUNT_1_BIT);
+  using Clock = std::chrono::steady_clock;
+  const auto ms_since = [](Clock::time_point t0) {
+    return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+  };
+  auto t_upload = Clock::now();
   pipeline.upload(points);
+  const double upload_ms = ms_since(t_upload);
+  VkClearValue clear{};
+  std::memcpy(clear.color.float32, o.background.data(), sizeof(float) * 4);
+  VkRenderPassBeginInfo rp{VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO};
+  rp.renderPass = obj.pass;
+  rp.framebuffer = obj.framebuffer;
+  rp.renderArea = {{0, 0}, {o.width, o.height}};
+  rp.clearValueCount = 1;
+  rp.pClearValues = &clear;
+  VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
+  ORRERY_VK_CHECK(vkCreateFence(dev, &fence_info, nullptr, &obj.fence));
+  std::vector<double> frame_ms;
 
   VkCommandBufferAllocateInfo cmd_info{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
   cmd_info.commandPool = impl_->pool;
@@ -213,17 +233,31 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
     ~CmdGuard() { vkFreeCommandBuffers(dev, pool, 1, &cmd); }
   } cmd_guard{dev, impl_->pool, cmd};
 
+  if (o.frames > 1) {  // the frames before the last: clear and draw only, each timed
+    VkCommandBuffer draw = VK_NULL_HANDLE;
+    ORRERY_VK_CHECK(vkAllocateCommandBuffers(dev, &cmd_info, &draw));
+    CmdGuard draw_guard{dev, impl_->pool, draw};
+    VkCommandBufferBeginInfo reusable{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
+    ORRERY_VK_CHECK(vkBeginCommandBuffer(draw, &reusable));
+    vkCmdBeginRenderPass(draw, &rp, VK_SUBPASS_CONTENTS_INLINE);
+    pipeline.record(draw, camera, {o.width, o.height}, o.point_size);
+    vkCmdEndRenderPass(draw);
+    ORRERY_VK_CHECK(vkEndCommandBuffer(draw));
+    VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+    submit.commandBufferCount = 1;
+    submit.pCommandBuffers = &draw;
+    for (int f = 0; f + 1 < o.frames; ++f) {
+      const auto t0 = Clock::now();
+      ORRERY_VK_CHECK(vkQueueSubmit(impl_->queue, 1, &submit, obj.fence));
+      ORRERY_VK_CHECK(vkWaitForFences(dev, 1, &obj.fence, VK_TRUE, UINT64_MAX));
+      frame_ms.push_back(ms_since(t0));
+      ORRERY_VK_CHECK(vkResetFences(dev, 1, &obj.fence));
+    }
+  }
+
   VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   ORRERY_VK_CHECK(vkBeginCommandBuffer(cmd, &begin));
-  VkClearValue clear{};
-  std::memcpy(clear.color.float32, o.background.data(), sizeof(float) * 4);
-  VkRenderPassBeginInfo rp{VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO};
-  rp.renderPass = obj.pass;
-  rp.framebuffer = obj.framebuffer;
-  rp.renderArea = {{0, 0}, {o.width, o.height}};
-  rp.clearValueCount = 1;
-  rp.pClearValues = &clear;
   vkCmdBeginRenderPass(cmd, &rp, VK_SUBPASS_CONTENTS_INLINE);
   pipeline.record(cmd, camera, {o.width, o.height}, o.point_size);
   vkCmdEndRenderPass(cmd);
@@ -242,15 +276,17 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
                        nullptr, 1, &barrier, 0, nullptr);
   ORRERY_VK_CHECK(vkEndCommandBuffer(cmd));
 
-  VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-  ORRERY_VK_CHECK(vkCreateFence(dev, &fence_info, nullptr, &obj.fence));
   VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};
   submit.commandBufferCount = 1;
   submit.pCommandBuffers = &cmd;
+  const auto t_last = Clock::now();
   ORRERY_VK_CHECK(vkQueueSubmit(impl_->queue, 1, &submit, obj.fence));
   ORRERY_VK_CHECK(vkWaitForFences(dev, 1, &obj.fence, VK_TRUE, UINT64_MAX));
+  frame_ms.push_back(ms_since(t_last));  // includes the copy to the readback buffer
 
   Image out;
+  out.upload_ms = upload_ms;
+  out.frame_ms = std::move(frame_ms);
   out.width = o.width;
   out.height = o.height;
   out.rgba.resize(bytes);

@@ -14,6 +14,9 @@ namespace orrery::render {
 struct Image {
   std::uint32_t width = 0, height = 0;
   std::vector<std::uint8_t> rgba;  // row-major, top row first
+  // Timings: copying the points to the device, and each frame drawn (submit to fence).
+  double upload_ms = 0;
+  std::vector<double> frame_ms;
   std::array<std::uint8_t, 4> pixel(std::uint32_t x, std::uint32_t y) const {
     const std::size_t i = (static_cast<std::size_t>(y) * width + x) * 4;
     return {rgba[i], rgba[i + 1], rgba[i + 2], rgba[i + 3]};
@@ -24,6 +27,7 @@ struct RenderOptions {
   std::uint32_t width = 800, height = 800;
   float point_size = 4.0f;  // pixels
   std::array<float, 4> background{1.f, 1.f, 1.f, 1.f};
+  int frames = 1;  // draw the scene this many times (benchmarks); the image is the last one
 };
 
 class OffscreenRenderer {

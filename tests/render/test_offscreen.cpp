@@ -84,6 +84,25 @@ class TestOffscreen : public QObject {
     QVERIFY(near(img.pixel(60 + 7, 90), 255, 255, 255));
   }
 
+  // Repeated frames (the benchmark's mode): one timing per frame, the same image as one frame.
+  void repeatedFramesAreTimedAndIdentical() {
+    auto p = render::categorical_points(xy_, labels_, palette_, {}, {}, 255);
+    render::RenderOptions o;
+    o.width = 200;
+    o.height = 100;
+    o.point_size = 9;
+    const auto once = renderer_->render(p, camera_for(p, 200, 100), o);
+    o.frames = 4;
+    const auto four = renderer_->render(p, camera_for(p, 200, 100), o);
+    QCOMPARE(once.frame_ms.size(), std::size_t{1});
+    QCOMPARE(four.frame_ms.size(), std::size_t{4});
+    for (double ms : four.frame_ms) QVERIFY(ms > 0);
+    QVERIFY(four.upload_ms >= 0);
+    QCOMPARE(four.rgba, once.rgba);
+    o.frames = 0;
+    QVERIFY_THROWS_EXCEPTION(orrery::Error, renderer_->render(p, camera_for(p, 200, 100), o));
+  }
+
   void hiddenCategoryVanishes() {
     std::vector<bool> hidden{false, true, false, false};
     auto p = render::categorical_points(xy_, labels_, palette_, hidden, {}, 255);
