@@ -66,10 +66,7 @@ class TestOffscreen : public QObject {
 
   void pointsAtExpectedPixels() {
     auto p = render::categorical_points(xy_, labels_, palette_, {}, {}, 255);
-    render::RenderOptions o;
-    o.width = 200;
-    o.height = 100;
-    o.point_size = 9;
+    const render::RenderOptions o{200, 100, 9};
     auto img = renderer_->render(p, camera_for(p, 200, 100), o);
     QCOMPARE(img.width, 200u);
     QCOMPARE(img.height, 100u);
@@ -87,10 +84,7 @@ class TestOffscreen : public QObject {
   // Repeated frames (the benchmark's mode): one timing per frame, the same image as one frame.
   void repeatedFramesAreTimedAndIdentical() {
     auto p = render::categorical_points(xy_, labels_, palette_, {}, {}, 255);
-    render::RenderOptions o;
-    o.width = 200;
-    o.height = 100;
-    o.point_size = 9;
+    render::RenderOptions o{200, 100, 9};
     const auto once = renderer_->render(p, camera_for(p, 200, 100), o);
     o.frames = 4;
     const auto four = renderer_->render(p, camera_for(p, 200, 100), o);
