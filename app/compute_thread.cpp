@@ -4,11 +4,52 @@
 #include <QMetaObject>
 #include <algorithm>
 #include <functional>
+#include <type_traits>
+#include <variant>
 
 #include "compute/palette.hpp"
 #include "compute/result_writer.hpp"
 
 namespace orrery::app {
+
+namespace {
+
+// The QC metrics and the input's numeric obs columns, per kept cell, by column name.
+std::vector<std::pair<std::string, std::vector<float>>> numeric_obs(
+    const io::Store& store, const compute::PipelineResult& r) {
+  std::vector<std::pair<std::string, std::vector<float>>> out;
+  auto add = [&](const std::string& name, const auto& all) {
+    std::vector<float> kept;
+    kept.reserve(r.kept_cells.size());
+    for (auto c : r.kept_cells) kept.push_back(static_cast<float>(all[c]));
+    out.emplace_back(name, std::move(kept));
+  };
+  add("n_genes_by_counts", r.cell_qc.n_genes_by_counts);
+  add("total_counts", r.cell_qc.total_counts);
+  add("total_counts_mt", r.cell_qc.total_counts_qc);
+  add("pct_counts_mt", r.cell_qc.pct_counts_qc);
+  for (std::size_t t = 0; t < r.cell_qc.top_n.size(); ++t)
+    add("pct_counts_in_top_" + std::to_string(r.cell_qc.top_n[t]) + "_genes",
+        r.cell_qc.pct_counts_in_top[t]);
+  for (const auto& c : store.obs.columns)
+    std::visit(
+        [&](const auto& v) {
+          using V = std::decay_t<decltype(v)>;
+          if constexpr (std::is_same_v<V, std::vector<double>> ||
+                        std::is_same_v<V, std::vector<float>> ||
+                        std::is_same_v<V, std::vector<std::int32_t>> ||
+                        std::is_same_v<V, std::vector<std::int64_t>> ||
+                        std::is_same_v<V, std::vector<bool>>) {
+            if (std::none_of(out.begin(), out.end(),
+                             [&](const auto& o) { return o.first == c.name; }))
+              add(c.name, v);
+          }
+        },
+        c.values);
+  return out;
+}
+
+}  // namespace
 namespace {
 
 class SignalProgress final : public compute::Progress {
@@ -106,6 +147,8 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     for (auto l : result->leiden) ++snap->cluster_sizes[l];
     for (auto c : result->kept_cells) snap->cell_names.push_back(store->obs.index[c]);
     for (auto g : result->kept_genes) snap->gene_names.push_back(store->var.index[g]);
+    for (const auto& [name, values] : numeric_obs(*store, *result))
+      snap->obs_numeric.push_back(name);
     for (const auto& m : result->markers) snap->markers.push_back(top_markers(m, *store, *result));
     snap->backend_note = QString::fromStdString(note);
     snap->seconds = timer.elapsed() / 1000.0;
@@ -179,6 +222,11 @@ void ComputeWorker::geneValues(const QString& gene) {
   }
   try {
     const std::string name = gene.toStdString();
+    for (auto& [column, values] : numeric_obs(*store_, *result_))
+      if (column == name) {
+        emit geneReady(gene, std::make_shared<const std::vector<float>>(std::move(values)));
+        return;
+      }
     const auto& names = store_->var.index;
     const auto it = std::find(names.begin(), names.end(), name);
     if (it == names.end()) throw Error(store_->path, "var", "no gene named '" + name + "'");

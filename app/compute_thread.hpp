@@ -30,6 +30,7 @@ struct RunSnapshot {
   std::vector<std::int64_t> cluster_sizes;
   std::vector<std::string> cell_names;
   std::vector<std::string> gene_names;          // kept genes, for search
+  std::vector<std::string> obs_numeric;         // numeric obs/QC columns one can colour by
   std::vector<std::vector<MarkerRow>> markers;  // per cluster, top genes by score
   QString backend_note;
   double seconds = 0;
@@ -49,6 +50,8 @@ class ComputeWorker : public QObject {
   void save(const QString& path,
             std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation);
   // Log-normalised expression of one gene in every kept cell (one pass over the store).
+  // A kept gene's log-normalised values, or a numeric obs / QC column (checked first, as
+  // scanpy's color= does), per kept cell.
   void geneValues(const QString& gene);
   // Wilcoxon of the cells flagged in `selection` (kept-cell order) against all other cells.
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection);

@@ -132,7 +132,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   });
 
   search_ = new QLineEdit;
-  search_->setPlaceholderText("Colour by gene...");
+  search_->setPlaceholderText("Colour by gene or QC / obs value...");
   search_->setClearButtonEnabled(true);
   search_->setToolTip(
       "Type a gene name and press Enter to colour cells by its expression; clear to "
@@ -374,6 +374,7 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   gene_values_.reset();
   {
     QStringList genes;
+    for (const auto& o : s.obs_numeric) genes << QString::fromStdString(o);
     for (const auto& g : s.gene_names) genes << QString::fromStdString(g);
     if (QCompleter* old = search_->completer()) old->deleteLater();
     auto* completer = new QCompleter(genes, search_);

@@ -221,6 +221,22 @@ class TestMainWindow : public QObject {
     window_->colorByGene("NOT-A-GENE");
     QVERIFY(failed.wait(30000));
     QVERIFY(failed.first().first().toString().contains("NOT-A-GENE"));
+    // A QC column colours the same way: total counts per kept cell, equal to the row sums of X.
+    QVERIFY(std::count(snap->obs_numeric.begin(), snap->obs_numeric.end(), "total_counts") == 1);
+    window_->colorByGene("total_counts");
+    QVERIFY(shown.wait(30000));
+    auto totals = window_->geneValues();
+    QVERIFY(totals && totals->size() == snap->labels.size());
+    io::Store store = io::open_store(demo_.toStdString());
+    for (std::int64_t i : {std::int64_t{0}, snap->n_cells / 2, snap->n_cells - 1}) {
+      const auto at =
+          std::find(store.obs.index.begin(), store.obs.index.end(), snap->cell_names[i]);
+      const auto row =
+          store.X->read_rows(at - store.obs.index.begin(), at - store.obs.index.begin() + 1);
+      double sum = 0;
+      for (float v : row.data) sum += v;
+      QVERIFY2(std::fabs((*totals)[i] - sum) <= 1e-4 * sum, qPrintable(QString("cell %1").arg(i)));
+    }
     window_->colorByGene("");
     QVERIFY(!window_->geneValues());
     // (The lasso selection from the previous test still dims all but cluster 1.)
