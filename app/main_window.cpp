@@ -16,6 +16,7 @@
 #include <QPainter>
 #include <QPixmap>
 #include <QSaveFile>
+#include <QSettings>
 #include <QStatusBar>
 #include <QToolBar>
 #include <QToolTip>
@@ -252,6 +253,8 @@ void MainWindow::buildMenus() {
     if (!path.isEmpty()) openStore(path);
   });
   open_dir->setShortcut(QKeySequence("Ctrl+Shift+O"));
+  recent_menu_ = file->addMenu("Open &recent");
+  fillRecentMenu();
   QAction* png = file->addAction("Export view as &PNG...", this, [this] {
     const QString path =
         QFileDialog::getSaveFileName(this, "Export PNG", "umap.png", "PNG (*.png)");
@@ -335,6 +338,7 @@ void MainWindow::setRunning(bool running) {
 void MainWindow::openStore(const QString& path) {
   path_ = path;
   params_ = compute::PipelineParams{};
+  rememberRecent(path);
   setWindowTitle("Orrery — " + path);
   stage_label_->setText("Opening " + path);
   view_->setPoints({}, true);
@@ -474,6 +478,33 @@ void MainWindow::fillClusterList() {
   }
   if (current >= 0 && current < clusters_->count()) clusters_->setCurrentRow(current);
   filling_ = false;
+}
+
+QStringList MainWindow::recentFiles() const {
+  return QSettings().value("recentFiles").toStringList();
+}
+
+void MainWindow::rememberRecent(const QString& path) {
+  const QString absolute = QFileInfo(path).absoluteFilePath();
+  QStringList list = recentFiles();
+  list.removeAll(absolute);
+  list.prepend(absolute);
+  while (list.size() > 10) list.removeLast();
+  QSettings().setValue("recentFiles", list);
+  fillRecentMenu();
+}
+
+void MainWindow::fillRecentMenu() {
+  recent_menu_->clear();
+  const QStringList list = recentFiles();
+  for (const QString& path : list) {
+    QAction* a = recent_menu_->addAction(QFileInfo(path).fileName(), this,
+                                         [this, path] { openStore(path); });
+    a->setToolTip(path);
+    a->setStatusTip(path);
+    a->setEnabled(QFileInfo::exists(path));  // moved or deleted stores stay listed, greyed
+  }
+  recent_menu_->setEnabled(!list.isEmpty());
 }
 
 QString MainWindow::describeCell(std::int64_t cell) const {

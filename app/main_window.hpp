@@ -10,6 +10,7 @@
 #include <QLineEdit>
 #include <QListWidget>
 #include <QMainWindow>
+#include <QMenu>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QTableWidget>
@@ -41,6 +42,9 @@ class MainWindow : public QMainWindow {
   QLineEdit* geneSearch() const { return search_; }
   QListWidget* clusterList() const { return clusters_; }
   QUndoStack* undoStack() const { return undo_; }
+  // Stores opened before, most recent first (QSettings "recentFiles", at most 10).
+  QStringList recentFiles() const;
+  QMenu* recentMenu() const { return recent_menu_; }
   // Picking: the cell last found under the pointer (-1: none) and its description.
   std::int64_t hoveredCell() const { return hovered_cell_; }
   QString describeCell(std::int64_t cell) const;
@@ -103,6 +107,8 @@ class MainWindow : public QMainWindow {
   void fillMarkerTable(const std::vector<MarkerRow>& rows);
   void fillClusterList();
   void redraw();
+  void rememberRecent(const QString& path);
+  void fillRecentMenu();
   // The points of the view (whole embedding) rendered offscreen at `pixels`.
   QImage renderPoints(QSize pixels, float point_scale) const;
   // Pushes an undoable edit from `before` to the current annotation.
@@ -119,6 +125,7 @@ class MainWindow : public QMainWindow {
   std::vector<std::int32_t> labels_;
   std::shared_ptr<const std::vector<std::int32_t>> labels_state_;  // labels_ as last shared
   QUndoStack* undo_ = nullptr;
+  QMenu* recent_menu_ = nullptr;
   std::vector<std::string> names_, colors_;
   std::vector<bool> hidden_;
   QString gene_;  // colouring gene, empty for clusters

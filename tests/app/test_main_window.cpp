@@ -4,6 +4,7 @@
 #include <QtTest/QtTest>
 
 #include <QElapsedTimer>
+#include <QSettings>
 #include <QTimer>
 #include <QVulkanInstance>
 #include <QXmlStreamReader>
@@ -75,6 +76,10 @@ class TestMainWindow : public QObject {
                                "mesa-vulkan-drivers and a display (Xvfb)")
                            .arg(vulkan_.errorCode())));
     qputenv("XDG_CACHE_HOME", tmp_.path().toUtf8());
+    // Settings (recent files) in the temporary folder, never the user's.
+    QCoreApplication::setOrganizationName("OrreryTest");
+    QSettings::setDefaultFormat(QSettings::IniFormat);
+    QSettings::setPath(QSettings::IniFormat, QSettings::UserScope, tmp_.path());
     demo_ = QString::fromStdString(app::ensure_demo_store());
     window_ = std::make_unique<app::MainWindow>(&vulkan_);
     window_->setProperty("quietErrors", true);
@@ -96,6 +101,10 @@ class TestMainWindow : public QObject {
     ticker.start();
     window_->openStore(demo_);
     QVERIFY(window_->isRunning());
+    // The store heads the recent files and the File menu's Open recent list.
+    QCOMPARE(window_->recentFiles().value(0), QFileInfo(demo_).absoluteFilePath());
+    QCOMPARE(window_->recentMenu()->actions().value(0)->text(), QFileInfo(demo_).fileName());
+    QVERIFY(window_->recentMenu()->actions().value(0)->isEnabled());
     QVERIFY2(done.wait(300000),
              failed.isEmpty() ? "timed out" : qPrintable(failed.first().first().toString()));
     ticker.stop();
