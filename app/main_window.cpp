@@ -132,6 +132,26 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     startRun();
   });
 
+  auto* params_dock = new QDockWidget("Parameters", this);
+  params_dock->setObjectName("parameters");
+  params_panel_ = new ParamsPanel(params_dock);
+  params_dock->setWidget(params_panel_);
+  addDockWidget(Qt::LeftDockWidgetArea, params_dock);
+  tabifyDockWidget(qc_dock, params_dock);
+  qc_dock->raise();
+  connect(params_panel_, &ParamsPanel::applyRequested, this, [this] {
+    if (path_.isEmpty()) return;
+    const compute::PipelineParams next = params_panel_->applyTo(qc_->applyTo(params_));
+    try {
+      next.validate();
+    } catch (const std::exception& e) {
+      stage_label_->setText(QString("Parameters: ") + e.what());
+      return;
+    }
+    params_ = next;
+    startRun();
+  });
+
   search_ = new QLineEdit;
   search_->setPlaceholderText("Colour by gene or QC / obs value...");
   search_->setClearButtonEnabled(true);
@@ -337,7 +357,7 @@ void MainWindow::setRunning(bool running) {
 
 void MainWindow::openStore(const QString& path) {
   path_ = path;
-  params_ = compute::PipelineParams{};
+  params_ = params_panel_->applyTo(compute::PipelineParams{});
   rememberRecent(path);
   setWindowTitle("Orrery — " + path);
   stage_label_->setText("Opening " + path);

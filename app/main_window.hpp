@@ -18,6 +18,7 @@
 #include <memory>
 
 #include "compute_thread.hpp"
+#include "params_panel.hpp"
 #include "qc_panel.hpp"
 #include "umap_view.hpp"
 
@@ -60,6 +61,7 @@ class MainWindow : public QMainWindow {
   void applyAnnotation(const Annotation& a);
   QTableWidget* markerTable() const { return markers_; }
   QcPanel* qcPanel() const { return qc_; }
+  ParamsPanel* paramsPanel() const { return params_panel_; }
   const compute::PipelineParams& params() const { return params_; }
 
  public slots:
@@ -119,6 +121,7 @@ class MainWindow : public QMainWindow {
   QListWidget* clusters_ = nullptr;
   QTableWidget* markers_ = nullptr;
   QcPanel* qc_ = nullptr;
+  ParamsPanel* params_panel_ = nullptr;
   QDockWidget* markers_dock_ = nullptr;
   QAction* compare_action_ = nullptr;
   std::shared_ptr<const std::vector<bool>> selection_;

@@ -368,6 +368,37 @@ class TestMainWindow : public QObject {
     QCOMPARE(window_->params().min_genes, static_cast<int>(std::ceil(genes->low())));
   }
 
+  // The parameters panel: a higher Leiden resolution re-runs into more clusters, keeping the QC
+  // thresholds; invalid combinations are refused with the field named; Reset restores defaults.
+  void parametersPanelReruns() {
+    app::ParamsPanel* panel = window_->paramsPanel();
+    const auto clusters_before = window_->snapshot()->cluster_sizes.size();
+    const auto cells_before = window_->snapshot()->n_cells;
+    QCOMPARE(panel->resolution()->value(), 0.6);
+    panel->resolution()->setValue(3.0);
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
+    QVERIFY(done.wait(300000));
+    QCOMPARE(window_->params().leiden.resolution, 3.0);
+    QCOMPARE(window_->snapshot()->n_cells, cells_before);  // QC thresholds kept
+    qInfo("Leiden resolution 3.0: %zu clusters (0.6: %zu)",
+          window_->snapshot()->cluster_sizes.size(), clusters_before);
+    QVERIFY(window_->snapshot()->cluster_sizes.size() > clusters_before);
+    // UMAP min_dist above its spread is refused before any run starts.
+    compute::PipelineParams bad = panel->applyTo(window_->params());
+    bad.umap.min_dist = 2.0;
+    panel->setParams(bad);
+    QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
+    QVERIFY(!window_->isRunning());
+    QCOMPARE(window_->params().umap.min_dist, 0.5);
+    // Reset, apply: back to the defaults' clustering.
+    QTest::mouseClick(panel->resetButton(), Qt::LeftButton);
+    QCOMPARE(panel->resolution()->value(), 0.6);
+    QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
+    QVERIFY(done.wait(300000));
+    QCOMPARE(window_->snapshot()->cluster_sizes.size(), clusters_before);
+  }
+
   void panAndZoomMoveTheView() {
     app::UmapView* view = window_->umapView();
     view->fitToData();
