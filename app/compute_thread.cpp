@@ -188,26 +188,34 @@ void ComputeWorker::save(const QString& path,
   }
 }
 
-void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> selection) {
-  if (!result_ || selection->size() != result_->kept_cells.size()) {
+void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> selection,
+                                     std::shared_ptr<const std::vector<bool>> reference) {
+  const std::size_t n = result_ ? result_->kept_cells.size() : 0;
+  if (!result_ || selection->size() != n || (reference && reference->size() != n)) {
     emit failed("the selection does not match the current result");
     return;
   }
   SignalProgress progress(this);
   try {
-    std::vector<std::int32_t> labels(selection->size());
-    std::int64_t n_in = 0;
-    for (std::size_t i = 0; i < labels.size(); ++i) {
-      labels[i] = (*selection)[i] ? 0 : 1;
-      n_in += (*selection)[i];
+    // Group 0: the selection; group 1: the reference group, or every other cell; -1: left out.
+    std::vector<std::int32_t> labels(n);
+    std::int64_t n_in = 0, n_ref = 0;
+    for (std::size_t i = 0; i < n; ++i) {
+      labels[i] = (*selection)[i] ? 0 : (!reference || (*reference)[i]) ? 1 : -1;
+      n_in += labels[i] == 0;
+      n_ref += labels[i] == 1;
     }
-    if (n_in == 0 || n_in == static_cast<std::int64_t>(labels.size()))
-      throw Error("", "selection", "select some cells, but not all, to compare against the rest");
+    if (n_in == 0 || n_ref == 0)
+      throw Error("", "selection",
+                  reference ? "both groups need cells of their own (group A minus the selection "
+                              "is empty, or nothing is selected)"
+                            : "select some cells, but not all, to compare against the rest");
+    compute::WilcoxonOptions options = params_.wilcoxon;
+    options.reference = 1;
     auto markers = compute::rank_genes_groups(
         compute::log_normalized_source(*store_, *result_, params_, *backend_),
-        static_cast<std::int64_t>(labels.size()),
-        static_cast<std::int64_t>(result_->kept_genes.size()), labels, 2, params_.wilcoxon,
-        progress);
+        static_cast<std::int64_t>(n), static_cast<std::int64_t>(result_->kept_genes.size()), labels,
+        2, options, progress);
     emit selectionMarkers(
         std::make_shared<const std::vector<MarkerRow>>(top_markers(markers[0], *store_, *result_)));
   } catch (const std::exception& e) {
@@ -276,9 +284,11 @@ void ComputeThread::run(const QString& path, const compute::PipelineParams& para
                             Q_ARG(orrery::compute::PipelineParams, params));
 }
 
-void ComputeThread::compareSelection(std::shared_ptr<const std::vector<bool>> selection) {
+void ComputeThread::compareSelection(std::shared_ptr<const std::vector<bool>> selection,
+                                     std::shared_ptr<const std::vector<bool>> reference) {
   QMetaObject::invokeMethod(worker_, "compareSelection", Qt::QueuedConnection,
-                            Q_ARG(std::shared_ptr<const std::vector<bool>>, selection));
+                            Q_ARG(std::shared_ptr<const std::vector<bool>>, selection),
+                            Q_ARG(std::shared_ptr<const std::vector<bool>>, reference));
 }
 
 void ComputeThread::geneValues(const QString& gene) {

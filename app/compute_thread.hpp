@@ -54,7 +54,10 @@ class ComputeWorker : public QObject {
   // scanpy's color= does), per kept cell.
   void geneValues(const QString& gene);
   // Wilcoxon of the cells flagged in `selection` (kept-cell order) against all other cells.
-  void compareSelection(std::shared_ptr<const std::vector<bool>> selection);
+  // Wilcoxon markers of `selection` against the rest, or against `reference` when given (cells
+  // in both count for the selection).
+  void compareSelection(std::shared_ptr<const std::vector<bool>> selection,
+                        std::shared_ptr<const std::vector<bool>> reference = nullptr);
 
  signals:
   void progress(const QString& stage, double fraction);
@@ -90,7 +93,8 @@ class ComputeThread : public QObject {
   ComputeWorker* worker() const { return worker_; }
   void run(const QString& path, const compute::PipelineParams& params);
   void save(const QString& path, std::shared_ptr<const compute::ClusterAnnotation> annotation = {});
-  void compareSelection(std::shared_ptr<const std::vector<bool>> selection);
+  void compareSelection(std::shared_ptr<const std::vector<bool>> selection,
+                        std::shared_ptr<const std::vector<bool>> reference = nullptr);
   void geneValues(const QString& gene);
   void cancel() { worker_->cancel(); }
 

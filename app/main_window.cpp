@@ -234,7 +234,8 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   connect(w, &ComputeWorker::selectionMarkers, this,
           [this](std::shared_ptr<const std::vector<MarkerRow>> rows) {
             clusters_->setCurrentRow(-1);
-            markers_dock_->setWindowTitle("Markers — selection vs rest");
+            markers_dock_->setWindowTitle(compared_to_a_ ? "Markers — selection vs group A"
+                                                         : "Markers — selection vs rest");
             fillMarkerTable(*rows);
             stage_label_->setText("Selection compared");
             emit selectionMarkersShown();
@@ -314,6 +315,19 @@ void MainWindow::buildMenus() {
   compare_action_->setToolTip(
       "Wilcoxon markers of the lassoed cells (Shift + drag) against all others");
   compare_action_->setEnabled(false);
+  set_a_action_ =
+      select->addAction("Set selection as group &A", QKeySequence("Ctrl+1"), this, [this] {
+        if (!selection_) return;
+        setGroupA(selection_);
+        statusBar()->showMessage(
+            QString("Group A: %1 cells").arg(std::count(group_a_->begin(), group_a_->end(), true)));
+      });
+  set_a_action_->setEnabled(false);
+  compare_a_action_ =
+      select->addAction("Compare selection vs group A", QKeySequence("Ctrl+Shift+M"), this,
+                        &MainWindow::compareSelectionWithA);
+  compare_a_action_->setToolTip("Wilcoxon markers of the lassoed cells against group A");
+  compare_a_action_->setEnabled(false);
   QMenu* clusters = menuBar()->addMenu("&Clusters");
   clusters->addAction("&Recolor...", this, [this] {
     const int c = clusters_->currentRow();
@@ -384,6 +398,8 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   snapshot_ = std::move(snap);
   selection_.reset();
   compare_action_->setEnabled(false);
+  set_a_action_->setEnabled(false);
+  setGroupA(nullptr);  // cells of the previous result
   const auto& s = *snapshot_;
   labels_ = s.labels;
   labels_state_.reset();
@@ -701,14 +717,28 @@ void MainWindow::setSelection(std::shared_ptr<const std::vector<bool>> selection
   const auto n = static_cast<long long>(std::count(sel.begin(), sel.end(), true));
   redraw();
   compare_action_->setEnabled(n > 0);
+  set_a_action_->setEnabled(n > 0);
   statusBar()->showMessage(selection_ ? QString("%1 cells selected").arg(n) : QString());
   emit selectionChanged(n);
 }
 
 void MainWindow::compareSelection() {
   if (!selection_ || running_) return;
+  compared_to_a_ = false;
   stage_label_->setText("Comparing selection vs rest...");
   compute_->compareSelection(selection_);
+}
+
+void MainWindow::setGroupA(std::shared_ptr<const std::vector<bool>> cells) {
+  group_a_ = std::move(cells);
+  compare_a_action_->setEnabled(group_a_ != nullptr);
+}
+
+void MainWindow::compareSelectionWithA() {
+  if (!selection_ || !group_a_ || running_) return;
+  compared_to_a_ = true;
+  stage_label_->setText("Comparing selection vs group A...");
+  compute_->compareSelection(selection_, group_a_);
 }
 
 QImage MainWindow::renderPoints(QSize pixels, float point_scale) const {

@@ -73,6 +73,9 @@ class MainWindow : public QMainWindow {
   void saveStore(const QString& path);
   void setSelection(std::shared_ptr<const std::vector<bool>> selection);
   void compareSelection();
+  // "Selection A vs B": the current selection (B) against a group set earlier (A).
+  void setGroupA(std::shared_ptr<const std::vector<bool>> cells);
+  void compareSelectionWithA();
   // Colours the UMAP by a gene's expression (viridis, 1st-99th percentile); empty: by cluster.
   void colorByGene(const QString& gene);
   // Cluster annotation edits (written by saveStore as the obs "leiden" categorical and colours).
@@ -124,6 +127,10 @@ class MainWindow : public QMainWindow {
   ParamsPanel* params_panel_ = nullptr;
   QDockWidget* markers_dock_ = nullptr;
   QAction* compare_action_ = nullptr;
+  QAction* set_a_action_ = nullptr;
+  QAction* compare_a_action_ = nullptr;
+  std::shared_ptr<const std::vector<bool>> group_a_;
+  bool compared_to_a_ = false;
   std::shared_ptr<const std::vector<bool>> selection_;
   std::vector<std::int32_t> labels_;
   std::shared_ptr<const std::vector<std::int32_t>> labels_state_;  // labels_ as last shared

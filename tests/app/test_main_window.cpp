@@ -230,6 +230,34 @@ class TestMainWindow : public QObject {
     window_->colorByGene("NOT-A-GENE");
     QVERIFY(failed.wait(30000));
     QVERIFY(failed.first().first().toString().contains("NOT-A-GENE"));
+    // Selection A vs B: cluster 2 against cluster 1 only. Its top marker is higher in 2 than in 1.
+    {
+      auto in_cluster = [&](int c) {
+        auto mask = std::make_shared<std::vector<bool>>(snap->labels.size());
+        for (std::size_t i = 0; i < mask->size(); ++i) (*mask)[i] = snap->labels[i] == c;
+        return std::shared_ptr<const std::vector<bool>>(std::move(mask));
+      };
+      const auto previous = window_->selection();
+      window_->setGroupA(in_cluster(1));
+      window_->setSelection(in_cluster(2));
+      QSignalSpy compared(window_.get(), &app::MainWindow::selectionMarkersShown);
+      window_->compareSelectionWithA();
+      QVERIFY(compared.wait(60000));
+      const QString top = window_->markerTable()->item(0, 0)->text();
+      window_->colorByGene(top);
+      QVERIFY(shown.wait(30000));
+      double in2 = 0, in1 = 0;
+      std::int64_t n2 = 0, n1 = 0;
+      for (std::size_t i = 0; i < snap->labels.size(); ++i) {
+        const float v = (*window_->geneValues())[i];
+        if (snap->labels[i] == 2) in2 += v, ++n2;
+        if (snap->labels[i] == 1) in1 += v, ++n1;
+      }
+      qInfo("cluster 2 vs cluster 1: top gene %s, mean %.3f vs %.3f", qPrintable(top), in2 / n2,
+            in1 / n1);
+      QVERIFY(in2 / n2 > in1 / n1 + 0.5);
+      window_->setSelection(previous);
+    }
     // A QC column colours the same way: total counts per kept cell, equal to the row sums of X.
     QVERIFY(std::count(snap->obs_numeric.begin(), snap->obs_numeric.end(), "total_counts") == 1);
     window_->colorByGene("total_counts");
