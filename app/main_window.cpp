@@ -24,6 +24,7 @@
 #include <algorithm>
 
 #include "compute/palette.hpp"
+#include "eta.hpp"
 #include "render/colormap.hpp"
 #include "render/figure.hpp"
 #include "render/offscreen.hpp"
@@ -181,7 +182,12 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
 
   ComputeWorker* w = compute_->worker();
   connect(w, &ComputeWorker::progress, this, [this](const QString& stage, double f) {
-    stage_label_->setText(stage);
+    if (stage != eta_stage_) {  // a new stage: its own clock
+      eta_stage_ = stage;
+      eta_clock_.start();
+    }
+    const QString left = remaining_text(eta_clock_.elapsed() / 1000.0, f);
+    stage_label_->setText(left.isEmpty() ? stage : stage + " · " + left);
     progress_->setValue(static_cast<int>(f * 1000));
     emit runProgress(stage, f);
   });

@@ -6,6 +6,7 @@
 
 #include <QAction>
 #include <QDockWidget>
+#include <QElapsedTimer>
 #include <QLabel>
 #include <QLineEdit>
 #include <QListWidget>
@@ -131,6 +132,8 @@ class MainWindow : public QMainWindow {
   QAction* compare_a_action_ = nullptr;
   std::shared_ptr<const std::vector<bool>> group_a_;
   bool compared_to_a_ = false;
+  QString eta_stage_;
+  QElapsedTimer eta_clock_;
   std::shared_ptr<const std::vector<bool>> selection_;
   std::vector<std::int32_t> labels_;
   std::shared_ptr<const std::vector<std::int32_t>> labels_state_;  // labels_ as last shared

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "demo.hpp"
+#include "eta.hpp"
 #include "io/store.hpp"
 #include "main_window.hpp"
 #include "render/figure.hpp"
@@ -588,6 +589,15 @@ class TestMainWindow : public QObject {
     QVERIFY(failed.wait(30000));
     QVERIFY2(failed.first().first().toString().contains("not-a-store.h5ad"),
              qPrintable(failed.first().first().toString()));
+  }
+
+  void remainingTimeText() {
+    QCOMPARE(app::remaining_text(0.5, 0.5), QString());  // too early to say
+    QCOMPARE(app::remaining_text(10, 0.01), QString());
+    QCOMPARE(app::remaining_text(10, 0.5), QString("~10 s left"));
+    QCOMPARE(app::remaining_text(30, 0.25), QString("~2 min left"));
+    QCOMPARE(app::remaining_text(3600, 0.4), QString("~1 h 30 min left"));
+    QCOMPARE(app::remaining_text(10, 1.0), QString());
   }
 
   void cleanupTestCase() { window_.reset(); }
