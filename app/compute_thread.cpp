@@ -223,6 +223,63 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
   }
 }
 
+void ComputeWorker::dotPlot(const QStringList& genes,
+                            std::shared_ptr<const std::vector<std::int32_t>> labels,
+                            const QStringList& groups) {
+  if (!result_ || labels->size() != result_->kept_cells.size()) {
+    emit failed("the groups do not match the current result");
+    return;
+  }
+  try {
+    // Gene columns among the kept genes; every name must be one.
+    const auto map = compute::kept_gene_map(*result_);
+    std::vector<std::int32_t> column;
+    for (const QString& g : genes) {
+      const auto& names = store_->var.index;
+      const auto it = std::find(names.begin(), names.end(), g.toStdString());
+      const std::int32_t c = it == names.end() ? -1 : map[it - names.begin()];
+      if (c < 0) throw Error(store_->path, g.toStdString(), "not a kept gene");
+      column.push_back(c);
+    }
+    auto data = std::make_shared<DotPlotData>();
+    data->genes = genes;
+    data->groups = groups;
+    const auto n_genes = static_cast<std::size_t>(genes.size());
+    const auto n_groups = static_cast<std::size_t>(groups.size());
+    std::vector<double> sum(n_groups * n_genes, 0.0);
+    std::vector<std::int64_t> expressing(n_groups * n_genes, 0), size(n_groups, 0);
+    for (auto l : *labels)
+      if (l >= 0 && static_cast<std::size_t>(l) < n_groups) ++size[l];
+    compute::log_normalized_source(*store_, *result_, params_,
+                                   *backend_)([&](const CsrMatrix& c, std::int64_t row0) {
+      for (std::int64_t r = 0; r < c.n_rows; ++r) {
+        const auto l = (*labels)[row0 + r];
+        if (l < 0 || static_cast<std::size_t>(l) >= n_groups) continue;
+        const auto* b = c.indices.data() + c.indptr[r];
+        const auto* e = c.indices.data() + c.indptr[r + 1];
+        for (std::size_t k = 0; k < n_genes; ++k) {
+          const auto* at = std::lower_bound(b, e, column[k]);
+          if (at == e || *at != column[k]) continue;
+          const float v = c.data[at - c.indices.data()];
+          sum[l * n_genes + k] += v;
+          expressing[l * n_genes + k] += v > 0;
+        }
+      }
+    });
+    data->mean.resize(sum.size());
+    data->fraction.resize(sum.size());
+    for (std::size_t g = 0; g < n_groups; ++g)
+      for (std::size_t k = 0; k < n_genes; ++k) {
+        const double n = static_cast<double>(std::max<std::int64_t>(size[g], 1));
+        data->mean[g * n_genes + k] = sum[g * n_genes + k] / n;
+        data->fraction[g * n_genes + k] = static_cast<double>(expressing[g * n_genes + k]) / n;
+      }
+    emit dotPlotReady(std::move(data));
+  } catch (const std::exception& e) {
+    emit failed(QString::fromUtf8(e.what()));
+  }
+}
+
 void ComputeWorker::geneValues(const QString& gene) {
   if (!result_) {
     emit failed("run the pipeline first");
@@ -266,6 +323,8 @@ ComputeThread::ComputeThread(QObject* parent) : QObject(parent), worker_(new Com
   qRegisterMetaType<std::shared_ptr<const std::vector<bool>>>();
   qRegisterMetaType<std::shared_ptr<const orrery::compute::ClusterAnnotation>>();
   qRegisterMetaType<std::shared_ptr<const std::vector<orrery::app::MarkerRow>>>();
+  qRegisterMetaType<std::shared_ptr<const std::vector<std::int32_t>>>();
+  qRegisterMetaType<std::shared_ptr<const orrery::app::DotPlotData>>();
   worker_->moveToThread(&thread_);
   connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
   thread_.setObjectName("orrery-compute");
@@ -289,6 +348,14 @@ void ComputeThread::compareSelection(std::shared_ptr<const std::vector<bool>> se
   QMetaObject::invokeMethod(worker_, "compareSelection", Qt::QueuedConnection,
                             Q_ARG(std::shared_ptr<const std::vector<bool>>, selection),
                             Q_ARG(std::shared_ptr<const std::vector<bool>>, reference));
+}
+
+void ComputeThread::dotPlot(const QStringList& genes,
+                            std::shared_ptr<const std::vector<std::int32_t>> labels,
+                            const QStringList& groups) {
+  QMetaObject::invokeMethod(worker_, "dotPlot", Qt::QueuedConnection, Q_ARG(QStringList, genes),
+                            Q_ARG(std::shared_ptr<const std::vector<std::int32_t>>, labels),
+                            Q_ARG(QStringList, groups));
 }
 
 void ComputeThread::geneValues(const QString& gene) {

@@ -19,6 +19,15 @@ struct MarkerRow {
   double score = 0, logfoldchange = 0, pval_adj = 1, pct_in = 0, pct_out = 0;
 };
 
+// A dot plot's numbers: per group and gene, the mean log-normalised expression and the fraction
+// of the group's cells expressing the gene (row-major, groups x genes).
+struct DotPlotData {
+  QStringList genes, groups;
+  std::vector<double> mean, fraction;
+  double at_mean(int group, int gene) const { return mean[group * genes.size() + gene]; }
+  double at_fraction(int group, int gene) const { return fraction[group * genes.size() + gene]; }
+};
+
 // What the UI needs to draw and list: copied out of the result once per run.
 struct RunSnapshot {
   QString store_path;
@@ -49,15 +58,17 @@ class ComputeWorker : public QObject {
   void run(const QString& path, const orrery::compute::PipelineParams& params);
   void save(const QString& path,
             std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation);
-  // Log-normalised expression of one gene in every kept cell (one pass over the store).
   // A kept gene's log-normalised values, or a numeric obs / QC column (checked first, as
   // scanpy's color= does), per kept cell.
   void geneValues(const QString& gene);
-  // Wilcoxon of the cells flagged in `selection` (kept-cell order) against all other cells.
   // Wilcoxon markers of `selection` against the rest, or against `reference` when given (cells
   // in both count for the selection).
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection,
                         std::shared_ptr<const std::vector<bool>> reference = nullptr);
+  // Dot plot numbers of `genes` for the groups of `labels` (kept-cell order, -1: none), named
+  // `groups`; one pass over the store.
+  void dotPlot(const QStringList& genes, std::shared_ptr<const std::vector<std::int32_t>> labels,
+               const QStringList& groups);
 
  signals:
   void progress(const QString& stage, double fraction);
@@ -67,6 +78,7 @@ class ComputeWorker : public QObject {
   void saved(const QString& path);
   void geneReady(const QString& gene, std::shared_ptr<const std::vector<float>> values);
   void selectionMarkers(std::shared_ptr<const std::vector<orrery::app::MarkerRow>> rows);
+  void dotPlotReady(std::shared_ptr<const orrery::app::DotPlotData> data);
   void failed(const QString& message);
   void cancelled();
   // After every run, however it ended, just before finished, failed or cancelled.
@@ -96,6 +108,8 @@ class ComputeThread : public QObject {
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection,
                         std::shared_ptr<const std::vector<bool>> reference = nullptr);
   void geneValues(const QString& gene);
+  void dotPlot(const QStringList& genes, std::shared_ptr<const std::vector<std::int32_t>> labels,
+               const QStringList& groups);
   void cancel() { worker_->cancel(); }
 
  private:
@@ -112,3 +126,5 @@ Q_DECLARE_METATYPE(std::shared_ptr<const orrery::compute::QcMetrics>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<bool>>)
 Q_DECLARE_METATYPE(std::shared_ptr<const orrery::compute::ClusterAnnotation>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<orrery::app::MarkerRow>>)
+Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<std::int32_t>>)
+Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::DotPlotData>)

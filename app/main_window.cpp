@@ -133,6 +133,12 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     startRun();
   });
 
+  dot_dock_ = new QDockWidget("Dot plot", this);
+  dot_dock_->setObjectName("dotplot");
+  dot_plot_ = new DotPlotView(dot_dock_);
+  dot_dock_->setWidget(dot_plot_);
+  addDockWidget(Qt::RightDockWidgetArea, dot_dock_);
+
   auto* params_dock = new QDockWidget("Parameters", this);
   params_dock->setObjectName("parameters");
   params_panel_ = new ParamsPanel(params_dock);
@@ -237,6 +243,13 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     else
       QToolTip::hideText();
   });
+  connect(w, &ComputeWorker::dotPlotReady, this, [this](std::shared_ptr<const DotPlotData> data) {
+    dot_plot_->setData(std::move(data));
+    dot_dock_->show();
+    dot_dock_->raise();
+    stage_label_->setText("Dot plot ready");
+    emit dotPlotShown();
+  });
   connect(w, &ComputeWorker::selectionMarkers, this,
           [this](std::shared_ptr<const std::vector<MarkerRow>> rows) {
             clusters_->setCurrentRow(-1);
@@ -334,6 +347,10 @@ void MainWindow::buildMenus() {
                         &MainWindow::compareSelectionWithA);
   compare_a_action_->setToolTip("Wilcoxon markers of the lassoed cells against group A");
   compare_a_action_->setEnabled(false);
+  QMenu* markers = menuBar()->addMenu("&Markers");
+  QAction* dot = markers->addAction("&Dot plot of top markers", QKeySequence("Ctrl+D"), this,
+                                    [this] { showDotPlot(); });
+  dot->setToolTip("Top three markers of each cluster: fraction expressing and mean expression");
   QMenu* clusters = menuBar()->addMenu("&Clusters");
   clusters->addAction("&Recolor...", this, [this] {
     const int c = clusters_->currentRow();
@@ -738,6 +755,21 @@ void MainWindow::compareSelection() {
 void MainWindow::setGroupA(std::shared_ptr<const std::vector<bool>> cells) {
   group_a_ = std::move(cells);
   compare_a_action_->setEnabled(group_a_ != nullptr);
+}
+
+void MainWindow::showDotPlot(int per_cluster) {
+  if (!snapshot_ || running_) return;
+  QStringList genes;
+  for (const auto& rows : snapshot_->markers)
+    for (int i = 0; i < per_cluster && i < static_cast<int>(rows.size()); ++i) {
+      const QString g = QString::fromStdString(rows[i].gene);
+      if (!genes.contains(g) && genes.size() < 40) genes << g;
+    }
+  if (genes.isEmpty()) return;
+  QStringList groups;
+  for (const auto& n : names_) groups << QString::fromStdString(n);
+  stage_label_->setText("Computing the dot plot...");
+  compute_->dotPlot(genes, std::make_shared<const std::vector<std::int32_t>>(labels_), groups);
 }
 
 void MainWindow::compareSelectionWithA() {

@@ -19,6 +19,7 @@
 #include <memory>
 
 #include "compute_thread.hpp"
+#include "dot_plot.hpp"
 #include "params_panel.hpp"
 #include "qc_panel.hpp"
 #include "umap_view.hpp"
@@ -63,6 +64,7 @@ class MainWindow : public QMainWindow {
   QTableWidget* markerTable() const { return markers_; }
   QcPanel* qcPanel() const { return qc_; }
   ParamsPanel* paramsPanel() const { return params_panel_; }
+  DotPlotView* dotPlot() const { return dot_plot_; }
   const compute::PipelineParams& params() const { return params_; }
 
  public slots:
@@ -77,6 +79,9 @@ class MainWindow : public QMainWindow {
   // "Selection A vs B": the current selection (B) against a group set earlier (A).
   void setGroupA(std::shared_ptr<const std::vector<bool>> cells);
   void compareSelectionWithA();
+  // Dot plot of the top `per_cluster` markers of each cluster (at most 40 genes) by the current
+  // categories (edits included), computed on the compute thread.
+  void showDotPlot(int per_cluster = 3);
   // Colours the UMAP by a gene's expression (viridis, 1st-99th percentile); empty: by cluster.
   void colorByGene(const QString& gene);
   // Cluster annotation edits (written by saveStore as the obs "leiden" categorical and colours).
@@ -98,6 +103,7 @@ class MainWindow : public QMainWindow {
   void runProgress(const QString& stage, double fraction);
   void selectionChanged(long long n_selected);
   void selectionMarkersShown();
+  void dotPlotShown();
   void geneShown(const QString& gene);
 
  protected:
@@ -126,6 +132,8 @@ class MainWindow : public QMainWindow {
   QTableWidget* markers_ = nullptr;
   QcPanel* qc_ = nullptr;
   ParamsPanel* params_panel_ = nullptr;
+  DotPlotView* dot_plot_ = nullptr;
+  QDockWidget* dot_dock_ = nullptr;
   QDockWidget* markers_dock_ = nullptr;
   QAction* compare_action_ = nullptr;
   QAction* set_a_action_ = nullptr;

@@ -281,6 +281,42 @@ class TestMainWindow : public QObject {
     QCOMPARE(colours_present(grabView(), {snap->palette[1]}, 20), 1);
   }
 
+  // Dot plot of the top markers: each dot's mean and fraction equal the gene's values per
+  // cluster, and the plot draws the strongest group dark red.
+  void dotPlotOfTopMarkers() {
+    QSignalSpy ready(window_.get(), &app::MainWindow::dotPlotShown);
+    window_->showDotPlot();
+    QVERIFY(ready.wait(60000));
+    const auto data = window_->dotPlot()->data();
+    QVERIFY(data && !data->genes.isEmpty());
+    QCOMPARE(data->groups.size(), static_cast<qsizetype>(window_->clusterNames().size()));
+    QSignalSpy shown(window_.get(), &app::MainWindow::geneShown);
+    window_->colorByGene(data->genes[0]);
+    QVERIFY(shown.wait(30000));
+    const auto& values = *window_->geneValues();
+    const auto& labels = window_->clusterLabels();
+    int strongest = 0;
+    for (int g = 0; g < data->groups.size(); ++g) {
+      double sum = 0;
+      std::int64_t n = 0, expressing = 0;
+      for (std::size_t i = 0; i < labels.size(); ++i)
+        if (labels[i] == g) sum += values[i], ++n, expressing += values[i] > 0;
+      QVERIFY(std::fabs(data->at_mean(g, 0) - sum / n) <= 1e-5 * std::max(1.0, sum / n));
+      QCOMPARE(data->at_fraction(g, 0), static_cast<double>(expressing) / n);
+      if (data->at_mean(g, 0) > data->at_mean(strongest, 0)) strongest = g;
+    }
+    const QSize size(800, 600);
+    const QImage image = window_->dotPlot()->renderImage(size);
+    const QColor centre =
+        image.pixelColor(window_->dotPlot()->dotCentre(strongest, 0, size).toPoint());
+    qInfo("dot plot: %lld genes; strongest group for %s is %d, drawn %s",
+          static_cast<long long>(data->genes.size()), qPrintable(data->genes[0]), strongest,
+          qPrintable(centre.name()));
+    QVERIFY(window_->dotPlot()->dotRadius(strongest, 0, size) > 3);
+    QVERIFY(centre.red() > centre.green() + 60 && centre.red() > centre.blue() + 60);
+    window_->colorByGene("");
+  }
+
   void annotateExportAndSave() {
     auto snap = window_->snapshot();
     const auto lassoed = window_->selection();
