@@ -138,6 +138,12 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   dot_plot_ = new DotPlotView(dot_dock_);
   dot_dock_->setWidget(dot_plot_);
   addDockWidget(Qt::RightDockWidgetArea, dot_dock_);
+  auto* violin_dock = new QDockWidget("Violins", this);
+  violin_dock->setObjectName("violins");
+  violin_ = new ViolinView(violin_dock);
+  violin_dock->setWidget(violin_);
+  addDockWidget(Qt::RightDockWidgetArea, violin_dock);
+  tabifyDockWidget(dot_dock_, violin_dock);
 
   auto* params_dock = new QDockWidget("Parameters", this);
   params_dock->setObjectName("parameters");
@@ -264,6 +270,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
             if (!snapshot_ || values->size() != snapshot_->labels.size()) return;
             gene_ = gene;
             gene_values_ = std::move(values);
+            violin_->setData(gene, *gene_values_, labels_, names_, colors_, hidden_);
             redraw();
             stage_label_->setText("Coloured by " + gene);
             emit geneShown(gene);
@@ -495,6 +502,7 @@ void MainWindow::colorByGene(const QString& gene) {
   if (gene.trimmed().isEmpty()) {
     gene_.clear();
     gene_values_.reset();
+    violin_->clear();
     redraw();
     return;
   }

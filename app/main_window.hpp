@@ -23,6 +23,7 @@
 #include "params_panel.hpp"
 #include "qc_panel.hpp"
 #include "umap_view.hpp"
+#include "violin_plot.hpp"
 
 namespace orrery::app {
 
@@ -65,6 +66,7 @@ class MainWindow : public QMainWindow {
   QcPanel* qcPanel() const { return qc_; }
   ParamsPanel* paramsPanel() const { return params_panel_; }
   DotPlotView* dotPlot() const { return dot_plot_; }
+  ViolinView* violinPlot() const { return violin_; }
   const compute::PipelineParams& params() const { return params_; }
 
  public slots:
@@ -134,6 +136,7 @@ class MainWindow : public QMainWindow {
   ParamsPanel* params_panel_ = nullptr;
   DotPlotView* dot_plot_ = nullptr;
   QDockWidget* dot_dock_ = nullptr;
+  ViolinView* violin_ = nullptr;
   QDockWidget* markers_dock_ = nullptr;
   QAction* compare_action_ = nullptr;
   QAction* set_a_action_ = nullptr;

@@ -8,6 +8,7 @@
 #include <QTimer>
 #include <QVulkanInstance>
 #include <QXmlStreamReader>
+#include <numeric>
 #include <set>
 
 #include "demo.hpp"
@@ -314,7 +315,25 @@ class TestMainWindow : public QObject {
           qPrintable(centre.name()));
     QVERIFY(window_->dotPlot()->dotRadius(strongest, 0, size) > 3);
     QVERIFY(centre.red() > centre.green() + 60 && centre.red() > centre.blue() + 60);
+    // Violins of the same gene: one per cluster, densities summing to 1, medians equal to the
+    // clusters' medians, the strongest cluster's median highest.
+    const auto* violin = window_->violinPlot();
+    QCOMPARE(violin->densities().size(), window_->clusterNames().size());
+    for (std::size_t g = 0; g < violin->densities().size(); ++g) {
+      const auto& d = violin->densities()[g];
+      QVERIFY(std::fabs(std::accumulate(d.begin(), d.end(), 0.0) - 1.0) < 1e-9);
+      std::vector<float> members;
+      for (std::size_t i = 0; i < labels.size(); ++i)
+        if (labels[i] == static_cast<int>(g)) members.push_back(values[i]);
+      std::nth_element(members.begin(), members.begin() + members.size() / 2, members.end());
+      QCOMPARE(violin->medians()[g], static_cast<double>(members[members.size() / 2]));
+    }
+    QCOMPARE(std::max_element(violin->medians().begin(), violin->medians().end()) -
+                 violin->medians().begin(),
+             static_cast<std::ptrdiff_t>(strongest));
+    QVERIFY(!violin->renderImage(QSize(600, 300)).isNull());
     window_->colorByGene("");
+    QVERIFY(violin->densities().empty());
   }
 
   void annotateExportAndSave() {
