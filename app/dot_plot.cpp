@@ -10,7 +10,7 @@ namespace {
 constexpr double kLeft = 110, kTop = 90, kMargin = 8;
 }  // namespace
 
-DotPlotView::DotPlotView(QWidget* parent) : QWidget(parent) {
+DotPlotView::DotPlotView(QWidget* parent) : PlotWidget(parent) {
   setMinimumSize(200, 150);
   setToolTip(
       "Dot size: fraction of the group's cells expressing the gene; colour: mean "
@@ -85,18 +85,6 @@ void DotPlotView::paint(QPainter& p, QSize size) const {
       p.drawEllipse(dotCentre(g, k, size), r, r);
     }
   }
-}
-
-QImage DotPlotView::renderImage(QSize size) const {
-  QImage image(size, QImage::Format_RGB32);
-  QPainter p(&image);
-  paint(p, size);
-  return image;
-}
-
-void DotPlotView::paintEvent(QPaintEvent*) {
-  QPainter p(this);
-  paint(p, size());
 }
 
 }  // namespace orrery::app

@@ -4,21 +4,20 @@
 #pragma once
 
 #include <QImage>
-#include <QWidget>
 #include <memory>
 
 #include "compute_thread.hpp"
+#include "plot_widget.hpp"
 
 namespace orrery::app {
 
-class DotPlotView : public QWidget {
+class DotPlotView : public PlotWidget {
   Q_OBJECT
  public:
   explicit DotPlotView(QWidget* parent = nullptr);
   void setData(std::shared_ptr<const DotPlotData> data);
   std::shared_ptr<const DotPlotData> data() const { return data_; }
   // The plot drawn at `size` (e.g. for export and tests).
-  QImage renderImage(QSize size) const;
   // Where the dot of (group, gene) is centred, and its radius, in a plot of `size`.
   QPointF dotCentre(int group, int gene, QSize size) const;
   double dotRadius(int group, int gene, QSize size) const;
@@ -26,10 +25,9 @@ class DotPlotView : public QWidget {
   static QColor colourFor(double scaled);
 
  protected:
-  void paintEvent(QPaintEvent*) override;
+  void paint(QPainter& p, QSize size) const override;
 
  private:
-  void paint(QPainter& p, QSize size) const;
   double cellSize(QSize size) const;
   std::shared_ptr<const DotPlotData> data_;
 };

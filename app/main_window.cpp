@@ -90,25 +90,18 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   container->setToolTip("Drag to pan, wheel to zoom at the cursor, double-click or F to fit");
   setCentralWidget(container);
 
-  auto* dock = new QDockWidget("Clusters", this);
-  dock->setObjectName("clusters");
-  clusters_ = new QListWidget(dock);
+  clusters_ = new QListWidget;
   clusters_->setToolTip("Leiden clusters: colour, name and number of cells");
-  dock->setWidget(clusters_);
-  addDockWidget(Qt::RightDockWidgetArea, dock);
+  addDock("Clusters", "clusters", clusters_, Qt::RightDockWidgetArea);
 
-  auto* marker_dock = new QDockWidget("Markers", this);
-  marker_dock->setObjectName("markers");
-  markers_ = new QTableWidget(0, 6, marker_dock);
+  markers_ = new QTableWidget(0, 6);
   markers_->setHorizontalHeaderLabels({"gene", "score", "log2 FC", "p adj", "% in", "% out"});
   markers_->setToolTip("Wilcoxon rank-sum markers of the selected cluster vs the rest");
   markers_->setEditTriggers(QAbstractItemView::NoEditTriggers);
   markers_->setSelectionBehavior(QAbstractItemView::SelectRows);
   markers_->setSortingEnabled(true);
   markers_->verticalHeader()->setVisible(false);
-  marker_dock->setWidget(markers_);
-  markers_dock_ = marker_dock;
-  addDockWidget(Qt::RightDockWidgetArea, marker_dock);
+  markers_dock_ = addDock("Markers", "markers", markers_, Qt::RightDockWidgetArea);
   connect(clusters_, &QListWidget::currentRowChanged, this, &MainWindow::showMarkers);
   clusters_->setSelectionMode(QAbstractItemView::ExtendedSelection);
   connect(clusters_, &QListWidget::itemChanged, this, [this](QListWidgetItem* item) {
@@ -122,35 +115,22 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
       renameCluster(c, item->text());
   });
 
-  auto* qc_dock = new QDockWidget("QC", this);
-  qc_dock->setObjectName("qc");
-  qc_ = new QcPanel(qc_dock);
-  qc_dock->setWidget(qc_);
-  addDockWidget(Qt::LeftDockWidgetArea, qc_dock);
+  qc_ = new QcPanel;
+  QDockWidget* qc_dock = addDock("QC", "qc", qc_, Qt::LeftDockWidgetArea);
   connect(qc_, &QcPanel::applyRequested, this, [this] {
     if (path_.isEmpty()) return;
     params_ = qc_->applyTo(params_);
     startRun();
   });
 
-  dot_dock_ = new QDockWidget("Dot plot", this);
-  dot_dock_->setObjectName("dotplot");
-  dot_plot_ = new DotPlotView(dot_dock_);
-  dot_dock_->setWidget(dot_plot_);
-  addDockWidget(Qt::RightDockWidgetArea, dot_dock_);
-  auto* violin_dock = new QDockWidget("Violins", this);
-  violin_dock->setObjectName("violins");
-  violin_ = new ViolinView(violin_dock);
-  violin_dock->setWidget(violin_);
-  addDockWidget(Qt::RightDockWidgetArea, violin_dock);
-  tabifyDockWidget(dot_dock_, violin_dock);
+  dot_plot_ = new DotPlotView;
+  dot_dock_ = addDock("Dot plot", "dotplot", dot_plot_, Qt::RightDockWidgetArea);
+  violin_ = new ViolinView;
+  tabifyDockWidget(dot_dock_, addDock("Violins", "violins", violin_, Qt::RightDockWidgetArea));
 
-  auto* params_dock = new QDockWidget("Parameters", this);
-  params_dock->setObjectName("parameters");
-  params_panel_ = new ParamsPanel(params_dock);
-  params_dock->setWidget(params_panel_);
-  addDockWidget(Qt::LeftDockWidgetArea, params_dock);
-  tabifyDockWidget(qc_dock, params_dock);
+  params_panel_ = new ParamsPanel;
+  tabifyDockWidget(qc_dock,
+                   addDock("Parameters", "parameters", params_panel_, Qt::LeftDockWidgetArea));
   qc_dock->raise();
   connect(params_panel_, &ParamsPanel::applyRequested, this, [this] {
     if (path_.isEmpty()) return;
@@ -282,6 +262,15 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
 }
 
 MainWindow::~MainWindow() = default;
+
+QDockWidget* MainWindow::addDock(const QString& title, const char* name, QWidget* widget,
+                                 Qt::DockWidgetArea area) {
+  auto* dock = new QDockWidget(title, this);
+  dock->setObjectName(name);
+  dock->setWidget(widget);
+  addDockWidget(area, dock);
+  return dock;
+}
 
 void MainWindow::buildMenus() {
   undo_ = new QUndoStack(this);

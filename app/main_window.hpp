@@ -114,6 +114,8 @@ class MainWindow : public QMainWindow {
 
  private:
   void buildMenus();
+  QDockWidget* addDock(const QString& title, const char* name, QWidget* widget,
+                       Qt::DockWidgetArea area);
   void setRunning(bool running);
   void startRun();
   void showSnapshot(std::shared_ptr<const RunSnapshot> snap);

@@ -7,7 +7,7 @@
 
 namespace orrery::app {
 
-ViolinView::ViolinView(QWidget* parent) : QWidget(parent) {
+ViolinView::ViolinView(QWidget* parent) : PlotWidget(parent) {
   setMinimumSize(200, 150);
 }
 
@@ -105,18 +105,6 @@ void ViolinView::paint(QPainter& p, QSize size) const {
     p.drawText(QRectF(centre - slot / 2, top + plot_h + 4, slot, bottom - 8),
                Qt::AlignHCenter | Qt::AlignTop, names_[g]);
   }
-}
-
-QImage ViolinView::renderImage(QSize size) const {
-  QImage image(size, QImage::Format_RGB32);
-  QPainter p(&image);
-  paint(p, size);
-  return image;
-}
-
-void ViolinView::paintEvent(QPaintEvent*) {
-  QPainter p(this);
-  paint(p, size());
 }
 
 }  // namespace orrery::app

@@ -4,13 +4,13 @@
 #pragma once
 
 #include <QImage>
-#include <QWidget>
 #include <string>
 #include <vector>
+#include "plot_widget.hpp"
 
 namespace orrery::app {
 
-class ViolinView : public QWidget {
+class ViolinView : public PlotWidget {
   Q_OBJECT
  public:
   static constexpr int kBins = 64;
@@ -25,13 +25,11 @@ class ViolinView : public QWidget {
   const std::vector<std::vector<double>>& densities() const { return density_; }
   const std::vector<double>& medians() const { return median_; }
   double top() const { return top_; }
-  QImage renderImage(QSize size) const;
 
  protected:
-  void paintEvent(QPaintEvent*) override;
+  void paint(QPainter& p, QSize size) const override;
 
  private:
-  void paint(QPainter& p, QSize size) const;
   QString title_;
   std::vector<QString> names_;
   std::vector<QColor> colors_;
