@@ -12,6 +12,18 @@
 
 using namespace orrery;
 
+namespace {
+
+// Rows of a synthetic store with `cells` x `genes`.
+CsrMatrix synth_rows(std::int64_t cells, std::int64_t genes) {
+  compute::SynthOptions o;
+  o.n_cells = cells;
+  o.n_genes = genes;
+  return compute::SynthGenerator(o).rows(0, cells);
+}
+
+}  // namespace
+
 class TestCudaParity : public QObject {
   Q_OBJECT
   std::unique_ptr<compute::Backend> cuda_, cpu_;
@@ -37,11 +49,7 @@ class TestCudaParity : public QObject {
   }
 
   void normalizeLog1pSynthetic() {
-    compute::SynthOptions o;
-    o.n_cells = 5000;
-    o.n_genes = 3000;
-    compute::SynthGenerator gen(o);
-    CsrMatrix a = gen.rows(0, o.n_cells);
+    CsrMatrix a = synth_rows(5000, 3000);
     CsrMatrix b = a;
     cpu_->normalize_log1p(a, 1e4);
     cuda_->normalize_log1p(b, 1e4);
@@ -51,13 +59,9 @@ class TestCudaParity : public QObject {
 
   // exclude_highly_expressed: every 10th gene left out of the totals, on both backends.
   void normalizeLog1pExcluding() {
-    compute::SynthOptions o;
-    o.n_cells = 3000;
-    o.n_genes = 2000;
-    compute::SynthGenerator gen(o);
-    CsrMatrix a = gen.rows(0, o.n_cells);
+    CsrMatrix a = synth_rows(3000, 2000);
     CsrMatrix b = a;
-    std::vector<char> excluded(o.n_genes, 0);
+    std::vector<char> excluded(2000, 0);
     for (std::size_t g = 0; g < excluded.size(); g += 10) excluded[g] = 1;
     cpu_->normalize_log1p(a, 1e4, &excluded);
     cuda_->normalize_log1p(b, 1e4, &excluded);

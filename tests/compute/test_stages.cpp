@@ -45,6 +45,14 @@ DenseMatrix blobs(int n, int d, int k, double spread) {
   return x;
 }
 
+// Writes `o` as a synthetic store in `dir`; returns its path.
+std::string synth_store(const QTemporaryDir& dir, const SynthOptions& o) {
+  const std::string path = dir.filePath("synth.h5ad").toStdString();
+  Progress quiet;
+  write_synth_h5ad(o, path, quiet);
+  return path;
+}
+
 }  // namespace
 
 class TestStages : public QObject {
@@ -87,12 +95,11 @@ class TestStages : public QObject {
   // kept genes (checked by brute force here).
   void pipelineFlagsHighlyExpressedGenes() {
     QTemporaryDir dir;
-    const std::string path = dir.filePath("synth.h5ad").toStdString();
     SynthOptions so;
     so.n_cells = 600;
     so.n_genes = 800;
+    const std::string path = synth_store(dir, so);
     Progress quiet;
-    write_synth_h5ad(so, path, quiet);
     PipelineParams p;
     p.exclude_highly_expressed = true;
     p.max_fraction = 0.01;
@@ -468,13 +475,11 @@ class TestStages : public QObject {
   // and Wilcoxon included), and clusters that recover the planted ones.
   void pipelineDeterministicAcrossThreadCounts() {
     QTemporaryDir dir;
-    const std::string path = dir.filePath("synth.h5ad").toStdString();
     SynthOptions so;
     so.n_cells = 2000;
     so.n_genes = 1500;
     so.n_clusters = 6;
-    Progress quiet;
-    write_synth_h5ad(so, path, quiet);
+    const std::string path = synth_store(dir, so);
     PipelineParams p;
     p.neighbors.method = "nndescent";
     p.hvg.n_top_genes = 1000;
