@@ -149,6 +149,8 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     for (auto g : result->kept_genes) snap->gene_names.push_back(store->var.index[g]);
     for (const auto& [name, values] : numeric_obs(*store, *result))
       snap->obs_numeric.push_back(name);
+    for (const auto& c : store->obs.columns)
+      if (std::holds_alternative<Categorical>(c.values)) snap->obs_categorical.push_back(c.name);
     for (const auto& m : result->markers) snap->markers.push_back(top_markers(m, *store, *result));
     snap->backend_note = QString::fromStdString(note);
     snap->seconds = timer.elapsed() / 1000.0;
@@ -287,6 +289,18 @@ void ComputeWorker::geneValues(const QString& gene) {
   }
   try {
     const std::string name = gene.toStdString();
+    if (const Column* c = store_->obs.find(name))
+      if (const auto* cat = std::get_if<Categorical>(&c->values)) {
+        auto out = std::make_shared<ObsCategories>();
+        out->name = gene;
+        for (auto i : result_->kept_cells) out->codes.push_back(cat->codes[i]);
+        out->categories = cat->categories;
+        out->colors = cat->colors.size() == cat->categories.size()
+                          ? cat->colors
+                          : compute::categorical_palette(cat->categories.size());
+        emit categoriesReady(std::move(out));
+        return;
+      }
     for (auto& [column, values] : numeric_obs(*store_, *result_))
       if (column == name) {
         emit geneReady(gene, std::make_shared<const std::vector<float>>(std::move(values)));
@@ -325,6 +339,7 @@ ComputeThread::ComputeThread(QObject* parent) : QObject(parent), worker_(new Com
   qRegisterMetaType<std::shared_ptr<const std::vector<orrery::app::MarkerRow>>>();
   qRegisterMetaType<std::shared_ptr<const std::vector<std::int32_t>>>();
   qRegisterMetaType<std::shared_ptr<const orrery::app::DotPlotData>>();
+  qRegisterMetaType<std::shared_ptr<const orrery::app::ObsCategories>>();
   worker_->moveToThread(&thread_);
   connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
   thread_.setObjectName("orrery-compute");

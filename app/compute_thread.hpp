@@ -28,6 +28,13 @@ struct DotPlotData {
   double at_fraction(int group, int gene) const { return fraction[group * genes.size() + gene]; }
 };
 
+// A categorical obs column for the kept cells (e.g. the input's cell_type), to colour by.
+struct ObsCategories {
+  QString name;
+  std::vector<std::int32_t> codes;  // per kept cell, -1 = missing
+  std::vector<std::string> categories, colors;
+};
+
 // What the UI needs to draw and list: copied out of the result once per run.
 struct RunSnapshot {
   QString store_path;
@@ -40,6 +47,7 @@ struct RunSnapshot {
   std::vector<std::string> cell_names;
   std::vector<std::string> gene_names;          // kept genes, for search
   std::vector<std::string> obs_numeric;         // numeric obs/QC columns one can colour by
+  std::vector<std::string> obs_categorical;     // categorical obs columns one can colour by
   std::vector<std::vector<MarkerRow>> markers;  // per cluster, top genes by score
   QString backend_note;
   double seconds = 0;
@@ -58,8 +66,8 @@ class ComputeWorker : public QObject {
   void run(const QString& path, const orrery::compute::PipelineParams& params);
   void save(const QString& path,
             std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation);
-  // A kept gene's log-normalised values, or a numeric obs / QC column (checked first, as
-  // scanpy's color= does), per kept cell.
+  // A kept gene's log-normalised values, or an obs / QC column (checked first, as scanpy's
+  // color= does): numeric ones as values per kept cell, categorical ones as categories.
   void geneValues(const QString& gene);
   // Wilcoxon markers of `selection` against the rest, or against `reference` when given (cells
   // in both count for the selection).
@@ -79,6 +87,7 @@ class ComputeWorker : public QObject {
   void geneReady(const QString& gene, std::shared_ptr<const std::vector<float>> values);
   void selectionMarkers(std::shared_ptr<const std::vector<orrery::app::MarkerRow>> rows);
   void dotPlotReady(std::shared_ptr<const orrery::app::DotPlotData> data);
+  void categoriesReady(std::shared_ptr<const orrery::app::ObsCategories> categories);
   void failed(const QString& message);
   void cancelled();
   // After every run, however it ended, just before finished, failed or cancelled.
@@ -128,3 +137,4 @@ Q_DECLARE_METATYPE(std::shared_ptr<const orrery::compute::ClusterAnnotation>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<orrery::app::MarkerRow>>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<std::int32_t>>)
 Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::DotPlotData>)
+Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::ObsCategories>)

@@ -245,11 +245,23 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
             stage_label_->setText("Selection compared");
             emit selectionMarkersShown();
           });
+  connect(w, &ComputeWorker::categoriesReady, this,
+          [this](std::shared_ptr<const ObsCategories> categories) {
+            if (!snapshot_ || categories->codes.size() != snapshot_->labels.size()) return;
+            gene_ = categories->name;
+            gene_values_.reset();
+            violin_->clear();
+            obs_categories_ = std::move(categories);
+            redraw();
+            stage_label_->setText("Coloured by " + gene_);
+            emit geneShown(gene_);
+          });
   connect(w, &ComputeWorker::geneReady, this,
           [this](const QString& gene, std::shared_ptr<const std::vector<float>> values) {
             if (!snapshot_ || values->size() != snapshot_->labels.size()) return;
             gene_ = gene;
             gene_values_ = std::move(values);
+            obs_categories_.reset();
             violin_->setData(gene, *gene_values_, labels_, names_, colors_, hidden_);
             redraw();
             stage_label_->setText("Coloured by " + gene);
@@ -431,8 +443,10 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   colors_ = s.palette;
   gene_.clear();
   gene_values_.reset();
+  obs_categories_.reset();
   {
     QStringList genes;
+    for (const auto& o : s.obs_categorical) genes << QString::fromStdString(o);
     for (const auto& o : s.obs_numeric) genes << QString::fromStdString(o);
     for (const auto& g : s.gene_names) genes << QString::fromStdString(g);
     if (QCompleter* old = search_->completer()) old->deleteLater();
@@ -491,6 +505,7 @@ void MainWindow::colorByGene(const QString& gene) {
   if (gene.trimmed().isEmpty()) {
     gene_.clear();
     gene_values_.reset();
+    obs_categories_.reset();
     violin_->clear();
     redraw();
     return;
@@ -511,6 +526,13 @@ void MainWindow::redraw() {
   }
   std::vector<bool> none;
   const std::vector<bool>& sel = selection_ ? *selection_ : none;
+  if (obs_categories_) {
+    view_->setPoints(render::categorical_points(snapshot_->umap_xy, obs_categories_->codes,
+                                                obs_categories_->colors, {}, sel,
+                                                render::default_alpha(labels_.size())),
+                     view_->points().size() == 0);
+    return;
+  }
   view_->setPoints(render::categorical_points(snapshot_->umap_xy, labels_, colors_, hidden_, sel,
                                               render::default_alpha(labels_.size())),
                    view_->points().size() == 0);
@@ -823,6 +845,10 @@ bool MainWindow::exportFigure(const QString& path, double dpi) {
                                     QColor(QString::fromStdString(colors_[c])));
   } else {
     content.title = gene_;
+    if (obs_categories_)
+      for (std::size_t c = 0; c < obs_categories_->categories.size(); ++c)
+        content.legend.emplace_back(QString::fromStdString(obs_categories_->categories[c]),
+                                    QColor(QString::fromStdString(obs_categories_->colors[c])));
   }
   QString error;
   if (!render::export_figure(path, content, options, &error)) {

@@ -43,6 +43,8 @@ class MainWindow : public QMainWindow {
   const std::vector<std::string>& clusterColors() const { return colors_; }
   const std::vector<std::int32_t>& clusterLabels() const { return labels_; }
   std::shared_ptr<const std::vector<float>> geneValues() const { return gene_values_; }
+  // The categorical obs column the view is coloured by, if any.
+  std::shared_ptr<const ObsCategories> obsCategories() const { return obs_categories_; }
   QLineEdit* geneSearch() const { return search_; }
   QListWidget* clusterList() const { return clusters_; }
   QUndoStack* undoStack() const { return undo_; }
@@ -156,6 +158,7 @@ class MainWindow : public QMainWindow {
   std::vector<bool> hidden_;
   QString gene_;  // colouring gene, empty for clusters
   std::shared_ptr<const std::vector<float>> gene_values_;
+  std::shared_ptr<const ObsCategories> obs_categories_;
   QLineEdit* search_ = nullptr;
   bool filling_ = false;
   int pending_runs_ = 0;

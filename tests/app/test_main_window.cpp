@@ -260,6 +260,28 @@ class TestMainWindow : public QObject {
       QVERIFY(in2 / n2 > in1 / n1 + 0.5);
       window_->setSelection(previous);
     }
+    // A categorical obs column (the demo's planted clusters) colours by its categories: the
+    // frame shows its palette, and each cell's code is the store's.
+    QVERIFY(std::count(snap->obs_categorical.begin(), snap->obs_categorical.end(),
+                       "true_cluster") == 1);
+    window_->colorByGene("true_cluster");
+    QVERIFY(shown.wait(30000));
+    const auto categories = window_->obsCategories();
+    QVERIFY(categories && !window_->geneValues());
+    QCOMPARE(categories->codes.size(), snap->labels.size());
+    const auto lassoed = window_->selection();
+    window_->setSelection(nullptr);  // undimmed, every category shows
+    QCOMPARE(colours_present(grabView(), categories->colors, 20),
+             static_cast<int>(categories->categories.size()));
+    window_->setSelection(lassoed);
+    {
+      io::Store s = io::open_store(demo_.toStdString());
+      const auto& truth = std::get<Categorical>(s.obs.find("true_cluster")->values);
+      for (std::int64_t i : {std::int64_t{0}, snap->n_cells - 1}) {
+        const auto at = std::find(s.obs.index.begin(), s.obs.index.end(), snap->cell_names[i]);
+        QCOMPARE(categories->codes[i], truth.codes[at - s.obs.index.begin()]);
+      }
+    }
     // A QC column colours the same way: total counts per kept cell, equal to the row sums of X.
     QVERIFY(std::count(snap->obs_numeric.begin(), snap->obs_numeric.end(), "total_counts") == 1);
     window_->colorByGene("total_counts");
