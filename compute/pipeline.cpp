@@ -115,6 +115,14 @@ std::vector<std::int32_t> kept_gene_map(const PipelineResult& r) {
 CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
                                const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
                                Backend& backend) {
+  CsrMatrix out = kept_chunk(raw, row0, r, gene_map);
+  backend.normalize_log1p(out, p.target_sum,
+                          r.excluded_genes.empty() ? nullptr : &r.excluded_genes);
+  return out;
+}
+
+CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
+                     const std::vector<std::int32_t>& gene_map) {
   CsrMatrix out;
   out.n_cols = static_cast<std::int64_t>(r.kept_genes.size());
   out.indptr.assign(1, 0);
@@ -130,8 +138,6 @@ CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const Pi
     out.indptr.push_back(out.nnz());
     ++out.n_rows;
   }
-  backend.normalize_log1p(out, p.target_sum,
-                          r.excluded_genes.empty() ? nullptr : &r.excluded_genes);
   return out;
 }
 

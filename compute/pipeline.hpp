@@ -107,6 +107,11 @@ std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& params);
 PipelineResult run_pipeline(io::Store& store, const PipelineParams& params, Backend& backend,
                             Progress& progress, const PipelineHooks& hooks = {});
 
+// The kept cells' rows of a chunk starting at store row `row0`, columns renumbered to the kept
+// genes (values unchanged).
+CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& result,
+                     const std::vector<std::int32_t>& gene_map);
+
 // Rows [r0, r1) of the store restricted to kept cells and genes, normalised and log1p'd:
 // the matrix every downstream stage sees.
 CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0,

@@ -197,6 +197,23 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
                 kept.row(static_cast<std::int64_t>(i)));
     w.write_obsm(key, kept);
   }
+  // The input's layers (e.g. raw counts), streamed for the kept cells and genes.
+  for (const auto& key : store.layer_keys) {
+    if (!store.root) break;
+    auto layer =
+        io::open_matrix(store.root->require("layers/" + key), store.n_obs(), store.n_vars(), {});
+    const std::int64_t layer_step = layer->rows_for_budget(p.chunk_bytes);
+    std::int64_t l0 = 0;
+    w.write_layer(key, static_cast<std::int64_t>(r.kept_cells.size()),
+                  static_cast<std::int64_t>(r.kept_genes.size()), [&](CsrMatrix& chunk) {
+                    if (l0 >= layer->n_rows()) return false;
+                    progress.check();
+                    const std::int64_t l1 = std::min(layer->n_rows(), l0 + layer_step);
+                    chunk = kept_chunk(layer->read_rows(l0, l1), l0, r, gene_map);
+                    l0 = l1;
+                    return true;
+                  });
+  }
   write_uns_params(w, r, p);
   w.write_obsp("connectivities", r.graph.connectivities);
   w.write_obsp("distances", r.graph.distances);

@@ -85,12 +85,23 @@ AnnDataWriter::~AnnDataWriter() {
 
 void AnnDataWriter::write_X(std::int64_t n_rows, std::int64_t n_cols,
                             const std::function<bool(CsrMatrix&)>& next) {
+  write_streamed_csr("X", n_rows, n_cols, next);
+}
+
+void AnnDataWriter::write_layer(const std::string& key, std::int64_t n_rows, std::int64_t n_cols,
+                                const std::function<bool(CsrMatrix&)>& next) {
+  write_streamed_csr("layers/" + key, n_rows, n_cols, next);
+}
+
+void AnnDataWriter::write_streamed_csr(const std::string& path, std::int64_t n_rows,
+                                       std::int64_t n_cols,
+                                       const std::function<bool(CsrMatrix&)>& next) {
   Attrs attrs = encoding("csr_matrix", "0.1.0");
   attrs["shape"] = {n_rows, n_cols};
-  tree_->group("X", attrs);
-  auto data = tree_->appender("X/data", NumType::F32, Attrs::object());
-  auto indices = tree_->appender("X/indices", NumType::I32, Attrs::object());
-  auto indptr = tree_->appender("X/indptr", NumType::I64, Attrs::object());
+  tree_->group(path, attrs);
+  auto data = tree_->appender(path + "/data", NumType::F32, Attrs::object());
+  auto indices = tree_->appender(path + "/indices", NumType::I32, Attrs::object());
+  auto indptr = tree_->appender(path + "/indptr", NumType::I64, Attrs::object());
   std::int64_t nnz = 0, rows = 0;
   const std::int64_t zero = 0;
   indptr->append(&zero, 1);
@@ -109,7 +120,7 @@ void AnnDataWriter::write_X(std::int64_t n_rows, std::int64_t n_cols,
   indptr->finish();
   if (rows != n_rows)
     throw Error(
-        path_, "X",
+        path_, path,
         "chunks delivered " + std::to_string(rows) + " rows, expected " + std::to_string(n_rows));
 }
 

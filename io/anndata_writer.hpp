@@ -28,6 +28,9 @@ class AnnDataWriter {
   // X in row chunks: `next` fills the next chunk and returns false when rows are exhausted.
   void write_X(std::int64_t n_rows, std::int64_t n_cols,
                const std::function<bool(CsrMatrix&)>& next);
+  // layers/<key> (e.g. the input's raw counts), streamed the same way.
+  void write_layer(const std::string& key, std::int64_t n_rows, std::int64_t n_cols,
+                   const std::function<bool(CsrMatrix&)>& next);
   void write_obs(const DataFrame& df) { write_dataframe("obs", df); }
   void write_var(const DataFrame& df) { write_dataframe("var", df); }
   void write_obsm(const std::string& key, const DenseMatrix& m);
@@ -51,6 +54,8 @@ class AnnDataWriter {
  private:
   void write_dataframe(const std::string& name, const DataFrame& df);
   void write_csr_group(const std::string& path, const CsrMatrix& m);
+  void write_streamed_csr(const std::string& path, std::int64_t n_rows, std::int64_t n_cols,
+                          const std::function<bool(CsrMatrix&)>& next);
 
   std::string path_;
   std::string tmp_path_;

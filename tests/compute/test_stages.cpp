@@ -17,10 +17,13 @@
 #include "compute/loess.hpp"
 #include "compute/metrics.hpp"
 #include "compute/pipeline.hpp"
+#include "compute/result_writer.hpp"
 #include "compute/rng.hpp"
 #include "compute/spectral.hpp"
 #include "compute/synth.hpp"
 #include "compute/umap.hpp"
+#include "io/anndata_reader.hpp"
+#include "io/anndata_writer.hpp"
 #include "io/error.hpp"
 #include "io/store.hpp"
 
@@ -72,6 +75,58 @@ class TestStages : public QObject {
     QCOMPARE(normalize_value(5.0f, 0.0, 1e4), 0.0f);  // empty cell stays empty
     QCOMPARE(scale_value(20.0f, 0.0f, 1.0f, 10.0f), 10.0f);
     QCOMPARE(scale_value(-20.0f, 0.0f, 1.0f, 10.0f), -20.0f);  // scanpy 1.9 clips above only
+  }
+
+  // The input's layers travel into the result (zarr here), restricted to the kept cells and
+  // genes, values unchanged.
+  void resultCarriesInputLayers() {
+    QTemporaryDir dir;
+    const std::string in = dir.filePath("with-layer.h5ad").toStdString();
+    SynthOptions so;
+    so.n_cells = 500;
+    so.n_genes = 600;
+    const CsrMatrix counts = SynthGenerator(so).rows(0, so.n_cells);
+    {
+      io::AnnDataWriter w(in);
+      auto once = [&](bool& sent, CsrMatrix& chunk) {
+        if (sent) return false;
+        chunk = counts;
+        sent = true;
+        return true;
+      };
+      bool x_sent = false, layer_sent = false;
+      w.write_X(so.n_cells, so.n_genes, [&](CsrMatrix& c) { return once(x_sent, c); });
+      w.write_layer("counts", so.n_cells, so.n_genes,
+                    [&](CsrMatrix& c) { return once(layer_sent, c); });
+      DataFrame obs, var;
+      for (int i = 0; i < so.n_cells; ++i) obs.index.push_back(QString("c%1").arg(i).toStdString());
+      for (int g = 0; g < so.n_genes; ++g) var.index.push_back(QString("g%1").arg(g).toStdString());
+      w.write_obs(obs);
+      w.write_var(var);
+      w.commit();
+    }
+    io::Store store = io::open_store(in);
+    QCOMPARE(store.layer_keys, std::vector<std::string>{"counts"});
+    PipelineParams p;
+    p.min_genes = 10;
+    p.hvg.n_top_genes = 200;
+    p.markers = false;
+    auto backend = make_cpu_backend();
+    Progress quiet;
+    const PipelineResult r = run_pipeline(store, p, *backend, quiet);
+    QVERIFY(r.kept_cells.size() > 100);
+    const std::string out = dir.filePath("result.zarr").toStdString();
+    write_result_h5ad(store, r, p, *backend, out, quiet);
+    io::Store result = io::open_store(out);
+    QCOMPARE(result.layer_keys, std::vector<std::string>{"counts"});
+    auto layer =
+        io::open_matrix(result.root->require("layers/counts"), result.n_obs(), result.n_vars(), {});
+    const CsrMatrix got = layer->read_rows(0, result.n_obs());
+    const auto map = kept_gene_map(r);
+    const CsrMatrix want = kept_chunk(counts, 0, r, map);
+    QCOMPARE(got.indptr, want.indptr);
+    QCOMPARE(got.indices, want.indices);
+    QCOMPARE(got.data, want.data);
   }
 
   // exclude_highly_expressed: a flagged gene leaves the cell totals but is scaled like the rest.
