@@ -14,15 +14,21 @@ namespace orrery::app {
 
 namespace {
 
-// The QC metrics and the input's numeric obs columns, per kept cell, by column name.
-std::vector<std::pair<std::string, std::vector<float>>> numeric_obs(
-    const io::Store& store, const compute::PipelineResult& r) {
-  std::vector<std::pair<std::string, std::vector<float>>> out;
+// Visits the QC metrics and the input's numeric obs columns (QC names first, an obs column of
+// the same name is skipped) as visit(name, values), where values() builds the column for the
+// kept cells only when a caller wants it.
+using KeptValues = std::function<std::vector<float>()>;
+void for_each_numeric_obs(const io::Store& store, const compute::PipelineResult& r,
+                          const std::function<void(const std::string&, const KeptValues&)>& visit) {
+  std::vector<std::string> seen;
   auto add = [&](const std::string& name, const auto& all) {
-    std::vector<float> kept;
-    kept.reserve(r.kept_cells.size());
-    for (auto c : r.kept_cells) kept.push_back(static_cast<float>(all[c]));
-    out.emplace_back(name, std::move(kept));
+    seen.push_back(name);
+    visit(name, [&] {
+      std::vector<float> kept;
+      kept.reserve(r.kept_cells.size());
+      for (auto c : r.kept_cells) kept.push_back(static_cast<float>(all[c]));
+      return kept;
+    });
   };
   add("n_genes_by_counts", r.cell_qc.n_genes_by_counts);
   add("total_counts", r.cell_qc.total_counts);
@@ -40,13 +46,10 @@ std::vector<std::pair<std::string, std::vector<float>>> numeric_obs(
                         std::is_same_v<V, std::vector<std::int32_t>> ||
                         std::is_same_v<V, std::vector<std::int64_t>> ||
                         std::is_same_v<V, std::vector<bool>>) {
-            if (std::none_of(out.begin(), out.end(),
-                             [&](const auto& o) { return o.first == c.name; }))
-              add(c.name, v);
+            if (std::find(seen.begin(), seen.end(), c.name) == seen.end()) add(c.name, v);
           }
         },
         c.values);
-  return out;
 }
 
 }  // namespace
@@ -147,8 +150,9 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     for (auto l : result->leiden) ++snap->cluster_sizes[l];
     for (auto c : result->kept_cells) snap->cell_names.push_back(store->obs.index[c]);
     for (auto g : result->kept_genes) snap->gene_names.push_back(store->var.index[g]);
-    for (const auto& [name, values] : numeric_obs(*store, *result))
+    for_each_numeric_obs(*store, *result, [&](const std::string& name, const KeptValues&) {
       snap->obs_numeric.push_back(name);
+    });
     for (const auto& c : store->obs.columns)
       if (std::holds_alternative<Categorical>(c.values)) snap->obs_categorical.push_back(c.name);
     for (const auto& m : result->markers) snap->markers.push_back(top_markers(m, *store, *result));
@@ -301,11 +305,16 @@ void ComputeWorker::geneValues(const QString& gene) {
         emit categoriesReady(std::move(out));
         return;
       }
-    for (auto& [column, values] : numeric_obs(*store_, *result_))
-      if (column == name) {
-        emit geneReady(gene, std::make_shared<const std::vector<float>>(std::move(values)));
-        return;
-      }
+    std::shared_ptr<const std::vector<float>> obs_values;
+    for_each_numeric_obs(*store_, *result_,
+                         [&](const std::string& column, const KeptValues& values) {
+                           if (column == name && !obs_values)
+                             obs_values = std::make_shared<const std::vector<float>>(values());
+                         });
+    if (obs_values) {
+      emit geneReady(gene, std::move(obs_values));
+      return;
+    }
     const auto& names = store_->var.index;
     const auto it = std::find(names.begin(), names.end(), name);
     if (it == names.end()) throw Error(store_->path, "var", "no gene named '" + name + "'");
