@@ -1,6 +1,9 @@
 #include "pca.hpp"
 
 #include <algorithm>
+#include <cmath>
+
+#include <tbb/parallel_for.h>
 
 #include "io/error.hpp"
 
@@ -12,24 +15,66 @@ extern "C" void dsyevr_(const char* jobz, const char* range, const char* uplo, c
 
 namespace orrery::compute {
 
-GramAccumulator::GramAccumulator(int n_features)
-    : gram_(Eigen::MatrixXd::Zero(n_features, n_features)),
-      sum_(Eigen::VectorXd::Zero(n_features)) {}
+GramAccumulator::GramAccumulator(const ScaledColumns& columns)
+    : columns_(columns),
+      ww_(Eigen::MatrixXd::Zero(columns.width(), columns.width())),
+      w_(Eigen::VectorXd::Zero(columns.width())) {}
 
-void GramAccumulator::add(const Eigen::MatrixXf& chunk) {
-  if (chunk.rows() == 0) return;
-  // Single precision within a chunk (fast GEMM), double across chunks.
-  Eigen::MatrixXf g = chunk.transpose() * chunk;
-  gram_ += g.cast<double>();
-  sum_ += chunk.cast<double>().colwise().sum().transpose();
-  n_ += chunk.rows();
+void GramAccumulator::add(const CsrMatrix& lognorm) {
+  const int h = columns_.width();
+  // Each row's HVG entries once, as (column, offset) runs in increasing column order.
+  std::vector<std::int64_t> start(lognorm.n_rows + 1, 0);
+  std::vector<std::int32_t> cols;
+  std::vector<double> vals;
+  for (std::int64_t r = 0; r < lognorm.n_rows; ++r) {
+    columns_.for_each_offset(lognorm, r, [&](int c, double v) {
+      cols.push_back(c);
+      vals.push_back(v);
+      w_(c) += v;
+    });
+    start[r + 1] = static_cast<std::int64_t>(cols.size());
+  }
+  // Gram rows are split into fixed blocks (not per thread) and each block adds rows in order, so
+  // the sums are the same for any thread count. Low columns pair with more entries of the upper
+  // triangle, so block edges follow h (1 - sqrt(1 - t / blocks)).
+  constexpr int kBlocks = 64;
+  std::vector<int> edge(kBlocks + 1);
+  for (int t = 0; t <= kBlocks; ++t)
+    edge[t] = static_cast<int>(std::lround(h * (1.0 - std::sqrt(1.0 - double(t) / kBlocks))));
+  tbb::parallel_for(0, kBlocks, [&](int t) {
+    const int a0 = edge[t], a1 = edge[t + 1];
+    if (a0 == a1) return;
+    for (std::int64_t r = 0; r < lognorm.n_rows; ++r) {
+      const auto b = cols.begin() + start[r], e = cols.begin() + start[r + 1];
+      for (auto i = std::lower_bound(b, e, a0); i != e && *i < a1; ++i) {
+        const auto ki = i - cols.begin();
+        const double vi = vals[ki];
+        double* column = ww_.col(*i).data();  // lower triangle: rows b >= a of column a
+        for (auto kj = ki; kj < start[r + 1]; ++kj) column[cols[kj]] += vi * vals[kj];
+      }
+    }
+  });
+  n_ += lognorm.n_rows;
+}
+
+Eigen::VectorXd GramAccumulator::mean() const {
+  Eigen::VectorXd m(columns_.width());
+  for (int c = 0; c < columns_.width(); ++c)
+    m(c) = w_(c) / static_cast<double>(n_) + columns_.zero(c);
+  return m;
 }
 
 Eigen::MatrixXd GramAccumulator::covariance() const {
   if (n_ < 2) throw Error("", "pca", "need at least two cells");
-  Eigen::VectorXd mu = mean();
-  Eigen::MatrixXd cov = gram_ - static_cast<double>(n_) * mu * mu.transpose();
-  cov /= static_cast<double>(n_ - 1);
+  const int h = columns_.width();
+  Eigen::VectorXd z0(h);
+  for (int c = 0; c < h; ++c) z0(c) = columns_.zero(c);
+  Eigen::MatrixXd gram = ww_.selfadjointView<Eigen::Lower>();
+  const double n = static_cast<double>(n_);
+  gram += w_ * z0.transpose() + z0 * w_.transpose() + n * z0 * z0.transpose();
+  const Eigen::VectorXd mu = mean();
+  Eigen::MatrixXd cov = gram - n * mu * mu.transpose();
+  cov /= n - 1;
   return cov;
 }
 
@@ -78,14 +123,19 @@ PcaModel pca_from_covariance(const Eigen::MatrixXd& covariance, const Eigen::Vec
   return model;
 }
 
-void project(const PcaModel& model, const Eigen::MatrixXf& chunk, DenseMatrix& out,
-             std::int64_t row0) {
-  const Eigen::MatrixXf comps = model.components.cast<float>();
-  const Eigen::RowVectorXf shift = (model.mean.transpose() * model.components).cast<float>();
-  Eigen::MatrixXf p = chunk * comps;
-  p.rowwise() -= shift;
-  for (Eigen::Index r = 0; r < p.rows(); ++r)
-    for (Eigen::Index c = 0; c < p.cols(); ++c) out.at(row0 + r, c) = p(r, c);
+void project(const PcaModel& model, const ScaledColumns& columns, const CsrMatrix& lognorm,
+             DenseMatrix& out, std::int64_t row0) {
+  // (Z - mean) V = W V + (z0 - mean) V for every row.
+  const int h = columns.width();
+  Eigen::VectorXd z0(h);
+  for (int c = 0; c < h; ++c) z0(c) = columns.zero(c);
+  const Eigen::RowVectorXd shift = (z0 - model.mean).transpose() * model.components;
+  const Eigen::Index k = model.components.cols();
+  tbb::parallel_for(std::int64_t{0}, lognorm.n_rows, [&](std::int64_t r) {
+    Eigen::RowVectorXd p = shift;
+    columns.for_each_offset(lognorm, r, [&](int c, double v) { p += v * model.components.row(c); });
+    for (Eigen::Index j = 0; j < k; ++j) out.at(row0 + r, j) = static_cast<float>(p(j));
+  });
 }
 
 }  // namespace orrery::compute

@@ -6,6 +6,8 @@
 #include <Eigen/Dense>
 #include <vector>
 
+#include "elementwise.hpp"
+
 #include "io/matrix.hpp"
 
 namespace orrery::compute {
@@ -14,19 +16,36 @@ struct PcaOptions {
   int n_comps = 50;
 };
 
+// The scaled HVG matrix Z (zero-centred, unit variance, clipped above: scale_value) kept sparse.
+// A zero scales to z0 = scale_value(0) in every row, so Z = 1 z0^T + W with W non-zero only where
+// the log data are: Z^T Z = W^T W + w z0^T + z0 w^T + n z0 z0^T (w = W^T 1). Each chunk costs
+// the squared HVG entries per row, not rows x n_hvg^2, and clipping is exact.
+struct ScaledColumns {
+  std::vector<std::int32_t> column;  // per log-data column: its HVG column, or -1
+  std::vector<float> mean, inv_std;  // per HVG column
+  float max_value = 10.0f;
+
+  int width() const { return static_cast<int>(mean.size()); }
+  float zero(int c) const;  // scaled value of a zero in HVG column c
+  // Visits row r's HVG entries in increasing column order as (column, z - z0).
+  template <class F>
+  void for_each_offset(const CsrMatrix& lognorm, std::int64_t r, F&& f) const;
+};
+
 class GramAccumulator {
  public:
-  explicit GramAccumulator(int n_features);
-  // Adds rows of a dense chunk (rows x n_features).
-  void add(const Eigen::MatrixXf& chunk);
+  explicit GramAccumulator(const ScaledColumns& columns);
+  // Adds the rows of a chunk of log data.
+  void add(const CsrMatrix& lognorm);
   std::int64_t n_rows() const { return n_; }
-  // Covariance (ddof = 1) of everything added so far.
+  // Covariance (ddof = 1) and column means of Z over everything added so far.
   Eigen::MatrixXd covariance() const;
-  Eigen::VectorXd mean() const { return sum_ / static_cast<double>(n_); }
+  Eigen::VectorXd mean() const;
 
  private:
-  Eigen::MatrixXd gram_;
-  Eigen::VectorXd sum_;
+  const ScaledColumns& columns_;
+  Eigen::MatrixXd ww_;  // W^T W, lower triangle
+  Eigen::VectorXd w_;   // W^T 1
   std::int64_t n_ = 0;
 };
 
@@ -40,8 +59,21 @@ struct PcaModel {
 PcaModel pca_from_covariance(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean,
                              int n_comps);
 
-// Projects a dense chunk onto the model: (chunk - mean) * components, appended to `out` rows.
-void project(const PcaModel& model, const Eigen::MatrixXf& chunk, DenseMatrix& out,
-             std::int64_t row0);
+// Projects the scaled rows of a chunk of log data onto the model, (Z - mean) * components, into
+// rows [row0, row0 + chunk rows) of `out`.
+void project(const PcaModel& model, const ScaledColumns& columns, const CsrMatrix& lognorm,
+             DenseMatrix& out, std::int64_t row0);
+
+inline float ScaledColumns::zero(int c) const {
+  return scale_value(0.0f, mean[c], inv_std[c], max_value);
+}
+
+template <class F>
+void ScaledColumns::for_each_offset(const CsrMatrix& lognorm, std::int64_t r, F&& f) const {
+  for (auto k = lognorm.indptr[r]; k < lognorm.indptr[r + 1]; ++k)
+    if (const int c = column[lognorm.indices[k]]; c >= 0)
+      f(c, static_cast<double>(scale_value(lognorm.data[k], mean[c], inv_std[c], max_value)) -
+               zero(c));
+}
 
 }  // namespace orrery::compute

@@ -81,22 +81,6 @@ void for_each_kept_cell(io::RowChunkReader& x, const PipelineResult& r,
   });
 }
 
-// Dense rows x n_hvg chunk of scaled values (zero-centred, unit variance, clipped above).
-Eigen::MatrixXf scaled_hvg_block(const CsrMatrix& lognorm, const std::vector<std::int32_t>& hvg_col,
-                                 const std::vector<float>& mean, const std::vector<float>& inv_std,
-                                 float max_value) {
-  const auto h = static_cast<Eigen::Index>(mean.size());
-  Eigen::MatrixXf z(lognorm.n_rows, h);
-  for (Eigen::Index c = 0; c < h; ++c)
-    z.col(c).setConstant(scale_value(0.0f, mean[c], inv_std[c], max_value));
-  for (std::int64_t r = 0; r < lognorm.n_rows; ++r)
-    for (auto k = lognorm.indptr[r]; k < lognorm.indptr[r + 1]; ++k) {
-      const auto c = hvg_col[lognorm.indices[k]];
-      if (c >= 0) z(r, c) = scale_value(lognorm.data[k], mean[c], inv_std[c], max_value);
-    }
-  return z;
-}
-
 }  // namespace
 
 double peak_rss_mib() {
@@ -388,19 +372,21 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                        }
                      });
     }
-    std::vector<float> mean(h), inv_std(h);
+    ScaledColumns scaled{.column = hvg_col,
+                         .mean = std::vector<float>(h),
+                         .inv_std = std::vector<float>(h),
+                         .max_value = p.scale_max_value};
     const double n = static_cast<double>(n_kept_cells);
     for (std::int32_t c = 0; c < h; ++c) {
       const double m = sum[c] / n;
       const double v = std::max(0.0, (sumsq[c] / n - m * m) * (n / (n - 1)));
-      mean[c] = static_cast<float>(m);
-      inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
+      scaled.mean[c] = static_cast<float>(m);
+      scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
     }
-    GramAccumulator gram(h);
+    GramAccumulator gram(scaled);
     for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
                    [&](const CsrMatrix& raw, std::int64_t r0) {
-                     CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
-                     gram.add(scaled_hvg_block(c, hvg_col, mean, inv_std, p.scale_max_value));
+                     gram.add(log_normalized_chunk(raw, r0, r, gene_map, params, backend));
                    });
     progress.report("pca: eigensolve", 0.0);
     r.pca = pca_from_covariance(gram.covariance(), gram.mean(), std::min(p.pca.n_comps, h));
@@ -409,8 +395,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
                    [&](const CsrMatrix& raw, std::int64_t r0) {
                      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
-                     project(r.pca, scaled_hvg_block(c, hvg_col, mean, inv_std, p.scale_max_value),
-                             r.x_pca, out_row);
+                     project(r.pca, scaled, c, r.x_pca, out_row);
                      out_row += c.n_rows;
                    });
   }

@@ -369,8 +369,8 @@ class TestPbmc3k : public QObject {
                          [&](CsrMatrix& chunk, std::int64_t row0) { visit(chunk, row0); });
     };
     compute::Progress progress;
-    const auto markers = compute::rank_genes_groups(source, lognorm.n_obs(), lognorm.n_vars(),
-                                                    labels, n_groups, {.method = "exact"}, progress);
+    const auto markers = compute::rank_genes_groups(
+        source, lognorm.n_obs(), lognorm.n_vars(), labels, n_groups, {.method = "exact"}, progress);
 
     // Against scipy on the same values: z-scores and p-values.
     std::ifstream in(stats.toStdString());
@@ -396,8 +396,7 @@ class TestPbmc3k : public QObject {
     double scipy_vs_ref = 0;
     for (const auto& r : ref)
       if (r.p > 1e-300)
-        scipy_vs_ref =
-            std::max(scipy_vs_ref, std::fabs(scipy_p.at({r.group, r.name}) - r.p) / r.p);
+        scipy_vs_ref = std::max(scipy_vs_ref, std::fabs(scipy_p.at({r.group, r.name}) - r.p) / r.p);
     qInfo(
         "same inputs: vs scipy max |z| diff %.2e, max rel pval diff %.2e; vs scanpy max |score| "
         "diff %.2e, max rel pval %.2e, pval_adj %.2e, logFC %.2e (scipy vs scanpy: %.2e)",
@@ -447,7 +446,13 @@ class TestPbmc3k : public QObject {
       QCOMPARE(m.order.size(), result_.kept_genes.size());
       QVERIFY2(m.scores[m.order[0]] > 5,
                qPrintable(QString::number(m.scores[m.order[0]])));  // a strong marker
-      QVERIFY(m.pvals_adj[m.order[0]] < 1e-10);
+      // A group of 14 cells (pbmc3k's platelets) cannot reach |z| > 6.5 among 2638 cells.
+      const auto size = std::count(result_.leiden.begin(), result_.leiden.end(), m.group);
+      QVERIFY2(m.pvals_adj[m.order[0]] < (size >= 50 ? 1e-10 : 1e-5),
+               qPrintable(QString("cluster %1: %2 cells, top gene padj %3")
+                              .arg(m.group)
+                              .arg(size)
+                              .arg(m.pvals_adj[m.order[0]])));
       QVERIFY(m.pct_in[m.order[0]] > m.pct_out[m.order[0]]);
     }
   }

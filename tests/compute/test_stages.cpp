@@ -16,6 +16,7 @@
 #include "compute/leiden.hpp"
 #include "compute/loess.hpp"
 #include "compute/metrics.hpp"
+#include "compute/pca.hpp"
 #include "compute/pipeline.hpp"
 #include "compute/result_writer.hpp"
 #include "compute/rng.hpp"
@@ -335,6 +336,77 @@ class TestStages : public QObject {
   // The layout keeps clusters together: 10 well separated blobs in 20-D, and each point's 10
   // nearest neighbours in the 2-D embedding come from its own blob. The same with 1 and 2
   // threads, byte for byte.
+  // The sparse Gram (Z = 1 z0^T + W) against Z built densely, with clipping forced on many
+  // entries (max_value 1.5) and a log-data column that is not an HVG; projection likewise.
+  void sparseGramEqualsDenseScaledGram() {
+    const int n = 300, genes = 40;
+    Rng rng(7);
+    CsrMatrix x;
+    x.n_rows = n;
+    x.n_cols = genes;
+    for (int r = 0; r < n; ++r) {
+      for (int g = 0; g < genes; ++g)
+        if (rng.uniform() < 0.3) {
+          x.indices.push_back(g);
+          x.data.push_back(static_cast<float>(std::log1p(10 * rng.uniform() * (1 + g % 5))));
+        }
+      x.indptr.push_back(static_cast<std::int64_t>(x.indices.size()));
+    }
+    ScaledColumns cols{.column = std::vector<std::int32_t>(genes, -1),
+                       .mean = {},
+                       .inv_std = {},
+                       .max_value = 1.5f};
+    for (int g = 0; g < genes; g += 2) {  // every second gene is an HVG
+      cols.column[g] = cols.width();
+      cols.mean.push_back(0.4f + 0.01f * g);
+      cols.inv_std.push_back(1.0f / (0.5f + 0.02f * g));
+    }
+    const int h = cols.width();
+    Eigen::MatrixXd z(n, h);
+    for (int c = 0; c < h; ++c) z.col(c).setConstant(cols.zero(c));
+    int clipped = 0;
+    for (int r = 0; r < n; ++r)
+      for (auto k = x.indptr[r]; k < x.indptr[r + 1]; ++k)
+        if (const int c = cols.column[x.indices[k]]; c >= 0) {
+          z(r, c) = scale_value(x.data[k], cols.mean[c], cols.inv_std[c], cols.max_value);
+          clipped += z(r, c) == cols.max_value;
+        }
+    QVERIFY(clipped > 100);
+    const Eigen::VectorXd mu = z.colwise().mean().transpose();
+    const Eigen::MatrixXd centred = z.rowwise() - mu.transpose();
+    const Eigen::MatrixXd want = centred.transpose() * centred / (n - 1);
+
+    GramAccumulator gram(cols);
+    CsrMatrix first, second;  // two chunks
+    for (auto* part : {&first, &second}) {
+      const std::int64_t r0 = part == &first ? 0 : 120, r1 = part == &first ? 120 : n;
+      part->n_rows = r1 - r0;
+      part->n_cols = genes;
+      for (auto r = r0; r < r1; ++r) {
+        for (auto k = x.indptr[r]; k < x.indptr[r + 1]; ++k) {
+          part->indices.push_back(x.indices[k]);
+          part->data.push_back(x.data[k]);
+        }
+        part->indptr.push_back(static_cast<std::int64_t>(part->indices.size()));
+      }
+      gram.add(*part);
+    }
+    QCOMPARE(gram.n_rows(), std::int64_t{n});
+    QVERIFY((gram.mean() - mu).cwiseAbs().maxCoeff() < 1e-9);
+    const double err = (gram.covariance() - want).cwiseAbs().maxCoeff();
+    QVERIFY2(err < 1e-9, qPrintable(QString::number(err)));
+
+    const PcaModel model = pca_from_covariance(gram.covariance(), gram.mean(), 5);
+    DenseMatrix out(n, 5);
+    project(model, cols, first, out, 0);
+    project(model, cols, second, out, 120);
+    const Eigen::MatrixXd expect = centred * model.components;
+    double perr = 0;
+    for (int r = 0; r < n; ++r)
+      for (int c = 0; c < 5; ++c) perr = std::max(perr, std::fabs(out.at(r, c) - expect(r, c)));
+    QVERIFY2(perr < 1e-5, qPrintable(QString::number(perr)));
+  }
+
   void umapSeparatesBlobs() {
     const int n = 3000, k = 10;
     DenseMatrix x = blobs(n, 20, k, 30.0);
