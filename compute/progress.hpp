@@ -3,6 +3,7 @@
 #pragma once
 
 #include <atomic>
+#include <cstdio>
 #include <string_view>
 
 #include "io/error.hpp"
@@ -14,6 +15,11 @@ class Progress {
   virtual ~Progress() = default;
   // `fraction` in [0, 1] of the named stage.
   virtual void report(std::string_view stage, double fraction) {}
+  // Something the user should know that does not stop the run (standard error by default).
+  virtual void warn(std::string_view message) {
+    std::fprintf(stderr, "orrery: warning: %.*s\n", static_cast<int>(message.size()),
+                 message.data());
+  }
   void cancel() { cancelled_.store(true); }
   bool cancelled() const { return cancelled_.load(); }
   void check() const {

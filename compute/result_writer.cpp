@@ -1,5 +1,7 @@
 #include "result_writer.hpp"
 
+#include <set>
+
 #include "io/anndata_reader.hpp"
 #include "io/anndata_writer.hpp"
 #include "io/error.hpp"
@@ -82,6 +84,82 @@ ColumnValues subset(const ColumnValues& values, const std::vector<CellIndex>& ro
 void carry_columns(const DataFrame& input, const std::vector<CellIndex>& rows, DataFrame& out) {
   for (const auto& c : input.columns)
     if (!out.find(c.name)) out.columns.push_back({c.name, subset(c.values, rows)});
+}
+
+// Streams `reader`'s rows of the kept cells with columns through `column_map` (-1 drops), as
+// chunks of `n_cols` columns.
+std::function<bool(CsrMatrix&)> kept_rows(io::RowChunkReader& reader, const PipelineResult& r,
+                                          const std::vector<std::int32_t>& column_map,
+                                          std::int64_t n_cols, std::size_t chunk_bytes,
+                                          Progress& progress) {
+  const std::int64_t step = reader.rows_for_budget(chunk_bytes);
+  return [&reader, &r, &column_map, n_cols, step, &progress,
+          r0 = std::int64_t{0}](CsrMatrix& chunk) mutable {
+    if (r0 >= reader.n_rows()) return false;
+    progress.check();
+    const std::int64_t r1 = std::min(reader.n_rows(), r0 + step);
+    chunk = kept_chunk(reader.read_rows(r0, r1), r0, r, column_map);
+    chunk.n_cols = n_cols;
+    r0 = r1;
+    return true;
+  };
+}
+
+// The rest of the input AnnData: raw (all of its genes, kept cells), varm (kept genes), obsp
+// graphs other than ours (kept cells both ways) and uns entries the results do not replace.
+// What cannot be copied is named in a warning, never silently dropped.
+void carry_input_elements(io::Store& store, const PipelineResult& r, const PipelineParams& p,
+                          const DataFrame& obs, io::AnnDataWriter& w, Progress& progress) {
+  const io::Element& root = *store.root;
+  std::vector<std::string> skipped;
+  if (auto raw = root.open("raw"); raw && store.has_raw) {
+    auto x = raw->require("X");
+    const auto shape = x->is_group() ? x->int_attr("shape") : x->shape();
+    if (shape.size() != 2) x->fail("raw/X has no 2-D shape");
+    auto reader = io::open_matrix(std::move(x), store.n_obs(), shape[1], {});
+    std::vector<std::int32_t> identity(static_cast<std::size_t>(shape[1]));
+    for (std::size_t g = 0; g < identity.size(); ++g) identity[g] = static_cast<std::int32_t>(g);
+    progress.report("write: raw", 0.0);
+    w.write_raw(*raw, static_cast<std::int64_t>(r.kept_cells.size()), shape[1],
+                kept_rows(*reader, r, identity, shape[1], p.chunk_bytes, progress), skipped);
+  }
+  if (auto varm = root.open("varm"); varm && varm->is_group()) {
+    const std::vector<std::int64_t> genes(r.kept_genes.begin(), r.kept_genes.end());
+    for (const auto& key : varm->members())
+      w.copy(*varm->require(key), "varm/" + key, skipped, &genes);
+  }
+  std::vector<std::int32_t> cell_map(static_cast<std::size_t>(store.n_obs()), -1);
+  for (std::size_t i = 0; i < r.kept_cells.size(); ++i)
+    cell_map[r.kept_cells[i]] = static_cast<std::int32_t>(i);
+  const auto n_kept = static_cast<std::int64_t>(r.kept_cells.size());
+  for (const auto& key : store.obsp_keys) {
+    if (key == "connectivities" || key == "distances") continue;
+    auto reader = io::open_matrix(root.require("obsp/" + key), store.n_obs(), store.n_obs(), {});
+    auto next = kept_rows(*reader, r, cell_map, n_kept, p.chunk_bytes, progress);
+    CsrMatrix kept, chunk;
+    kept.n_rows = 0;
+    kept.n_cols = n_kept;
+    while (next(chunk)) {
+      for (std::int64_t i = 0; i < chunk.n_rows; ++i)
+        kept.indptr.push_back(kept.indptr.back() + chunk.indptr[i + 1] - chunk.indptr[i]);
+      kept.indices.insert(kept.indices.end(), chunk.indices.begin(), chunk.indices.end());
+      kept.data.insert(kept.data.end(), chunk.data.begin(), chunk.data.end());
+      kept.n_rows += chunk.n_rows;
+    }
+    w.write_obsp(key, kept);
+  }
+  // Entries the results write themselves: scanpy's records of this run and the colours of
+  // every categorical obs column written.
+  std::set<std::string> ours = {"neighbors", "umap", "leiden", "pca", "hvg", "rank_genes_groups"};
+  for (const auto& column : obs.columns) ours.insert(column.name + "_colors");
+  if (auto uns = root.open("uns"); uns && uns->is_group())
+    for (const auto& key : uns->members())
+      if (!ours.count(key)) w.copy(*uns->require(key), "uns/" + key, skipped);
+  if (!skipped.empty()) {
+    std::string list;
+    for (const auto& s : skipped) list += (list.empty() ? "" : ", ") + s;
+    progress.warn("not copied (no anndata form Orrery can write): " + list);
+  }
 }
 
 // scanpy's uns entries describing how the results were computed.
@@ -214,6 +292,7 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
                     return true;
                   });
   }
+  if (store.root) carry_input_elements(store, r, p, obs, w, progress);
   write_uns_params(w, r, p);
   w.write_obsp("connectivities", r.graph.connectivities);
   w.write_obsp("distances", r.graph.distances);

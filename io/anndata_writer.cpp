@@ -93,6 +93,15 @@ void AnnDataWriter::write_layer(const std::string& key, std::int64_t n_rows, std
   write_streamed_csr("layers/" + key, n_rows, n_cols, next);
 }
 
+void AnnDataWriter::write_raw(const Element& input_raw, std::int64_t n_rows, std::int64_t n_cols,
+                              const std::function<bool(CsrMatrix&)>& next,
+                              std::vector<std::string>& skipped) {
+  tree_->group("raw", input_raw.attrs());
+  write_streamed_csr("raw/X", n_rows, n_cols, next);
+  for (const char* name : {"var", "varm"})
+    if (auto e = input_raw.open(name)) copy(*e, std::string("raw/") + name, skipped);
+}
+
 void AnnDataWriter::write_streamed_csr(const std::string& path, std::int64_t n_rows,
                                        std::int64_t n_cols,
                                        const std::function<bool(CsrMatrix&)>& next) {

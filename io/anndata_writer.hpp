@@ -48,6 +48,16 @@ class AnnDataWriter {
   void write_uns_recarray(const std::string& path, const std::vector<std::string>& fields,
                           const std::vector<std::vector<double>>& columns, bool single_precision);
 
+  // raw/X (rows streamed as for write_X) with raw/var and raw/varm copied from the input's raw.
+  void write_raw(const Element& input_raw, std::int64_t n_rows, std::int64_t n_cols,
+                 const std::function<bool(CsrMatrix&)>& next, std::vector<std::string>& skipped);
+  // Copies an element of another store unchanged to `path` here (see io::copy_element), e.g.
+  // the input's uns entries, or with `rows` its varm arrays for the kept genes.
+  void copy(const Element& src, const std::string& path, std::vector<std::string>& skipped,
+            const std::vector<std::int64_t>* rows = nullptr) {
+    copy_element(src, *tree_, path, skipped, rows);
+  }
+
   // Closes the store and renames it to the target path.
   void commit();
 

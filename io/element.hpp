@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
 
@@ -18,6 +19,16 @@ enum class ElementKind { Group, Integer, Float, Bool, String, Other };
 // Element types in memory: what arrays are read into (converted from whatever the store holds)
 // and written from. Bool is one byte, 0 or 1.
 enum class NumType { Bool, I8, I32, I64, F32, F64 };
+
+// The NumType for a stored integer or float of `bytes` bytes.
+inline NumType widen_integer(std::size_t bytes, bool is_signed) {
+  if (bytes == 1 && is_signed) return NumType::I8;
+  if (bytes <= 2 || (bytes == 4 && is_signed)) return NumType::I32;
+  return NumType::I64;
+}
+inline NumType widen_float(std::size_t bytes) {
+  return bytes <= 4 ? NumType::F32 : NumType::F64;
+}
 
 inline std::size_t num_type_size(NumType t) {
   switch (t) {
@@ -77,12 +88,18 @@ class Element {
   virtual std::vector<std::string> string_attr(const std::string& key) const = 0;
   // An integer attribute, scalar or array; empty when absent or not integers.
   virtual std::vector<std::int64_t> int_attr(const std::string& key) const = 0;
+  // Every attribute that is a string, integer, float or boolean (scalar or 1-D list) as JSON,
+  // for copying elements unchanged; attributes of other types are left out.
+  virtual nlohmann::json attrs() const = 0;
 
   // Arrays: the shape, and elements [begin, end) of the first axis (with all of the others, in
   // C order) converted to `type`; a scalar (shape {}) is read as [0, 1). Out-of-range requests
   // and unreadable data throw orrery::Error.
   virtual std::vector<std::int64_t> shape() const = 0;
   virtual void read(std::int64_t begin, std::int64_t end, NumType type, void* out) const = 0;
+  // The in-memory type that holds an array's elements without loss (float32 stays F32, uint8
+  // widens to I32); meaningless for groups and strings.
+  virtual NumType stored_type() const = 0;
   // The whole 1-D string array (or the one string of a scalar), UTF-8.
   virtual std::vector<std::string> read_strings() const = 0;
 

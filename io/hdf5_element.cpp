@@ -130,6 +130,72 @@ class Hdf5Element final : public Element {
     return out;
   }
 
+  nlohmann::json attrs() const override {
+    nlohmann::json out = nlohmann::json::object();
+    std::vector<std::string> names;
+    H5Aiterate2(
+        id_, H5_INDEX_NAME, H5_ITER_INC, nullptr,
+        [](hid_t, const char* name, const H5A_info_t*, void* data) -> herr_t {
+          static_cast<std::vector<std::string>*>(data)->emplace_back(name);
+          return 0;
+        },
+        &names);
+    for (const auto& key : names) {
+      H5Id attr(H5Aopen(id_, key.c_str(), H5P_DEFAULT));
+      if (!attr.valid()) continue;
+      H5Id type(H5Aget_type(attr));
+      H5Id space(H5Aget_space(attr));
+      const bool scalar = H5Sget_simple_extent_ndims(space) == 0;
+      const hssize_t n = H5Sget_simple_extent_npoints(space);
+      if (n < 0 || n > 1 << 20) continue;
+      nlohmann::json values = nlohmann::json::array();
+      switch (H5Tget_class(type)) {
+        case H5T_STRING:
+          for (auto& v : string_attr(key)) values.push_back(std::move(v));
+          break;
+        case H5T_INTEGER: {
+          std::vector<std::int64_t> v(static_cast<std::size_t>(n));
+          if (H5Aread(attr, H5T_NATIVE_INT64, v.data()) < 0) continue;
+          values = v;
+          break;
+        }
+        case H5T_FLOAT: {
+          std::vector<double> v(static_cast<std::size_t>(n));
+          if (H5Aread(attr, H5T_NATIVE_DOUBLE, v.data()) < 0) continue;
+          values = v;
+          break;
+        }
+        case H5T_ENUM: {  // h5py's bool: an int8 enum
+          if (H5Tget_size(type) != 1) continue;
+          std::vector<std::int8_t> v(static_cast<std::size_t>(n));
+          if (H5Aread(attr, type, v.data()) < 0) continue;
+          for (auto b : v) values.push_back(b != 0);
+          break;
+        }
+        default:
+          continue;
+      }
+      if (scalar && values.size() == 1)
+        out[key] = values.front();
+      else
+        out[key] = std::move(values);
+    }
+    return out;
+  }
+
+  NumType stored_type() const override {
+    H5Id type(H5Dget_type(id_));
+    const std::size_t bytes = H5Tget_size(type);
+    switch (H5Tget_class(type)) {
+      case H5T_ENUM:
+        return NumType::Bool;
+      case H5T_FLOAT:
+        return widen_float(bytes);
+      default:
+        return widen_integer(bytes, H5Tget_sign(type) != H5T_SGN_NONE);
+    }
+  }
+
   std::vector<std::int64_t> shape() const override {
     if (is_group()) return {};
     H5Id space(H5Dget_space(id_));

@@ -192,6 +192,15 @@ class Hdf5TreeWriter final : public TreeWriter {
       const bool strings =
           value.is_string() || (value.is_array() && !value.empty() && value.front().is_string());
       const bool list = value.is_array();
+      // Only scalars and flat lists of one JSON type have an HDF5 attribute form (a zarr
+      // store's attributes may hold anything); the rest are not copied.
+      const auto first = list && !value.empty() ? value.front().type() : value.type();
+      bool flat = !value.is_object() && !value.is_null();
+      if (list)
+        for (const auto& v : value)
+          flat = flat && (v.type() == first || (v.is_number() && value.front().is_number())) &&
+                 !v.is_array() && !v.is_object() && !v.is_null();
+      if (!flat) continue;
       const std::vector<hsize_t> dims =
           list ? std::vector<hsize_t>{value.size()} : std::vector<hsize_t>{};
       H5Id space = dataspace(dims);
@@ -207,11 +216,26 @@ class Hdf5TreeWriter final : public TreeWriter {
         H5Id attr(H5Acreate2(obj, key.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT));
         if (!attr.valid() || (!ptrs.empty() && H5Awrite(attr, type, ptrs.data()) < 0))
           throw Error(path_, path, "cannot write attribute " + key);
-      } else if (value.is_boolean()) {
+      } else if (value.is_number_float() ||
+                 (list && std::any_of(value.begin(), value.end(),
+                                      [](const auto& v) { return v.is_number_float(); }))) {
+        std::vector<double> reals;
+        if (list)
+          for (const auto& v : value) reals.push_back(v.get<double>());
+        else
+          reals.push_back(value.get<double>());
+        H5Id attr(H5Acreate2(obj, key.c_str(), H5T_IEEE_F64LE, space, H5P_DEFAULT, H5P_DEFAULT));
+        if (!attr.valid() || H5Awrite(attr, H5T_NATIVE_DOUBLE, reals.data()) < 0)
+          throw Error(path_, path, "cannot write attribute " + key);
+      } else if (value.is_boolean() || (list && value.front().is_boolean())) {
         H5Id type = bool_type();
-        const std::int8_t v = value.get<bool>() ? 1 : 0;
+        std::vector<std::int8_t> flags;
+        if (list)
+          for (const auto& v : value) flags.push_back(v.get<bool>() ? 1 : 0);
+        else
+          flags.push_back(value.get<bool>() ? 1 : 0);
         H5Id attr(H5Acreate2(obj, key.c_str(), type, space, H5P_DEFAULT, H5P_DEFAULT));
-        if (!attr.valid() || H5Awrite(attr, type, &v) < 0)
+        if (!attr.valid() || H5Awrite(attr, type, flags.data()) < 0)
           throw Error(path_, path, "cannot write attribute " + key);
       } else {
         std::vector<std::int64_t> ints;

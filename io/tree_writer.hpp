@@ -49,6 +49,15 @@ class TreeWriter {
 };
 
 std::unique_ptr<TreeWriter> make_hdf5_writer(const std::string& path);
+
+// Copies `src` (a group and everything below it, or one array) to `dst` unchanged: attributes,
+// numeric arrays in their stored type, string arrays and scalars. With `rows`, arrays keep only
+// those indices of their first axis (a gene subset of varm) and groups pass `rows` down.
+// Elements with no copy form (compound records, opaque types) are left out and their paths
+// added to `skipped`.
+void copy_element(const Element& src, TreeWriter& w, const std::string& dst,
+                  std::vector<std::string>& skipped,
+                  const std::vector<std::int64_t>* rows = nullptr);
 std::unique_ptr<TreeWriter> make_zarr_writer(const std::string& path);
 
 }  // namespace orrery::io

@@ -410,6 +410,17 @@ class ZarrElement final : public Element {
   }
 
   bool has_attr(const std::string& key) const override { return attrs_.contains(key); }
+  json attrs() const override { return attrs_; }
+  NumType stored_type() const override {
+    switch (meta_.dtype.kind) {
+      case 'b':
+        return NumType::Bool;
+      case 'f':
+        return widen_float(meta_.dtype.size);
+      default:
+        return widen_integer(meta_.dtype.size, meta_.dtype.kind == 'i');
+    }
+  }
 
   std::vector<std::string> string_attr(const std::string& key) const override {
     std::vector<std::string> out;

@@ -10,6 +10,7 @@
 
 #include <Eigen/Dense>
 #include <nlohmann/json.hpp>
+#include "common/python.hpp"
 #include "compute/backend.hpp"
 #include "compute/elementwise.hpp"
 #include "compute/hvg.hpp"
@@ -128,6 +129,36 @@ class TestStages : public QObject {
     QCOMPARE(got.indptr, want.indptr);
     QCOMPARE(got.indices, want.indices);
     QCOMPARE(got.data, want.data);
+  }
+
+  // raw, varm, obsp and uns of an input written by anndata reach the result (h5ad -> zarr and
+  // zarr -> h5ad); anndata checks the result against the input.
+  void resultCarriesRawVarmObspUns() {
+    QTemporaryDir dir;
+    SynthOptions so;
+    so.n_cells = 400;
+    so.n_genes = 500;
+    const QString plain = QString::fromStdString(synth_store(dir, so));
+    const QString script = ORRERY_SOURCE_DIR "/tests/compute/anndata_extras.py";
+    for (const auto& [in, out] : {std::pair<QString, QString>{"in.h5ad", "out.zarr"},
+                                  std::pair<QString, QString>{"in.zarr", "out.h5ad"}}) {
+      const QString input = dir.filePath(in), result = dir.filePath(out);
+      RUN_PYTHON_OR_SKIP("python3-anndata", script, "make", plain, input);
+      io::Store store = io::open_store(input.toStdString());
+      QVERIFY(store.has_raw);
+      PipelineParams p;
+      p.min_genes = 250;  // ~80% of the synthetic cells
+      p.min_cells = 5;
+      p.hvg.n_top_genes = 200;
+      p.markers = false;
+      auto backend = make_cpu_backend();
+      Progress quiet;
+      const PipelineResult r = run_pipeline(store, p, *backend, quiet);
+      QVERIFY(r.kept_cells.size() < static_cast<std::size_t>(so.n_cells));  // subsets matter
+      QVERIFY(r.kept_genes.size() < static_cast<std::size_t>(so.n_genes));
+      write_result_h5ad(store, r, p, *backend, result.toStdString(), quiet);
+      RUN_PYTHON_OR_SKIP("python3-anndata", script, "check", input, result);
+    }
   }
 
   // exclude_highly_expressed: a flagged gene leaves the cell totals but is scaled like the rest.
