@@ -116,28 +116,45 @@ std::string number_label(double v) {
   return std::to_string(v);
 }
 
+// A categorical column from its integer codes and its categories (strings or numbers).
+Categorical read_categorical(const Element& codes, const Element& categories, std::int64_t n) {
+  Categorical cat;
+  cat.codes = read_all<std::int32_t>(codes, n);
+  if (categories.kind() == ElementKind::String) {
+    cat.categories = categories.read_strings();
+  } else {
+    for (double v : read_all<double>(categories, categories.length()))
+      cat.categories.push_back(number_label(v));
+  }
+  for (auto c : cat.codes)
+    if (c < -1 || c >= static_cast<std::int32_t>(cat.categories.size()))
+      codes.fail("code " + std::to_string(c) + " out of range");
+  return cat;
+}
+
+Column read_column(const Element& obj, const std::string& name, std::int64_t n,
+                   const Element* categories);
+
 // One dataframe column in any anndata encoding: numeric, bool, string-array, categorical,
-// nullable-integer / nullable-boolean (missing as NaN).
+// nullable-integer / nullable-boolean (missing as NaN); anndata 0.7's categoricals are codes
+// with their categories in the frame's __categories group.
 Column read_column(const Element& frame, const std::string& name, std::int64_t n) {
   auto obj = frame.open(name);
   if (!obj) throw Error(frame.file(), Element::join(frame.path(), name), "listed but missing");
+  auto categories = obj->is_group() ? nullptr : frame.open("__categories/" + name);
+  return read_column(*obj, name, n, categories.get());
+}
+
+// A column element; integer codes with `categories` make a categorical.
+Column read_column(const Element& element, const std::string& name, std::int64_t n,
+                   const Element* categories) {
+  const Element* obj = &element;
+  if (categories && obj->kind() == ElementKind::Integer)
+    return {name, read_categorical(*obj, *categories, n)};
   if (obj->is_group()) {
     const std::string enc = obj->string_attr_or("encoding-type", "");
-    if (enc == "categorical") {
-      Categorical cat;
-      cat.codes = read_all<std::int32_t>(*obj->require("codes"), n);
-      auto cats = obj->require("categories");
-      if (cats->kind() == ElementKind::String) {
-        cat.categories = cats->read_strings();
-      } else {
-        for (double v : read_all<double>(*cats, cats->length()))
-          cat.categories.push_back(number_label(v));
-      }
-      for (auto c : cat.codes)
-        if (c < -1 || c >= static_cast<std::int32_t>(cat.categories.size()))
-          obj->fail("code " + std::to_string(c) + " out of range");
-      return {name, std::move(cat)};
-    }
+    if (enc == "categorical")
+      return {name, read_categorical(*obj->require("codes"), *obj->require("categories"), n)};
     if (enc == "nullable-integer" || enc == "nullable-boolean") {
       auto values = read_all<double>(*obj->require("values"), n);
       auto mask = read_all<std::int8_t>(*obj->require("mask"), n);
@@ -166,8 +183,26 @@ Column read_column(const Element& frame, const std::string& name, std::int64_t n
   }
 }
 
+// anndata before 0.7: a record array whose first field is the index; a categorical column holds
+// codes, with its categories in uns/<column>_categories.
+DataFrame read_record_dataframe(const Element& root, const Element& records) {
+  const auto fields = records.fields();
+  DataFrame df;
+  auto index = records.field(fields.front());
+  if (index->kind() != ElementKind::String) index->fail("expected strings (the index)");
+  df.index = index->read_strings();
+  for (std::size_t f = 1; f < fields.size(); ++f) {
+    auto categories = root.open("uns/" + fields[f] + "_categories");
+    df.columns.push_back(read_column(*records.field(fields[f]), fields[f],
+                                     static_cast<std::int64_t>(df.index.size()), categories.get()));
+  }
+  return df;
+}
+
 DataFrame read_dataframe(const Element& root, const char* name) {
   auto group = root.open(name);
+  if (group && !group->is_group() && !group->fields().empty())
+    return read_record_dataframe(root, *group);
   if (!group || !group->is_group()) throw Error(root.file(), name, "missing dataframe group");
   const std::string enc = group->string_attr_or("encoding-type", "");
   if (!enc.empty() && enc != "dataframe") group->fail("unknown dataframe encoding '" + enc + "'");

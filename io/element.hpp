@@ -100,6 +100,10 @@ class Element {
   // The in-memory type that holds an array's elements without loss (float32 stays F32, uint8
   // widens to I32); meaningless for groups and strings.
   virtual NumType stored_type() const = 0;
+  // Compound (record) arrays, as anndata before 0.7 stored obs and var: the field names (empty
+  // for anything else), and one field as a 1-D array element of its own.
+  virtual std::vector<std::string> fields() const { return {}; }
+  virtual std::unique_ptr<Element> field(const std::string& name) const { return nullptr; }
   // The whole 1-D string array (or the one string of a scalar), UTF-8.
   virtual std::vector<std::string> read_strings() const = 0;
 

@@ -49,13 +49,19 @@ class Hdf5Element final : public Element {
  public:
   Hdf5Element(std::string file, std::string path, H5Id id)
       : file_(std::move(file)), path_(std::move(path)), id_(std::move(id)) {}
+  // One field of a compound dataset, as a 1-D array of its own.
+  Hdf5Element(std::string file, std::string path, hid_t dataset, std::string field)
+      : file_(std::move(file)), path_(std::move(path)), field_(std::move(field)) {
+    H5Iinc_ref(dataset);
+    id_ = H5Id(dataset);
+  }
 
   const std::string& file() const override { return file_; }
   const std::string& path() const override { return path_; }
 
   ElementKind kind() const override {
     if (H5Iget_type(id_) == H5I_GROUP) return ElementKind::Group;
-    H5Id type(H5Dget_type(id_));
+    H5Id type = element_type();
     switch (H5Tget_class(type)) {
       case H5T_INTEGER:
         return ElementKind::Integer;
@@ -184,7 +190,7 @@ class Hdf5Element final : public Element {
   }
 
   NumType stored_type() const override {
-    H5Id type(H5Dget_type(id_));
+    H5Id type = element_type();
     const std::size_t bytes = H5Tget_size(type);
     switch (H5Tget_class(type)) {
       case H5T_ENUM:
@@ -194,6 +200,27 @@ class Hdf5Element final : public Element {
       default:
         return widen_integer(bytes, H5Tget_sign(type) != H5T_SGN_NONE);
     }
+  }
+
+  std::vector<std::string> fields() const override {
+    std::vector<std::string> names;
+    if (is_group() || !field_.empty()) return names;
+    H5Id type(H5Dget_type(id_));
+    if (H5Tget_class(type) != H5T_COMPOUND) return names;
+    const int n = H5Tget_nmembers(type);
+    for (int i = 0; i < n; ++i) {
+      char* name = H5Tget_member_name(type, static_cast<unsigned>(i));
+      if (!name) continue;
+      names.emplace_back(name);
+      H5free_memory(name);
+    }
+    return names;
+  }
+
+  std::unique_ptr<Element> field(const std::string& name) const override {
+    const auto names = fields();
+    if (std::find(names.begin(), names.end(), name) == names.end()) return nullptr;
+    return std::make_unique<Hdf5Element>(file_, join(path_, name), id_.get(), name);
   }
 
   std::vector<std::int64_t> shape() const override {
@@ -208,8 +235,8 @@ class Hdf5Element final : public Element {
   void read(std::int64_t begin, std::int64_t end, NumType type, void* out) const override {
     const auto dims = shape();
     if (dims.empty() && begin == 0 && end == 1) {  // a scalar
-      if (H5Dread(id_, native_type(type), H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0)
-        fail("read failed");
+      H5Id mem = memory_type(native_type(type));
+      if (H5Dread(id_, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, out) < 0) fail("read failed");
       return;
     }
     if (dims.empty() || begin < 0 || end > dims[0] || begin > end)
@@ -223,12 +250,13 @@ class Hdf5Element final : public Element {
         0)
       fail("range selection failed");
     H5Id mem(H5Screate_simple(static_cast<int>(count.size()), count.data(), nullptr));
-    if (H5Dread(id_, native_type(type), mem, space, H5P_DEFAULT, out) < 0)
+    H5Id mem_type = memory_type(native_type(type));
+    if (H5Dread(id_, mem_type, mem, space, H5P_DEFAULT, out) < 0)
       fail("read failed (corrupt, truncated, or unreadable filter)");
   }
 
   std::vector<std::string> read_strings() const override {
-    H5Id type(H5Dget_type(id_));
+    H5Id type = element_type();
     if (H5Tget_class(type) != H5T_STRING) fail("expected a string dataset");
     const std::size_t n = shape().empty() ? 1 : static_cast<std::size_t>(length());
     const std::size_t size = H5Tget_size(type);
@@ -238,7 +266,8 @@ class Hdf5Element final : public Element {
     if (!read_h5_strings(
             type, n,
             [&](hid_t mem, void* buf) {
-              return H5Dread(id_, mem, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
+              H5Id wrapped = memory_type(mem);
+              return H5Dread(id_, wrapped, H5S_ALL, H5S_ALL, H5P_DEFAULT, buf);
             },
             out))
       fail("read failed");
@@ -246,7 +275,26 @@ class Hdf5Element final : public Element {
   }
 
  private:
+  // The type of this element's values: the dataset's, or its field's.
+  H5Id element_type() const {
+    H5Id type(H5Dget_type(id_));
+    if (field_.empty()) return type;
+    const int index = H5Tget_member_index(type, field_.c_str());
+    if (index < 0) fail("no field " + field_);
+    return H5Id(H5Tget_member_type(type, static_cast<unsigned>(index)));
+  }
+  // A memory type for reading: `mem` itself, or for a field a one-member compound holding it,
+  // so that HDF5 converts just that field.
+  H5Id memory_type(hid_t mem) const {
+    H5Id copy(H5Tcopy(mem));
+    if (field_.empty()) return copy;
+    H5Id wrapped(H5Tcreate(H5T_COMPOUND, H5Tget_size(mem)));
+    if (H5Tinsert(wrapped, field_.c_str(), 0, copy) < 0) fail("cannot read field " + field_);
+    return wrapped;
+  }
+
   std::string file_, path_;
+  std::string field_;  // non-empty: this element is one field of a compound dataset
   H5Id id_;
 };
 

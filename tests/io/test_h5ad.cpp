@@ -235,6 +235,70 @@ ad.write_h5ad(sys.argv[1])
     QVERIFY(std::find(s.uns_keys.begin(), s.uns_keys.end(), "note") != s.uns_keys.end());
   }
 
+  // Layouts older anndata versions wrote, made with h5py: 0.7's dataframe groups whose
+  // categoricals are codes with a reference to __categories/<column>, and 0.6's record arrays
+  // (obs/var compound datasets, categories in uns/<column>_categories, dense X).
+  void olderAnndataLayouts() {
+    const QString v07 = path("anndata07.h5ad"), v06 = path("anndata06.h5ad");
+    const QString script = R"(
+import sys
+try:
+    import h5py, numpy as np
+except ImportError:
+    sys.exit(77)
+vlen = h5py.string_dtype()
+with h5py.File(sys.argv[1], "w") as f:
+    x = f.create_group("X")
+    x.attrs.update({"encoding-type": "csr_matrix", "encoding-version": "0.1.0", "shape": [4, 3]})
+    x["data"] = np.array([1, 2, 3, 4], dtype=np.float32)
+    x["indices"] = np.array([0, 2, 1, 0], dtype=np.int32)
+    x["indptr"] = np.array([0, 2, 3, 3, 4], dtype=np.int32)
+    for name, index, columns in (("obs", ["c0", "c1", "c2", "c3"], ["louvain", "n_genes"]),
+                                 ("var", ["g0", "g1", "g2"], [])):
+        g = f.create_group(name)
+        g.attrs.update({"encoding-type": "dataframe", "encoding-version": "0.1.0",
+                        "_index": "index", "column-order": columns})
+        g.create_dataset("index", data=np.array(index, dtype=object), dtype=vlen)
+    obs = f["obs"]
+    obs.create_dataset("__categories/louvain", data=np.array(["T", "B"], dtype=object), dtype=vlen)
+    obs["louvain"] = np.array([1, 0, 1, -1], dtype=np.int8)
+    obs["louvain"].attrs["categories"] = obs["__categories/louvain"].ref
+    obs["n_genes"] = np.array([2, 1, 0, 1], dtype=np.int64)
+    f.create_group("uns")
+with h5py.File(sys.argv[2], "w") as f:
+    f["X"] = np.array([[1, 0, 2], [0, 3, 0], [0, 0, 0], [4, 0, 0]], dtype=np.float32)
+    f["obs"] = np.array([(b"c0", 1, 2, 0.5), (b"c1", 0, 1, 1.5), (b"c2", 1, 0, 0.0),
+                         (b"c3", 0, 1, 2.5)],
+                        dtype=[("index", "S2"), ("louvain", "i1"), ("n_genes", "<i8"),
+                               ("percent_mito", "<f4")])
+    f["var"] = np.array([(b"g0", b"E0"), (b"g1", b"E1"), (b"g2", b"E2")],
+                        dtype=[("index", "S2"), ("gene_ids", "S2")])
+    f["uns/louvain_categories"] = np.array([b"T", b"B"])
+)";
+    RUN_PYTHON_OR_SKIP("python3-h5py", "-c", script, v07, v06);
+    for (const QString& file : {v07, v06}) {
+      io::Store s = io::open_store(file.toStdString());
+      QCOMPARE(s.obs.index, (std::vector<std::string>{"c0", "c1", "c2", "c3"}));
+      QCOMPARE(s.var.index, (std::vector<std::string>{"g0", "g1", "g2"}));
+      const auto& cat = std::get<Categorical>(s.obs.find("louvain")->values);
+      QCOMPARE(cat.categories, (std::vector<std::string>{"T", "B"}));
+      const std::vector<std::int32_t> codes = file == v07 ? std::vector<std::int32_t>{1, 0, 1, -1}
+                                                          : std::vector<std::int32_t>{1, 0, 1, 0};
+      QCOMPARE(cat.codes, codes);
+      QCOMPARE(std::get<std::vector<std::int64_t>>(s.obs.find("n_genes")->values),
+               (std::vector<std::int64_t>{2, 1, 0, 1}));
+      const CsrMatrix x = s.X->read_rows(0, 4);
+      QCOMPARE(x.indptr, (std::vector<std::int64_t>{0, 2, 3, 3, 4}));
+      QCOMPARE(x.indices, (std::vector<GeneIndex>{0, 2, 1, 0}));
+      QCOMPARE(x.data, (std::vector<float>{1, 2, 3, 4}));
+    }
+    io::Store old = io::open_store(v06.toStdString());
+    QCOMPARE(std::get<std::vector<double>>(old.obs.find("percent_mito")->values),
+             (std::vector<double>{0.5, 1.5, 0.0, 2.5}));
+    QCOMPARE(std::get<std::vector<std::string>>(old.var.find("gene_ids")->values),
+             (std::vector<std::string>{"E0", "E1", "E2"}));
+  }
+
   void hostileFiles() {
     // Truncated: the first half of a valid file.
     const QString good = path("small.h5ad");
