@@ -340,7 +340,8 @@ void MainWindow::buildMenus() {
   compare_action_ = select->addAction("&Compare selection vs rest", QKeySequence("Ctrl+M"), this,
                                       &MainWindow::compareSelection);
   compare_action_->setToolTip(
-      "Wilcoxon markers of the lassoed cells (Shift + drag) against all others");
+      "Wilcoxon markers of the selected cells (lasso: Shift + drag, brush: Ctrl + drag) against "
+      "all others");
   compare_action_->setEnabled(false);
   set_a_action_ =
       select->addAction("Set selection as group &A", QKeySequence("Ctrl+1"), this, [this] {

@@ -9,30 +9,39 @@
 namespace orrery::app {
 
 void UmapRenderer::initResources() {
-  pipeline_ = std::make_unique<render::PointPipeline>(view_->physicalDevice(), view_->device(),
-                                                      view_->defaultRenderPass(),
-                                                      view_->sampleCountFlagBits());
+  for (auto* p : {&pipeline_, &overlay_})
+    *p = std::make_unique<render::PointPipeline>(view_->physicalDevice(), view_->device(),
+                                                 view_->defaultRenderPass(),
+                                                 view_->sampleCountFlagBits());
   uploaded_version_ = 0;
 }
 
 void UmapRenderer::releaseResources() {
   pipeline_.reset();
+  overlay_.reset();
 }
 
 void UmapRenderer::startNextFrame() {
-  // Buffers are rewritten only between frames: wait for the GPU before replacing them.
-  if (uploaded_version_ != view_->version_) {
-    view_->vulkanInstance()->deviceFunctions(view_->device())->vkDeviceWaitIdle(view_->device());
-    pipeline_->upload(view_->points_);
-    uploaded_version_ = view_->version_;
-  }
   const QSize size = view_->swapChainImageSize();
   view_->camera_.resize(static_cast<float>(size.width()), static_cast<float>(size.height()));
   if (!view_->fitted_ && view_->points_.size() > 0) view_->fitToData();
-
-  VkClearValue clear[3]{};
   const QColor bg = view_->property("background").value<QColor>();
   const QColor c = bg.isValid() ? bg : QColor(Qt::white);
+  // Buffers are rewritten only between frames: wait for the GPU before replacing them.
+  const bool outline = !view_->outline_.empty() || overlay_->count() > 0;
+  if (uploaded_version_ != view_->version_ || outline)
+    view_->vulkanInstance()->deviceFunctions(view_->device())->vkDeviceWaitIdle(view_->device());
+  if (uploaded_version_ != view_->version_) {
+    pipeline_->upload(view_->points_);
+    uploaded_version_ = view_->version_;
+  }
+  if (outline) {  // dark on a light background, light on a dark one
+    const std::uint8_t ink = c.lightness() > 127 ? 20 : 235;
+    overlay_->upload(render::outline_dots(view_->outline_, view_->drag_ == UmapView::Drag::Brush,
+                                          view_->camera_, 1.5f, render::pack_rgba(ink, ink, ink)));
+  }
+
+  VkClearValue clear[3]{};
   clear[0].color = {{static_cast<float>(c.redF()), static_cast<float>(c.greenF()),
                      static_cast<float>(c.blueF()), 1.0f}};
   clear[1].depthStencil = {1.0f, 0};
@@ -50,6 +59,8 @@ void UmapRenderer::startNextFrame() {
   f->vkCmdBeginRenderPass(cmd, &rp, VK_SUBPASS_CONTENTS_INLINE);
   pipeline_->record(cmd, view_->camera_, rp.renderArea.extent,
                     view_->point_size_ * static_cast<float>(view_->devicePixelRatio()));
+  overlay_->record(cmd, view_->camera_, rp.renderArea.extent,
+                   3.0f * static_cast<float>(view_->devicePixelRatio()));
   f->vkCmdEndRenderPass(cmd);
   view_->frameReady();
   ++view_->frames_;
@@ -88,23 +99,42 @@ glm::vec2 UmapView::toWorld(QPointF p) const {
 
 void UmapView::mousePressEvent(QMouseEvent* e) {
   last_mouse_ = e->position();
-  lasso_.clear();
-  if (e->button() == Qt::LeftButton && (e->modifiers() & Qt::ShiftModifier))
-    lasso_.push_back(toWorld(e->position()));
+  outline_.clear();
+  drag_ = Drag::Pan;
+  if (e->button() != Qt::LeftButton) return;
+  if (e->modifiers() & Qt::ShiftModifier) {
+    drag_ = Drag::Lasso;
+    outline_.push_back(toWorld(e->position()));
+  } else if (e->modifiers() & Qt::ControlModifier) {
+    drag_ = Drag::Brush;
+    brush_start_ = toWorld(e->position());
+  }
+  requestUpdate();
 }
 
 void UmapView::mouseReleaseEvent(QMouseEvent*) {
-  if (lasso_.size() >= 3) {
-    auto polygon = std::make_shared<std::vector<glm::vec2>>();
-    polygon->swap(lasso_);
-    emit lassoed(std::move(polygon));
+  if (drag_ == Drag::Lasso || drag_ == Drag::Brush) {
+    if (outline_.size() >= 3) {
+      auto polygon = std::make_shared<std::vector<glm::vec2>>();
+      polygon->swap(outline_);
+      emit lassoed(std::move(polygon));
+    }
+    outline_.clear();
+    requestUpdate();  // the outline goes
   }
-  lasso_.clear();
+  drag_ = Drag::None;
 }
 
 void UmapView::mouseMoveEvent(QMouseEvent* e) {
-  if (!lasso_.empty() && (e->buttons() & Qt::LeftButton)) {
-    lasso_.push_back(toWorld(e->position()));
+  if (drag_ == Drag::Lasso && (e->buttons() & Qt::LeftButton)) {
+    outline_.push_back(toWorld(e->position()));
+    requestUpdate();
+    return;
+  }
+  if (drag_ == Drag::Brush && (e->buttons() & Qt::LeftButton)) {
+    const glm::vec2 a = brush_start_, b = toWorld(e->position());
+    outline_ = {a, {b.x, a.y}, b, {a.x, b.y}};
+    requestUpdate();
     return;
   }
   if (!(e->buttons() & (Qt::LeftButton | Qt::MiddleButton))) {

@@ -1,6 +1,7 @@
 // The UMAP viewport: a QVulkanWindow drawing the point scene with render::PointPipeline through
-// the host upload path, with pan (drag), zoom to cursor (wheel), fit (double click / F) and
-// lasso selection (Shift + drag); reports where the pointer hovers, for picking.
+// the host upload path, with pan (drag), zoom to cursor (wheel), fit (double click / F), lasso
+// selection (Shift + drag) and brush selection (Ctrl + drag), both outlined while dragging;
+// reports where the pointer hovers, for picking.
 #pragma once
 
 #include <QVulkanWindow>
@@ -23,6 +24,7 @@ class UmapRenderer : public QVulkanWindowRenderer {
  private:
   UmapView* view_;
   std::unique_ptr<render::PointPipeline> pipeline_;
+  std::unique_ptr<render::PointPipeline> overlay_;  // the selection outline being dragged
   std::uint64_t uploaded_version_ = 0;
 };
 
@@ -44,10 +46,12 @@ class UmapView : public QVulkanWindow {
     requestUpdate();
   }
   std::uint64_t framesRendered() const { return frames_; }
+  // The outline being dragged (data coordinates): a lasso's path or a brush's four corners.
+  const std::vector<glm::vec2>& outline() const { return outline_; }
 
  signals:
   void frameRendered();
-  // A finished lasso polygon in data coordinates.
+  // A finished lasso polygon or brush rectangle (four corners) in data coordinates.
   void lassoed(std::shared_ptr<const std::vector<glm::vec2>> polygon);
   // The pointer rests at `world` (no button pressed); `radius` is 8 pixels in data units.
   void hovered(glm::vec2 world, float radius);
@@ -70,7 +74,10 @@ class UmapView : public QVulkanWindow {
   std::uint64_t frames_ = 0;
   float point_size_ = 5.0f;
   QPointF last_mouse_;
-  std::vector<glm::vec2> lasso_;  // data coordinates while Shift-dragging
+  enum class Drag { None, Pan, Lasso, Brush };
+  Drag drag_ = Drag::None;
+  glm::vec2 brush_start_{};
+  std::vector<glm::vec2> outline_;
   bool fitted_ = false;
 };
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <glm/geometric.hpp>
 #include <limits>
 
 #include "io/error.hpp"
@@ -99,6 +100,26 @@ glm::vec2 Camera::to_pixels(glm::vec2 world) const {
 glm::vec2 Camera::to_world(glm::vec2 pixels) const {
   const glm::vec2 ndc{pixels.x / width_ * 2.0f - 1.0f, pixels.y / height_ * 2.0f - 1.0f};
   return (ndc - offset()) / scale();
+}
+
+PointSet outline_dots(const std::vector<glm::vec2>& vertices, bool closed, const Camera& camera,
+                      float spacing, std::uint32_t color) {
+  PointSet dots;
+  if (vertices.empty() || spacing <= 0) return dots;
+  const std::size_t edges = closed ? vertices.size() : vertices.size() - 1;
+  float carry = 0;  // distance already walked past the last dot
+  for (std::size_t e = 0; e < edges; ++e) {
+    const glm::vec2 a = camera.to_pixels(vertices[e]);
+    const glm::vec2 b = camera.to_pixels(vertices[(e + 1) % vertices.size()]);
+    const float length = glm::length(b - a);
+    float t = carry > 0 ? spacing - carry : 0;
+    for (; t <= length; t += spacing)
+      dots.positions.push_back(camera.to_world(length > 0 ? a + (b - a) * (t / length) : a));
+    carry = length - (t - spacing);
+  }
+  if (vertices.size() == 1) dots.positions.push_back(vertices.front());
+  dots.colors.assign(dots.positions.size(), color);
+  return dots;
 }
 
 }  // namespace orrery::render

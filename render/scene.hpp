@@ -58,4 +58,10 @@ class Camera {
   float width_ = 1.0f, height_ = 1.0f;
 };
 
+// An outline (a lasso being drawn, a brush rectangle) as dots every `spacing` pixels along the
+// path through `vertices` (data coordinates; `closed` adds the last-to-first edge), for the point
+// pipeline to draw over the scene: one pipeline serves points and overlays.
+PointSet outline_dots(const std::vector<glm::vec2>& vertices, bool closed, const Camera& camera,
+                      float spacing, std::uint32_t color);
+
 }  // namespace orrery::render

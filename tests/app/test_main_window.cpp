@@ -200,6 +200,63 @@ class TestMainWindow : public QObject {
              QString::fromStdString(snap->markers[1][0].gene));
   }
 
+  // Ctrl + drag brushes a rectangle: its outline is drawn while dragging (dark dots along the
+  // edges on the light background), gone after release, and the rectangle selects the cells.
+  void brushOutlinedWhileDraggingSelects() {
+    auto snap = window_->snapshot();
+    app::UmapView* view = window_->umapView();
+    const qreal dpr = view->devicePixelRatio();
+    float x0 = 1e9f, y0 = 1e9f, x1 = -1e9f, y1 = -1e9f;
+    std::int64_t members = 0;
+    for (std::size_t i = 0; i < snap->labels.size(); ++i) {
+      if (snap->labels[i] != 1) continue;
+      ++members;
+      const auto p = view->camera().to_pixels({snap->umap_xy[2 * i], snap->umap_xy[2 * i + 1]});
+      x0 = std::min(x0, p.x);
+      x1 = std::max(x1, p.x);
+      y0 = std::min(y0, p.y);
+      y1 = std::max(y1, p.y);
+    }
+    const QPoint a(int((x0 - 6) / dpr), int((y0 - 6) / dpr)),
+        b(int((x1 + 6) / dpr), int((y1 + 6) / dpr));
+    // Share of positions along the brush's top and left edges with a dark pixel within 2 px.
+    auto inked = [&](const QImage& img) {
+      int hits = 0, samples = 0;
+      auto dark = [&](int x, int y) {
+        for (int d = -2; d <= 2; ++d) {
+          const int xx = x + (y == a.y() ? 0 : d), yy = y + (y == a.y() ? d : 0);
+          if (img.valid(xx, yy) && img.pixelColor(xx, yy).lightness() < 70) return true;
+        }
+        return false;
+      };
+      for (int x = a.x() + 4; x < b.x() - 4; x += 3, ++samples) hits += dark(x, a.y());
+      for (int y = a.y() + 4; y < b.y() - 4; y += 3, ++samples) hits += dark(a.x(), y);
+      return samples ? double(hits) / samples : 0.0;
+    };
+    QSignalSpy changed(window_.get(), &app::MainWindow::selectionChanged);
+    QTest::mousePress(view, Qt::LeftButton, Qt::ControlModifier, a);
+    QTest::mouseMove(view, (a + b) / 2);
+    QTest::mouseMove(view, b);
+    QCOMPARE(view->outline().size(), std::size_t{4});
+    const double during = inked(grabView().convertToFormat(QImage::Format_RGB32));
+    QTest::mouseRelease(view, Qt::LeftButton, Qt::ControlModifier, b);
+    QCOMPARE(changed.count(), 1);
+    QVERIFY(view->outline().empty());
+    const double after = inked(grabView().convertToFormat(QImage::Format_RGB32));
+    qInfo("brush outline: %.0f%% of edge positions inked while dragging, %.0f%% after release",
+          100 * during, 100 * after);
+    QVERIFY(during > 0.9);
+    QVERIFY(after < 0.2);
+    auto sel = window_->selection();
+    std::int64_t selected_in = 0, selected = 0;
+    for (std::size_t i = 0; i < sel->size(); ++i) {
+      selected += (*sel)[i];
+      selected_in += (*sel)[i] && snap->labels[i] == 1;
+    }
+    QCOMPARE(selected_in, members);
+    QVERIFY(selected - selected_in <= members / 20);
+  }
+
   void colourByGeneThroughSearch() {
     auto snap = window_->snapshot();
     const QString gene = QString::fromStdString(snap->markers[1][0].gene);
