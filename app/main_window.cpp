@@ -1,6 +1,7 @@
 #include "main_window.hpp"
 
 #include <QAction>
+#include <QActionGroup>
 #include <QApplication>
 #include <QColorDialog>
 #include <QCompleter>
@@ -18,6 +19,7 @@
 #include <QSaveFile>
 #include <QSettings>
 #include <QStatusBar>
+#include <QStyle>
 #include <QToolBar>
 #include <QToolTip>
 #include <QVBoxLayout>
@@ -171,6 +173,8 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   connect(cancel_, &QPushButton::clicked, this, &MainWindow::cancelRun);
   setRunning(false);
   buildMenus();
+  system_style_ = QApplication::style()->name();
+  setTheme(QSettings().value("theme", "system").toString());
 
   ComputeWorker* w = compute_->worker();
   connect(w, &ComputeWorker::progress, this, [this](const QString& stage, double f) {
@@ -336,6 +340,19 @@ void MainWindow::buildMenus() {
   edit->addAction(redo);
   QMenu* view = menuBar()->addMenu("&View");
   view->addAction("&Fit to data", QKeySequence("F"), view_, &UmapView::fitToData);
+  QMenu* themes = view->addMenu("&Theme");
+  auto* theme_group = new QActionGroup(themes);
+  for (const auto& [name, label] : {std::pair<QString, QString>{"system", "Follow the &desktop"},
+                                    std::pair<QString, QString>{"light", "&Light"},
+                                    std::pair<QString, QString>{"dark", "&Dark"}}) {
+    QAction* a = themes->addAction(label, this, [this, name] { setTheme(name); });
+    a->setCheckable(true);
+    a->setData(name);
+    theme_group->addAction(a);
+  }
+  connect(themes, &QMenu::aboutToShow, this, [this, theme_group] {
+    for (QAction* a : theme_group->actions()) a->setChecked(a->data().toString() == theme_);
+  });
   QMenu* select = menuBar()->addMenu("&Selection");
   compare_action_ = select->addAction("&Compare selection vs rest", QKeySequence("Ctrl+M"), this,
                                       &MainWindow::compareSelection);
@@ -865,6 +882,52 @@ void MainWindow::saveStore(const QString& path) {
   annotation->names = names_;
   annotation->colors = colors_;
   compute_->save(path, annotation);
+}
+
+void MainWindow::setTheme(const QString& theme) {
+  theme_ = theme == "light" || theme == "dark" ? theme : "system";
+  QSettings().setValue("theme", theme_);
+  if (theme_ == "system") {
+    QApplication::setStyle(system_style_);
+    QApplication::setPalette(QPalette());  // back to the platform theme's, which follows changes
+  } else {
+    QApplication::setStyle("Fusion");
+    QPalette p = QApplication::style()->standardPalette();
+    if (theme_ == "dark") {
+      const QColor window(45, 45, 48), base(30, 30, 32), text(230, 230, 230);
+      p.setColor(QPalette::Window, window);
+      p.setColor(QPalette::WindowText, text);
+      p.setColor(QPalette::Base, base);
+      p.setColor(QPalette::AlternateBase, window);
+      p.setColor(QPalette::Text, text);
+      p.setColor(QPalette::Button, window);
+      p.setColor(QPalette::ButtonText, text);
+      p.setColor(QPalette::ToolTipBase, base);
+      p.setColor(QPalette::ToolTipText, text);
+      p.setColor(QPalette::Highlight, QColor(42, 130, 218));
+      p.setColor(QPalette::HighlightedText, Qt::white);
+      p.setColor(QPalette::Disabled, QPalette::Text, QColor(128, 128, 128));
+      p.setColor(QPalette::Disabled, QPalette::WindowText, QColor(128, 128, 128));
+      p.setColor(QPalette::Disabled, QPalette::ButtonText, QColor(128, 128, 128));
+    }
+    QApplication::setPalette(p);
+  }
+  followPalette();
+}
+
+// The viewport's background: white on a light palette, the palette's base on a dark one.
+void MainWindow::followPalette() {
+  const QPalette p = QApplication::palette();
+  const bool dark = p.color(QPalette::Window).lightness() < 128;
+  view_->setProperty("background", dark ? p.color(QPalette::Base) : QColor(Qt::white));
+  view_->requestUpdate();
+}
+
+void MainWindow::changeEvent(QEvent* e) {
+  // The desktop switched between light and dark: Qt updates the application palette.
+  if (e->type() == QEvent::ApplicationPaletteChange || e->type() == QEvent::PaletteChange)
+    followPalette();
+  QMainWindow::changeEvent(e);
 }
 
 void MainWindow::dragEnterEvent(QDragEnterEvent* e) {

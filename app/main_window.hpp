@@ -12,6 +12,7 @@
 #include <QListWidget>
 #include <QMainWindow>
 #include <QMenu>
+#include <QPalette>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QTableWidget>
@@ -110,12 +111,20 @@ class MainWindow : public QMainWindow {
   void dotPlotShown();
   void geneShown(const QString& gene);
 
+ public:
+  // "system" follows the desktop's palette (and its changes); "light" and "dark" are Fusion
+  // palettes. The viewport's background follows. Remembered in the settings.
+  void setTheme(const QString& theme);
+  QString theme() const { return theme_; }
+
  protected:
+  void changeEvent(QEvent* e) override;
   void dragEnterEvent(QDragEnterEvent* e) override;
   void dropEvent(QDropEvent* e) override;
 
  private:
   void buildMenus();
+  void followPalette();
   QDockWidget* addDock(const QString& title, const char* name, QWidget* widget,
                        Qt::DockWidgetArea area);
   void setRunning(bool running);
@@ -172,6 +181,8 @@ class MainWindow : public QMainWindow {
   bool running_ = false;
   std::int64_t hovered_cell_ = -1;
   std::vector<glm::vec2> cell_xy_;  // the embedding in cell order (lasso and picking)
+  QString theme_ = "system";
+  QString system_style_;
 };
 
 }  // namespace orrery::app

@@ -725,6 +725,28 @@ class TestMainWindow : public QObject {
              qPrintable(failed.first().first().toString()));
   }
 
+  // Dark and light themes: the palette and the viewport's background switch, the choice is
+  // remembered, and "system" returns to the desktop's (light under Xvfb) palette.
+  void themesSwitchPaletteAndViewport() {
+    auto corner = [&] { return grabView().pixelColor(3, 3).lightness(); };
+    QCOMPARE(window_->theme(), QString("system"));
+    const int system = corner();
+    window_->setTheme("dark");
+    QVERIFY(QApplication::palette().color(QPalette::Window).lightness() < 80);
+    const int dark = corner();
+    QCOMPARE(QSettings().value("theme").toString(), QString("dark"));
+    window_->setTheme("light");
+    const int light = corner();
+    window_->setTheme("system");
+    const int back = corner();
+    qInfo("viewport corner lightness: system %d, dark %d, light %d, system again %d", system, dark,
+          light, back);
+    QVERIFY(dark < 60);
+    QVERIFY(light > 240);
+    QCOMPARE(back, system);
+    QCOMPARE(QSettings().value("theme").toString(), QString("system"));
+  }
+
   void remainingTimeText() {
     QCOMPARE(app::remaining_text(0.5, 0.5), QString());  // too early to say
     QCOMPARE(app::remaining_text(10, 0.01), QString());
