@@ -10,6 +10,7 @@
 #include <QSvgGenerator>
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 namespace orrery::render {
 
@@ -116,8 +117,8 @@ void paint_figure(QPainter& p, const QSizeF& page, const FigureContent& c) {
   }
 }
 
-bool export_figure(const QString& path, const FigureContent& c, const FigureOptions& o,
-                   QString* error) {
+bool export_painting(const QString& path, const FigureOptions& o, const QString& title,
+                     const std::function<void(QPainter&, const QSizeF&)>& paint, QString* error) {
   const QString ext = QFileInfo(path).suffix().toLower();
   auto fail = [&](const QString& why) {
     if (error) *error = why;
@@ -131,11 +132,11 @@ bool export_figure(const QString& path, const FigureContent& c, const FigureOpti
     svg.setSize(o.size_pt.toSize());
     svg.setViewBox(QRectF(QPointF(0, 0), o.size_pt));
     svg.setResolution(72);  // one SVG unit = one point
-    svg.setTitle(c.title);
+    svg.setTitle(title);
     svg.setDescription("Orrery figure");
     QPainter p;
     if (!p.begin(&svg)) return fail("cannot write " + path);
-    paint_figure(p, o.size_pt, c);
+    paint(p, o.size_pt);
     return p.end() ? true : fail("cannot write " + path);
   }
   if (ext == "pdf") {
@@ -143,12 +144,12 @@ bool export_figure(const QString& path, const FigureContent& c, const FigureOpti
     pdf.setPageSize(QPageSize(o.size_pt, QPageSize::Point));
     pdf.setPageMargins(QMarginsF(0, 0, 0, 0));
     pdf.setResolution(static_cast<int>(o.dpi));
-    pdf.setTitle(c.title);
+    pdf.setTitle(title);
     pdf.setCreator("Orrery");
     QPainter p;
     if (!p.begin(&pdf)) return fail("cannot write " + path);
     p.scale(o.dpi / 72.0, o.dpi / 72.0);  // lay out in points
-    paint_figure(p, o.size_pt, c);
+    paint(p, o.size_pt);
     return p.end() ? true : fail("cannot write " + path);
   }
   if (ext == "png") {
@@ -159,11 +160,17 @@ bool export_figure(const QString& path, const FigureContent& c, const FigureOpti
     image.setDotsPerMeterY(static_cast<int>(std::lround(o.dpi / 0.0254)));
     QPainter p(&image);
     p.scale(scale, scale);
-    paint_figure(p, o.size_pt, c);
+    paint(p, o.size_pt);
     p.end();
     return image.save(path, "PNG") ? true : fail("cannot write " + path);
   }
   return fail("unknown figure format '" + ext + "' (png, svg or pdf)");
+}
+
+bool export_figure(const QString& path, const FigureContent& c, const FigureOptions& o,
+                   QString* error) {
+  return export_painting(
+      path, o, c.title, [&](QPainter& p, const QSizeF& page) { paint_figure(p, page, c); }, error);
 }
 
 }  // namespace orrery::render

@@ -8,6 +8,7 @@
 #include <QImage>
 #include <QSizeF>
 #include <QString>
+#include <functional>
 #include <utility>
 #include <vector>
 
@@ -33,6 +34,12 @@ QSize point_layer_pixels(const FigureOptions& options);
 
 // Lays the figure out on `painter` in a page of `page` units (points).
 void paint_figure(QPainter& painter, const QSizeF& page, const FigureContent& content);
+
+// Writes whatever `paint` draws on a page of `options.size_pt` points to `path` as PNG (at
+// options.dpi), SVG or PDF by its extension; false with `error` set on failure.
+bool export_painting(const QString& path, const FigureOptions& options, const QString& title,
+                     const std::function<void(QPainter&, const QSizeF&)>& paint,
+                     QString* error = nullptr);
 
 // Writes `path` as PNG, SVG or PDF by its extension; false with `error` set on failure.
 bool export_figure(const QString& path, const FigureContent& content, const FigureOptions& options,

@@ -411,6 +411,36 @@ class TestMainWindow : public QObject {
                  violin->medians().begin(),
              static_cast<std::ptrdiff_t>(strongest));
     QVERIFY(!violin->renderImage(QSize(600, 300)).isNull());
+    // Both plots export as figures: PNG at the asked resolution with the strongest dot red,
+    // SVG with every gene name as text (vectors, not a bitmap), PDF.
+    const QString png = tmp_.filePath("dotplot.png"), svg = tmp_.filePath("dotplot.svg");
+    QVERIFY(window_->dotPlot()->exportTo(png, 144));
+    const QImage exported(png);
+    const QSize on_screen =
+        window_->dotPlot()->width() >= 100 && window_->dotPlot()->height() >= 100
+            ? window_->dotPlot()->size()
+            : QSize(480, 360);
+    QCOMPARE(exported.size(), on_screen * 2);  // 144 dpi = 2 pixels per point
+    const QColor exported_centre =
+        exported.pixelColor((window_->dotPlot()->dotCentre(strongest, 0, on_screen) * 2).toPoint());
+    QVERIFY(exported_centre.red() > exported_centre.green() + 60);
+    QVERIFY(window_->dotPlot()->exportTo(svg));
+    QFile svg_file(svg);
+    QVERIFY(svg_file.open(QIODevice::ReadOnly));
+    QSet<QString> texts;
+    for (QXmlStreamReader xml(&svg_file); !xml.atEnd();)
+      if (xml.readNext() == QXmlStreamReader::StartElement && xml.name() == QLatin1String("text"))
+        texts.insert(xml.readElementText(QXmlStreamReader::IncludeChildElements).trimmed());
+    for (const auto& gene : data->genes) QVERIFY2(texts.contains(gene), qPrintable(gene));
+    for (const QString& pdf : {tmp_.filePath("dotplot.pdf"), tmp_.filePath("violins.pdf")}) {
+      QVERIFY(pdf.contains("dot") ? window_->dotPlot()->exportTo(pdf)
+                                  : window_->violinPlot()->exportTo(pdf));
+      QFile f(pdf);
+      QVERIFY(f.open(QIODevice::ReadOnly) && f.read(5) == "%PDF-" && f.size() > 1000);
+    }
+    QString error;
+    QVERIFY(!window_->violinPlot()->exportTo(tmp_.filePath("violins.tiff"), 300, &error));
+    QVERIFY(error.contains("tiff"));
     window_->colorByGene("");
     QVERIFY(violin->densities().empty());
   }
