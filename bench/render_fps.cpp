@@ -1,8 +1,11 @@
 // Frame time of the point renderer: N synthetic cells (Gaussian blobs, one colour per blob) drawn
 // offscreen at W x H for F frames on whatever Vulkan device is present (lavapipe here, a GPU on
-// the device machine). Prints one JSON object: upload time, per-frame median/mean/max, fps.
+// the device machine). Prints one JSON object: upload time, per-frame median/mean/max, fps, and the
+// time to select the points inside a 400-vertex lasso and a brush rectangle (CPU path, median of
+// five).
 // Usage: orrery_bench_render [N=1000000] [FRAMES=20] [W=1920] [H=1080] [POINT_PX=3]
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -13,6 +16,7 @@
 #include "compute/rng.hpp"
 #include "render/offscreen.hpp"
 #include "render/scene.hpp"
+#include "render/selection.hpp"
 
 int main(int argc, char** argv) {
   using namespace orrery;
@@ -42,6 +46,32 @@ int main(int argc, char** argv) {
     const render::PointSet points = render::categorical_points(xy, labels, palette);
     render::Camera camera;
     camera.fit(points, static_cast<float>(o.width), static_cast<float>(o.height));
+    const auto median_ms = [](auto&& work) {
+      std::vector<double> ms;
+      for (int r = 0; r < 5; ++r) {
+        const auto t0 = std::chrono::steady_clock::now();
+        work();
+        ms.push_back(
+            std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0)
+                .count());
+      }
+      std::sort(ms.begin(), ms.end());
+      return ms[2];
+    };
+    std::vector<glm::vec2> lasso;  // a wobbly loop around the first blob and part of others
+    for (int v = 0; v < 400; ++v) {
+      const double a = 6.283185307 * v / 400, r = 8 + 2 * std::sin(9 * a);
+      lasso.push_back({static_cast<float>(cx[0] + r * std::cos(a)),
+                       static_cast<float>(cy[0] + r * std::sin(a))});
+    }
+    std::size_t lassoed = 0;
+    const double lasso_ms = median_ms([&] {
+      const auto in = render::points_in_polygon(points.positions, lasso);
+      lassoed = static_cast<std::size_t>(std::count(in.begin(), in.end(), true));
+    });
+    const glm::vec2 c0(static_cast<float>(cx[0]), static_cast<float>(cy[0]));
+    const double brush_ms = median_ms(
+        [&] { render::points_in_rect(points.positions, c0 - glm::vec2(8), c0 + glm::vec2(8)); });
     render::OffscreenRenderer renderer;
     const render::Image img = renderer.render(points, camera, o);
     std::vector<double> t = img.frame_ms;
@@ -51,9 +81,10 @@ int main(int argc, char** argv) {
     std::printf(
         "{\"points\": %zu, \"width\": %u, \"height\": %u, \"point_px\": %.1f, \"frames\": %zu, "
         "\"device\": \"%s\", \"upload_ms\": %.1f, \"frame_ms_median\": %.2f, \"frame_ms_mean\": "
-        "%.2f, \"frame_ms_max\": %.2f, \"fps\": %.1f}\n",
+        "%.2f, \"frame_ms_max\": %.2f, \"fps\": %.1f, \"lasso_400_vertices_ms\": %.1f, "
+        "\"lassoed\": %zu, \"brush_ms\": %.1f}\n",
         n, o.width, o.height, o.point_size, t.size(), renderer.device_name().c_str(), img.upload_ms,
-        median, mean, t.back(), 1000.0 / median);
+        median, mean, t.back(), 1000.0 / median, lasso_ms, lassoed, brush_ms);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "orrery_bench_render: %s\n", e.what());

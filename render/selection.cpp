@@ -19,17 +19,38 @@ std::vector<bool> points_in_polygon(const std::vector<glm::vec2>& points,
       lo = glm::min(lo, v);
       hi = glm::max(hi, v);
     }
-    tbb::parallel_for(std::size_t{0}, points.size(), [&](std::size_t i) {
-      const glm::vec2 p = points[i];
-      if (p.x < lo.x || p.x > hi.x || p.y < lo.y || p.y > hi.y) return;
-      bool in = false;
-      for (std::size_t a = 0, b = m - 1; a < m; b = a++) {
-        const glm::vec2 u = polygon[a], v = polygon[b];
-        if ((u.y > p.y) != (v.y > p.y) && p.x < (v.x - u.x) * (p.y - u.y) / (v.y - u.y) + u.x)
-          in = !in;
-      }
-      inside[i] = in;
-    });
+    // Horizontal slabs, each listing the edges whose y-range meets it: a point tests only the
+    // edges of its slab (a hand-drawn lasso of hundreds of vertices costs a few edges per point,
+    // not all of them). Slab indices are a monotone function of y, so every edge that can cross
+    // a point's horizontal ray is in the point's slab: the answer is the full even-odd test's.
+    const int slabs = static_cast<int>(std::clamp<std::size_t>(2 * m, 1, 4096));
+    const float height = hi.y - lo.y;
+    auto slab_of = [&](float y) {
+      if (!(height > 0)) return 0;
+      return std::clamp(static_cast<int>((y - lo.y) / height * slabs), 0, slabs - 1);
+    };
+    std::vector<std::vector<std::uint32_t>> edges(static_cast<std::size_t>(slabs));
+    for (std::size_t a = 0, b = m - 1; a < m; b = a++) {
+      const float y0 = std::min(polygon[a].y, polygon[b].y),
+                  y1 = std::max(polygon[a].y, polygon[b].y);
+      for (int k = slab_of(y0); k <= slab_of(y1); ++k)
+        edges[static_cast<std::size_t>(k)].push_back(static_cast<std::uint32_t>(a));
+    }
+    tbb::parallel_for(
+        tbb::blocked_range<std::size_t>(0, points.size(), 1 << 14),
+        [&](const tbb::blocked_range<std::size_t>& r) {
+          for (std::size_t i = r.begin(); i != r.end(); ++i) {
+            const glm::vec2 p = points[i];
+            if (p.x < lo.x || p.x > hi.x || p.y < lo.y || p.y > hi.y) continue;
+            bool in = false;
+            for (const std::uint32_t a : edges[static_cast<std::size_t>(slab_of(p.y))]) {
+              const glm::vec2 u = polygon[a], v = polygon[a == 0 ? m - 1 : a - 1];
+              if ((u.y > p.y) != (v.y > p.y) && p.x < (v.x - u.x) * (p.y - u.y) / (v.y - u.y) + u.x)
+                in = !in;
+            }
+            inside[i] = in;
+          }
+        });
   }
   return std::vector<bool>(inside.begin(), inside.end());
 }

@@ -3,6 +3,8 @@
 // selection dims the rest, and the image has the requested size.
 #include <QtTest/QtTest>
 
+#include <random>
+
 #include "io/error.hpp"
 #include "render/colormap.hpp"
 #include "render/offscreen.hpp"
@@ -138,6 +140,41 @@ class TestOffscreen : public QObject {
     QCOMPARE(render::points_in_polygon(pts, {{0, 0}, {1, 1}}), std::vector<bool>(5, false));
     QCOMPARE(render::points_in_rect(pts, {6, 6}, {4, 4}),
              (std::vector<bool>{false, false, false, true, false}));
+  }
+
+  // The slab-indexed lasso equals the plain even-odd test over every edge, for a hand-drawn-like
+  // star of 600 vertices, a self-crossing scribble and a flat (zero-height) polygon.
+  void lassoEqualsBruteForce() {
+    std::mt19937 rng(5);
+    std::uniform_real_distribution<float> u(-12, 12);
+    std::vector<glm::vec2> pts(200000);
+    for (auto& p : pts) p = {u(rng), u(rng)};
+    pts.push_back({0, 3});  // exactly on a vertex row of the flat polygon
+    auto brute = [&](const std::vector<glm::vec2>& poly) {
+      std::vector<bool> out(pts.size());
+      for (std::size_t i = 0; i < pts.size(); ++i) {
+        bool in = false;
+        for (std::size_t a = 0, b = poly.size() - 1; a < poly.size(); b = a++) {
+          const glm::vec2 p = pts[i], v = poly[a], w = poly[b];
+          if ((v.y > p.y) != (w.y > p.y) && p.x < (w.x - v.x) * (p.y - v.y) / (w.y - v.y) + v.x)
+            in = !in;
+        }
+        out[i] = in;
+      }
+      return out;
+    };
+    std::vector<glm::vec2> star, scribble;
+    for (int k = 0; k < 600; ++k) {
+      const float t = 6.2831853f * k / 600, r = 6 + 3 * std::sin(7 * t) + u(rng) / 24;
+      star.push_back({r * std::cos(t), r * std::sin(t)});
+    }
+    for (int k = 0; k < 300; ++k) scribble.push_back({u(rng), u(rng)});
+    std::vector<glm::vec2> flat{{-5, 3}, {5, 3}, {2, 3}};
+    for (const auto* poly : {&star, &scribble, &flat}) {
+      const auto got = render::points_in_polygon(pts, *poly);
+      QCOMPARE(got, brute(*poly));
+      if (poly != &flat) QVERIFY(std::count(got.begin(), got.end(), true) > 10000);
+    }
   }
 
   // Picking: the nearest pickable point within the radius; hidden ones are skipped.
