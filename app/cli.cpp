@@ -213,49 +213,9 @@ int cmd_synth(const Args& a) {
   return 0;
 }
 
-std::string describe(const ColumnValues& v) {
-  return std::visit(
-      [](const auto& x) -> std::string {
-        using V = std::decay_t<decltype(x)>;
-        if constexpr (std::is_same_v<V, Categorical>)
-          return "categorical (" + std::to_string(x.categories.size()) + " categories)";
-        else if constexpr (std::is_same_v<V, std::vector<std::string>>)
-          return "string";
-        else if constexpr (std::is_same_v<V, std::vector<bool>>)
-          return "bool";
-        else if constexpr (std::is_same_v<V, std::vector<double>> ||
-                           std::is_same_v<V, std::vector<float>>)
-          return "float";
-        else
-          return "int";
-      },
-      v);
-}
-
-std::string join(const std::vector<std::string>& v, std::size_t most = 8) {
-  std::string s;
-  for (std::size_t i = 0; i < std::min(most, v.size()); ++i) s += (i ? ", " : "") + v[i];
-  if (v.size() > most) s += ", ... (" + std::to_string(v.size()) + ")";
-  return s.empty() ? "-" : s;
-}
-
 int cmd_info(const std::string& path) {
   io::Store store = io::open_store(path);
-  std::printf(
-      "store    %s\nformat   %s\nX        %s\nshape    %lld cells x %lld genes\nnnz      %lld\n",
-      path.c_str(), store.format.c_str(), store.x_encoding.c_str(),
-      static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),
-      static_cast<long long>(store.X->nnz()));
-  std::printf("obs      %s\nvar      %s\n", join(store.obs.index, 3).c_str(),
-              join(store.var.index, 3).c_str());
-  for (const auto& c : store.obs.columns)
-    std::printf("obs col  %-24s %s\n", c.name.c_str(), describe(c.values).c_str());
-  for (const auto& c : store.var.columns)
-    std::printf("var col  %-24s %s\n", c.name.c_str(), describe(c.values).c_str());
-  std::printf("obsm     %s\nobsp     %s\nlayers   %s\nraw      %s\nuns      %s\n",
-              join(store.obsm_keys).c_str(), join(store.obsp_keys).c_str(),
-              join(store.layer_keys).c_str(), store.has_raw ? "raw/X present" : "-",
-              join(store.uns_keys).c_str());
+  std::fputs(io::describe_store(store, path).c_str(), stdout);
   return 0;
 }
 

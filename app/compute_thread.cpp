@@ -119,6 +119,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       progress.report(what, f);
     };
     auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
+    emit storeOpened(QString::fromStdString(io::describe_store(*store, path.toStdString())));
     std::string note;
     auto backend = compute::make_backend(params.backend, &note);
     compute::PipelineHooks hooks;

@@ -82,6 +82,8 @@ class ComputeWorker : public QObject {
   void progress(const QString& stage, double fraction);
   void layoutStep(std::shared_ptr<const std::vector<float>> xy);
   void qcReady(std::shared_ptr<const orrery::compute::QcMetrics> metrics);
+  // The opened store described as by `orrery info`, before the first pass over X.
+  void storeOpened(const QString& summary);
   void finished(std::shared_ptr<const orrery::app::RunSnapshot> snapshot);
   void saved(const QString& path);
   void geneReady(const QString& gene, std::shared_ptr<const std::vector<float>> values);

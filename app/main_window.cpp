@@ -8,6 +8,7 @@
 #include <QDockWidget>
 #include <QDragEnterEvent>
 #include <QFileDialog>
+#include <QFontDatabase>
 #include <QHeaderView>
 #include <QImage>
 #include <QInputDialog>
@@ -16,6 +17,7 @@
 #include <QMimeData>
 #include <QPainter>
 #include <QPixmap>
+#include <QPlainTextEdit>
 #include <QSaveFile>
 #include <QSettings>
 #include <QStatusBar>
@@ -127,6 +129,12 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
 
   dot_plot_ = new DotPlotView;
   dot_dock_ = addDock("Dot plot", "dotplot", dot_plot_, Qt::RightDockWidgetArea);
+  store_info_ = new QPlainTextEdit;
+  store_info_->setReadOnly(true);
+  store_info_->setLineWrapMode(QPlainTextEdit::NoWrap);
+  store_info_->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
+  store_info_->setToolTip("The open store, as `orrery info` describes it");
+  addDock("Store", "store", store_info_, Qt::LeftDockWidgetArea);
   violin_ = new ViolinView;
   tabifyDockWidget(dot_dock_, addDock("Violins", "violins", violin_, Qt::RightDockWidgetArea));
 
@@ -200,6 +208,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     pending_runs_ = std::max(0, pending_runs_ - 1);
     setRunning(pending_runs_ > 0);
   });
+  connect(w, &ComputeWorker::storeOpened, store_info_, &QPlainTextEdit::setPlainText);
   connect(w, &ComputeWorker::qcReady, this, [this](std::shared_ptr<const compute::QcMetrics> m) {
     qc_->setMetrics(std::move(m), params_);
   });

@@ -13,6 +13,7 @@
 #include <QMainWindow>
 #include <QMenu>
 #include <QPalette>
+#include <QPlainTextEdit>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QTableWidget>
@@ -70,6 +71,7 @@ class MainWindow : public QMainWindow {
   ParamsPanel* paramsPanel() const { return params_panel_; }
   DotPlotView* dotPlot() const { return dot_plot_; }
   ViolinView* violinPlot() const { return violin_; }
+  QString storeSummary() const { return store_info_->toPlainText(); }
   const compute::PipelineParams& params() const { return params_; }
 
  public slots:
@@ -150,6 +152,7 @@ class MainWindow : public QMainWindow {
   DotPlotView* dot_plot_ = nullptr;
   QDockWidget* dot_dock_ = nullptr;
   ViolinView* violin_ = nullptr;
+  QPlainTextEdit* store_info_ = nullptr;
   QDockWidget* markers_dock_ = nullptr;
   QAction* compare_action_ = nullptr;
   QAction* set_a_action_ = nullptr;

@@ -6,6 +6,7 @@
 #include <future>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 
 #include "anndata_reader.hpp"
 #include "error.hpp"
@@ -129,6 +130,66 @@ Store open_store(const std::string& path, const OpenOptions& options) {
     return open_zarr(path, options);
   throw Error(path, "",
               "unrecognised store (expected .h5ad, .zarr, 10x .h5 or a Matrix Market folder)");
+}
+
+namespace {
+
+std::string column_type(const ColumnValues& v) {
+  return std::visit(
+      [](const auto& x) -> std::string {
+        using V = std::decay_t<decltype(x)>;
+        if constexpr (std::is_same_v<V, Categorical>)
+          return "categorical (" + std::to_string(x.categories.size()) + " categories)";
+        else if constexpr (std::is_same_v<V, std::vector<std::string>>)
+          return "string";
+        else if constexpr (std::is_same_v<V, std::vector<bool>>)
+          return "bool";
+        else if constexpr (std::is_same_v<V, std::vector<double>> ||
+                           std::is_same_v<V, std::vector<float>>)
+          return "float";
+        else
+          return "int";
+      },
+      v);
+}
+
+std::string first_names(const std::vector<std::string>& v, std::size_t most = 8) {
+  std::string s;
+  for (std::size_t i = 0; i < std::min(most, v.size()); ++i) s += (i ? ", " : "") + v[i];
+  if (v.size() > most) s += ", ... (" + std::to_string(v.size()) + ")";
+  return s.empty() ? "-" : s;
+}
+
+}  // namespace
+
+std::string describe_store(const Store& store, const std::string& path) {
+  std::string out;
+  auto line = [&](const std::string& label, const std::string& value) {
+    out += label + std::string(label.size() < 9 ? 9 - label.size() : 1, ' ') + value + "\n";
+  };
+  line("store", path);
+  line("format", store.format);
+  line("X", store.x_encoding);
+  line("shape",
+       std::to_string(store.n_obs()) + " cells x " + std::to_string(store.n_vars()) + " genes");
+  line("nnz", std::to_string(store.X->nnz()));
+  line("obs", first_names(store.obs.index, 3));
+  line("var", first_names(store.var.index, 3));
+  auto columns = [&](const char* label, const DataFrame& df) {
+    for (const auto& c : df.columns) {
+      std::string name = c.name;
+      if (name.size() < 24) name.resize(24, ' ');
+      line(label, name + " " + column_type(c.values));
+    }
+  };
+  columns("obs col", store.obs);
+  columns("var col", store.var);
+  line("obsm", first_names(store.obsm_keys));
+  line("obsp", first_names(store.obsp_keys));
+  line("layers", first_names(store.layer_keys));
+  line("raw", store.has_raw ? "raw/X present" : "-");
+  line("uns", first_names(store.uns_keys));
+  return out;
 }
 
 }  // namespace orrery::io

@@ -63,6 +63,11 @@ Store open_store(const std::string& path, const OpenOptions& options = {});
 void for_each_chunk(RowChunkReader& reader, std::int64_t step,
                     const std::function<void(CsrMatrix&, std::int64_t)>& visit);
 
+// What `orrery info` prints and the app's Store panel shows: format, X encoding, shape, nnz,
+// the first names, obs/var columns with their types, obsm/obsp/layers/raw/uns keys. One
+// "label   value" line each.
+std::string describe_store(const Store& store, const std::string& path);
+
 // anndata's var_names_make_unique: second and later duplicates of "X" become "X-1", "X-2", ...
 void make_unique(std::vector<std::string>& names);
 

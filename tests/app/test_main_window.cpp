@@ -111,6 +111,16 @@ class TestMainWindow : public QObject {
              failed.isEmpty() ? "timed out" : qPrintable(failed.first().first().toString()));
     ticker.stop();
     qInfo("longest gap between 10 ms timer ticks during the run: %lld ms", max_gap);
+    // The Store panel describes the opened store as `orrery info` does.
+    {
+      io::Store s = io::open_store(demo_.toStdString());
+      const QString summary = window_->storeSummary();
+      QVERIFY2(
+          summary.contains(QString("shape    %1 cells x %2 genes").arg(s.n_obs()).arg(s.n_vars())),
+          qPrintable(summary));
+      QVERIFY(summary.contains(QString("nnz      %1").arg(s.X->nnz())));
+      QVERIFY(summary.contains(QRegularExpression("obs col  true_cluster +categorical")));
+    }
     QVERIFY(max_gap < 2000);
 
     auto snap = window_->snapshot();
