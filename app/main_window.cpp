@@ -543,23 +543,40 @@ void MainWindow::colorByGene(const QString& gene) {
 
 void MainWindow::redraw() {
   if (!snapshot_) return;
+  auto rgba = [](const std::string& hex) {
+    const QColor c(QString::fromStdString(hex));
+    return render::pack_rgba(static_cast<std::uint8_t>(c.red()),
+                             static_cast<std::uint8_t>(c.green()),
+                             static_cast<std::uint8_t>(c.blue()));
+  };
+  std::vector<std::pair<std::string, std::uint32_t>> legend;
   if (gene_values_) {
     const auto& v = *gene_values_;
+    const float lo = render::quantile(v, 0.01), hi = render::quantile(v, 0.99);
+    for (int k = 4; k >= 0; --k)  // the colour scale, high to low
+      legend.emplace_back(QString::number(lo + (hi - lo) * k / 4.0, 'g', 3).toStdString(),
+                          render::viridis(k / 4.0f));
+    view_->setLegend(gene_.toStdString(), std::move(legend));
     view_->setPoints(
-        render::continuous_points(snapshot_->umap_xy, v, render::quantile(v, 0.01),
-                                  render::quantile(v, 0.99), render::default_alpha(v.size())),
+        render::continuous_points(snapshot_->umap_xy, v, lo, hi, render::default_alpha(v.size())),
         view_->points().size() == 0);
     return;
   }
   std::vector<bool> none;
   const std::vector<bool>& sel = selection_ ? *selection_ : none;
   if (obs_categories_) {
+    for (std::size_t c = 0; c < obs_categories_->categories.size(); ++c)
+      legend.emplace_back(obs_categories_->categories[c], rgba(obs_categories_->colors[c]));
+    view_->setLegend(gene_.toStdString(), std::move(legend));
     view_->setPoints(render::categorical_points(snapshot_->umap_xy, obs_categories_->codes,
                                                 obs_categories_->colors, {}, sel,
                                                 render::default_alpha(labels_.size())),
                      view_->points().size() == 0);
     return;
   }
+  for (std::size_t c = 0; c < names_.size(); ++c)
+    if (!hidden_[c]) legend.emplace_back(names_[c], rgba(colors_[c]));
+  view_->setLegend("clusters", std::move(legend));
   view_->setPoints(render::categorical_points(snapshot_->umap_xy, labels_, colors_, hidden_, sel,
                                               render::default_alpha(labels_.size())),
                    view_->points().size() == 0);

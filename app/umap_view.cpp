@@ -9,16 +9,25 @@
 namespace orrery::app {
 
 void UmapRenderer::initResources() {
-  for (auto* p : {&pipeline_, &overlay_})
+  for (auto* p : {&pipeline_, &outline_})
     *p = std::make_unique<render::PointPipeline>(view_->physicalDevice(), view_->device(),
                                                  view_->defaultRenderPass(),
                                                  view_->sampleCountFlagBits());
+  if (render::Overlay::available()) {
+    QVulkanInstance* instance = view_->vulkanInstance();
+    hud_ = std::make_unique<render::Overlay>(render::OverlayDevice{
+        instance->vkInstance(), view_->physicalDevice(), view_->device(),
+        view_->graphicsQueueFamilyIndex(), view_->graphicsQueue(), view_->graphicsCommandPool(),
+        view_->defaultRenderPass(), view_->sampleCountFlagBits(),
+        static_cast<std::uint32_t>(view_->concurrentFrameCount())});
+  }
   uploaded_version_ = 0;
 }
 
 void UmapRenderer::releaseResources() {
   pipeline_.reset();
-  overlay_.reset();
+  outline_.reset();
+  hud_.reset();
 }
 
 void UmapRenderer::startNextFrame() {
@@ -28,7 +37,11 @@ void UmapRenderer::startNextFrame() {
   const QColor bg = view_->property("background").value<QColor>();
   const QColor c = bg.isValid() ? bg : QColor(Qt::white);
   // Buffers are rewritten only between frames: wait for the GPU before replacing them.
-  const bool outline = !view_->outline_.empty() || overlay_->count() > 0;
+  const bool outline = !view_->outline_.empty() || outline_->count() > 0;
+  // Frame time: the interval between this frame and the last one, when they follow closely.
+  if (view_->frame_clock_.isValid() && view_->frame_clock_.elapsed() < 1000)
+    view_->overlay_.frame_ms = static_cast<double>(view_->frame_clock_.nsecsElapsed()) / 1e6;
+  view_->frame_clock_.start();
   if (uploaded_version_ != view_->version_ || outline)
     view_->vulkanInstance()->deviceFunctions(view_->device())->vkDeviceWaitIdle(view_->device());
   if (uploaded_version_ != view_->version_) {
@@ -37,7 +50,7 @@ void UmapRenderer::startNextFrame() {
   }
   if (outline) {  // dark on a light background, light on a dark one
     const std::uint8_t ink = c.lightness() > 127 ? 20 : 235;
-    overlay_->upload(render::outline_dots(view_->outline_, view_->drag_ == UmapView::Drag::Brush,
+    outline_->upload(render::outline_dots(view_->outline_, view_->drag_ == UmapView::Drag::Brush,
                                           view_->camera_, 1.5f, render::pack_rgba(ink, ink, ink)));
   }
 
@@ -59,8 +72,15 @@ void UmapRenderer::startNextFrame() {
   f->vkCmdBeginRenderPass(cmd, &rp, VK_SUBPASS_CONTENTS_INLINE);
   pipeline_->record(cmd, view_->camera_, rp.renderArea.extent,
                     view_->point_size_ * static_cast<float>(view_->devicePixelRatio()));
-  overlay_->record(cmd, view_->camera_, rp.renderArea.extent,
+  outline_->record(cmd, view_->camera_, rp.renderArea.extent,
                    3.0f * static_cast<float>(view_->devicePixelRatio()));
+  if (hud_ && view_->overlay_on_) {
+    view_->overlay_.points = view_->points_.size();
+    view_->overlay_.pixels_per_unit =
+        view_->camera_.scale().x * static_cast<float>(size.width()) / 2;
+    hud_->record(cmd, rp.renderArea.extent, static_cast<float>(view_->devicePixelRatio()),
+                 view_->overlay_);
+  }
   f->vkCmdEndRenderPass(cmd);
   view_->frameReady();
   ++view_->frames_;
@@ -81,6 +101,18 @@ void UmapView::setPoints(render::PointSet points, bool refit) {
   points_ = std::move(points);
   ++version_;
   if (refit) fitted_ = false;
+  requestUpdate();
+}
+
+void UmapView::setLegend(std::string title,
+                         std::vector<std::pair<std::string, std::uint32_t>> entries) {
+  overlay_.legend_title = std::move(title);
+  overlay_.legend = std::move(entries);
+  requestUpdate();
+}
+
+void UmapView::setOverlayVisible(bool on) {
+  overlay_on_ = on && render::Overlay::available();
   requestUpdate();
 }
 
@@ -166,6 +198,8 @@ void UmapView::keyPressEvent(QKeyEvent* e) {
     fitToData();
   else if (e->key() == Qt::Key_Plus || e->key() == Qt::Key_Equal)
     setPointSize(point_size_ + 1);
+  else if (e->key() == Qt::Key_O)
+    setOverlayVisible(!overlay_on_);
   else if (e->key() == Qt::Key_Minus)
     setPointSize(std::max(1.0f, point_size_ - 1));
   else

@@ -8,6 +8,9 @@
 #include <memory>
 #include <vector>
 
+#include <QElapsedTimer>
+
+#include "render/overlay.hpp"
 #include "render/point_pipeline.hpp"
 
 namespace orrery::app {
@@ -24,7 +27,8 @@ class UmapRenderer : public QVulkanWindowRenderer {
  private:
   UmapView* view_;
   std::unique_ptr<render::PointPipeline> pipeline_;
-  std::unique_ptr<render::PointPipeline> overlay_;  // the selection outline being dragged
+  std::unique_ptr<render::PointPipeline> outline_;  // the selection outline being dragged
+  std::unique_ptr<render::Overlay> hud_;            // legend, scale bar, counts (Dear ImGui)
   std::uint64_t uploaded_version_ = 0;
 };
 
@@ -46,6 +50,11 @@ class UmapView : public QVulkanWindow {
     requestUpdate();
   }
   std::uint64_t framesRendered() const { return frames_; }
+  // The heads-up overlay (legend, scale bar, cell count, frame time): its legend, and whether it
+  // shows (O toggles it; off when this build has no Dear ImGui).
+  void setLegend(std::string title, std::vector<std::pair<std::string, std::uint32_t>> entries);
+  void setOverlayVisible(bool on);
+  bool overlayVisible() const { return overlay_on_; }
   // The outline being dragged (data coordinates): a lasso's path or a brush's four corners.
   const std::vector<glm::vec2>& outline() const { return outline_; }
 
@@ -78,6 +87,9 @@ class UmapView : public QVulkanWindow {
   Drag drag_ = Drag::None;
   glm::vec2 brush_start_{};
   std::vector<glm::vec2> outline_;
+  render::OverlayContent overlay_;
+  bool overlay_on_ = render::Overlay::available();
+  QElapsedTimer frame_clock_;
   bool fitted_ = false;
 };
 

@@ -47,7 +47,7 @@ PointSet categorical_points(const std::vector<float>& xy, const std::vector<std:
     if (l >= 0 && static_cast<std::size_t>(l) < hidden.size() && hidden[l])
       a = 0;
     else if (!selected.empty() && !selected[i])
-      a = dim_alpha;
+      a = dim_alpha, rgb = pack_rgba(190, 190, 190, 0);  // grey: stacked dim points stay grey
     p.colors[i] = rgb | (static_cast<std::uint32_t>(a) << 24);
   }
   return p;

@@ -25,7 +25,8 @@ std::uint32_t pack_rgba(std::uint8_t r, std::uint8_t g, std::uint8_t b, std::uin
 std::uint8_t default_alpha(std::size_t n_points);
 
 // Colours points by category (palette "#rrggbb"); hidden categories are fully transparent,
-// and when `selected` is non-empty, unselected points are dimmed to `dim_alpha`.
+// and when `selected` is non-empty, unselected points turn grey at `dim_alpha` (grey, not just
+// fainter: thousands of overlapping faint points would add up to their full colour again).
 PointSet categorical_points(const std::vector<float>& xy, const std::vector<std::int32_t>& labels,
                             const std::vector<std::string>& palette,
                             const std::vector<bool>& hidden = {},

@@ -16,6 +16,7 @@
 #include "io/store.hpp"
 #include "main_window.hpp"
 #include "render/figure.hpp"
+#include "render/overlay.hpp"
 
 using namespace orrery;
 
@@ -51,9 +52,13 @@ class TestMainWindow : public QObject {
   QTemporaryDir tmp_;
 
   // What the display shows: waits for a new frame, then reads the window's pixels back from
-  // the X server.
-  QImage grabView() {
+  // the X server. Without `overlay`, the heads-up overlay is off for the grab, so its legend
+  // swatches do not count as points.
+  QImage grabView(bool overlay = false) {
     app::UmapView* view = window_->umapView();
+    const bool was = view->overlayVisible();
+    view->setOverlayVisible(overlay && was);
+    const auto restore = qScopeGuard([&] { view->setOverlayVisible(was); });
     const auto frames = view->framesRendered();
     view->requestUpdate();
     if (!QTest::qWaitFor([&] { return view->framesRendered() > frames; }, 10000)) return {};
@@ -267,6 +272,31 @@ class TestMainWindow : public QObject {
     QVERIFY(selected - selected_in <= members / 20);
   }
 
+  // The Dear ImGui overlay draws the legend (a swatch per cluster) in the viewport's top right
+  // corner; O toggles it.
+  void overlayShowsTheLegend() {
+    app::UmapView* view = window_->umapView();
+    if (!render::Overlay::available()) QSKIP("this build has no Dear ImGui (libimgui-dev)");
+    auto snap = window_->snapshot();
+    QVERIFY(view->overlayVisible());
+    auto legend_colours = [&] {
+      const QImage frame = grabView(true);
+      const int w = std::min(frame.width(), 160);
+      return colours_present(frame.copy(frame.width() - w, 0, w, frame.height() / 2), snap->palette,
+                             40);
+    };
+    const int on = legend_colours();
+    QTest::keyClick(view, Qt::Key_O);
+    QVERIFY(!view->overlayVisible());
+    const int off = legend_colours();
+    QTest::keyClick(view, Qt::Key_O);
+    QVERIFY(view->overlayVisible());
+    qInfo("cluster colours in the top-right corner: %d with the overlay, %d without (%zu clusters)",
+          on, off, snap->palette.size());
+    QCOMPARE(on, static_cast<int>(snap->palette.size()));
+    QVERIFY(off < on);
+  }
+
   void colourByGeneThroughSearch() {
     auto snap = window_->snapshot();
     const QString gene = QString::fromStdString(snap->markers[1][0].gene);
@@ -367,8 +397,12 @@ class TestMainWindow : public QObject {
     }
     window_->colorByGene("");
     QVERIFY(!window_->geneValues());
-    // (The lasso selection from the previous test still dims all but cluster 1.)
+    // The selection from the earlier tests (cluster 1) greys all other clusters out.
     QCOMPARE(colours_present(grabView(), {snap->palette[1]}, 20), 1);
+    const QImage dimmed = grabView();
+    for (std::size_t c = 0; c < snap->palette.size(); ++c)
+      QVERIFY2(colours_present(dimmed, {snap->palette[c]}, 20) == (c == 1),
+               qPrintable(QString("cluster %1").arg(c)));
   }
 
   // Dot plot of the top markers: each dot's mean and fraction equal the gene's values per
