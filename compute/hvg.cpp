@@ -143,6 +143,72 @@ HvgResult highly_variable_genes(const std::vector<double>& mean_in, const std::v
   return r;
 }
 
+HvgResult highly_variable_genes_batched(const std::vector<std::vector<double>>& mean,
+                                        const std::vector<std::vector<double>>& var,
+                                        const std::vector<std::vector<char>>& expressed,
+                                        const HvgOptions& o) {
+  if (mean.empty()) throw Error("", "hvg.batch_key", "no batches");
+  const std::size_t n = mean.front().size();
+  std::vector<double> sum_mean(n, 0), sum_disp(n, 0), sum_norm(n, 0);
+  std::vector<int> n_mean(n, 0), n_disp(n, 0), n_norm(n, 0);
+  HvgResult r;
+  r.n_batches.assign(n, 0);
+  auto add = [](double v, double& sum, int& count) {
+    if (!std::isnan(v)) sum += v, ++count;
+  };
+  for (std::size_t b = 0; b < mean.size(); ++b) {
+    std::vector<std::size_t> genes;
+    std::vector<double> m, v;
+    for (std::size_t g = 0; g < n; ++g)
+      if (expressed[b][g]) genes.push_back(g), m.push_back(mean[b][g]), v.push_back(var[b][g]);
+    std::vector<char> seen(n, 0);
+    if (!genes.empty()) {
+      const HvgResult one = highly_variable_genes(m, v, o);
+      for (std::size_t i = 0; i < genes.size(); ++i) {
+        const std::size_t g = genes[i];
+        seen[g] = 1;
+        add(one.means[i], sum_mean[g], n_mean[g]);
+        add(one.dispersions[i], sum_disp[g], n_disp[g]);
+        add(one.dispersions_norm[i], sum_norm[g], n_norm[g]);
+        r.n_batches[g] += one.highly_variable[i];
+      }
+    }
+    for (std::size_t g = 0; g < n; ++g)  // genes the batch does not express: zeros
+      if (!seen[g]) ++n_mean[g], ++n_disp[g], ++n_norm[g];
+  }
+  r.means.resize(n);
+  r.dispersions.resize(n);
+  r.dispersions_norm.resize(n);
+  r.intersection.resize(n);
+  for (std::size_t g = 0; g < n; ++g) {
+    r.means[g] = n_mean[g] ? sum_mean[g] / n_mean[g] : kNaN;
+    r.dispersions[g] = n_disp[g] ? sum_disp[g] / n_disp[g] : kNaN;
+    r.dispersions_norm[g] = n_norm[g] ? sum_norm[g] / n_norm[g] : kNaN;
+    r.intersection[g] = r.n_batches[g] == static_cast<int>(mean.size());
+  }
+  r.highly_variable.assign(n, 0);
+  if (o.n_top_genes > 0) {
+    // Most batches first, then the highest mean normalised dispersion (NaN last); stable.
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) {
+      if (r.n_batches[a] != r.n_batches[b]) return r.n_batches[a] > r.n_batches[b];
+      const double da = r.dispersions_norm[a], db = r.dispersions_norm[b];
+      if (std::isnan(da) || std::isnan(db)) return !std::isnan(da) && std::isnan(db);
+      return da > db;
+    });
+    for (std::size_t k = 0; k < std::min<std::size_t>(o.n_top_genes, n); ++k)
+      r.highly_variable[order[k]] = 1;
+  } else {
+    for (std::size_t g = 0; g < n; ++g) {
+      const double d = std::isnan(r.dispersions_norm[g]) ? 0.0 : r.dispersions_norm[g];
+      r.highly_variable[g] =
+          r.means[g] > o.min_mean && r.means[g] < o.max_mean && d > o.min_disp && d < o.max_disp;
+    }
+  }
+  return r;
+}
+
 SeuratV3Clip seurat_v3_clip(const std::vector<double>& mean, const std::vector<double>& var,
                             std::int64_t n_cells, double span) {
   const std::size_t n = mean.size();

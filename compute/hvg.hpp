@@ -16,6 +16,8 @@ struct HvgOptions {
   double min_mean = 0.0125, max_mean = 3.0, min_disp = 0.5, max_disp = 1e300;
   int n_bins = 20;
   double span = 0.3;  // seurat_v3: loess span
+  // obs column: genes are chosen per batch, then combined (cell_ranger, seurat).
+  std::string batch_key = "";
 };
 
 struct HvgResult {
@@ -25,6 +27,9 @@ struct HvgResult {
   // seurat_v3: variances of counts, their clipped standardised version, rank (0 = most variable,
   // NaN outside the selection, as scanpy).
   std::vector<double> variances, variances_norm, rank;
+  // With a batch key: in how many batches each gene was highly variable, and whether in all.
+  std::vector<int> n_batches;
+  std::vector<char> intersection;
   int n_selected() const;
 };
 
@@ -32,6 +37,17 @@ struct HvgResult {
 // seurat.
 HvgResult highly_variable_genes(const std::vector<double>& mean, const std::vector<double>& var,
                                 const HvgOptions& options);
+
+// highly_variable_genes(batch_key=...): `mean[b]`, `var[b]` are batch b's moments and
+// `expressed[b]` flags the genes seen in at least one of its cells. Each batch selects among its
+// expressed genes (the others count as mean, dispersion and normalised dispersion 0, not
+// selected); means and dispersions are averaged over batches ignoring NaN, and the genes are
+// ranked by the number of batches that selected them, then by mean normalised dispersion (top
+// n_top_genes), or the cutoffs apply to the averages, as scanpy.
+HvgResult highly_variable_genes_batched(const std::vector<std::vector<double>>& mean,
+                                        const std::vector<std::vector<double>>& var,
+                                        const std::vector<std::vector<char>>& expressed,
+                                        const HvgOptions& options);
 
 // seurat_v3, first half: per gene the regularised standard deviation sqrt(10^loess(log10 var
 // on log10 mean)) of counts (0 for constant genes), and the value counts are clipped at,

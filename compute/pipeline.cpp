@@ -5,7 +5,10 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
+#include <unordered_map>
+#include <variant>
 
 #include "elementwise.hpp"
 #include "spectral.hpp"
@@ -126,6 +129,39 @@ CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResu
 }
 
 namespace {
+
+// hvg.batch_key: each kept cell's batch (0..B-1, in order of first appearance among the obs
+// column's categories or values); empty without a key.
+std::vector<std::int32_t> batch_of_kept_cells(const io::Store& store, const PipelineResult& r,
+                                              const std::string& key) {
+  if (key.empty()) return {};
+  const Column* column = store.obs.find(key);
+  if (!column)
+    throw Error(store.path, "obs/" + key, "hvg.batch_key names no obs column of this store");
+  std::vector<std::string> values;  // per kept cell
+  std::visit(
+      [&](const auto& v) {
+        using V = std::decay_t<decltype(v)>;
+        for (auto c : r.kept_cells) {
+          if constexpr (std::is_same_v<V, Categorical>) {
+            if (v.codes[c] < 0)
+              throw Error(store.path, "obs/" + key, "a kept cell has no batch (missing value)");
+            values.push_back(v.categories[v.codes[c]]);
+          } else if constexpr (std::is_same_v<V, std::vector<std::string>>) {
+            values.push_back(v[c]);
+          } else {
+            values.push_back(std::to_string(v[c]));
+          }
+        }
+      },
+      column->values);
+  std::unordered_map<std::string, std::int32_t> code;
+  std::vector<std::int32_t> batch;
+  batch.reserve(values.size());
+  for (const auto& s : values)
+    batch.push_back(code.emplace(s, static_cast<std::int32_t>(code.size())).first->second);
+  return batch;
+}
 
 // seurat_v3 on the counts of the kept cells and genes: one pass for the mean and variance, a
 // loess fit, a second pass for the moments of the clipped counts.
@@ -320,16 +356,34 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         exp_sum.assign(n_kept_genes, 0);
         exp_sumsq.assign(n_kept_genes, 0);
       }
+      // With a batch key, the flavor's moments per batch too (and which genes each batch sees).
+      const std::vector<std::int32_t> batch = batch_of_kept_cells(store, r, p.hvg.batch_key);
+      const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
+      std::vector<std::vector<double>> b_sum(n_batches, std::vector<double>(n_kept_genes, 0)),
+          b_sumsq = b_sum;
+      std::vector<std::vector<char>> b_seen(n_batches, std::vector<char>(n_kept_genes, 0));
+      std::vector<std::int64_t> b_cells(n_batches, 0);
+      std::int64_t kept_row = 0;
       for_each_chunk(x, p.chunk_bytes, progress, "hvg", [&](const CsrMatrix& raw, std::int64_t r0) {
         CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
-        for (std::int64_t k = 0; k < c.nnz(); ++k) {
-          const double v = c.data[k];
-          log_sum[c.indices[k]] += v;
-          log_sumsq[c.indices[k]] += v * v;
-          if (seurat) {
-            const double e = std::expm1(v);
-            exp_sum[c.indices[k]] += e;
-            exp_sumsq[c.indices[k]] += e * e;
+        for (std::int64_t i = 0; i < c.n_rows; ++i, ++kept_row) {
+          const int b = batch.empty() ? -1 : batch[kept_row];
+          if (b >= 0) ++b_cells[b];
+          for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k) {
+            const auto g = c.indices[k];
+            const double v = c.data[k];
+            log_sum[g] += v;
+            log_sumsq[g] += v * v;
+            const double e = seurat ? std::expm1(v) : v;  // the flavor's value
+            if (seurat) {
+              exp_sum[g] += e;
+              exp_sumsq[g] += e * e;
+            }
+            if (b >= 0) {
+              b_sum[b][g] += e;
+              b_sumsq[b][g] += e * e;
+              b_seen[b][g] |= v != 0;
+            }
           }
         }
       });
@@ -341,7 +395,24 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         mean[g] = s / n;
         var[g] = std::max(0.0, (ss / n - mean[g] * mean[g]) * (n / (n - 1)));
       }
-      r.hvg = highly_variable_genes(mean, var, p.hvg);
+      if (n_batches > 0) {
+        std::vector<std::vector<double>> b_mean(n_batches), b_var(n_batches);
+        for (int b = 0; b < n_batches; ++b) {
+          const double nb = static_cast<double>(b_cells[b]);
+          b_mean[b].resize(n_kept_genes);
+          b_var[b].resize(n_kept_genes);
+          for (std::int64_t g = 0; g < n_kept_genes; ++g) {
+            b_mean[b][g] = nb > 0 ? b_sum[b][g] / nb : 0.0;
+            b_var[b][g] = nb > 1
+                              ? std::max(0.0, (b_sumsq[b][g] / nb - b_mean[b][g] * b_mean[b][g]) *
+                                                  (nb / (nb - 1)))
+                              : std::numeric_limits<double>::quiet_NaN();
+          }
+        }
+        r.hvg = highly_variable_genes_batched(b_mean, b_var, b_seen, p.hvg);
+      } else {
+        r.hvg = highly_variable_genes(mean, var, p.hvg);
+      }
     }
     for (std::int64_t g = 0; g < n_kept_genes; ++g)
       if (r.hvg.highly_variable[g]) r.hvg_genes.push_back(static_cast<std::int32_t>(g));

@@ -258,6 +258,14 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
     var.columns.push_back({"dispersions", r.hvg.dispersions});
     var.columns.push_back({"dispersions_norm", r.hvg.dispersions_norm});
   }
+  if (!r.hvg.n_batches.empty()) {  // hvg.batch_key: scanpy's names
+    var.columns.push_back(
+        {"highly_variable_nbatches",
+         std::vector<std::int64_t>(r.hvg.n_batches.begin(), r.hvg.n_batches.end())});
+    var.columns.push_back(
+        {"highly_variable_intersection",
+         std::vector<bool>(r.hvg.intersection.begin(), r.hvg.intersection.end())});
+  }
   carry_columns(store.var, genes, var);
   w.write_var(var);
 

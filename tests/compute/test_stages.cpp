@@ -438,6 +438,108 @@ class TestStages : public QObject {
     QVERIFY2(perr < 1e-5, qPrintable(QString::number(perr)));
   }
 
+  // hvg.batch_key: one batch gives the unbatched answer; with several, the per-batch selections
+  // combine as scanpy's (counted per gene, averaged moments, top genes by batches then mean
+  // normalised dispersion), and the result carries highly_variable_nbatches/_intersection.
+  void hvgBatchKey() {
+    for (const char* flavor : {"cell_ranger", "seurat"}) {
+      QTemporaryDir dir;
+      SynthOptions one;
+      one.n_cells = 600;
+      one.n_genes = 800;
+      one.n_clusters = 1;  // true_cluster has a single category
+      io::Store store = io::open_store(synth_store(dir, one));
+      PipelineParams p;
+      p.min_genes = 10;
+      p.hvg.flavor = flavor;
+      p.hvg.n_top_genes = 150;
+      p.markers = false;
+      auto backend = make_cpu_backend();
+      Progress quiet;
+      const PipelineResult plain = run_pipeline(store, p, *backend, quiet);
+      p.hvg.batch_key = "true_cluster";
+      const PipelineResult batched = run_pipeline(store, p, *backend, quiet);
+      QCOMPARE(batched.hvg_genes, plain.hvg_genes);
+      for (std::size_t g = 0; g < plain.hvg.means.size(); ++g) {
+        QVERIFY(std::fabs(batched.hvg.means[g] - plain.hvg.means[g]) <= 1e-12);
+        QCOMPARE(batched.hvg.n_batches[g], int(plain.hvg.highly_variable[g]));
+      }
+    }
+    // Two batches of hand-made moments; gene 0 is not expressed in batch 1.
+    const int n = 60;
+    std::vector<std::vector<double>> mean(2, std::vector<double>(n)), var = mean;
+    std::vector<std::vector<char>> seen(2, std::vector<char>(n, 1));
+    compute::Rng rng(11);
+    for (int b = 0; b < 2; ++b)
+      for (int g = 0; g < n; ++g) {
+        mean[b][g] = 0.05 + 3 * rng.uniform();
+        var[b][g] = mean[b][g] * (0.5 + 4 * rng.uniform());
+      }
+    seen[1][0] = 0;
+    mean[1][0] = var[1][0] = 0;
+    HvgOptions o{.flavor = "cell_ranger", .n_top_genes = 12};
+    const HvgResult r = highly_variable_genes_batched(mean, var, seen, o);
+    std::vector<int> count(n, 0);
+    std::vector<double> norm_sum(n, 0), mean_sum(n, 0);
+    for (int b = 0; b < 2; ++b) {
+      std::vector<double> m, v;
+      std::vector<int> genes;
+      for (int g = 0; g < n; ++g)
+        if (seen[b][g]) genes.push_back(g), m.push_back(mean[b][g]), v.push_back(var[b][g]);
+      const HvgResult one = highly_variable_genes(m, v, o);
+      for (std::size_t i = 0; i < genes.size(); ++i) {
+        count[genes[i]] += one.highly_variable[i];
+        norm_sum[genes[i]] += one.dispersions_norm[i];
+        mean_sum[genes[i]] += one.means[i];
+      }
+    }
+    for (int g = 0; g < n; ++g) {
+      QCOMPARE(r.n_batches[g], count[g]);
+      QCOMPARE(bool(r.intersection[g]), count[g] == 2);
+      QVERIFY(std::fabs(r.dispersions_norm[g] - norm_sum[g] / 2) < 1e-12);  // 0 where unexpressed
+      QVERIFY(std::fabs(r.means[g] - mean_sum[g] / 2) < 1e-12);
+    }
+    QCOMPARE(r.n_selected(), 12);
+    // Every selected gene beats every unselected one on (batches, mean normalised dispersion).
+    for (int a = 0; a < n; ++a)
+      for (int b = 0; b < n; ++b)
+        if (r.highly_variable[a] && !r.highly_variable[b])
+          QVERIFY(
+              r.n_batches[a] > r.n_batches[b] ||
+              (r.n_batches[a] == r.n_batches[b] && r.dispersions_norm[a] >= r.dispersions_norm[b]));
+    // Through the pipeline with the synthetic clusters as batches, into the written result.
+    QTemporaryDir dir;
+    SynthOptions two;
+    two.n_cells = 600;
+    two.n_genes = 800;
+    two.n_clusters = 3;
+    io::Store store = io::open_store(synth_store(dir, two));
+    PipelineParams p;
+    p.min_genes = 10;
+    p.hvg.n_top_genes = 150;
+    p.hvg.batch_key = "true_cluster";
+    p.markers = false;
+    auto backend = make_cpu_backend();
+    Progress quiet;
+    const PipelineResult res = run_pipeline(store, p, *backend, quiet);
+    QCOMPARE(res.hvg_genes.size(), std::size_t{150});
+    QVERIFY(*std::max_element(res.hvg.n_batches.begin(), res.hvg.n_batches.end()) == 3);
+    const std::string out = dir.filePath("batched.h5ad").toStdString();
+    write_result_h5ad(store, res, p, *backend, out, quiet);
+    io::Store written = io::open_store(out);
+    const auto& nb =
+        std::get<std::vector<std::int64_t>>(written.var.find("highly_variable_nbatches")->values);
+    QCOMPARE(std::vector<int>(nb.begin(), nb.end()), res.hvg.n_batches);
+    QVERIFY(written.var.find("highly_variable_intersection"));
+    p.hvg.batch_key = "no_such_column";
+    try {
+      run_pipeline(store, p, *backend, quiet);
+      QFAIL("a missing batch column must be an error");
+    } catch (const Error& e) {
+      QVERIFY(QString(e.what()).contains("no_such_column"));
+    }
+  }
+
   void umapSeparatesBlobs() {
     const int n = 3000, k = 10;
     DenseMatrix x = blobs(n, 20, k, 30.0);
