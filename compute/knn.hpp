@@ -12,13 +12,14 @@
 namespace orrery::compute {
 
 struct KnnOptions {
-  int n_neighbors = 15;                  // including the point itself
-  int n_pcs = 0;                         // 0: all columns
-  std::string metric = "euclidean";      // "euclidean" | "cosine"
-  std::string method = "auto";           // "auto" | "exact" | "nndescent"
-  std::int64_t exact_max_cells = 50000;  // auto: exact up to here, NN-descent above
-  int max_iterations = 12;               // NN-descent
-  double delta = 0.001;                  // NN-descent: stop when fewer updates than delta * n * k
+  int n_neighbors = 15;                        // including the point itself
+  int n_pcs = 0;                               // 0: all columns
+  std::string metric = "euclidean";            // "euclidean" | "cosine"
+  std::string method = "auto";                 // "auto" | "exact" | "nndescent"
+  std::int64_t exact_max_cells = 50000;        // auto: exact up to here, NN-descent above
+  std::int64_t gpu_exact_max_cells = 4000000;  // auto on the CUDA backend: exact up to here
+  int max_iterations = 12;                     // NN-descent
+  double delta = 0.001;  // NN-descent: stop when fewer updates than delta * n * k
   std::uint64_t seed = 0;
 };
 

@@ -15,25 +15,32 @@ extern "C" void dsyevr_(const char* jobz, const char* range, const char* uplo, c
 
 namespace orrery::compute {
 
-GramAccumulator::GramAccumulator(const ScaledColumns& columns)
-    : columns_(columns),
-      ww_(Eigen::MatrixXd::Zero(columns.width(), columns.width())),
-      w_(Eigen::VectorXd::Zero(columns.width())) {}
+ScaledColumns::Offsets ScaledColumns::offsets(const CsrMatrix& lognorm) const {
+  Offsets o;
+  o.start.assign(lognorm.n_rows + 1, 0);
+  for (std::int64_t r = 0; r < lognorm.n_rows; ++r) {
+    for_each_offset(lognorm, r, [&](int c, double v) {
+      o.column.push_back(c);
+      o.value.push_back(v);
+    });
+    o.start[r + 1] = static_cast<std::int64_t>(o.column.size());
+  }
+  return o;
+}
+
+GramAccumulator::GramAccumulator(const ScaledColumns& columns) : columns_(columns) {
+  sums_.ww = Eigen::MatrixXd::Zero(columns.width(), columns.width());
+  sums_.w = Eigen::VectorXd::Zero(columns.width());
+}
 
 void GramAccumulator::add(const CsrMatrix& lognorm) {
   const int h = columns_.width();
   // Each row's HVG entries once, as (column, offset) runs in increasing column order.
-  std::vector<std::int64_t> start(lognorm.n_rows + 1, 0);
-  std::vector<std::int32_t> cols;
-  std::vector<double> vals;
-  for (std::int64_t r = 0; r < lognorm.n_rows; ++r) {
-    columns_.for_each_offset(lognorm, r, [&](int c, double v) {
-      cols.push_back(c);
-      vals.push_back(v);
-      w_(c) += v;
-    });
-    start[r + 1] = static_cast<std::int64_t>(cols.size());
-  }
+  const ScaledColumns::Offsets o = columns_.offsets(lognorm);
+  const auto& start = o.start;
+  const auto& cols = o.column;
+  const auto& vals = o.value;
+  for (std::size_t k = 0; k < cols.size(); ++k) sums_.w(cols[k]) += vals[k];
   // Gram rows are split into fixed blocks (not per thread) and each block adds rows in order, so
   // the sums are the same for any thread count. Low columns pair with more entries of the upper
   // triangle, so block edges follow h (1 - sqrt(1 - t / blocks)).
@@ -49,30 +56,30 @@ void GramAccumulator::add(const CsrMatrix& lognorm) {
       for (auto i = std::lower_bound(b, e, a0); i != e && *i < a1; ++i) {
         const auto ki = i - cols.begin();
         const double vi = vals[ki];
-        double* column = ww_.col(*i).data();  // lower triangle: rows b >= a of column a
+        double* column = sums_.ww.col(*i).data();  // lower triangle: rows b >= a of column a
         for (auto kj = ki; kj < start[r + 1]; ++kj) column[cols[kj]] += vi * vals[kj];
       }
     }
   });
-  n_ += lognorm.n_rows;
+  sums_.n += lognorm.n_rows;
 }
 
-Eigen::VectorXd GramAccumulator::mean() const {
-  Eigen::VectorXd m(columns_.width());
-  for (int c = 0; c < columns_.width(); ++c)
-    m(c) = w_(c) / static_cast<double>(n_) + columns_.zero(c);
+Eigen::VectorXd gram_mean(const ScaledColumns& columns, const GramSums& sums) {
+  Eigen::VectorXd m(columns.width());
+  for (int c = 0; c < columns.width(); ++c)
+    m(c) = sums.w(c) / static_cast<double>(sums.n) + columns.zero(c);
   return m;
 }
 
-Eigen::MatrixXd GramAccumulator::covariance() const {
-  if (n_ < 2) throw Error("", "pca", "need at least two cells");
-  const int h = columns_.width();
+Eigen::MatrixXd gram_covariance(const ScaledColumns& columns, const GramSums& sums) {
+  if (sums.n < 2) throw Error("", "pca", "need at least two cells");
+  const int h = columns.width();
   Eigen::VectorXd z0(h);
-  for (int c = 0; c < h; ++c) z0(c) = columns_.zero(c);
-  Eigen::MatrixXd gram = ww_.selfadjointView<Eigen::Lower>();
-  const double n = static_cast<double>(n_);
-  gram += w_ * z0.transpose() + z0 * w_.transpose() + n * z0 * z0.transpose();
-  const Eigen::VectorXd mu = mean();
+  for (int c = 0; c < h; ++c) z0(c) = columns.zero(c);
+  Eigen::MatrixXd gram = sums.ww.selfadjointView<Eigen::Lower>();
+  const double n = static_cast<double>(sums.n);
+  gram += sums.w * z0.transpose() + z0 * sums.w.transpose() + n * z0 * z0.transpose();
+  const Eigen::VectorXd mu = gram_mean(columns, sums);
   Eigen::MatrixXd cov = gram - n * mu * mu.transpose();
   cov /= n - 1;
   return cov;
@@ -104,19 +111,31 @@ PcaModel pca_from_covariance(const Eigen::MatrixXd& covariance, const Eigen::Vec
   if (info != 0 || m != n_comps)
     throw Error("", "pca", "eigensolver failed (info " + std::to_string(info) + ")");
 
-  PcaModel model;
-  model.mean = mean;
-  model.components.resize(n, n_comps);
-  const double total = covariance.trace();
+  std::vector<double> values(n_comps);
+  Eigen::MatrixXd vectors(n, n_comps);
   for (int c = 0; c < n_comps; ++c) {
     const int src = n_comps - 1 - c;  // dsyevr returns ascending eigenvalues
-    Eigen::VectorXd v = z.col(src);
+    values[c] = w[src];
+    vectors.col(c) = z.col(src);
+  }
+  return pca_from_eigenpairs(covariance, mean, values, vectors);
+}
+
+PcaModel pca_from_eigenpairs(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean,
+                             const std::vector<double>& values, const Eigen::MatrixXd& vectors) {
+  const int n_comps = static_cast<int>(values.size());
+  PcaModel model;
+  model.mean = mean;
+  model.components.resize(covariance.rows(), n_comps);
+  const double total = covariance.trace();
+  for (int c = 0; c < n_comps; ++c) {
+    Eigen::VectorXd v = vectors.col(c);
     // Deterministic sign: the largest-magnitude loading is positive.
     Eigen::Index arg = 0;
     v.cwiseAbs().maxCoeff(&arg);
     if (v(arg) < 0) v = -v;
     model.components.col(c) = v;
-    const double var = std::max(0.0, w[src]);
+    const double var = std::max(0.0, values[c]);
     model.variance.push_back(var);
     model.variance_ratio.push_back(total > 0 ? var / total : 0.0);
   }

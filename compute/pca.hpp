@@ -27,26 +27,44 @@ struct ScaledColumns {
 
   int width() const { return static_cast<int>(mean.size()); }
   float zero(int c) const;  // scaled value of a zero in HVG column c
+  // A chunk's HVG entries as rows of (column, z - z0), columns increasing: what a Gram pass adds.
+  struct Offsets {
+    std::vector<std::int64_t> start;  // n_rows + 1
+    std::vector<std::int32_t> column;
+    std::vector<double> value;
+  };
+  Offsets offsets(const CsrMatrix& lognorm) const;
   // Visits row r's HVG entries in increasing column order as (column, z - z0).
   template <class F>
   void for_each_offset(const CsrMatrix& lognorm, std::int64_t r, F&& f) const;
 };
 
+// What a Gram pass adds up over the rows of W: W^T W (lower triangle), W^T 1 and the row count.
+struct GramSums {
+  Eigen::MatrixXd ww;
+  Eigen::VectorXd w;
+  std::int64_t n = 0;
+};
+
+// Column means and covariance (ddof = 1) of Z from the sums of its W.
+Eigen::VectorXd gram_mean(const ScaledColumns& columns, const GramSums& sums);
+Eigen::MatrixXd gram_covariance(const ScaledColumns& columns, const GramSums& sums);
+
+// The CPU Gram pass (the CUDA backend's twin adds the same sums with DSYRK on the device).
 class GramAccumulator {
  public:
   explicit GramAccumulator(const ScaledColumns& columns);
   // Adds the rows of a chunk of log data.
   void add(const CsrMatrix& lognorm);
-  std::int64_t n_rows() const { return n_; }
+  std::int64_t n_rows() const { return sums_.n; }
+  const GramSums& sums() const { return sums_; }
   // Covariance (ddof = 1) and column means of Z over everything added so far.
-  Eigen::MatrixXd covariance() const;
-  Eigen::VectorXd mean() const;
+  Eigen::MatrixXd covariance() const { return gram_covariance(columns_, sums_); }
+  Eigen::VectorXd mean() const { return gram_mean(columns_, sums_); }
 
  private:
   const ScaledColumns& columns_;
-  Eigen::MatrixXd ww_;  // W^T W, lower triangle
-  Eigen::VectorXd w_;   // W^T 1
-  std::int64_t n_ = 0;
+  GramSums sums_;
 };
 
 struct PcaModel {
@@ -58,6 +76,11 @@ struct PcaModel {
 // Top `n_comps` principal axes of a covariance matrix.
 PcaModel pca_from_covariance(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean,
                              int n_comps);
+
+// The model from eigenpairs of the covariance in decreasing order (any solver): each axis's sign
+// is fixed (largest-magnitude loading positive), ratios are to the covariance's trace.
+PcaModel pca_from_eigenpairs(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean,
+                             const std::vector<double>& values, const Eigen::MatrixXd& vectors);
 
 // Projects the scaled rows of a chunk of log data onto the model, (Z - mean) * components, into
 // rows [row0, row0 + chunk rows) of `out`.

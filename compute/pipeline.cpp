@@ -244,6 +244,9 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                 "matrix is empty (" + std::to_string(r.n_cells_total) + " x " +
                     std::to_string(r.n_genes_total) + ")");
   r.backend_note = backend.name();
+  if (const std::string on_device = backend.device_stages(); !on_device.empty())
+    progress.warn(backend.name() + " backend runs " + on_device +
+                  " on the device; the other stages run on the CPU (no kernels for them yet)");
   PipelineParams params = p;
 
   // Pass A: QC metrics of every cell and gene. The thresholds are known, so the same pass also
@@ -454,13 +457,15 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       scaled.mean[c] = static_cast<float>(m);
       scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
     }
-    GramAccumulator gram(scaled);
+    std::unique_ptr<GramPass> gram = backend.gram_pass(scaled);
     for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
                    [&](const CsrMatrix& raw, std::int64_t r0) {
-                     gram.add(log_normalized_chunk(raw, r0, r, gene_map, params, backend));
+                     gram->add(log_normalized_chunk(raw, r0, r, gene_map, params, backend));
                    });
+    const GramSums sums = gram->finish();
     progress.report("pca: eigensolve", 0.0);
-    r.pca = pca_from_covariance(gram.covariance(), gram.mean(), std::min(p.pca.n_comps, h));
+    r.pca = backend.pca(gram_covariance(scaled, sums), gram_mean(scaled, sums),
+                        std::min(p.pca.n_comps, h));
     r.x_pca = DenseMatrix(n_kept_cells, static_cast<std::int64_t>(r.pca.variance.size()));
     std::int64_t out_row = 0;
     for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
@@ -473,7 +478,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
 
   {
     StageClock clock(r, "neighbors", n_kept_cells, progress);
-    r.knn = knn(r.x_pca, p.neighbors, progress);
+    r.knn = backend.knn(r.x_pca, p.neighbors, progress);
     r.graph = fuzzy_simplicial_set(r.knn);
   }
   {
@@ -490,8 +495,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       init = std::move(s.embedding);
       r.umap_init = std::move(s.note);
     }
-    r.x_umap =
-        umap_layout(r.graph.connectivities, std::move(init), p.umap, progress, hooks.on_umap_epoch);
+    r.x_umap = backend.umap(r.graph.connectivities, std::move(init), p.umap, progress,
+                            hooks.on_umap_epoch);
   }
   {
     StageClock clock(r, "leiden", n_kept_cells, progress);

@@ -2,6 +2,7 @@
 // on every platform, so seeded results do not depend on the standard library.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 
 namespace orrery::compute {
@@ -24,6 +25,11 @@ class Rng {
   }
   // Uniform in [0, 1).
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
+  // Standard normal (Box-Muller, one of the pair; u1 in (0, 1]).
+  double normal() {
+    const double u1 = 1.0 - uniform(), u2 = uniform();
+    return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+  }
 
  private:
   static std::uint64_t rotl(std::uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }

@@ -209,8 +209,7 @@ SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data,
   const double expansion = 10.0 / max_abs(out);
   result.embedding = DenseMatrix(n, 2);
   for (std::size_t i = 0; i < out.size(); ++i) {
-    const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
-    const double noise = 1e-4 * std::sqrt(-2 * std::log(u1)) * std::cos(6.283185307179586 * u2);
+    const double noise = 1e-4 * rng.normal();
     result.embedding.values[i] = static_cast<float>(out[i] * expansion + noise);
   }
   scale_to_box(result.embedding);

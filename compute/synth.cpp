@@ -16,12 +16,6 @@ namespace {
 
 constexpr int kMitoGenes = 13;
 
-double normal(Rng& rng) {
-  // Box-Muller; u1 in (0, 1].
-  const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
-  return std::sqrt(-2.0 * std::log(u1)) * std::cos(6.283185307179586 * u2);
-}
-
 std::uint64_t cell_seed(std::uint64_t seed, std::int64_t cell) {
   return seed * 0x9e3779b97f4a7c15ULL + static_cast<std::uint64_t>(cell) * 0xd1b54a32d192ed03ULL +
          1;
@@ -38,7 +32,7 @@ SynthGenerator::SynthGenerator(const SynthOptions& o) : o_(o) {
     throw Error("", "synth", "mean_umis and dispersion must be positive");
   Rng rng(o.seed ^ 0xc0ffeeULL);
   std::vector<double> base(o.n_genes);
-  for (auto& b : base) b = std::exp(1.6 * normal(rng));
+  for (auto& b : base) b = std::exp(1.6 * rng.normal());
   double nuclear = 0;
   for (int g = kMitoGenes; g < o.n_genes; ++g) nuclear += base[g];
   double mito = 0;
@@ -51,7 +45,7 @@ SynthGenerator::SynthGenerator(const SynthOptions& o) : o_(o) {
     auto& p = profile_[c];
     for (int m = 0; m < n_markers; ++m) {
       const auto g = kMitoGenes + static_cast<int>(rng.next() % (o.n_genes - kMitoGenes));
-      p[g] *= std::exp(1.5 + 0.5 * normal(rng));
+      p[g] *= std::exp(1.5 + 0.5 * rng.normal());
     }
     double total = 0;
     for (double v : p) total += v;
@@ -87,7 +81,7 @@ CsrMatrix SynthGenerator::rows(std::int64_t r0, std::int64_t r1) const {
     const double u = rng.uniform();
     const int cluster =
         std::min(o_.n_clusters - 1, static_cast<int>(std::pow(u, 1.6) * o_.n_clusters));
-    const double library = o_.mean_umis * std::exp(0.4 * normal(rng) - 0.08);
+    const double library = o_.mean_umis * std::exp(0.4 * rng.normal() - 0.08);
     const auto& p = profile_[cluster];
     const auto& order = by_weight_[cluster];
     // P(count > 0) for NB(mu, r) is 1 - (1 + mu / r)^-r, decreasing along `order`. Each gene is

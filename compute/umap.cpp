@@ -10,6 +10,7 @@
 
 #include "io/error.hpp"
 #include "rng.hpp"
+#include "umap_step.hpp"
 
 namespace orrery::compute {
 namespace {
@@ -256,23 +257,32 @@ DenseMatrix initial_layout_from_pca(const DenseMatrix& pca, std::uint64_t seed) 
   return init;
 }
 
-namespace {
-
-// A counter-based stream: the negative samples of vertex i in epoch t depend on (seed, t, i)
-// only, never on which thread runs i or in what order.
-struct SplitMix {
-  std::uint64_t state;
-  SplitMix(std::uint64_t seed, std::uint64_t epoch, std::uint64_t vertex)
-      : state(seed ^ (epoch * 0xd1b54a32d192ed03ULL) ^ (vertex * 0x9e3779b97f4a7c15ULL)) {}
-  std::uint64_t next() {
-    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-    return z ^ (z >> 31);
+UmapSchedule umap_schedule(const CsrMatrix& graph, int n_epochs, int negative_sample_rate) {
+  const std::int64_t n = graph.n_rows;
+  float max_w = 0.0f;
+  for (float w : graph.data) max_w = std::max(max_w, w);
+  UmapSchedule s;
+  s.first.assign(n + 1, 0);
+  for (std::int64_t i = 0; i < n; ++i) {
+    for (auto kk = graph.indptr[i]; kk < graph.indptr[i + 1]; ++kk) {
+      const float w = graph.data[kk];
+      if (w < max_w / static_cast<float>(n_epochs)) continue;
+      s.tail.push_back(graph.indices[kk]);
+      s.eps.push_back(static_cast<double>(max_w) / w);  // n_epochs / (n_epochs * w / max_w)
+    }
+    s.first[i + 1] = static_cast<std::int64_t>(s.tail.size());
   }
-};
+  const std::size_t m = s.tail.size();
+  s.next_sample = s.eps;
+  s.eps_neg.resize(m);
+  for (std::size_t e = 0; e < m; ++e) s.eps_neg[e] = s.eps[e] / negative_sample_rate;
+  s.next_neg = s.eps_neg;
+  return s;
+}
 
-}  // namespace
+int umap_epochs(const UmapOptions& o, std::int64_t n) {
+  return o.n_epochs > 0 ? o.n_epochs : (n <= 10000 ? 500 : 200);
+}
 
 // umap-learn's optimize_layout_euclidean (epochs_per_sample schedule, negative sampling rate,
 // clipped gradients, linearly decaying learning rate), made deterministic and parallel: within
@@ -283,31 +293,9 @@ DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix emb, const UmapOptio
                         Progress& progress, const EpochCallback& on_epoch) {
   const std::int64_t n = graph.n_rows;
   if (emb.rows != n || emb.cols != 2) throw Error("", "umap", "initial layout must be n x 2");
-  const int n_epochs = o.n_epochs > 0 ? o.n_epochs : (n <= 10000 ? 500 : 200);
+  const int n_epochs = umap_epochs(o, n);
   const auto [a, b] = find_ab_params(o.spread, o.min_dist);
-
-  float max_w = 0.0f;
-  for (float w : graph.data) max_w = std::max(max_w, w);
-  std::vector<std::int64_t> first(n + 1, 0);  // edges of head i: [first[i], first[i + 1])
-  std::vector<std::int64_t> tail;
-  std::vector<double> eps;  // epochs per sample
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (auto kk = graph.indptr[i]; kk < graph.indptr[i + 1]; ++kk) {
-      const float w = graph.data[kk];
-      if (w < max_w / static_cast<float>(n_epochs)) continue;
-      tail.push_back(graph.indices[kk]);
-      eps.push_back(static_cast<double>(max_w) / w);  // n_epochs / (n_epochs * w / max_w)
-    }
-    first[i + 1] = static_cast<std::int64_t>(tail.size());
-  }
-  const std::size_t m = tail.size();
-  std::vector<double> next_sample(eps), eps_neg(m), next_neg(m);
-  for (std::size_t e = 0; e < m; ++e) {
-    eps_neg[e] = eps[e] / o.negative_sample_rate;
-    next_neg[e] = eps_neg[e];
-  }
-  auto clip = [](double g) { return g > 4.0 ? 4.0 : (g < -4.0 ? -4.0 : g); };
-  float* y = emb.values.data();
+  UmapSchedule s = umap_schedule(graph, n_epochs, o.negative_sample_rate);
   std::vector<float> start(emb.values.size());
   for (int epoch = 0; epoch < n_epochs; ++epoch) {
     if (epoch % 10 == 0) {
@@ -315,50 +303,26 @@ DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix emb, const UmapOptio
       progress.report("umap", static_cast<double>(epoch) / n_epochs);
       if (on_epoch) on_epoch(epoch, n_epochs, emb);
     }
-    const double alpha = o.learning_rate * (1.0 - static_cast<double>(epoch) / n_epochs);
     std::copy(emb.values.begin(), emb.values.end(), start.begin());
-    const float* prev = start.data();
-    tbb::parallel_for(
-        tbb::blocked_range<std::int64_t>(0, n, 1024),
-        [&](const tbb::blocked_range<std::int64_t>& r) {
-          for (std::int64_t i = r.begin(); i < r.end(); ++i) {
-            float* cur = y + 2 * i;
-            SplitMix rng(o.seed, static_cast<std::uint64_t>(epoch), static_cast<std::uint64_t>(i));
-            for (auto e = first[i]; e < first[i + 1]; ++e) {
-              if (next_sample[e] > epoch) continue;
-              const float* oth = prev + 2 * tail[e];
-              double dx = cur[0] - oth[0], dy = cur[1] - oth[1];
-              double d2 = dx * dx + dy * dy;
-              if (d2 > 0.0) {
-                const double coeff =
-                    -2.0 * a * b * std::pow(d2, b - 1.0) / (a * std::pow(d2, b) + 1.0);
-                cur[0] += static_cast<float>(2.0 * clip(coeff * dx) * alpha);
-                cur[1] += static_cast<float>(2.0 * clip(coeff * dy) * alpha);
-              }
-              next_sample[e] += eps[e];
-              const int n_neg = static_cast<int>((epoch - next_neg[e]) / eps_neg[e]);
-              for (int p = 0; p < n_neg; ++p) {
-                const auto k =
-                    static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(n));
-                if (k == i) continue;
-                const float* other = prev + 2 * k;
-                dx = cur[0] - other[0];
-                dy = cur[1] - other[1];
-                d2 = dx * dx + dy * dy;
-                double gx = 4.0, gy = 4.0;
-                if (d2 > 0.0) {
-                  const double coeff =
-                      2.0 * o.repulsion_strength * b / ((0.001 + d2) * (a * std::pow(d2, b) + 1.0));
-                  gx = clip(coeff * dx);
-                  gy = clip(coeff * dy);
-                }
-                cur[0] += static_cast<float>(gx * alpha);
-                cur[1] += static_cast<float>(gy * alpha);
-              }
-              next_neg[e] += n_neg * eps_neg[e];
-            }
-          }
-        });
+    const UmapEpoch u{.first = s.first.data(),
+                      .tail = s.tail.data(),
+                      .eps = s.eps.data(),
+                      .eps_neg = s.eps_neg.data(),
+                      .next_sample = s.next_sample.data(),
+                      .next_neg = s.next_neg.data(),
+                      .prev = start.data(),
+                      .y = emb.values.data(),
+                      .n = n,
+                      .a = a,
+                      .b = b,
+                      .alpha = o.learning_rate * (1.0 - static_cast<double>(epoch) / n_epochs),
+                      .repulsion = o.repulsion_strength,
+                      .epoch = epoch,
+                      .seed = o.seed};
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, 1024),
+                      [&](const tbb::blocked_range<std::int64_t>& r) {
+                        for (std::int64_t i = r.begin(); i < r.end(); ++i) umap_move_vertex(u, i);
+                      });
   }
   progress.report("umap", 1.0);
   if (on_epoch) on_epoch(n_epochs, n_epochs, emb);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <functional>
 #include <utility>
+#include <vector>
 
 #include "io/matrix.hpp"
 #include "knn.hpp"
@@ -39,6 +40,16 @@ std::pair<double, double> find_ab_params(double spread, double min_dist);
 using EpochCallback = std::function<void(int, int, const DenseMatrix&)>;
 DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix init, const UmapOptions& options,
                         Progress& progress, const EpochCallback& on_epoch = {});
+
+// The SGD's edge schedule as umap-learn builds it: edges below max weight / n_epochs dropped,
+// each sampled every max_w / w epochs and its negatives negative_sample_rate times as often.
+// Per head i the edges are [first[i], first[i + 1]) (umap_step.hpp runs one epoch of them).
+struct UmapSchedule {
+  std::vector<std::int64_t> first, tail;
+  std::vector<double> eps, eps_neg, next_sample, next_neg;
+};
+UmapSchedule umap_schedule(const CsrMatrix& graph, int n_epochs, int negative_sample_rate);
+int umap_epochs(const UmapOptions& options, std::int64_t n_cells);  // n_epochs = 0 resolved
 
 // Initial 2-D positions from the first two PCs, scaled to [0, 10] as umap-learn scales its init.
 DenseMatrix initial_layout_from_pca(const DenseMatrix& pca, std::uint64_t seed);

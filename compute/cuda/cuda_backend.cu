@@ -1,28 +1,136 @@
-// CUDA backend: device detection and the per-chunk normalize_total + log1p on a CSR chunk.
-// The arithmetic is the same __host__ __device__ function the CPU backend uses.
+// CUDA backend: device detection, a stream-ordered memory pool, and the stages that run on the
+// device — normalize_total + log1p per chunk, PCA's Gram pass (DSYRK on densified HVG tiles) and
+// eigensolve (cuSOLVER syevd), exact kNN (tiled SGEMM + per-row top-k, distances recomputed
+// exactly). The arithmetic that both backends do is shared (__host__ __device__, elementwise.hpp).
+// Eigen is used on the host only here; without this it compiles its CUDA paths, with warnings.
+#define EIGEN_NO_CUDA
+#include <cublas_v2.h>
 #include <cuda_runtime.h>
+#include <cusolverDn.h>
 
+#include <algorithm>
+#include <cctype>
+#include <cmath>
+#include <cstdlib>
+#include <limits>
 #include <memory>
 
 #include "compute/backend.hpp"
 #include "compute/cuda/check.cuh"
 #include "compute/elementwise.hpp"
+#include "compute/umap_step.hpp"
+
+#define ORRERY_CUBLAS_CHECK(call)                                                  \
+  do {                                                                             \
+    if (cublasStatus_t s_ = (call); s_ != CUBLAS_STATUS_SUCCESS)                   \
+      throw ::orrery::Error("", #call, "cuBLAS error " + std::to_string(int(s_))); \
+  } while (0)
+#define ORRERY_CUSOLVER_CHECK(call)                                                  \
+  do {                                                                               \
+    if (cusolverStatus_t s_ = (call); s_ != CUSOLVER_STATUS_SUCCESS)                 \
+      throw ::orrery::Error("", #call, "cuSOLVER error " + std::to_string(int(s_))); \
+  } while (0)
 
 namespace orrery::compute {
 namespace {
 
+// The device memory of one backend: an explicit pool (capped by ORRERY_CUDA_MAX_POOL, e.g.
+// "40G"; freed blocks are kept for reuse, like rmm's pool) and the stream every stage runs on.
+struct Device {
+  cudaStream_t stream = nullptr;
+  cudaMemPool_t pool = nullptr;
+  cublasHandle_t blas = nullptr;
+  cusolverDnHandle_t solver = nullptr;
+
+  explicit Device(std::size_t max_pool_bytes) {
+    ORRERY_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+    cudaMemPoolProps props{};
+    props.allocType = cudaMemAllocationTypePinned;
+    props.location.type = cudaMemLocationTypeDevice;
+    props.location.id = 0;
+    props.maxSize = max_pool_bytes;
+    ORRERY_CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
+    std::uint64_t keep = std::numeric_limits<std::uint64_t>::max();
+    ORRERY_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
+  }
+  ~Device() {
+    if (solver) cusolverDnDestroy(solver);
+    if (blas) cublasDestroy(blas);
+    cudaStreamSynchronize(stream);
+    cudaMemPoolDestroy(pool);
+    cudaStreamDestroy(stream);
+  }
+  Device(const Device&) = delete;
+  Device& operator=(const Device&) = delete;
+
+  cublasHandle_t cublas() {
+    if (!blas) {
+      ORRERY_CUBLAS_CHECK(cublasCreate(&blas));
+      ORRERY_CUBLAS_CHECK(cublasSetStream(blas, stream));
+      ORRERY_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH));  // plain FP32/FP64
+    }
+    return blas;
+  }
+  cusolverDnHandle_t cusolver() {
+    if (!solver) {
+      ORRERY_CUSOLVER_CHECK(cusolverDnCreate(&solver));
+      ORRERY_CUSOLVER_CHECK(cusolverDnSetStream(solver, stream));
+    }
+    return solver;
+  }
+  std::int64_t peak_bytes() const {
+    std::uint64_t high = 0;
+    cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high);
+    return static_cast<std::int64_t>(high);
+  }
+  void sync() { ORRERY_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+};
+
+// Stream-ordered allocation from the device's pool.
 template <typename T>
-struct DeviceBuffer {
-  T* ptr = nullptr;
-  explicit DeviceBuffer(std::size_t n) {
-    if (n) ORRERY_CUDA_CHECK(cudaMalloc(&ptr, n * sizeof(T)));
+class DeviceBuffer {
+ public:
+  DeviceBuffer(Device& d, std::size_t n) : d_(&d), n_(n) {
+    if (n)
+      ORRERY_CUDA_CHECK(cudaMallocFromPoolAsync(reinterpret_cast<void**>(&ptr_), n * sizeof(T),
+                                                d.pool, d.stream));
   }
   ~DeviceBuffer() {
-    if (ptr) cudaFree(ptr);
+    if (ptr_) cudaFreeAsync(ptr_, d_->stream);
   }
   DeviceBuffer(const DeviceBuffer&) = delete;
   DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  T* get() const { return ptr_; }
+  std::size_t size() const { return n_; }
+  void upload(const T* host, std::size_t n, std::size_t offset = 0) {
+    if (n)
+      ORRERY_CUDA_CHECK(
+          cudaMemcpyAsync(ptr_ + offset, host, n * sizeof(T), cudaMemcpyHostToDevice, d_->stream));
+  }
+  void download(T* host, std::size_t n) const {
+    if (n)
+      ORRERY_CUDA_CHECK(
+          cudaMemcpyAsync(host, ptr_, n * sizeof(T), cudaMemcpyDeviceToHost, d_->stream));
+  }
+  void zero() {
+    if (n_) ORRERY_CUDA_CHECK(cudaMemsetAsync(ptr_, 0, n_ * sizeof(T), d_->stream));
+  }
+
+ private:
+  Device* d_;
+  T* ptr_ = nullptr;
+  std::size_t n_;
 };
+
+void check_launch() {
+  ORRERY_CUDA_CHECK(cudaGetLastError());
+}
+
+unsigned blocks_for(std::int64_t threads_needed, int per_block) {
+  return static_cast<unsigned>((threads_needed + per_block - 1) / per_block);
+}
+
+// ---- normalize_total + log1p ----------------------------------------------------------------
 
 // One warp per row: sum the row (without excluded columns, when a mask is given), then rewrite
 // its values.
@@ -42,38 +150,423 @@ __global__ void normalize_log1p_rows(const std::int64_t* indptr, const std::int3
     data[k] = normalize_log1p_value(data[k], total, target_sum);
 }
 
+// ---- PCA: Gram pass -------------------------------------------------------------------------
+
+// Scatters rows [r0, r0 + rows) of a chunk's offsets into a zeroed column-major rows x h tile.
+__global__ void scatter_offsets(const std::int64_t* start, const std::int32_t* column,
+                                const double* value, std::int64_t rows, double* tile) {
+  const std::int64_t warp = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= rows) return;
+  for (auto k = start[warp] - start[0] + lane; k < start[warp + 1] - start[0]; k += 32)
+    tile[static_cast<std::int64_t>(column[k]) * rows + warp] = value[k];
+}
+
+class CudaGramPass final : public GramPass {
+ public:
+  CudaGramPass(Device& d, const ScaledColumns& columns)
+      : d_(d),
+        columns_(columns),
+        h_(columns.width()),
+        ww_(d, static_cast<std::size_t>(h_) * h_),
+        w_(Eigen::VectorXd::Zero(h_)) {
+    ww_.zero();
+  }
+
+  void add(const CsrMatrix& lognorm) override {
+    const ScaledColumns::Offsets o = columns_.offsets(lognorm);
+    for (std::size_t k = 0; k < o.column.size(); ++k) w_(o.column[k]) += o.value[k];
+    // Densified tiles of at most 256 MiB; DSYRK adds each tile's W^T W to the lower triangle.
+    const std::int64_t tile_rows =
+        std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{h_}));
+    for (std::int64_t r0 = 0; r0 < lognorm.n_rows; r0 += tile_rows) {
+      const std::int64_t rows = std::min(tile_rows, lognorm.n_rows - r0);
+      const auto e0 = o.start[r0], e1 = o.start[r0 + rows];
+      DeviceBuffer<std::int64_t> start(d_, rows + 1);
+      DeviceBuffer<std::int32_t> column(d_, e1 - e0);
+      DeviceBuffer<double> value(d_, e1 - e0);
+      DeviceBuffer<double> tile(d_, rows * h_);
+      start.upload(o.start.data() + r0, rows + 1);
+      column.upload(o.column.data() + e0, e1 - e0);
+      value.upload(o.value.data() + e0, e1 - e0);
+      tile.zero();
+      scatter_offsets<<<blocks_for(rows * 32, 256), 256, 0, d_.stream>>>(
+          start.get(), column.get(), value.get(), rows, tile.get());
+      check_launch();
+      const double one = 1.0;
+      ORRERY_CUBLAS_CHECK(cublasDsyrk(d_.cublas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, h_,
+                                      static_cast<int>(rows), &one, tile.get(),
+                                      static_cast<int>(rows), &one, ww_.get(), h_));
+      d_.sync();  // the host offsets of this tile may go
+    }
+    n_ += lognorm.n_rows;
+  }
+
+  GramSums finish() override {
+    GramSums s;
+    s.ww.resize(h_, h_);
+    ww_.download(s.ww.data(), ww_.size());  // column-major like Eigen's default
+    d_.sync();
+    s.w = w_;
+    s.n = n_;
+    return s;
+  }
+
+ private:
+  Device& d_;
+  const ScaledColumns& columns_;
+  int h_;
+  DeviceBuffer<double> ww_;
+  Eigen::VectorXd w_;
+  std::int64_t n_ = 0;
+};
+
+// ---- kNN: exact -----------------------------------------------------------------------------
+
+constexpr int kMaxK = 128;  // larger k goes to the CPU
+constexpr int kSelectWarps = 4;
+
+__global__ void squared_norms(const float* x, std::int64_t n, int dims, float* sq) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  float s = 0;
+  for (int d = 0; d < dims; ++d) s += x[i * dims + d] * x[i * dims + d];
+  sq[i] = s;
+}
+
+__global__ void fill_lists(float* d, std::int64_t* idx, std::int64_t n) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  d[i] = INFINITY;
+  idx[i] = -1;
+}
+
+// One warp per query row keeps its k best (distance^2, index) in shared memory, sorted, and
+// merges one tile of candidates [c0, c0 + n_cand) whose dot products with the query are in
+// `dots` (row-major nq x n_cand). Candidates arrive in increasing index and join after equal
+// distances, so the order is (distance, index) as the CPU's partial_sort. The query itself
+// counts as distance -1 so it comes first.
+__global__ void select_topk(const float* __restrict__ dots, int n_cand, std::int64_t c0,
+                            std::int64_t q0, int nq, const float* __restrict__ sq, float* best_d,
+                            std::int64_t* best_i, int k) {
+  __shared__ float list_d[kSelectWarps][kMaxK];
+  __shared__ std::int64_t list_i[kSelectWarps][kMaxK];
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int q = blockIdx.x * kSelectWarps + warp;
+  if (q >= nq) return;  // whole warps leave; only warp-level synchronisation follows
+  constexpr unsigned kAll = 0xffffffffu;
+  float* ld = list_d[warp];
+  std::int64_t* li = list_i[warp];
+  for (int t = lane; t < k; t += 32) {
+    ld[t] = best_d[static_cast<std::int64_t>(q) * k + t];
+    li[t] = best_i[static_cast<std::int64_t>(q) * k + t];
+  }
+  __syncwarp();
+  const std::int64_t self = q0 + q;
+  const float sq_self = sq[self];
+  float threshold = ld[k - 1];
+  const float* row = dots + static_cast<std::int64_t>(q) * n_cand;
+  for (int base = 0; base < n_cand; base += 32) {
+    const int j = base + lane;
+    float d = INFINITY;
+    if (j < n_cand) {
+      const std::int64_t cj = c0 + j;
+      d = cj == self ? -1.0f : fmaxf(0.0f, sq_self + sq[cj] - 2.0f * row[j]);
+    }
+    unsigned pending = __ballot_sync(kAll, d < threshold);
+    while (pending) {
+      const int src = __ffs(pending) - 1;
+      pending &= pending - 1;
+      const float dd = __shfl_sync(kAll, d, src);
+      if (!(dd < threshold)) continue;  // threshold is the same in every lane
+      int pos = 0;
+      for (int t = lane; t < k; t += 32) pos += ld[t] <= dd;
+      for (int off = 16; off > 0; off /= 2) pos += __shfl_xor_sync(kAll, pos, off);
+      float keep_d[kMaxK / 32];
+      std::int64_t keep_i[kMaxK / 32];
+#pragma unroll
+      for (int m = 0; m < kMaxK / 32; ++m) {
+        const int t = lane + 32 * m;
+        if (t < k && t > pos) keep_d[m] = ld[t - 1], keep_i[m] = li[t - 1];
+      }
+      __syncwarp();
+#pragma unroll
+      for (int m = 0; m < kMaxK / 32; ++m) {
+        const int t = lane + 32 * m;
+        if (t < k && t > pos) ld[t] = keep_d[m], li[t] = keep_i[m];
+        if (t == pos) ld[t] = dd, li[t] = c0 + base + src;
+      }
+      __syncwarp();
+      threshold = ld[k - 1];
+    }
+  }
+  for (int t = lane; t < k; t += 32) {
+    best_d[static_cast<std::int64_t>(q) * k + t] = ld[t];
+    best_i[static_cast<std::int64_t>(q) * k + t] = li[t];
+  }
+}
+
+// The `kk` selected candidates' distances computed directly (no cancellation), re-sorted by
+// (distance, index) with the query first, as the CPU's exact_knn reports them; the first k kept.
+__global__ void refine_lists(const float* x, int dims, std::int64_t q0, int nq, int kk, int k,
+                             bool cosine, const std::int64_t* best_i, float* out_d,
+                             std::int64_t* out_i) {
+  const int q = blockIdx.x * blockDim.x + threadIdx.x;
+  if (q >= nq) return;
+  const std::int64_t self = q0 + q;
+  double d2[kMaxK];
+  std::int64_t id[kMaxK];
+  for (int t = 0; t < kk; ++t) {
+    const std::int64_t j = best_i[static_cast<std::int64_t>(q) * kk + t];
+    double s = 0;
+    for (int c = 0; c < dims; ++c) {
+      const double diff = double(x[self * dims + c]) - double(x[j * dims + c]);
+      s += diff * diff;
+    }
+    double v = j == self ? -1.0 : s;
+    int p = t;
+    while (p > 0 && (d2[p - 1] > v || (d2[p - 1] == v && id[p - 1] > j))) {
+      d2[p] = d2[p - 1];
+      id[p] = id[p - 1];
+      --p;
+    }
+    d2[p] = v;
+    id[p] = j;
+  }
+  for (int t = 0; t < k; ++t) {
+    const double v = d2[t] < 0 ? 0.0 : d2[t];
+    out_d[static_cast<std::int64_t>(q) * k + t] = static_cast<float>(cosine ? v / 2.0 : sqrt(v));
+    out_i[static_cast<std::int64_t>(q) * k + t] = id[t];
+  }
+}
+
+// ---- UMAP ------------------------------------------------------------------------------------
+
+__global__ void umap_epoch(UmapEpoch u) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < u.n) umap_move_vertex(u, i);
+}
+
+// ---- the backend ----------------------------------------------------------------------------
+
+std::size_t max_pool_bytes() {
+  const char* env = std::getenv("ORRERY_CUDA_MAX_POOL");
+  if (!env || !*env) return 0;
+  char* end = nullptr;
+  double v = std::strtod(env, &end);
+  const char unit = end && *end ? static_cast<char>(std::toupper(*end)) : 0;
+  if (unit == 'K') v *= 1024.0;
+  if (unit == 'M') v *= 1024.0 * 1024.0;
+  if (unit == 'G') v *= 1024.0 * 1024.0 * 1024.0;
+  if (!(v > 0)) throw Error("", "ORRERY_CUDA_MAX_POOL", std::string("not a size: '") + env + "'");
+  return static_cast<std::size_t>(v);
+}
+
 class CudaBackend final : public Backend {
  public:
+  CudaBackend() : d_(max_pool_bytes()) {}
+
   std::string name() const override { return "cuda"; }
+  std::string device_stages() const override {
+    return "normalize_total + log1p, the PCA Gram pass and eigensolve, exact kNN, the UMAP layout";
+  }
+  std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
+
   void normalize_log1p(CsrMatrix& chunk, double target_sum,
                        const std::vector<char>* excluded) override {
     if (chunk.n_rows == 0) return;
-    DeviceBuffer<std::int64_t> indptr(chunk.indptr.size());
-    DeviceBuffer<float> data(chunk.data.size());
-    DeviceBuffer<std::int32_t> indices(excluded ? chunk.indices.size() : 0);
-    DeviceBuffer<char> mask(excluded ? excluded->size() : 0);
-    if (excluded && !chunk.indices.empty())
-      ORRERY_CUDA_CHECK(cudaMemcpy(indices.ptr, chunk.indices.data(),
-                                   chunk.indices.size() * sizeof(std::int32_t),
-                                   cudaMemcpyHostToDevice));
-    if (excluded && !excluded->empty())
-      ORRERY_CUDA_CHECK(
-          cudaMemcpy(mask.ptr, excluded->data(), excluded->size(), cudaMemcpyHostToDevice));
-    ORRERY_CUDA_CHECK(cudaMemcpy(indptr.ptr, chunk.indptr.data(),
-                                 chunk.indptr.size() * sizeof(std::int64_t),
-                                 cudaMemcpyHostToDevice));
-    if (!chunk.data.empty())
-      ORRERY_CUDA_CHECK(cudaMemcpy(data.ptr, chunk.data.data(), chunk.data.size() * sizeof(float),
-                                   cudaMemcpyHostToDevice));
-    const int threads = 256;
-    const auto blocks = static_cast<unsigned>((chunk.n_rows * 32 + threads - 1) / threads);
-    normalize_log1p_rows<<<blocks, threads>>>(
-        indptr.ptr, indices.ptr, excluded ? mask.ptr : nullptr, data.ptr, chunk.n_rows, target_sum);
-    ORRERY_CUDA_CHECK(cudaGetLastError());
-    if (!chunk.data.empty())
-      ORRERY_CUDA_CHECK(cudaMemcpy(chunk.data.data(), data.ptr, chunk.data.size() * sizeof(float),
-                                   cudaMemcpyDeviceToHost));
+    DeviceBuffer<std::int64_t> indptr(d_, chunk.indptr.size());
+    DeviceBuffer<float> data(d_, chunk.data.size());
+    DeviceBuffer<std::int32_t> indices(d_, excluded ? chunk.indices.size() : 0);
+    DeviceBuffer<char> mask(d_, excluded ? excluded->size() : 0);
+    if (excluded) {
+      indices.upload(chunk.indices.data(), chunk.indices.size());
+      mask.upload(excluded->data(), excluded->size());
+    }
+    indptr.upload(chunk.indptr.data(), chunk.indptr.size());
+    data.upload(chunk.data.data(), chunk.data.size());
+    normalize_log1p_rows<<<blocks_for(chunk.n_rows * 32, 256), 256, 0, d_.stream>>>(
+        indptr.get(), indices.get(), excluded ? mask.get() : nullptr, data.get(), chunk.n_rows,
+        target_sum);
+    check_launch();
+    data.download(chunk.data.data(), chunk.data.size());
+    d_.sync();
   }
+
+  std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns) override {
+    const double bytes = 8.0 * columns.width() * columns.width();
+    std::size_t free = 0, total = 0;
+    ORRERY_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    if (bytes > 0.5 * static_cast<double>(free)) return Backend::gram_pass(columns);
+    return std::make_unique<CudaGramPass>(d_, columns);
+  }
+
+  PcaModel pca(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean,
+               int n_comps) override {
+    const int n = static_cast<int>(covariance.rows());
+    if (n_comps < 1) throw Error("", "pca.n_comps", "must be at least 1");
+    n_comps = std::min(n_comps, n);
+    DeviceBuffer<double> a(d_, static_cast<std::size_t>(n) * n), w(d_, n);
+    DeviceBuffer<int> info(d_, 1);
+    a.upload(covariance.data(), a.size());
+    int lwork = 0;
+    ORRERY_CUSOLVER_CHECK(cusolverDnDsyevd_bufferSize(d_.cusolver(), CUSOLVER_EIG_MODE_VECTOR,
+                                                      CUBLAS_FILL_MODE_LOWER, n, a.get(), n,
+                                                      w.get(), &lwork));
+    DeviceBuffer<double> work(d_, std::max(1, lwork));
+    ORRERY_CUSOLVER_CHECK(cusolverDnDsyevd(d_.cusolver(), CUSOLVER_EIG_MODE_VECTOR,
+                                           CUBLAS_FILL_MODE_LOWER, n, a.get(), n, w.get(),
+                                           work.get(), lwork, info.get()));
+    int status = 0;
+    std::vector<double> values(n);
+    Eigen::MatrixXd vectors(n, n);
+    info.download(&status, 1);
+    w.download(values.data(), n);
+    a.download(vectors.data(), a.size());
+    d_.sync();
+    if (status != 0)
+      throw Error("", "pca", "cuSOLVER syevd failed (info " + std::to_string(status) + ")");
+    std::vector<double> top(n_comps);  // syevd gives ascending eigenvalues
+    Eigen::MatrixXd top_vectors(n, n_comps);
+    for (int c = 0; c < n_comps; ++c) {
+      top[c] = values[n - 1 - c];
+      top_vectors.col(c) = vectors.col(n - 1 - c);
+    }
+    return pca_from_eigenpairs(covariance, mean, top, top_vectors);
+  }
+
+  // One thread per vertex and epoch, the CPU's arithmetic and negative samples
+  // (umap_step.hpp); positions come back to the host every 10 epochs for the progress callback.
+  DenseMatrix umap(const CsrMatrix& graph, DenseMatrix emb, const UmapOptions& o,
+                   Progress& progress, const EpochCallback& on_epoch) override {
+    const std::int64_t n = graph.n_rows;
+    if (emb.rows != n || emb.cols != 2) throw Error("", "umap", "initial layout must be n x 2");
+    const int n_epochs = umap_epochs(o, n);
+    const auto [a, b] = find_ab_params(o.spread, o.min_dist);
+    const UmapSchedule s = umap_schedule(graph, n_epochs, o.negative_sample_rate);
+    const std::size_t m = s.tail.size();
+    DeviceBuffer<std::int64_t> first(d_, s.first.size()), tail(d_, m);
+    DeviceBuffer<double> eps(d_, m), eps_neg(d_, m), next_sample(d_, m), next_neg(d_, m);
+    DeviceBuffer<float> y(d_, emb.values.size()), prev(d_, emb.values.size());
+    first.upload(s.first.data(), s.first.size());
+    tail.upload(s.tail.data(), m);
+    eps.upload(s.eps.data(), m);
+    eps_neg.upload(s.eps_neg.data(), m);
+    next_sample.upload(s.next_sample.data(), m);
+    next_neg.upload(s.next_neg.data(), m);
+    y.upload(emb.values.data(), emb.values.size());
+    for (int epoch = 0; epoch < n_epochs; ++epoch) {
+      if (epoch % 10 == 0) {
+        progress.check();
+        progress.report("umap", static_cast<double>(epoch) / n_epochs);
+        if (on_epoch) {
+          y.download(emb.values.data(), emb.values.size());
+          d_.sync();
+          on_epoch(epoch, n_epochs, emb);
+        }
+      }
+      ORRERY_CUDA_CHECK(cudaMemcpyAsync(prev.get(), y.get(), y.size() * sizeof(float),
+                                        cudaMemcpyDeviceToDevice, d_.stream));
+      const UmapEpoch u{.first = first.get(),
+                        .tail = tail.get(),
+                        .eps = eps.get(),
+                        .eps_neg = eps_neg.get(),
+                        .next_sample = next_sample.get(),
+                        .next_neg = next_neg.get(),
+                        .prev = prev.get(),
+                        .y = y.get(),
+                        .n = n,
+                        .a = a,
+                        .b = b,
+                        .alpha = o.learning_rate * (1.0 - static_cast<double>(epoch) / n_epochs),
+                        .repulsion = o.repulsion_strength,
+                        .epoch = epoch,
+                        .seed = o.seed};
+      umap_epoch<<<blocks_for(n, 128), 128, 0, d_.stream>>>(u);
+      check_launch();
+    }
+    y.download(emb.values.data(), emb.values.size());
+    d_.sync();
+    progress.report("umap", 1.0);
+    if (on_epoch) on_epoch(n_epochs, n_epochs, emb);
+    return emb;
+  }
+
+  KnnResult knn(const DenseMatrix& points, const KnnOptions& o, Progress& progress) override {
+    const std::int64_t n = points.rows;
+    const bool exact = o.method == "exact" || (o.method == "auto" && n <= o.gpu_exact_max_cells);
+    if (!exact || o.n_neighbors > kMaxK) {
+      if (o.n_neighbors > kMaxK)
+        progress.warn("neighbors: n_neighbors above " + std::to_string(kMaxK) + " runs on the CPU");
+      return Backend::knn(points, o, progress);
+    }
+    if (o.n_neighbors < 2) throw Error("", "neighbors.n_neighbors", "must be at least 2");
+    if (o.metric != "euclidean" && o.metric != "cosine")
+      throw Error("", "neighbors.metric", "unknown metric '" + o.metric + "'");
+    if (n == 0) throw Error("", "neighbors", "no cells");
+    const int dims = o.n_pcs > 0 ? std::min<int>(o.n_pcs, static_cast<int>(points.cols))
+                                 : static_cast<int>(points.cols);
+    const int k = static_cast<int>(std::min<std::int64_t>(o.n_neighbors, n));
+    // Selection runs on float dot products, whose cancellation error (eps |x|^2) can swap
+    // near-equal neighbours; a margin of candidates is kept and re-ranked on exact distances.
+    const int kk = static_cast<int>(std::min<std::int64_t>({n, kMaxK, std::max(2 * k, k + 16)}));
+    const bool cosine = o.metric == "cosine";
+
+    std::vector<float> host(static_cast<std::size_t>(n) * dims);
+    for (std::int64_t i = 0; i < n; ++i) {
+      double norm = 0;
+      for (int d = 0; d < dims; ++d) norm += double(points.at(i, d)) * points.at(i, d);
+      const double scale = cosine && norm > 0 ? 1.0 / std::sqrt(norm) : 1.0;
+      for (int d = 0; d < dims; ++d)
+        host[i * dims + d] = static_cast<float>(points.at(i, d) * scale);
+    }
+    DeviceBuffer<float> x(d_, host.size()), sq(d_, n);
+    x.upload(host.data(), host.size());
+    squared_norms<<<blocks_for(n, 256), 256, 0, d_.stream>>>(x.get(), n, dims, sq.get());
+    check_launch();
+
+    const int q_tile = static_cast<int>(std::min<std::int64_t>(n, 8192));
+    const int c_tile = static_cast<int>(std::min<std::int64_t>(n, 32768));
+    DeviceBuffer<float> dots(d_, static_cast<std::size_t>(q_tile) * c_tile);
+    DeviceBuffer<float> best_d(d_, static_cast<std::size_t>(q_tile) * kk),
+        out_d(d_, static_cast<std::size_t>(q_tile) * k);
+    DeviceBuffer<std::int64_t> best_i(d_, static_cast<std::size_t>(q_tile) * kk),
+        out_i(d_, static_cast<std::size_t>(q_tile) * k);
+    KnnResult r;
+    r.n = n;
+    r.k = k;
+    r.indices.resize(static_cast<std::size_t>(n) * k);
+    r.distances.resize(static_cast<std::size_t>(n) * k);
+    const float one = 1.0f, zero = 0.0f;
+    for (std::int64_t q0 = 0; q0 < n; q0 += q_tile) {
+      progress.check();
+      const int nq = static_cast<int>(std::min<std::int64_t>(q_tile, n - q0));
+      fill_lists<<<blocks_for(std::int64_t{nq} * kk, 256), 256, 0, d_.stream>>>(
+          best_d.get(), best_i.get(), std::int64_t{nq} * kk);
+      check_launch();
+      for (std::int64_t c0 = 0; c0 < n; c0 += c_tile) {
+        const int nc = static_cast<int>(std::min<std::int64_t>(c_tile, n - c0));
+        // Column-major nc x nq = (candidates)(queries)^T, i.e. row-major nq x nc.
+        ORRERY_CUBLAS_CHECK(cublasSgemm(d_.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, nc, nq, dims, &one,
+                                        x.get() + c0 * dims, dims, x.get() + q0 * dims, dims, &zero,
+                                        dots.get(), nc));
+        select_topk<<<blocks_for(nq, kSelectWarps), kSelectWarps * 32, 0, d_.stream>>>(
+            dots.get(), nc, c0, q0, nq, sq.get(), best_d.get(), best_i.get(), kk);
+        check_launch();
+      }
+      refine_lists<<<blocks_for(nq, 64), 64, 0, d_.stream>>>(
+          x.get(), dims, q0, nq, kk, k, cosine, best_i.get(), out_d.get(), out_i.get());
+      check_launch();
+      out_d.download(r.distances.data() + q0 * k, static_cast<std::size_t>(nq) * k);
+      out_i.download(r.indices.data() + q0 * k, static_cast<std::size_t>(nq) * k);
+      d_.sync();
+      progress.report("neighbors", static_cast<double>(q0 + nq) / static_cast<double>(n));
+    }
+    return r;
+  }
+
+ private:
+  mutable Device d_;
 };
 
 }  // namespace
@@ -99,8 +592,19 @@ std::unique_ptr<Backend> make_cuda_backend(std::string* why) {
     return nullptr;
   }
   cudaDeviceProp prop{};
-  cudaGetDeviceProperties(&prop, 0);
-  if (why) *why = std::string(prop.name);
+  ORRERY_CUDA_CHECK(cudaGetDeviceProperties(&prop, 0));
+  std::size_t free = 0, total = 0;
+  ORRERY_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+  constexpr std::size_t kMinFree = std::size_t{1} << 30;
+  if (free < kMinFree) {
+    if (why)
+      *why = std::string(prop.name) + " has " + std::to_string(free >> 20) +
+             " MiB free, under the 1024 MiB the backend needs";
+    return nullptr;
+  }
+  if (why)
+    *why = std::string(prop.name) + ", " + std::to_string(total >> 30) + " GiB, compute " +
+           std::to_string(prop.major) + "." + std::to_string(prop.minor);
   return std::make_unique<CudaBackend>();
 }
 

@@ -1,13 +1,17 @@
-// CPU/CUDA parity for the stages the CUDA backend runs (normalize_total + log1p per chunk), on
-// pbmc3k and on synthetic data. Runs where a CUDA device exists; otherwise skips saying why.
+// CPU/CUDA parity for the stages the CUDA backend runs (normalize_total + log1p per chunk, the
+// PCA Gram pass and eigensolve, exact kNN), on pbmc3k and on synthetic data, each with the
+// tolerance it states. Runs where a CUDA device exists; otherwise skips saying why.
 #include <QtTest/QtTest>
 
 #include <cmath>
 
 #include "common/shared.hpp"
 #include "compute/backend.hpp"
+#include "compute/metrics.hpp"
 #include "compute/pipeline.hpp"
+#include "compute/rng.hpp"
 #include "compute/synth.hpp"
+#include "compute/umap.hpp"
 #include "io/store.hpp"
 
 using namespace orrery;
@@ -20,6 +24,54 @@ CsrMatrix synth_rows(std::int64_t cells, std::int64_t genes) {
   o.n_cells = cells;
   o.n_genes = genes;
   return compute::SynthGenerator(o).rows(0, cells);
+}
+
+// Log-normalised synthetic rows and scaled columns over `h` of their genes (every third).
+struct GramCase {
+  std::vector<CsrMatrix> chunks;
+  compute::ScaledColumns columns;
+};
+
+GramCase gram_case(std::int64_t cells, std::int32_t genes, int h) {
+  GramCase g;
+  compute::SynthOptions o;
+  o.n_cells = cells;
+  o.n_genes = genes;
+  o.seed = 5;
+  compute::SynthGenerator gen(o);
+  auto cpu = compute::make_cpu_backend();
+  std::vector<double> sum(h, 0), sumsq(h, 0);
+  g.columns.column.assign(genes, -1);
+  for (int c = 0; c < h; ++c) g.columns.column[c * 3] = c;
+  for (std::int64_t r0 = 0; r0 < cells; r0 += 1500) {
+    CsrMatrix c = gen.rows(r0, std::min(cells, r0 + 1500));
+    cpu->normalize_log1p(c, 1e4);
+    for (std::int64_t k = 0; k < c.nnz(); ++k)
+      if (const int col = g.columns.column[c.indices[k]]; col >= 0)
+        sum[col] += c.data[k], sumsq[col] += double(c.data[k]) * c.data[k];
+    g.chunks.push_back(std::move(c));
+  }
+  for (int c = 0; c < h; ++c) {
+    const double m = sum[c] / cells, v = sumsq[c] / cells - m * m;
+    g.columns.mean.push_back(static_cast<float>(m));
+    g.columns.inv_std.push_back(v > 0 ? static_cast<float>(1 / std::sqrt(v)) : 1.0f);
+  }
+  return g;
+}
+
+// Gaussian blobs in `dims` dimensions, with exact duplicates of a few points (ties).
+DenseMatrix blob_points(std::int64_t n, int dims, int clusters, std::uint64_t seed) {
+  compute::Rng rng(seed);
+  std::vector<std::vector<float>> centre(clusters, std::vector<float>(dims));
+  for (auto& c : centre)
+    for (auto& v : c) v = static_cast<float>(10 * rng.normal());
+  DenseMatrix x(n, dims);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (int d = 0; d < dims; ++d)
+      x.at(i, d) = centre[i % clusters][d] + static_cast<float>(rng.normal());
+  for (std::int64_t i = 0; i + 1 < n; i += 997)
+    for (int d = 0; d < dims; ++d) x.at(i + 1, d) = x.at(i, d);
+  return x;
 }
 
 }  // namespace
@@ -78,6 +130,131 @@ class TestCudaParity : public QObject {
     compare(a, b, 1e-6f);
   }
 
+  // The Gram pass: both add the same products in double, in other orders: 1e-12 of the largest.
+  void gramPass() {
+    const GramCase g = gram_case(9000, 3000, 700);
+    auto a = cpu_->gram_pass(g.columns);
+    auto b = cuda_->gram_pass(g.columns);
+    for (const auto& c : g.chunks) {
+      a->add(c);
+      b->add(c);
+    }
+    const compute::GramSums sa = a->finish(), sb = b->finish();
+    QCOMPARE(sb.n, sa.n);
+    QVERIFY((sa.w - sb.w).cwiseAbs().maxCoeff() <= 1e-12 * sa.w.cwiseAbs().maxCoeff());
+    const Eigen::MatrixXd la = sa.ww.triangularView<Eigen::Lower>();
+    const Eigen::MatrixXd lb = sb.ww.triangularView<Eigen::Lower>();
+    const double err = (la - lb).cwiseAbs().maxCoeff() / la.cwiseAbs().maxCoeff();
+    QVERIFY2(err <= 1e-12, qPrintable(QString::number(err)));
+    QVERIFY(la.cwiseAbs().maxCoeff() > 0);
+  }
+
+  // Eigensolve: LAPACK dsyevr and cuSOLVER syevd on one covariance; variances to 1e-10 of the
+  // largest, and axes (signs fixed by the shared convention) to 1e-7 where the eigengap is
+  // clear.
+  void eigensolve() {
+    const GramCase g = gram_case(6000, 2400, 500);
+    compute::GramAccumulator acc(g.columns);
+    for (const auto& c : g.chunks) acc.add(c);
+    const Eigen::MatrixXd cov = acc.covariance();
+    const compute::PcaModel a = cpu_->pca(cov, acc.mean(), 30);
+    const compute::PcaModel b = cuda_->pca(cov, acc.mean(), 30);
+    QCOMPARE(b.variance.size(), a.variance.size());
+    for (std::size_t c = 0; c < a.variance.size(); ++c) {
+      QVERIFY(std::fabs(a.variance[c] - b.variance[c]) <= 1e-10 * a.variance[0]);
+      QVERIFY(std::fabs(a.variance_ratio[c] - b.variance_ratio[c]) <= 1e-10);
+      const double gap =
+          std::min(c > 0 ? a.variance[c - 1] - a.variance[c] : 1e300,
+                   c + 1 < a.variance.size() ? a.variance[c] - a.variance[c + 1] : 1e300);
+      if (gap < 1e-3 * a.variance[0]) continue;
+      const double diff = (a.components.col(c) - b.components.col(c)).cwiseAbs().maxCoeff();
+      QVERIFY2(diff <= 1e-7, qPrintable(QString("axis %1: %2").arg(c).arg(diff)));
+    }
+  }
+
+  // Exact kNN over several query and candidate tiles (n > 32768), with duplicated points:
+  // the GPU selects a margin of candidates on float dot products, then ranks them on distances
+  // computed directly. Neighbour sets agree to 0.999 (near-ties at the k-th place may swap),
+  // every query is its own first neighbour, and shared neighbours' distances agree within
+  // 1e-5 relative + 1e-4 (the CPU's |a|^2 + |b|^2 - 2ab leaves ~1e-6 even for duplicates).
+  void knnExact() {
+    for (const char* metric : {"euclidean", "cosine"}) {
+      const DenseMatrix x = blob_points(41000, 30, 12, 3);
+      compute::KnnOptions o;
+      o.n_neighbors = 15;
+      o.metric = metric;
+      o.method = "exact";
+      compute::Progress quiet;
+      const compute::KnnResult a = compute::exact_knn(x, o, quiet);
+      const compute::KnnResult b = cuda_->knn(x, o, quiet);
+      QCOMPARE(b.n, a.n);
+      QCOMPARE(b.k, a.k);
+      const double recall = compute::knn_recall(b, a);
+      QVERIFY2(recall >= 0.999, qPrintable(QString("%1 recall %2").arg(metric).arg(recall)));
+      double worst = 0;
+      for (std::int64_t i = 0; i < a.n; ++i) {
+        QCOMPARE(b.indices[i * b.k], i);
+        QCOMPARE(b.distances[i * b.k], 0.0f);
+        for (int t = 1; t < a.k; ++t) {
+          QVERIFY(b.distances[i * b.k + t] >= b.distances[i * b.k + t - 1]);
+          for (int u = 1; u < a.k; ++u)
+            if (a.indices[i * a.k + u] == b.indices[i * b.k + t]) {
+              const double da = a.distances[i * a.k + u], db = b.distances[i * b.k + t];
+              worst = std::max(worst, std::fabs(da - db) / (1e-5 * da + 1e-4));
+            }
+        }
+      }
+      QVERIFY2(worst <= 1.0, qPrintable(QString("%1 distance error %2").arg(metric).arg(worst)));
+    }
+  }
+
+  // UMAP: the same per-vertex arithmetic and negative samples on both (umap_step.hpp); only
+  // pow's last bits differ (glibc vs CUDA), so after 20 epochs the layouts agree to 1e-3 for
+  // most points, and a full run separates the blobs as well as the CPU does.
+  void umapLayout() {
+    const int clusters = 6;
+    const DenseMatrix x = blob_points(4000, 20, clusters, 9);
+    compute::Progress quiet;
+    const compute::FuzzyGraph g =
+        compute::fuzzy_simplicial_set(compute::exact_knn(x, {.n_neighbors = 15}, quiet));
+    const DenseMatrix init = compute::initial_layout_from_pca(x, 1);
+    compute::UmapOptions o;
+    o.n_epochs = 20;
+    const DenseMatrix a = cpu_->umap(g.connectivities, init, o, quiet, {});
+    const DenseMatrix b = cuda_->umap(g.connectivities, init, o, quiet, {});
+    std::vector<double> diff;
+    for (std::size_t i = 0; i < a.values.size(); ++i)
+      diff.push_back(std::fabs(double(a.values[i]) - b.values[i]));
+    std::sort(diff.begin(), diff.end());
+    const double median = diff[diff.size() / 2], p99 = diff[diff.size() * 99 / 100];
+    qInfo("umap 20 epochs cpu vs cuda: median %.3g, 99th percentile %.3g, max %.3g", median, p99,
+          diff.back());
+    QVERIFY2(p99 <= 1e-3, qPrintable(QString::number(p99)));
+    QVERIFY(std::none_of(b.values.begin(), b.values.end(), [](float v) { return std::isnan(v); }));
+    // Full schedule: every point is nearest its own blob's 2-D centroid on both backends.
+    o.n_epochs = 0;
+    for (auto* backend : {cpu_.get(), cuda_.get()}) {
+      const DenseMatrix e = backend->umap(g.connectivities, init, o, quiet, {});
+      std::vector<double> cx(clusters, 0), cy(clusters, 0);
+      for (std::int64_t i = 0; i < e.rows; ++i)
+        cx[i % clusters] += e.at(i, 0) / (e.rows / clusters),
+            cy[i % clusters] += e.at(i, 1) / (e.rows / clusters);
+      std::int64_t right = 0;
+      for (std::int64_t i = 0; i < e.rows; ++i) {
+        int best = 0;
+        double best_d = 1e300;
+        for (int c = 0; c < clusters; ++c) {
+          const double d = std::hypot(e.at(i, 0) - cx[c], e.at(i, 1) - cy[c]);
+          if (d < best_d) best_d = d, best = c;
+        }
+        right += best == i % clusters;
+      }
+      qInfo("umap %s: %.4f of points nearest their blob's centroid", backend->name().c_str(),
+            double(right) / e.rows);
+      QVERIFY(right >= 0.99 * e.rows);
+    }
+  }
+
   void pipelineSameAnswers() {
     if (!std::filesystem::exists(test::pbmc3k_dir())) QSKIP("pbmc3k not found (set ORRERY_SHARED)");
     io::Store s1 = io::open_store(test::pbmc3k_dir().string());
@@ -90,6 +267,18 @@ class TestCudaParity : public QObject {
     QCOMPARE(r1.hvg_genes, r2.hvg_genes);
     for (int c = 0; c < 10; ++c)
       QVERIFY(std::fabs(r1.pca.variance_ratio[c] - r2.pca.variance_ratio[c]) < 1e-6);
+    // X_pca to float rounding (axis signs are fixed by one convention).
+    double worst = 0;
+    for (std::int64_t i = 0; i < r1.x_pca.rows; ++i)
+      for (int c = 0; c < 10; ++c)
+        worst = std::max(worst, double(std::fabs(r1.x_pca.at(i, c) - r2.x_pca.at(i, c))));
+    QVERIFY2(worst < 1e-3, qPrintable(QString::number(worst)));
+    // Neighbours: the GPU's exact kNN against the CPU's (exact below 50k cells); clusters.
+    const double recall = compute::knn_recall(r2.knn, r1.knn);
+    QVERIFY2(recall >= 0.99, qPrintable(QString::number(recall)));
+    const double ari = compute::adjusted_rand_index(r1.leiden, r2.leiden);
+    qInfo("pbmc3k cpu vs cuda: kNN recall %.5f, Leiden ARI %.4f", recall, ari);
+    QVERIFY2(ari >= 0.9, qPrintable(QString::number(ari)));
   }
 };
 

@@ -42,11 +42,8 @@ DenseMatrix blobs(int n, int d, int k, double spread) {
   std::vector<double> centre(static_cast<std::size_t>(k) * d);
   for (auto& c : centre) c = spread * (rng.uniform() - 0.5);
   for (int i = 0; i < n; ++i)
-    for (int j = 0; j < d; ++j) {
-      const double u1 = 1.0 - rng.uniform(), u2 = rng.uniform();
-      x.at(i, j) = static_cast<float>(centre[(i % k) * d + j] +
-                                      std::sqrt(-2 * std::log(u1)) * std::cos(6.2831853 * u2));
-    }
+    for (int j = 0; j < d; ++j)
+      x.at(i, j) = static_cast<float>(centre[(i % k) * d + j] + rng.normal());
   return x;
 }
 

@@ -1,0 +1,263 @@
+// GPU stage benchmark: the stages the CUDA backend runs, timed on the CUDA and CPU backends on
+// the same synthetic inputs, plus host-to-device bandwidth (pageable and pinned). Prints one
+// JSON object: per stage seconds per backend, rows/s, peak device memory, and the checks that
+// make the timings meaningful (Gram agreement, kNN recall of the GPU against brute force on
+// 1000 sampled queries).
+// Usage: orrery_bench_gpu [--cells N] [--genes G] [--hvg H] [--knn-cells N] [--dims D] [--k K]
+//                         [--cpu-knn-cells N]
+#include <tbb/parallel_for.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <thread>
+
+#include "compute/backend.hpp"
+#include "compute/rng.hpp"
+#include "compute/spectral.hpp"
+#include "compute/synth.hpp"
+#include "io/error.hpp"
+
+#ifdef ORRERY_HAS_CUDA
+#include <cuda_runtime.h>
+#endif
+
+using namespace orrery;
+using json = nlohmann::json;
+
+namespace {
+
+double now() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+struct Args {
+  std::int64_t cells = 100000, knn_cells = 1300000, cpu_knn_cells = 100000;
+  std::int32_t genes = 28000;
+  int hvg = 2000, dims = 50, k = 15;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    const std::string f = argv[i];
+    const long long v = std::atoll(argv[i + 1]);
+    if (f == "--cells")
+      a.cells = v;
+    else if (f == "--genes")
+      a.genes = static_cast<std::int32_t>(v);
+    else if (f == "--hvg")
+      a.hvg = static_cast<int>(v);
+    else if (f == "--knn-cells")
+      a.knn_cells = v;
+    else if (f == "--cpu-knn-cells")
+      a.cpu_knn_cells = v;
+    else if (f == "--dims")
+      a.dims = static_cast<int>(v);
+    else if (f == "--k")
+      a.k = static_cast<int>(v);
+    else
+      throw Error("", f, "unknown option");
+  }
+  return a;
+}
+
+#ifdef ORRERY_HAS_CUDA
+// Seconds per GiB moved host to device, 8 copies of 256 MiB.
+json transfer_bandwidth() {
+  const std::size_t bytes = std::size_t{256} << 20;
+  void* device = nullptr;
+  void* pinned = nullptr;
+  std::vector<char> pageable(bytes, 1);
+  if (cudaMalloc(&device, bytes) != cudaSuccess || cudaMallocHost(&pinned, bytes) != cudaSuccess)
+    return {{"error", "allocation failed"}};
+  std::memset(pinned, 1, bytes);
+  auto rate = [&](const void* src) {
+    cudaMemcpy(device, src, bytes, cudaMemcpyHostToDevice);  // warm-up
+    const double t0 = now();
+    for (int i = 0; i < 8; ++i) cudaMemcpy(device, src, bytes, cudaMemcpyHostToDevice);
+    cudaDeviceSynchronize();
+    return 8.0 * bytes / (now() - t0) / 1e9;
+  };
+  json j = {{"pageable_gb_per_s", rate(pageable.data())}, {"pinned_gb_per_s", rate(pinned)}};
+  cudaFreeHost(pinned);
+  cudaFree(device);
+  return j;
+}
+#endif
+
+// Gaussian blobs like a PCA embedding: 30 populations with unequal spreads.
+DenseMatrix embedding(std::int64_t n, int dims) {
+  compute::Rng rng(17);
+  const int clusters = 30;
+  std::vector<double> centre(static_cast<std::size_t>(clusters) * dims), spread(clusters);
+  for (auto& c : centre) c = 8 * rng.normal();
+  for (auto& s : spread) s = 0.5 + 2 * rng.uniform();
+  DenseMatrix x(n, dims);
+  for (std::int64_t i = 0; i < n; ++i) {
+    const int c = static_cast<int>(rng.next() % clusters);
+    for (int d = 0; d < dims; ++d)
+      x.at(i, d) = static_cast<float>(centre[c * dims + d] + spread[c] * rng.normal() / (1 + d));
+  }
+  return x;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  const Args a = parse(argc, argv);
+  std::string note;
+  auto cpu = compute::make_cpu_backend();
+  std::string why;
+  auto cuda = compute::make_cuda_backend(&why);
+  json out = {{"device", cuda ? why : "none: " + why},
+              {"host_threads", std::thread::hardware_concurrency()},
+              {"cells", a.cells},
+              {"genes", a.genes},
+              {"hvg", a.hvg}};
+  std::vector<std::pair<std::string, compute::Backend*>> backends = {{"cpu", cpu.get()}};
+  if (cuda) backends.emplace_back("cuda", cuda.get());
+#ifdef ORRERY_HAS_CUDA
+  if (cuda) out["host_to_device"] = transfer_bandwidth();
+#endif
+
+  // Synthetic counts in chunks of 20k cells: normalize + log1p, then the Gram pass over `hvg`
+  // evenly spaced genes (scale statistics from the first pass).
+  compute::SynthOptions so;
+  so.n_cells = a.cells;
+  so.n_genes = a.genes;
+  const compute::SynthGenerator gen(so);
+  const double t_gen = now();
+  std::vector<CsrMatrix> chunks((a.cells + 19999) / 20000);
+  tbb::parallel_for(std::size_t{0}, chunks.size(), [&](std::size_t i) {
+    const std::int64_t r0 = static_cast<std::int64_t>(i) * 20000;
+    chunks[i] = gen.rows(r0, std::min(a.cells, r0 + 20000));
+  });
+  std::int64_t nnz = 0;
+  for (const auto& c : chunks) nnz += c.nnz();
+  out["synth_seconds"] = now() - t_gen;
+  out["nnz"] = nnz;
+  std::vector<std::vector<CsrMatrix>> lognorm(backends.size());
+  for (std::size_t b = 0; b < backends.size(); ++b) {
+    lognorm[b] = chunks;
+    const double t0 = now();
+    for (auto& c : lognorm[b]) backends[b].second->normalize_log1p(c, 1e4);
+    const double s = now() - t0;
+    out["stages"]["normalize_log1p"][backends[b].first] = {{"seconds", s},
+                                                           {"rows_per_s", a.cells / s}};
+  }
+  compute::ScaledColumns cols;
+  cols.column.assign(a.genes, -1);
+  const int h = std::min<int>(a.hvg, a.genes);
+  for (int c = 0; c < h; ++c) cols.column[static_cast<std::int64_t>(c) * a.genes / h] = c;
+  {
+    std::vector<double> sum(h, 0), sumsq(h, 0);
+    for (const auto& c : lognorm[0])
+      for (std::int64_t k = 0; k < c.nnz(); ++k)
+        if (const int col = cols.column[c.indices[k]]; col >= 0)
+          sum[col] += c.data[k], sumsq[col] += double(c.data[k]) * c.data[k];
+    for (int c = 0; c < h; ++c) {
+      const double m = sum[c] / a.cells, v = sumsq[c] / a.cells - m * m;
+      cols.mean.push_back(static_cast<float>(m));
+      cols.inv_std.push_back(v > 0 ? static_cast<float>(1 / std::sqrt(v)) : 1.0f);
+    }
+  }
+  std::vector<compute::GramSums> sums;
+  for (std::size_t b = 0; b < backends.size(); ++b) {
+    const double t0 = now();
+    auto pass = backends[b].second->gram_pass(cols);
+    for (const auto& c : lognorm[0]) pass->add(c);
+    sums.push_back(pass->finish());
+    const double s = now() - t0;
+    out["stages"]["pca_gram"][backends[b].first] = {{"seconds", s}, {"rows_per_s", a.cells / s}};
+  }
+  if (sums.size() == 2) {
+    const Eigen::MatrixXd la = sums[0].ww.triangularView<Eigen::Lower>();
+    const Eigen::MatrixXd lb = sums[1].ww.triangularView<Eigen::Lower>();
+    out["checks"]["gram_max_rel_diff"] = (la - lb).cwiseAbs().maxCoeff() / la.cwiseAbs().maxCoeff();
+  }
+  const Eigen::MatrixXd cov = compute::gram_covariance(cols, sums[0]);
+  const Eigen::VectorXd mean = compute::gram_mean(cols, sums[0]);
+  for (auto& [name, backend] : backends) {
+    const double t0 = now();
+    const compute::PcaModel m = backend->pca(cov, mean, 50);
+    out["stages"]["pca_eigensolve"][name] = {{"seconds", now() - t0},
+                                             {"first_ratio", m.variance_ratio[0]}};
+  }
+  lognorm.clear();
+  chunks.clear();
+
+  // kNN: exact on the GPU over knn_cells points; the CPU's NN-descent over cpu_knn_cells. The
+  // GPU's lists are checked against brute force (double) for 2000 sampled queries.
+  compute::Progress quiet;
+  compute::KnnOptions ko;
+  ko.n_neighbors = a.k;
+  if (cuda) {
+    const DenseMatrix x = embedding(a.knn_cells, a.dims);
+    ko.method = "exact";
+    const double t0 = now();
+    const compute::KnnResult r = cuda->knn(x, ko, quiet);
+    const double s = now() - t0;
+    out["stages"]["knn_exact"]["cuda"] = {
+        {"cells", a.knn_cells}, {"seconds", s}, {"rows_per_s", a.knn_cells / s}};
+    compute::Rng rng(3);
+    std::vector<std::int64_t> queries(1000);
+    for (auto& q : queries) q = static_cast<std::int64_t>(rng.next() % a.knn_cells);
+    std::atomic<std::int64_t> hit = 0, total = 0;
+    tbb::parallel_for(std::size_t{0}, queries.size(), [&](std::size_t q) {
+      const std::int64_t i = queries[q];
+      std::vector<std::pair<double, std::int64_t>> d(a.knn_cells);
+      for (std::int64_t j = 0; j < a.knn_cells; ++j) {
+        double s2 = 0;
+        for (int c = 0; c < a.dims; ++c) {
+          const double diff = double(x.at(i, c)) - x.at(j, c);
+          s2 += diff * diff;
+        }
+        d[j] = {j == i ? -1.0 : s2, j};
+      }
+      std::partial_sort(d.begin(), d.begin() + a.k, d.end());
+      for (int t = 1; t < a.k; ++t)
+        for (int u = 1; u < a.k; ++u) hit += r.indices[i * a.k + u] == d[t].second;
+      total += a.k - 1;
+    });
+    out["checks"]["knn_exact_recall_sampled"] = double(hit) / double(total);
+    // UMAP (200 epochs, random init) on the fuzzy graph of these neighbours.
+    const compute::FuzzyGraph g = compute::fuzzy_simplicial_set(r);
+    const double t1 = now();
+    cuda->umap(g.connectivities, compute::random_layout(a.knn_cells, 0), {}, quiet, {});
+    const double su = now() - t1;
+    out["stages"]["umap"]["cuda"] = {
+        {"cells", a.knn_cells}, {"seconds", su}, {"rows_per_s", a.knn_cells / su}};
+  }
+  {
+    const DenseMatrix x = embedding(a.cpu_knn_cells, a.dims);
+    ko.method = "exact";
+    const compute::KnnResult r = cuda ? cuda->knn(x, ko, quiet) : compute::knn(x, ko, quiet);
+    const compute::FuzzyGraph g = compute::fuzzy_simplicial_set(r);
+    const double t0 = now();
+    cpu->umap(g.connectivities, compute::random_layout(a.cpu_knn_cells, 0), {}, quiet, {});
+    const double s = now() - t0;
+    out["stages"]["umap"]["cpu"] = {
+        {"cells", a.cpu_knn_cells}, {"seconds", s}, {"rows_per_s", a.cpu_knn_cells / s}};
+  }
+  {
+    const DenseMatrix x = embedding(a.cpu_knn_cells, a.dims);
+    ko.method = "nndescent";
+    const double t0 = now();
+    compute::knn(x, ko, quiet);
+    const double s = now() - t0;
+    out["stages"]["knn_nndescent"]["cpu"] = {
+        {"cells", a.cpu_knn_cells}, {"seconds", s}, {"rows_per_s", a.cpu_knn_cells / s}};
+  }
+  if (cuda) out["peak_device_mib"] = cuda->device_peak_bytes() / 1048576.0;
+  std::printf("%s\n", out.dump(1).c_str());
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "orrery_bench_gpu: %s\n", e.what());
+  return 1;
+}

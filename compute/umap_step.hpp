@@ -1,0 +1,82 @@
+// One vertex's move in one epoch of UMAP's SGD, shared by the CPU layout (umap.cpp) and the
+// CUDA kernel (__host__ __device__), so both run the same arithmetic and the same negative
+// samples: a counter-based stream gives vertex i in epoch t the samples of (seed, t, i).
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+
+#include "elementwise.hpp"
+
+namespace orrery::compute {
+
+struct UmapSplitMix {
+  std::uint64_t state;
+  ORRERY_HD UmapSplitMix(std::uint64_t seed, std::uint64_t epoch, std::uint64_t vertex)
+      : state(seed ^ (epoch * 0xd1b54a32d192ed03ULL) ^ (vertex * 0x9e3779b97f4a7c15ULL)) {}
+  ORRERY_HD std::uint64_t next() {
+    std::uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    return z ^ (z >> 31);
+  }
+};
+
+// The arrays of one epoch (host or device pointers alike). Edges of head i are
+// [first[i], first[i + 1]); each vertex writes only its own position in `y`, its own edges'
+// schedules, and reads the others' positions from `prev` (the epoch's start).
+struct UmapEpoch {
+  const std::int64_t* first;
+  const std::int64_t* tail;
+  const double* eps;      // epochs per sample
+  const double* eps_neg;  // epochs per negative sample
+  double* next_sample;
+  double* next_neg;
+  const float* prev;
+  float* y;
+  std::int64_t n;
+  double a, b, alpha, repulsion;
+  int epoch;
+  std::uint64_t seed;
+};
+
+ORRERY_HD inline double umap_clip(double g) {
+  return g > 4.0 ? 4.0 : (g < -4.0 ? -4.0 : g);
+}
+
+ORRERY_HD inline void umap_move_vertex(const UmapEpoch& u, std::int64_t i) {
+  float* cur = u.y + 2 * i;
+  UmapSplitMix rng(u.seed, static_cast<std::uint64_t>(u.epoch), static_cast<std::uint64_t>(i));
+  for (auto e = u.first[i]; e < u.first[i + 1]; ++e) {
+    if (u.next_sample[e] > u.epoch) continue;
+    const float* oth = u.prev + 2 * u.tail[e];
+    double dx = cur[0] - oth[0], dy = cur[1] - oth[1];
+    double d2 = dx * dx + dy * dy;
+    if (d2 > 0.0) {
+      const double coeff = -2.0 * u.a * u.b * pow(d2, u.b - 1.0) / (u.a * pow(d2, u.b) + 1.0);
+      cur[0] += static_cast<float>(2.0 * umap_clip(coeff * dx) * u.alpha);
+      cur[1] += static_cast<float>(2.0 * umap_clip(coeff * dy) * u.alpha);
+    }
+    u.next_sample[e] += u.eps[e];
+    const int n_neg = static_cast<int>((u.epoch - u.next_neg[e]) / u.eps_neg[e]);
+    for (int p = 0; p < n_neg; ++p) {
+      const auto k = static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(u.n));
+      if (k == i) continue;
+      const float* other = u.prev + 2 * k;
+      dx = cur[0] - other[0];
+      dy = cur[1] - other[1];
+      d2 = dx * dx + dy * dy;
+      double gx = 4.0, gy = 4.0;
+      if (d2 > 0.0) {
+        const double coeff = 2.0 * u.repulsion * u.b / ((0.001 + d2) * (u.a * pow(d2, u.b) + 1.0));
+        gx = umap_clip(coeff * dx);
+        gy = umap_clip(coeff * dy);
+      }
+      cur[0] += static_cast<float>(gx * u.alpha);
+      cur[1] += static_cast<float>(gy * u.alpha);
+    }
+    u.next_neg[e] += n_neg * u.eps_neg[e];
+  }
+}
+
+}  // namespace orrery::compute
