@@ -6,6 +6,7 @@
 #include <memory>
 #include <string>
 
+#include "compute/external.hpp"
 #include "compute/knn.hpp"
 #include "compute/pca.hpp"
 #include "compute/umap.hpp"
@@ -42,6 +43,12 @@ class Backend {
   virtual PcaModel pca(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean, int n_comps);
   // k nearest neighbours (knn.hpp's answer, chosen by options.method).
   virtual KnnResult knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress);
+  // Where the UMAP layout also goes when it is final: positions (n x float2) written on the
+  // device into `positions` and then `ready` signalled. Returns false where the backend cannot
+  // (the CPU backend: the host upload path applies).
+  virtual bool stream_layout_to(ExternalBuffer* /*positions*/, ExternalSemaphore* /*ready*/) {
+    return false;
+  }
   // UMAP's SGD layout (umap_layout's answer, same arithmetic: umap_step.hpp).
   virtual DenseMatrix umap(const CsrMatrix& graph, DenseMatrix init, const UmapOptions& options,
                            Progress& progress, const EpochCallback& on_epoch);

@@ -4,7 +4,9 @@
 
 #include <cstring>
 
+#include "interop.hpp"
 #include "point_pipeline.hpp"
+#include "splat_pipeline.hpp"
 #include "vk_check.hpp"
 
 namespace orrery::render {
@@ -17,6 +19,8 @@ struct OffscreenRenderer::Impl {
   std::uint32_t queue_family = 0;
   VkCommandPool pool = VK_NULL_HANDLE;
   std::string name;
+  bool interop = false;
+  std::array<std::uint8_t, 16> uuid{};
 
   ~Impl() {
     if (device) {
@@ -70,6 +74,25 @@ OffscreenRenderer::OffscreenRenderer() : impl_(std::make_unique<Impl>()) {
   if (best < 0) throw Error("", "vulkan", "no Vulkan device with a graphics queue");
   impl_->physical = devices[best];
 
+  // CUDA interop when the device offers it (render/interop.hpp).
+  const char* interop_extensions[] = {VK_KHR_EXTERNAL_MEMORY_FD_EXTENSION_NAME,
+                                      VK_KHR_EXTERNAL_SEMAPHORE_FD_EXTENSION_NAME};
+  {
+    std::uint32_t n = 0;
+    vkEnumerateDeviceExtensionProperties(impl_->physical, nullptr, &n, nullptr);
+    std::vector<VkExtensionProperties> ext(n);
+    vkEnumerateDeviceExtensionProperties(impl_->physical, nullptr, &n, ext.data());
+    int found = 0;
+    for (const auto& e : ext)
+      for (const char* want : interop_extensions) found += std::strcmp(e.extensionName, want) == 0;
+    impl_->interop = found == 2;
+    VkPhysicalDeviceIDProperties id{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES};
+    VkPhysicalDeviceProperties2 props{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+    props.pNext = &id;
+    vkGetPhysicalDeviceProperties2(impl_->physical, &props);
+    std::memcpy(impl_->uuid.data(), id.deviceUUID, 16);
+  }
+
   const float priority = 1.0f;
   VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
   queue_info.queueFamilyIndex = impl_->queue_family;
@@ -78,6 +101,10 @@ OffscreenRenderer::OffscreenRenderer() : impl_(std::make_unique<Impl>()) {
   VkDeviceCreateInfo device_info{VK_STRUCTURE_TYPE_DEVICE_CREATE_INFO};
   device_info.queueCreateInfoCount = 1;
   device_info.pQueueCreateInfos = &queue_info;
+  if (impl_->interop) {
+    device_info.enabledExtensionCount = 2;
+    device_info.ppEnabledExtensionNames = interop_extensions;
+  }
   ORRERY_VK_CHECK(vkCreateDevice(impl_->physical, &device_info, nullptr, &impl_->device));
   vkGetDeviceQueue(impl_->device, impl_->queue_family, 0, &impl_->queue);
   VkCommandPoolCreateInfo pool_info{VK_STRUCTURE_TYPE_COMMAND_POOL_CREATE_INFO};
@@ -90,6 +117,18 @@ OffscreenRenderer::~OffscreenRenderer() = default;
 
 std::string OffscreenRenderer::device_name() const {
   return impl_->name;
+}
+
+bool OffscreenRenderer::interop_supported() const {
+  return impl_->interop;
+}
+
+std::array<std::uint8_t, 16> OffscreenRenderer::device_uuid() const {
+  return impl_->uuid;
+}
+
+OffscreenRenderer::Context OffscreenRenderer::context() const {
+  return {impl_->physical, impl_->device, impl_->queue, impl_->pool};
 }
 
 Image OffscreenRenderer::render(const PointSet& points, Camera camera, const RenderOptions& o) {
@@ -200,14 +239,44 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   ORRERY_VK_CHECK(vkBindBufferMemory(dev, obj.readback, obj.readback_mem, 0));
 
   if (o.frames < 1 || o.frames > 100000) throw Error("", "export", "frames must be 1..100000");
-  PointPipeline pipeline(impl_->physical, dev, obj.pass, VK_SAMPLE_COUNT_1_BIT);
+  const bool splat =
+      o.points == RenderOptions::Points::Splat ||
+      (o.points == RenderOptions::Points::Auto && points.size() >= RenderOptions::kSplatPoints);
+  std::unique_ptr<PointPipeline> sprites;
+  std::unique_ptr<SplatPipeline> splats;
+  if (splat)
+    splats = std::make_unique<SplatPipeline>(impl_->physical, dev, obj.pass, VK_SAMPLE_COUNT_1_BIT);
+  else
+    sprites =
+        std::make_unique<PointPipeline>(impl_->physical, dev, obj.pass, VK_SAMPLE_COUNT_1_BIT);
+  // Points in a frame: the splat pass (outside the render pass), then the draw inside it.
+  const auto before_pass = [&](VkCommandBuffer c) {
+    if (splats) splats->record_splat(c, camera, {o.width, o.height}, o.point_size);
+  };
+  const auto in_pass = [&](VkCommandBuffer c) {
+    if (splats)
+      splats->record_composite(c, {o.width, o.height});
+    else
+      sprites->record(c, camera, {o.width, o.height}, o.point_size);
+  };
   using Clock = std::chrono::steady_clock;
   const auto ms_since = [](Clock::time_point t0) {
     return std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
   };
   auto t_upload = Clock::now();
-  pipeline.upload(points);
+  if (splats)
+    splats->upload(points);
+  else
+    sprites->upload(points);
   const double upload_ms = ms_since(t_upload);
+  if (o.positions) {
+    if (o.positions->size() < points.size() * sizeof(glm::vec2))
+      throw Error("", "export", "shared position buffer smaller than the point set");
+    if (splats)
+      splats->use_positions(o.positions->buffer());
+    else
+      sprites->use_positions(o.positions->buffer());
+  }
   VkClearValue clear{};
   std::memcpy(clear.color.float32, o.background.data(), sizeof(float) * 4);
   VkRenderPassBeginInfo rp{VK_STRUCTURE_TYPE_RENDER_PASS_BEGIN_INFO};
@@ -218,6 +287,17 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   rp.pClearValues = &clear;
   VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
   ORRERY_VK_CHECK(vkCreateFence(dev, &fence_info, nullptr, &obj.fence));
+  if (o.wait) {  // an empty submission that waits for the writer (CUDA) to signal
+    const VkSemaphore wait = o.wait->handle();
+    const VkPipelineStageFlags stage = VK_PIPELINE_STAGE_VERTEX_INPUT_BIT;
+    VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};
+    submit.waitSemaphoreCount = 1;
+    submit.pWaitSemaphores = &wait;
+    submit.pWaitDstStageMask = &stage;
+    ORRERY_VK_CHECK(vkQueueSubmit(impl_->queue, 1, &submit, obj.fence));
+    ORRERY_VK_CHECK(vkWaitForFences(dev, 1, &obj.fence, VK_TRUE, UINT64_MAX));
+    ORRERY_VK_CHECK(vkResetFences(dev, 1, &obj.fence));
+  }
   std::vector<double> frame_ms;
 
   VkCommandBufferAllocateInfo cmd_info{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
@@ -239,8 +319,9 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
     CmdGuard draw_guard{dev, impl_->pool, draw};
     VkCommandBufferBeginInfo reusable{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
     ORRERY_VK_CHECK(vkBeginCommandBuffer(draw, &reusable));
+    before_pass(draw);
     vkCmdBeginRenderPass(draw, &rp, VK_SUBPASS_CONTENTS_INLINE);
-    pipeline.record(draw, camera, {o.width, o.height}, o.point_size);
+    in_pass(draw);
     vkCmdEndRenderPass(draw);
     ORRERY_VK_CHECK(vkEndCommandBuffer(draw));
     VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};
@@ -258,8 +339,9 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
   begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
   ORRERY_VK_CHECK(vkBeginCommandBuffer(cmd, &begin));
+  before_pass(cmd);
   vkCmdBeginRenderPass(cmd, &rp, VK_SUBPASS_CONTENTS_INLINE);
-  pipeline.record(cmd, camera, {o.width, o.height}, o.point_size);
+  in_pass(cmd);
   vkCmdEndRenderPass(cmd);
   VkBufferImageCopy region{};
   region.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};

@@ -7,9 +7,16 @@
 #include <string>
 #include <vector>
 
+#include <vulkan/vulkan.h>
+
+#include <array>
+
 #include "scene.hpp"
 
 namespace orrery::render {
+
+class SharedBuffer;
+class SharedSemaphore;
 
 struct Image {
   std::uint32_t width = 0, height = 0;
@@ -28,6 +35,15 @@ struct RenderOptions {
   float point_size = 4.0f;  // pixels
   std::array<float, 4> background{1.f, 1.f, 1.f, 1.f};
   int frames = 1;  // draw the scene this many times (benchmarks); the image is the last one
+  // Positions from a shared buffer (written by CUDA) instead of points.positions, after waiting
+  // on `wait` when given. The colours still come from the PointSet.
+  const SharedBuffer* positions = nullptr;
+  const SharedSemaphore* wait = nullptr;
+  // Sprites (point_pipeline.hpp, drawing order decides overlaps) or compute splatting
+  // (splat_pipeline.hpp, order-independent); auto splats from kSplatPoints points on.
+  enum class Points { Auto, Sprites, Splat };
+  Points points = Points::Auto;
+  static constexpr std::size_t kSplatPoints = 2000000;
 };
 
 class OffscreenRenderer {
@@ -40,6 +56,18 @@ class OffscreenRenderer {
   // Renders `points` as seen by `camera` (resized to the image). Throws orrery::Error on failure.
   Image render(const PointSet& points, Camera camera, const RenderOptions& options);
   std::string device_name() const;
+
+  // Whether buffers and semaphores can be shared with CUDA (render/interop.hpp), and the
+  // device's UUID (to match it with a CUDA device's).
+  bool interop_supported() const;
+  std::array<std::uint8_t, 16> device_uuid() const;
+  struct Context {
+    VkPhysicalDevice physical;
+    VkDevice device;
+    VkQueue queue;
+    VkCommandPool pool;
+  };
+  Context context() const;
 
  private:
   struct Impl;

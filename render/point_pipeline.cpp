@@ -17,7 +17,9 @@ struct PushConstants {
   float pad;
 };
 
-VkShaderModule make_module(VkDevice device, const std::uint32_t* code, std::size_t bytes) {
+}  // namespace
+
+VkShaderModule make_shader_module(VkDevice device, const std::uint32_t* code, std::size_t bytes) {
   VkShaderModuleCreateInfo info{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
   info.codeSize = bytes;
   info.pCode = code;
@@ -25,8 +27,6 @@ VkShaderModule make_module(VkDevice device, const std::uint32_t* code, std::size
   ORRERY_VK_CHECK(vkCreateShaderModule(device, &info, nullptr, &module));
   return module;
 }
-
-}  // namespace
 
 std::uint32_t find_memory_type(VkPhysicalDevice physical, std::uint32_t type_bits,
                                VkMemoryPropertyFlags flags) {
@@ -40,8 +40,8 @@ std::uint32_t find_memory_type(VkPhysicalDevice physical, std::uint32_t type_bit
 PointPipeline::PointPipeline(VkPhysicalDevice physical, VkDevice device, VkRenderPass render_pass,
                              VkSampleCountFlagBits samples)
     : physical_(physical), device_(device) {
-  VkShaderModule vert = make_module(device, k_points_vert_spv, sizeof k_points_vert_spv);
-  VkShaderModule frag = make_module(device, k_points_frag_spv, sizeof k_points_frag_spv);
+  VkShaderModule vert = make_shader_module(device, k_points_vert_spv, sizeof k_points_vert_spv);
+  VkShaderModule frag = make_shader_module(device, k_points_frag_spv, sizeof k_points_frag_spv);
 
   VkPushConstantRange range{VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT, 0,
                             sizeof(PushConstants)};
@@ -175,6 +175,7 @@ void PointPipeline::ensure(Buffer& b, VkDeviceSize bytes) {
 }
 
 void PointPipeline::upload(const PointSet& points) {
+  external_positions_ = VK_NULL_HANDLE;
   count_ = points.size();
   if (count_ == 0) return;
   auto copy = [&](Buffer& b, const void* src, VkDeviceSize bytes) {
@@ -204,7 +205,8 @@ void PointPipeline::record(VkCommandBuffer cmd, const Camera& camera, VkExtent2D
                    0.0f};
   vkCmdPushConstants(cmd, layout_, VK_SHADER_STAGE_VERTEX_BIT | VK_SHADER_STAGE_FRAGMENT_BIT, 0,
                      sizeof pc, &pc);
-  VkBuffer buffers[2] = {positions_.buffer, colors_.buffer};
+  VkBuffer buffers[2] = {external_positions_ ? external_positions_ : positions_.buffer,
+                         colors_.buffer};
   VkDeviceSize offsets[2] = {0, 0};
   vkCmdBindVertexBuffers(cmd, 0, 2, buffers, offsets);
   vkCmdDraw(cmd, 4, static_cast<std::uint32_t>(count_), 0, 0);

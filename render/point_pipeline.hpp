@@ -20,6 +20,9 @@ class PointPipeline {
   // Copies positions and colours into device-visible buffers (grows them as needed). Must not be
   // called while a frame that uses the buffers is in flight.
   void upload(const PointSet& points);
+  // Draws positions from `buffer` (a buffer CUDA writes, render/interop.hpp) instead of the
+  // uploaded ones, until the next upload.
+  void use_positions(VkBuffer buffer) { external_positions_ = buffer; }
   void record(VkCommandBuffer cmd, const Camera& camera, VkExtent2D extent, float point_size) const;
   std::size_t count() const { return count_; }
 
@@ -37,8 +40,11 @@ class PointPipeline {
   VkPipelineLayout layout_ = VK_NULL_HANDLE;
   VkPipeline pipeline_ = VK_NULL_HANDLE;
   Buffer positions_, colors_;
+  VkBuffer external_positions_ = VK_NULL_HANDLE;
   std::size_t count_ = 0;
 };
+
+VkShaderModule make_shader_module(VkDevice device, const std::uint32_t* code, std::size_t bytes);
 
 // Index of a memory type allowed by `type_bits` with all of `flags`.
 std::uint32_t find_memory_type(VkPhysicalDevice physical, std::uint32_t type_bits,

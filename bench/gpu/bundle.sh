@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Packs what the GPU checks need for a machine without this one's Debian libraries (the lent
-# device machine runs another distribution): the built GPU parity test, GPU and render benches
+# device machine runs another distribution): the built GPU parity and interop tests, GPU and
+# render benches
 # (the Vulkan loader comes along; the driver is the target's), every
 # shared library they load except the C library's own, and pbmc3k for the pipeline parity case.
 # Usage: bench/gpu/bundle.sh [BUILD_DIR] [OUT_DIR]   (default build, .devbundle)
@@ -12,7 +13,8 @@ shared=${ORRERY_SHARED:-$here/../shared}
 stage=$(mktemp -d)
 trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/shared/data/pbmc3k/filtered_gene_bc_matrices" "$out"
-programs=("$build/tests/test_cuda_parity" "$build/orrery_bench_gpu" "$build/orrery_bench_render")
+programs=("$build/tests/test_cuda_parity" "$build/tests/test_interop" "$build/orrery_bench_gpu"
+          "$build/orrery_bench_render")
 cp "${programs[@]}" "$stage/bin/"
 # glibc stays the target's own (it is newer there and backward compatible), and so do the CUDA
 # libraries (hundreds of MiB; run_checks.sh finds the target's toolkit).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the bundle made by bundle.sh: device facts, the CUDA parity
-# suite, the GPU stage bench (JSON), then the render bench on the GPU's Vulkan driver. Logs go
-# to $OUT when set.
+# suite, the GPU stage bench (JSON), then the interop test and render bench on the GPU's
+# Vulkan driver. Logs go to $OUT when set. SKIP_PARITY=1 / SKIP_BENCH=1 leave out the parity suite / stage bench.
 # Usage: run_checks.sh [BENCH_ARGS...]
 set -uo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
@@ -18,16 +18,23 @@ for lib in $(ldd "$root"/bin/* | awk '/not found/ {print $1}' | sort -u); do
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv |
   tee "$out/device.txt"
-timeout 300 "$root/bin/test_cuda_parity" -o "$out/parity.txt",txt -o -,txt 2>&1 | tail -40
-echo "parity exit: ${PIPESTATUS[0]}"
-timeout 300 "$root/bin/orrery_bench_gpu" "$@" 2>"$out/bench.err" | tee "$out/bench.json"
-echo "bench exit: ${PIPESTATUS[0]}"
-tail -5 "$out/bench.err"
-# The renderer on the GPU's own Vulkan driver: frame times at 1M and 11M points, 1920x1080.
+if [ -z "${SKIP_PARITY:-}" ]; then
+  timeout 300 "$root/bin/test_cuda_parity" -o "$out/parity.txt",txt -o -,txt 2>&1 | tail -40
+  echo "parity exit: ${PIPESTATUS[0]}"
+fi
+if [ -z "${SKIP_BENCH:-}" ]; then
+  timeout 300 "$root/bin/orrery_bench_gpu" "$@" 2>"$out/bench.err" | tee "$out/bench.json"
+  echo "bench exit: ${PIPESTATUS[0]}"
+  tail -5 "$out/bench.err"
+fi
+# The renderer on the GPU's own Vulkan driver (its loader's libraries carried as .debs, see
+# RESULTS.md): CUDA-Vulkan interop test, frame times at 1M and 11M points, 1920x1080.
 icd=$(find /usr/local/nvidia /usr/share/vulkan /etc/vulkan -name 'nvidia_icd*.json' 2>/dev/null | head -1)
 echo "Vulkan ICD: ${icd:-none found}"
 [ -n "$icd" ] && export VK_DRIVER_FILES=$icd && cat "$icd"
 export VK_LOADER_DEBUG=error
+timeout 120 "$root/bin/test_interop" -o "$out/interop.txt",txt -o -,txt 2>&1 | tail -20
+echo "interop exit: ${PIPESTATUS[0]}"
 for n in 1000000 11000000; do
   timeout 120 "$root/bin/orrery_bench_render" "$n" 60 1920 1080 3 | tee -a "$out/render.json"
 done

@@ -1,5 +1,6 @@
 // Built instead of the CUDA backend when Orrery is configured with -DORRERY_CUDA=OFF.
 #include "compute/backend.hpp"
+#include "io/error.hpp"
 
 namespace orrery::compute {
 
@@ -12,6 +13,32 @@ int cuda_device_count() {
 std::unique_ptr<Backend> make_cuda_backend(std::string* why) {
   if (why) *why = "built without CUDA (-DORRERY_CUDA=OFF)";
   return nullptr;
+}
+
+struct ExternalBuffer::Impl {};
+struct ExternalSemaphore::Impl {};
+ExternalBuffer::ExternalBuffer(int, std::size_t, std::size_t) {
+  throw Error("", "cuda", "built without CUDA (-DORRERY_CUDA=OFF)");
+}
+ExternalBuffer::~ExternalBuffer() = default;
+void* ExternalBuffer::device_pointer() const {
+  return nullptr;
+}
+std::size_t ExternalBuffer::size() const {
+  return 0;
+}
+void ExternalBuffer::write(const void*, std::size_t) {}
+std::vector<std::uint8_t> ExternalBuffer::read() const {
+  return {};
+}
+void ExternalBuffer::fill_sequence(std::uint32_t) {}
+ExternalSemaphore::ExternalSemaphore(int) {
+  throw Error("", "cuda", "built without CUDA (-DORRERY_CUDA=OFF)");
+}
+ExternalSemaphore::~ExternalSemaphore() = default;
+void ExternalSemaphore::signal() {}
+std::array<std::uint8_t, 16> cuda_device_uuid() {
+  return {};
 }
 
 }  // namespace orrery::compute

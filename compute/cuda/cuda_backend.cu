@@ -12,6 +12,7 @@
 #include <cctype>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <memory>
 
@@ -347,6 +348,105 @@ __global__ void umap_epoch(UmapEpoch u) {
   if (i < u.n) umap_move_vertex(u, i);
 }
 
+// ---- external memory (compute/external.hpp) --------------------------------------------------
+
+__global__ void fill_words(std::uint32_t* p, std::size_t n, std::uint32_t seed) {
+  const std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i < n) p[i] = seed + static_cast<std::uint32_t>(i);
+}
+
+}  // namespace
+
+struct ExternalBuffer::Impl {
+  cudaExternalMemory_t memory = nullptr;
+  void* pointer = nullptr;
+  std::size_t bytes = 0;
+};
+
+ExternalBuffer::ExternalBuffer(int fd, std::size_t allocation_bytes, std::size_t bytes)
+    : impl_(std::make_unique<Impl>()) {
+  cudaExternalMemoryHandleDesc desc{};
+  desc.type = cudaExternalMemoryHandleTypeOpaqueFd;
+  desc.handle.fd = fd;
+  desc.size = allocation_bytes;
+  ORRERY_CUDA_CHECK(cudaImportExternalMemory(&impl_->memory, &desc));
+  cudaExternalMemoryBufferDesc buffer{};
+  buffer.offset = 0;
+  buffer.size = bytes;
+  if (cudaError_t e = cudaExternalMemoryGetMappedBuffer(&impl_->pointer, impl_->memory, &buffer);
+      e != cudaSuccess) {
+    cudaDestroyExternalMemory(impl_->memory);
+    throw Error("", "cudaExternalMemoryGetMappedBuffer",
+                std::string("CUDA error: ") + cudaGetErrorString(e));
+  }
+  impl_->bytes = bytes;
+}
+
+ExternalBuffer::~ExternalBuffer() {
+  cudaDeviceSynchronize();
+  if (impl_->pointer) cudaFree(impl_->pointer);
+  if (impl_->memory) cudaDestroyExternalMemory(impl_->memory);
+}
+
+void* ExternalBuffer::device_pointer() const {
+  return impl_->pointer;
+}
+
+std::size_t ExternalBuffer::size() const {
+  return impl_->bytes;
+}
+
+void ExternalBuffer::write(const void* data, std::size_t bytes) {
+  ORRERY_CUDA_CHECK(
+      cudaMemcpy(impl_->pointer, data, std::min(bytes, impl_->bytes), cudaMemcpyHostToDevice));
+}
+
+std::vector<std::uint8_t> ExternalBuffer::read() const {
+  std::vector<std::uint8_t> out(impl_->bytes);
+  ORRERY_CUDA_CHECK(cudaMemcpy(out.data(), impl_->pointer, impl_->bytes, cudaMemcpyDeviceToHost));
+  return out;
+}
+
+void ExternalBuffer::fill_sequence(std::uint32_t seed) {
+  const std::size_t n = impl_->bytes / 4;
+  fill_words<<<blocks_for(static_cast<std::int64_t>(n), 256), 256>>>(
+      static_cast<std::uint32_t*>(impl_->pointer), n, seed);
+  check_launch();
+}
+
+struct ExternalSemaphore::Impl {
+  cudaExternalSemaphore_t semaphore = nullptr;
+  void signal(cudaStream_t stream) {
+    cudaExternalSemaphoreSignalParams params{};
+    ORRERY_CUDA_CHECK(cudaSignalExternalSemaphoresAsync(&semaphore, &params, 1, stream));
+  }
+};
+
+ExternalSemaphore::ExternalSemaphore(int fd) : impl_(std::make_unique<Impl>()) {
+  cudaExternalSemaphoreHandleDesc desc{};
+  desc.type = cudaExternalSemaphoreHandleTypeOpaqueFd;
+  desc.handle.fd = fd;
+  ORRERY_CUDA_CHECK(cudaImportExternalSemaphore(&impl_->semaphore, &desc));
+}
+
+ExternalSemaphore::~ExternalSemaphore() {
+  cudaDeviceSynchronize();
+  if (impl_->semaphore) cudaDestroyExternalSemaphore(impl_->semaphore);
+}
+
+void ExternalSemaphore::signal() {
+  impl_->signal(nullptr);
+}
+
+std::array<std::uint8_t, 16> cuda_device_uuid() {
+  std::array<std::uint8_t, 16> id{};
+  cudaDeviceProp prop{};
+  if (cudaGetDeviceProperties(&prop, 0) == cudaSuccess) std::memcpy(id.data(), prop.uuid.bytes, 16);
+  return id;
+}
+
+namespace {
+
 // ---- the backend ----------------------------------------------------------------------------
 
 std::size_t max_pool_bytes() {
@@ -371,6 +471,11 @@ class CudaBackend final : public Backend {
     return "normalize_total + log1p, the PCA Gram pass and eigensolve, exact kNN, the UMAP layout";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
+  bool stream_layout_to(ExternalBuffer* positions, ExternalSemaphore* ready) override {
+    layout_target_ = positions;
+    layout_ready_ = ready;
+    return true;
+  }
 
   void normalize_log1p(CsrMatrix& chunk, double target_sum,
                        const std::vector<char>* excluded) override {
@@ -485,6 +590,14 @@ class CudaBackend final : public Backend {
       umap_epoch<<<blocks_for(n, 128), 128, 0, d_.stream>>>(u);
       check_launch();
     }
+    if (layout_target_) {  // straight into the renderer's buffer, then tell it
+      if (layout_target_->size() < emb.values.size() * sizeof(float))
+        throw Error("", "umap", "the renderer's position buffer is smaller than the layout");
+      ORRERY_CUDA_CHECK(cudaMemcpyAsync(layout_target_->device_pointer(), y.get(),
+                                        emb.values.size() * sizeof(float), cudaMemcpyDeviceToDevice,
+                                        d_.stream));
+      if (layout_ready_) layout_ready_->impl().signal(d_.stream);
+    }
     y.download(emb.values.data(), emb.values.size());
     d_.sync();
     progress.report("umap", 1.0);
@@ -567,6 +680,8 @@ class CudaBackend final : public Backend {
 
  private:
   mutable Device d_;
+  ExternalBuffer* layout_target_ = nullptr;
+  ExternalSemaphore* layout_ready_ = nullptr;
 };
 
 }  // namespace
