@@ -13,6 +13,9 @@ void UmapRenderer::initResources() {
     *p = std::make_unique<render::PointPipeline>(view_->physicalDevice(), view_->device(),
                                                  view_->defaultRenderPass(),
                                                  view_->sampleCountFlagBits());
+  splat_ = std::make_unique<render::SplatPipeline>(view_->physicalDevice(), view_->device(),
+                                                   view_->defaultRenderPass(),
+                                                   view_->sampleCountFlagBits());
   if (render::Overlay::available()) {
     QVulkanInstance* instance = view_->vulkanInstance();
     hud_ = std::make_unique<render::Overlay>(render::OverlayDevice{
@@ -26,6 +29,7 @@ void UmapRenderer::initResources() {
 
 void UmapRenderer::releaseResources() {
   pipeline_.reset();
+  splat_.reset();
   outline_.reset();
   hud_.reset();
 }
@@ -44,8 +48,10 @@ void UmapRenderer::startNextFrame() {
   view_->frame_clock_.start();
   if (uploaded_version_ != view_->version_ || outline)
     view_->vulkanInstance()->deviceFunctions(view_->device())->vkDeviceWaitIdle(view_->device());
+  const bool splat = view_->points_.size() >= render::RenderOptions::kSplatPoints;
   if (uploaded_version_ != view_->version_) {
-    pipeline_->upload(view_->points_);
+    pipeline_->upload(splat ? render::PointSet{} : view_->points_);
+    splat_->upload(splat ? view_->points_ : render::PointSet{});
     uploaded_version_ = view_->version_;
   }
   if (outline) {  // dark on a light background, light on a dark one
@@ -69,9 +75,13 @@ void UmapRenderer::startNextFrame() {
   rp.pClearValues = clear;
   VkCommandBuffer cmd = view_->currentCommandBuffer();
   auto* f = view_->vulkanInstance()->deviceFunctions(view_->device());
+  const float point_px = view_->point_size_ * static_cast<float>(view_->devicePixelRatio());
+  if (splat) splat_->record_splat(cmd, view_->camera_, rp.renderArea.extent, point_px);
   f->vkCmdBeginRenderPass(cmd, &rp, VK_SUBPASS_CONTENTS_INLINE);
-  pipeline_->record(cmd, view_->camera_, rp.renderArea.extent,
-                    view_->point_size_ * static_cast<float>(view_->devicePixelRatio()));
+  if (splat)
+    splat_->record_composite(cmd, rp.renderArea.extent);
+  else
+    pipeline_->record(cmd, view_->camera_, rp.renderArea.extent, point_px);
   outline_->record(cmd, view_->camera_, rp.renderArea.extent,
                    3.0f * static_cast<float>(view_->devicePixelRatio()));
   if (hud_ && view_->overlay_on_) {

@@ -10,8 +10,10 @@
 
 #include <QElapsedTimer>
 
+#include "render/offscreen.hpp"
 #include "render/overlay.hpp"
 #include "render/point_pipeline.hpp"
+#include "render/splat_pipeline.hpp"
 
 namespace orrery::app {
 
@@ -28,7 +30,9 @@ class UmapRenderer : public QVulkanWindowRenderer {
   UmapView* view_;
   std::unique_ptr<render::PointPipeline> pipeline_;
   std::unique_ptr<render::PointPipeline> outline_;  // the selection outline being dragged
-  std::unique_ptr<render::Overlay> hud_;            // legend, scale bar, counts (Dear ImGui)
+  // From RenderOptions::kSplatPoints points on, points are splatted by compute instead.
+  std::unique_ptr<render::SplatPipeline> splat_;
+  std::unique_ptr<render::Overlay> hud_;  // legend, scale bar, counts (Dear ImGui)
   std::uint64_t uploaded_version_ = 0;
 };
 

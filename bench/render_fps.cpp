@@ -4,6 +4,7 @@
 // time to select the points inside a 400-vertex lasso and a brush rectangle (CPU path, median of
 // five).
 // Usage: orrery_bench_render [N=1000000] [FRAMES=20] [W=1920] [H=1080] [POINT_PX=3]
+//                            [MODE=auto|sprites|splat]
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -28,6 +29,10 @@ int main(int argc, char** argv) {
   o.height = static_cast<std::uint32_t>(arg(4, 1080));
   o.point_size = static_cast<float>(arg(5, 3));
   o.frames = frames;
+  const std::string mode = argc > 6 ? argv[6] : "auto";
+  o.points = mode == "sprites" ? render::RenderOptions::Points::Sprites
+             : mode == "splat" ? render::RenderOptions::Points::Splat
+                               : render::RenderOptions::Points::Auto;
   try {
     const int k = 20;
     const auto palette = compute::categorical_palette(k);
@@ -82,9 +87,9 @@ int main(int argc, char** argv) {
         "{\"points\": %zu, \"width\": %u, \"height\": %u, \"point_px\": %.1f, \"frames\": %zu, "
         "\"device\": \"%s\", \"upload_ms\": %.1f, \"frame_ms_median\": %.2f, \"frame_ms_mean\": "
         "%.2f, \"frame_ms_max\": %.2f, \"fps\": %.1f, \"lasso_400_vertices_ms\": %.1f, "
-        "\"lassoed\": %zu, \"brush_ms\": %.1f}\n",
+        "\"lassoed\": %zu, \"brush_ms\": %.1f, \"points_mode\": \"%s\"}\n",
         n, o.width, o.height, o.point_size, t.size(), renderer.device_name().c_str(), img.upload_ms,
-        median, mean, t.back(), 1000.0 / median, lasso_ms, lassoed, brush_ms);
+        median, mean, t.back(), 1000.0 / median, lasso_ms, lassoed, brush_ms, mode.c_str());
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "orrery_bench_render: %s\n", e.what());

@@ -99,6 +99,49 @@ class TestOffscreen : public QObject {
     QVERIFY_THROWS_EXCEPTION(orrery::Error, renderer_->render(p, camera_for(p, 200, 100), o));
   }
 
+  // Compute splatting (the path for millions of points) draws what the sprites draw where points
+  // do not overlap (same coverage, colour quantised to 1/4096), shows the alpha-weighted mean
+  // where they do instead of the last drawn, and clears its sums every frame.
+  void splattingMatchesSprites() {
+    render::PointSet grid;
+    std::mt19937 rng(5);
+    for (int y = 0; y < 12; ++y)
+      for (int x = 0; x < 20; ++x) {
+        grid.positions.push_back({x * 12.0f, y * 12.0f});
+        grid.colors.push_back(render::pack_rgba(rng() % 256, rng() % 256, rng() % 256,
+                                                static_cast<std::uint8_t>(80 + rng() % 176)));
+      }
+    render::Camera camera;
+    camera.fit(grid, 260, 160, 0.05f);
+    render::RenderOptions o{260, 160, 9};
+    o.points = render::RenderOptions::Points::Sprites;
+    const auto sprites = renderer_->render(grid, camera, o);
+    o.points = render::RenderOptions::Points::Splat;
+    o.frames = 3;
+    const auto splats = renderer_->render(grid, camera, o);
+    int worst = 0;
+    for (std::size_t i = 0; i < sprites.rgba.size(); ++i)
+      worst = std::max(worst, std::abs(int(sprites.rgba[i]) - int(splats.rgba[i])));
+    QVERIFY2(worst <= 2, qPrintable(QString("largest channel difference %1").arg(worst)));
+    QVERIFY(!near(splats.pixel(130, 80), 255, 255, 255, 0) ||
+            !near(splats.pixel(10, 10), 255, 255, 255, 0));
+
+    render::PointSet pair;  // opaque red, then opaque blue on the same spot
+    pair.positions = {{0, 0}, {0, 0}, {10, 10}};
+    pair.colors = {render::pack_rgba(255, 0, 0), render::pack_rgba(0, 0, 255),
+                   render::pack_rgba(0, 255, 0)};
+    render::Camera c2;
+    c2.fit(pair, 100, 100, 0.2f);
+    render::RenderOptions o2{100, 100, 9};
+    const glm::vec2 at = c2.to_pixels({0, 0});
+    o2.points = render::RenderOptions::Points::Sprites;
+    const auto last = renderer_->render(pair, c2, o2).pixel(int(at.x), int(at.y));
+    QVERIFY2(near(last, 0, 0, 255, 2), qPrintable(show(last)));
+    o2.points = render::RenderOptions::Points::Splat;
+    const auto mean = renderer_->render(pair, c2, o2).pixel(int(at.x), int(at.y));
+    QVERIFY2(near(mean, 128, 0, 128, 2), qPrintable(show(mean)));
+  }
+
   void hiddenCategoryVanishes() {
     std::vector<bool> hidden{false, true, false, false};
     auto p = render::categorical_points(xy_, labels_, palette_, hidden, {}, 255);
