@@ -46,13 +46,15 @@ void UmapRenderer::startNextFrame() {
   if (view_->frame_clock_.isValid() && view_->frame_clock_.elapsed() < 1000)
     view_->overlay_.frame_ms = static_cast<double>(view_->frame_clock_.nsecsElapsed()) / 1e6;
   view_->frame_clock_.start();
-  if (uploaded_version_ != view_->version_ || outline)
+  const bool splat = view_->points_.size() >= view_->splat_from_;
+  const bool stale = uploaded_version_ != view_->version_ || uploaded_splat_ != splat;
+  if (stale || outline)
     view_->vulkanInstance()->deviceFunctions(view_->device())->vkDeviceWaitIdle(view_->device());
-  const bool splat = view_->points_.size() >= render::RenderOptions::kSplatPoints;
-  if (uploaded_version_ != view_->version_) {
+  if (stale) {
     pipeline_->upload(splat ? render::PointSet{} : view_->points_);
     splat_->upload(splat ? view_->points_ : render::PointSet{});
     uploaded_version_ = view_->version_;
+    uploaded_splat_ = splat;
   }
   if (outline) {  // dark on a light background, light on a dark one
     const std::uint8_t ink = c.lightness() > 127 ? 20 : 235;

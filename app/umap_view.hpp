@@ -30,10 +30,11 @@ class UmapRenderer : public QVulkanWindowRenderer {
   UmapView* view_;
   std::unique_ptr<render::PointPipeline> pipeline_;
   std::unique_ptr<render::PointPipeline> outline_;  // the selection outline being dragged
-  // From RenderOptions::kSplatPoints points on, points are splatted by compute instead.
+  // From UmapView::splatFrom() points on, points are splatted by compute instead.
   std::unique_ptr<render::SplatPipeline> splat_;
   std::unique_ptr<render::Overlay> hud_;  // legend, scale bar, counts (Dear ImGui)
   std::uint64_t uploaded_version_ = 0;
+  bool uploaded_splat_ = false;
 };
 
 class UmapView : public QVulkanWindow {
@@ -54,6 +55,12 @@ class UmapView : public QVulkanWindow {
     requestUpdate();
   }
   std::uint64_t framesRendered() const { return frames_; }
+  // From this many points on, points are splatted by compute (render/splat_pipeline.hpp).
+  void setSplatFrom(std::size_t points) {
+    splat_from_ = points;
+    requestUpdate();
+  }
+  std::size_t splatFrom() const { return splat_from_; }
   // The heads-up overlay (legend, scale bar, cell count, frame time): its legend, and whether it
   // shows (O toggles it; off when this build has no Dear ImGui).
   void setLegend(std::string title, std::vector<std::pair<std::string, std::uint32_t>> entries);
@@ -86,6 +93,7 @@ class UmapView : public QVulkanWindow {
   std::uint64_t version_ = 0;
   std::uint64_t frames_ = 0;
   float point_size_ = 5.0f;
+  std::size_t splat_from_ = render::RenderOptions::kSplatPoints;
   QPointF last_mouse_;
   enum class Drag { None, Pan, Lasso, Brush };
   Drag drag_ = Drag::None;

@@ -28,13 +28,18 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   tail -5 "$out/bench.err"
 fi
 # The renderer on the GPU's own Vulkan driver (its loader's libraries carried as .debs, see
-# RESULTS.md): CUDA-Vulkan interop test, frame times at 1M and 11M points, 1920x1080.
+# RESULTS.md): CUDA-Vulkan interop and offscreen pixel tests, frame times at 1M and 11M points,
+# 1920x1080, sprites and compute splatting.
 icd=$(find /usr/local/nvidia /usr/share/vulkan /etc/vulkan -name 'nvidia_icd*.json' 2>/dev/null | head -1)
 echo "Vulkan ICD: ${icd:-none found}"
 [ -n "$icd" ] && export VK_DRIVER_FILES=$icd && cat "$icd"
 export VK_LOADER_DEBUG=error
 timeout 120 "$root/bin/test_interop" -o "$out/interop.txt",txt -o -,txt 2>&1 | tail -20
 echo "interop exit: ${PIPESTATUS[0]}"
+timeout 120 "$root/bin/test_offscreen" -o "$out/offscreen.txt",txt -o -,txt 2>&1 | tail -4
+echo "offscreen exit: ${PIPESTATUS[0]}"
 for n in 1000000 11000000; do
-  timeout 120 "$root/bin/orrery_bench_render" "$n" 60 1920 1080 3 | tee -a "$out/render.json"
+  for mode in sprites splat; do
+    timeout 120 "$root/bin/orrery_bench_render" "$n" 60 1920 1080 3 "$mode" | tee -a "$out/render.json"
+  done
 done

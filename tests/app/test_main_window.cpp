@@ -297,6 +297,33 @@ class TestMainWindow : public QObject {
     QVERIFY(off < on);
   }
 
+  // The viewport's compute-splat path (used from 2M points) forced on the demo: the same picture
+  // as the sprites except where differently coloured points overlap (mean colour there).
+  void splattedViewportMatchesSprites() {
+    app::UmapView* view = window_->umapView();
+    const QImage sprites = grabView();
+    view->setSplatFrom(1);
+    const auto restore = qScopeGuard([&] { view->setSplatFrom(std::size_t{2000000}); });
+    const QImage splats = grabView();
+    QVERIFY(!sprites.isNull() && !splats.isNull());
+    QCOMPARE(splats.size(), sprites.size());
+    std::int64_t same = 0, inked = 0, total = 0;
+    const QRgb bg = sprites.pixel(1, 1);
+    for (int y = 0; y < sprites.height(); ++y)
+      for (int x = 0; x < sprites.width(); ++x) {
+        const QRgb a = sprites.pixel(x, y), b = splats.pixel(x, y);
+        const int d = std::max({std::abs(qRed(a) - qRed(b)), std::abs(qGreen(a) - qGreen(b)),
+                                std::abs(qBlue(a) - qBlue(b))});
+        same += d <= 6;
+        inked += b != bg;
+        ++total;
+      }
+    qInfo("splatted viewport: %.4f of pixels within 6/255 of the sprites', %.4f drawn on",
+          double(same) / total, double(inked) / total);
+    QVERIFY(same >= 0.97 * total);
+    QVERIFY(inked >= 0.01 * total);
+  }
+
   void colourByGeneThroughSearch() {
     auto snap = window_->snapshot();
     const QString gene = QString::fromStdString(snap->markers[1][0].gene);
