@@ -229,8 +229,11 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   connect(view_, &UmapView::lassoed, this,
           [this](std::shared_ptr<const std::vector<glm::vec2>> polygon) {
             if (!snapshot_) return;
+            // The view holds the same cells in the same order (on the GPU where there is one).
             setSelection(std::make_shared<const std::vector<bool>>(
-                render::points_in_polygon(cell_xy_, *polygon)));
+                view_->points().size() == cell_xy_.size()
+                    ? view_->pointsInPolygon(*polygon)
+                    : render::points_in_polygon(cell_xy_, *polygon)));
           });
   connect(view_, &UmapView::hovered, this, [this](glm::vec2 at, float radius) {
     if (!snapshot_ || running_) return;

@@ -28,6 +28,7 @@ void UmapRenderer::initResources() {
 }
 
 void UmapRenderer::releaseResources() {
+  view_->gpu_select_.reset();
   pipeline_.reset();
   splat_.reset();
   outline_.reset();
@@ -107,6 +108,26 @@ UmapView::UmapView() {
 
 QVulkanWindowRenderer* UmapView::createRenderer() {
   return new UmapRenderer(this);
+}
+
+std::vector<bool> UmapView::pointsInPolygon(const std::vector<glm::vec2>& polygon) {
+  bool on_device = false;
+  if (isValid()) {
+    VkPhysicalDeviceProperties props;
+    vulkanInstance()->functions()->vkGetPhysicalDeviceProperties(physicalDevice(), &props);
+    on_device = select_on_device_.value_or(props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU);
+  }
+  if (!on_device) return render::points_in_polygon(points_.positions, polygon);
+  if (!gpu_select_) {
+    gpu_select_ = std::make_unique<render::GpuSelection>(render::OffscreenRenderer::Context{
+        physicalDevice(), device(), graphicsQueue(), graphicsCommandPool()});
+    gpu_select_version_ = 0;
+  }
+  if (gpu_select_version_ != version_ + 1) {  // + 1: version 0 is a real version too
+    gpu_select_->set_points(points_.positions);
+    gpu_select_version_ = version_ + 1;
+  }
+  return gpu_select_->in_polygon(polygon);
 }
 
 void UmapView::setPoints(render::PointSet points, bool refit) {

@@ -6,10 +6,13 @@
 
 #include <QVulkanWindow>
 #include <memory>
+#include <optional>
 #include <vector>
 
 #include <QElapsedTimer>
 
+#include "render/gpu_selection.hpp"
+#include "render/selection.hpp"
 #include "render/offscreen.hpp"
 #include "render/overlay.hpp"
 #include "render/point_pipeline.hpp"
@@ -61,6 +64,11 @@ class UmapView : public QVulkanWindow {
     requestUpdate();
   }
   std::size_t splatFrom() const { return splat_from_; }
+  // The points inside a lasso polygon (data coordinates), in the order of points(): computed on
+  // the Vulkan device when it is a GPU (render/gpu_selection.hpp; forced on by
+  // setSelectOnDevice(true), e.g. for tests on lavapipe), on the CPU otherwise.
+  std::vector<bool> pointsInPolygon(const std::vector<glm::vec2>& polygon);
+  void setSelectOnDevice(bool on) { select_on_device_ = on; }
   // The heads-up overlay (legend, scale bar, cell count, frame time): its legend, and whether it
   // shows (O toggles it; off when this build has no Dear ImGui).
   void setLegend(std::string title, std::vector<std::pair<std::string, std::uint32_t>> entries);
@@ -94,6 +102,9 @@ class UmapView : public QVulkanWindow {
   std::uint64_t frames_ = 0;
   float point_size_ = 5.0f;
   std::size_t splat_from_ = render::RenderOptions::kSplatPoints;
+  std::optional<bool> select_on_device_;  // unset: when the device is a GPU
+  std::unique_ptr<render::GpuSelection> gpu_select_;
+  std::uint64_t gpu_select_version_ = 0;
   QPointF last_mouse_;
   enum class Drag { None, Pan, Lasso, Brush };
   Drag drag_ = Drag::None;

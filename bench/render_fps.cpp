@@ -1,8 +1,8 @@
 // Frame time of the point renderer: N synthetic cells (Gaussian blobs, one colour per blob) drawn
 // offscreen at W x H for F frames on whatever Vulkan device is present (lavapipe here, a GPU on
 // the device machine). Prints one JSON object: upload time, per-frame median/mean/max, fps, and the
-// time to select the points inside a 400-vertex lasso and a brush rectangle (CPU path, median of
-// five).
+// time to select the points inside a 400-vertex lasso and a brush rectangle (median of five), on
+// the CPU and on the Vulkan device (render/gpu_selection.hpp).
 // Usage: orrery_bench_render [N=1000000] [FRAMES=20] [W=1920] [H=1080] [POINT_PX=3]
 //                            [MODE=auto|sprites|splat]
 #include <algorithm>
@@ -15,6 +15,7 @@
 
 #include "compute/palette.hpp"
 #include "compute/rng.hpp"
+#include "render/gpu_selection.hpp"
 #include "render/offscreen.hpp"
 #include "render/scene.hpp"
 #include "render/selection.hpp"
@@ -78,6 +79,15 @@ int main(int argc, char** argv) {
     const double brush_ms = median_ms(
         [&] { render::points_in_rect(points.positions, c0 - glm::vec2(8), c0 + glm::vec2(8)); });
     render::OffscreenRenderer renderer;
+    // The same selections on the Vulkan device (points uploaded once, timed apart).
+    render::GpuSelection gpu(renderer.context());
+    const auto t_set = std::chrono::steady_clock::now();
+    gpu.set_points(points.positions);
+    const double gpu_upload_ms =
+        std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t_set).count();
+    const double lasso_gpu_ms = median_ms([&] { gpu.in_polygon(lasso); });
+    const double brush_gpu_ms =
+        median_ms([&] { gpu.in_rect(c0 - glm::vec2(8), c0 + glm::vec2(8)); });
     const render::Image img = renderer.render(points, camera, o);
     std::vector<double> t = img.frame_ms;
     std::sort(t.begin(), t.end());
@@ -87,9 +97,11 @@ int main(int argc, char** argv) {
         "{\"points\": %zu, \"width\": %u, \"height\": %u, \"point_px\": %.1f, \"frames\": %zu, "
         "\"device\": \"%s\", \"upload_ms\": %.1f, \"frame_ms_median\": %.2f, \"frame_ms_mean\": "
         "%.2f, \"frame_ms_max\": %.2f, \"fps\": %.1f, \"lasso_400_vertices_ms\": %.1f, "
-        "\"lassoed\": %zu, \"brush_ms\": %.1f, \"points_mode\": \"%s\"}\n",
+        "\"lassoed\": %zu, \"brush_ms\": %.1f, \"points_mode\": \"%s\", \"gpu_select_upload_ms\": "
+        "%.1f, \"lasso_gpu_ms\": %.1f, \"brush_gpu_ms\": %.1f}\n",
         n, o.width, o.height, o.point_size, t.size(), renderer.device_name().c_str(), img.upload_ms,
-        median, mean, t.back(), 1000.0 / median, lasso_ms, lassoed, brush_ms, mode.c_str());
+        median, mean, t.back(), 1000.0 / median, lasso_ms, lassoed, brush_ms, mode.c_str(),
+        gpu_upload_ms, lasso_gpu_ms, brush_gpu_ms);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "orrery_bench_render: %s\n", e.what());

@@ -9,41 +9,47 @@
 
 namespace orrery::render {
 
+PolygonSlabs polygon_slabs(const std::vector<glm::vec2>& polygon, int margin) {
+  PolygonSlabs s;
+  const std::size_t m = polygon.size();
+  for (auto v : polygon) {
+    s.lo = glm::min(s.lo, v);
+    s.hi = glm::max(s.hi, v);
+  }
+  s.slabs = static_cast<int>(std::clamp<std::size_t>(2 * m, 1, 4096));
+  std::vector<std::vector<std::uint32_t>> edges(static_cast<std::size_t>(s.slabs));
+  for (std::size_t a = 0, b = m - 1; a < m; b = a++) {
+    const float y0 = std::min(polygon[a].y, polygon[b].y),
+                y1 = std::max(polygon[a].y, polygon[b].y);
+    const int k0 = std::max(0, s.slab_of(y0) - margin),
+              k1 = std::min(s.slabs - 1, s.slab_of(y1) + margin);
+    for (int k = k0; k <= k1; ++k)
+      edges[static_cast<std::size_t>(k)].push_back(static_cast<std::uint32_t>(a));
+  }
+  s.start.assign(1, 0);
+  for (const auto& e : edges) {
+    s.edges.insert(s.edges.end(), e.begin(), e.end());
+    s.start.push_back(static_cast<std::uint32_t>(s.edges.size()));
+  }
+  return s;
+}
+
 std::vector<bool> points_in_polygon(const std::vector<glm::vec2>& points,
                                     const std::vector<glm::vec2>& polygon) {
   std::vector<char> inside(points.size(), 0);
   const std::size_t m = polygon.size();
   if (m >= 3) {
-    glm::vec2 lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest());
-    for (auto v : polygon) {
-      lo = glm::min(lo, v);
-      hi = glm::max(hi, v);
-    }
-    // Horizontal slabs, each listing the edges whose y-range meets it: a point tests only the
-    // edges of its slab (a hand-drawn lasso of hundreds of vertices costs a few edges per point,
-    // not all of them). Slab indices are a monotone function of y, so every edge that can cross
-    // a point's horizontal ray is in the point's slab: the answer is the full even-odd test's.
-    const int slabs = static_cast<int>(std::clamp<std::size_t>(2 * m, 1, 4096));
-    const float height = hi.y - lo.y;
-    auto slab_of = [&](float y) {
-      if (!(height > 0)) return 0;
-      return std::clamp(static_cast<int>((y - lo.y) / height * slabs), 0, slabs - 1);
-    };
-    std::vector<std::vector<std::uint32_t>> edges(static_cast<std::size_t>(slabs));
-    for (std::size_t a = 0, b = m - 1; a < m; b = a++) {
-      const float y0 = std::min(polygon[a].y, polygon[b].y),
-                  y1 = std::max(polygon[a].y, polygon[b].y);
-      for (int k = slab_of(y0); k <= slab_of(y1); ++k)
-        edges[static_cast<std::size_t>(k)].push_back(static_cast<std::uint32_t>(a));
-    }
+    const PolygonSlabs s = polygon_slabs(polygon, 0);
     tbb::parallel_for(
         tbb::blocked_range<std::size_t>(0, points.size(), 1 << 14),
         [&](const tbb::blocked_range<std::size_t>& r) {
           for (std::size_t i = r.begin(); i != r.end(); ++i) {
             const glm::vec2 p = points[i];
-            if (p.x < lo.x || p.x > hi.x || p.y < lo.y || p.y > hi.y) continue;
+            if (p.x < s.lo.x || p.x > s.hi.x || p.y < s.lo.y || p.y > s.hi.y) continue;
             bool in = false;
-            for (const std::uint32_t a : edges[static_cast<std::size_t>(slab_of(p.y))]) {
+            const int k = s.slab_of(p.y);
+            for (auto e = s.start[k]; e < s.start[k + 1]; ++e) {
+              const std::uint32_t a = s.edges[e];
               const glm::vec2 u = polygon[a], v = polygon[a == 0 ? m - 1 : a - 1];
               if ((u.y > p.y) != (v.y > p.y) && p.x < (v.x - u.x) * (p.y - u.y) / (v.y - u.y) + u.x)
                 in = !in;

@@ -2,12 +2,32 @@
 // data coordinates. CPU (parallel) path; a GPU path can replace it for tens of millions of points.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <functional>
+#include <limits>
 #include <vector>
 
 #include "scene.hpp"
 
 namespace orrery::render {
+
+// A polygon's edges by horizontal slab (CSR: slab k's edges are edges[start[k] .. start[k + 1]),
+// edge a joining vertex a - 1 to a): a point tests only the edges of its slab, not all of them.
+// Slab indices are a monotone function of y, so every edge that can cross a point's horizontal
+// ray is in the point's slab and the answer is the full even-odd test's. `margin` adds each edge
+// to that many neighbouring slabs too (the GPU path, whose division may round differently).
+struct PolygonSlabs {
+  glm::vec2 lo{std::numeric_limits<float>::max()}, hi{std::numeric_limits<float>::lowest()};
+  int slabs = 1;
+  std::vector<std::uint32_t> start, edges;
+  int slab_of(float y) const {
+    const float height = hi.y - lo.y;
+    if (!(height > 0)) return 0;
+    return std::clamp(static_cast<int>((y - lo.y) / height * slabs), 0, slabs - 1);
+  }
+};
+PolygonSlabs polygon_slabs(const std::vector<glm::vec2>& polygon, int margin);
 
 // Even-odd rule; the polygon is closed implicitly. Fewer than three vertices selects nothing.
 std::vector<bool> points_in_polygon(const std::vector<glm::vec2>& points,

@@ -17,6 +17,7 @@
 #include "main_window.hpp"
 #include "render/figure.hpp"
 #include "render/overlay.hpp"
+#include "render/selection.hpp"
 
 using namespace orrery;
 
@@ -322,6 +323,33 @@ class TestMainWindow : public QObject {
           double(same) / total, double(inked) / total);
     QVERIFY(same >= 0.97 * total);
     QVERIFY(inked >= 0.01 * total);
+  }
+
+  // The viewport's lasso on the Vulkan device (forced on lavapipe; automatic on a GPU) selects
+  // what the CPU selects, on the demo's embedding.
+  void lassoOnTheDeviceEqualsTheCpu() {
+    app::UmapView* view = window_->umapView();
+    const auto& xy = view->points().positions;
+    QVERIFY(xy.size() > 100);
+    glm::vec2 lo(1e30f), hi(-1e30f);
+    for (auto p : xy) lo = glm::min(lo, p), hi = glm::max(hi, p);
+    const glm::vec2 c = (lo + hi) * 0.5f, r = (hi - lo) * 0.3f;
+    std::vector<glm::vec2> polygon;
+    for (int k = 0; k < 200; ++k) {
+      const float t = 6.2831853f * k / 200, w = 1 + 0.3f * std::sin(5 * t);
+      polygon.push_back({c.x + w * r.x * std::cos(t), c.y + w * r.y * std::sin(t)});
+    }
+    const auto cpu = render::points_in_polygon(xy, polygon);
+    view->setSelectOnDevice(true);
+    const auto gpu = view->pointsInPolygon(polygon);
+    view->setSelectOnDevice(false);
+    QCOMPARE(gpu.size(), cpu.size());
+    std::size_t differ = 0, inside = 0;
+    for (std::size_t i = 0; i < cpu.size(); ++i) differ += gpu[i] != cpu[i], inside += cpu[i];
+    qInfo("device lasso: %zu of %zu cells inside, %zu differ from the CPU", inside, cpu.size(),
+          differ);
+    QVERIFY(inside > 0 && inside < cpu.size());
+    QVERIFY(differ <= 2);
   }
 
   void colourByGeneThroughSearch() {

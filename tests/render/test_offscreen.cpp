@@ -7,6 +7,7 @@
 
 #include "io/error.hpp"
 #include "render/colormap.hpp"
+#include "render/gpu_selection.hpp"
 #include "render/offscreen.hpp"
 #include "render/selection.hpp"
 
@@ -213,11 +214,22 @@ class TestOffscreen : public QObject {
     }
     for (int k = 0; k < 300; ++k) scribble.push_back({u(rng), u(rng)});
     std::vector<glm::vec2> flat{{-5, 3}, {5, 3}, {2, 3}};
+    // The GPU path (compute shader, points uploaded once) on the same polygons: its division may
+    // round differently, so a point within an ulp of an edge may flip; allow 2 in 200k.
+    render::GpuSelection gpu(renderer_->context());
+    gpu.set_points(pts);
     for (const auto* poly : {&star, &scribble, &flat}) {
       const auto got = render::points_in_polygon(pts, *poly);
-      QCOMPARE(got, brute(*poly));
+      const auto expected = brute(*poly);
+      QCOMPARE(got, expected);
       if (poly != &flat) QVERIFY(std::count(got.begin(), got.end(), true) > 10000);
+      const auto on_gpu = gpu.in_polygon(*poly);
+      QCOMPARE(on_gpu.size(), expected.size());
+      std::size_t differ = 0;
+      for (std::size_t i = 0; i < expected.size(); ++i) differ += on_gpu[i] != expected[i];
+      QVERIFY2(differ <= 2, qPrintable(QString("%1 points differ on the GPU").arg(differ)));
     }
+    QCOMPARE(gpu.in_rect({3, -2}, {-1, 4}), render::points_in_rect(pts, {3, -2}, {-1, 4}));
   }
 
   // Picking: the nearest pickable point within the radius; hidden ones are skipped.
