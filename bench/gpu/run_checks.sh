@@ -39,7 +39,7 @@ echo "interop exit: ${PIPESTATUS[0]}"
 timeout 120 "$root/bin/test_offscreen" -o "$out/offscreen.txt",txt -o -,txt 2>&1 | tail -4
 echo "offscreen exit: ${PIPESTATUS[0]}"
 for n in 1000000 11000000; do
-  for mode in sprites splat; do
+  for mode in ${RENDER_MODES:-sprites splat}; do
     timeout 120 "$root/bin/orrery_bench_render" "$n" 60 1920 1080 3 "$mode" | tee -a "$out/render.json"
   done
 done
