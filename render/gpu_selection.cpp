@@ -82,15 +82,22 @@ void GpuSelection::ensure(Buffer& b, VkDeviceSize bytes) {
   destroy(b);
   VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
   info.size = bytes;
-  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT;
+  info.usage = VK_BUFFER_USAGE_STORAGE_BUFFER_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
   ORRERY_VK_CHECK(vkCreateBuffer(ctx_.device, &info, nullptr, &b.buffer));
   VkMemoryRequirements req;
   vkGetBufferMemoryRequirements(ctx_.device, b.buffer, &req);
   VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
   alloc.allocationSize = req.size;
-  alloc.memoryTypeIndex =
-      find_memory_type(ctx_.physical, req.memoryTypeBits,
-                       VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
+  // Cached where the device offers it: the host reads the answers back (uncached, write-combined
+  // memory reads slowly).
+  const VkMemoryPropertyFlags host =
+      VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+  try {
+    alloc.memoryTypeIndex = find_memory_type(ctx_.physical, req.memoryTypeBits,
+                                             host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT);
+  } catch (const Error&) {
+    alloc.memoryTypeIndex = find_memory_type(ctx_.physical, req.memoryTypeBits, host);
+  }
   ORRERY_VK_CHECK(vkAllocateMemory(ctx_.device, &alloc, nullptr, &b.memory));
   ORRERY_VK_CHECK(vkBindBufferMemory(ctx_.device, b.buffer, b.memory, 0));
   b.capacity = bytes;
@@ -108,7 +115,7 @@ void GpuSelection::fill(Buffer& b, const void* data, VkDeviceSize bytes) {
 void GpuSelection::set_points(const std::vector<glm::vec2>& points) {
   count_ = points.size();
   fill(points_, points.data(), count_ * sizeof(glm::vec2));
-  ensure(inside_, count_ * sizeof(std::uint32_t));
+  ensure(inside_, (count_ + 31) / 32 * sizeof(std::uint32_t));
 }
 
 std::vector<bool> GpuSelection::in_polygon(const std::vector<glm::vec2>& polygon) {
@@ -162,6 +169,13 @@ std::vector<bool> GpuSelection::run(glm::vec2 lo, glm::vec2 hi, std::uint32_t ve
   ORRERY_VK_CHECK(vkBeginCommandBuffer(g.cmd, &begin));
   const SelectPush pc{{lo.x, lo.y}, {hi.x, hi.y}, static_cast<std::uint32_t>(count_),
                       vertices,     slabs,        mode};
+  const VkDeviceSize words = (count_ + 31) / 32 * sizeof(std::uint32_t);
+  vkCmdFillBuffer(g.cmd, inside_.buffer, 0, words, 0);
+  VkMemoryBarrier zeroed{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+  zeroed.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+  zeroed.dstAccessMask = VK_ACCESS_SHADER_READ_BIT | VK_ACCESS_SHADER_WRITE_BIT;
+  vkCmdPipelineBarrier(g.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_COMPUTE_SHADER_BIT,
+                       0, 1, &zeroed, 0, nullptr, 0, nullptr);
   vkCmdBindPipeline(g.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, pipeline_);
   vkCmdBindDescriptorSets(g.cmd, VK_PIPELINE_BIND_POINT_COMPUTE, layout_, 0, 1, &set_, 0, nullptr);
   vkCmdPushConstants(g.cmd, layout_, VK_SHADER_STAGE_COMPUTE_BIT, 0, sizeof pc, &pc);
@@ -180,11 +194,13 @@ std::vector<bool> GpuSelection::run(glm::vec2 lo, glm::vec2 hi, std::uint32_t ve
   ORRERY_VK_CHECK(vkQueueSubmit(ctx_.queue, 1, &submit, g.fence));
   ORRERY_VK_CHECK(vkWaitForFences(ctx_.device, 1, &g.fence, VK_TRUE, UINT64_MAX));
   void* mapped = nullptr;
-  ORRERY_VK_CHECK(
-      vkMapMemory(ctx_.device, inside_.memory, 0, count_ * sizeof(std::uint32_t), 0, &mapped));
+  ORRERY_VK_CHECK(vkMapMemory(ctx_.device, inside_.memory, 0, words, 0, &mapped));
   const auto* in = static_cast<const std::uint32_t*>(mapped);
   std::vector<bool> out(count_);
-  for (std::size_t i = 0; i < count_; ++i) out[i] = in[i] != 0;
+  for (std::size_t w = 0; w < (count_ + 31) / 32; ++w)
+    if (const std::uint32_t bits = in[w])
+      for (std::size_t b = 0; b < 32 && 32 * w + b < count_; ++b)
+        if (bits >> b & 1u) out[32 * w + b] = true;
   vkUnmapMemory(ctx_.device, inside_.memory);
   return out;
 }

@@ -1,13 +1,14 @@
 #version 450
 // Lasso and brush selection on the GPU: one invocation per point, the even-odd test of
 // render/selection.cpp over the edges of the point's horizontal slab (mode 0), or the
-// rectangle [lo, hi] inclusive (mode 1). Writes 1 or 0 per point.
+// rectangle [lo, hi] inclusive (mode 1). Sets bit i % 32 of word i / 32 for a selected point
+// (the words start zeroed): 1/32 of the bytes to read back.
 layout(local_size_x = 256) in;
 layout(std430, set = 0, binding = 0) readonly buffer Points { vec2 pts[]; };
 layout(std430, set = 0, binding = 1) readonly buffer Polygon { vec2 poly[]; };
 layout(std430, set = 0, binding = 2) readonly buffer SlabStart { uint slab_start[]; };
 layout(std430, set = 0, binding = 3) readonly buffer SlabEdges { uint slab_edges[]; };
-layout(std430, set = 0, binding = 4) writeonly buffer Inside { uint inside[]; };
+layout(std430, set = 0, binding = 4) buffer Inside { uint inside[]; };
 
 layout(push_constant) uniform Push {
   vec2 lo;
@@ -24,7 +25,7 @@ void main() {
   vec2 p = pts[i];
   bool box = p.x >= pc.lo.x && p.x <= pc.hi.x && p.y >= pc.lo.y && p.y <= pc.hi.y;
   if (pc.mode == 1u || !box) {
-    inside[i] = (pc.mode == 1u && box) ? 1u : 0u;
+    if (pc.mode == 1u && box) atomicOr(inside[i / 32u], 1u << (i % 32u));
     return;
   }
   precise float height = pc.hi.y - pc.lo.y;
@@ -37,5 +38,5 @@ void main() {
     precise float x = (v.x - u.x) * (p.y - u.y) / (v.y - u.y) + u.x;
     if ((u.y > p.y) != (v.y > p.y) && p.x < x) in_poly = !in_poly;
   }
-  inside[i] = in_poly ? 1u : 0u;
+  if (in_poly) atomicOr(inside[i / 32u], 1u << (i % 32u));
 }
