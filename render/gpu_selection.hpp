@@ -10,6 +10,7 @@
 
 #include "offscreen.hpp"
 #include "scene.hpp"
+#include "vk_util.hpp"
 
 namespace orrery::render {
 
@@ -25,24 +26,15 @@ class GpuSelection {
   std::vector<bool> in_rect(glm::vec2 a, glm::vec2 b);
 
  private:
-  struct Buffer {
-    VkBuffer buffer = VK_NULL_HANDLE;
-    VkDeviceMemory memory = VK_NULL_HANDLE;
-    VkDeviceSize capacity = 0;
-  };
-  void ensure(Buffer& b, VkDeviceSize bytes);
-  void fill(Buffer& b, const void* data, VkDeviceSize bytes);
-  void destroy(Buffer& b);
+  void fill(GpuBuffer& b, const void* data, VkDeviceSize bytes);
   std::vector<bool> run(glm::vec2 lo, glm::vec2 hi, std::uint32_t vertices, std::uint32_t slabs,
                         std::uint32_t mode);
 
   OffscreenRenderer::Context ctx_;
-  VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
-  VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
-  VkDescriptorSet set_ = VK_NULL_HANDLE;
+  StorageDescriptors descriptors_;
   VkPipelineLayout layout_ = VK_NULL_HANDLE;
   VkPipeline pipeline_ = VK_NULL_HANDLE;
-  Buffer points_, polygon_, slab_start_, slab_edges_, inside_;
+  GpuBuffer points_, polygon_, slab_start_, slab_edges_, inside_;
   std::size_t count_ = 0;
 };
 

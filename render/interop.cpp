@@ -3,8 +3,8 @@
 #include <cstring>
 
 #include "offscreen.hpp"
-#include "point_pipeline.hpp"
 #include "vk_check.hpp"
+#include "vk_util.hpp"
 
 namespace orrery::render {
 namespace {
@@ -113,69 +113,30 @@ void SharedBuffer::transfer(bool to_device, void* host, std::size_t bytes,
   const auto ctx = renderer_.context();
   struct Staging {
     VkDevice device;
-    VkBuffer buffer = VK_NULL_HANDLE;
-    VkDeviceMemory memory = VK_NULL_HANDLE;
-    VkCommandPool pool;
-    VkCommandBuffer cmd = VK_NULL_HANDLE;
-    VkFence fence = VK_NULL_HANDLE;
-    ~Staging() {
-      if (fence) vkDestroyFence(device, fence, nullptr);
-      if (cmd) vkFreeCommandBuffers(device, pool, 1, &cmd);
-      if (buffer) vkDestroyBuffer(device, buffer, nullptr);
-      if (memory) vkFreeMemory(device, memory, nullptr);
-    }
-  } s{ctx.device, VK_NULL_HANDLE, VK_NULL_HANDLE, ctx.pool};
-  VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
-  info.size = bytes;
-  info.usage = VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
-  ORRERY_VK_CHECK(vkCreateBuffer(ctx.device, &info, nullptr, &s.buffer));
-  VkMemoryRequirements req;
-  vkGetBufferMemoryRequirements(ctx.device, s.buffer, &req);
-  VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
-  alloc.allocationSize = req.size;
-  alloc.memoryTypeIndex =
-      find_memory_type(ctx.physical, req.memoryTypeBits,
-                       VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
-  ORRERY_VK_CHECK(vkAllocateMemory(ctx.device, &alloc, nullptr, &s.memory));
-  ORRERY_VK_CHECK(vkBindBufferMemory(ctx.device, s.buffer, s.memory, 0));
-  void* mapped = nullptr;
-  ORRERY_VK_CHECK(vkMapMemory(ctx.device, s.memory, 0, bytes, 0, &mapped));
-  if (to_device) std::memcpy(mapped, host, bytes);
-
-  VkCommandBufferAllocateInfo cmd_info{VK_STRUCTURE_TYPE_COMMAND_BUFFER_ALLOCATE_INFO};
-  cmd_info.commandPool = ctx.pool;
-  cmd_info.level = VK_COMMAND_BUFFER_LEVEL_PRIMARY;
-  cmd_info.commandBufferCount = 1;
-  ORRERY_VK_CHECK(vkAllocateCommandBuffers(ctx.device, &cmd_info, &s.cmd));
-  VkCommandBufferBeginInfo begin{VK_STRUCTURE_TYPE_COMMAND_BUFFER_BEGIN_INFO};
-  begin.flags = VK_COMMAND_BUFFER_USAGE_ONE_TIME_SUBMIT_BIT;
-  ORRERY_VK_CHECK(vkBeginCommandBuffer(s.cmd, &begin));
-  VkBufferCopy region{0, 0, bytes};
-  if (to_device)
-    vkCmdCopyBuffer(s.cmd, s.buffer, buffer_, 1, &region);
-  else
-    vkCmdCopyBuffer(s.cmd, buffer_, s.buffer, 1, &region);
-  VkMemoryBarrier barrier{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-  barrier.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-  barrier.dstAccessMask = VK_ACCESS_HOST_READ_BIT | VK_ACCESS_MEMORY_READ_BIT;
-  vkCmdPipelineBarrier(s.cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
-                       VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, 0, 1,
-                       &barrier, 0, nullptr, 0, nullptr);
-  ORRERY_VK_CHECK(vkEndCommandBuffer(s.cmd));
-  VkFenceCreateInfo fence_info{VK_STRUCTURE_TYPE_FENCE_CREATE_INFO};
-  ORRERY_VK_CHECK(vkCreateFence(ctx.device, &fence_info, nullptr, &s.fence));
-  const VkSemaphore wait = ready ? ready->handle() : VK_NULL_HANDLE;
-  const VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_TRANSFER_BIT;
-  VkSubmitInfo submit{VK_STRUCTURE_TYPE_SUBMIT_INFO};
-  submit.waitSemaphoreCount = ready ? 1 : 0;
-  submit.pWaitSemaphores = &wait;
-  submit.pWaitDstStageMask = &wait_stage;
-  submit.commandBufferCount = 1;
-  submit.pCommandBuffers = &s.cmd;
-  ORRERY_VK_CHECK(vkQueueSubmit(ctx.queue, 1, &submit, s.fence));
-  ORRERY_VK_CHECK(vkWaitForFences(ctx.device, 1, &s.fence, VK_TRUE, UINT64_MAX));
-  if (!to_device) std::memcpy(host, mapped, bytes);
-  vkUnmapMemory(ctx.device, s.memory);
+    GpuBuffer b;
+    ~Staging() { destroy_buffer(device, b); }
+  } staging{ctx.device, {}};
+  ensure_buffer(ctx.physical, ctx.device, staging.b, bytes,
+                VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                to_device ? MemoryKind::Host : MemoryKind::HostCached);
+  if (to_device) write_buffer(ctx.device, staging.b, host, bytes);
+  submit_and_wait(
+      ctx.device, ctx.queue, ctx.pool,
+      [&](VkCommandBuffer cmd) {
+        VkBufferCopy region{0, 0, bytes};
+        if (to_device)
+          vkCmdCopyBuffer(cmd, staging.b.buffer, buffer_, 1, &region);
+        else
+          vkCmdCopyBuffer(cmd, buffer_, staging.b.buffer, 1, &region);
+        VkMemoryBarrier barrier{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
+        barrier.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
+        barrier.dstAccessMask = VK_ACCESS_HOST_READ_BIT | VK_ACCESS_MEMORY_READ_BIT;
+        vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT,
+                             VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, 0, 1,
+                             &barrier, 0, nullptr, 0, nullptr);
+      },
+      ready ? ready->handle() : VK_NULL_HANDLE, VK_PIPELINE_STAGE_TRANSFER_BIT);
+  if (!to_device) read_buffer(ctx.device, staging.b, host, bytes);
 }
 
 }  // namespace orrery::render

@@ -19,24 +19,6 @@ struct PushConstants {
 
 }  // namespace
 
-VkShaderModule make_shader_module(VkDevice device, const std::uint32_t* code, std::size_t bytes) {
-  VkShaderModuleCreateInfo info{VK_STRUCTURE_TYPE_SHADER_MODULE_CREATE_INFO};
-  info.codeSize = bytes;
-  info.pCode = code;
-  VkShaderModule module = VK_NULL_HANDLE;
-  ORRERY_VK_CHECK(vkCreateShaderModule(device, &info, nullptr, &module));
-  return module;
-}
-
-std::uint32_t find_memory_type(VkPhysicalDevice physical, std::uint32_t type_bits,
-                               VkMemoryPropertyFlags flags) {
-  VkPhysicalDeviceMemoryProperties props;
-  vkGetPhysicalDeviceMemoryProperties(physical, &props);
-  for (std::uint32_t i = 0; i < props.memoryTypeCount; ++i)
-    if ((type_bits & (1u << i)) && (props.memoryTypes[i].propertyFlags & flags) == flags) return i;
-  throw Error("", "vulkan", "no suitable memory type");
-}
-
 PointPipeline::PointPipeline(VkPhysicalDevice physical, VkDevice device, VkRenderPass render_pass,
                              VkSampleCountFlagBits samples)
     : physical_(physical), device_(device) {
@@ -50,15 +32,6 @@ PointPipeline::PointPipeline(VkPhysicalDevice physical, VkDevice device, VkRende
   layout_info.pPushConstantRanges = &range;
   ORRERY_VK_CHECK(vkCreatePipelineLayout(device, &layout_info, nullptr, &layout_));
 
-  VkPipelineShaderStageCreateInfo stages[2]{};
-  stages[0].sType = stages[1].sType = VK_STRUCTURE_TYPE_PIPELINE_SHADER_STAGE_CREATE_INFO;
-  stages[0].stage = VK_SHADER_STAGE_VERTEX_BIT;
-  stages[0].module = vert;
-  stages[0].pName = "main";
-  stages[1].stage = VK_SHADER_STAGE_FRAGMENT_BIT;
-  stages[1].module = frag;
-  stages[1].pName = "main";
-
   VkVertexInputBindingDescription bindings[2] = {
       {0, sizeof(float) * 2, VK_VERTEX_INPUT_RATE_INSTANCE},
       {1, sizeof(std::uint32_t), VK_VERTEX_INPUT_RATE_INSTANCE}};
@@ -71,119 +44,34 @@ PointPipeline::PointPipeline(VkPhysicalDevice physical, VkDevice device, VkRende
   vertex_input.vertexAttributeDescriptionCount = 2;
   vertex_input.pVertexAttributeDescriptions = attributes;
 
-  VkPipelineInputAssemblyStateCreateInfo assembly{
-      VK_STRUCTURE_TYPE_PIPELINE_INPUT_ASSEMBLY_STATE_CREATE_INFO};
-  assembly.topology = VK_PRIMITIVE_TOPOLOGY_TRIANGLE_STRIP;
-
-  VkPipelineViewportStateCreateInfo viewport{VK_STRUCTURE_TYPE_PIPELINE_VIEWPORT_STATE_CREATE_INFO};
-  viewport.viewportCount = 1;
-  viewport.scissorCount = 1;
-
-  VkPipelineRasterizationStateCreateInfo raster{
-      VK_STRUCTURE_TYPE_PIPELINE_RASTERIZATION_STATE_CREATE_INFO};
-  raster.polygonMode = VK_POLYGON_MODE_FILL;
-  raster.cullMode = VK_CULL_MODE_NONE;
-  raster.frontFace = VK_FRONT_FACE_COUNTER_CLOCKWISE;
-  raster.lineWidth = 1.0f;
-
-  VkPipelineMultisampleStateCreateInfo multisample{
-      VK_STRUCTURE_TYPE_PIPELINE_MULTISAMPLE_STATE_CREATE_INFO};
-  multisample.rasterizationSamples = samples;
-
-  VkPipelineColorBlendAttachmentState blend{};
-  blend.blendEnable = VK_TRUE;
-  blend.srcColorBlendFactor = VK_BLEND_FACTOR_SRC_ALPHA;
-  blend.dstColorBlendFactor = VK_BLEND_FACTOR_ONE_MINUS_SRC_ALPHA;
-  blend.colorBlendOp = VK_BLEND_OP_ADD;
-  blend.srcAlphaBlendFactor = VK_BLEND_FACTOR_ONE;
-  blend.dstAlphaBlendFactor = VK_BLEND_FACTOR_ONE_MINUS_SRC_ALPHA;
-  blend.alphaBlendOp = VK_BLEND_OP_ADD;
-  blend.colorWriteMask = VK_COLOR_COMPONENT_R_BIT | VK_COLOR_COMPONENT_G_BIT |
-                         VK_COLOR_COMPONENT_B_BIT | VK_COLOR_COMPONENT_A_BIT;
-  VkPipelineColorBlendStateCreateInfo blend_state{
-      VK_STRUCTURE_TYPE_PIPELINE_COLOR_BLEND_STATE_CREATE_INFO};
-  blend_state.attachmentCount = 1;
-  blend_state.pAttachments = &blend;
-
-  // Depth is neither tested nor written; the state is still required when the render pass has
-  // a depth attachment (as QVulkanWindow's default pass does).
-  VkPipelineDepthStencilStateCreateInfo depth{
-      VK_STRUCTURE_TYPE_PIPELINE_DEPTH_STENCIL_STATE_CREATE_INFO};
-  depth.depthTestEnable = VK_FALSE;
-  depth.depthWriteEnable = VK_FALSE;
-  depth.depthCompareOp = VK_COMPARE_OP_ALWAYS;
-
-  VkDynamicState dynamic_states[2] = {VK_DYNAMIC_STATE_VIEWPORT, VK_DYNAMIC_STATE_SCISSOR};
-  VkPipelineDynamicStateCreateInfo dynamic{VK_STRUCTURE_TYPE_PIPELINE_DYNAMIC_STATE_CREATE_INFO};
-  dynamic.dynamicStateCount = 2;
-  dynamic.pDynamicStates = dynamic_states;
-
-  VkGraphicsPipelineCreateInfo info{VK_STRUCTURE_TYPE_GRAPHICS_PIPELINE_CREATE_INFO};
-  info.stageCount = 2;
-  info.pStages = stages;
-  info.pVertexInputState = &vertex_input;
-  info.pInputAssemblyState = &assembly;
-  info.pViewportState = &viewport;
-  info.pRasterizationState = &raster;
-  info.pMultisampleState = &multisample;
-  info.pColorBlendState = &blend_state;
-  info.pDepthStencilState = &depth;
-  info.pDynamicState = &dynamic;
-  info.layout = layout_;
-  info.renderPass = render_pass;
-  const VkResult result =
-      vkCreateGraphicsPipelines(device, VK_NULL_HANDLE, 1, &info, nullptr, &pipeline_);
+  try {
+    pipeline_ = make_blended_pipeline(device, layout_, render_pass, samples, vert, frag,
+                                      vertex_input, VK_PRIMITIVE_TOPOLOGY_TRIANGLE_STRIP);
+  } catch (...) {
+    vkDestroyShaderModule(device, vert, nullptr);
+    vkDestroyShaderModule(device, frag, nullptr);
+    vkDestroyPipelineLayout(device, layout_, nullptr);
+    throw;
+  }
   vkDestroyShaderModule(device, vert, nullptr);
   vkDestroyShaderModule(device, frag, nullptr);
-  if (result != VK_SUCCESS) {
-    vkDestroyPipelineLayout(device, layout_, nullptr);
-    ORRERY_VK_CHECK(result);
-  }
 }
 
 PointPipeline::~PointPipeline() {
-  destroy(positions_);
-  destroy(colors_);
+  destroy_buffer(device_, positions_);
+  destroy_buffer(device_, colors_);
   vkDestroyPipeline(device_, pipeline_, nullptr);
   vkDestroyPipelineLayout(device_, layout_, nullptr);
-}
-
-void PointPipeline::destroy(Buffer& b) {
-  if (b.buffer) vkDestroyBuffer(device_, b.buffer, nullptr);
-  if (b.memory) vkFreeMemory(device_, b.memory, nullptr);
-  b = Buffer{};
-}
-
-void PointPipeline::ensure(Buffer& b, VkDeviceSize bytes) {
-  if (b.capacity >= bytes && b.buffer) return;
-  destroy(b);
-  VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
-  info.size = std::max<VkDeviceSize>(bytes, 256);
-  info.usage = VK_BUFFER_USAGE_VERTEX_BUFFER_BIT;
-  info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
-  ORRERY_VK_CHECK(vkCreateBuffer(device_, &info, nullptr, &b.buffer));
-  VkMemoryRequirements req;
-  vkGetBufferMemoryRequirements(device_, b.buffer, &req);
-  VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
-  alloc.allocationSize = req.size;
-  alloc.memoryTypeIndex =
-      find_memory_type(physical_, req.memoryTypeBits,
-                       VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
-  ORRERY_VK_CHECK(vkAllocateMemory(device_, &alloc, nullptr, &b.memory));
-  ORRERY_VK_CHECK(vkBindBufferMemory(device_, b.buffer, b.memory, 0));
-  b.capacity = info.size;
 }
 
 void PointPipeline::upload(const PointSet& points) {
   external_positions_ = VK_NULL_HANDLE;
   count_ = points.size();
   if (count_ == 0) return;
-  auto copy = [&](Buffer& b, const void* src, VkDeviceSize bytes) {
-    ensure(b, bytes);
-    void* dst = nullptr;
-    ORRERY_VK_CHECK(vkMapMemory(device_, b.memory, 0, bytes, 0, &dst));
-    std::memcpy(dst, src, bytes);
-    vkUnmapMemory(device_, b.memory);
+  auto copy = [&](GpuBuffer& b, const void* src, VkDeviceSize bytes) {
+    ensure_buffer(physical_, device_, b, bytes, VK_BUFFER_USAGE_VERTEX_BUFFER_BIT,
+                  MemoryKind::Host);
+    write_buffer(device_, b, src, bytes);
   };
   copy(positions_, points.positions.data(), count_ * sizeof(glm::vec2));
   copy(colors_, points.colors.data(), count_ * sizeof(std::uint32_t));

@@ -6,6 +6,7 @@
 #include <vulkan/vulkan.h>
 
 #include "scene.hpp"
+#include "vk_util.hpp"
 
 namespace orrery::render {
 
@@ -27,27 +28,13 @@ class PointPipeline {
   std::size_t count() const { return count_; }
 
  private:
-  struct Buffer {
-    VkBuffer buffer = VK_NULL_HANDLE;
-    VkDeviceMemory memory = VK_NULL_HANDLE;
-    VkDeviceSize capacity = 0;
-  };
-  void ensure(Buffer& b, VkDeviceSize bytes);
-  void destroy(Buffer& b);
-
   VkPhysicalDevice physical_;
   VkDevice device_;
   VkPipelineLayout layout_ = VK_NULL_HANDLE;
   VkPipeline pipeline_ = VK_NULL_HANDLE;
-  Buffer positions_, colors_;
+  GpuBuffer positions_, colors_;
   VkBuffer external_positions_ = VK_NULL_HANDLE;
   std::size_t count_ = 0;
 };
-
-VkShaderModule make_shader_module(VkDevice device, const std::uint32_t* code, std::size_t bytes);
-
-// Index of a memory type allowed by `type_bits` with all of `flags`.
-std::uint32_t find_memory_type(VkPhysicalDevice physical, std::uint32_t type_bits,
-                               VkMemoryPropertyFlags flags);
 
 }  // namespace orrery::render

@@ -8,6 +8,7 @@
 #include <vulkan/vulkan.h>
 
 #include "scene.hpp"
+#include "vk_util.hpp"
 
 namespace orrery::render {
 
@@ -29,23 +30,14 @@ class SplatPipeline {
   std::size_t count() const { return count_; }
 
  private:
-  struct Buffer {
-    VkBuffer buffer = VK_NULL_HANDLE;
-    VkDeviceMemory memory = VK_NULL_HANDLE;
-    VkDeviceSize capacity = 0;
-  };
-  void ensure(Buffer& b, VkDeviceSize bytes, bool host_visible);
-  void destroy(Buffer& b);
   void update_descriptors();
 
   VkPhysicalDevice physical_;
   VkDevice device_;
-  VkDescriptorSetLayout set_layout_ = VK_NULL_HANDLE;
-  VkDescriptorPool descriptor_pool_ = VK_NULL_HANDLE;
-  VkDescriptorSet set_ = VK_NULL_HANDLE;
+  StorageDescriptors descriptors_;
   VkPipelineLayout layout_ = VK_NULL_HANDLE;
   VkPipeline splat_ = VK_NULL_HANDLE, composite_ = VK_NULL_HANDLE;
-  Buffer positions_, colors_, accum_;
+  GpuBuffer positions_, colors_, accum_;
   VkBuffer external_positions_ = VK_NULL_HANDLE;
   std::size_t count_ = 0;
   VkExtent2D accum_extent_{0, 0};
