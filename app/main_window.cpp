@@ -477,6 +477,7 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   {
     QStringList genes;
     for (const auto& o : s.obs_categorical) genes << QString::fromStdString(o);
+    params_panel_->setBatchColumns(s.obs_categorical);
     for (const auto& o : s.obs_numeric) genes << QString::fromStdString(o);
     for (const auto& g : s.gene_names) genes << QString::fromStdString(g);
     if (QCompleter* old = search_->completer()) old->deleteLater();

@@ -9,6 +9,8 @@ namespace orrery::app {
 
 namespace {
 
+constexpr const char* kNoBatch = "(none)";
+
 QSpinBox* spin(int lo, int hi, const QString& tip) {
   auto* s = new QSpinBox;
   s->setRange(lo, hi);
@@ -41,6 +43,9 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   flavor_ = combo({"cell_ranger", "seurat", "seurat_v3"},
                   "highly_variable_genes flavor (seurat_v3 works on counts)");
   n_top_ = spin(0, 100000, "number of highly variable genes; 0: use the dispersion cutoffs");
+  batch_ = combo({kNoBatch},
+                 "highly_variable_genes(batch_key=...): genes chosen within each batch of this obs "
+                 "column, then ranked by how many batches chose them (cell_ranger, seurat)");
   max_value_ = dspin(0, 1e6, 1, 1, "scale: clip scaled values above this (0: no clipping)");
   n_comps_ = spin(2, 100, "principal components");
   n_neighbors_ = spin(2, 200, "neighbours per cell, the cell included (scanpy's n_neighbors)");
@@ -60,6 +65,7 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   form->addRow("", exclude_);
   form->addRow("HVG flavor", flavor_);
   form->addRow("HVG genes", n_top_);
+  form->addRow("HVG batch", batch_);
   form->addRow("Scale max", max_value_);
   form->addRow("PCs", n_comps_);
   form->addRow("Neighbours", n_neighbors_);
@@ -94,6 +100,10 @@ void ParamsPanel::setParams(const compute::PipelineParams& p) {
   exclude_->setChecked(p.exclude_highly_expressed);
   flavor_->setCurrentText(QString::fromStdString(p.hvg.flavor));
   n_top_->setValue(p.hvg.n_top_genes);
+  const QString batch =
+      p.hvg.batch_key.empty() ? QString(kNoBatch) : QString::fromStdString(p.hvg.batch_key);
+  if (batch_->findText(batch) < 0) batch_->addItem(batch);
+  batch_->setCurrentText(batch);
   max_value_->setValue(p.scale_max_value);
   n_comps_->setValue(p.pca.n_comps);
   n_neighbors_->setValue(p.neighbors.n_neighbors);
@@ -108,11 +118,21 @@ void ParamsPanel::setParams(const compute::PipelineParams& p) {
   backend_->setCurrentText(QString::fromStdString(p.backend));
 }
 
+void ParamsPanel::setBatchColumns(const std::vector<std::string>& columns) {
+  const QString current = batch_->currentText();
+  batch_->clear();
+  batch_->addItem(kNoBatch);
+  for (const auto& c : columns) batch_->addItem(QString::fromStdString(c));
+  if (batch_->findText(current) < 0) batch_->addItem(current);
+  batch_->setCurrentText(current);
+}
+
 compute::PipelineParams ParamsPanel::applyTo(compute::PipelineParams p) const {
   p.target_sum = target_sum_->value();
   p.exclude_highly_expressed = exclude_->isChecked();
   p.hvg.flavor = flavor_->currentText().toStdString();
   p.hvg.n_top_genes = n_top_->value();
+  p.hvg.batch_key = batch_->currentText() == kNoBatch ? "" : batch_->currentText().toStdString();
   p.scale_max_value = static_cast<float>(max_value_->value());
   p.pca.n_comps = n_comps_->value();
   p.neighbors.n_neighbors = n_neighbors_->value();

@@ -10,6 +10,9 @@
 #include <QSpinBox>
 #include <QWidget>
 
+#include <string>
+#include <vector>
+
 #include "compute/pipeline.hpp"
 
 namespace orrery::app {
@@ -23,7 +26,11 @@ class ParamsPanel : public QWidget {
   // The form's values applied to `params` (QC fields untouched).
   compute::PipelineParams applyTo(compute::PipelineParams params) const;
 
+  // The categorical obs columns of the opened store, offered as HVG batch keys.
+  void setBatchColumns(const std::vector<std::string>& columns);
+
   QComboBox* flavor() const { return flavor_; }
+  QComboBox* batchKey() const { return batch_; }
   QSpinBox* nTopGenes() const { return n_top_; }
   QDoubleSpinBox* resolution() const { return resolution_; }
   QPushButton* applyButton() const { return apply_; }
@@ -37,6 +44,7 @@ class ParamsPanel : public QWidget {
   QCheckBox* exclude_;
   QComboBox* flavor_;
   QSpinBox* n_top_;
+  QComboBox* batch_;
   QDoubleSpinBox* max_value_;
   QSpinBox* n_comps_;
   QSpinBox* n_neighbors_;

@@ -691,6 +691,31 @@ class TestMainWindow : public QObject {
     QCOMPARE(window_->snapshot()->cluster_sizes.size(), clusters_before);
   }
 
+  // HVG batch_key from the panel: offered from the store's categorical obs columns, applied to
+  // the next run; refused with seurat_v3 before any run starts; Reset clears it.
+  void hvgBatchKeyFromThePanel() {
+    app::ParamsPanel* panel = window_->paramsPanel();
+    QComboBox* batch = panel->batchKey();
+    QVERIFY(batch->count() >= 2);
+    QCOMPARE(batch->currentText(), QString("(none)"));
+    const QString column = batch->itemText(1);
+    batch->setCurrentText(column);
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
+    QVERIFY(done.wait(300000));
+    QCOMPARE(QString::fromStdString(window_->params().hvg.batch_key), column);
+    QVERIFY(window_->snapshot()->cluster_sizes.size() >= 2);
+    panel->flavor()->setCurrentText("seurat_v3");
+    QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
+    QVERIFY(!window_->isRunning());
+    QVERIFY(window_->params().hvg.flavor != "seurat_v3");
+    QTest::mouseClick(panel->resetButton(), Qt::LeftButton);
+    QCOMPARE(batch->currentText(), QString("(none)"));
+    QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
+    QVERIFY(done.wait(300000));
+    QVERIFY(window_->params().hvg.batch_key.empty());
+  }
+
   void panAndZoomMoveTheView() {
     app::UmapView* view = window_->umapView();
     view->fitToData();
