@@ -1,10 +1,10 @@
 // GPU stage benchmark: the stages the CUDA backend runs, timed on the CUDA and CPU backends on
 // the same synthetic inputs, plus host-to-device bandwidth (pageable and pinned). Prints one
 // JSON object: per stage seconds per backend, rows/s, peak device memory, and the checks that
-// make the timings meaningful (Gram agreement, kNN recall of the GPU against brute force on
-// 1000 sampled queries).
+// make the timings meaningful (Gram agreement, kNN recall of the GPU's exact and inverted-file
+// searches against brute force on sampled queries).
 // Usage: orrery_bench_gpu [--cells N] [--genes G] [--hvg H] [--knn-cells N] [--dims D] [--k K]
-//                         [--cpu-knn-cells N]
+//                         [--cpu-knn-cells N] [--ivf-cells N]
 #include <tbb/parallel_for.h>
 
 #include <atomic>
@@ -37,7 +37,7 @@ double now() {
 }
 
 struct Args {
-  std::int64_t cells = 100000, knn_cells = 1300000, cpu_knn_cells = 100000;
+  std::int64_t cells = 100000, knn_cells = 1300000, cpu_knn_cells = 100000, ivf_cells = 0;
   std::int32_t genes = 28000;
   int hvg = 2000, dims = 50, k = 15;
 };
@@ -57,6 +57,8 @@ Args parse(int argc, char** argv) {
       a.knn_cells = v;
     else if (f == "--cpu-knn-cells")
       a.cpu_knn_cells = v;
+    else if (f == "--ivf-cells")
+      a.ivf_cells = v;
     else if (f == "--dims")
       a.dims = static_cast<int>(v);
     else if (f == "--k")
@@ -91,7 +93,8 @@ json transfer_bandwidth() {
 }
 #endif
 
-// Gaussian blobs like a PCA embedding: 30 populations with unequal spreads.
+// Gaussian blobs like a PCA embedding: 30 populations with unequal spreads (generated in
+// blocks of 64k rows, each with its own stream, in parallel).
 DenseMatrix embedding(std::int64_t n, int dims) {
   compute::Rng rng(17);
   const int clusters = 30;
@@ -99,12 +102,40 @@ DenseMatrix embedding(std::int64_t n, int dims) {
   for (auto& c : centre) c = 8 * rng.normal();
   for (auto& s : spread) s = 0.5 + 2 * rng.uniform();
   DenseMatrix x(n, dims);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const int c = static_cast<int>(rng.next() % clusters);
-    for (int d = 0; d < dims; ++d)
-      x.at(i, d) = static_cast<float>(centre[c * dims + d] + spread[c] * rng.normal() / (1 + d));
-  }
+  const std::int64_t block = 65536;
+  tbb::parallel_for(std::int64_t{0}, (n + block - 1) / block, [&](std::int64_t b) {
+    compute::Rng r(1000 + static_cast<std::uint64_t>(b));
+    for (std::int64_t i = b * block; i < std::min(n, (b + 1) * block); ++i) {
+      const int c = static_cast<int>(r.next() % clusters);
+      for (int d = 0; d < dims; ++d)
+        x.at(i, d) = static_cast<float>(centre[c * dims + d] + spread[c] * r.normal() / (1 + d));
+    }
+  });
   return x;
+}
+
+// Recall of `r` against brute force (double) on `queries` evenly spaced rows.
+double sampled_recall(const DenseMatrix& x, const compute::KnnResult& r, int queries) {
+  const std::int64_t n = x.rows;
+  const int k = r.k;
+  std::atomic<std::int64_t> hit = 0, total = 0;
+  tbb::parallel_for(0, queries, [&](int q) {
+    const std::int64_t i = static_cast<std::int64_t>(q) * n / queries;
+    std::vector<std::pair<double, std::int64_t>> d(n);
+    for (std::int64_t j = 0; j < n; ++j) {
+      double s2 = 0;
+      for (int c = 0; c < x.cols; ++c) {
+        const double diff = double(x.at(i, c)) - x.at(j, c);
+        s2 += diff * diff;
+      }
+      d[j] = {j == i ? -1.0 : s2, j};
+    }
+    std::partial_sort(d.begin(), d.begin() + k, d.end());
+    for (int t = 1; t < k; ++t)
+      for (int u = 1; u < k; ++u) hit += r.indices[i * k + u] == d[t].second;
+    total += k - 1;
+  });
+  return double(hit) / double(total);
 }
 
 }  // namespace
@@ -193,7 +224,7 @@ int main(int argc, char** argv) try {
   chunks.clear();
 
   // kNN: exact on the GPU over knn_cells points; the CPU's NN-descent over cpu_knn_cells. The
-  // GPU's lists are checked against brute force (double) for 2000 sampled queries.
+  // GPU's lists are checked against brute force (double) for 1000 sampled queries.
   compute::Progress quiet;
   compute::KnnOptions ko;
   ko.n_neighbors = a.k;
@@ -205,27 +236,17 @@ int main(int argc, char** argv) try {
     const double s = now() - t0;
     out["stages"]["knn_exact"]["cuda"] = {
         {"cells", a.knn_cells}, {"seconds", s}, {"rows_per_s", a.knn_cells / s}};
-    compute::Rng rng(3);
-    std::vector<std::int64_t> queries(1000);
-    for (auto& q : queries) q = static_cast<std::int64_t>(rng.next() % a.knn_cells);
-    std::atomic<std::int64_t> hit = 0, total = 0;
-    tbb::parallel_for(std::size_t{0}, queries.size(), [&](std::size_t q) {
-      const std::int64_t i = queries[q];
-      std::vector<std::pair<double, std::int64_t>> d(a.knn_cells);
-      for (std::int64_t j = 0; j < a.knn_cells; ++j) {
-        double s2 = 0;
-        for (int c = 0; c < a.dims; ++c) {
-          const double diff = double(x.at(i, c)) - x.at(j, c);
-          s2 += diff * diff;
-        }
-        d[j] = {j == i ? -1.0 : s2, j};
-      }
-      std::partial_sort(d.begin(), d.begin() + a.k, d.end());
-      for (int t = 1; t < a.k; ++t)
-        for (int u = 1; u < a.k; ++u) hit += r.indices[i * a.k + u] == d[t].second;
-      total += a.k - 1;
-    });
-    out["checks"]["knn_exact_recall_sampled"] = double(hit) / double(total);
+    out["checks"]["knn_exact_recall_sampled"] = sampled_recall(x, r, 1000);
+    // The inverted-file search on the same points, against the exact lists.
+    ko.method = "ivf";
+    const double t_ivf = now();
+    const compute::KnnResult approx = cuda->knn(x, ko, quiet);
+    const double s_ivf = now() - t_ivf;
+    out["stages"]["knn_ivf"]["cuda"] = {{"cells", a.knn_cells},
+                                        {"seconds", s_ivf},
+                                        {"rows_per_s", a.knn_cells / s_ivf},
+                                        {"probes", ko.ivf_probes},
+                                        {"recall_vs_exact", compute::knn_recall(approx, r)}};
     // UMAP (200 epochs, random init) on the fuzzy graph of these neighbours.
     const compute::FuzzyGraph g = compute::fuzzy_simplicial_set(r);
     const double t1 = now();
@@ -233,6 +254,21 @@ int main(int argc, char** argv) try {
     const double su = now() - t1;
     out["stages"]["umap"]["cuda"] = {
         {"cells", a.knn_cells}, {"seconds", su}, {"rows_per_s", a.knn_cells / su}};
+  }
+  if (cuda && a.ivf_cells > 0) {  // atlas scale: the inverted file alone
+    const double t_gen = now();
+    const DenseMatrix x = embedding(a.ivf_cells, a.dims);
+    const double gen = now() - t_gen;
+    ko.method = "ivf";
+    const double t0 = now();
+    const compute::KnnResult r = cuda->knn(x, ko, quiet);
+    const double s_ivf = now() - t0;
+    out["stages"]["knn_ivf_large"]["cuda"] = {{"cells", a.ivf_cells},
+                                              {"seconds", s_ivf},
+                                              {"rows_per_s", a.ivf_cells / s_ivf},
+                                              {"probes", ko.ivf_probes},
+                                              {"generate_seconds", gen},
+                                              {"recall_sampled", sampled_recall(x, r, 200)}};
   }
   {
     const DenseMatrix x = embedding(a.cpu_knn_cells, a.dims);

@@ -18,8 +18,12 @@ struct KnnOptions {
   std::string method = "auto";                 // "auto" | "exact" | "nndescent"
   std::int64_t exact_max_cells = 50000;        // auto: exact up to here, NN-descent above
   std::int64_t gpu_exact_max_cells = 4000000;  // auto on the CUDA backend: exact up to here
-  int max_iterations = 12;                     // NN-descent
-  double delta = 0.001;  // NN-descent: stop when fewer updates than delta * n * k
+  // "ivf" (the CUDA backend's approximate method; auto above gpu_exact_max_cells): k-means lists
+  // (0: sqrt(n)), each point searched in its `ivf_probes` nearest lists. The CPU runs NN-descent.
+  int ivf_lists = 0;
+  int ivf_probes = 32;
+  int max_iterations = 12;  // NN-descent
+  double delta = 0.001;     // NN-descent: stop when fewer updates than delta * n * k
   std::uint64_t seed = 0;
 };
 

@@ -189,8 +189,11 @@ double knn_recall(const KnnResult& approx, const KnnResult& exact) {
 KnnResult knn(const DenseMatrix& points, const KnnOptions& o, Progress& progress) {
   if (o.method == "exact" || (o.method == "auto" && points.rows <= o.exact_max_cells))
     return exact_knn(points, o, progress);
-  if (o.method == "nndescent" || o.method == "auto") return nn_descent_knn(points, o, progress);
-  throw Error("", "neighbors.method", "unknown method '" + o.method + "' (auto, exact, nndescent)");
+  if (o.method == "ivf") progress.warn("neighbors: ivf runs on the CUDA backend; NN-descent here");
+  if (o.method == "nndescent" || o.method == "auto" || o.method == "ivf")
+    return nn_descent_knn(points, o, progress);
+  throw Error("", "neighbors.method",
+              "unknown method '" + o.method + "' (auto, exact, nndescent, ivf)");
 }
 
 }  // namespace orrery::compute

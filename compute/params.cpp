@@ -89,7 +89,11 @@ void PipelineParams::update_from_json(const json& j) {
   }
   if (j.contains("neighbors")) {
     const auto& s = j["neighbors"];
-    reject_unknown(s, "neighbors", {"n_neighbors", "n_pcs", "metric", "method", "exact_max_cells"});
+    reject_unknown(
+        s, "neighbors",
+        {"n_neighbors", "n_pcs", "metric", "method", "exact_max_cells", "ivf_lists", "ivf_probes"});
+    take(s, "neighbors", "ivf_lists", neighbors.ivf_lists);
+    take(s, "neighbors", "ivf_probes", neighbors.ivf_probes);
     take(s, "neighbors", "method", neighbors.method);
     take(s, "neighbors", "exact_max_cells", neighbors.exact_max_cells);
     take(s, "neighbors", "n_neighbors", neighbors.n_neighbors);
@@ -166,9 +170,13 @@ void PipelineParams::validate() const {
           "must be between 2 and 1000");
   require(neighbors.metric == "euclidean" || neighbors.metric == "cosine", "neighbors.metric",
           "must be euclidean or cosine");
-  require(
-      neighbors.method == "auto" || neighbors.method == "exact" || neighbors.method == "nndescent",
-      "neighbors.method", "must be auto, exact or nndescent");
+  require(neighbors.method == "auto" || neighbors.method == "exact" ||
+              neighbors.method == "nndescent" || neighbors.method == "ivf",
+          "neighbors.method", "must be auto, exact, nndescent or ivf");
+  require(neighbors.ivf_lists >= 0 && neighbors.ivf_lists <= 1000000, "neighbors.ivf_lists",
+          "must be between 0 (auto) and 1e6");
+  require(neighbors.ivf_probes >= 1 && neighbors.ivf_probes <= 4096, "neighbors.ivf_probes",
+          "must be between 1 and 4096");
   require(neighbors.n_pcs >= 0, "neighbors.n_pcs", "must be >= 0");
   require(umap.min_dist >= 0 && umap.spread > 0 && umap.min_dist <= umap.spread, "umap.min_dist",
           "need 0 <= min_dist <= spread");

@@ -280,6 +280,26 @@ UmapSchedule umap_schedule(const CsrMatrix& graph, int n_epochs, int negative_sa
   return s;
 }
 
+UmapEpoch umap_epoch_args(const UmapArrays& arrays, const float* prev, float* y, std::int64_t n,
+                          std::pair<double, double> ab, const UmapOptions& o, int epoch,
+                          int n_epochs) {
+  return UmapEpoch{.first = arrays.first,
+                   .tail = arrays.tail,
+                   .eps = arrays.eps,
+                   .eps_neg = arrays.eps_neg,
+                   .next_sample = arrays.next_sample,
+                   .next_neg = arrays.next_neg,
+                   .prev = prev,
+                   .y = y,
+                   .n = n,
+                   .a = ab.first,
+                   .b = ab.second,
+                   .alpha = o.learning_rate * (1.0 - static_cast<double>(epoch) / n_epochs),
+                   .repulsion = o.repulsion_strength,
+                   .epoch = epoch,
+                   .seed = o.seed};
+}
+
 int umap_epochs(const UmapOptions& o, std::int64_t n) {
   return o.n_epochs > 0 ? o.n_epochs : (n <= 10000 ? 500 : 200);
 }
@@ -304,21 +324,10 @@ DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix emb, const UmapOptio
       if (on_epoch) on_epoch(epoch, n_epochs, emb);
     }
     std::copy(emb.values.begin(), emb.values.end(), start.begin());
-    const UmapEpoch u{.first = s.first.data(),
-                      .tail = s.tail.data(),
-                      .eps = s.eps.data(),
-                      .eps_neg = s.eps_neg.data(),
-                      .next_sample = s.next_sample.data(),
-                      .next_neg = s.next_neg.data(),
-                      .prev = start.data(),
-                      .y = emb.values.data(),
-                      .n = n,
-                      .a = a,
-                      .b = b,
-                      .alpha = o.learning_rate * (1.0 - static_cast<double>(epoch) / n_epochs),
-                      .repulsion = o.repulsion_strength,
-                      .epoch = epoch,
-                      .seed = o.seed};
+    const UmapEpoch u =
+        umap_epoch_args({s.first.data(), s.tail.data(), s.eps.data(), s.eps_neg.data(),
+                         s.next_sample.data(), s.next_neg.data()},
+                        start.data(), emb.values.data(), n, {a, b}, o, epoch, n_epochs);
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, 1024),
                       [&](const tbb::blocked_range<std::int64_t>& r) {
                         for (std::int64_t i = r.begin(); i < r.end(); ++i) umap_move_vertex(u, i);

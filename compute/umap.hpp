@@ -10,6 +10,7 @@
 #include "io/matrix.hpp"
 #include "knn.hpp"
 #include "progress.hpp"
+#include "umap_step.hpp"
 
 namespace orrery::compute {
 
@@ -50,6 +51,18 @@ struct UmapSchedule {
 };
 UmapSchedule umap_schedule(const CsrMatrix& graph, int n_epochs, int negative_sample_rate);
 int umap_epochs(const UmapOptions& options, std::int64_t n_cells);  // n_epochs = 0 resolved
+
+// One epoch's arguments for umap_move_vertex over a schedule's arrays (the host vectors or their
+// device copies, in UmapSchedule's order: first, tail, eps, eps_neg, next_sample, next_neg):
+// the learning rate decays linearly with the epoch, as umap-learn's.
+struct UmapArrays {
+  const std::int64_t *first, *tail;
+  const double *eps, *eps_neg;
+  double *next_sample, *next_neg;
+};
+UmapEpoch umap_epoch_args(const UmapArrays& arrays, const float* prev, float* y, std::int64_t n,
+                          std::pair<double, double> ab, const UmapOptions& options, int epoch,
+                          int n_epochs);
 
 // Initial 2-D positions from the first two PCs, scaled to [0, 10] as umap-learn scales its init.
 DenseMatrix initial_layout_from_pca(const DenseMatrix& pca, std::uint64_t seed);

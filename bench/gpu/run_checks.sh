@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs on the GPU machine from the bundle made by bundle.sh: device facts, the CUDA parity
 # suite, the GPU stage bench (JSON), then the interop test and render bench on the GPU's
-# Vulkan driver. Logs go to $OUT when set. SKIP_PARITY=1 / SKIP_BENCH=1 leave out the parity suite / stage bench.
+# Vulkan driver. Logs go to $OUT when set. SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_RENDER=1 leave
+# out the parity suite / stage bench / Vulkan part; PARITY_TESTS names parity test functions
+# to run alone.
 # Usage: run_checks.sh [BENCH_ARGS...]
 set -uo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
@@ -19,7 +21,9 @@ done
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv |
   tee "$out/device.txt"
 if [ -z "${SKIP_PARITY:-}" ]; then
-  timeout 300 "$root/bin/test_cuda_parity" -o "$out/parity.txt",txt -o -,txt 2>&1 | tail -40
+  # shellcheck disable=SC2086  # PARITY_TESTS: test function names, word-split on purpose
+  timeout 300 "$root/bin/test_cuda_parity" ${PARITY_TESTS:-} -o "$out/parity.txt",txt -o -,txt 2>&1 |
+    tail -40
   echo "parity exit: ${PIPESTATUS[0]}"
 fi
 if [ -z "${SKIP_BENCH:-}" ]; then
@@ -27,6 +31,7 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   echo "bench exit: ${PIPESTATUS[0]}"
   tail -5 "$out/bench.err"
 fi
+[ -n "${SKIP_RENDER:-}" ] && exit 0
 # The renderer on the GPU's own Vulkan driver (its loader's libraries carried as .debs, see
 # RESULTS.md): CUDA-Vulkan interop and offscreen pixel tests, frame times at 1M and 11M points,
 # 1920x1080, sprites and compute splatting.

@@ -242,14 +242,18 @@ __global__ void fill_lists(float* d, std::int64_t* idx, std::int64_t n) {
   idx[i] = -1;
 }
 
-// One warp per query row keeps its k best (distance^2, index) in shared memory, sorted, and
-// merges one tile of candidates [c0, c0 + n_cand) whose dot products with the query are in
-// `dots` (row-major nq x n_cand). Candidates arrive in increasing index and join after equal
-// distances, so the order is (distance, index) as the CPU's partial_sort. The query itself
-// counts as distance -1 so it comes first.
+// One warp per query row keeps its k best (distance^2, id) in shared memory, sorted, and merges
+// one tile of candidates [c0, c0 + n_cand) whose dot products with the query are in `dots`
+// (row-major nq x n_cand). Query q's list is row query_ids[q] of best_d/best_i (q without ids),
+// its norm q_sq[q]; candidate c has norm c_sq[c] and id cand_ids[c] (c without ids). Candidates
+// arrive in increasing id within a list and join after equal distances, so the order is
+// (distance, id) as the CPU's partial_sort. With `self_first` the query itself (id query_ids[q],
+// or q0 + q) counts as distance -1 so it comes first.
 __global__ void select_topk(const float* __restrict__ dots, int n_cand, std::int64_t c0,
-                            std::int64_t q0, int nq, const float* __restrict__ sq, float* best_d,
-                            std::int64_t* best_i, int k) {
+                            std::int64_t q0, int nq, const std::int64_t* __restrict__ query_ids,
+                            const float* __restrict__ q_sq, const float* __restrict__ c_sq,
+                            const std::int64_t* __restrict__ cand_ids, bool self_first,
+                            float* best_d, std::int64_t* best_i, int k) {
   __shared__ float list_d[kSelectWarps][kMaxK];
   __shared__ std::int64_t list_i[kSelectWarps][kMaxK];
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -258,27 +262,31 @@ __global__ void select_topk(const float* __restrict__ dots, int n_cand, std::int
   constexpr unsigned kAll = 0xffffffffu;
   float* ld = list_d[warp];
   std::int64_t* li = list_i[warp];
+  const std::int64_t row = query_ids ? query_ids[q] : q;
   for (int t = lane; t < k; t += 32) {
-    ld[t] = best_d[static_cast<std::int64_t>(q) * k + t];
-    li[t] = best_i[static_cast<std::int64_t>(q) * k + t];
+    ld[t] = best_d[row * k + t];
+    li[t] = best_i[row * k + t];
   }
   __syncwarp();
-  const std::int64_t self = q0 + q;
-  const float sq_self = sq[self];
+  const std::int64_t self = !self_first ? -1 : (query_ids ? query_ids[q] : q0 + q);
+  const float sq_self = q_sq[q];
   float threshold = ld[k - 1];
-  const float* row = dots + static_cast<std::int64_t>(q) * n_cand;
+  const float* dot = dots + static_cast<std::int64_t>(q) * n_cand;
   for (int base = 0; base < n_cand; base += 32) {
     const int j = base + lane;
     float d = INFINITY;
+    std::int64_t id = -1;
     if (j < n_cand) {
-      const std::int64_t cj = c0 + j;
-      d = cj == self ? -1.0f : fmaxf(0.0f, sq_self + sq[cj] - 2.0f * row[j]);
+      const std::int64_t c = c0 + j;
+      id = cand_ids ? cand_ids[c] : c;
+      d = id == self ? -1.0f : fmaxf(0.0f, sq_self + c_sq[c] - 2.0f * dot[j]);
     }
     unsigned pending = __ballot_sync(kAll, d < threshold);
     while (pending) {
       const int src = __ffs(pending) - 1;
       pending &= pending - 1;
       const float dd = __shfl_sync(kAll, d, src);
+      const std::int64_t did = __shfl_sync(kAll, id, src);
       if (!(dd < threshold)) continue;  // threshold is the same in every lane
       int pos = 0;
       for (int t = lane; t < k; t += 32) pos += ld[t] <= dd;
@@ -295,16 +303,26 @@ __global__ void select_topk(const float* __restrict__ dots, int n_cand, std::int
       for (int m = 0; m < kMaxK / 32; ++m) {
         const int t = lane + 32 * m;
         if (t < k && t > pos) ld[t] = keep_d[m], li[t] = keep_i[m];
-        if (t == pos) ld[t] = dd, li[t] = c0 + base + src;
+        if (t == pos) ld[t] = dd, li[t] = did;
       }
       __syncwarp();
       threshold = ld[k - 1];
     }
   }
   for (int t = lane; t < k; t += 32) {
-    best_d[static_cast<std::int64_t>(q) * k + t] = ld[t];
-    best_i[static_cast<std::int64_t>(q) * k + t] = li[t];
+    best_d[row * k + t] = ld[t];
+    best_i[row * k + t] = li[t];
   }
+}
+
+// Rows `ids` of x (n x dims) and their norms, gathered into contiguous tiles.
+__global__ void gather_rows(const float* x, const float* sq, int dims, const std::int64_t* ids,
+                            int n, float* out, float* out_sq) {
+  const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (t >= static_cast<std::int64_t>(n) * dims) return;
+  const std::int64_t r = t / dims, c = t % dims;
+  out[t] = x[ids[r] * dims + c];
+  if (c == 0) out_sq[r] = sq[ids[r]];
 }
 
 // The `kk` selected candidates' distances computed directly (no cancellation), re-sorted by
@@ -319,6 +337,11 @@ __global__ void refine_lists(const float* x, int dims, std::int64_t q0, int nq, 
   std::int64_t id[kMaxK];
   for (int t = 0; t < kk; ++t) {
     const std::int64_t j = best_i[static_cast<std::int64_t>(q) * kk + t];
+    if (j < 0) {  // fewer candidates than kk (approximate search): sorts last
+      d2[t] = INFINITY;
+      id[t] = -1;
+      continue;
+    }
     double s = 0;
     for (int c = 0; c < dims; ++c) {
       const double diff = double(x[self * dims + c]) - double(x[j * dims + c]);
@@ -572,21 +595,9 @@ class CudaBackend final : public Backend {
       }
       ORRERY_CUDA_CHECK(cudaMemcpyAsync(prev.get(), y.get(), y.size() * sizeof(float),
                                         cudaMemcpyDeviceToDevice, d_.stream));
-      const UmapEpoch u{.first = first.get(),
-                        .tail = tail.get(),
-                        .eps = eps.get(),
-                        .eps_neg = eps_neg.get(),
-                        .next_sample = next_sample.get(),
-                        .next_neg = next_neg.get(),
-                        .prev = prev.get(),
-                        .y = y.get(),
-                        .n = n,
-                        .a = a,
-                        .b = b,
-                        .alpha = o.learning_rate * (1.0 - static_cast<double>(epoch) / n_epochs),
-                        .repulsion = o.repulsion_strength,
-                        .epoch = epoch,
-                        .seed = o.seed};
+      const UmapEpoch u = umap_epoch_args(
+          {first.get(), tail.get(), eps.get(), eps_neg.get(), next_sample.get(), next_neg.get()},
+          prev.get(), y.get(), n, {a, b}, o, epoch, n_epochs);
       umap_epoch<<<blocks_for(n, 128), 128, 0, d_.stream>>>(u);
       check_launch();
     }
@@ -608,7 +619,8 @@ class CudaBackend final : public Backend {
   KnnResult knn(const DenseMatrix& points, const KnnOptions& o, Progress& progress) override {
     const std::int64_t n = points.rows;
     const bool exact = o.method == "exact" || (o.method == "auto" && n <= o.gpu_exact_max_cells);
-    if (!exact || o.n_neighbors > kMaxK) {
+    const bool ivf = o.method == "ivf" || (o.method == "auto" && !exact);
+    if (!(exact || ivf) || o.n_neighbors > kMaxK) {
       if (o.n_neighbors > kMaxK)
         progress.warn("neighbors: n_neighbors above " + std::to_string(kMaxK) + " runs on the CPU");
       return Backend::knn(points, o, progress);
@@ -638,6 +650,8 @@ class CudaBackend final : public Backend {
     squared_norms<<<blocks_for(n, 256), 256, 0, d_.stream>>>(x.get(), n, dims, sq.get());
     check_launch();
 
+    if (ivf) return ivf_knn(host, x, sq, n, dims, k, kk, cosine, o, progress);
+
     const int q_tile = static_cast<int>(std::min<std::int64_t>(n, 8192));
     const int c_tile = static_cast<int>(std::min<std::int64_t>(n, 32768));
     DeviceBuffer<float> dots(d_, static_cast<std::size_t>(q_tile) * c_tile);
@@ -664,7 +678,8 @@ class CudaBackend final : public Backend {
                                         x.get() + c0 * dims, dims, x.get() + q0 * dims, dims, &zero,
                                         dots.get(), nc));
         select_topk<<<blocks_for(nq, kSelectWarps), kSelectWarps * 32, 0, d_.stream>>>(
-            dots.get(), nc, c0, q0, nq, sq.get(), best_d.get(), best_i.get(), kk);
+            dots.get(), nc, c0, q0, nq, nullptr, sq.get() + q0, sq.get(), nullptr, true,
+            best_d.get(), best_i.get(), kk);
         check_launch();
       }
       refine_lists<<<blocks_for(nq, 64), 64, 0, d_.stream>>>(
@@ -679,6 +694,186 @@ class CudaBackend final : public Backend {
   }
 
  private:
+  // For each of the n_q rows of `xq` (device, row-major, norms q_sq) the k nearest of the n_c
+  // rows of `xc` (norms c_sq), as indices into xc, nearest first (host, n_q x k).
+  std::vector<std::int64_t> nearest_rows(const float* xq, const float* q_sq, std::int64_t n_q,
+                                         const float* xc, const float* c_sq, std::int64_t n_c,
+                                         int dims, int k) {
+    const int q_tile = static_cast<int>(std::min<std::int64_t>(n_q, 8192));
+    const int c_tile = static_cast<int>(std::min<std::int64_t>(n_c, 32768));
+    DeviceBuffer<float> dots(d_, static_cast<std::size_t>(q_tile) * c_tile);
+    DeviceBuffer<float> best_d(d_, static_cast<std::size_t>(q_tile) * k);
+    DeviceBuffer<std::int64_t> best_i(d_, static_cast<std::size_t>(q_tile) * k);
+    std::vector<std::int64_t> out(static_cast<std::size_t>(n_q) * k);
+    const float one = 1.0f, zero = 0.0f;
+    for (std::int64_t q0 = 0; q0 < n_q; q0 += q_tile) {
+      const int nq = static_cast<int>(std::min<std::int64_t>(q_tile, n_q - q0));
+      fill_lists<<<blocks_for(std::int64_t{nq} * k, 256), 256, 0, d_.stream>>>(
+          best_d.get(), best_i.get(), std::int64_t{nq} * k);
+      check_launch();
+      for (std::int64_t c0 = 0; c0 < n_c; c0 += c_tile) {
+        const int nc = static_cast<int>(std::min<std::int64_t>(c_tile, n_c - c0));
+        ORRERY_CUBLAS_CHECK(cublasSgemm(d_.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, nc, nq, dims, &one,
+                                        xc + c0 * dims, dims, xq + q0 * dims, dims, &zero,
+                                        dots.get(), nc));
+        select_topk<<<blocks_for(nq, kSelectWarps), kSelectWarps * 32, 0, d_.stream>>>(
+            dots.get(), nc, c0, q0, nq, nullptr, q_sq + q0, c_sq, nullptr, false, best_d.get(),
+            best_i.get(), k);
+        check_launch();
+      }
+      best_i.download(out.data() + q0 * k, static_cast<std::size_t>(nq) * k);
+      d_.sync();
+    }
+    return out;
+  }
+
+  // Approximate kNN by an inverted file: k-means lists (a deterministic sample, Lloyd steps with
+  // the assignment on the GPU and the means in double on the host), every point filed under its
+  // nearest centroid, and each point searched in the lists of its `ivf_probes` nearest
+  // centroids — list by list, so one GEMM serves all the queries probing a list. The chosen
+  // candidates are ranked on exact distances as in the exact search.
+  KnnResult ivf_knn(const std::vector<float>& host, DeviceBuffer<float>& x, DeviceBuffer<float>& sq,
+                    std::int64_t n, int dims, int k, int kk, bool cosine, const KnnOptions& o,
+                    Progress& progress) {
+    const int lists = static_cast<int>(
+        o.ivf_lists > 0 ? std::min<std::int64_t>(o.ivf_lists, n)
+                        : std::clamp<std::int64_t>(std::llround(std::sqrt(double(n))), 1, 65536));
+    const int probes = std::min(o.ivf_probes, lists);
+    if (probes > kMaxK) throw Error("", "neighbors.ivf_probes", "at most 128 on the GPU");
+    progress.report("neighbors: ivf lists", 0.0);
+    // k-means on an evenly strided sample (no random draw: the same lists for the same data).
+    const std::int64_t m = std::min<std::int64_t>(n, std::max<std::int64_t>(64LL * lists, 20000));
+    std::vector<float> sample(static_cast<std::size_t>(m) * dims), sample_sq(m);
+    for (std::int64_t t = 0; t < m; ++t) {
+      const std::int64_t i = t * n / m;
+      std::copy_n(host.begin() + i * dims, dims, sample.begin() + t * dims);
+    }
+    std::vector<float> centroids(static_cast<std::size_t>(lists) * dims), c_sq(lists);
+    for (int c = 0; c < lists; ++c) {
+      const std::int64_t t = static_cast<std::int64_t>(c) * m / lists;
+      std::copy_n(sample.begin() + t * dims, dims, centroids.begin() + std::int64_t{c} * dims);
+    }
+    auto norms = [dims](const std::vector<float>& rows, std::vector<float>& out) {
+      for (std::size_t r = 0; r < out.size(); ++r) {
+        float v = 0;
+        for (int d = 0; d < dims; ++d) v += rows[r * dims + d] * rows[r * dims + d];
+        out[r] = v;
+      }
+    };
+    norms(sample, sample_sq);
+    DeviceBuffer<float> ds(d_, sample.size()), ds_sq(d_, m), dc(d_, centroids.size()),
+        dc_sq(d_, lists);
+    ds.upload(sample.data(), sample.size());
+    ds_sq.upload(sample_sq.data(), m);
+    for (int iteration = 0; iteration < 10; ++iteration) {
+      progress.check();
+      norms(centroids, c_sq);
+      dc.upload(centroids.data(), centroids.size());
+      dc_sq.upload(c_sq.data(), lists);
+      const auto nearest =
+          nearest_rows(ds.get(), ds_sq.get(), m, dc.get(), dc_sq.get(), lists, dims, 1);
+      std::vector<double> sums(static_cast<std::size_t>(lists) * dims, 0.0);
+      std::vector<std::int64_t> count(lists, 0);
+      for (std::int64_t t = 0; t < m; ++t) {
+        const auto c = nearest[t];
+        ++count[c];
+        for (int d = 0; d < dims; ++d) sums[c * dims + d] += sample[t * dims + d];
+      }
+      for (int c = 0; c < lists; ++c)
+        if (count[c] > 0)  // an empty list keeps its centroid
+          for (int d = 0; d < dims; ++d)
+            centroids[std::int64_t{c} * dims + d] =
+                static_cast<float>(sums[std::int64_t{c} * dims + d] / count[c]);
+    }
+    norms(centroids, c_sq);
+    dc.upload(centroids.data(), centroids.size());
+    dc_sq.upload(c_sq.data(), lists);
+    // Each point's nearest `probes` centroids; the first is its list.
+    const auto probe =
+        nearest_rows(x.get(), sq.get(), n, dc.get(), dc_sq.get(), lists, dims, probes);
+    std::vector<std::int64_t> list_start(lists + 1, 0), perm(n);
+    for (std::int64_t i = 0; i < n; ++i) ++list_start[probe[i * probes] + 1];
+    for (int c = 0; c < lists; ++c) list_start[c + 1] += list_start[c];
+    {
+      std::vector<std::int64_t> at(list_start.begin(), list_start.end() - 1);
+      for (std::int64_t i = 0; i < n; ++i) perm[at[probe[i * probes]]++] = i;
+    }
+    // Queries by probed list (increasing query id within a list).
+    std::vector<std::int64_t> probe_start(lists + 1, 0);
+    for (std::size_t t = 0; t < probe.size(); ++t) ++probe_start[probe[t] + 1];
+    for (int c = 0; c < lists; ++c) probe_start[c + 1] += probe_start[c];
+    std::vector<std::int64_t> by_list(probe.size());
+    {
+      std::vector<std::int64_t> at(probe_start.begin(), probe_start.end() - 1);
+      for (std::int64_t i = 0; i < n; ++i)
+        for (int p = 0; p < probes; ++p) by_list[at[probe[i * probes + p]]++] = i;
+    }
+    DeviceBuffer<std::int64_t> dperm(d_, n);
+    DeviceBuffer<float> xs(d_, static_cast<std::size_t>(n) * dims), xs_sq(d_, n);
+    dperm.upload(perm.data(), n);
+    gather_rows<<<blocks_for(n * dims, 256), 256, 0, d_.stream>>>(
+        x.get(), sq.get(), dims, dperm.get(), static_cast<int>(n), xs.get(), xs_sq.get());
+    check_launch();
+
+    DeviceBuffer<float> best_d(d_, static_cast<std::size_t>(n) * kk);
+    DeviceBuffer<std::int64_t> best_i(d_, static_cast<std::size_t>(n) * kk);
+    fill_lists<<<blocks_for(n * kk, 256), 256, 0, d_.stream>>>(best_d.get(), best_i.get(), n * kk);
+    check_launch();
+    const int q_tile = 8192, c_tile = 32768;
+    DeviceBuffer<float> dots(d_, static_cast<std::size_t>(q_tile) * c_tile);
+    DeviceBuffer<float> xq(d_, static_cast<std::size_t>(q_tile) * dims), xq_sq(d_, q_tile);
+    DeviceBuffer<std::int64_t> qids(d_, q_tile);
+    const float one = 1.0f, zero = 0.0f;
+    for (int list = 0; list < lists; ++list) {
+      if (list % 64 == 0) {
+        progress.check();
+        progress.report("neighbors: ivf search", static_cast<double>(list) / lists);
+      }
+      const std::int64_t c_begin = list_start[list], c_end = list_start[list + 1];
+      for (std::int64_t q0 = probe_start[list]; q0 < probe_start[list + 1]; q0 += q_tile) {
+        const int nq = static_cast<int>(std::min<std::int64_t>(q_tile, probe_start[list + 1] - q0));
+        qids.upload(by_list.data() + q0, nq);
+        gather_rows<<<blocks_for(std::int64_t{nq} * dims, 256), 256, 0, d_.stream>>>(
+            x.get(), sq.get(), dims, qids.get(), nq, xq.get(), xq_sq.get());
+        check_launch();
+        for (std::int64_t c0 = c_begin; c0 < c_end; c0 += c_tile) {
+          const int nc = static_cast<int>(std::min<std::int64_t>(c_tile, c_end - c0));
+          ORRERY_CUBLAS_CHECK(cublasSgemm(d_.cublas(), CUBLAS_OP_T, CUBLAS_OP_N, nc, nq, dims, &one,
+                                          xs.get() + c0 * dims, dims, xq.get(), dims, &zero,
+                                          dots.get(), nc));
+          select_topk<<<blocks_for(nq, kSelectWarps), kSelectWarps * 32, 0, d_.stream>>>(
+              dots.get(), nc, c0, 0, nq, qids.get(), xq_sq.get(), xs_sq.get(), dperm.get(), true,
+              best_d.get(), best_i.get(), kk);
+          check_launch();
+        }
+        // No sync: the next tile's upload of qids (pageable memory) waits for this tile's kernels.
+      }
+    }
+    KnnResult r;
+    r.n = n;
+    r.k = k;
+    r.indices.resize(static_cast<std::size_t>(n) * k);
+    r.distances.resize(static_cast<std::size_t>(n) * k);
+    DeviceBuffer<float> out_d(d_, static_cast<std::size_t>(q_tile) * k);
+    DeviceBuffer<std::int64_t> out_i(d_, static_cast<std::size_t>(q_tile) * k);
+    for (std::int64_t q0 = 0; q0 < n; q0 += q_tile) {
+      const int nq = static_cast<int>(std::min<std::int64_t>(q_tile, n - q0));
+      refine_lists<<<blocks_for(nq, 64), 64, 0, d_.stream>>>(
+          x.get(), dims, q0, nq, kk, k, cosine, best_i.get() + q0 * kk, out_d.get(), out_i.get());
+      check_launch();
+      out_d.download(r.distances.data() + q0 * k, static_cast<std::size_t>(nq) * k);
+      out_i.download(r.indices.data() + q0 * k, static_cast<std::size_t>(nq) * k);
+      d_.sync();
+    }
+    const auto missing = std::count(r.indices.begin(), r.indices.end(), std::int64_t{-1});
+    if (missing > 0)
+      throw Error("", "neighbors.ivf_probes",
+                  std::to_string(missing) +
+                      " neighbour slots found no candidate; raise ivf_probes or lower ivf_lists");
+    progress.report("neighbors", 1.0);
+    return r;
+  }
+
   mutable Device d_;
   ExternalBuffer* layout_target_ = nullptr;
   ExternalSemaphore* layout_ready_ = nullptr;

@@ -208,6 +208,37 @@ class TestCudaParity : public QObject {
     }
   }
 
+  // Approximate kNN by inverted file lists: recall against the CPU's exact lists >= 0.95 at
+  // k = 15 (the bound), every point its own first neighbour, and the neighbours it
+  // reports at their exact distances (ranked like the exact search's).
+  void knnIvf() {
+    const DenseMatrix x = blob_points(60000, 30, 40, 8);
+    compute::KnnOptions o;
+    o.n_neighbors = 15;
+    compute::Progress quiet;
+    o.method = "exact";
+    const compute::KnnResult exact = compute::exact_knn(x, o, quiet);
+    o.method = "ivf";
+    const compute::KnnResult approx = cuda_->knn(x, o, quiet);
+    QCOMPARE(approx.n, exact.n);
+    const double recall = compute::knn_recall(approx, exact);
+    qInfo("ivf (%d lists, %d probes) recall %.4f", 245, o.ivf_probes, recall);
+    QVERIFY2(recall >= 0.95, qPrintable(QString::number(recall)));
+    for (std::int64_t i = 0; i < approx.n; i += 7) {
+      QCOMPARE(approx.indices[i * approx.k], i);
+      const std::int64_t j = approx.indices[i * approx.k + 1];
+      double d2 = 0;
+      for (int c = 0; c < x.cols; ++c) d2 += std::pow(double(x.at(i, c)) - x.at(j, c), 2);
+      QVERIFY(std::fabs(approx.distances[i * approx.k + 1] - std::sqrt(d2)) <=
+              1e-5 * std::sqrt(d2) + 1e-4);
+    }
+    // Fewer probes search less: lower recall, still sane.
+    o.ivf_probes = 2;
+    const double low = compute::knn_recall(cuda_->knn(x, o, quiet), exact);
+    qInfo("ivf with 2 probes: recall %.4f", low);
+    QVERIFY(low < recall && low > 0.3);
+  }
+
   // UMAP: the same per-vertex arithmetic and negative samples on both (umap_step.hpp); only
   // pow's last bits differ (glibc vs CUDA), so after 20 epochs the layouts agree to 1e-3 for
   // most points, and a full run separates the blobs as well as the CPU does.
