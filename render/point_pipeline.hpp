@@ -1,6 +1,8 @@
 // The point pipeline: instanced round sprites with alpha blending, recorded into any render
 // pass (the Qt viewport's swapchain pass or the offscreen export pass). Points live in
-// host-visible vertex buffers (the host upload path used when CUDA is absent).
+// host-visible vertex buffers (the host upload path), or positions come from a buffer CUDA
+// writes (use_positions, render/interop.hpp). From millions of points splat_pipeline.hpp is
+// faster on GPUs with few rasterisers.
 #pragma once
 
 #include <vulkan/vulkan.h>

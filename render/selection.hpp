@@ -1,5 +1,6 @@
 // Selection on the drawn points: which points fall inside a lasso polygon or a rectangle, in
-// data coordinates. CPU (parallel) path; a GPU path can replace it for tens of millions of points.
+// data coordinates. CPU (parallel) path; render/gpu_selection.hpp gives the same answers on the
+// Vulkan device for tens of millions of points.
 #pragma once
 
 #include <algorithm>
