@@ -268,4 +268,55 @@ HvgResult seurat_v3_select(const std::vector<double>& mean, const std::vector<do
   return r;
 }
 
+HvgResult seurat_v3_combine(const std::vector<HvgResult>& per_batch,
+                            const std::vector<double>& mean, const std::vector<double>& var,
+                            const HvgOptions& o) {
+  if (per_batch.empty()) throw Error("", "hvg.batch_key", "no batches");
+  const std::size_t n = mean.size();
+  const std::size_t top = std::min<std::size_t>(o.n_top_genes > 0 ? o.n_top_genes : 2000, n);
+  HvgResult r;
+  r.means = mean;
+  r.variances = var;
+  r.variances_norm.assign(n, 0.0);
+  r.n_batches.assign(n, 0);
+  std::vector<std::vector<double>> ranks(n);  // per gene, its ranks under `top`
+  for (const HvgResult& b : per_batch) {
+    std::vector<std::size_t> order(n);
+    std::iota(order.begin(), order.end(), 0);
+    std::stable_sort(order.begin(), order.end(),
+                     [&](auto a, auto c) { return b.variances_norm[a] > b.variances_norm[c]; });
+    for (std::size_t i = 0; i < top; ++i) {
+      ++r.n_batches[order[i]];
+      ranks[order[i]].push_back(static_cast<double>(i));
+    }
+    for (std::size_t g = 0; g < n; ++g)
+      r.variances_norm[g] += b.variances_norm[g] / static_cast<double>(per_batch.size());
+  }
+  r.rank.assign(n, kNaN);
+  for (std::size_t g = 0; g < n; ++g) {
+    auto& v = ranks[g];
+    if (v.empty()) continue;
+    std::sort(v.begin(), v.end());
+    const std::size_t m = v.size();
+    r.rank[g] = m % 2 ? v[m / 2] : 0.5 * (v[m / 2 - 1] + v[m / 2]);
+  }
+  std::vector<std::size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [&](auto a, auto b) {
+    const double ra = r.rank[a], rb = r.rank[b];
+    if (std::isnan(ra) || std::isnan(rb)) return !std::isnan(ra) && std::isnan(rb);
+    if (ra != rb) return ra < rb;
+    return r.n_batches[a] > r.n_batches[b];
+  });
+  r.highly_variable.assign(n, 0);
+  for (std::size_t i = 0; i < top; ++i) r.highly_variable[order[i]] = 1;
+  r.intersection.assign(n, 0);
+  for (std::size_t g = 0; g < n; ++g)
+    r.intersection[g] = r.n_batches[g] == static_cast<int>(per_batch.size());
+  r.dispersions = r.variances;
+  r.dispersions_norm = r.variances_norm;
+  r.mean_bin.assign(n, 0);
+  return r;
+}
+
 }  // namespace orrery::compute

@@ -65,4 +65,14 @@ HvgResult seurat_v3_select(const std::vector<double>& mean, const std::vector<do
                            const std::vector<double>& clipped_sumsq, std::int64_t n_cells,
                            const HvgOptions& options);
 
+// seurat_v3 with a batch key (scanpy's): `per_batch[b]` is seurat_v3_select's answer on batch
+// b's cells. Genes are ranked within each batch by standardised variance (0 = highest); a gene
+// counts in highly_variable_nbatches where its rank is under n_top_genes, and its
+// highly_variable_rank is the median of those ranks (NaN if none). The top n_top_genes by median
+// rank, then by more batches, are selected; variances_norm is the mean over batches; means and
+// variances are the whole data's.
+HvgResult seurat_v3_combine(const std::vector<HvgResult>& per_batch,
+                            const std::vector<double>& mean, const std::vector<double>& var,
+                            const HvgOptions& options);
+
 }  // namespace orrery::compute

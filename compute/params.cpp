@@ -162,8 +162,6 @@ void PipelineParams::validate() const {
   require(hvg.n_top_genes >= 0 && hvg.n_top_genes <= 1000000, "hvg.n_top_genes",
           "must be between 0 and 1e6");
   require(hvg.n_bins >= 1 && hvg.n_bins <= 10000, "hvg.n_bins", "must be between 1 and 10000");
-  require(hvg.batch_key.empty() || hvg.flavor != "seurat_v3", "hvg.batch_key",
-          "is supported for the cell_ranger and seurat flavors (not yet seurat_v3)");
   require(scale_max_value > 0, "scale.max_value", "must be positive");
   require(pca.n_comps >= 1 && pca.n_comps <= 1000, "pca.n_comps", "must be between 1 and 1000");
   require(neighbors.n_neighbors >= 2 && neighbors.n_neighbors <= 1000, "neighbors.n_neighbors",

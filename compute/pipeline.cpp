@@ -165,37 +165,71 @@ std::vector<std::int32_t> batch_of_kept_cells(const io::Store& store, const Pipe
 
 // seurat_v3 on the counts of the kept cells and genes: one pass for the mean and variance, a
 // loess fit, a second pass for the moments of the clipped counts.
+// seurat_v3 on counts: moments, a loess clip per gene, clipped moments (per batch too, with a
+// batch key: scanpy clips and ranks each batch on its own).
 HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
                         const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
-                        Progress& progress) {
+                        const std::vector<std::int32_t>& batch, Progress& progress) {
   const std::size_t n_genes = r.kept_genes.size();
-  const auto n_cells = static_cast<std::int64_t>(r.kept_cells.size());
-  std::vector<double> sum(n_genes, 0.0), sumsq(n_genes, 0.0);
+  const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
+  const int groups = 1 + n_batches;  // group 0: every kept cell; 1 + b: batch b
+  std::vector<std::vector<double>> sum(groups, std::vector<double>(n_genes, 0.0)), sumsq = sum;
+  std::vector<std::int64_t> cells(groups, 0);
+  std::int64_t row = 0;
+  auto add = [&](int group, const auto& genes, const auto& values, auto&& value) {
+    ++cells[group];
+    for (std::size_t k = 0; k < genes.size(); ++k) {
+      const double v = value(group, genes[k], values[k]);
+      sum[group][genes[k]] += v;
+      sumsq[group][genes[k]] += v * v;
+    }
+  };
+  const auto raw = [](int, auto, float v) { return static_cast<double>(v); };
   for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "hvg: counts",
                      [&](const auto& genes, const auto& values) {
-                       for (std::size_t k = 0; k < genes.size(); ++k) {
-                         sum[genes[k]] += values[k];
-                         sumsq[genes[k]] += static_cast<double>(values[k]) * values[k];
-                       }
+                       add(0, genes, values, raw);
+                       if (n_batches) add(1 + batch[row], genes, values, raw);
+                       ++row;
                      });
-  const double n = static_cast<double>(n_cells);
-  std::vector<double> mean(n_genes), var(n_genes);
-  for (std::size_t g = 0; g < n_genes; ++g) {
-    mean[g] = sum[g] / n;
-    var[g] = std::max(0.0, (sumsq[g] - n * mean[g] * mean[g]) / (n - 1));
+  std::vector<std::vector<double>> mean(groups, std::vector<double>(n_genes)), var = mean;
+  std::vector<SeuratV3Clip> clip;
+  for (int g = 0; g < groups; ++g) {
+    const double n = static_cast<double>(cells[g]);
+    if (n < 2)
+      throw Error("", "hvg.batch_key",
+                  "batch " + std::to_string(g - 1) + " has fewer than 2 cells");
+    for (std::size_t k = 0; k < n_genes; ++k) {
+      mean[g][k] = sum[g][k] / n;
+      var[g][k] = std::max(0.0, (sumsq[g][k] - n * mean[g][k] * mean[g][k]) / (n - 1));
+    }
+    if (g == 0 && n_batches) {  // the whole data's clip is not used with batches
+      clip.emplace_back();
+      continue;
+    }
+    clip.push_back(seurat_v3_clip(mean[g], var[g], cells[g], p.hvg.span));
   }
-  const SeuratV3Clip clip = seurat_v3_clip(mean, var, n_cells, p.hvg.span);
-  std::fill(sum.begin(), sum.end(), 0.0);
-  std::fill(sumsq.begin(), sumsq.end(), 0.0);
+  for (auto* v : {&sum, &sumsq})
+    for (auto& s : *v) std::fill(s.begin(), s.end(), 0.0);
+  std::fill(cells.begin(), cells.end(), 0);
+  const auto clipped = [&](int group, auto gene, float v) {
+    return std::min<double>(v, clip[group].clip[gene]);
+  };
+  row = 0;
   for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "hvg: clipped",
                      [&](const auto& genes, const auto& values) {
-                       for (std::size_t k = 0; k < genes.size(); ++k) {
-                         const double v = std::min<double>(values[k], clip.clip[genes[k]]);
-                         sum[genes[k]] += v;
-                         sumsq[genes[k]] += v * v;
-                       }
+                       if (n_batches)
+                         add(1 + batch[row], genes, values, clipped);
+                       else
+                         add(0, genes, values, clipped);
+                       ++row;
                      });
-  return seurat_v3_select(mean, var, clip, sum, sumsq, n_cells, p.hvg);
+  if (!n_batches)
+    return seurat_v3_select(mean[0], var[0], clip[0], sum[0], sumsq[0], cells[0], p.hvg);
+  std::vector<HvgResult> per_batch;
+  for (int g = 1; g < groups; ++g)
+    per_batch.push_back(
+        seurat_v3_select(mean[g], var[g], clip[g], sum[g], sumsq[g], cells[g], p.hvg));
+  return seurat_v3_combine(per_batch, mean[0], var[0], p.hvg);
 }
 
 }  // namespace
@@ -348,7 +382,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   {
     StageClock clock(r, "hvg", n_kept_cells, progress);
     if (p.hvg.flavor == "seurat_v3") {
-      r.hvg = seurat_v3_hvg(x, r, gene_map, p, progress);
+      r.hvg = seurat_v3_hvg(x, r, gene_map, p, batch_of_kept_cells(store, r, p.hvg.batch_key),
+                            progress);
     } else {
       // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat).
       log_sum.assign(n_kept_genes, 0);

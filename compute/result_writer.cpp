@@ -262,9 +262,10 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
     var.columns.push_back(
         {"highly_variable_nbatches",
          std::vector<std::int64_t>(r.hvg.n_batches.begin(), r.hvg.n_batches.end())});
-    var.columns.push_back(
-        {"highly_variable_intersection",
-         std::vector<bool>(r.hvg.intersection.begin(), r.hvg.intersection.end())});
+    if (p.hvg.flavor != "seurat_v3")  // scanpy reports it for the other flavors only
+      var.columns.push_back(
+          {"highly_variable_intersection",
+           std::vector<bool>(r.hvg.intersection.begin(), r.hvg.intersection.end())});
   }
   carry_columns(store.var, genes, var);
   w.write_var(var);

@@ -528,6 +528,62 @@ class TestStages : public QObject {
         std::get<std::vector<std::int64_t>>(written.var.find("highly_variable_nbatches")->values);
     QCOMPARE(std::vector<int>(nb.begin(), nb.end()), res.hvg.n_batches);
     QVERIFY(written.var.find("highly_variable_intersection"));
+    // seurat_v3 with a batch key: one batch ranks as the unbatched run; three batches write
+    // scanpy's columns (nbatches, median rank; no intersection for this flavor).
+    {
+      SynthOptions one;
+      one.n_cells = 600;
+      one.n_genes = 800;
+      one.n_clusters = 1;
+      QTemporaryDir d1;
+      io::Store s1 = io::open_store(synth_store(d1, one));
+      PipelineParams q;
+      q.min_genes = 10;
+      q.hvg.flavor = "seurat_v3";
+      q.hvg.n_top_genes = 150;
+      q.markers = false;
+      const PipelineResult plain = run_pipeline(s1, q, *backend, quiet);
+      q.hvg.batch_key = "true_cluster";
+      const PipelineResult batched = run_pipeline(s1, q, *backend, quiet);
+      QCOMPARE(batched.hvg_genes, plain.hvg_genes);
+      for (std::size_t g = 0; g < plain.hvg.rank.size(); ++g) {
+        QVERIFY(std::isnan(plain.hvg.rank[g]) == std::isnan(batched.hvg.rank[g]));
+        if (!std::isnan(plain.hvg.rank[g])) QCOMPARE(batched.hvg.rank[g], plain.hvg.rank[g]);
+        QVERIFY(std::fabs(batched.hvg.variances_norm[g] - plain.hvg.variances_norm[g]) <=
+                1e-12 * std::max(1.0, std::fabs(plain.hvg.variances_norm[g])));
+      }
+      q.hvg.batch_key = "true_cluster";
+      io::Store s3 = io::open_store(synth_store(d1, two));
+      const PipelineResult three = run_pipeline(s3, q, *backend, quiet);
+      QCOMPARE(three.hvg_genes.size(), std::size_t{150});
+      const std::string out3 = d1.filePath("v3.h5ad").toStdString();
+      write_result_h5ad(s3, three, q, *backend, out3, quiet);
+      io::Store w3 = io::open_store(out3);
+      QVERIFY(w3.var.find("highly_variable_nbatches"));
+      QVERIFY(w3.var.find("highly_variable_rank"));
+      QVERIFY(!w3.var.find("highly_variable_intersection"));
+    }
+    // The combination itself on hand-made standardised variances of three batches.
+    {
+      const int n = 8;
+      std::vector<HvgResult> per(3);
+      const double v[3][n] = {
+          {8, 7, 6, 5, 4, 3, 2, 1}, {1, 8, 7, 6, 5, 4, 3, 2}, {8, 1, 7, 2, 6, 3, 5, 4}};
+      for (int b = 0; b < 3; ++b) per[b].variances_norm.assign(v[b], v[b] + n);
+      HvgOptions o3{.flavor = "seurat_v3", .n_top_genes = 3};
+      const HvgResult c =
+          seurat_v3_combine(per, std::vector<double>(n, 1.0), std::vector<double>(n, 2.0), o3);
+      // Ranks under 3: gene 0 {0, -, 0} -> 0 (2 batches); gene 1 {1, 0, -} -> 0.5 (2); gene 2
+      // {2, 1, 1} -> 1 (3); gene 3 {-, 2, -} -> 2 (1); gene 4 {-, -, 2} -> 2 (1); others none.
+      QCOMPARE(c.n_batches, (std::vector<int>{2, 2, 3, 1, 1, 0, 0, 0}));
+      QCOMPARE(c.rank[0], 0.0);
+      QCOMPARE(c.rank[1], 0.5);
+      QCOMPARE(c.rank[2], 1.0);
+      QCOMPARE(c.rank[3], 2.0);
+      QVERIFY(std::isnan(c.rank[5]));
+      QCOMPARE(c.highly_variable, (std::vector<char>{1, 1, 1, 0, 0, 0, 0, 0}));
+      QCOMPARE(c.variances_norm[0], (8.0 + 1 + 8) / 3);
+    }
     p.hvg.batch_key = "no_such_column";
     try {
       run_pipeline(store, p, *backend, quiet);
