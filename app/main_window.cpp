@@ -254,6 +254,14 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   });
   connect(w, &ComputeWorker::selectionMarkers, this,
           [this](std::shared_ptr<const std::vector<MarkerRow>> rows) {
+            if (!label_compared_.isEmpty()) {  // a label's markers (showMarkers)
+              markers_dock_->setWindowTitle("Markers — " + label_compared_ + " vs rest");
+              label_compared_.clear();
+              fillMarkerTable(*rows);
+              stage_label_->setText("Label compared");
+              emit selectionMarkersShown();
+              return;
+            }
             clusters_->setCurrentRow(-1);
             markers_dock_->setWindowTitle(compared_to_a_ ? "Markers — selection vs group A"
                                                          : "Markers — selection vs rest");
@@ -396,6 +404,11 @@ void MainWindow::buildMenus() {
     recolorCluster(c, QColorDialog::getColor(QColor(QString::fromStdString(colors_[c])), this,
                                              "Cluster colour"));
   });
+  QAction* adopt = clusters->addAction("&Edit the coloured categories as labels", this,
+                                       [this] { useCategoriesAsLabels(); });
+  adopt->setToolTip(
+      "Colour by a categorical obs column first (e.g. cell_type); its categories "
+      "then become the labels to rename, recolor, merge, hide and save");
   clusters->addAction("&Merge selected clusters", QKeySequence("Ctrl+G"), this, [this] {
     std::vector<int> rows;
     for (auto* item : clusters_->selectedItems()) rows.push_back(clusters_->row(item));
@@ -503,12 +516,26 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
 }
 
 void MainWindow::showMarkers(int cluster) {
-  if (!snapshot_ || cluster < 0 || cluster >= static_cast<int>(snapshot_->markers.size())) {
+  if (!snapshot_ || cluster < 0 || cluster >= static_cast<int>(names_.size())) {
     fillMarkerTable({});
     return;
   }
-  markers_dock_->setWindowTitle(QString("Markers — cluster %1 vs rest").arg(cluster));
-  fillMarkerTable(snapshot_->markers[cluster]);
+  // The run's markers belong to its Leiden clusters; once the labels were edited (merged, new
+  // labels, categories adopted) a label's markers are computed against the rest on demand.
+  if (labels_ == snapshot_->labels && cluster < static_cast<int>(snapshot_->markers.size())) {
+    markers_dock_->setWindowTitle(QString("Markers — cluster %1 vs rest").arg(cluster));
+    fillMarkerTable(snapshot_->markers[cluster]);
+    return;
+  }
+  fillMarkerTable({});
+  if (running_) return;
+  auto cells = std::make_shared<std::vector<bool>>(labels_.size());
+  for (std::size_t i = 0; i < labels_.size(); ++i) (*cells)[i] = labels_[i] == cluster;
+  label_compared_ = QString::fromStdString(names_[cluster]);
+  compared_to_a_ = false;
+  markers_dock_->setWindowTitle("Markers — " + label_compared_ + " vs rest (computing...)");
+  stage_label_->setText("Comparing " + label_compared_ + " vs rest...");
+  compute_->compareSelection(std::move(cells));
 }
 
 void MainWindow::fillMarkerTable(const std::vector<MarkerRow>& rows) {
@@ -721,6 +748,23 @@ void MainWindow::mergeClusters(std::vector<int> clusters) {
   recordEdit(QString("Merge %1 clusters").arg(clusters.size()), std::move(before));
   fillClusterList();
   redraw();
+}
+
+bool MainWindow::useCategoriesAsLabels() {
+  if (!obs_categories_ || obs_categories_->codes.size() != labels_.size()) return false;
+  Annotation before = annotation();
+  const auto categories = std::move(obs_categories_);
+  names_ = categories->categories;
+  colors_ = categories->colors;
+  hidden_.assign(names_.size(), false);
+  labels_ = categories->codes;
+  labels_state_.reset();
+  gene_.clear();
+  recordEdit("Use " + categories->name + " as labels", std::move(before));
+  fillClusterList();
+  redraw();
+  stage_label_->setText("Labels: " + categories->name);
+  return true;
 }
 
 int MainWindow::labelSelection(const QString& name) {

@@ -98,6 +98,10 @@ class MainWindow : public QMainWindow {
   void mergeClusters(std::vector<int> clusters);  // into the first
   // Moves the selected cells into a new category named `name` (a fresh colour); returns its index.
   int labelSelection(const QString& name);
+  // The categorical obs column the view is coloured by becomes the editable labels (its
+  // categories, colours and each cell's code; cells with a missing value keep no label): one
+  // undoable edit. False when the view is not coloured by one.
+  bool useCategoriesAsLabels();
   // Tables as CSV: the markers shown, each kept cell's cluster, the selected cells.
   bool exportMarkersCsv(const QString& path) const;
   bool exportClustersCsv(const QString& path) const;
@@ -159,6 +163,7 @@ class MainWindow : public QMainWindow {
   QAction* compare_a_action_ = nullptr;
   std::shared_ptr<const std::vector<bool>> group_a_;
   bool compared_to_a_ = false;
+  QString label_compared_;  // the label whose markers vs the rest are being computed, or ""
   QString eta_stage_;
   QElapsedTimer eta_clock_;
   std::shared_ptr<const std::vector<bool>> selection_;

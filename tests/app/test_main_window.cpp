@@ -434,6 +434,34 @@ class TestMainWindow : public QObject {
         QCOMPARE(categories->codes[i], truth.codes[at - s.obs.index.begin()]);
       }
     }
+    // The coloured categories become the editable labels (one undoable edit): the cluster list
+    // shows them, every cell carries its code; undo restores the Leiden clusters.
+    {
+      const auto leiden = window_->annotation();
+      QVERIFY(window_->useCategoriesAsLabels());
+      QVERIFY(!window_->obsCategories());
+      const auto adopted = window_->annotation();
+      QCOMPARE(adopted.names, categories->categories);
+      QCOMPARE(adopted.colors, categories->colors);
+      QCOMPARE(*adopted.labels, categories->codes);
+      QCOMPARE(window_->clusterList()->count(), static_cast<int>(categories->categories.size()));
+      QVERIFY(!window_->useCategoriesAsLabels());  // not coloured by categories any more
+      // Edited labels' markers are computed against the rest on demand (the run's belong to its
+      // Leiden clusters): merge two categories, pick the merged one.
+      window_->mergeClusters({0, 1});
+      QSignalSpy label_markers(window_.get(), &app::MainWindow::selectionMarkersShown);
+      window_->clusterList()->setCurrentRow(-1);
+      window_->clusterList()->setCurrentRow(0);
+      QVERIFY(label_markers.wait(60000));
+      QVERIFY(window_->markerTable()->rowCount() > 0);
+      QCOMPARE(window_->clusterList()->currentRow(), 0);
+      window_->undoStack()->undo();  // the merge
+      window_->undoStack()->undo();  // the adoption
+      QCOMPARE(window_->annotation().names, leiden.names);
+      QCOMPARE(*window_->annotation().labels, *leiden.labels);
+      window_->colorByGene("true_cluster");  // as before this block
+      QVERIFY(shown.wait(30000));
+    }
     // A QC column colours the same way: total counts per kept cell, equal to the row sums of X.
     QVERIFY(std::count(snap->obs_numeric.begin(), snap->obs_numeric.end(), "total_counts") == 1);
     window_->colorByGene("total_counts");
@@ -692,7 +720,7 @@ class TestMainWindow : public QObject {
   }
 
   // HVG batch_key from the panel: offered from the store's categorical obs columns, applied to
-  // the next run; refused with seurat_v3 before any run starts; Reset clears it.
+  // the next run (cell_ranger/seurat and seurat_v3); Reset clears it.
   void hvgBatchKeyFromThePanel() {
     app::ParamsPanel* panel = window_->paramsPanel();
     QComboBox* batch = panel->batchKey();
@@ -705,10 +733,11 @@ class TestMainWindow : public QObject {
     QVERIFY(done.wait(300000));
     QCOMPARE(QString::fromStdString(window_->params().hvg.batch_key), column);
     QVERIFY(window_->snapshot()->cluster_sizes.size() >= 2);
-    panel->flavor()->setCurrentText("seurat_v3");
+    panel->flavor()->setCurrentText("seurat_v3");  // on the counts, per batch too
     QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
-    QVERIFY(!window_->isRunning());
-    QVERIFY(window_->params().hvg.flavor != "seurat_v3");
+    QVERIFY(done.wait(300000));
+    QCOMPARE(QString::fromStdString(window_->params().hvg.flavor), QString("seurat_v3"));
+    QCOMPARE(QString::fromStdString(window_->params().hvg.batch_key), column);
     QTest::mouseClick(panel->resetButton(), Qt::LeftButton);
     QCOMPARE(batch->currentText(), QString("(none)"));
     QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
