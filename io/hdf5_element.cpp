@@ -302,6 +302,7 @@ class Hdf5Element final : public Element {
 
 std::unique_ptr<Element> open_hdf5_root(const std::string& path) {
   silence_hdf5_errors();
+  register_lzf_filter();
   H5Id file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
   if (!file.valid()) throw Error(path, "", "not a readable HDF5 file (truncated or corrupt?)");
   H5Id root(H5Gopen2(file, "/", H5P_DEFAULT));
@@ -312,6 +313,7 @@ std::unique_ptr<Element> open_hdf5_root(const std::string& path) {
 std::unique_ptr<Element> open_hdf5_image(const void* data, std::size_t size,
                                          const std::string& name) {
   silence_hdf5_errors();
+  register_lzf_filter();
   if (size == 0) throw Error(name, "", "empty HDF5 image");
   H5Id file(H5LTopen_file_image(const_cast<void*>(data), size, 0));
   if (!file.valid()) throw Error(name, "", "not a readable HDF5 image");

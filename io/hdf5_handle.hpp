@@ -60,6 +60,8 @@ inline hid_t native_type(NumType t) {
 
 // Turns HDF5's automatic stderr error printing off for the process (errors are reported by us).
 void silence_hdf5_errors();
+// Lets HDF5 read datasets written with h5py's LZF filter (hdf5_lzf.cpp); idempotent.
+void register_lzf_filter();
 
 inline H5Id checked(hid_t id, const std::string& file, const std::string& element,
                     const char* what) {

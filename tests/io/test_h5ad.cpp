@@ -118,6 +118,8 @@ assert ad.var_names[0] == "MT-1" and ad.obs_names[0] == "cell00000000"
     QTest::newRow("csr int32 counts") << "csrint";
     QTest::newRow("dense float32") << "dense";
     QTest::newRow("gzip csr") << "gzip";
+    QTest::newRow("lzf csr") << "lzf";  // h5py's filter; HDF5 reads it with hdf5-plugin-lzf
+    QTest::newRow("lzf dense") << "lzfdense";
     QTest::newRow("csc float32") << "csc";
   }
 
@@ -139,7 +141,7 @@ if layout == "csrint":
 obs = pd.DataFrame(index=[f"cell-{i}" for i in range(40)])
 obs["batch"] = pd.Categorical(["a", "b"] * 20)
 var = pd.DataFrame(index=[f"gene-{j}" for j in range(25)])
-if layout == "dense":
+if layout in ("dense", "lzfdense"):
     X = dense
 elif layout == "csr64":
     X = sp.csr_matrix(dense.astype(np.float64)); X.indptr = X.indptr.astype(np.int64)
@@ -150,7 +152,7 @@ elif layout == "csc":
 else:
     X = sp.csr_matrix(dense)
 ad = anndata.AnnData(X=X, obs=obs, var=var)
-ad.write_h5ad(path, compression="gzip" if layout == "gzip" else None)
+ad.write_h5ad(path, compression={"gzip": "gzip", "lzf": "lzf", "lzfdense": "lzf"}.get(layout))
 np.savetxt(path + ".txt", dense)
 )";
     RUN_PYTHON_OR_SKIP("python3-anndata", "-c", script, layout, file);
@@ -317,6 +319,33 @@ with h5py.File(sys.argv[2], "w") as f:
       QFAIL("truncated file accepted");
     } catch (const Error& e) {
       QVERIFY2(QString(e.what()).contains("truncated.h5ad"), e.what());
+    }
+  }
+
+  // A garbage LZF chunk (written raw, past the filter) is an error naming the element.
+  void corruptLzfChunkIsAnError() {
+    const QString file = path("bad-lzf.h5ad");
+    const QString script = R"(
+import sys
+try:
+    import anndata, h5py, numpy as np, scipy.sparse as sp
+except ImportError:
+    sys.exit(77)
+X = sp.random(50, 40, density=0.3, format="csr", dtype=np.float32, random_state=1)
+anndata.AnnData(X=X).write_h5ad(sys.argv[1], compression="lzf")
+with h5py.File(sys.argv[1], "r+") as f:
+    d = f["X/data"]
+    assert d.compression == "lzf"
+    d.id.write_direct_chunk((0,), bytes(range(7, 207)), 0)
+)";
+    RUN_PYTHON_OR_SKIP("python3-anndata", "-c", script, file);
+    io::Store s = io::open_store(file.toStdString());
+    try {
+      s.X->read_rows(0, s.n_obs());
+      QFAIL("a corrupt LZF chunk was accepted");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("bad-lzf.h5ad") && QString(e.what()).contains("X"),
+               e.what());
     }
   }
 
