@@ -142,11 +142,11 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   struct Objects {
     VkDevice dev;
     VkImage image = VK_NULL_HANDLE;
-    VkDeviceMemory image_mem = VK_NULL_HANDLE, readback_mem = VK_NULL_HANDLE;
+    VkDeviceMemory image_mem = VK_NULL_HANDLE;
     VkImageView view = VK_NULL_HANDLE;
     VkRenderPass pass = VK_NULL_HANDLE;
     VkFramebuffer framebuffer = VK_NULL_HANDLE;
-    VkBuffer readback = VK_NULL_HANDLE;
+    GpuBuffer readback;
     VkFence fence = VK_NULL_HANDLE;
     ~Objects() {
       if (fence) vkDestroyFence(dev, fence, nullptr);
@@ -155,8 +155,7 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
       if (view) vkDestroyImageView(dev, view, nullptr);
       if (image) vkDestroyImage(dev, image, nullptr);
       if (image_mem) vkFreeMemory(dev, image_mem, nullptr);
-      if (readback) vkDestroyBuffer(dev, readback, nullptr);
-      if (readback_mem) vkFreeMemory(dev, readback_mem, nullptr);
+      destroy_buffer(dev, readback);
     }
   } obj{dev};
 
@@ -226,17 +225,8 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   ORRERY_VK_CHECK(vkCreateFramebuffer(dev, &fb_info, nullptr, &obj.framebuffer));
 
   const VkDeviceSize bytes = static_cast<VkDeviceSize>(o.width) * o.height * 4;
-  VkBufferCreateInfo buf_info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
-  buf_info.size = bytes;
-  buf_info.usage = VK_BUFFER_USAGE_TRANSFER_DST_BIT;
-  ORRERY_VK_CHECK(vkCreateBuffer(dev, &buf_info, nullptr, &obj.readback));
-  vkGetBufferMemoryRequirements(dev, obj.readback, &req);
-  alloc.allocationSize = req.size;
-  alloc.memoryTypeIndex =
-      find_memory_type(impl_->physical, req.memoryTypeBits,
-                       VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT);
-  ORRERY_VK_CHECK(vkAllocateMemory(dev, &alloc, nullptr, &obj.readback_mem));
-  ORRERY_VK_CHECK(vkBindBufferMemory(dev, obj.readback, obj.readback_mem, 0));
+  ensure_buffer(impl_->physical, dev, obj.readback, bytes, VK_BUFFER_USAGE_TRANSFER_DST_BIT,
+                MemoryKind::HostCached);
 
   if (o.frames < 1 || o.frames > 100000) throw Error("", "export", "frames must be 1..100000");
   const bool splat =
@@ -346,13 +336,13 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   VkBufferImageCopy region{};
   region.imageSubresource = {VK_IMAGE_ASPECT_COLOR_BIT, 0, 0, 1};
   region.imageExtent = {o.width, o.height, 1};
-  vkCmdCopyImageToBuffer(cmd, obj.image, VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, obj.readback, 1,
-                         &region);
+  vkCmdCopyImageToBuffer(cmd, obj.image, VK_IMAGE_LAYOUT_TRANSFER_SRC_OPTIMAL, obj.readback.buffer,
+                         1, &region);
   VkBufferMemoryBarrier barrier{VK_STRUCTURE_TYPE_BUFFER_MEMORY_BARRIER};
   barrier.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
   barrier.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
   barrier.srcQueueFamilyIndex = barrier.dstQueueFamilyIndex = VK_QUEUE_FAMILY_IGNORED;
-  barrier.buffer = obj.readback;
+  barrier.buffer = obj.readback.buffer;
   barrier.size = VK_WHOLE_SIZE;
   vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 0,
                        nullptr, 1, &barrier, 0, nullptr);
@@ -372,10 +362,7 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   out.width = o.width;
   out.height = o.height;
   out.rgba.resize(bytes);
-  void* mapped = nullptr;
-  ORRERY_VK_CHECK(vkMapMemory(dev, obj.readback_mem, 0, bytes, 0, &mapped));
-  std::memcpy(out.rgba.data(), mapped, bytes);
-  vkUnmapMemory(dev, obj.readback_mem);
+  read_buffer(dev, obj.readback, out.rgba.data(), bytes);
   return out;
 }
 
