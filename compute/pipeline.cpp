@@ -130,6 +130,13 @@ CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResu
 
 namespace {
 
+// scanpy's _get_mean_var from sums over n cells: the variance with ddof = 1 (0 where rounding
+// makes it negative).
+double sample_variance(double sum, double sumsq, double n) {
+  const double mean = sum / n;
+  return std::max(0.0, (sumsq / n - mean * mean) * (n / (n - 1)));
+}
+
 // hvg.batch_key: each kept cell's batch (0..B-1, in order of first appearance among the obs
 // column's categories or values); empty without a key.
 std::vector<std::int32_t> batch_of_kept_cells(const io::Store& store, const PipelineResult& r,
@@ -163,8 +170,6 @@ std::vector<std::int32_t> batch_of_kept_cells(const io::Store& store, const Pipe
   return batch;
 }
 
-// seurat_v3 on the counts of the kept cells and genes: one pass for the mean and variance, a
-// loess fit, a second pass for the moments of the clipped counts.
 // seurat_v3 on counts: moments, a loess clip per gene, clipped moments (per batch too, with a
 // batch key: scanpy clips and ranks each batch on its own).
 HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
@@ -431,7 +436,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         const double s = seurat ? exp_sum[g] : log_sum[g],
                      ss = seurat ? exp_sumsq[g] : log_sumsq[g];
         mean[g] = s / n;
-        var[g] = std::max(0.0, (ss / n - mean[g] * mean[g]) * (n / (n - 1)));
+        var[g] = sample_variance(s, ss, n);
       }
       if (n_batches > 0) {
         std::vector<std::vector<double>> b_mean(n_batches), b_var(n_batches);
@@ -441,10 +446,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
           b_var[b].resize(n_kept_genes);
           for (std::int64_t g = 0; g < n_kept_genes; ++g) {
             b_mean[b][g] = nb > 0 ? b_sum[b][g] / nb : 0.0;
-            b_var[b][g] = nb > 1
-                              ? std::max(0.0, (b_sumsq[b][g] / nb - b_mean[b][g] * b_mean[b][g]) *
-                                                  (nb / (nb - 1)))
-                              : std::numeric_limits<double>::quiet_NaN();
+            b_var[b][g] = nb > 1 ? sample_variance(b_sum[b][g], b_sumsq[b][g], nb)
+                                 : std::numeric_limits<double>::quiet_NaN();
           }
         }
         r.hvg = highly_variable_genes_batched(b_mean, b_var, b_seen, p.hvg);
@@ -488,7 +491,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     const double n = static_cast<double>(n_kept_cells);
     for (std::int32_t c = 0; c < h; ++c) {
       const double m = sum[c] / n;
-      const double v = std::max(0.0, (sumsq[c] / n - m * m) * (n / (n - 1)));
+      const double v = sample_variance(sum[c], sumsq[c], n);
       scaled.mean[c] = static_cast<float>(m);
       scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
     }
