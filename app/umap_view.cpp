@@ -121,11 +121,11 @@ std::vector<bool> UmapView::pointsInPolygon(const std::vector<glm::vec2>& polygo
   if (!gpu_select_) {
     gpu_select_ = std::make_unique<render::GpuSelection>(render::OffscreenRenderer::Context{
         physicalDevice(), device(), graphicsQueue(), graphicsCommandPool()});
-    gpu_select_version_ = 0;
+    gpu_select_version_.reset();
   }
-  if (gpu_select_version_ != version_ + 1) {  // + 1: version 0 is a real version too
+  if (gpu_select_version_ != version_) {
     gpu_select_->set_points(points_.positions);
-    gpu_select_version_ = version_ + 1;
+    gpu_select_version_ = version_;
   }
   return gpu_select_->in_polygon(polygon);
 }

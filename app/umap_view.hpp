@@ -12,10 +12,10 @@
 #include <QElapsedTimer>
 
 #include "render/gpu_selection.hpp"
-#include "render/selection.hpp"
 #include "render/offscreen.hpp"
 #include "render/overlay.hpp"
 #include "render/point_pipeline.hpp"
+#include "render/selection.hpp"
 #include "render/splat_pipeline.hpp"
 
 namespace orrery::app {
@@ -104,7 +104,7 @@ class UmapView : public QVulkanWindow {
   std::size_t splat_from_ = render::RenderOptions::kSplatPoints;
   std::optional<bool> select_on_device_;  // unset: when the device is a GPU
   std::unique_ptr<render::GpuSelection> gpu_select_;
-  std::uint64_t gpu_select_version_ = 0;
+  std::optional<std::uint64_t> gpu_select_version_;  // the points version uploaded there
   QPointF last_mouse_;
   enum class Drag { None, Pan, Lasso, Brush };
   Drag drag_ = Drag::None;

@@ -1,7 +1,9 @@
 // CUDA backend: device detection, a stream-ordered memory pool, and the stages that run on the
 // device — normalize_total + log1p per chunk, PCA's Gram pass (DSYRK on densified HVG tiles) and
-// eigensolve (cuSOLVER syevd), exact kNN (tiled SGEMM + per-row top-k, distances recomputed
-// exactly). The arithmetic that both backends do is shared (__host__ __device__, elementwise.hpp).
+// eigensolve (cuSOLVER syevd), kNN (exact: tiled SGEMM + per-row top-k, distances recomputed
+// exactly; approximate: an inverted file), the UMAP layout; and the import of the renderer's
+// buffers and semaphores (compute/external.hpp). The arithmetic that both backends do is shared
+// (__host__ __device__: elementwise.hpp, umap_step.hpp).
 // Eigen is used on the host only here; without this it compiles its CUDA paths, with warnings.
 #define EIGEN_NO_CUDA
 #include <cublas_v2.h>
