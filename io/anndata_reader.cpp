@@ -8,6 +8,7 @@
 #include <limits>
 
 #include "anndata_writer.hpp"
+#include "hdf5_guard.hpp"
 
 namespace orrery::io {
 
@@ -409,12 +410,14 @@ Store open_anndata(std::shared_ptr<const Element> root, const std::string& forma
   store.has_raw = root->open("raw/X") != nullptr;
   const auto n_obs = static_cast<std::int64_t>(store.obs.index.size());
   const auto n_vars = static_cast<std::int64_t>(store.var.index.size());
-  store.X = open_matrix(root->require("X"), n_obs, n_vars, options, &store.x_encoding);
+  if (options.open_x)
+    store.X = open_matrix(root->require("X"), n_obs, n_vars, options, &store.x_encoding);
   store.root = std::move(root);
   return store;
 }
 
 Store open_h5ad(const std::string& path, const OpenOptions& options) {
+  guard_hdf5_file(path);  // in a child process first, when the executable enabled it
   return open_anndata(open_hdf5_root(path), "h5ad", options);
 }
 

@@ -54,6 +54,8 @@ struct OpenOptions {
   std::function<void(std::string_view, double)> progress;
   // Memory for one block when a CSC X is transposed to a temporary CSR store.
   std::size_t transpose_bytes = std::size_t{1} << 30;
+  // False: AnnData stores are opened without X (Store::X stays null), e.g. to check obs/var.
+  bool open_x = true;
 };
 
 Store open_store(const std::string& path, const OpenOptions& options = {});

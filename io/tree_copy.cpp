@@ -1,3 +1,4 @@
+#include <algorithm>
 #include <cstring>
 
 #include "tree_writer.hpp"
@@ -6,6 +7,9 @@ namespace orrery::io {
 
 void copy_element(const Element& src, TreeWriter& w, const std::string& dst,
                   std::vector<std::string>& skipped, const std::vector<std::int64_t>* rows) {
+  // HDF5 hard links can make a group its own descendant; a copy must not follow them forever.
+  if (std::count(src.path().begin(), src.path().end(), '/') > 64)
+    src.fail("groups nested more than 64 levels deep (a cycle of links?)");
   const ElementKind kind = src.kind();
   if (kind == ElementKind::Group) {
     w.group(dst, src.attrs());

@@ -1,0 +1,301 @@
+#include "hdf5_guard.hpp"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <spawn.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "anndata_reader.hpp"
+#include "element.hpp"
+#include "error.hpp"
+
+extern char** environ;
+
+namespace orrery::io {
+
+namespace {
+
+struct Guard {
+  std::string executable;
+  Hdf5GuardLimits limits;
+};
+
+std::mutex guard_mutex;
+std::optional<Guard> guard;
+
+constexpr int kExitError = 3;   // the child printed an orrery::Error
+constexpr int kExitMemory = 4;  // the child ran out of its address space
+constexpr int kMaxDepth = 64;   // deeper nesting is a cycle of hard links
+constexpr std::size_t kWholeArrayBytes = std::size_t{64} << 20;
+
+// ---- the child -----------------------------------------------------------------------------
+
+void say(const std::string& line) {
+  std::string s = line + "\n";
+  const char* p = s.data();
+  std::size_t left = s.size();
+  while (left > 0) {
+    const ssize_t n = ::write(STDOUT_FILENO, p, left);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    p += n;
+    left -= static_cast<std::size_t>(n);
+  }
+}
+
+std::string where(const Element& e) {
+  return e.path().empty() ? "/" : e.path();
+}
+
+// Reads what any of Orrery's readers could touch: attributes, members, strings, small arrays
+// whole and the first and last rows of large ones.
+void walk(const Element& e, int depth) {
+  if (depth > kMaxDepth)
+    e.fail("groups nested more than " + std::to_string(kMaxDepth) +
+           " levels deep (a cycle of links?)");
+  say("at " + where(e));
+  (void)e.attrs();
+  const ElementKind kind = e.kind();
+  if (kind == ElementKind::Group) {
+    for (const auto& name : e.members())
+      if (auto member = e.open(name)) walk(*member, depth + 1);
+    return;
+  }
+  const auto fields = e.fields();
+  for (const auto& f : fields)
+    if (auto field = e.field(f)) walk(*field, depth + 1);
+  if (!fields.empty() || kind == ElementKind::Other) return;
+  const auto shape = e.shape();
+  if (kind == ElementKind::String) {
+    if (shape.size() <= 1) (void)e.read_strings();
+    return;
+  }
+  const std::int64_t rows = shape.empty() ? 1 : shape[0];
+  if (rows <= 0) return;
+  // Bytes per row along the first axis; a row over the whole-array budget is not read (the
+  // readers refuse such shapes themselves).
+  std::size_t row_bytes = num_type_size(e.stored_type());
+  for (std::size_t d = 1; d < shape.size(); ++d) {
+    if (shape[d] <= 0) return;
+    if (static_cast<std::size_t>(shape[d]) > kWholeArrayBytes / row_bytes) return;
+    row_bytes *= static_cast<std::size_t>(shape[d]);
+  }
+  std::vector<unsigned char> buffer;
+  auto read_rows = [&](std::int64_t begin, std::int64_t count) {
+    buffer.resize(static_cast<std::size_t>(count) * row_bytes);
+    e.read(begin, begin + count, e.stored_type(), buffer.data());
+  };
+  if (static_cast<std::size_t>(rows) <= kWholeArrayBytes / row_bytes) {
+    read_rows(0, rows);
+  } else {
+    read_rows(0, 1);
+    read_rows(rows - 1, 1);
+  }
+}
+
+// ---- the parent ----------------------------------------------------------------------------
+
+struct ChildReport {
+  std::string last_element;  // the element the child announced last
+  std::string error_element, error_message;
+  bool has_error = false;
+};
+
+void parse_line(const std::string& line, ChildReport& report) {
+  if (line.rfind("at ", 0) == 0) {
+    report.last_element = line.substr(3);
+  } else if (line.rfind("error ", 0) == 0) {
+    const auto tab = line.find('\t', 6);
+    report.has_error = true;
+    report.error_element = tab == std::string::npos ? std::string() : line.substr(6, tab - 6);
+    report.error_message = tab == std::string::npos ? line.substr(6) : line.substr(tab + 1);
+  }
+}
+
+std::string signal_name(int sig) {
+  const char* name = sigabbrev_np(sig);
+  return name ? std::string("SIG") + name : "signal " + std::to_string(sig);
+}
+
+std::string seconds_text(double s) {
+  return std::to_string(static_cast<long long>(s)) + " s";
+}
+
+}  // namespace
+
+void enable_hdf5_guard(const std::string& executable, Hdf5GuardLimits limits) {
+  std::lock_guard lock(guard_mutex);
+  guard = Guard{executable, limits};
+}
+
+bool hdf5_guard_enabled() {
+  std::lock_guard lock(guard_mutex);
+  return guard.has_value();
+}
+
+int hdf5_check_main(int argc, char** argv) {
+  if (argc < 3) return 2;
+  const std::string path = argv[2];
+  if (argc > 3) {
+    const unsigned long long bytes = std::strtoull(argv[3], nullptr, 10);
+    if (bytes > 0) {
+      rlimit limit{static_cast<rlim_t>(bytes), static_cast<rlim_t>(bytes)};
+      setrlimit(RLIMIT_AS, &limit);
+    }
+  }
+  std::string element = "/";
+  try {
+    std::shared_ptr<const Element> root = open_hdf5_root(path);
+    walk(*root, 0);
+    // Then what opening reads by name (a corrupt group may list no members yet open by name):
+    // obs, var and colours, and the first and last rows of a CSR or dense X.
+    say("at obs and var (opening as AnnData)");
+    OpenOptions options;
+    options.open_x = false;
+    Store store = open_anndata(root, "h5ad", options);
+    if (auto x = root->open("X"); x && x->string_attr_or("encoding-type", "") != "csc_matrix") {
+      say("at X");
+      auto reader = open_matrix(std::move(x), static_cast<std::int64_t>(store.obs.index.size()),
+                                static_cast<std::int64_t>(store.var.index.size()), {});
+      const std::int64_t n = reader->n_rows();
+      reader->read_rows(0, std::min<std::int64_t>(n, 64));
+      reader->read_rows(std::max<std::int64_t>(0, n - 64), n);
+    }
+    return 0;
+  } catch (const Error& e) {
+    // what() is "file: element: message"; the parent puts the file and element back.
+    std::string message = e.what();
+    std::string prefix = e.file().empty() ? std::string() : e.file() + ": ";
+    if (!e.element().empty()) prefix += e.element() + ": ";
+    if (message.rfind(prefix, 0) == 0) message = message.substr(prefix.size());
+    say("error " + e.element() + "\t" + message);
+    return kExitError;
+  } catch (const std::bad_alloc&) {
+    return kExitMemory;
+  } catch (const std::exception& e) {
+    say(std::string("error \t") + e.what());
+    return kExitError;
+  }
+}
+
+void guard_hdf5_file(const std::string& path) {
+  Guard g;
+  {
+    std::lock_guard lock(guard_mutex);
+    if (!guard) return;
+    g = *guard;
+  }
+  if (const char* off = std::getenv("ORRERY_HDF5_GUARD"); off && std::string(off) == "0") return;
+  double timeout = g.limits.timeout_s;
+  if (const char* t = std::getenv("ORRERY_HDF5_GUARD_TIMEOUT"); t && std::atof(t) > 0)
+    timeout = std::atof(t);
+  if (timeout <= 0) {
+    std::error_code ec;
+    const auto size = std::filesystem::file_size(path, ec);
+    timeout = 120.0 + 60.0 * (ec ? 0.0 : static_cast<double>(size) / double(1ull << 30));
+  }
+
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) return;
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
+  posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
+  std::string exe = g.executable, flag = kHdf5CheckFlag, file = path;
+  std::string memory = std::to_string(g.limits.memory_bytes);
+  char* argv[] = {exe.data(), flag.data(), file.data(), memory.data(), nullptr};
+  pid_t pid = 0;
+  const int spawned = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, environ);
+  posix_spawn_file_actions_destroy(&actions);
+  ::close(fds[1]);
+  if (spawned != 0) {  // no child: read in-process, as without the guard
+    ::close(fds[0]);
+    return;
+  }
+
+  using Clock = std::chrono::steady_clock;
+  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout);
+  ChildReport report;
+  std::string pending;
+  bool timed_out = false;
+  char chunk[4096];
+  for (;;) {
+    const auto left =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    if (left.count() <= 0) {
+      timed_out = true;
+      break;
+    }
+    pollfd p{fds[0], POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
+    if (ready < 0 && errno == EINTR) continue;
+    if (ready < 0) break;
+    if (ready == 0) continue;
+    const ssize_t n = ::read(fds[0], chunk, sizeof chunk);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) break;  // the child closed its output: it has exited (or is exiting)
+    pending.append(chunk, static_cast<std::size_t>(n));
+    for (auto nl = pending.find('\n'); nl != std::string::npos; nl = pending.find('\n')) {
+      parse_line(pending.substr(0, nl), report);
+      pending.erase(0, nl + 1);
+    }
+    if (pending.size() > (1u << 16)) pending.clear();  // not our protocol: ignore
+  }
+  ::close(fds[0]);
+  int status = 0;
+  for (;;) {
+    if (timed_out) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+      break;
+    }
+    const pid_t done = ::waitpid(pid, &status, WNOHANG);
+    if (done == pid) break;
+    if (done < 0 && errno != EINTR) return;  // lost the child: nothing to report
+    if (Clock::now() >= deadline) {
+      timed_out = true;
+      continue;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+
+  const std::string& element = report.last_element;
+  if (timed_out)
+    throw Error(path, element,
+                "reading this element did not finish within " + seconds_text(timeout) +
+                    "; the file's HDF5 structure is corrupt (ORRERY_HDF5_GUARD_TIMEOUT sets "
+                    "the limit in seconds)");
+  if (WIFSIGNALED(status))
+    throw Error(path, element,
+                "the HDF5 library crashed reading this element (" + signal_name(WTERMSIG(status)) +
+                    "): the file's HDF5 structure is corrupt");
+  const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  if (code == 0) return;
+  if (code == kExitError && report.has_error)
+    throw Error(path, report.error_element, report.error_message);
+  if (code == kExitMemory)
+    throw Error(path, element,
+                "reading this element needs more than " +
+                    std::to_string(g.limits.memory_bytes >> 30) +
+                    " GiB of memory: a size in the file's HDF5 structure is corrupt");
+  if (code == 127) return;  // the executable could not be run: read in-process
+  throw Error(path, element, "checking the file failed (exit status " + std::to_string(code) + ")");
+}
+
+}  // namespace orrery::io
