@@ -4,22 +4,14 @@
 #include <QMessageBox>
 #include <QVulkanInstance>
 
-#include <filesystem>
-
 #include "cli.hpp"
 #include "demo.hpp"
 #include "io/hdf5_guard.hpp"
 #include "main_window.hpp"
 
 int main(int argc, char** argv) {
-  // The child that reads an HDF5 file's structure before this process trusts libhdf5 with it.
-  if (argc >= 3 && std::string(argv[1]) == orrery::io::kHdf5CheckFlag)
-    return orrery::io::hdf5_check_main(argc, argv);
-  {
-    std::error_code ec;
-    const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
-    orrery::io::enable_hdf5_guard(ec ? std::string("/proc/self/exe") : self.string());
-  }
+  // HDF5 files are first read in a child process (this executable again); see hdf5_guard.hpp.
+  if (auto status = orrery::io::hdf5_guard_main(argc, argv)) return *status;
   if (orrery::app::is_cli_invocation(argc, argv)) return orrery::app::run_cli(argc, argv);
 
   QApplication app(argc, argv);

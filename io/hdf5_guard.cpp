@@ -192,6 +192,14 @@ int hdf5_check_main(int argc, char** argv) {
   }
 }
 
+std::optional<int> hdf5_guard_main(int argc, char** argv) {
+  if (argc >= 3 && std::string(argv[1]) == kHdf5CheckFlag) return hdf5_check_main(argc, argv);
+  std::error_code ec;
+  const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
+  enable_hdf5_guard(ec ? std::string("/proc/self/exe") : self.string());
+  return std::nullopt;
+}
+
 void guard_hdf5_file(const std::string& path) {
   Guard g;
   {

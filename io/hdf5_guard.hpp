@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstddef>
+#include <optional>
 #include <string>
 
 namespace orrery::io {
@@ -41,5 +42,10 @@ void guard_hdf5_file(const std::string& path);
 // Reads the structure of PATH, naming each element on stdout before reading it, and returns the
 // process exit status (0 when the file is readable, 3 after an orrery::Error it printed).
 int hdf5_check_main(int argc, char** argv);
+
+// For an executable's main(): when started as the child, runs hdf5_check_main and returns its
+// exit status; otherwise enables the guard with this executable (/proc/self/exe) and returns
+// nothing.
+std::optional<int> hdf5_guard_main(int argc, char** argv);
 
 }  // namespace orrery::io

@@ -3,7 +3,7 @@
 # suite, the GPU stage bench (JSON), then the interop test and render bench on the GPU's
 # Vulkan driver. Logs go to $OUT when set. SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_RENDER=1 leave
 # out the parity suite / stage bench / Vulkan part; PARITY_TESTS names parity test functions
-# to run alone.
+# to run alone; E2E_CELLS=N adds the end-to-end CLI run (see below).
 # Usage: run_checks.sh [BENCH_ARGS...]
 set -uo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +30,21 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   timeout 300 "$root/bin/orrery_bench_gpu" "$@" 2>"$out/bench.err" | tee "$out/bench.json"
   echo "bench exit: ${PIPESTATUS[0]}"
   tail -5 "$out/bench.err"
+fi
+if [ -n "${E2E_CELLS:-}" ]; then
+  # End to end: `orrery-cli run --backend cuda` on a synthetic store of E2E_CELLS x 28k genes
+  # made here (and, with E2E_CPU=1, the CPU backend on the same store), reports as JSON.
+  store=/tmp/orrery-e2e-$E2E_CELLS.h5ad
+  /usr/bin/time -f "synth: %e s, peak RSS %M KB" "$root/bin/orrery-cli" synth -o "$store" \
+    --cells "$E2E_CELLS" --genes 28000 --quiet
+  for backend in cuda ${E2E_CPU:+cpu}; do
+    /usr/bin/time -f "run $backend: %e s, peak RSS %M KB" timeout 540 "$root/bin/orrery-cli" run \
+      "$store" -o "/tmp/orrery-e2e-out-$backend.h5ad" --backend "$backend" --quiet \
+      --report "$out/e2e-$backend-$E2E_CELLS.json"
+    echo "e2e $backend exit: $?"
+    cat "$out/e2e-$backend-$E2E_CELLS.json"
+    rm -f "/tmp/orrery-e2e-out-$backend.h5ad"
+  done
 fi
 [ -n "${SKIP_RENDER:-}" ] && exit 0
 # The renderer on the GPU's own Vulkan driver (its loader's libraries carried as .debs, see

@@ -3,6 +3,7 @@
 # and no output file.
 set -uo pipefail
 orrery=$1
+cli=${2:-}  # orrery-cli, the executable without Qt (optional)
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
@@ -71,4 +72,14 @@ before=$(sha256sum "$tmp/small.h5ad")
 "$orrery" run "$tmp/small.h5ad" -o "$tmp/ok.h5ad" --quiet || fail "valid run failed"
 [ "$before" = "$(sha256sum "$tmp/small.h5ad")" ] || fail "input store changed"
 [ -s "$tmp/ok.h5ad" ] || fail "no output"
+if [ -n "$cli" ]; then
+  # The Qt-free twin: no Qt or Vulkan library, the same guard, the same pipeline.
+  ldd "$cli" | grep -qiE 'libQt|libvulkan' && fail "orrery-cli links Qt or Vulkan"
+  cp "$(dirname "$0")/../io/hostile/crash-e29dda65.h5ad" "$tmp/crash.h5ad"
+  expect_error "crash.h5ad: obs/_index: the HDF5 library crashed" "$cli" info "$tmp/crash.h5ad"
+  "$cli" run "$tmp/small.h5ad" -o "$tmp/cli.h5ad" --quiet --report "$tmp/cli.json" ||
+    fail "orrery-cli run failed"
+  grep -q '"leiden"' "$tmp/cli.json" || fail "orrery-cli report lacks the leiden stage"
+  expect_error "expected a subcommand" "$cli"
+fi
 echo "all error cases ok"
