@@ -31,15 +31,16 @@ constexpr const char* kUsage = R"(usage:
   orrery --headless [-o OUT.h5ad] [--report R.json]
                                   run the pipeline on the demo dataset without a window
   orrery run STORE -o OUT.h5ad [--params P.json] [--backend cpu|cuda|auto] [--threads N]
-                   [--report R.json] [--quiet]
-  orrery synth -o OUT.h5ad [--cells N] [--genes N] [--clusters K] [--seed S]
+                   [--report R.json] [--quiet] [--zarr-format 2|3]
+  orrery synth -o OUT.h5ad [--cells N] [--genes N] [--clusters K] [--seed S] [--zarr-format 2|3]
   orrery info STORE
   orrery check STORE [--chunk-mib M]
                                   read every row of X in chunks of M MiB (default 256): reports
                                   corrupt data by file and element, rows/s and peak memory
 
 STORE is an .h5ad file, a .zarr directory (v2 or v3), a Cell Ranger .h5 file or a 10x Matrix
-Market folder (matrix.mtx[.gz], genes/features, barcodes).
+Market folder (matrix.mtx[.gz], genes/features, barcodes). An OUT ending in .zarr is written as
+a zarr directory store, version 2 unless --zarr-format 3.
 )";
 
 compute::Progress* g_progress = nullptr;
@@ -77,7 +78,7 @@ struct Args {
   std::vector<std::string> positional;
   std::string out, report, params, backend, threads;
   std::string cells, genes, clusters, seed;
-  std::string chunk_mib;
+  std::string chunk_mib, zarr_format;
   bool quiet = false;
 };
 
@@ -109,6 +110,8 @@ Args parse(int argc, char** argv, int first) {
       value(a.seed);
     else if (s == "--chunk-mib")
       value(a.chunk_mib);
+    else if (s == "--zarr-format")
+      value(a.zarr_format);
     else if (s == "--quiet" || s == "-q")
       a.quiet = true;
     else if (s == "--headless")
@@ -132,6 +135,10 @@ long long to_int(const std::string& s, const char* field, long long lo, long lon
                 "expected an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) +
                     "], got '" + s + "'");
   }
+}
+
+int zarr_format(const Args& a) {
+  return a.zarr_format.empty() ? 2 : static_cast<int>(to_int(a.zarr_format, "--zarr-format", 2, 3));
 }
 
 void write_report(const std::string& path, const nlohmann::json& j) {
@@ -181,7 +188,8 @@ int cmd_run(const Args& a, const std::string& store_path) {
                  static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),
                  store.format.c_str());
   auto result = compute::run_pipeline(store, params, *backend, progress);
-  compute::write_result_h5ad(store, result, params, *backend, a.out, progress);
+  compute::write_result_h5ad(store, result, params, *backend, a.out, progress, nullptr,
+                             zarr_format(a));
   auto report = compute::report_json(result, params);
   report["input"] = store_path;
   report["output"] = a.out;
@@ -197,6 +205,7 @@ int cmd_run(const Args& a, const std::string& store_path) {
 int cmd_synth(const Args& a) {
   if (a.out.empty()) throw Error("", "-o", "output path required");
   compute::SynthOptions o;
+  o.zarr_format = zarr_format(a);
   if (!a.cells.empty()) o.n_cells = to_int(a.cells, "--cells", 1, 1LL << 36);
   if (!a.genes.empty()) o.n_genes = static_cast<int>(to_int(a.genes, "--genes", 14, 1 << 30));
   if (!a.clusters.empty())

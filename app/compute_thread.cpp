@@ -180,7 +180,8 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
 }
 
 void ComputeWorker::save(const QString& path,
-                         std::shared_ptr<const compute::ClusterAnnotation> annotation) {
+                         std::shared_ptr<const compute::ClusterAnnotation> annotation,
+                         int zarr_format) {
   if (!result_) {
     emit failed("nothing to save: run the pipeline first");
     return;
@@ -188,7 +189,7 @@ void ComputeWorker::save(const QString& path,
   SignalProgress progress(this);
   try {
     compute::write_result_h5ad(*store_, *result_, params_, *backend_, path.toStdString(), progress,
-                               annotation.get());
+                               annotation.get(), zarr_format);
     emit saved(path);
   } catch (const std::exception& e) {
     emit failed(QString::fromUtf8(e.what()));
@@ -388,10 +389,12 @@ void ComputeThread::geneValues(const QString& gene) {
 }
 
 void ComputeThread::save(const QString& path,
-                         std::shared_ptr<const compute::ClusterAnnotation> annotation) {
+                         std::shared_ptr<const compute::ClusterAnnotation> annotation,
+                         int zarr_format) {
   QMetaObject::invokeMethod(
       worker_, "save", Qt::QueuedConnection, Q_ARG(QString, path),
-      Q_ARG(std::shared_ptr<const orrery::compute::ClusterAnnotation>, annotation));
+      Q_ARG(std::shared_ptr<const orrery::compute::ClusterAnnotation>, annotation),
+      Q_ARG(int, zarr_format));
 }
 
 }  // namespace orrery::app

@@ -64,8 +64,9 @@ class ComputeWorker : public QObject {
 
  public slots:
   void run(const QString& path, const orrery::compute::PipelineParams& params);
+  // `zarr_format` (2 or 3) when `path` ends in .zarr.
   void save(const QString& path,
-            std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation);
+            std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation, int zarr_format);
   // A kept gene's log-normalised values, or an obs / QC column (checked first, as scanpy's
   // color= does): numeric ones as values per kept cell, categorical ones as categories.
   void geneValues(const QString& gene);
@@ -115,7 +116,8 @@ class ComputeThread : public QObject {
   ~ComputeThread() override;
   ComputeWorker* worker() const { return worker_; }
   void run(const QString& path, const compute::PipelineParams& params);
-  void save(const QString& path, std::shared_ptr<const compute::ClusterAnnotation> annotation = {});
+  void save(const QString& path, std::shared_ptr<const compute::ClusterAnnotation> annotation = {},
+            int zarr_format = 2);
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection,
                         std::shared_ptr<const std::vector<bool>> reference = nullptr);
   void geneValues(const QString& gene);

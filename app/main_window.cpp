@@ -69,9 +69,10 @@ QString label_text(const QString& file_name) {
 
 // A save dialog whose answer ends in the extension of the chosen filter ("Name (*.ext)").
 QString save_path(QWidget* parent, const QString& title, const QString& suggestion,
-                  const QString& filters) {
+                  const QString& filters, QString* chosen_filter = nullptr) {
   QString filter;
   QString path = QFileDialog::getSaveFileName(parent, title, suggestion, filters, &filter);
+  if (chosen_filter) *chosen_filter = filter;
   if (path.isEmpty()) return path;
   const auto star = filter.indexOf("(*");
   const QString ext =
@@ -343,9 +344,11 @@ void MainWindow::buildMenus() {
   figure->setShortcut(QKeySequence("Ctrl+Shift+E"));
   figure->setToolTip("The view with title, axes and legend as vectors, points as a 300 dpi image");
   QAction* save = file->addAction("&Save results as .h5ad or .zarr...", this, [this] {
-    const QString path = save_path(this, "Save results", "orrery-results.h5ad",
-                                   "AnnData h5ad (*.h5ad);;AnnData zarr (*.zarr)");
-    if (!path.isEmpty()) saveStore(path);
+    QString filter;
+    const QString path = save_path(
+        this, "Save results", "orrery-results.h5ad",
+        "AnnData h5ad (*.h5ad);;AnnData zarr (*.zarr);;AnnData zarr v3 (*.zarr)", &filter);
+    if (!path.isEmpty()) saveStore(path, filter.contains("v3") ? 3 : 2);
   });
   save->setShortcut(QKeySequence::Save);
   file->addSeparator();
@@ -950,12 +953,12 @@ bool MainWindow::exportFigure(const QString& path, double dpi) {
   return true;
 }
 
-void MainWindow::saveStore(const QString& path) {
+void MainWindow::saveStore(const QString& path, int zarr_format) {
   auto annotation = std::make_shared<compute::ClusterAnnotation>();
   annotation->labels = labels_;
   annotation->names = names_;
   annotation->colors = colors_;
-  compute_->save(path, annotation);
+  compute_->save(path, annotation, zarr_format);
 }
 
 void MainWindow::setTheme(const QString& theme) {

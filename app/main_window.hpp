@@ -80,7 +80,8 @@ class MainWindow : public QMainWindow {
   // A figure of the whole embedding (.png, .svg or .pdf by extension): title, axes and legend as
   // vectors, the points as an image at `dpi`.
   bool exportFigure(const QString& path, double dpi = 300);
-  void saveStore(const QString& path);
+  // Writes the results (with the annotation edits) to an .h5ad or a .zarr store of `zarr_format`.
+  void saveStore(const QString& path, int zarr_format = 2);
   void setSelection(std::shared_ptr<const std::vector<bool>> selection);
   void compareSelection();
   // "Selection A vs B": the current selection (B) against a group set earlier (A).

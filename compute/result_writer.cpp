@@ -194,8 +194,8 @@ void write_uns_params(io::AnnDataWriter& w, const PipelineResult& r, const Pipel
 
 void write_result_h5ad(io::Store& store, const PipelineResult& r, const PipelineParams& p,
                        Backend& backend, const std::string& out_path, Progress& progress,
-                       const ClusterAnnotation* annotation) {
-  io::AnnDataWriter w(out_path);
+                       const ClusterAnnotation* annotation, int zarr_format) {
+  io::AnnDataWriter w(out_path, zarr_format);
   const auto gene_map = kept_gene_map(r);
   io::RowChunkReader& x = *store.X;
   const std::int64_t step = x.rows_for_budget(p.chunk_bytes);

@@ -17,6 +17,6 @@ struct ClusterAnnotation {
 
 void write_result_h5ad(io::Store& store, const PipelineResult& result, const PipelineParams& params,
                        Backend& backend, const std::string& out_path, Progress& progress,
-                       const ClusterAnnotation* annotation = nullptr);
+                       const ClusterAnnotation* annotation = nullptr, int zarr_format = 2);
 
 }  // namespace orrery::compute

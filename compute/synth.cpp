@@ -160,7 +160,7 @@ DataFrame SynthGenerator::var() const {
 
 void write_synth_h5ad(const SynthOptions& o, const std::string& path, Progress& progress) {
   SynthGenerator gen(o);
-  io::AnnDataWriter w(path);
+  io::AnnDataWriter w(path, o.zarr_format);
   // Chunks are generated a batch at a time in parallel and written in order.
   const std::int64_t step = 4096;
   const std::size_t batch = 8;

@@ -22,6 +22,7 @@ struct SynthOptions {
   double dispersion = 0.3;  // negative-binomial overdispersion (1 / shape)
   double marker_fraction = 0.04;
   std::uint64_t seed = 0;
+  int zarr_format = 2;  // when the output is a .zarr store
 };
 
 class SynthGenerator {

@@ -65,12 +65,12 @@ bool is_zarr_path(const std::string& path) {
   return ext == ".zarr";
 }
 
-AnnDataWriter::AnnDataWriter(std::string path) : path_(std::move(path)) {
+AnnDataWriter::AnnDataWriter(std::string path, int zarr_format) : path_(std::move(path)) {
   while (path_.size() > 1 && path_.back() == '/') path_.pop_back();
   zarr_ = is_zarr_path(path_);
   tmp_path_ = path_ + ".tmp-" + std::to_string(::getpid());
   remove_path(tmp_path_);
-  tree_ = zarr_ ? make_zarr_writer(tmp_path_) : make_hdf5_writer(tmp_path_);
+  tree_ = zarr_ ? make_zarr_writer(tmp_path_, zarr_format) : make_hdf5_writer(tmp_path_);
   tree_->group("", encoding("anndata", "0.1.0"));
   for (const char* g : {"obsm", "varm", "obsp", "varp", "layers", "uns"})
     tree_->group(g, encoding("dict", "0.1.0"));

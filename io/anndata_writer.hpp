@@ -1,8 +1,8 @@
-// Writes an AnnData store that anndata >= 0.8 and scanpy read: .h5ad, or a zarr v2 directory when
-// the path ends in ".zarr". X as csr_matrix (streamed in row chunks), obs/var dataframes
-// (categoricals, bools, numbers, strings), obsm dense arrays, obsp CSR graphs and uns entries.
-// Everything goes to a temporary path next to the target, renamed over it by commit(); an
-// uncommitted writer removes its temporary output.
+// Writes an AnnData store that anndata >= 0.8 and scanpy read: .h5ad, or a zarr directory (v2, or
+// v3 as anndata >= 0.11 writes with zarr-python 3) when the path ends in ".zarr". X as csr_matrix
+// (streamed in row chunks), obs/var dataframes (categoricals, bools, numbers, strings), obsm dense
+// arrays, obsp CSR graphs and uns entries. Everything goes to a temporary path next to the target,
+// renamed over it by commit(); an uncommitted writer removes its temporary output.
 #pragma once
 
 #include <functional>
@@ -20,7 +20,8 @@ bool is_zarr_path(const std::string& path);
 
 class AnnDataWriter {
  public:
-  explicit AnnDataWriter(std::string path);
+  // `zarr_format` (2 or 3) applies when `path` names a zarr store.
+  explicit AnnDataWriter(std::string path, int zarr_format = 2);
   ~AnnDataWriter();
   AnnDataWriter(const AnnDataWriter&) = delete;
   AnnDataWriter& operator=(const AnnDataWriter&) = delete;

@@ -1,5 +1,5 @@
 // The writing side of the Element tree: groups, arrays, string arrays, record arrays and
-// attributes, created in a new HDF5 file (hdf5_tree_writer.cpp) or zarr v2 directory
+// attributes, created in a new HDF5 file (hdf5_tree_writer.cpp) or zarr v2/v3 directory
 // (zarr_tree_writer.cpp). AnnData's encodings are produced once on top of it (anndata_writer.cpp).
 #pragma once
 
@@ -58,6 +58,7 @@ std::unique_ptr<TreeWriter> make_hdf5_writer(const std::string& path);
 void copy_element(const Element& src, TreeWriter& w, const std::string& dst,
                   std::vector<std::string>& skipped,
                   const std::vector<std::int64_t>* rows = nullptr);
-std::unique_ptr<TreeWriter> make_zarr_writer(const std::string& path);
+// A zarr directory store, version 2 or 3 (zarr_tree_writer.cpp).
+std::unique_ptr<TreeWriter> make_zarr_writer(const std::string& path, int format = 2);
 
 }  // namespace orrery::io

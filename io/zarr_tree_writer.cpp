@@ -1,7 +1,10 @@
-// TreeWriter for zarr v2 directory stores, laid out as anndata/zarr-python 2 write them: .zgroup
-// / .zarray / .zattrs, chunks along the first axis compressed with blosc-lz4 + shuffle, strings
-// as object arrays with the vlen-utf8 filter, scalars as 0-d arrays, record arrays as structured
-// dtypes with fixed-width unicode fields.
+// TreeWriter for zarr directory stores, as anndata writes them through zarr-python. Version 2:
+// .zgroup / .zarray / .zattrs, chunks along the first axis compressed with blosc-lz4 + shuffle,
+// strings as object arrays with the vlen-utf8 filter, scalars as 0-d arrays, record arrays as
+// structured dtypes with fixed-width unicode fields. Version 3: one zarr.json per node with the
+// attributes inside, chunk keys c/i/j, codecs bytes (little-endian) or vlen-utf8 then blosc-lz4,
+// strings as the "string" data type, record arrays as the "struct" data type (zarr-extensions)
+// with fixed_length_utf32 or float fields, as zarr-python 3 writes numpy structured arrays.
 #include <blosc.h>
 
 #include <algorithm>
@@ -40,6 +43,31 @@ const char* dtype_name(NumType t) {
   return "<f8";
 }
 
+// Zarr v3 data type names (core spec).
+const char* v3_type_name(NumType t) {
+  switch (t) {
+    case NumType::Bool:
+      return "bool";
+    case NumType::I8:
+      return "int8";
+    case NumType::I32:
+      return "int32";
+    case NumType::I64:
+      return "int64";
+    case NumType::F32:
+      return "float32";
+    case NumType::F64:
+      return "float64";
+  }
+  return "float64";
+}
+
+json zero_of(NumType t) {
+  if (t == NumType::Bool) return json(false);
+  if (t == NumType::F32 || t == NumType::F64) return json(0.0);
+  return json(0);
+}
+
 void put_u32(Bytes& out, std::uint32_t v) {
   for (int i = 0; i < 4; ++i) out.push_back(static_cast<std::uint8_t>(v >> (8 * i)));
 }
@@ -67,8 +95,12 @@ class ZarrTreeWriter;
 
 class ZarrAppender final : public ArrayAppender {
  public:
-  ZarrAppender(ZarrTreeWriter& w, std::string path, NumType type)
-      : w_(w), path_(std::move(path)), type_(type), size_(num_type_size(type)) {
+  ZarrAppender(ZarrTreeWriter& w, std::string path, NumType type, Attrs attrs)
+      : w_(w),
+        path_(std::move(path)),
+        type_(type),
+        size_(num_type_size(type)),
+        attrs_(std::move(attrs)) {
     chunk_elements_ = kChunkBytes / size_;
   }
   void append(const void* values, std::size_t count) override;
@@ -80,13 +112,17 @@ class ZarrAppender final : public ArrayAppender {
   std::string path_;
   NumType type_;
   std::size_t size_, chunk_elements_;
+  Attrs attrs_;
   Bytes buffer_;
   std::size_t chunks_written_ = 0, total_ = 0;
 };
 
 class ZarrTreeWriter final : public TreeWriter {
  public:
-  explicit ZarrTreeWriter(std::string path) : root_(std::move(path)) {
+  ZarrTreeWriter(std::string path, int format) : root_(std::move(path)), v3_(format == 3) {
+    if (format != 2 && format != 3)
+      throw Error(root_.string(), "",
+                  "zarr format " + std::to_string(format) + " (expected 2 or 3)");
     std::error_code ec;
     fs::create_directories(root_, ec);
     if (ec) throw Error(root_.string(), "", "cannot create output folder: " + ec.message());
@@ -94,6 +130,13 @@ class ZarrTreeWriter final : public TreeWriter {
 
   void group(const std::string& path, const Attrs& attrs) override {
     make_dir(path);
+    if (v3_) {
+      write_text(path, "zarr.json",
+                 json{{"zarr_format", 3},
+                      {"node_type", "group"},
+                      {"attributes", attrs.is_null() ? json::object() : attrs}});
+      return;
+    }
     write_text(path, ".zgroup", json{{"zarr_format", 2}});
     write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
   }
@@ -108,7 +151,7 @@ class ZarrTreeWriter final : public TreeWriter {
     make_dir(path);
     std::vector<std::int64_t> chunks = shape;
     if (shape.empty()) {
-      write_chunk(path, "0", Bytes(bytes, bytes + total), 0);
+      write_chunk(path, key(0, 0), Bytes(bytes, bytes + total), 0);
     } else {
       chunks[0] = static_cast<std::int64_t>(
           std::max<std::size_t>(1, kChunkBytes / std::max<std::size_t>(row, 1)));
@@ -120,21 +163,24 @@ class ZarrTreeWriter final : public TreeWriter {
         write_chunk(path, key(i, shape.size()), chunk, size);
       }
     }
-    write_meta(path, shape, chunks, dtype_name(type), type == NumType::Bool ? json(false) : json(0),
-               json(nullptr), !shape.empty());
-    write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
+    write_meta(path, shape, chunks, numeric_type(type), zero_of(type), Kind::Numeric,
+               shape.empty() ? 0 : size, attrs);
   }
 
   void strings(const std::string& path, const std::vector<std::string>& values, bool scalar,
                const Attrs& attrs) override {
     make_dir(path);
-    if (scalar) {  // numpy's fixed-width unicode, as anndata writes a str
+    if (scalar && v3_) {  // a 0-d "string" array
+      write_chunk(path, key(0, 0), vlen_utf8(values.empty() ? std::string() : values.front()), 1);
+      write_meta(path, {}, {}, json("string"), json(""), Kind::Strings, 1, attrs);
+    } else if (scalar) {  // numpy's fixed-width unicode, as anndata writes a str
       auto cps = utf32(values.empty() ? std::string() : values.front());
       if (cps.empty()) cps.push_back(0);  // numpy's '<U1' holding ""
       Bytes raw;
       for (auto cp : cps) put_u32(raw, cp);
-      write_chunk(path, "0", raw, 0);
-      write_meta(path, {}, {}, "<U" + std::to_string(cps.size()), json(""), json(nullptr), false);
+      write_chunk(path, key(0, 0), raw, 0);
+      write_meta(path, {}, {}, "<U" + std::to_string(cps.size()), json(""), Kind::Numeric, 0,
+                 attrs);
     } else {
       const std::size_t n = values.size();
       const std::size_t per = std::max<std::size_t>(1, std::min<std::size_t>(n, 1 << 16));
@@ -146,19 +192,18 @@ class ZarrTreeWriter final : public TreeWriter {
           put_u32(raw, static_cast<std::uint32_t>(s.size()));
           raw.insert(raw.end(), s.begin(), s.end());
         }
-        write_chunk(path, std::to_string(i), raw, 1);
+        write_chunk(path, key(i, 1), raw, 1);
       }
-      write_meta(path, {static_cast<std::int64_t>(n)}, {static_cast<std::int64_t>(per)}, "|O",
-                 json(0), json::array({json{{"id", "vlen-utf8"}}}), true);
+      write_meta(path, {static_cast<std::int64_t>(n)}, {static_cast<std::int64_t>(per)},
+                 v3_ ? json("string") : json("|O"), v3_ ? json("") : json(0), Kind::Strings, 1,
+                 attrs);
     }
-    write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
   }
 
   std::unique_ptr<ArrayAppender> appender(const std::string& path, NumType type,
                                           const Attrs& attrs) override {
     make_dir(path);
-    write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
-    return std::make_unique<ZarrAppender>(*this, path, type);
+    return std::make_unique<ZarrAppender>(*this, path, type, attrs);
   }
 
   void records(const std::string& path, const std::vector<std::string>& fields, NumType type,
@@ -172,7 +217,19 @@ class ZarrTreeWriter final : public TreeWriter {
     const std::size_t member = texts ? 4 * width : num_type_size(type);
     const std::string member_type =
         texts ? "<U" + std::to_string(width) : std::string(dtype_name(type));
-    for (const auto& f : fields) dtype.push_back(json::array({f, member_type}));
+    json fill = json::object();
+    for (const auto& f : fields) {
+      if (!v3_) {
+        dtype.push_back(json::array({f, member_type}));
+        continue;
+      }
+      json type_v3 = texts ? json{{"name", "fixed_length_utf32"},
+                                  {"configuration", {{"length_bytes", 4 * width}}}}
+                           : json(v3_type_name(type));
+      dtype.push_back(json{{"name", f}, {"data_type", type_v3}});
+      fill[f] = texts ? json("") : json(0.0);
+    }
+    if (v3_) dtype = json{{"name", "struct"}, {"configuration", {{"fields", dtype}}}};
     Bytes raw(std::max<std::size_t>(rows, 1) * fields.size() * member, 0);
     for (std::size_t i = 0; i < rows * fields.size(); ++i) {
       std::uint8_t* at = raw.data() + i * member;
@@ -186,11 +243,10 @@ class ZarrTreeWriter final : public TreeWriter {
         std::memcpy(at, &values[i], 8);
       }
     }
-    write_chunk(path, "0", raw, member);
+    write_chunk(path, key(0, 1), raw, member);
     const auto n = static_cast<std::int64_t>(rows);
-    write_meta(path, {n}, {std::max<std::int64_t>(n, 1)}, dtype, json(nullptr), json(nullptr),
-               true);
-    write_text(path, ".zattrs", attrs.is_null() ? json::object() : attrs);
+    write_meta(path, {n}, {std::max<std::int64_t>(n, 1)}, dtype, v3_ ? fill : json(nullptr),
+               Kind::Numeric, member, attrs);
   }
 
   void close() override {}
@@ -208,16 +264,54 @@ class ZarrTreeWriter final : public TreeWriter {
       if (n <= 0) throw Error(root_.string(), path, "blosc compression failed");
       out.resize(static_cast<std::size_t>(n));
     }
-    std::ofstream f(root_ / path / name, std::ios::binary | std::ios::trunc);
+    const fs::path file = root_ / path / name;
+    if (name.find('/') != std::string::npos)
+      make_dir((fs::path(path) / name).parent_path().string());
+    std::ofstream f(file, std::ios::binary | std::ios::trunc);
     f.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
     if (!f) throw Error(root_.string(), path, "write failed (disk full?)");
   }
 
+  // Numeric: fixed-size elements (the bytes codec in v3); Strings: vlen-utf8 (a v2 filter on
+  // object arrays, the array-to-bytes codec in v3).
+  enum class Kind { Numeric, Strings };
+
+  // The array's metadata and attributes. `typesize` is blosc's element size (0: the chunks are
+  // stored uncompressed, as zarr does for 0-d arrays).
   void write_meta(const std::string& path, const std::vector<std::int64_t>& shape,
                   const std::vector<std::int64_t>& chunks, const json& dtype, const json& fill,
-                  const json& filters, bool compressed) {
+                  Kind kind, std::size_t typesize, const Attrs& attrs) {
+    const json attributes = attrs.is_null() ? json::object() : attrs;
+    if (v3_) {
+      json codecs = json::array();
+      if (kind == Kind::Strings)
+        codecs.push_back(json{{"name", "vlen-utf8"}, {"configuration", json::object()}});
+      else
+        codecs.push_back(json{{"name", "bytes"}, {"configuration", {{"endian", "little"}}}});
+      if (typesize > 0)
+        codecs.push_back(json{{"name", "blosc"},
+                              {"configuration",
+                               {{"cname", "lz4"},
+                                {"clevel", 5},
+                                {"shuffle", kind == Kind::Strings ? "noshuffle" : "shuffle"},
+                                {"typesize", typesize},
+                                {"blocksize", 0}}}});
+      write_text(
+          path, "zarr.json",
+          json{{"zarr_format", 3},
+               {"node_type", "array"},
+               {"shape", shape},
+               {"data_type", dtype},
+               {"chunk_grid", {{"name", "regular"}, {"configuration", {{"chunk_shape", chunks}}}}},
+               {"chunk_key_encoding",
+                {{"name", "default"}, {"configuration", {{"separator", "/"}}}}},
+               {"fill_value", fill},
+               {"codecs", codecs},
+               {"attributes", attributes}});
+      return;
+    }
     json compressor = nullptr;
-    if (compressed)
+    if (typesize > 0)
       compressor = {
           {"id", "blosc"}, {"cname", "lz4"}, {"clevel", 5}, {"shuffle", 1}, {"blocksize", 0}};
     write_text(path, ".zarray",
@@ -227,11 +321,34 @@ class ZarrTreeWriter final : public TreeWriter {
                     {"dtype", dtype},
                     {"compressor", compressor},
                     {"fill_value", fill},
-                    {"filters", filters},
+                    {"filters", kind == Kind::Strings ? json::array({json{{"id", "vlen-utf8"}}})
+                                                      : json(nullptr)},
                     {"order", "C"}});
+    write_text(path, ".zattrs", attributes);
   }
 
-  static std::string key(std::size_t i, std::size_t rank) {
+  json numeric_type(NumType t) const { return v3_ ? json(v3_type_name(t)) : json(dtype_name(t)); }
+
+  // numcodecs' VLenUTF8 encoding of one string (zarr's vlen-utf8 codec).
+  static Bytes vlen_utf8(const std::string& s) {
+    Bytes raw;
+    put_u32(raw, 1);
+    put_u32(raw, static_cast<std::uint32_t>(s.size()));
+    raw.insert(raw.end(), s.begin(), s.end());
+    return raw;
+  }
+
+  // The key of chunk i along the first axis (0 along the others); rank 0 is a 0-d array.
+  std::string key(std::size_t i, std::size_t rank) const {
+    if (v3_) {
+      std::string k = "c";
+      if (rank > 0) {
+        k.push_back('/');
+        k.append(std::to_string(i));
+      }
+      for (std::size_t d = 1; d < rank; ++d) k.append("/0");
+      return k;
+    }
     std::string k = std::to_string(i);
     for (std::size_t d = 1; d < rank; ++d) k += ".0";
     return k;
@@ -250,6 +367,7 @@ class ZarrTreeWriter final : public TreeWriter {
   }
 
   fs::path root_;
+  bool v3_;
 };
 
 void ZarrAppender::append(const void* values, std::size_t count) {
@@ -268,21 +386,21 @@ void ZarrAppender::append(const void* values, std::size_t count) {
 
 void ZarrAppender::flush_chunk() {
   buffer_.resize(chunk_elements_ * size_, 0);
-  w_.write_chunk(path_, std::to_string(chunks_written_++), buffer_, size_);
+  w_.write_chunk(path_, w_.key(chunks_written_++, 1), buffer_, size_);
   buffer_.clear();
 }
 
 void ZarrAppender::finish() {
   if (!buffer_.empty()) flush_chunk();
   w_.write_meta(path_, {static_cast<std::int64_t>(total_)},
-                {static_cast<std::int64_t>(chunk_elements_)}, dtype_name(type_),
-                type_ == NumType::Bool ? json(false) : json(0), json(nullptr), true);
+                {static_cast<std::int64_t>(chunk_elements_)}, w_.numeric_type(type_),
+                zero_of(type_), ZarrTreeWriter::Kind::Numeric, size_, attrs_);
 }
 
 }  // namespace
 
-std::unique_ptr<TreeWriter> make_zarr_writer(const std::string& path) {
-  return std::make_unique<ZarrTreeWriter>(path);
+std::unique_ptr<TreeWriter> make_zarr_writer(const std::string& path, int format) {
+  return std::make_unique<ZarrTreeWriter>(path, format);
 }
 
 }  // namespace orrery::io

@@ -661,6 +661,18 @@ class TestMainWindow : public QObject {
     QVERIFY(py.waitForFinished(60000));
     if (py.exitCode() == 77) QSKIP("python3-anndata is not installed");
     QVERIFY2(py.exitCode() == 0, py.readAllStandardError().constData());
+
+    // The same annotation saved as a zarr v3 store reads back with the edited categories.
+    const QString v3 = tmp_.filePath("annotated-v3.zarr");
+    window_->saveStore(v3, 3);
+    QVERIFY(saved.wait(60000));
+    QVERIFY(QFileInfo::exists(v3 + "/zarr.json"));
+    QVERIFY(!QFileInfo::exists(v3 + "/.zgroup"));
+    io::Store written = io::open_store(v3.toStdString());
+    const auto& leiden = std::get<Categorical>(written.obs.find("leiden")->values);
+    QCOMPARE(leiden.categories, window_->clusterNames());
+    QCOMPARE(leiden.colors, window_->clusterColors());
+    QCOMPARE(std::count(leiden.codes.begin(), leiden.codes.end(), label), n_selected);
   }
 
   void qcThresholdChangesKeptCountAndRerun() {

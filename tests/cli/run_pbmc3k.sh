@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
 # `orrery run` on pbmc3k (10x mtx) with the reference parameters; checks the report's counts.
-# Usage: run_pbmc3k.sh ORRERY SOURCE_DIR OUT.h5ad|OUT.zarr
+# Usage: run_pbmc3k.sh ORRERY SOURCE_DIR OUT.h5ad|OUT.zarr [RUN_OPTION...]
 set -euo pipefail
 orrery=$1 src=$2 out=$3
+shift 3
 shared=${ORRERY_SHARED:-$src/../shared}
 data=$shared/data/pbmc3k/filtered_gene_bc_matrices/hg19
 if [ ! -d "$data" ]; then echo "SKIP: pbmc3k not found at $data (set ORRERY_SHARED)"; exit 77; fi
 report=${out%.*}-report.json
 rm -rf "$out" "$report"
-"$orrery" run "$data" -o "$out" --report "$report" --backend cpu
+"$orrery" run "$data" -o "$out" --report "$report" --backend cpu "$@"
 /usr/bin/python3 - "$report" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1]))

@@ -219,14 +219,17 @@ QTEST_GUILESS_MAIN(TestZarr)
 
 void TestZarr::ourStoresReadBack_data() {
   QTest::addColumn<QString>("name");
-  QTest::newRow("zarr") << "ours.zarr";
-  QTest::newRow("h5ad") << "ours.h5ad";
+  QTest::addColumn<int>("format");
+  QTest::newRow("zarr") << "ours.zarr" << 2;
+  QTest::newRow("zarr v3") << "ours-v3.zarr" << 3;
+  QTest::newRow("h5ad") << "ours.h5ad" << 2;
 }
 
 // What AnnDataWriter writes (X streamed in uneven chunks, every column type, obsm, obsp, uns),
 // read back value for value; writing twice replaces the first store.
 void TestZarr::ourStoresReadBack() {
   QFETCH(QString, name);
+  QFETCH(int, format);
   const std::string path = (dir() / name.toStdString()).string();
   CsrMatrix x;
   x.n_rows = 150'000;  // X/data spans several 1 MiB zarr chunks
@@ -253,7 +256,7 @@ void TestZarr::ourStoresReadBack() {
   DenseMatrix emb(x.n_rows, 2);
   for (std::size_t i = 0; i < emb.values.size(); ++i) emb.values[i] = static_cast<float>(i) * 0.1f;
   for (int round = 0; round < 2; ++round) {
-    io::AnnDataWriter w(path);
+    io::AnnDataWriter w(path, format);
     std::int64_t r0 = 0;
     w.write_X(x.n_rows, x.n_cols, [&](CsrMatrix& chunk) {
       if (r0 >= x.n_rows) return false;
@@ -289,6 +292,12 @@ void TestZarr::ourStoresReadBack() {
   QCOMPARE(s.obsp_keys, std::vector<std::string>{"connectivities"});
   QCOMPARE(s.root->require("uns/label_colors")->read_strings(),
            (std::vector<std::string>{"#ff0000", "#00ff00"}));
+  QCOMPARE(s.root->require("uns/note")->read_strings(), std::vector<std::string>{"second"});
+  if (s.format == "zarr") {  // the version asked for, and only that version's metadata
+    QCOMPARE(fs::exists(fs::path(path) / "zarr.json"), format == 3);
+    QCOMPARE(fs::exists(fs::path(path) / ".zgroup"), format == 2);
+    QCOMPARE(fs::exists(fs::path(path) / "X" / "data" / "c" / "0"), format == 3);
+  }
   // No temporary or set-aside store is left next to the result.
   for (const auto& e : fs::directory_iterator(dir()))
     QVERIFY2(e.path().filename().string().find(".tmp-") == std::string::npos &&
