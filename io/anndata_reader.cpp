@@ -40,8 +40,13 @@ class CsrReader final : public RowChunkReader {
   std::int64_t nnz() const override { return nnz_; }
 
   CsrMatrix read_rows(std::int64_t r0, std::int64_t r1) override {
-    if (r0 < 0 || r1 > rows_ || r0 > r1) group_->fail("row range out of bounds");
     CsrMatrix out;
+    read_rows_into(r0, r1, out);
+    return out;
+  }
+
+  void read_rows_into(std::int64_t r0, std::int64_t r1, CsrMatrix& out) override {
+    if (r0 < 0 || r1 > rows_ || r0 > r1) group_->fail("row range out of bounds");
     out.n_rows = r1 - r0;
     out.n_cols = cols_;
     out.indptr.resize(out.n_rows + 1);
@@ -67,7 +72,6 @@ class CsrReader final : public RowChunkReader {
     for (auto v : out.data)
       if (!std::isfinite(v)) data_->fail("NaN or Inf value");
     sort_rows(out, indices_->file(), indices_->path());
-    return out;
   }
 
  private:

@@ -28,15 +28,17 @@ void for_each_chunk(RowChunkReader& reader, std::int64_t step,
                     const std::function<void(CsrMatrix&, std::int64_t)>& visit) {
   const std::int64_t n = reader.n_rows();
   step = std::max<std::int64_t>(1, step);
-  auto read = [&reader, n, step](std::int64_t r0) {
-    return reader.read_rows(r0, std::min(n, r0 + step));
-  };
   if (n == 0) return;
-  std::future<CsrMatrix> next = std::async(std::launch::async, read, 0);
-  for (std::int64_t r0 = 0; r0 < n; r0 += step) {
-    CsrMatrix chunk = next.get();
-    if (r0 + step < n) next = std::async(std::launch::async, read, r0 + step);
-    visit(chunk, r0);  // on throw, `next`'s destructor waits for the read in flight
+  CsrMatrix buffers[2];  // declared before `next`, so they outlive a read in flight
+  auto read = [&reader, &buffers, n, step](std::int64_t r0, int slot) {
+    reader.read_rows_into(r0, std::min(n, r0 + step), buffers[slot]);
+  };
+  std::future<void> next = std::async(std::launch::async, read, 0, 0);
+  for (std::int64_t r0 = 0, i = 0; r0 < n; r0 += step, ++i) {
+    next.get();
+    const int slot = static_cast<int>(i % 2);
+    if (r0 + step < n) next = std::async(std::launch::async, read, r0 + step, 1 - slot);
+    visit(buffers[slot], r0);  // on throw, `next`'s destructor waits for the read in flight
   }
 }
 

@@ -25,6 +25,11 @@ class RowChunkReader {
   virtual std::int64_t nnz() const = 0;
   // Rows [r0, r1) as CSR with indptr starting at 0.
   virtual CsrMatrix read_rows(std::int64_t r0, std::int64_t r1) = 0;
+  // The same into `out`, reusing its buffers: a pass that reads chunk after chunk into the same
+  // matrices allocates (and the kernel zero-fills) their pages once, not once per chunk.
+  virtual void read_rows_into(std::int64_t r0, std::int64_t r1, CsrMatrix& out) {
+    out = read_rows(r0, r1);
+  }
 
   // Rows per chunk so that one chunk stays within `budget_bytes` (at least one row).
   std::int64_t rows_for_budget(std::size_t budget_bytes) const;
@@ -61,7 +66,9 @@ struct OpenOptions {
 Store open_store(const std::string& path, const OpenOptions& options = {});
 
 // Visits rows in chunks of `step` in order, reading the next chunk on a second thread while
-// `visit(chunk, first_row)` works on the current one. Exceptions from either side propagate.
+// `visit(chunk, first_row)` works on the current one. The two chunk matrices are reused from
+// chunk to chunk (a visitor may modify or move from its chunk). Exceptions from either side
+// propagate.
 void for_each_chunk(RowChunkReader& reader, std::int64_t step,
                     const std::function<void(CsrMatrix&, std::int64_t)>& visit);
 
