@@ -102,17 +102,39 @@ std::vector<std::int32_t> kept_gene_map(const PipelineResult& r) {
 CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
                                const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
                                Backend& backend) {
-  CsrMatrix out = kept_chunk(raw, row0, r, gene_map);
+  CsrMatrix out;
+  log_normalized_chunk(raw, row0, r, gene_map, p, backend, out);
+  return out;
+}
+
+void log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
+                          const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
+                          Backend& backend, CsrMatrix& out) {
+  kept_chunk(raw, row0, r, gene_map, out);
   backend.normalize_log1p(out, p.target_sum,
                           r.excluded_genes.empty() ? nullptr : &r.excluded_genes);
-  return out;
 }
 
 CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
                      const std::vector<std::int32_t>& gene_map) {
   CsrMatrix out;
+  kept_chunk(raw, row0, r, gene_map, out);
+  return out;
+}
+
+void kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
+                const std::vector<std::int32_t>& gene_map, CsrMatrix& out) {
+  // Sized once for the whole chunk (and kept between chunks when `out` is reused): growing by
+  // push_back would copy and fault in fresh pages several times per chunk.
+  out.n_rows = 0;
   out.n_cols = static_cast<std::int64_t>(r.kept_genes.size());
-  out.indptr.assign(1, 0);
+  out.indptr.clear();
+  out.indices.clear();
+  out.data.clear();
+  out.indptr.reserve(static_cast<std::size_t>(raw.n_rows) + 1);
+  out.indices.reserve(static_cast<std::size_t>(raw.nnz()));
+  out.data.reserve(static_cast<std::size_t>(raw.nnz()));
+  out.indptr.push_back(0);
   for (std::int64_t i = 0; i < raw.n_rows; ++i) {
     if (!r.cell_mask[row0 + i]) continue;
     for (auto k = raw.indptr[i]; k < raw.indptr[i + 1]; ++k) {
@@ -125,7 +147,6 @@ CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResu
     out.indptr.push_back(out.nnz());
     ++out.n_rows;
   }
-  return out;
 }
 
 namespace {
@@ -245,8 +266,9 @@ ChunkSource log_normalized_source(io::Store& store, const PipelineResult& r,
     const auto gene_map = kept_gene_map(r);
     io::RowChunkReader& x = *store.X;
     std::int64_t out_row = 0;
+    CsrMatrix c;  // reused from chunk to chunk
     io::for_each_chunk(x, x.rows_for_budget(p.chunk_bytes), [&](CsrMatrix& raw, std::int64_t r0) {
-      CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, p, backend);
+      log_normalized_chunk(raw, r0, r, gene_map, p, backend, c);
       visit(c, out_row);
       out_row += c.n_rows;
     });
@@ -407,8 +429,9 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       std::vector<std::vector<char>> b_seen(n_batches, std::vector<char>(n_kept_genes, 0));
       std::vector<std::int64_t> b_cells(n_batches, 0);
       std::int64_t kept_row = 0;
+      CsrMatrix c;  // reused from chunk to chunk
       for_each_chunk(x, p.chunk_bytes, progress, "hvg", [&](const CsrMatrix& raw, std::int64_t r0) {
-        CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+        log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
         for (std::int64_t i = 0; i < c.n_rows; ++i, ++kept_row) {
           const int b = batch.empty() ? -1 : batch[kept_row];
           if (b >= 0) ++b_cells[b];
@@ -473,9 +496,10 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         sumsq[c] = log_sumsq[r.hvg_genes[c]];
       }
     } else {
+      CsrMatrix c;
       for_each_chunk(x, p.chunk_bytes, progress, "pca: scale",
                      [&](const CsrMatrix& raw, std::int64_t r0) {
-                       CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+                       log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
                        for (std::int64_t k = 0; k < c.nnz(); ++k) {
                          const auto col = hvg_col[c.indices[k]];
                          if (col < 0) continue;
@@ -496,9 +520,11 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
     }
     std::unique_ptr<GramPass> gram = backend.gram_pass(scaled);
+    CsrMatrix c;  // reused by the Gram and projection passes
     for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
                    [&](const CsrMatrix& raw, std::int64_t r0) {
-                     gram->add(log_normalized_chunk(raw, r0, r, gene_map, params, backend));
+                     log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
+                     gram->add(c);
                    });
     const GramSums sums = gram->finish();
     progress.report("pca: eigensolve", 0.0);
@@ -508,7 +534,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     std::int64_t out_row = 0;
     for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
                    [&](const CsrMatrix& raw, std::int64_t r0) {
-                     CsrMatrix c = log_normalized_chunk(raw, r0, r, gene_map, params, backend);
+                     log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
                      project(r.pca, scaled, c, r.x_pca, out_row);
                      out_row += c.n_rows;
                    });

@@ -111,6 +111,9 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& params, Back
 // genes (values unchanged).
 CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& result,
                      const std::vector<std::int32_t>& gene_map);
+// The same into `out`, reusing its buffers (a pass keeps one `out` for all of its chunks).
+void kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& result,
+                const std::vector<std::int32_t>& gene_map, CsrMatrix& out);
 
 // Rows [r0, r1) of the store restricted to kept cells and genes, normalised and log1p'd:
 // the matrix every downstream stage sees.
@@ -118,6 +121,9 @@ CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0,
                                const PipelineResult& result,
                                const std::vector<std::int32_t>& gene_map,
                                const PipelineParams& params, Backend& backend);
+void log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& result,
+                          const std::vector<std::int32_t>& gene_map, const PipelineParams& params,
+                          Backend& backend, CsrMatrix& out);
 std::vector<std::int32_t> kept_gene_map(const PipelineResult& result);
 
 // The log-normalised kept cells x kept genes as a chunk source (row indices among kept cells).

@@ -1,5 +1,8 @@
 #include "qc.hpp"
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <limits>
 
@@ -21,27 +24,33 @@ void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
   }
   const std::size_t largest =
       percent_top.empty() ? 0 : static_cast<std::size_t>(percent_top.back());
-  std::vector<float> row;
-  for (std::int64_t r = 0; r < chunk.n_rows; ++r) {
-    std::int32_t n_genes = 0;
-    double total = 0.0, total_qc = 0.0;
-    for (auto k = chunk.indptr[r]; k < chunk.indptr[r + 1]; ++k) {
-      const float v = chunk.data[k];
-      const auto g = chunk.indices[k];
-      if (v > 0.0f) {
-        ++n_genes;
-        ++genes.n_cells_by_counts[g];
+  const std::size_t base = cells.total_counts.size();
+  const std::size_t n = static_cast<std::size_t>(chunk.n_rows);
+  cells.n_genes_by_counts.resize(base + n);
+  cells.total_counts.resize(base + n);
+  cells.total_counts_qc.resize(base + n);
+  cells.pct_counts_qc.resize(base + n);
+  for (auto& top : cells.pct_counts_in_top) top.resize(base + n);
+  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+  // Per cell, in parallel: each cell's values are summed in stored order, so the answer does
+  // not depend on the number of threads.
+  tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 256), [&](const auto& range) {
+    std::vector<float> row;
+    for (std::size_t r = range.begin(); r < range.end(); ++r) {
+      std::int32_t n_genes = 0;
+      double total = 0.0, total_qc = 0.0;
+      for (auto k = chunk.indptr[r]; k < chunk.indptr[r + 1]; ++k) {
+        const float v = chunk.data[k];
+        n_genes += v > 0.0f;
+        total += v;
+        if (qc_genes[chunk.indices[k]]) total_qc += v;
       }
-      total += v;
-      genes.total_counts[g] += v;
-      if (qc_genes[g]) total_qc += v;
-    }
-    cells.n_genes_by_counts.push_back(n_genes);
-    cells.total_counts.push_back(total);
-    cells.total_counts_qc.push_back(total_qc);
-    cells.pct_counts_qc.push_back(total > 0 ? 100.0 * total_qc / total
-                                            : std::numeric_limits<double>::quiet_NaN());
-    if (largest > 0) {
+      const std::size_t at = base + r;
+      cells.n_genes_by_counts[at] = n_genes;
+      cells.total_counts[at] = total;
+      cells.total_counts_qc[at] = total_qc;
+      cells.pct_counts_qc[at] = total > 0 ? 100.0 * total_qc / total : kNaN;
+      if (largest == 0) continue;
       // The N largest values, largest first (zeros beyond the stored entries add nothing).
       row.assign(chunk.data.begin() + chunk.indptr[r], chunk.data.begin() + chunk.indptr[r + 1]);
       const std::size_t keep = std::min(largest, row.size());
@@ -50,12 +59,18 @@ void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
       double cumulative = 0.0;
       std::size_t taken = 0;
       for (std::size_t t = 0; t < percent_top.size(); ++t) {
-        const auto n = std::min(static_cast<std::size_t>(percent_top[t]), keep);
-        for (; taken < n; ++taken) cumulative += row[taken];
-        cells.pct_counts_in_top[t].push_back(total > 0 ? 100.0 * cumulative / total
-                                                       : std::numeric_limits<double>::quiet_NaN());
+        const auto top = std::min(static_cast<std::size_t>(percent_top[t]), keep);
+        for (; taken < top; ++taken) cumulative += row[taken];
+        cells.pct_counts_in_top[t][at] = total > 0 ? 100.0 * cumulative / total : kNaN;
       }
     }
+  });
+  // Per gene, in entry order (one pass, cheap next to the sorting above).
+  for (std::int64_t k = 0; k < chunk.nnz(); ++k) {
+    const float v = chunk.data[k];
+    const auto g = chunk.indices[k];
+    genes.n_cells_by_counts[g] += v > 0.0f;
+    genes.total_counts[g] += v;
   }
   genes.n_cells += chunk.n_rows;
 }

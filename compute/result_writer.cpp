@@ -93,12 +93,13 @@ std::function<bool(CsrMatrix&)> kept_rows(io::RowChunkReader& reader, const Pipe
                                           std::int64_t n_cols, std::size_t chunk_bytes,
                                           Progress& progress) {
   const std::int64_t step = reader.rows_for_budget(chunk_bytes);
-  return [&reader, &r, &column_map, n_cols, step, &progress,
-          r0 = std::int64_t{0}](CsrMatrix& chunk) mutable {
+  return [&reader, &r, &column_map, n_cols, step, &progress, r0 = std::int64_t{0},
+          raw = CsrMatrix{}](CsrMatrix& chunk) mutable {
     if (r0 >= reader.n_rows()) return false;
     progress.check();
     const std::int64_t r1 = std::min(reader.n_rows(), r0 + step);
-    chunk = kept_chunk(reader.read_rows(r0, r1), r0, r, column_map);
+    reader.read_rows_into(r0, r1, raw);
+    kept_chunk(raw, r0, r, column_map, chunk);
     chunk.n_cols = n_cols;
     r0 = r1;
     return true;
@@ -201,12 +202,14 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   const std::int64_t step = x.rows_for_budget(p.chunk_bytes);
   std::int64_t r0 = 0;
   PipelineParams params = p;
+  CsrMatrix raw;  // reused from chunk to chunk
   w.write_X(static_cast<std::int64_t>(r.kept_cells.size()),
             static_cast<std::int64_t>(r.kept_genes.size()), [&](CsrMatrix& chunk) {
               if (r0 >= x.n_rows()) return false;
               progress.check();
               const std::int64_t r1 = std::min(x.n_rows(), r0 + step);
-              chunk = log_normalized_chunk(x.read_rows(r0, r1), r0, r, gene_map, params, backend);
+              x.read_rows_into(r0, r1, raw);
+              log_normalized_chunk(raw, r0, r, gene_map, params, backend, chunk);
               progress.report("write", static_cast<double>(r1) / x.n_rows());
               r0 = r1;
               return true;
@@ -291,12 +294,14 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
         io::open_matrix(store.root->require("layers/" + key), store.n_obs(), store.n_vars(), {});
     const std::int64_t layer_step = layer->rows_for_budget(p.chunk_bytes);
     std::int64_t l0 = 0;
+    CsrMatrix raw_layer;
     w.write_layer(key, static_cast<std::int64_t>(r.kept_cells.size()),
                   static_cast<std::int64_t>(r.kept_genes.size()), [&](CsrMatrix& chunk) {
                     if (l0 >= layer->n_rows()) return false;
                     progress.check();
                     const std::int64_t l1 = std::min(layer->n_rows(), l0 + layer_step);
-                    chunk = kept_chunk(layer->read_rows(l0, l1), l0, r, gene_map);
+                    layer->read_rows_into(l0, l1, raw_layer);
+                    kept_chunk(raw_layer, l0, r, gene_map, chunk);
                     l0 = l1;
                     return true;
                   });
