@@ -421,7 +421,7 @@ Store open_anndata(std::shared_ptr<const Element> root, const std::string& forma
 }
 
 Store open_h5ad(const std::string& path, const OpenOptions& options) {
-  guard_hdf5_file(path);  // in a child process first, when the executable enabled it
+  guard_hdf5_file(path, options.progress);  // in a child process first, when enabled
   return open_anndata(open_hdf5_root(path), "h5ad", options);
 }
 

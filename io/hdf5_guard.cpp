@@ -4,12 +4,15 @@
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
+#include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -135,6 +138,37 @@ std::string seconds_text(double s) {
   return std::to_string(static_cast<long long>(s)) + " s";
 }
 
+// The running child: its output pipe is closed and the child killed and reaped however the
+// parent leaves (a throw included), so no process or descriptor outlives the check.
+struct Child {
+  pid_t pid = -1;
+  int fd = -1;
+  int status = 0;
+  bool reaped = false;
+  ~Child() {
+    if (fd >= 0) ::close(fd);
+    if (pid > 0 && !reaped) {
+      ::kill(pid, SIGKILL);
+      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+      }
+    }
+  }
+};
+
+std::size_t default_memory_limit() {
+  const long pages = ::sysconf(_SC_PHYS_PAGES), page = ::sysconf(_SC_PAGESIZE);
+  const std::size_t physical =
+      pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) : 0;
+  return std::max(std::size_t{8} << 30, physical / 2);
+}
+
+void warn_unchecked(const std::string& path, const std::string& why) {
+  std::fprintf(stderr,
+               "orrery: warning: %s: the HDF5 structure check did not run (%s); reading it "
+               "in-process\n",
+               path.c_str(), why.c_str());
+}
+
 }  // namespace
 
 void enable_hdf5_guard(const std::string& executable, Hdf5GuardLimits limits) {
@@ -150,6 +184,9 @@ bool hdf5_guard_enabled() {
 int hdf5_check_main(int argc, char** argv) {
   if (argc < 3) return 2;
   const std::string path = argv[2];
+  // Die with the parent: a file that makes libhdf5 loop must not leave the child spinning.
+  ::prctl(PR_SET_PDEATHSIG, SIGKILL);
+  if (::getppid() == 1) return 2;  // the parent is already gone
   if (argc > 3) {
     const unsigned long long bytes = std::strtoull(argv[3], nullptr, 10);
     if (bytes > 0) {
@@ -157,7 +194,13 @@ int hdf5_check_main(int argc, char** argv) {
       setrlimit(RLIMIT_AS, &limit);
     }
   }
-  std::string element = "/";
+  if (argc > 4) {
+    const unsigned long long seconds = std::strtoull(argv[4], nullptr, 10);
+    if (seconds > 0) {
+      rlimit limit{static_cast<rlim_t>(seconds), static_cast<rlim_t>(seconds + 5)};
+      setrlimit(RLIMIT_CPU, &limit);
+    }
+  }
   try {
     std::shared_ptr<const Element> root = open_hdf5_root(path);
     walk(*root, 0);
@@ -194,13 +237,15 @@ int hdf5_check_main(int argc, char** argv) {
 
 std::optional<int> hdf5_guard_main(int argc, char** argv) {
   if (argc >= 3 && std::string(argv[1]) == kHdf5CheckFlag) return hdf5_check_main(argc, argv);
+  std::signal(SIGCHLD, SIG_DFL);
   std::error_code ec;
   const auto self = std::filesystem::read_symlink("/proc/self/exe", ec);
   enable_hdf5_guard(ec ? std::string("/proc/self/exe") : self.string());
   return std::nullopt;
 }
 
-void guard_hdf5_file(const std::string& path) {
+void guard_hdf5_file(const std::string& path,
+                     const std::function<void(std::string_view, double)>& progress) {
   Guard g;
   {
     std::lock_guard lock(guard_mutex);
@@ -216,23 +261,31 @@ void guard_hdf5_file(const std::string& path) {
     const auto size = std::filesystem::file_size(path, ec);
     timeout = 120.0 + 60.0 * (ec ? 0.0 : static_cast<double>(size) / double(1ull << 30));
   }
+  const std::size_t memory = g.limits.memory_bytes ? g.limits.memory_bytes : default_memory_limit();
 
   int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) return;
+  if (pipe2(fds, O_CLOEXEC) != 0) {
+    warn_unchecked(path, std::string("pipe: ") + std::strerror(errno));
+    return;
+  }
+  Child child;
+  child.fd = fds[0];
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
   posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, fds[1], STDERR_FILENO);
   std::string exe = g.executable, flag = kHdf5CheckFlag, file = path;
-  std::string memory = std::to_string(g.limits.memory_bytes);
-  char* argv[] = {exe.data(), flag.data(), file.data(), memory.data(), nullptr};
-  pid_t pid = 0;
-  const int spawned = posix_spawn(&pid, exe.c_str(), &actions, nullptr, argv, environ);
+  std::string memory_text = std::to_string(memory);
+  std::string cpu_text = std::to_string(static_cast<long long>(timeout) + 1);
+  char* argv[] = {exe.data(),         flag.data(),     file.data(),
+                  memory_text.data(), cpu_text.data(), nullptr};
+  const int spawned = posix_spawn(&child.pid, exe.c_str(), &actions, nullptr, argv, environ);
   posix_spawn_file_actions_destroy(&actions);
   ::close(fds[1]);
-  if (spawned != 0) {  // no child: read in-process, as without the guard
-    ::close(fds[0]);
+  if (spawned != 0) {
+    child.pid = -1;
+    warn_unchecked(path, "cannot start " + exe + ": " + std::strerror(spawned));
     return;
   }
 
@@ -242,19 +295,20 @@ void guard_hdf5_file(const std::string& path) {
   std::string pending;
   bool timed_out = false;
   char chunk[4096];
-  for (;;) {
+  for (;;) {  // read the child's lines until it closes its output
     const auto left =
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
     if (left.count() <= 0) {
       timed_out = true;
       break;
     }
-    pollfd p{fds[0], POLLIN, 0};
-    const int ready = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 1000)));
+    if (progress) progress("open: checking the HDF5 structure", 0.0);  // may throw Cancelled
+    pollfd p{child.fd, POLLIN, 0};
+    const int ready = ::poll(&p, 1, static_cast<int>(std::min<long long>(left.count(), 200)));
     if (ready < 0 && errno == EINTR) continue;
     if (ready < 0) break;
     if (ready == 0) continue;
-    const ssize_t n = ::read(fds[0], chunk, sizeof chunk);
+    const ssize_t n = ::read(child.fd, chunk, sizeof chunk);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) break;  // the child closed its output: it has exited (or is exiting)
     pending.append(chunk, static_cast<std::size_t>(n));
@@ -264,45 +318,56 @@ void guard_hdf5_file(const std::string& path) {
     }
     if (pending.size() > (1u << 16)) pending.clear();  // not our protocol: ignore
   }
-  ::close(fds[0]);
-  int status = 0;
-  for (;;) {
-    if (timed_out) {
-      ::kill(pid, SIGKILL);
-      while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-      }
+  while (!timed_out) {  // wait for its exit status, within the same deadline
+    const pid_t done = ::waitpid(child.pid, &child.status, WNOHANG);
+    if (done == child.pid) {
+      child.reaped = true;
       break;
     }
-    const pid_t done = ::waitpid(pid, &status, WNOHANG);
-    if (done == pid) break;
-    if (done < 0 && errno != EINTR) return;  // lost the child: nothing to report
+    if (done < 0 && errno != EINTR) {
+      child.reaped = true;  // nothing left to wait for
+      warn_unchecked(path, std::string("waitpid: ") + std::strerror(errno));
+      return;
+    }
     if (Clock::now() >= deadline) {
       timed_out = true;
-      continue;
+      break;
     }
+    if (progress) progress("open: checking the HDF5 structure", 0.0);
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
 
   const std::string& element = report.last_element;
-  if (timed_out)
+  const int status = child.status;
+  if (timed_out || (WIFSIGNALED(status) && WTERMSIG(status) == SIGXCPU))
     throw Error(path, element,
                 "reading this element did not finish within " + seconds_text(timeout) +
                     "; the file's HDF5 structure is corrupt (ORRERY_HDF5_GUARD_TIMEOUT sets "
                     "the limit in seconds)");
-  if (WIFSIGNALED(status))
+  if (WIFSIGNALED(status)) {
+    const int sig = WTERMSIG(status);
+    if (sig == SIGINT || sig == SIGTERM || sig == SIGHUP || sig == SIGQUIT) throw Cancelled();
+    if (sig == SIGKILL)
+      throw Error(path, element,
+                  "the HDF5 structure check was killed (SIGKILL) reading this element, e.g. by "
+                  "the kernel for want of memory");
     throw Error(path, element,
-                "the HDF5 library crashed reading this element (" + signal_name(WTERMSIG(status)) +
+                "the HDF5 library crashed reading this element (" + signal_name(sig) +
                     "): the file's HDF5 structure is corrupt");
+  }
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
   if (code == 0) return;
   if (code == kExitError && report.has_error)
     throw Error(path, report.error_element, report.error_message);
   if (code == kExitMemory)
     throw Error(path, element,
-                "reading this element needs more than " +
-                    std::to_string(g.limits.memory_bytes >> 30) +
-                    " GiB of memory: a size in the file's HDF5 structure is corrupt");
-  if (code == 127) return;  // the executable could not be run: read in-process
+                "reading this element needs more than " + std::to_string(memory >> 30) +
+                    " GiB of memory: a size in the file's HDF5 structure is corrupt (or, for a "
+                    "valid but enormous file, ORRERY_HDF5_GUARD=0 skips the check)");
+  if (code == 127) {
+    warn_unchecked(path, "cannot run " + exe);
+    return;
+  }
   throw Error(path, element, "checking the file failed (exit status " + std::to_string(code) + ")");
 }
 

@@ -11,8 +11,10 @@
 #pragma once
 
 #include <cstddef>
+#include <functional>
 #include <optional>
 #include <string>
+#include <string_view>
 
 namespace orrery::io {
 
@@ -22,8 +24,9 @@ inline constexpr const char* kHdf5CheckFlag = "--orrery-check-hdf5";
 struct Hdf5GuardLimits {
   // Seconds the child may take; 0 means 120 s plus 60 s per GiB of file.
   double timeout_s = 0;
-  // Address-space limit for the child (RLIMIT_AS); 0 for none.
-  std::size_t memory_bytes = std::size_t{8} << 30;
+  // Address-space limit for the child (RLIMIT_AS); 0 means the larger of 8 GiB and half the
+  // physical memory.
+  std::size_t memory_bytes = 0;
 };
 
 // Turns the check on for this process: `executable` must answer kHdf5CheckFlag by calling
@@ -35,17 +38,22 @@ bool hdf5_guard_enabled();
 
 // Runs the child's check of `path` and returns when it passed; throws orrery::Error naming the
 // file and element otherwise. Returns at once when the guard is off. If the child cannot be
-// started at all the file is read in-process as before.
-void guard_hdf5_file(const std::string& path);
+// started at all the file is read in-process as before, with a warning on stderr. `progress`
+// (when given) is called a few times a second while the child works; a Cancelled it throws
+// (or the child dying of SIGINT/SIGTERM) stops the check, and the child is killed.
+void guard_hdf5_file(const std::string& path,
+                     const std::function<void(std::string_view, double)>& progress = {});
 
-// The child's side, for main(): `argv` is {executable, kHdf5CheckFlag, PATH, MEMORY_BYTES}.
+// The child's side, for main(): `argv` is {executable, kHdf5CheckFlag, PATH, MEMORY_BYTES,
+// CPU_SECONDS}. The child dies with its parent (PR_SET_PDEATHSIG).
 // Reads the structure of PATH, naming each element on stdout before reading it, and returns the
 // process exit status (0 when the file is readable, 3 after an orrery::Error it printed).
 int hdf5_check_main(int argc, char** argv);
 
 // For an executable's main(): when started as the child, runs hdf5_check_main and returns its
-// exit status; otherwise enables the guard with this executable (/proc/self/exe) and returns
-// nothing.
+// exit status; otherwise enables the guard with this executable (/proc/self/exe), resets
+// SIGCHLD to its default (an inherited SIG_IGN would reap the child before it can be waited
+// for) and returns nothing.
 std::optional<int> hdf5_guard_main(int argc, char** argv);
 
 }  // namespace orrery::io

@@ -3,8 +3,8 @@
 // strings as object arrays with the vlen-utf8 filter, scalars as 0-d arrays, record arrays as
 // structured dtypes with fixed-width unicode fields. Version 3: one zarr.json per node with the
 // attributes inside, chunk keys c/i/j, codecs bytes (little-endian) or vlen-utf8 then blosc-lz4,
-// strings as the "string" data type, record arrays as the "struct" data type (zarr-extensions)
-// with fixed_length_utf32 or float fields, as zarr-python 3 writes numpy structured arrays.
+// strings as the "string" data type, record arrays as the "structured" data type with
+// fixed_length_utf32 or float fields, as zarr-python 3.1 writes numpy structured arrays.
 #include <blosc.h>
 
 #include <algorithm>
@@ -66,6 +66,14 @@ json zero_of(NumType t) {
   if (t == NumType::Bool) return json(false);
   if (t == NumType::F32 || t == NumType::F64) return json(0.0);
   return json(0);
+}
+
+// Base64 of `n` zero bytes (a zero record as a v3 fill value).
+std::string base64_of_zeros(std::size_t n) {
+  std::string out((n / 3) * 4, 'A');
+  if (n % 3 == 1) out += "AA==";
+  if (n % 3 == 2) out += "AAA=";
+  return out;
 }
 
 void put_u32(Bytes& out, std::uint32_t v) {
@@ -217,7 +225,6 @@ class ZarrTreeWriter final : public TreeWriter {
     const std::size_t member = texts ? 4 * width : num_type_size(type);
     const std::string member_type =
         texts ? "<U" + std::to_string(width) : std::string(dtype_name(type));
-    json fill = json::object();
     for (const auto& f : fields) {
       if (!v3_) {
         dtype.push_back(json::array({f, member_type}));
@@ -226,10 +233,13 @@ class ZarrTreeWriter final : public TreeWriter {
       json type_v3 = texts ? json{{"name", "fixed_length_utf32"},
                                   {"configuration", {{"length_bytes", 4 * width}}}}
                            : json(v3_type_name(type));
-      dtype.push_back(json{{"name", f}, {"data_type", type_v3}});
-      fill[f] = texts ? json("") : json(0.0);
+      dtype.push_back(json::array({f, type_v3}));
     }
-    if (v3_) dtype = json{{"name", "struct"}, {"configuration", {{"fields", dtype}}}};
+    // v3: the "structured" form (fields as [name, type] pairs, the fill value as the base64 of a
+    // zero record), which zarr-python 3.1 writes and every later version still reads; the
+    // newer "struct" spelling is not understood by 3.1.
+    if (v3_) dtype = json{{"name", "structured"}, {"configuration", {{"fields", dtype}}}};
+    const json fill = v3_ ? json(base64_of_zeros(fields.size() * member)) : json(nullptr);
     Bytes raw(std::max<std::size_t>(rows, 1) * fields.size() * member, 0);
     for (std::size_t i = 0; i < rows * fields.size(); ++i) {
       std::uint8_t* at = raw.data() + i * member;
@@ -245,8 +255,8 @@ class ZarrTreeWriter final : public TreeWriter {
     }
     write_chunk(path, key(0, 1), raw, member);
     const auto n = static_cast<std::int64_t>(rows);
-    write_meta(path, {n}, {std::max<std::int64_t>(n, 1)}, dtype, v3_ ? fill : json(nullptr),
-               Kind::Numeric, member, attrs);
+    write_meta(path, {n}, {std::max<std::int64_t>(n, 1)}, dtype, fill, Kind::Numeric, member,
+               attrs);
   }
 
   void close() override {}

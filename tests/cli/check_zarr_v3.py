@@ -3,8 +3,10 @@
 run as Debian's anndata (0.8, zarr-python 2) reads it. Debian has no zarr-python 3, so the v3
 store is decoded here from the v3 spec with numcodecs and numpy only: zarr.json per node, regular
 chunk grid, default chunk keys (c/i/j), the bytes or vlen-utf8 codec then blosc, and the
-"struct" data type (zarr-extensions) for anndata's record arrays.
+"structured" data type (zarr-python 3.1's form) for anndata's record arrays; each node's
+metadata is also checked field by field (data type, fill value, codec configurations).
 Usage: check_zarr_v3.py V3.zarr V2.zarr"""
+import base64
 import json
 import os
 import sys
@@ -31,10 +33,51 @@ def numpy_type(t):
     if isinstance(t, str):
         assert t in CORE, t
         return np.dtype(CORE[t])
+    assert set(t) == {"name", "configuration"}, t
     if t["name"] == "fixed_length_utf32":
-        return np.dtype(f"<U{t['configuration']['length_bytes'] // 4}")
-    assert t["name"] == "struct", t
-    return np.dtype([(f["name"], numpy_type(f["data_type"])) for f in t["configuration"]["fields"]])
+        assert set(t["configuration"]) == {"length_bytes"}, t
+        length = t["configuration"]["length_bytes"]
+        assert isinstance(length, int) and length > 0 and length % 4 == 0, t
+        return np.dtype(f"<U{length // 4}")
+    assert t["name"] == "structured" and set(t["configuration"]) == {"fields"}, t
+    fields = t["configuration"]["fields"]
+    assert all(isinstance(f, list) and len(f) == 2 and isinstance(f[0], str) for f in fields), t
+    return np.dtype([(name, numpy_type(ft)) for name, ft in fields])
+
+
+def check_fill(m):
+    """The fill value is valid JSON for the data type (zarr v3 core spec, zarr-python 3.1)."""
+    t, fill = m["data_type"], m["fill_value"]
+    if t == "bool":
+        assert isinstance(fill, bool), m
+    elif t in ("int8", "int32", "int64"):
+        assert isinstance(fill, int) and not isinstance(fill, bool), m
+    elif t in ("float32", "float64"):
+        assert isinstance(fill, (int, float)) and not isinstance(fill, bool), m
+    elif t == "string":
+        assert isinstance(fill, str), m
+    else:  # structured: base64 of one record
+        raw = base64.b64decode(fill, validate=True)
+        assert len(raw) == numpy_type(t).itemsize, (len(raw), numpy_type(t).itemsize)
+
+
+def check_codecs(m, strings):
+    codecs = m["codecs"]
+    assert all(set(c) <= {"name", "configuration"} for c in codecs), codecs
+    first = codecs[0]
+    if strings:
+        assert first == {"name": "vlen-utf8", "configuration": {}}, first
+    else:
+        assert first["name"] == "bytes" and first["configuration"] in (
+            {"endian": "little"}, {"endian": "big"}), first
+    for c in codecs[1:]:
+        assert c["name"] == "blosc", c
+        conf = c["configuration"]
+        assert set(conf) == {"cname", "clevel", "shuffle", "typesize", "blocksize"}, conf
+        assert conf["cname"] in ("lz4", "lz4hc", "blosclz", "zstd", "snappy", "zlib"), conf
+        assert conf["shuffle"] in ("noshuffle", "shuffle", "bitshuffle"), conf
+        assert isinstance(conf["typesize"], int) and conf["typesize"] >= 1, conf
+        assert isinstance(conf["clevel"], int) and 0 <= conf["clevel"] <= 9, conf
 
 
 def meta(path):
@@ -57,6 +100,8 @@ def read(path):
     if not strings:
         assert m["codecs"][0]["configuration"]["endian"] == "little"
     assert codecs[1:] in ([], ["blosc"]), (path, codecs)
+    check_codecs(m, strings)
+    check_fill(m)
     blosc = numcodecs.Blosc() if codecs[1:] else None
     dtype = object if strings else numpy_type(m["data_type"])
     if not shape:  # 0-d: one chunk called "c"
@@ -113,7 +158,7 @@ method, method_attrs = read("uns/rank_genes_groups/params/method")
 assert method_attrs["encoding-type"] == "string" and str(method) == "wilcoxon", (method, method_attrs)
 colors, _ = read("uns/leiden_colors")
 assert list(colors) == list(ad.uns["leiden_colors"])
-# anndata's rec-arrays as the struct data type, field for field equal to the v2 rec-arrays.
+# anndata's rec-arrays as the structured data type, field for field equal to the v2 ones.
 for key in ("names", "scores", "pvals_adj", "logfoldchanges"):
     rec, rec_attrs = read(f"uns/rank_genes_groups/{key}")
     assert rec_attrs["encoding-type"] == "rec-array", rec_attrs

@@ -45,9 +45,12 @@ expect_error "X/data chunk 0" "$orrery" check "$tmp/small.zarr" --quiet
 # Hostile HDF5 files (tests/io/hostile): inputs fuzz_h5ad found to crash (SIGSEGV), hang or
 # exhaust memory inside libhdf5 1.10.8 (unguarded, `orrery info` dies on four of the six and hangs on two). The
 # HDF5 guard reads their structure in a child process first, so each is an error naming the file.
-for f in "$(dirname "$0")"/../io/hostile/*.h5ad; do
-  cp "$f" "$tmp/hostile.h5ad"
-  expect_error "hostile.h5ad: " env ORRERY_HDF5_GUARD_TIMEOUT=3 "$orrery" info "$tmp/hostile.h5ad"
+hostile=("$(dirname "$0")"/../io/hostile/*.h5ad)
+[ "${#hostile[@]}" -eq 6 ] && [ -f "${hostile[0]}" ] || fail "expected 6 files in tests/io/hostile"
+for f in "${hostile[@]}"; do
+  cp "$f" "$tmp/hostile.h5ad" || fail "cannot copy $f"
+  # A guard that stopped working would hang or crash here: `timeout` turns a hang into a failure.
+  expect_error "hostile.h5ad: " timeout 60 env ORRERY_HDF5_GUARD_TIMEOUT=3 "$orrery" info "$tmp/hostile.h5ad"
 done
 cp "$(dirname "$0")/../io/hostile/crash-e29dda65.h5ad" "$tmp/crash.h5ad"
 expect_error "crash.h5ad: obs/_index: the HDF5 library crashed" "$orrery" run "$tmp/crash.h5ad" -o "$tmp/out.h5ad"
