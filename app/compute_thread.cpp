@@ -2,13 +2,17 @@
 
 #include <QElapsedTimer>
 #include <QMetaObject>
+#include <QSaveFile>
 #include <algorithm>
+#include <cmath>
+#include <cstdio>
 #include <functional>
 #include <type_traits>
 #include <variant>
 
 #include "compute/palette.hpp"
 #include "compute/result_writer.hpp"
+#include "csv.hpp"
 
 namespace orrery::app {
 
@@ -231,6 +235,57 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
   }
 }
 
+void ComputeWorker::exportQc(const QString& path, const compute::PipelineParams& thresholds) {
+  if (!store_ || !qc_ || qc_path_ != QString::fromStdString(store_->path)) {
+    emit failed("no QC metrics yet: open and run a store first");
+    return;
+  }
+  const compute::CellQc& qc = qc_->cells;
+  const auto& names = store_->obs.index;
+  if (names.size() != qc.total_counts.size()) {
+    emit failed("the QC metrics do not belong to the open store");
+    return;
+  }
+  QSaveFile file(path);  // a temporary file, renamed over `path` by commit()
+  if (!file.open(QIODevice::WriteOnly)) {
+    emit failed("cannot write " + path + ": " + file.errorString());
+    return;
+  }
+  std::string out = "cell,n_genes_by_counts,total_counts,total_counts_mt,pct_counts_mt";
+  for (int n : qc.top_n) out += ",pct_counts_in_top_" + std::to_string(n) + "_genes";
+  out += ",passes_qc\n";
+  char number[32];
+  auto put = [&](double v) {
+    out += ',';
+    if (std::isnan(v)) return;  // an empty field, as pandas writes NaN
+    std::snprintf(number, sizeof number, "%.10g", v);
+    out += number;
+  };
+  for (std::size_t i = 0; i < names.size(); ++i) {
+    out += csv_field(names[i]);
+    put(qc.n_genes_by_counts[i]);
+    put(qc.total_counts[i]);
+    put(qc.total_counts_qc[i]);
+    put(qc.pct_counts_qc[i]);
+    for (const auto& top : qc.pct_counts_in_top) put(top[i]);
+    out +=
+        compute::keep_cell(qc, static_cast<std::int64_t>(i), thresholds) ? ",true\n" : ",false\n";
+    if (out.size() > (1u << 20) || i + 1 == names.size()) {
+      if (file.write(out.data(), static_cast<qint64>(out.size())) !=
+          static_cast<qint64>(out.size())) {
+        emit failed("cannot write " + path + ": " + file.errorString());
+        return;  // QSaveFile discards the temporary file
+      }
+      out.clear();
+    }
+  }
+  if (!file.commit()) {
+    emit failed("cannot write " + path + ": " + file.errorString());
+    return;
+  }
+  emit saved(path);
+}
+
 void ComputeWorker::dotPlot(const QStringList& genes,
                             std::shared_ptr<const std::vector<std::int32_t>> labels,
                             const QStringList& groups) {
@@ -382,6 +437,11 @@ void ComputeThread::dotPlot(const QStringList& genes,
   QMetaObject::invokeMethod(worker_, "dotPlot", Qt::QueuedConnection, Q_ARG(QStringList, genes),
                             Q_ARG(std::shared_ptr<const std::vector<std::int32_t>>, labels),
                             Q_ARG(QStringList, groups));
+}
+
+void ComputeThread::exportQc(const QString& path, const compute::PipelineParams& thresholds) {
+  QMetaObject::invokeMethod(worker_, "exportQc", Qt::QueuedConnection, Q_ARG(QString, path),
+                            Q_ARG(orrery::compute::PipelineParams, thresholds));
 }
 
 void ComputeThread::geneValues(const QString& gene) {

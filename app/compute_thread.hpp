@@ -78,6 +78,10 @@ class ComputeWorker : public QObject {
   // `groups`; one pass over the store.
   void dotPlot(const QStringList& genes, std::shared_ptr<const std::vector<std::int32_t>> labels,
                const QStringList& groups);
+  // The QC metrics of every cell of the store as CSV (as scanpy's obs columns, plus whether the
+  // cell passes `thresholds`), written on this thread to a temporary file renamed on success;
+  // saved(path) or failed().
+  void exportQc(const QString& path, const orrery::compute::PipelineParams& thresholds);
 
  signals:
   void progress(const QString& stage, double fraction);
@@ -123,6 +127,7 @@ class ComputeThread : public QObject {
   void geneValues(const QString& gene);
   void dotPlot(const QStringList& genes, std::shared_ptr<const std::vector<std::int32_t>> labels,
                const QStringList& groups);
+  void exportQc(const QString& path, const compute::PipelineParams& thresholds);
   void cancel() { worker_->cancel(); }
 
  private:

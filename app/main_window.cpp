@@ -28,6 +28,7 @@
 #include <algorithm>
 
 #include "compute/palette.hpp"
+#include "csv.hpp"
 #include "eta.hpp"
 #include "render/colormap.hpp"
 #include "render/figure.hpp"
@@ -429,6 +430,11 @@ void MainWindow::buildMenus() {
   csv_action("Markers shown...", "markers.csv", &MainWindow::exportMarkersCsv);
   csv_action("Cluster of each cell...", "clusters.csv", &MainWindow::exportClustersCsv);
   csv_action("Selected cells...", "selection.csv", &MainWindow::exportSelectionCsv);
+  tables->addAction("QC metrics of every cell...", this, [this] {
+    const QString path =
+        QFileDialog::getSaveFileName(this, label_text("qc.csv"), "qc.csv", "CSV (*.csv)");
+    if (!path.isEmpty()) exportQcCsv(path);
+  });
   select->addAction("&New label from selection...", QKeySequence("Ctrl+L"), this, [this] {
     bool ok = false;
     const QString name =
@@ -802,12 +808,6 @@ int MainWindow::labelSelection(const QString& name) {
 
 namespace {
 
-QString csv_field(QString s) {
-  if (s.contains(',') || s.contains('"') || s.contains('\n'))
-    s = '"' + s.replace("\"", "\"\"") + '"';
-  return s;
-}
-
 // Writes lines to a temporary file renamed over `path` on success.
 bool write_lines(const QString& path, const QStringList& lines) {
   QSaveFile f(path);
@@ -844,6 +844,10 @@ bool MainWindow::exportSelectionCsv(const QString& path) const {
   for (std::size_t i = 0; i < selection_->size(); ++i)
     if ((*selection_)[i]) lines << csv_field(QString::fromStdString(snapshot_->cell_names[i]));
   return write_lines(path, lines);
+}
+
+void MainWindow::exportQcCsv(const QString& path) {
+  compute_->exportQc(path, qc_->applyTo(params_));
 }
 
 void MainWindow::setSelection(std::shared_ptr<const std::vector<bool>> selection) {

@@ -107,6 +107,9 @@ class MainWindow : public QMainWindow {
   bool exportMarkersCsv(const QString& path) const;
   bool exportClustersCsv(const QString& path) const;
   bool exportSelectionCsv(const QString& path) const;
+  // QC metrics of every cell of the store and whether it passes the QC panel's thresholds,
+  // written on the compute thread (ComputeWorker::saved or failed when done).
+  void exportQcCsv(const QString& path);
 
  signals:
   void runFinished();

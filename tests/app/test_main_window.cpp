@@ -698,6 +698,31 @@ class TestMainWindow : public QObject {
     QVERIFY(done.wait(300000));
     QCOMPARE(window_->snapshot()->n_cells, after);
     QCOMPARE(window_->params().min_genes, static_cast<int>(std::ceil(genes->low())));
+
+    // The QC table: every cell of the store, its metrics, and whether it passes the thresholds.
+    const QString qc_csv = tmp_.filePath("qc.csv");
+    QSignalSpy saved(window_->computeThread()->worker(), &app::ComputeWorker::saved);
+    window_->exportQcCsv(qc_csv);
+    QVERIFY(saved.wait(60000));
+    QFile file(qc_csv);
+    QVERIFY(file.open(QIODevice::ReadOnly | QIODevice::Text));
+    const QStringList lines = QString::fromUtf8(file.readAll()).split('\n', Qt::SkipEmptyParts);
+    QCOMPARE(static_cast<std::int64_t>(lines.size()), window_->snapshot()->n_cells_total + 1);
+    QVERIFY2(lines[0].startsWith("cell,n_genes_by_counts,total_counts,total_counts_mt,"
+                                 "pct_counts_mt,pct_counts_in_top_50_genes,"),
+             qPrintable(lines[0]));
+    QVERIFY(lines[0].endsWith(",passes_qc"));
+    const auto passing = std::count_if(lines.begin() + 1, lines.end(),
+                                       [](const QString& l) { return l.endsWith(",true"); });
+    QCOMPARE(static_cast<std::int64_t>(passing), after);
+    io::Store store = io::open_store(demo_.toStdString());
+    const CsrMatrix first = store.X->read_rows(0, 1);
+    const QStringList fields = lines[1].split(',');
+    QCOMPARE(fields[0], QString::fromStdString(store.obs.index[0]));
+    QCOMPARE(fields[1].toLongLong(),
+             static_cast<long long>(std::count_if(first.data.begin(), first.data.end(),
+                                                  [](float v) { return v > 0; })));
+    QCOMPARE(fields[2].toDouble(), std::accumulate(first.data.begin(), first.data.end(), 0.0));
   }
 
   // The parameters panel: a higher Leiden resolution re-runs into more clusters, keeping the QC
