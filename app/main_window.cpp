@@ -337,13 +337,19 @@ void MainWindow::buildMenus() {
   });
   png->setShortcut(QKeySequence("Ctrl+E"));
   QAction* figure = file->addAction("Export &figure (PNG, SVG, PDF)...", this, [this] {
-    const QString path = save_path(this, "Export figure", "umap.pdf",
-                                   "PDF (*.pdf);;SVG (*.svg);;PNG, 300 dpi (*.png)");
-    if (!path.isEmpty() && !exportFigure(path))
+    const QString path =
+        save_path(this, "Export figure", "umap.pdf", "PDF (*.pdf);;SVG (*.svg);;PNG (*.png)");
+    if (path.isEmpty()) return;
+    // The resolution of the point layer (and of the whole image for PNG).
+    bool ok = false;
+    const int dpi = QInputDialog::getInt(this, "Export figure", "Resolution (dots per inch):", 300,
+                                         72, 1200, 50, &ok);
+    if (ok && !exportFigure(path, dpi))
       QMessageBox::warning(this, "Orrery", "Could not export " + path);
   });
   figure->setShortcut(QKeySequence("Ctrl+Shift+E"));
-  figure->setToolTip("The view with title, axes and legend as vectors, points as a 300 dpi image");
+  figure->setToolTip(
+      "The view with title, axes and legend as vectors, points as an image at a chosen dpi");
   QAction* save = file->addAction("&Save results as .h5ad or .zarr...", this, [this] {
     QString filter;
     const QString path = save_path(

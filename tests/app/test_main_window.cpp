@@ -881,6 +881,12 @@ class TestMainWindow : public QObject {
     QCOMPARE(image.size(), QSize(1800, 1350));
     QCOMPARE(std::lround(image.dotsPerMeterX() * 0.0254), 300L);
     QCOMPARE(colours_present(image, {window_->clusterColors().back()}, 10), 1);
+    // At another resolution: the same 6 x 4.5 in page in more pixels.
+    QVERIFY(window_->exportFigure(png, 600));
+    QImage fine(png);
+    QCOMPARE(fine.size(), QSize(3600, 2700));
+    QCOMPARE(std::lround(fine.dotsPerMeterX() * 0.0254), 600L);
+    QCOMPARE(colours_present(fine, {window_->clusterColors().back()}, 10), 1);
     QVERIFY(!window_->exportFigure(tmp_.filePath("figure.bmp"), 300));
   }
 
