@@ -118,6 +118,29 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
   std::vector<std::int64_t> nnz(static_cast<std::size_t>(n_groups) * n_genes, 0);
   float max_value = 0.0f;
   bool negative = false;
+
+  // Gene blocks [g0, g1) whose rank entries (exact) or histograms (binned) fit the memory
+  // budget, given per-gene entry counts.
+  auto block_end = [&](std::int64_t g0, const std::vector<std::int64_t>& counts) {
+    std::int64_t g1 = g0;
+    std::size_t bytes = 0;
+    while (g1 < n_genes) {
+      const std::size_t need = binned ? sizeof(std::uint32_t) * n_groups * o.n_bins
+                                      : sizeof(Entry) * static_cast<std::size_t>(counts[g1]);
+      if (g1 > g0 && bytes + need > o.block_bytes) break;
+      bytes += need;
+      ++g1;
+    }
+    return g1;
+  };
+  // Exact ranks with per-gene bounds known beforehand: the statistics pass also gathers the
+  // first block's entries, which saves one pass over the data.
+  const bool early = !binned && o.gene_nnz_bound.size() == static_cast<std::size_t>(n_genes);
+  const std::int64_t early_end = early ? block_end(0, o.gene_nnz_bound) : 0;
+  std::vector<std::vector<Entry>> early_entries(static_cast<std::size_t>(early_end));
+  for (std::int64_t g = 0; g < early_end; ++g)
+    early_entries[g].reserve(static_cast<std::size_t>(o.gene_nnz_bound[g]));
+
   source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
     for (std::int64_t r = 0; r < c.n_rows; ++r) {
@@ -131,6 +154,7 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
         ++nnz[at];
         max_value = std::max(max_value, v);
         negative = negative || v < 0;
+        if (c.indices[k] < early_end) early_entries[c.indices[k]].push_back({v, l});
       }
     }
     progress.report("markers: statistics", static_cast<double>(row0 + c.n_rows) / n_cells);
@@ -156,43 +180,42 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
       gene_nnz[g] += nnz[static_cast<std::size_t>(l) * n_genes + g];
   std::int64_t g0 = 0;
   while (g0 < n_genes) {
-    std::int64_t g1 = g0;
-    std::size_t bytes = 0;
-    while (g1 < n_genes) {
-      const std::size_t need = binned ? sizeof(std::uint32_t) * n_groups * o.n_bins
-                                      : sizeof(Entry) * static_cast<std::size_t>(gene_nnz[g1]);
-      if (g1 > g0 && bytes + need > o.block_bytes) break;
-      bytes += need;
-      ++g1;
-    }
+    const bool gathered = early && g0 == 0;  // the statistics pass collected this block
+    const std::int64_t g1 = gathered ? early_end : block_end(g0, gene_nnz);
     const std::int64_t width = g1 - g0;
-    std::vector<std::vector<Entry>> entries(width);
+    std::vector<std::vector<Entry>> entries;
     std::vector<std::vector<std::uint32_t>> hist;
-    if (binned)
-      hist.assign(width,
-                  std::vector<std::uint32_t>(static_cast<std::size_t>(n_groups) * o.n_bins, 0));
-    else
-      for (std::int64_t g = g0; g < g1; ++g) entries[g - g0].reserve(gene_nnz[g]);
-    source([&](const CsrMatrix& c, std::int64_t row0) {
-      progress.check();
-      for (std::int64_t r = 0; r < c.n_rows; ++r) {
-        const auto l = labels[row0 + r];
-        if (l < 0) continue;
-        const auto* begin = c.indices.data() + c.indptr[r];
-        const auto* end = c.indices.data() + c.indptr[r + 1];
-        for (const auto* it = std::lower_bound(begin, end, static_cast<GeneIndex>(g0));
-             it != end && *it < g1; ++it) {
-          const float v = c.data[it - c.indices.data()];
-          if (v == 0.0f) continue;
-          if (binned) {
-            const int b = std::min(o.n_bins - 1, static_cast<int>(v / bin_max * o.n_bins));
-            ++hist[*it - g0][static_cast<std::size_t>(l) * o.n_bins + b];
-          } else {
-            entries[*it - g0].push_back({v, l});
+    if (gathered) {
+      entries = std::move(early_entries);
+    } else {
+      entries.resize(static_cast<std::size_t>(width));
+      if (binned)
+        hist.assign(width,
+                    std::vector<std::uint32_t>(static_cast<std::size_t>(n_groups) * o.n_bins, 0));
+      else
+        for (std::int64_t g = g0; g < g1; ++g) entries[g - g0].reserve(gene_nnz[g]);
+    }
+    if (!gathered)
+      source([&](const CsrMatrix& c, std::int64_t row0) {
+        progress.check();
+        for (std::int64_t r = 0; r < c.n_rows; ++r) {
+          const auto l = labels[row0 + r];
+          if (l < 0) continue;
+          const auto* begin = c.indices.data() + c.indptr[r];
+          const auto* end = c.indices.data() + c.indptr[r + 1];
+          for (const auto* it = std::lower_bound(begin, end, static_cast<GeneIndex>(g0));
+               it != end && *it < g1; ++it) {
+            const float v = c.data[it - c.indices.data()];
+            if (v == 0.0f) continue;
+            if (binned) {
+              const int b = std::min(o.n_bins - 1, static_cast<int>(v / bin_max * o.n_bins));
+              ++hist[*it - g0][static_cast<std::size_t>(l) * o.n_bins + b];
+            } else {
+              entries[*it - g0].push_back({v, l});
+            }
           }
         }
-      }
-    });
+      });
 
     tbb::parallel_for(std::int64_t{0}, width, [&](std::int64_t w) {
       const std::int64_t gene = g0 + w;

@@ -30,6 +30,10 @@ struct WilcoxonOptions {
   float bin_max = 0.0f;  // binned: upper edge; 0 = the data maximum (one extra pass)
   int reference = -1;    // -1: each group vs the rest; else vs this group
   std::size_t block_bytes = std::size_t{512} << 20;  // exact: memory for one gene block
+  // Exact: an upper bound on each gene's non-zero count over the compared cells (e.g. the
+  // filter's cells-per-gene), if known before the data are read; then the statistics pass also
+  // gathers the first gene block. Empty: blocks follow the counts the statistics pass finds.
+  std::vector<std::int64_t> gene_nnz_bound{};
 };
 
 struct GroupMarkers {

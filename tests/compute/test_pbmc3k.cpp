@@ -413,6 +413,46 @@ class TestPbmc3k : public QObject {
     QVERIFY(d.lfc_rel < 1e-4);
   }
 
+  // Exact ranks in one gene block, in many small blocks, and in small blocks with the first one
+  // gathered during the statistics pass (from a bound on each gene's non-zeros: the right one,
+  // and one too small) give the same numbers.
+  void exactWilcoxonBlocksAgree() {
+    auto backend = compute::make_cpu_backend();
+    compute::Progress progress;
+    auto source = compute::log_normalized_source(store_, result_, params_, *backend);
+    const auto n = static_cast<std::int64_t>(result_.kept_cells.size());
+    const auto g = static_cast<std::int64_t>(result_.kept_genes.size());
+    int passes = 0;
+    auto counted = [&](const compute::ChunkVisitor& visit) {
+      ++passes;
+      source(visit);
+    };
+    auto run = [&](std::size_t block_bytes, std::vector<std::int64_t> bound) {
+      compute::WilcoxonOptions o{.method = "exact", .block_bytes = block_bytes};
+      o.gene_nnz_bound = std::move(bound);
+      passes = 0;
+      auto m = compute::rank_genes_groups(counted, n, g, result_.leiden, result_.n_clusters, o,
+                                          progress);
+      return std::make_pair(std::move(m), passes);
+    };
+    const auto [one, one_passes] = run(std::size_t{512} << 20, {});
+    const auto [small, small_passes] = run(std::size_t{1} << 20, {});
+    const auto [early, early_passes] = run(std::size_t{1} << 20, result_.kept_gene_n_cells);
+    std::vector<std::int64_t> too_small(result_.kept_gene_n_cells.size(), 1);
+    const auto [wrong, wrong_passes] = run(std::size_t{1} << 20, too_small);
+    qInfo("passes over the data: one block %d, 1 MiB blocks %d, with bounds %d, too small %d",
+          one_passes, small_passes, early_passes, wrong_passes);
+    QCOMPARE(one_passes, 2);
+    QVERIFY(small_passes > 4);
+    QCOMPARE(early_passes, small_passes - 1);
+    for (const auto* other : {&small, &early, &wrong})
+      for (int c = 0; c < result_.n_clusters; ++c) {
+        QCOMPARE((*other)[c].scores, one[c].scores);
+        QCOMPARE((*other)[c].pvals, one[c].pvals);
+        QCOMPARE((*other)[c].order, one[c].order);
+      }
+  }
+
   void binnedWilcoxonAgreesWithExact() {
     auto backend = compute::make_cpu_backend();
     compute::Progress progress;
