@@ -10,6 +10,7 @@
 #include <unordered_map>
 #include <variant>
 
+#include "by_columns.hpp"
 #include "elementwise.hpp"
 #include "spectral.hpp"
 
@@ -326,13 +327,14 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       r.gene_qc.n_cells_by_counts.assign(r.n_genes_total, 0);
       r.gene_qc.total_counts.assign(r.n_genes_total, 0.0);
       n_cells_kept.assign(r.n_genes_total, 0);
+      std::vector<char> keep;
       for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t r0) {
         accumulate_qc(c, qc_genes, p.percent_top, r.cell_qc, r.gene_qc);
-        for (std::int64_t i = 0; i < c.n_rows; ++i) {
-          if (!keep_cell(r.cell_qc, r0 + i, p)) continue;
-          for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
-            if (c.data[k] > 0) ++n_cells_kept[c.indices[k]];
-        }
+        keep.resize(static_cast<std::size_t>(c.n_rows));
+        for (std::int64_t i = 0; i < c.n_rows; ++i) keep[i] = keep_cell(r.cell_qc, r0 + i, p);
+        for_each_entry_by_columns(c, [&](std::int64_t i, std::int64_t k) {
+          if (keep[i] && c.data[k] > 0) ++n_cells_kept[c.indices[k]];
+        });
       });
     }
     if (hooks.on_qc)
@@ -432,26 +434,27 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       CsrMatrix c;  // reused from chunk to chunk
       for_each_chunk(x, p.chunk_bytes, progress, "hvg", [&](const CsrMatrix& raw, std::int64_t r0) {
         log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
-        for (std::int64_t i = 0; i < c.n_rows; ++i, ++kept_row) {
-          const int b = batch.empty() ? -1 : batch[kept_row];
-          if (b >= 0) ++b_cells[b];
-          for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k) {
-            const auto g = c.indices[k];
-            const double v = c.data[k];
-            log_sum[g] += v;
-            log_sumsq[g] += v * v;
-            const double e = seurat ? std::expm1(v) : v;  // the flavor's value
-            if (seurat) {
-              exp_sum[g] += e;
-              exp_sumsq[g] += e * e;
-            }
-            if (b >= 0) {
-              b_sum[b][g] += e;
-              b_sumsq[b][g] += e * e;
-              b_seen[b][g] |= v != 0;
-            }
+        const std::int64_t first = kept_row;
+        if (!batch.empty())
+          for (std::int64_t i = 0; i < c.n_rows; ++i) ++b_cells[batch[first + i]];
+        kept_row += c.n_rows;
+        for_each_entry_by_columns(c, [&](std::int64_t i, std::int64_t k) {
+          const int b = batch.empty() ? -1 : batch[first + i];
+          const auto g = c.indices[k];
+          const double v = c.data[k];
+          log_sum[g] += v;
+          log_sumsq[g] += v * v;
+          const double e = seurat ? std::expm1(v) : v;  // the flavor's value
+          if (seurat) {
+            exp_sum[g] += e;
+            exp_sumsq[g] += e * e;
           }
-        }
+          if (b >= 0) {
+            b_sum[b][g] += e;
+            b_sumsq[b][g] += e * e;
+            b_seen[b][g] |= v != 0;
+          }
+        });
       });
       std::vector<double> mean(n_kept_genes), var(n_kept_genes);
       const double n = static_cast<double>(n_kept_cells);

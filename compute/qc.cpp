@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <limits>
 
+#include "by_columns.hpp"
+
 namespace orrery::compute {
 
 std::vector<char> genes_with_prefix(const std::vector<std::string>& names,
@@ -65,13 +67,13 @@ void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
       }
     }
   });
-  // Per gene, in entry order (one pass, cheap next to the sorting above).
-  for (std::int64_t k = 0; k < chunk.nnz(); ++k) {
+  // Per gene, each gene's cells in order (the same sums as a serial pass).
+  for_each_entry_by_columns(chunk, [&](std::int64_t, std::int64_t k) {
     const float v = chunk.data[k];
     const auto g = chunk.indices[k];
     genes.n_cells_by_counts[g] += v > 0.0f;
     genes.total_counts[g] += v;
-  }
+  });
   genes.n_cells += chunk.n_rows;
 }
 
