@@ -1,8 +1,14 @@
 // HDF5 files as an Element tree through the C API: rows are read by hyperslab, so an array is
 // never loaded whole unless asked for, and HDF5 does the type conversion and the filters.
+#include <tbb/parallel_for.h>
+#include <zlib.h>
+
 #include <algorithm>
+#include <atomic>
 #include <cstring>
 #include <functional>
+#include <limits>
+#include <type_traits>
 
 #include <hdf5_hl.h>
 
@@ -242,6 +248,7 @@ class Hdf5Element final : public Element {
     if (dims.empty() || begin < 0 || end > dims[0] || begin > end)
       fail("range [" + std::to_string(begin) + ", " + std::to_string(end) + ") out of bounds");
     if (end == begin) return;
+    if (read_deflated_chunks(begin, end, type, out)) return;
     std::vector<hsize_t> start(dims.size(), 0), count(dims.begin(), dims.end());
     start[0] = static_cast<hsize_t>(begin);
     count[0] = static_cast<hsize_t>(end - begin);
@@ -275,6 +282,172 @@ class Hdf5Element final : public Element {
   }
 
  private:
+  // Large reads of a 1-D deflated dataset (X/data and X/indices of a CSR X): HDF5 hands over
+  // the raw chunks one after the other and they are inflated, unshuffled and converted on all
+  // cores (H5Dread inflates one chunk at a time on the calling thread). False, with nothing
+  // read, where the layout is anything else ([shuffle +] deflate of a little-endian 4- or 8-byte
+  // number, every chunk allocated and fully filtered), so that H5Dread reads it.
+  bool read_deflated_chunks(std::int64_t begin, std::int64_t end, NumType type, void* out) const {
+    if (!field_.empty() || H5Iget_type(id_) != H5I_DATASET) return false;
+    H5Id space(H5Dget_space(id_));
+    if (H5Sget_simple_extent_ndims(space) != 1) return false;
+    H5Id dcpl(H5Dget_create_plist(id_));
+    hsize_t chunk = 0;
+    if (!dcpl.valid() || H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_chunk(dcpl, 1, &chunk) != 1 ||
+        chunk == 0)
+      return false;
+    if (static_cast<std::uint64_t>(end - begin) < 2 * chunk) return false;  // not worth it
+    const int n_filters = H5Pget_nfilters(dcpl);
+    bool shuffle = false, deflate = false;
+    for (int i = 0; i < n_filters; ++i) {
+      unsigned flags = 0, config = 0, values[8] = {};
+      std::size_t n_values = 8;
+      char name[64] = {};
+      const H5Z_filter_t id = H5Pget_filter2(dcpl, static_cast<unsigned>(i), &flags, &n_values,
+                                             values, sizeof name, name, &config);
+      if (id == H5Z_FILTER_SHUFFLE && i == 0 && n_filters == 2)
+        shuffle = true;
+      else if (id == H5Z_FILTER_DEFLATE && i == n_filters - 1)
+        deflate = true;
+      else
+        return false;
+    }
+    if (!deflate) return false;
+    H5Id stored(H5Dget_type(id_));
+    const std::size_t size = H5Tget_size(stored);
+    enum class Kind { F32, F64, I32, I64, U32, U64 } kind;
+    if (H5Tequal(stored, H5T_IEEE_F32LE) > 0)
+      kind = Kind::F32;
+    else if (H5Tequal(stored, H5T_IEEE_F64LE) > 0)
+      kind = Kind::F64;
+    else if (H5Tequal(stored, H5T_STD_I32LE) > 0)
+      kind = Kind::I32;
+    else if (H5Tequal(stored, H5T_STD_I64LE) > 0)
+      kind = Kind::I64;
+    else if (H5Tequal(stored, H5T_STD_U32LE) > 0)
+      kind = Kind::U32;
+    else if (H5Tequal(stored, H5T_STD_U64LE) > 0)
+      kind = Kind::U64;
+    else
+      return false;
+    const bool float_stored = kind == Kind::F32 || kind == Kind::F64;
+    if (float_stored && type != NumType::F32 && type != NumType::F64) return false;  // HDF5's job
+    if (chunk > (std::uint64_t{1} << 28)) return false;
+    const std::size_t chunk_bytes = static_cast<std::size_t>(chunk) * size;
+    const hsize_t c0 = static_cast<hsize_t>(begin) / chunk;
+    const hsize_t c1 = (static_cast<hsize_t>(end) - 1) / chunk + 1;
+    // The compressed chunks, read serially (HDF5 serialises its calls anyway).
+    std::vector<std::vector<unsigned char>> raw(c1 - c0);
+    for (hsize_t c = c0; c < c1; ++c) {
+      hsize_t offset = c * chunk, bytes = 0;
+      if (H5Dget_chunk_storage_size(id_, &offset, &bytes) < 0 || bytes == 0) return false;
+      if (bytes > 2 * chunk_bytes + 65536) return false;  // not deflate output of this chunk
+      auto& r = raw[c - c0];
+      r.resize(static_cast<std::size_t>(bytes));
+      std::uint32_t mask = 0;
+      if (H5Dread_chunk(id_, H5P_DEFAULT, &offset, &mask, r.data()) < 0)
+        fail("chunk at " + std::to_string(offset) + " cannot be read (truncated or corrupt)");
+      if (mask != 0) return false;  // a filter was skipped for this chunk
+    }
+    std::atomic<std::int64_t> bad{-1};
+    tbb::parallel_for(hsize_t{0}, c1 - c0, [&](hsize_t i) {
+      std::vector<unsigned char> plain(chunk_bytes), unshuffled;
+      uLongf length = static_cast<uLongf>(chunk_bytes);
+      if (uncompress(plain.data(), &length, raw[i].data(), static_cast<uLong>(raw[i].size())) !=
+              Z_OK ||
+          length != chunk_bytes) {
+        bad.store(static_cast<std::int64_t>((c0 + i) * chunk));
+        return;
+      }
+      if (shuffle) {  // HDF5's shuffle: byte j of every element, then byte j + 1, ...
+        unshuffled.resize(chunk_bytes);
+        for (std::size_t j = 0; j < size; ++j)
+          for (std::size_t e = 0; e < chunk; ++e) unshuffled[e * size + j] = plain[j * chunk + e];
+        plain.swap(unshuffled);
+      }
+      const auto first = static_cast<std::int64_t>((c0 + i) * chunk);
+      const std::int64_t lo = std::max(begin, first);
+      const std::int64_t hi = std::min(end, first + static_cast<std::int64_t>(chunk));
+      const unsigned char* from = plain.data() + static_cast<std::size_t>(lo - first) * size;
+      const auto n = static_cast<std::size_t>(hi - lo);
+      const auto at = static_cast<std::size_t>(lo - begin);
+      switch (kind) {
+        case Kind::F32:
+          convert_values<float>(from, n, type, out, at);
+          break;
+        case Kind::F64:
+          convert_values<double>(from, n, type, out, at);
+          break;
+        case Kind::I32:
+          convert_values<std::int32_t>(from, n, type, out, at);
+          break;
+        case Kind::I64:
+          convert_values<std::int64_t>(from, n, type, out, at);
+          break;
+        case Kind::U32:
+          convert_values<std::uint32_t>(from, n, type, out, at);
+          break;
+        case Kind::U64:
+          convert_values<std::uint64_t>(from, n, type, out, at);
+          break;
+      }
+    });
+    if (bad.load() >= 0)
+      fail("chunk at " + std::to_string(bad.load()) +
+           ": deflate data corrupt or not of the chunk's size");
+    return true;
+  }
+
+  // Elements of type Src (little-endian bytes at `from`) converted to `type` into `out` from
+  // index `at`; integers out of the target's range are clamped, as HDF5 converts them.
+  template <typename Src>
+  static void convert_values(const unsigned char* from, std::size_t n, NumType type, void* out,
+                             std::size_t at) {
+    auto each = [&](auto* dst) {
+      using Dst = std::remove_pointer_t<decltype(dst)>;
+      for (std::size_t i = 0; i < n; ++i) {
+        Src v;
+        std::memcpy(&v, from + i * sizeof(Src), sizeof(Src));
+        if constexpr (std::is_integral_v<Dst>) {
+          const auto x = static_cast<long double>(v);  // exact for 64-bit integers on x86-64
+          dst[at + i] = x < static_cast<long double>(std::numeric_limits<Dst>::lowest())
+                            ? std::numeric_limits<Dst>::lowest()
+                        : x > static_cast<long double>(std::numeric_limits<Dst>::max())
+                            ? std::numeric_limits<Dst>::max()
+                            : static_cast<Dst>(v);
+        } else {
+          dst[at + i] = static_cast<Dst>(v);
+        }
+      }
+    };
+    switch (type) {
+      case NumType::Bool: {
+        auto* dst = static_cast<std::uint8_t*>(out);
+        for (std::size_t i = 0; i < n; ++i) {
+          Src v;
+          std::memcpy(&v, from + i * sizeof(Src), sizeof(Src));
+          dst[at + i] = v != 0;
+        }
+        break;
+      }
+      case NumType::I8:
+        each(static_cast<std::int8_t*>(out));
+        break;
+      case NumType::I32:
+        each(static_cast<std::int32_t*>(out));
+        break;
+      case NumType::I64:
+        each(static_cast<std::int64_t*>(out));
+        break;
+      case NumType::F32:
+        each(static_cast<float*>(out));
+        break;
+      case NumType::F64:
+        each(static_cast<double*>(out));
+        break;
+    }
+  }
+
   // The type of this element's values: the dataset's, or its field's.
   H5Id element_type() const {
     H5Id type(H5Dget_type(id_));

@@ -349,6 +349,67 @@ with h5py.File(sys.argv[1], "r+") as f:
     }
   }
 
+  // Deflated 1-D datasets are inflated chunk by chunk in parallel (hdf5_element.cpp): every
+  // stored type, with and without shuffle, read over unaligned ranges spanning many chunks and
+  // converted to other types, equals what h5py wrote; a chunk of garbage is an error naming the
+  // file, the dataset and the chunk.
+  void deflatedChunksReadInParallel() {
+    const QString file = path("deflated.h5");
+    const QString script = R"(
+import sys
+try:
+    import h5py, numpy as np
+except ImportError:
+    sys.exit(77)
+n = 100003
+with h5py.File(sys.argv[1], "w") as f:
+    for shuffle in (False, True):
+        for dt in ("<i4", "<i8", "<u4", "<u8", "<f4", "<f8"):
+            v = (np.arange(n, dtype=np.int64) * 7919 % 1000003 - 500000)
+            if dt.startswith("<u"):
+                v = np.abs(v)
+            f.create_dataset(f"{'s' if shuffle else 'p'}{dt[1:]}", data=v.astype(dt) / (4 if dt[1] == "f" else 1),
+                             chunks=(997,), compression="gzip", compression_opts=4, shuffle=shuffle)
+    d = f.create_dataset("bad", data=np.arange(n, dtype=np.float32), chunks=(997,), compression="gzip")
+    d.id.write_direct_chunk((997 * 3,), bytes(range(7, 207)), 0)
+)";
+    RUN_PYTHON_OR_SKIP("python3-h5py", "-c", script, file);
+    auto root = io::open_hdf5_root(file.toStdString());
+    const std::int64_t n = 100003, b = 1234, e = 98765;
+    auto expected = [&](std::int64_t i, bool is_unsigned, bool is_float) {
+      double v = static_cast<double>(i * 7919 % 1000003 - 500000);
+      if (is_unsigned) v = std::fabs(v);
+      return is_float ? v / 4 : v;
+    };
+    for (const char* prefix : {"p", "s"})
+      for (const char* t : {"i4", "i8", "u4", "u8", "f4", "f8"}) {
+        auto d = root->require(std::string(prefix) + t);
+        QCOMPARE(d->shape(), std::vector<std::int64_t>{n});
+        const bool is_unsigned = t[0] == 'u', is_float = t[0] == 'f';
+        std::vector<double> as_double(e - b);
+        d->read(b, e, as_double.data());
+        std::vector<std::int64_t> as_int(e - b);
+        if (!is_float) d->read(b, e, as_int.data());
+        for (std::int64_t i = b; i < e; ++i) {
+          QCOMPARE(as_double[i - b], expected(i, is_unsigned, is_float));
+          if (!is_float)
+            QCOMPARE(static_cast<double>(as_int[i - b]), expected(i, is_unsigned, false));
+        }
+      }
+    auto bad = root->require("bad");
+    std::vector<float> all(n);
+    bad->read(0, 997 * 3, all.data());  // the chunks before the damaged one are fine
+    QCOMPARE(all[2990], 2990.0f);
+    try {
+      bad->read(0, n, all.data());
+      QFAIL("a garbage deflate chunk was accepted");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("deflated.h5") && QString(e.what()).contains("bad") &&
+                   QString(e.what()).contains("chunk at 2991"),
+               e.what());
+    }
+  }
+
   void hugeDeclaredSizesAreRefusedNotAllocated() {
     const QString file = path("huge.h5ad");
     const QString script = R"(
