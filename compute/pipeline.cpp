@@ -100,14 +100,6 @@ std::vector<std::int32_t> kept_gene_map(const PipelineResult& r) {
   return map;
 }
 
-CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
-                               const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
-                               Backend& backend) {
-  CsrMatrix out;
-  log_normalized_chunk(raw, row0, r, gene_map, p, backend, out);
-  return out;
-}
-
 void log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
                           const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
                           Backend& backend, CsrMatrix& out) {

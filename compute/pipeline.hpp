@@ -115,12 +115,8 @@ CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResu
 void kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& result,
                 const std::vector<std::int32_t>& gene_map, CsrMatrix& out);
 
-// Rows [r0, r1) of the store restricted to kept cells and genes, normalised and log1p'd:
-// the matrix every downstream stage sees.
-CsrMatrix log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0,
-                               const PipelineResult& result,
-                               const std::vector<std::int32_t>& gene_map,
-                               const PipelineParams& params, Backend& backend);
+// A chunk of the store (starting at row `row0`) restricted to kept cells and genes, normalised
+// and log1p'd into `out` (its buffers reused): the matrix every downstream stage sees.
 void log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& result,
                           const std::vector<std::int32_t>& gene_map, const PipelineParams& params,
                           Backend& backend, CsrMatrix& out);
