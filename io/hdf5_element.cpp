@@ -332,16 +332,35 @@ class Hdf5Element final : public Element {
       return false;
     const bool float_stored = kind == Kind::F32 || kind == Kind::F64;
     if (float_stored && type != NumType::F32 && type != NumType::F64) return false;  // HDF5's job
-    if (chunk > (std::uint64_t{1} << 28)) return false;
+    // Chunks of up to 64 MiB (h5py's and anndata's are KiB to a few MiB); others go to HDF5.
+    if (chunk > (std::uint64_t{64} << 20) / size) return false;
     const std::size_t chunk_bytes = static_cast<std::size_t>(chunk) * size;
+    // The chunks' compressed sizes come from the file's index: together they cannot exceed the
+    // file, so a corrupt index is refused before anything of its declared size is allocated.
+    hsize_t file_bytes = 0;
+    {
+      H5Id file(H5Iget_file_id(id_));
+      if (!file.valid() || H5Fget_filesize(file, &file_bytes) < 0) return false;
+    }
     const hsize_t c0 = static_cast<hsize_t>(begin) / chunk;
     const hsize_t c1 = (static_cast<hsize_t>(end) - 1) / chunk + 1;
     // The compressed chunks, read serially (HDF5 serialises its calls anyway).
-    std::vector<std::vector<unsigned char>> raw(c1 - c0);
+    std::vector<hsize_t> stored_bytes(c1 - c0);
+    hsize_t total = 0;
     for (hsize_t c = c0; c < c1; ++c) {
       hsize_t offset = c * chunk, bytes = 0;
       if (H5Dget_chunk_storage_size(id_, &offset, &bytes) < 0 || bytes == 0) return false;
       if (bytes > 2 * chunk_bytes + 65536) return false;  // not deflate output of this chunk
+      stored_bytes[c - c0] = bytes;
+      total += bytes;
+    }
+    if (total > file_bytes)
+      fail("chunks " + std::to_string(c0 * chunk) + ".. declare " + std::to_string(total) +
+           " compressed bytes, more than the file's " + std::to_string(file_bytes));
+    std::vector<std::vector<unsigned char>> raw(c1 - c0);
+    for (hsize_t c = c0; c < c1; ++c) {
+      hsize_t offset = c * chunk;
+      const hsize_t bytes = stored_bytes[c - c0];
       auto& r = raw[c - c0];
       r.resize(static_cast<std::size_t>(bytes));
       std::uint32_t mask = 0;
