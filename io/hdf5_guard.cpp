@@ -6,6 +6,7 @@
 #include <spawn.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -19,7 +20,9 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <set>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "anndata_reader.hpp"
@@ -39,6 +42,20 @@ struct Guard {
 
 std::mutex guard_mutex;
 std::optional<Guard> guard;
+
+// Files that passed, by identity and version: (device, inode, size, modification time in ns).
+// Opening one of them again (a re-run from the GUI) needs no second check.
+using FileVersion = std::tuple<std::uint64_t, std::uint64_t, std::int64_t, std::int64_t>;
+std::set<FileVersion> passed;
+
+std::optional<FileVersion> version_of(const std::string& path) {
+  struct stat st {};
+  if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+  return FileVersion{
+      static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino),
+      static_cast<std::int64_t>(st.st_size),
+      static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec};
+}
 
 constexpr int kExitError = 3;   // the child printed an orrery::Error
 constexpr int kExitMemory = 4;  // the child ran out of its address space
@@ -247,9 +264,11 @@ std::optional<int> hdf5_guard_main(int argc, char** argv) {
 void guard_hdf5_file(const std::string& path,
                      const std::function<void(std::string_view, double)>& progress) {
   Guard g;
+  const std::optional<FileVersion> version = version_of(path);
   {
     std::lock_guard lock(guard_mutex);
     if (!guard) return;
+    if (version && passed.count(*version)) return;  // checked before, unchanged since
     g = *guard;
   }
   if (const char* off = std::getenv("ORRERY_HDF5_GUARD"); off && std::string(off) == "0") return;
@@ -356,7 +375,13 @@ void guard_hdf5_file(const std::string& path,
                     "): the file's HDF5 structure is corrupt");
   }
   const int code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  if (code == 0) return;
+  if (code == 0) {
+    if (version && version == version_of(path)) {  // unchanged while it was checked
+      std::lock_guard lock(guard_mutex);
+      passed.insert(*version);
+    }
+    return;
+  }
   if (code == kExitError && report.has_error)
     throw Error(path, report.error_element, report.error_message);
   if (code == kExitMemory)

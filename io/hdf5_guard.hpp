@@ -37,7 +37,8 @@ void enable_hdf5_guard(const std::string& executable, Hdf5GuardLimits limits = {
 bool hdf5_guard_enabled();
 
 // Runs the child's check of `path` and returns when it passed; throws orrery::Error naming the
-// file and element otherwise. Returns at once when the guard is off. If the child cannot be
+// file and element otherwise. Returns at once when the guard is off, or when this file passed
+// before and is unchanged (same device, inode, size and modification time). If the child cannot be
 // started at all the file is read in-process as before, with a warning on stderr. `progress`
 // (when given) is called a few times a second while the child works; a Cancelled it throws
 // (or the child dying of SIGINT/SIGTERM) stops the check, and the child is killed.

@@ -2,13 +2,16 @@
 // int counts), Orrery reads value for value; hostile files give errors naming file and element.
 #include <QtTest/QtTest>
 
+#include <chrono>
 #include <cmath>
+#include <filesystem>
 #include <fstream>
 
 #include "common/python.hpp"
 #include "compute/synth.hpp"
 #include "io/anndata_writer.hpp"
 #include "io/error.hpp"
+#include "io/hdf5_guard.hpp"
 #include "io/store.hpp"
 
 using namespace orrery;
@@ -408,6 +411,48 @@ with h5py.File(sys.argv[1], "w") as f:
                    QString(e.what()).contains("chunk at 2991"),
                e.what());
     }
+  }
+
+  // The HDF5 guard's bookkeeping with stand-in checkers (/bin/true passes any file, /bin/false
+  // fails it): a failed check is an error naming the file; a file that passed is not checked
+  // again until it changes. (tests/cli/errors.sh runs the real check on hostile files.)
+  void hdf5GuardRemembersFilesThatPassed() {
+    const QString file = path("guarded.h5ad");
+    {
+      io::AnnDataWriter w(file.toStdString());
+      write_single_chunk(w, small_matrix());
+      DataFrame obs, var;
+      obs.index = {"c0", "c1", "c2", "c3"};
+      var.index = {"g0", "g1", "g2", "g3", "g4"};
+      w.write_obs(obs);
+      w.write_var(var);
+      w.commit();
+    }
+    qunsetenv("ORRERY_HDF5_GUARD");
+    auto off = qScopeGuard([] { qputenv("ORRERY_HDF5_GUARD", "0"); });  // later tests: off
+    // The error opening `file`, or "" when it opens.
+    auto error_opening = [&]() -> QString {
+      try {
+        io::open_store(file.toStdString());
+      } catch (const Error& e) {
+        return e.what();
+      }
+      return {};
+    };
+    auto refused = [&] {
+      const QString e = error_opening();
+      return e.contains("guarded.h5ad") && e.contains("exit status 1");
+    };
+    io::enable_hdf5_guard("/bin/false");
+    QVERIFY(refused());
+    io::enable_hdf5_guard("/bin/true");
+    QCOMPARE(io::open_store(file.toStdString()).n_obs(), std::int64_t{4});
+    io::enable_hdf5_guard("/bin/false");
+    QCOMPARE(io::open_store(file.toStdString()).n_obs(), std::int64_t{4});  // remembered
+    const auto later =
+        std::filesystem::last_write_time(file.toStdString()) + std::chrono::seconds(2);
+    std::filesystem::last_write_time(file.toStdString(), later);
+    QVERIFY(refused());  // changed since: checked again
   }
 
   void hugeDeclaredSizesAreRefusedNotAllocated() {
