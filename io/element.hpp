@@ -104,6 +104,10 @@ class Element {
   // for anything else), and one field as a 1-D array element of its own.
   virtual std::vector<std::string> fields() const { return {}; }
   virtual std::unique_ptr<Element> field(const std::string& name) const { return nullptr; }
+  // Looks up chunks of a chunked 1-D array across its whole index without reading data
+  // (HDF5's chunk B-tree), for the HDF5 guard; throws orrery::Error when a lookup fails. A
+  // no-op elsewhere.
+  virtual void visit_chunk_index() const {}
   // The whole 1-D string array (or the one string of a scalar), UTF-8.
   virtual std::vector<std::string> read_strings() const = 0;
 

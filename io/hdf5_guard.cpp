@@ -106,6 +106,7 @@ void walk(const Element& e, int depth) {
   }
   const std::int64_t rows = shape.empty() ? 1 : shape[0];
   if (rows <= 0) return;
+  e.visit_chunk_index();  // across the chunk index, where a large array is only sampled below
   // Bytes per row along the first axis; a row over the whole-array budget is not read (the
   // readers refuse such shapes themselves).
   std::size_t row_bytes = num_type_size(e.stored_type());

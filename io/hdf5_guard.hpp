@@ -3,11 +3,12 @@
 // B-trees that make it crash (SEGV), loop forever or allocate gigabytes inside the library,
 // before Orrery sees a value to check. So, once enabled, opening an h5ad or 10x .h5 file first
 // runs a child process (this same executable) that reads the file's whole structure: every
-// group and attribute, every string array, small arrays whole and the first and last rows of
-// large ones. A crash, a hang or a runaway allocation then happens in the child, under a memory
-// limit and a deadline, and the parent gets an orrery::Error naming the file and the element
-// that was being read. Large arrays are only sampled, so this is a net under the structures
-// every reader touches, not a proof that every chunk of X decodes (`orrery check` streams X).
+// group and attribute, every string array, lookups across every 1-D array's chunk index,
+// small arrays whole and the first and last rows of large ones. A crash, a hang or a runaway
+// allocation then happens in the child, under a memory limit and a deadline, and the parent gets an
+// orrery::Error naming the file and the element that was being read. The data of large arrays are
+// only sampled (their chunk indexes are visited leaf by leaf), so a chunk whose compressed bytes
+// are damaged is found when it is read, as a decoding error (`orrery check` streams all of X).
 #pragma once
 
 #include <cstddef>
