@@ -263,14 +263,9 @@ class Hdf5Element final : public Element {
   }
 
   void visit_chunk_index() const override {
-    if (!field_.empty() || H5Iget_type(id_) != H5I_DATASET) return;
-    H5Id space(H5Dget_space(id_));
-    if (H5Sget_simple_extent_ndims(space) != 1) return;
-    H5Id dcpl(H5Dget_create_plist(id_));
-    hsize_t chunk = 0, n = 0;
-    if (!dcpl.valid() || H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_chunk(dcpl, 1, &chunk) != 1 ||
-        chunk == 0 || H5Sget_simple_extent_dims(space, &n, nullptr) != 1)
-      return;
+    const Chunked1d layout = chunked_1d();
+    const hsize_t chunk = layout.chunk, n = layout.length;
+    if (chunk == 0) return;
     // Lookups at evenly spaced chunks, at most 2048 (each costs ~0.2 ms here): the leaves of
     // HDF5's chunk B-tree hold at least 32 chunks each, so up to ~32k chunks every leaf and
     // every path to it is visited; beyond that, a sample.
@@ -306,20 +301,39 @@ class Hdf5Element final : public Element {
   }
 
  private:
+  // A chunked 1-D dataset's creation properties, length and chunk length (chunk 0 for anything
+  // else: a group, a compound field, another rank or layout).
+  struct Chunked1d {
+    H5Id dcpl;
+    hsize_t length = 0, chunk = 0;
+  };
+  Chunked1d chunked_1d() const {
+    Chunked1d out;
+    if (!field_.empty() || H5Iget_type(id_) != H5I_DATASET) return out;
+    H5Id space(H5Dget_space(id_));
+    hsize_t length = 0, chunk = 0;
+    if (H5Sget_simple_extent_ndims(space) != 1 ||
+        H5Sget_simple_extent_dims(space, &length, nullptr) != 1)
+      return out;
+    H5Id dcpl(H5Dget_create_plist(id_));
+    if (!dcpl.valid() || H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_chunk(dcpl, 1, &chunk) != 1)
+      return out;
+    out.dcpl = std::move(dcpl);
+    out.length = length;
+    out.chunk = chunk;
+    return out;
+  }
+
   // Large reads of a 1-D deflated dataset (X/data and X/indices of a CSR X): HDF5 hands over
   // the raw chunks one after the other and they are inflated, unshuffled and converted on all
   // cores (H5Dread inflates one chunk at a time on the calling thread). False, with nothing
   // read, where the layout is anything else ([shuffle +] deflate of a little-endian 4- or 8-byte
   // number, every chunk allocated and fully filtered), so that H5Dread reads it.
   bool read_deflated_chunks(std::int64_t begin, std::int64_t end, NumType type, void* out) const {
-    if (!field_.empty() || H5Iget_type(id_) != H5I_DATASET) return false;
-    H5Id space(H5Dget_space(id_));
-    if (H5Sget_simple_extent_ndims(space) != 1) return false;
-    H5Id dcpl(H5Dget_create_plist(id_));
-    hsize_t chunk = 0;
-    if (!dcpl.valid() || H5Pget_layout(dcpl) != H5D_CHUNKED || H5Pget_chunk(dcpl, 1, &chunk) != 1 ||
-        chunk == 0)
-      return false;
+    const Chunked1d layout = chunked_1d();
+    const hsize_t chunk = layout.chunk;
+    const H5Id& dcpl = layout.dcpl;
+    if (chunk == 0) return false;
     if (static_cast<std::uint64_t>(end - begin) < 2 * chunk) return false;  // not worth it
     const int n_filters = H5Pget_nfilters(dcpl);
     bool shuffle = false, deflate = false;
