@@ -5,6 +5,62 @@
 
 namespace orrery::io {
 
+namespace {
+
+// A 1-D record array (anndata's rec-arrays, such as a rank_genes_groups of the input) whose
+// fields are all strings or all numbers, as TreeWriter::records writes them; false when it
+// has another form.
+bool copy_records(const Element& src, TreeWriter& w, const std::string& dst,
+                  const std::vector<std::string>& fields, const std::vector<std::int64_t>* rows) {
+  const auto shape = src.shape();
+  if (shape.size() != 1) return false;
+  std::vector<std::unique_ptr<Element>> columns;
+  bool strings = false, numbers = false, all_f32 = true;
+  for (const auto& name : fields) {
+    auto f = src.field(name);
+    if (!f) return false;
+    const auto kind = f->kind();
+    if (kind == ElementKind::String)
+      strings = true;
+    else if (kind == ElementKind::Integer || kind == ElementKind::Float ||
+             kind == ElementKind::Bool)
+      numbers = true;
+    else
+      return false;
+    if (kind != ElementKind::String && f->stored_type() != NumType::F32) all_f32 = false;
+    columns.push_back(std::move(f));
+  }
+  if (strings == numbers) return false;  // mixed (or no fields)
+  std::vector<std::int64_t> order;
+  if (rows) {
+    for (auto r : *rows)
+      if (r < 0 || r >= shape[0]) src.fail("row out of range");
+    order = *rows;
+  } else {
+    for (std::int64_t r = 0; r < shape[0]; ++r) order.push_back(r);
+  }
+  const std::size_t n = order.size(), k = fields.size();
+  std::vector<std::string> texts(strings ? n * k : 0);
+  std::vector<double> values(numbers ? n * k : 0);
+  for (std::size_t f = 0; f < k; ++f) {
+    if (strings) {
+      const auto column = columns[f]->read_strings();
+      for (std::size_t i = 0; i < n; ++i)
+        texts[i * k + f] = column.at(static_cast<std::size_t>(order[i]));
+    } else {
+      std::vector<double> column(static_cast<std::size_t>(shape[0]));
+      columns[f]->read(0, shape[0], column.data());
+      for (std::size_t i = 0; i < n; ++i)
+        values[i * k + f] = column[static_cast<std::size_t>(order[i])];
+    }
+  }
+  w.records(dst, fields, all_f32 ? NumType::F32 : NumType::F64, values, strings ? &texts : nullptr,
+            n, src.attrs());
+  return true;
+}
+
+}  // namespace
+
 void copy_element(const Element& src, TreeWriter& w, const std::string& dst,
                   std::vector<std::string>& skipped, const std::vector<std::int64_t>* rows) {
   // HDF5 hard links can make a group its own descendant; a copy must not follow them forever.
@@ -19,6 +75,9 @@ void copy_element(const Element& src, TreeWriter& w, const std::string& dst,
     return;
   }
   if (kind == ElementKind::Other) {
+    if (const auto fields = src.fields();
+        !fields.empty() && copy_records(src, w, dst, fields, rows))
+      return;
     skipped.push_back(src.path());
     return;
   }

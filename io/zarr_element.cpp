@@ -26,13 +26,26 @@ constexpr std::size_t kMaxChunkBytes = std::size_t{1} << 31;
 constexpr std::size_t kMaxStringChunkBytes = std::size_t{1} << 30;
 constexpr std::size_t kMaxMetadataBytes = std::size_t{64} << 20;
 
+struct Field;
+
 // Element type of an array: kind 'i', 'u', 'f', 'b' (bool), 'U' (UTF-32 fixed), 'S' (bytes
-// fixed) or 'O' (variable-length UTF-8); size in bytes per element ('U': 4 per character).
+// fixed), 'O' (variable-length UTF-8) or 'V' (a record of fixed-size fields, as anndata's
+// rec-arrays: numpy structured dtypes in v2, zarr-python's "structured" data type in v3); size
+// in bytes per element ('U': 4 per character).
 struct DType {
   char kind = 0;
   std::size_t size = 0;
   bool big_endian = false;
+  std::vector<Field> fields;  // 'V' only
 };
+
+struct Field {
+  std::string name;
+  DType type;
+  std::size_t offset = 0;
+};
+
+constexpr std::size_t kMaxFields = 4096;
 
 // How a chunk's bytes become elements, in encoding order: bytes->bytes codecs after the
 // array->bytes step (bytes with an endianness, or vlen-utf8).
@@ -95,8 +108,31 @@ std::vector<std::int64_t> int_list(const json& j, const char* what, const std::s
   return out;
 }
 
+bool fixed_size(const DType& d) {
+  return d.kind != 0 && d.kind != 'O' && d.kind != 'V';
+}
+
+DType parse_v2_dtype(const json& j, const std::string& file, const std::string& element);
+
+// A numpy structured dtype, [[name, typestr], ...]; fields with a sub-array shape, nested
+// records or variable-length members have no fixed layout here and make the array unreadable.
+DType parse_v2_record(const json& j, const std::string& file, const std::string& element) {
+  DType d;
+  d.kind = 'V';
+  if (j.empty() || j.size() > kMaxFields) return DType{};
+  for (const auto& f : j) {
+    if (!f.is_array() || f.size() != 2 || !f[0].is_string()) return DType{};
+    Field field{f[0].get<std::string>(), parse_v2_dtype(f[1], file, element), d.size};
+    if (!fixed_size(field.type)) return DType{};
+    d.size += field.type.size;
+    d.fields.push_back(std::move(field));
+  }
+  return d;
+}
+
 DType parse_v2_dtype(const json& j, const std::string& file, const std::string& element) {
-  if (!j.is_string()) return DType{};  // structured dtypes: kind 0, unsupported for reading
+  if (j.is_array()) return parse_v2_record(j, file, element);
+  if (!j.is_string()) return DType{};
   const std::string s = j.get<std::string>();
   if (s.size() < 2 || (s[0] != '<' && s[0] != '>' && s[0] != '|') || (s.size() == 2 && s[1] != 'O'))
     throw Error(file, element, "unrecognised dtype '" + s + "'");
@@ -122,13 +158,53 @@ DType parse_v2_dtype(const json& j, const std::string& file, const std::string& 
   return d;
 }
 
+DType parse_v3_dtype(const json& j);
+
+const json& config_of(const json& codec);
+
+// zarr-python 3.1's "structured" data type: {"fields": [[name, data type], ...]}, each field of
+// a fixed size.
+DType parse_v3_record(const json& j) {
+  const json& fields = config_of(j).value("fields", json());
+  if (!fields.is_array() || fields.empty() || fields.size() > kMaxFields) return DType{};
+  DType d;
+  d.kind = 'V';
+  for (const auto& f : fields) {
+    if (!f.is_array() || f.size() != 2 || !f[0].is_string()) return DType{};
+    DType t = parse_v3_dtype(f[1]);
+    if (!fixed_size(t)) return DType{};
+    d.fields.push_back({f[0].get<std::string>(), t, d.size});
+    d.size += t.size;
+  }
+  return d;
+}
+
+// Data types spelled as objects: records, and fixed-length strings of `length_bytes`.
+DType parse_v3_object_dtype(const json& j) {
+  const std::string name = j.value("name", "");
+  if (name == "structured") return parse_v3_record(j);
+  const json& length = config_of(j).value("length_bytes", json());
+  if ((name != "fixed_length_utf32" && name != "null_terminated_bytes") ||
+      !length.is_number_integer() || length.get<std::int64_t>() <= 0 ||
+      length.get<std::int64_t>() > 4'000'000)
+    return DType{};
+  DType t;
+  t.kind = name == "fixed_length_utf32" ? 'U' : 'S';
+  t.size = length.get<std::size_t>();
+  if (t.kind == 'U' && t.size % 4 != 0) return DType{};
+  return t;
+}
+
 DType parse_v3_dtype(const json& j) {
+  if (j.is_object()) return parse_v3_object_dtype(j);
   if (!j.is_string()) return DType{};
   static const std::pair<const char*, DType> names[] = {
-      {"bool", {'b', 1, false}},    {"int8", {'i', 1, false}},    {"int16", {'i', 2, false}},
-      {"int32", {'i', 4, false}},   {"int64", {'i', 8, false}},   {"uint8", {'u', 1, false}},
-      {"uint16", {'u', 2, false}},  {"uint32", {'u', 4, false}},  {"uint64", {'u', 8, false}},
-      {"float32", {'f', 4, false}}, {"float64", {'f', 8, false}}, {"string", {'O', 0, false}}};
+      {"bool", {'b', 1, false, {}}},    {"int8", {'i', 1, false, {}}},
+      {"int16", {'i', 2, false, {}}},   {"int32", {'i', 4, false, {}}},
+      {"int64", {'i', 8, false, {}}},   {"uint8", {'u', 1, false, {}}},
+      {"uint16", {'u', 2, false, {}}},  {"uint32", {'u', 4, false, {}}},
+      {"uint64", {'u', 8, false, {}}},  {"float32", {'f', 4, false, {}}},
+      {"float64", {'f', 8, false, {}}}, {"string", {'O', 0, false, {}}}};
   for (const auto& [name, d] : names)
     if (j.get<std::string>() == name) return d;
   return DType{};
@@ -450,6 +526,29 @@ class ZarrElement final : public Element {
 
   std::vector<std::int64_t> shape() const override { return meta_.shape; }
 
+  std::vector<std::string> fields() const override {
+    std::vector<std::string> names;
+    for (const auto& f : meta_.dtype.fields) names.push_back(f.name);
+    return names;
+  }
+
+  // The field is read through the record array's chunks: decoded whole, then its bytes picked
+  // out of every record.
+  std::unique_ptr<Element> field(const std::string& name) const override {
+    for (const auto& f : meta_.dtype.fields) {
+      if (f.name != name) continue;
+      if (meta_.shape.size() != 1) fail("record arrays must be 1-D");
+      ArrayMeta m = meta_;
+      m.dtype = f.type;
+      auto e = std::make_unique<ZarrElement>(file_, join(path_, name), dir_, version_, false,
+                                             json::object(), std::move(m));
+      e->record_size_ = meta_.dtype.size;
+      e->field_offset_ = f.offset;
+      return e;
+    }
+    return nullptr;
+  }
+
   void read(std::int64_t begin, std::int64_t end, NumType type, void* out) const override {
     const auto& s = meta_.shape;
     const char k = meta_.dtype.kind;
@@ -567,6 +666,7 @@ class ZarrElement final : public Element {
     } else {
       m.dtype.big_endian = m.pipeline.big_endian;
     }
+    for (auto& f : m.dtype.fields) f.type.big_endian = m.dtype.big_endian;
     if (m.dtype.kind == 'O' && !(m.sharding ? m.sharding->inner_pipeline.vlen : m.pipeline.vlen))
       throw Error(file, path, "string arrays need the vlen-utf8 codec");
     m.fill = j.value("fill_value", json());
@@ -585,6 +685,13 @@ class ZarrElement final : public Element {
       n *= static_cast<std::size_t>(c);
     }
     return n;
+  }
+
+  // The decoded size of one unit chunk of `element_size`-byte elements, bounded like its shape.
+  std::size_t unit_bytes(std::size_t element_size) const {
+    const std::size_t n = unit_elements();
+    if (element_size > 0 && n > kMaxChunkBytes / element_size) fail("absurd chunk size");
+    return n * element_size;
   }
 
   fs::path key_path(const std::vector<std::int64_t>& index) const {
@@ -636,7 +743,8 @@ class ZarrElement final : public Element {
     if (!raw) return std::nullopt;
     const Pipeline& p = meta_.sharding ? meta_.sharding->inner_pipeline : meta_.pipeline;
     const bool vlen = p.vlen;
-    const std::size_t expected = vlen ? 0 : unit_elements() * meta_.dtype.size;
+    const std::size_t expected =
+        vlen ? 0 : unit_bytes(record_size_ ? record_size_ : meta_.dtype.size);
     const std::string element = path_ + " chunk " + key_path(index).filename().string();
     for (auto it = p.byte_codecs.rbegin(); it != p.byte_codecs.rend(); ++it) {
       const std::string name = it->value("name", "");
@@ -657,6 +765,13 @@ class ZarrElement final : public Element {
         throw Error(file_, element,
                     "holds " + std::to_string(raw->size()) + " bytes, expected " +
                         std::to_string(expected));
+      if (record_size_) {  // this field's bytes out of each record
+        const std::size_t n = unit_elements(), size = meta_.dtype.size;
+        Bytes mine(n * size);
+        for (std::size_t i = 0; i < n; ++i)
+          std::memcpy(mine.data() + i * size, raw->data() + i * record_size_ + field_offset_, size);
+        *raw = std::move(mine);
+      }
       if (meta_.dtype.big_endian && meta_.dtype.kind != 'U')
         byteswap_elements(*raw, meta_.dtype.size);
     }
@@ -670,7 +785,7 @@ class ZarrElement final : public Element {
     if (cached_ && cached_index_ == index) return cached_;
     auto raw = chunk_bytes(index);
     if (!raw) {
-      raw.emplace(unit_elements() * meta_.dtype.size);
+      raw.emplace(unit_bytes(meta_.dtype.size));
       std::vector<std::uint8_t> one(meta_.dtype.size);
       store_scalar(fill_number(meta_.fill), meta_.dtype, one.data());
       for (std::size_t i = 0; i < raw->size(); i += one.size())
@@ -743,6 +858,8 @@ class ZarrElement final : public Element {
   bool group_;
   json attrs_;
   ArrayMeta meta_;
+  // A field of a record array: the record's size and the field's offset in it (0: not a field).
+  std::size_t record_size_ = 0, field_offset_ = 0;
   mutable std::mutex mutex_;
   mutable std::shared_ptr<const Bytes> cached_;
   mutable std::vector<std::int64_t> cached_index_;

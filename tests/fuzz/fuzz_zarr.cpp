@@ -1,6 +1,6 @@
 // libFuzzer: one zarr array, as metadata plus its first chunk. The input is the metadata JSON, a
 // NUL byte, then the chunk's bytes; metadata naming zarr_format 3 becomes zarr.json. Opening and
-// reading (numbers or strings) must succeed or raise orrery::Error.
+// reading (numbers, strings or the fields of records) must succeed or raise orrery::Error.
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -37,6 +37,15 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   orrery::fuzz::write_file(dir / key, chunk, chunk_size);
   try {
     auto array = orrery::io::open_zarr_root(dir.string());
+    for (const auto& name : array->fields()) {  // record arrays: every field
+      auto field = array->field(name);
+      if (field->kind() == orrery::io::ElementKind::String) {
+        field->read_strings();
+      } else if (const auto n = field->length(); n <= (1 << 20)) {
+        std::vector<double> out(static_cast<std::size_t>(n));
+        field->read(0, n, out.data());
+      }
+    }
     if (array->kind() == orrery::io::ElementKind::String) {
       array->read_strings();
     } else if (!array->is_group()) {

@@ -227,3 +227,24 @@ write_v3("v3-gzip-crc32c.zarr", "gzip", crc=True)
 write_v3("v3-zstd.zarr", "zstd")
 write_v3("v3-blosc.zarr", "blosc")
 write_v3("v3-sharded.zarr", "zstd", crc=True, shard=True)
+
+# --- record arrays (anndata's rec-arrays, as scanpy's rank_genes_groups stores them) ---------
+rec = anndata.AnnData(X=sp.csr_matrix(dense[:5]), obs=obs.iloc[:5].copy(), var=var.copy())
+rec.uns["markers"] = {
+    "names": np.rec.fromarrays(
+        [[f"g{i}-é" for i in range(6)], [f"h{i}" * (i + 1) for i in range(6)]], names=["a", "b"]),
+    "scores": np.rec.fromarrays(
+        [np.arange(6, dtype=np.float32) / 4, -np.arange(6, dtype=np.float32)], names=["a", "b"]),
+    "pvals": np.rec.fromarrays(
+        [np.linspace(1e-300, 0.5, 6), np.linspace(0.1, 0.9, 6)], names=["a", "b"]),
+}
+rec.uns["mixed"] = np.rec.fromarrays([["x", "y"], [1.5, 2.5]], names=["name", "value"])
+rec.write_h5ad(os.path.join(out, "rec.h5ad"))
+rec.write_zarr(os.path.join(out, "v2-rec.zarr"))
+# The same scores with big-endian fields, as numpy writes them on such machines.
+group = zarr.open_group(os.path.join(out, "v2-rec.zarr"), mode="r+")
+scores = group["uns/markers/scores"]
+attrs = scores.attrs.asdict()
+swapped = scores[...].astype([("a", ">f4"), ("b", ">f4")])
+del group["uns/markers/scores"]
+group.create_dataset("uns/markers/scores", data=swapped, chunks=(4,)).attrs.update(attrs)
