@@ -13,6 +13,7 @@
 #include "compute/palette.hpp"
 #include "compute/result_writer.hpp"
 #include "csv.hpp"
+#include "io/anndata_reader.hpp"
 
 namespace orrery::app {
 
@@ -54,6 +55,69 @@ void for_each_numeric_obs(const io::Store& store, const compute::PipelineResult&
           }
         },
         c.values);
+}
+
+// A categorical column for `cells` (all cells when null), with the store's colours when it has
+// one per category, else the categorical palette.
+std::shared_ptr<ObsCategories> categories_of(const std::string& name, const Categorical& cat,
+                                             const std::vector<CellIndex>* cells) {
+  auto out = std::make_shared<ObsCategories>();
+  out->name = QString::fromStdString(name);
+  if (cells)
+    for (auto i : *cells) out->codes.push_back(cat.codes[i]);
+  else
+    out->codes = cat.codes;
+  out->categories = cat.categories;
+  out->colors = cat.colors.size() == cat.categories.size()
+                    ? cat.colors
+                    : compute::categorical_palette(cat.categories.size());
+  return out;
+}
+
+// The input's obsm entries that can be drawn as an embedding (dense, a row per cell, at least
+// two columns): X_umap and X_tsne first, then the others as stored, X_pca last.
+std::vector<std::string> stored_embedding_keys(const io::Store& store) {
+  std::vector<std::string> keys;
+  for (const auto& key : store.obsm_keys) {
+    auto e = store.root->open("obsm/" + key);
+    if (!e || e->is_group() || e->kind() == io::ElementKind::String ||
+        e->kind() == io::ElementKind::Other)
+      continue;
+    const auto shape = e->shape();
+    if (shape.size() == 2 && shape[0] == store.n_obs() && shape[1] >= 2) keys.push_back(key);
+  }
+  auto rank = [](const std::string& k) {
+    return k == "X_umap" ? 0 : k == "X_tsne" ? 1 : k == "X_pca" ? 3 : 2;
+  };
+  std::stable_sort(keys.begin(), keys.end(),
+                   [&](const auto& a, const auto& b) { return rank(a) < rank(b); });
+  return keys;
+}
+
+// The store's first embedding coloured by its first categorical obs column that has stored
+// colours (as scanpy leaves leiden / cell_type after plotting), else its first categorical one
+// of at most 1000 categories; null when it holds no embedding.
+std::shared_ptr<StoredPreview> stored_preview(const io::Store& store, const QString& path) {
+  const auto keys = stored_embedding_keys(store);
+  if (keys.empty()) return nullptr;
+  auto preview = std::make_shared<StoredPreview>();
+  preview->store_path = path;
+  preview->embedding = QString::fromStdString(keys.front());
+  preview->xy =
+      io::read_dense_columns(*store.root->require("obsm/" + keys.front()), store.n_obs(), 2).values;
+  const Column* chosen = nullptr;
+  for (int pass = 0; pass < 2 && !chosen; ++pass)
+    for (const auto& c : store.obs.columns)
+      if (const auto* cat = std::get_if<Categorical>(&c.values))
+        if (pass == 0 ? cat->colors.size() == cat->categories.size() && !cat->colors.empty()
+                      : cat->categories.size() <= 1000) {
+          chosen = &c;
+          break;
+        }
+  if (chosen)
+    preview->categories =
+        categories_of(chosen->name, std::get<Categorical>(chosen->values), nullptr);
+  return preview;
 }
 
 }  // namespace
@@ -124,6 +188,14 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     };
     auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
     emit storeOpened(QString::fromStdString(io::describe_store(*store, path.toStdString())));
+    // Once per store (re-runs of the same store keep their result on screen). A damaged obsm
+    // entry costs the preview, not the run.
+    try {
+      auto preview = qc_path_ == path ? nullptr : stored_preview(*store, path);
+      if (preview) emit storedPreview(std::move(preview));
+    } catch (const Error& e) {
+      progress.warn(std::string("no preview of the stored embedding: ") + e.what());
+    }
     std::string note;
     auto backend = compute::make_backend(params.backend, &note);
     compute::PipelineHooks hooks;
@@ -161,6 +233,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     for (const auto& c : store->obs.columns)
       if (std::holds_alternative<Categorical>(c.values)) snap->obs_categorical.push_back(c.name);
     for (const auto& m : result->markers) snap->markers.push_back(top_markers(m, *store, *result));
+    snap->stored_embeddings = stored_embedding_keys(*store);
     snap->backend_note = QString::fromStdString(note);
     snap->seconds = timer.elapsed() / 1000.0;
 
@@ -353,14 +426,7 @@ void ComputeWorker::geneValues(const QString& gene) {
     const std::string name = gene.toStdString();
     if (const Column* c = store_->obs.find(name))
       if (const auto* cat = std::get_if<Categorical>(&c->values)) {
-        auto out = std::make_shared<ObsCategories>();
-        out->name = gene;
-        for (auto i : result_->kept_cells) out->codes.push_back(cat->codes[i]);
-        out->categories = cat->categories;
-        out->colors = cat->colors.size() == cat->categories.size()
-                          ? cat->colors
-                          : compute::categorical_palette(cat->categories.size());
-        emit categoriesReady(std::move(out));
+        emit categoriesReady(categories_of(name, *cat, &result_->kept_cells));
         return;
       }
     std::shared_ptr<const std::vector<float>> obs_values;
@@ -396,6 +462,26 @@ void ComputeWorker::geneValues(const QString& gene) {
   }
 }
 
+void ComputeWorker::storedEmbedding(const QString& key) {
+  if (!result_) {
+    emit failed("run the pipeline first");
+    return;
+  }
+  try {
+    const auto all = io::read_dense_columns(*store_->root->require("obsm/" + key.toStdString()),
+                                            store_->n_obs(), 2);
+    auto xy = std::make_shared<std::vector<float>>();
+    xy->reserve(2 * result_->kept_cells.size());
+    for (auto c : result_->kept_cells) {
+      xy->push_back(all.at(c, 0));
+      xy->push_back(all.at(c, 1));
+    }
+    emit embeddingReady(key, std::move(xy));
+  } catch (const std::exception& e) {
+    emit failed(QString::fromUtf8(e.what()));
+  }
+}
+
 ComputeThread::ComputeThread(QObject* parent) : QObject(parent), worker_(new ComputeWorker) {
   qRegisterMetaType<orrery::compute::PipelineParams>();
   qRegisterMetaType<std::shared_ptr<const orrery::app::RunSnapshot>>();
@@ -407,6 +493,7 @@ ComputeThread::ComputeThread(QObject* parent) : QObject(parent), worker_(new Com
   qRegisterMetaType<std::shared_ptr<const std::vector<std::int32_t>>>();
   qRegisterMetaType<std::shared_ptr<const orrery::app::DotPlotData>>();
   qRegisterMetaType<std::shared_ptr<const orrery::app::ObsCategories>>();
+  qRegisterMetaType<std::shared_ptr<const orrery::app::StoredPreview>>();
   worker_->moveToThread(&thread_);
   connect(&thread_, &QThread::finished, worker_, &QObject::deleteLater);
   thread_.setObjectName("orrery-compute");
@@ -443,6 +530,10 @@ void ComputeThread::dotPlot(const QStringList& genes,
 void ComputeThread::exportQc(const QString& path, const compute::PipelineParams& thresholds) {
   QMetaObject::invokeMethod(worker_, "exportQc", Qt::QueuedConnection, Q_ARG(QString, path),
                             Q_ARG(orrery::compute::PipelineParams, thresholds));
+}
+
+void ComputeThread::storedEmbedding(const QString& key) {
+  QMetaObject::invokeMethod(worker_, "storedEmbedding", Qt::QueuedConnection, Q_ARG(QString, key));
 }
 
 void ComputeThread::geneValues(const QString& gene) {

@@ -35,6 +35,15 @@ struct ObsCategories {
   std::vector<std::string> categories, colors;
 };
 
+// What the window shows while a store's pipeline runs: the embedding the store already holds
+// (scanpy's X_umap of an analysed store, a paper's X_tsne, ...) for every cell, coloured by one
+// of its categorical obs columns (preferring one with stored colours) when it has any.
+struct StoredPreview {
+  QString store_path, embedding;                    // the obsm key
+  std::vector<float> xy;                            // n_obs x 2: the embedding's first two columns
+  std::shared_ptr<const ObsCategories> categories;  // per cell of the store, or null
+};
+
 // What the UI needs to draw and list: copied out of the result once per run.
 struct RunSnapshot {
   QString store_path;
@@ -49,6 +58,9 @@ struct RunSnapshot {
   std::vector<std::string> obs_numeric;         // numeric obs/QC columns one can colour by
   std::vector<std::string> obs_categorical;     // categorical obs columns one can colour by
   std::vector<std::vector<MarkerRow>> markers;  // per cluster, top genes by score
+  // The input's own embeddings (obsm keys with at least two columns), X_umap and X_tsne first:
+  // the kept cells can be drawn on them instead of this run's UMAP.
+  std::vector<std::string> stored_embeddings;
   QString backend_note;
   double seconds = 0;
 };
@@ -78,6 +90,8 @@ class ComputeWorker : public QObject {
   // `groups`; one pass over the store.
   void dotPlot(const QStringList& genes, std::shared_ptr<const std::vector<std::int32_t>> labels,
                const QStringList& groups);
+  // The first two columns of the input's obsm `key` for the kept cells: embeddingReady.
+  void storedEmbedding(const QString& key);
   // The QC metrics of every cell of the store as CSV (as scanpy's obs columns, plus whether the
   // cell passes `thresholds`), written on this thread to a temporary file renamed on success;
   // saved(path) or failed().
@@ -89,6 +103,9 @@ class ComputeWorker : public QObject {
   void qcReady(std::shared_ptr<const orrery::compute::QcMetrics> metrics);
   // The opened store described as by `orrery info`, before the first pass over X.
   void storeOpened(const QString& summary);
+  // After storeOpened, when the store holds an embedding; the pipeline then runs.
+  void storedPreview(std::shared_ptr<const orrery::app::StoredPreview> preview);
+  void embeddingReady(const QString& key, std::shared_ptr<const std::vector<float>> xy);
   void finished(std::shared_ptr<const orrery::app::RunSnapshot> snapshot);
   void saved(const QString& path);
   void geneReady(const QString& gene, std::shared_ptr<const std::vector<float>> values);
@@ -128,6 +145,7 @@ class ComputeThread : public QObject {
   void dotPlot(const QStringList& genes, std::shared_ptr<const std::vector<std::int32_t>> labels,
                const QStringList& groups);
   void exportQc(const QString& path, const compute::PipelineParams& thresholds);
+  void storedEmbedding(const QString& key);
   void cancel() { worker_->cancel(); }
 
  private:
@@ -147,3 +165,4 @@ Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<orrery::app::MarkerRow>>)
 Q_DECLARE_METATYPE(std::shared_ptr<const std::vector<std::int32_t>>)
 Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::DotPlotData>)
 Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::ObsCategories>)
+Q_DECLARE_METATYPE(std::shared_ptr<const orrery::app::StoredPreview>)

@@ -167,6 +167,14 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   auto* toolbar = addToolBar("View");
   toolbar->setObjectName("view-toolbar");
   toolbar->addWidget(search_);
+  embedding_box_ = new QComboBox;
+  embedding_box_->setToolTip(
+      "The embedding the cells are drawn on: this run's UMAP, or one the store already holds "
+      "(obsm), such as the X_umap of an earlier scanpy analysis");
+  embedding_box_->setEnabled(false);
+  toolbar->addWidget(embedding_box_);
+  connect(embedding_box_, &QComboBox::activated, this,
+          [this](int index) { showEmbedding(embedding_box_->itemData(index).toString()); });
   connect(search_, &QLineEdit::returnPressed, this, [this] { colorByGene(search_->text()); });
   stage_label_ = new QLabel("Ready");
   summary_label_ = new QLabel;
@@ -211,6 +219,14 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     setRunning(pending_runs_ > 0);
   });
   connect(w, &ComputeWorker::storeOpened, store_info_, &QPlainTextEdit::setPlainText);
+  connect(w, &ComputeWorker::storedPreview, this, &MainWindow::showPreview);
+  connect(w, &ComputeWorker::embeddingReady, this,
+          [this](const QString& key, std::shared_ptr<const std::vector<float>> xy) {
+            if (!snapshot_ || xy->size() != snapshot_->umap_xy.size()) return;
+            setEmbedding(key, std::move(xy));
+            stage_label_->setText("Drawn on the store's " + key);
+            emit embeddingShown(key);
+          });
   connect(w, &ComputeWorker::qcReady, this, [this](std::shared_ptr<const compute::QcMetrics> m) {
     qc_->setMetrics(std::move(m), params_);
   });
@@ -492,10 +508,17 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   const auto& s = *snapshot_;
   labels_ = s.labels;
   labels_state_.reset();
+  embedding_box_->clear();
+  embedding_box_->addItem("UMAP (this run)", QString());
+  for (const auto& key : s.stored_embeddings)
+    embedding_box_->addItem(QString::fromStdString(key) + " (stored)", QString::fromStdString(key));
+  embedding_box_->setEnabled(embedding_box_->count() > 1);
+  embedding_ = QString();
+  xy_ = std::shared_ptr<const std::vector<float>>(snapshot_, &snapshot_->umap_xy);
   // The embedding in cell order: the drawn order may differ (expression colouring sorts).
-  cell_xy_.resize(s.umap_xy.size() / 2);
+  cell_xy_.resize(xy_->size() / 2);
   for (std::size_t i = 0; i < cell_xy_.size(); ++i)
-    cell_xy_[i] = {s.umap_xy[2 * i], s.umap_xy[2 * i + 1]};
+    cell_xy_[i] = {(*xy_)[2 * i], (*xy_)[2 * i + 1]};
   hovered_cell_ = -1;
   undo_->clear();  // edits belong to the previous result
   colors_ = s.palette;
@@ -528,6 +551,60 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
                               .arg(s.n_genes)
                               .arg(s.cluster_sizes.size())
                               .arg(s.backend_note));
+}
+
+void MainWindow::showPreview(std::shared_ptr<const StoredPreview> preview) {
+  // Only while the first run of this store computes: a finished run's view stays.
+  if (!running_ || preview->store_path != path_ || (snapshot_ && snapshot_->store_path == path_))
+    return;
+  const std::size_t n = preview->xy.size() / 2;
+  std::vector<std::int32_t> codes(n, 0);
+  std::vector<std::string> colors{"#808080"};
+  std::vector<std::pair<std::string, std::uint32_t>> legend;
+  const QString column = preview->categories ? preview->categories->name : QString();
+  if (preview->categories) {
+    codes = preview->categories->codes;
+    colors = preview->categories->colors;
+    for (std::size_t c = 0; c < colors.size(); ++c) {
+      const QColor q(QString::fromStdString(colors[c]));
+      legend.emplace_back(preview->categories->categories[c],
+                          render::pack_rgba(static_cast<std::uint8_t>(q.red()),
+                                            static_cast<std::uint8_t>(q.green()),
+                                            static_cast<std::uint8_t>(q.blue())));
+    }
+  }
+  view_->setLegend(
+      (column.isEmpty() ? preview->embedding : column + " · stored " + preview->embedding)
+          .toStdString(),
+      std::move(legend));
+  view_->setPoints(
+      render::categorical_points(preview->xy, codes, colors, {}, {}, render::default_alpha(n)),
+      true);
+  stage_label_->setText("Showing the store's " + preview->embedding + " while the pipeline runs");
+  emit previewShown(preview->embedding, column);
+}
+
+void MainWindow::showEmbedding(const QString& key) {
+  if (!snapshot_ || key == embedding_) return;
+  if (key.isEmpty()) {
+    setEmbedding(key, std::shared_ptr<const std::vector<float>>(snapshot_, &snapshot_->umap_xy));
+    emit embeddingShown(key);
+    return;
+  }
+  stage_label_->setText("Reading " + key + "...");
+  compute_->storedEmbedding(key);
+}
+
+void MainWindow::setEmbedding(const QString& key, std::shared_ptr<const std::vector<float>> xy) {
+  embedding_ = key;
+  xy_ = std::move(xy);
+  for (std::size_t i = 0; i < cell_xy_.size(); ++i)
+    cell_xy_[i] = {(*xy_)[2 * i], (*xy_)[2 * i + 1]};
+  hovered_cell_ = -1;
+  const int index = embedding_box_->findData(key);
+  if (index >= 0) embedding_box_->setCurrentIndex(index);
+  view_->setPoints({}, true);  // fit the camera to the new layout
+  redraw();
 }
 
 void MainWindow::showMarkers(int cluster) {
@@ -603,9 +680,8 @@ void MainWindow::redraw() {
       legend.emplace_back(QString::number(lo + (hi - lo) * k / 4.0, 'g', 3).toStdString(),
                           render::viridis(k / 4.0f));
     view_->setLegend(gene_.toStdString(), std::move(legend));
-    view_->setPoints(
-        render::continuous_points(snapshot_->umap_xy, v, lo, hi, render::default_alpha(v.size())),
-        view_->points().size() == 0);
+    view_->setPoints(render::continuous_points(*xy_, v, lo, hi, render::default_alpha(v.size())),
+                     view_->points().size() == 0);
     return;
   }
   std::vector<bool> none;
@@ -614,16 +690,16 @@ void MainWindow::redraw() {
     for (std::size_t c = 0; c < obs_categories_->categories.size(); ++c)
       legend.emplace_back(obs_categories_->categories[c], rgba(obs_categories_->colors[c]));
     view_->setLegend(gene_.toStdString(), std::move(legend));
-    view_->setPoints(render::categorical_points(snapshot_->umap_xy, obs_categories_->codes,
-                                                obs_categories_->colors, {}, sel,
-                                                render::default_alpha(labels_.size())),
-                     view_->points().size() == 0);
+    view_->setPoints(
+        render::categorical_points(*xy_, obs_categories_->codes, obs_categories_->colors, {}, sel,
+                                   render::default_alpha(labels_.size())),
+        view_->points().size() == 0);
     return;
   }
   for (std::size_t c = 0; c < names_.size(); ++c)
     if (!hidden_[c]) legend.emplace_back(names_[c], rgba(colors_[c]));
   view_->setLegend("clusters", std::move(legend));
-  view_->setPoints(render::categorical_points(snapshot_->umap_xy, labels_, colors_, hidden_, sel,
+  view_->setPoints(render::categorical_points(*xy_, labels_, colors_, hidden_, sel,
                                               render::default_alpha(labels_.size())),
                    view_->points().size() == 0);
 }
@@ -933,6 +1009,12 @@ bool MainWindow::exportFigure(const QString& path, double dpi) {
   render::FigureOptions options;
   options.dpi = dpi;
   render::FigureContent content;
+  if (!embedding_.isEmpty()) {  // scanpy's axis names: X_tsne -> TSNE1, X_pca -> PC1
+    QString basis = embedding_.startsWith("X_") ? embedding_.mid(2) : embedding_;
+    basis = basis == "pca" ? "PC" : basis.toUpper();
+    content.x_label = basis + "1";
+    content.y_label = basis + "2";
+  }
   try {
     const QSize pixels = render::point_layer_pixels(options);
     // Points keep their on-screen size relative to the plot.

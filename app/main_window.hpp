@@ -5,6 +5,7 @@
 #pragma once
 
 #include <QAction>
+#include <QComboBox>
 #include <QDockWidget>
 #include <QElapsedTimer>
 #include <QLabel>
@@ -72,6 +73,11 @@ class MainWindow : public QMainWindow {
   DotPlotView* dotPlot() const { return dot_plot_; }
   ViolinView* violinPlot() const { return violin_; }
   QString storeSummary() const { return store_info_->toPlainText(); }
+  QComboBox* embeddingBox() const { return embedding_box_; }
+  // The embedding drawn: "" for this run's UMAP, else the input's obsm key.
+  QString embedding() const { return embedding_; }
+  // The points drawn, per kept cell in cell order (x, y).
+  std::shared_ptr<const std::vector<float>> embeddingXy() const { return xy_; }
   const compute::PipelineParams& params() const { return params_; }
 
  public slots:
@@ -90,6 +96,9 @@ class MainWindow : public QMainWindow {
   // Dot plot of the top `per_cluster` markers of each cluster (at most 40 genes) by the current
   // categories (edits included), computed on the compute thread.
   void showDotPlot(int per_cluster = 3);
+  // Draws the kept cells on the input's obsm `key` (read on the compute thread) instead of this
+  // run's UMAP; "" goes back to the UMAP. Colours, selection and edits stay.
+  void showEmbedding(const QString& key);
   // Colours the UMAP by a gene's expression (viridis, 1st-99th percentile); empty: by cluster.
   void colorByGene(const QString& gene);
   // Cluster annotation edits (written by saveStore as the obs "leiden" categorical and colours).
@@ -120,6 +129,9 @@ class MainWindow : public QMainWindow {
   void selectionMarkersShown();
   void dotPlotShown();
   void geneShown(const QString& gene);
+  // The store's own embedding drawn while its pipeline runs, coloured by `column` ("" if none).
+  void previewShown(const QString& embedding, const QString& column);
+  void embeddingShown(const QString& key);
 
  public:
   // "system" follows the desktop's palette (and its changes); "light" and "dark" are Fusion
@@ -140,6 +152,9 @@ class MainWindow : public QMainWindow {
   void setRunning(bool running);
   void startRun();
   void showSnapshot(std::shared_ptr<const RunSnapshot> snap);
+  void showPreview(std::shared_ptr<const StoredPreview> preview);
+  // Makes `xy` (kept cells) the drawn embedding, refits the camera and redraws.
+  void setEmbedding(const QString& key, std::shared_ptr<const std::vector<float>> xy);
   void showMarkers(int cluster);
   void fillMarkerTable(const std::vector<MarkerRow>& rows);
   void fillClusterList();
@@ -192,7 +207,10 @@ class MainWindow : public QMainWindow {
   std::shared_ptr<const RunSnapshot> snapshot_;
   bool running_ = false;
   std::int64_t hovered_cell_ = -1;
-  std::vector<glm::vec2> cell_xy_;  // the embedding in cell order (lasso and picking)
+  std::vector<glm::vec2> cell_xy_;                // the embedding in cell order (lasso and picking)
+  std::shared_ptr<const std::vector<float>> xy_;  // the same, as drawn
+  QString embedding_;                             // "" = this run's UMAP, else an obsm key
+  QComboBox* embedding_box_ = nullptr;
   QString theme_ = "system";
   QString system_style_;
 };

@@ -398,6 +398,29 @@ DenseMatrix read_dense(const Element& array, std::int64_t n_obs) {
   return m;
 }
 
+DenseMatrix read_dense_columns(const Element& array, std::int64_t n_obs, std::int64_t n_cols) {
+  auto dims = array.shape();
+  if (array.is_group() || dims.size() != 2 || dims[0] != n_obs)
+    array.fail("expected a dense array with " + std::to_string(n_obs) + " rows");
+  if (dims[1] < n_cols)
+    array.fail("has " + std::to_string(dims[1]) + " columns, " + std::to_string(n_cols) +
+               " are needed");
+  if (dims[1] > 100000) array.fail("absurd number of columns " + std::to_string(dims[1]));
+  DenseMatrix m(n_obs, n_cols);
+  const std::int64_t block = std::max<std::int64_t>(1, (std::int64_t{16} << 20) / (8 * dims[1]));
+  std::vector<double> rows;
+  for (std::int64_t r0 = 0; r0 < n_obs; r0 += block) {
+    const std::int64_t r1 = std::min(n_obs, r0 + block);
+    rows.resize(static_cast<std::size_t>((r1 - r0) * dims[1]));
+    array.read(r0, r1, rows.data());
+    for (std::int64_t r = r0; r < r1; ++r)
+      for (std::int64_t c = 0; c < n_cols; ++c)
+        m.values[static_cast<std::size_t>(r * n_cols + c)] =
+            static_cast<float>(rows[static_cast<std::size_t>((r - r0) * dims[1] + c)]);
+  }
+  return m;
+}
+
 Store open_anndata(std::shared_ptr<const Element> root, const std::string& format,
                    const OpenOptions& options) {
   if (!root->open("obs") && !root->open("X")) return open_10x_h5(std::move(root));

@@ -27,5 +27,8 @@ std::unique_ptr<RowChunkReader> open_matrix(std::shared_ptr<const Element> matri
 
 // An obsm entry (dense 2-D array) with n_obs rows.
 DenseMatrix read_dense(const Element& array, std::int64_t n_obs);
+// The first `n_cols` columns of such an entry (an embedding's first two axes out of fifty PCs),
+// read in blocks of rows so that the whole array is never held.
+DenseMatrix read_dense_columns(const Element& array, std::int64_t n_obs, std::int64_t n_cols);
 
 }  // namespace orrery::io

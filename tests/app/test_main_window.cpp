@@ -13,6 +13,7 @@
 
 #include "demo.hpp"
 #include "eta.hpp"
+#include "io/anndata_reader.hpp"
 #include "io/store.hpp"
 #include "main_window.hpp"
 #include "render/figure.hpp"
@@ -910,6 +911,90 @@ class TestMainWindow : public QObject {
     QCOMPARE(store.n_vars(), snap->n_genes);
     QCOMPARE(QString::fromStdString(store.obs.index.front()),
              QString::fromStdString(snap->cell_names.front()));
+  }
+
+  // A store that already holds an embedding (the one just saved: X_umap, X_pca, leiden with
+  // colours) is drawn as soon as it opens, coloured by its leiden, while its pipeline runs;
+  // after the run the kept cells can be drawn on the stored X_umap or X_pca (figure axes
+  // named after it) and back on this run's UMAP.
+  void storedEmbeddingDrawnWhileRunning() {
+    const QString h5ad = tmp_.filePath("saved.h5ad");
+    io::Store store = io::open_store(h5ad.toStdString());
+    const auto stored_umap =
+        io::read_dense_columns(*store.root->require("obsm/X_umap"), store.n_obs(), 2);
+    const auto stored_pca =
+        io::read_dense_columns(*store.root->require("obsm/X_pca"), store.n_obs(), 2);
+    const auto& leiden = std::get<Categorical>(store.obs.find("leiden")->values);
+    QVERIFY(leiden.colors.size() == leiden.categories.size());
+
+    struct Seen {
+      QString embedding, column;
+      bool running = false;
+      render::PointSet points;
+    };
+    std::vector<Seen> seen;
+    auto connection = connect(window_.get(), &app::MainWindow::previewShown,
+                              [&](const QString& embedding, const QString& column) {
+                                seen.push_back({embedding, column, window_->isRunning(),
+                                                window_->umapView()->points()});
+                              });
+    const auto disconnect_preview = qScopeGuard([&] { disconnect(connection); });
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    window_->openStore(h5ad);
+    QVERIFY(done.wait(300000));
+    QCOMPARE(seen.size(), std::size_t{1});
+    QCOMPARE(seen[0].embedding, QString("X_umap"));
+    QCOMPARE(seen[0].column, QString("leiden"));
+    QVERIFY(seen[0].running);
+    const auto& drawn = seen[0].points;
+    QCOMPARE(static_cast<std::int64_t>(drawn.size()), store.n_obs());
+    for (std::int64_t i = 0; i < store.n_obs(); i += 97) {
+      QCOMPARE(drawn.positions[i].x, stored_umap.at(i, 0));
+      QCOMPARE(drawn.positions[i].y, stored_umap.at(i, 1));
+      const QColor want(QString::fromStdString(leiden.colors[leiden.codes[i]]));
+      QCOMPARE(drawn.colors[i] & 0xFFFFFFu,
+               render::pack_rgba(static_cast<std::uint8_t>(want.red()),
+                                 static_cast<std::uint8_t>(want.green()),
+                                 static_cast<std::uint8_t>(want.blue())) &
+                   0xFFFFFFu);
+    }
+
+    // After the run: this run's UMAP, with the stored embeddings offered.
+    auto snap = window_->snapshot();
+    QVERIFY(window_->embeddingBox()->isEnabled());
+    QVERIFY(window_->embeddingBox()->findData("X_umap") >= 0);
+    QVERIFY(window_->embeddingBox()->findData("X_pca") >= 0);
+    QCOMPARE(*window_->embeddingXy(), snap->umap_xy);
+    std::map<std::string, std::int64_t> row_of;
+    for (std::int64_t j = 0; j < store.n_obs(); ++j) row_of[store.obs.index[j]] = j;
+    auto expect_drawn_on = [&](const QString& key, const DenseMatrix& stored) {
+      QSignalSpy shown(window_.get(), &app::MainWindow::embeddingShown);
+      window_->showEmbedding(key);
+      QVERIFY(shown.count() == 1 || shown.wait(30000));
+      QCOMPARE(window_->embedding(), key);
+      const auto& xy = *window_->embeddingXy();
+      const auto& points = window_->umapView()->points();
+      QCOMPARE(xy.size(), 2 * snap->cell_names.size());
+      QCOMPARE(points.size(), snap->cell_names.size());
+      for (std::size_t i = 0; i < snap->cell_names.size(); ++i) {
+        const auto j = row_of.at(snap->cell_names[i]);
+        QCOMPARE(xy[2 * i], stored.at(j, 0));
+        QCOMPARE(xy[2 * i + 1], stored.at(j, 1));
+        QCOMPARE(points.positions[i].x, stored.at(j, 0));  // clusters colouring keeps cell order
+      }
+    };
+    expect_drawn_on("X_umap", stored_umap);
+    expect_drawn_on("X_pca", stored_pca);
+    const QString svg = tmp_.filePath("on-pca.svg");
+    QVERIFY(window_->exportFigure(svg, 150));
+    QFile f(svg);
+    QVERIFY(f.open(QIODevice::ReadOnly));
+    const QByteArray text = f.readAll();
+    QVERIFY(text.contains("PC1") && text.contains("PC2") && !text.contains("UMAP1"));
+    QSignalSpy back(window_.get(), &app::MainWindow::embeddingShown);
+    window_->showEmbedding("");
+    QCOMPARE(back.count(), 1);
+    QCOMPARE(*window_->embeddingXy(), snap->umap_xy);
   }
 
   void cancelStopsTheRun() {
