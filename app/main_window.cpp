@@ -6,9 +6,11 @@
 #include <QColorDialog>
 #include <QCompleter>
 #include <QDockWidget>
+#include <QDoubleValidator>
 #include <QDragEnterEvent>
 #include <QFileDialog>
 #include <QFontDatabase>
+#include <QHBoxLayout>
 #include <QHeaderView>
 #include <QImage>
 #include <QInputDialog>
@@ -26,6 +28,7 @@
 #include <QToolTip>
 #include <QVBoxLayout>
 #include <algorithm>
+#include <limits>
 
 #include "compute/palette.hpp"
 #include "csv.hpp"
@@ -107,7 +110,44 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   markers_->setSelectionBehavior(QAbstractItemView::SelectRows);
   markers_->setSortingEnabled(true);
   markers_->verticalHeader()->setVisible(false);
-  markers_dock_ = addDock("Markers", "markers", markers_, Qt::RightDockWidgetArea);
+  {
+    // A filter row above the table: gene name part, adjusted p at most, log2 FC at least.
+    auto* box = new QWidget;
+    auto* layout = new QVBoxLayout(box);
+    layout->setContentsMargins(0, 0, 0, 0);
+    auto* row = new QHBoxLayout;
+    marker_gene_filter_ = new QLineEdit;
+    marker_gene_filter_->setPlaceholderText("Filter genes...");
+    marker_gene_filter_->setClearButtonEnabled(true);
+    marker_gene_filter_->setToolTip("Show markers whose gene name contains this text");
+    // p-values span hundreds of orders of magnitude: typed, scientific notation allowed.
+    marker_max_p_ = new QLineEdit;
+    marker_max_p_->setPlaceholderText("p adj ≤ any");
+    marker_max_p_->setClearButtonEnabled(true);
+    marker_max_p_->setMaximumWidth(110);
+    auto* validator = new QDoubleValidator(0, 1, 400, marker_max_p_);
+    validator->setNotation(QDoubleValidator::ScientificNotation);
+    validator->setLocale(QLocale::c());
+    marker_max_p_->setValidator(validator);
+    marker_max_p_->setToolTip(
+        "Show markers with a Benjamini-Hochberg adjusted p-value at most this");
+    marker_min_lfc_ = new QDoubleSpinBox;
+    marker_min_lfc_->setRange(-100, 100);
+    marker_min_lfc_->setSingleStep(0.25);
+    marker_min_lfc_->setValue(-100);
+    marker_min_lfc_->setSpecialValueText("log2 FC: any");
+    marker_min_lfc_->setPrefix("log2 FC ≥ ");
+    marker_min_lfc_->setToolTip("Show markers with a log2 fold change at least this");
+    row->addWidget(marker_gene_filter_, 1);
+    row->addWidget(marker_max_p_);
+    row->addWidget(marker_min_lfc_);
+    layout->addLayout(row);
+    layout->addWidget(markers_);
+    markers_dock_ = addDock("Markers", "markers", box, Qt::RightDockWidgetArea);
+    connect(marker_gene_filter_, &QLineEdit::textChanged, this, &MainWindow::applyMarkerFilter);
+    connect(marker_max_p_, &QLineEdit::textChanged, this, &MainWindow::applyMarkerFilter);
+    connect(marker_min_lfc_, &QDoubleSpinBox::valueChanged, this, &MainWindow::applyMarkerFilter);
+  }
   connect(clusters_, &QListWidget::currentRowChanged, this, &MainWindow::showMarkers);
   clusters_->setSelectionMode(QAbstractItemView::ExtendedSelection);
   connect(clusters_, &QListWidget::itemChanged, this, [this](QListWidgetItem* item) {
@@ -648,6 +688,30 @@ void MainWindow::fillMarkerTable(const std::vector<MarkerRow>& rows) {
   }
   markers_->setSortingEnabled(true);
   markers_->sortByColumn(1, Qt::DescendingOrder);
+  applyMarkerFilter();
+}
+
+void MainWindow::setMarkerFilter(const QString& gene_part, double max_pval_adj, double min_logfc) {
+  const QSignalBlocker a(marker_gene_filter_), b(marker_max_p_), c(marker_min_lfc_);
+  marker_gene_filter_->setText(gene_part);
+  marker_max_p_->setText(max_pval_adj >= 1 ? QString() : QString::number(max_pval_adj, 'g', 17));
+  marker_min_lfc_->setValue(std::max(min_logfc, marker_min_lfc_->minimum()));
+  applyMarkerFilter();
+}
+
+void MainWindow::applyMarkerFilter() {
+  const QString part = marker_gene_filter_->text().trimmed();
+  bool typed = false;
+  const double max_p = QLocale::c().toDouble(marker_max_p_->text().trimmed(), &typed);
+  const double min_lfc = marker_min_lfc_->value() <= marker_min_lfc_->minimum()
+                             ? -std::numeric_limits<double>::infinity()
+                             : marker_min_lfc_->value();
+  for (int r = 0; r < markers_->rowCount(); ++r) {
+    const bool show = markers_->item(r, 0)->text().contains(part, Qt::CaseInsensitive) &&
+                      (!typed || markers_->item(r, 3)->data(Qt::DisplayRole).toDouble() <= max_p) &&
+                      markers_->item(r, 2)->data(Qt::DisplayRole).toDouble() >= min_lfc;
+    markers_->setRowHidden(r, !show);
+  }
 }
 
 void MainWindow::colorByGene(const QString& gene) {
@@ -903,6 +967,7 @@ bool write_lines(const QString& path, const QStringList& lines) {
 bool MainWindow::exportMarkersCsv(const QString& path) const {
   QStringList lines{"gene,score,logfoldchange,pval_adj,pct_in,pct_out"};
   for (int r = 0; r < markers_->rowCount(); ++r) {
+    if (markers_->isRowHidden(r)) continue;  // the filter's rows only: the markers shown
     QStringList f{csv_field(markers_->item(r, 0)->text())};
     for (int c = 1; c < 6; ++c)
       f << QString::number(markers_->item(r, c)->data(Qt::DisplayRole).toDouble(), 'g', 10);

@@ -7,6 +7,7 @@
 #include <QAction>
 #include <QComboBox>
 #include <QDockWidget>
+#include <QDoubleSpinBox>
 #include <QElapsedTimer>
 #include <QLabel>
 #include <QLineEdit>
@@ -68,6 +69,10 @@ class MainWindow : public QMainWindow {
   Annotation annotation();
   void applyAnnotation(const Annotation& a);
   QTableWidget* markerTable() const { return markers_; }
+  // Shows only the markers whose gene contains `gene_part` (case-insensitive), with adjusted
+  // p <= max_pval_adj and log2 fold change >= min_logfc (the Markers dock's filter row).
+  void setMarkerFilter(const QString& gene_part, double max_pval_adj = 1.0,
+                       double min_logfc = -1e9);
   QcPanel* qcPanel() const { return qc_; }
   ParamsPanel* paramsPanel() const { return params_panel_; }
   DotPlotView* dotPlot() const { return dot_plot_; }
@@ -157,6 +162,7 @@ class MainWindow : public QMainWindow {
   void setEmbedding(const QString& key, std::shared_ptr<const std::vector<float>> xy);
   void showMarkers(int cluster);
   void fillMarkerTable(const std::vector<MarkerRow>& rows);
+  void applyMarkerFilter();
   void fillClusterList();
   void redraw();
   void rememberRecent(const QString& path);
@@ -170,6 +176,9 @@ class MainWindow : public QMainWindow {
   UmapView* view_ = nullptr;
   QListWidget* clusters_ = nullptr;
   QTableWidget* markers_ = nullptr;
+  QLineEdit* marker_gene_filter_ = nullptr;
+  QLineEdit* marker_max_p_ = nullptr;  // empty: any
+  QDoubleSpinBox* marker_min_lfc_ = nullptr;
   QcPanel* qc_ = nullptr;
   ParamsPanel* params_panel_ = nullptr;
   DotPlotView* dot_plot_ = nullptr;

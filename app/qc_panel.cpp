@@ -1,5 +1,7 @@
 #include "qc_panel.hpp"
 
+#include <QContextMenuEvent>
+#include <QMenu>
 #include <QMouseEvent>
 #include <QPainter>
 #include <QVBoxLayout>
@@ -19,7 +21,24 @@ HistogramView::HistogramView(QString title, bool log_x, QWidget* parent)
     : QWidget(parent), title_(std::move(title)), log_x_(log_x), low_(kOpen), high_(kOpen) {
   setMinimumHeight(90);
   setMouseTracking(true);
-  setToolTip(title_ + ": drag the red lines to set the minimum and maximum kept");
+  setToolTip(title_ +
+             ": drag the red lines to set the minimum and maximum kept; right-click for a log "
+             "or linear axis");
+}
+
+void HistogramView::setLogScale(bool log_x) {
+  if (log_x == log_x_) return;
+  log_x_ = log_x;
+  setValues(std::move(values_));  // re-binned on the new axis
+}
+
+void HistogramView::contextMenuEvent(QContextMenuEvent* e) {
+  QMenu menu(this);
+  QAction* log = menu.addAction("Log scale");
+  log->setCheckable(true);
+  log->setChecked(log_x_);
+  connect(log, &QAction::toggled, this, &HistogramView::setLogScale);
+  menu.exec(e->globalPos());
 }
 
 double HistogramView::transform(double v) const {

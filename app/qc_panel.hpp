@@ -20,6 +20,9 @@ class HistogramView : public QWidget {
   HistogramView(QString title, bool log_x, QWidget* parent = nullptr);
   void setValues(std::vector<double> values);
   void setRange(double low, double high);  // NaN: open
+  // A log10(1 + x) axis or a linear one (right-click toggles it); thresholds stay.
+  void setLogScale(bool log_x);
+  bool logScale() const { return log_x_; }
   double low() const { return low_; }
   double high() const { return high_; }
   QSize sizeHint() const override { return {320, 110}; }
@@ -35,6 +38,7 @@ class HistogramView : public QWidget {
   void mousePressEvent(QMouseEvent* e) override;
   void mouseMoveEvent(QMouseEvent* e) override;
   void mouseReleaseEvent(QMouseEvent*) override;
+  void contextMenuEvent(QContextMenuEvent* e) override;
 
  private:
   QRectF plotRect() const;

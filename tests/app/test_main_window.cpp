@@ -170,6 +170,44 @@ class TestMainWindow : public QObject {
     // A synthetic cluster's top marker is strongly up (planted fold change >= e^0.5).
     QVERIFY(snap->markers[1][0].logfoldchange > 0.7);
     QVERIFY(snap->markers[1][0].pct_in > snap->markers[1][0].pct_out);
+
+    // The filter row: rows shown are exactly those matching, and the CSV export takes them.
+    auto visible = [&] {
+      QStringList genes;
+      for (int r = 0; r < table->rowCount(); ++r)
+        if (!table->isRowHidden(r)) genes << table->item(r, 0)->text();
+      return genes;
+    };
+    const auto& rows = snap->markers[1];
+    const QString top = QString::fromStdString(rows[0].gene);
+    const QString part = top.right(2).toLower();  // e.g. "17" of "gene-0017"
+    window_->setMarkerFilter(part);
+    int expected = 0;
+    for (const auto& m : rows) expected += QString::fromStdString(m.gene).contains(part);
+    QCOMPARE(visible().size(), expected);
+    QVERIFY(visible().contains(top));
+    double median_p = 0;
+    {
+      std::vector<double> p;
+      for (const auto& m : rows) p.push_back(m.pval_adj);
+      std::sort(p.begin(), p.end());
+      median_p = p[p.size() / 2];
+    }
+    window_->setMarkerFilter("", median_p, 0.5);
+    expected = 0;
+    for (const auto& m : rows) expected += m.pval_adj <= median_p && m.logfoldchange >= 0.5;
+    QCOMPARE(visible().size(), expected);
+    QVERIFY(expected > 0 && expected < static_cast<int>(rows.size()));
+    const QString csv = tmp_.filePath("filtered-markers.csv");
+    QVERIFY(window_->exportMarkersCsv(csv));
+    const QStringList lines = readLines(csv);
+    QCOMPARE(lines.size(), expected + 1);
+    for (int i = 1; i < lines.size(); ++i) {
+      const QStringList f = lines[i].split(',');
+      QVERIFY(f[2].toDouble() >= 0.5 && f[3].toDouble() <= median_p);
+    }
+    window_->setMarkerFilter("");
+    QCOMPARE(visible().size(), static_cast<int>(rows.size()));
   }
 
   void lassoSelectsAClusterAndComparesIt() {
@@ -724,6 +762,26 @@ class TestMainWindow : public QObject {
              static_cast<long long>(std::count_if(first.data.begin(), first.data.end(),
                                                   [](float v) { return v > 0; })));
     QCOMPARE(fields[2].toDouble(), std::accumulate(first.data.begin(), first.data.end(), 0.0));
+
+    // The counts histogram's axis: log by default, linear on request; a value's pixel moves
+    // as the axis says and the thresholds stay.
+    app::HistogramView* counts = qc->countsView();
+    QVERIFY(counts->logScale());
+    const double lo = counts->valueAt(counts->pixelOf(0)), hi = counts->valueAt(counts->width());
+    const double mid = (lo + hi) / 2, geometric = std::sqrt((1 + lo) * (1 + hi)) - 1;
+    const int log_mid = counts->pixelOf(mid), log_geo = counts->pixelOf(geometric);
+    const double low = counts->low(), high = counts->high();
+    counts->setLogScale(false);
+    QVERIFY(!counts->logScale());
+    const int centre = (counts->pixelOf(lo) + counts->pixelOf(hi)) / 2;
+    QVERIFY2(std::abs(counts->pixelOf(mid) - centre) <= 1, qPrintable(QString::number(mid)));
+    QVERIFY(std::abs(log_geo - centre) <= 1);  // on the log axis the geometric mean is central
+    QVERIFY(log_mid > centre + 5);             // and the arithmetic mean right of centre
+    QVERIFY(counts->pixelOf(geometric) < centre - 5);
+    QCOMPARE(counts->low(), low);
+    QVERIFY(counts->high() == high || (std::isnan(high) && std::isnan(counts->high())));
+    counts->setLogScale(true);
+    QCOMPARE(counts->pixelOf(mid), log_mid);
   }
 
   // The parameters panel: a higher Leiden resolution re-runs into more clusters, keeping the QC
@@ -933,11 +991,11 @@ class TestMainWindow : public QObject {
       render::PointSet points;
     };
     std::vector<Seen> seen;
-    auto connection = connect(window_.get(), &app::MainWindow::previewShown,
-                              [&](const QString& embedding, const QString& column) {
-                                seen.push_back({embedding, column, window_->isRunning(),
-                                                window_->umapView()->points()});
-                              });
+    auto connection = connect(
+        window_.get(), &app::MainWindow::previewShown,
+        [&](const QString& embedding, const QString& column) {
+          seen.push_back({embedding, column, window_->isRunning(), window_->umapView()->points()});
+        });
     const auto disconnect_preview = qScopeGuard([&] { disconnect(connection); });
     QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
     window_->openStore(h5ad);
