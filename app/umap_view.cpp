@@ -47,7 +47,7 @@ void UmapRenderer::startNextFrame() {
   if (view_->frame_clock_.isValid() && view_->frame_clock_.elapsed() < 1000)
     view_->overlay_.frame_ms = static_cast<double>(view_->frame_clock_.nsecsElapsed()) / 1e6;
   view_->frame_clock_.start();
-  const bool splat = view_->points_.size() >= view_->splat_from_;
+  const bool splat = view_->points_.size() >= view_->splatFrom();
   const bool stale = uploaded_version_ != view_->version_ || uploaded_splat_ != splat;
   if (stale || outline)
     view_->vulkanInstance()->deviceFunctions(view_->device())->vkDeviceWaitIdle(view_->device());
@@ -110,13 +110,21 @@ QVulkanWindowRenderer* UmapView::createRenderer() {
   return new UmapRenderer(this);
 }
 
+bool UmapView::software_device() const {
+  if (!isValid()) return false;
+  VkPhysicalDeviceProperties props;
+  vulkanInstance()->functions()->vkGetPhysicalDeviceProperties(physicalDevice(), &props);
+  return props.deviceType == VK_PHYSICAL_DEVICE_TYPE_CPU;
+}
+
+std::size_t UmapView::splatFrom() const {
+  if (splat_from_) return *splat_from_;
+  return software_device() ? kSplatPointsSoftware : render::RenderOptions::kSplatPoints;
+}
+
 std::vector<bool> UmapView::pointsInPolygon(const std::vector<glm::vec2>& polygon) {
   bool on_device = false;
-  if (isValid()) {
-    VkPhysicalDeviceProperties props;
-    vulkanInstance()->functions()->vkGetPhysicalDeviceProperties(physicalDevice(), &props);
-    on_device = select_on_device_.value_or(props.deviceType != VK_PHYSICAL_DEVICE_TYPE_CPU);
-  }
+  if (isValid()) on_device = select_on_device_.value_or(!software_device());
   if (!on_device) return render::points_in_polygon(points_.positions, polygon);
   if (!gpu_select_) {
     gpu_select_ = std::make_unique<render::GpuSelection>(render::OffscreenRenderer::Context{

@@ -46,7 +46,7 @@ int main(int argc, char** argv) {
 
   QElapsedTimer clock;
   std::optional<double> summary, preview, preview_frame, qc, done;
-  double longest_stall = 0;
+  double longest_stall = 0, stall_ended = 0;
   qint64 last_tick = 0;
   QString failure, preview_what;
   auto now = [&] { return clock.nsecsElapsed() / 1e9; };
@@ -69,7 +69,10 @@ int main(int argc, char** argv) {
   tick.setInterval(10);
   QObject::connect(&tick, &QTimer::timeout, [&] {
     const qint64 t = clock.elapsed();
-    longest_stall = std::max(longest_stall, (t - last_tick) / 1000.0);
+    if ((t - last_tick) / 1000.0 > longest_stall) {
+      longest_stall = (t - last_tick) / 1000.0;
+      stall_ended = t / 1000.0;
+    }
     last_tick = t;
     if (preview && !preview_frame && window.umapView()->framesRendered() > frames_at_preview)
       preview_frame = now();
@@ -91,9 +94,11 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"store\": \"%s\", \"summary_s\": %s, \"preview_s\": %s, \"preview_drawn_s\": %s, "
       "\"preview\": \"%s\", \"qc_s\": %s, \"done_s\": %s, \"longest_ui_stall_s\": %.3f, "
+      "\"stall_ended_s\": %.2f, "
       "\"peak_rss_mib\": %.0f, \"error\": \"%s\"}\n",
       argv[1], qPrintable(field(summary)), qPrintable(field(preview)),
       qPrintable(field(preview_frame)), qPrintable(preview_what), qPrintable(field(qc)),
-      qPrintable(field(done)), longest_stall, usage.ru_maxrss / 1024.0, qPrintable(failure));
+      qPrintable(field(done)), longest_stall, stall_ended, usage.ru_maxrss / 1024.0,
+      qPrintable(failure));
   return failure.isEmpty() ? 0 : 1;
 }
