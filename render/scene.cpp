@@ -56,15 +56,18 @@ PointSet categorical_points(const std::vector<float>& xy, const std::vector<std:
 void Camera::fit(const PointSet& points, float width, float height, float margin) {
   width_ = std::max(1.0f, width);
   height_ = std::max(1.0f, height);
-  if (points.size() == 0) {
+  // Non-finite positions (a stored embedding with NaN or Inf rows) are not drawn and must not
+  // pull the view to infinity.
+  glm::vec2 lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest());
+  for (auto p : points.positions)
+    if (std::isfinite(p.x) && std::isfinite(p.y)) {
+      lo = glm::min(lo, p);
+      hi = glm::max(hi, p);
+    }
+  if (lo.x > hi.x) {  // nothing finite
     center_ = {0, 0};
     pixels_per_unit_ = 1;
     return;
-  }
-  glm::vec2 lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest());
-  for (auto p : points.positions) {
-    lo = glm::min(lo, p);
-    hi = glm::max(hi, p);
   }
   center_ = (lo + hi) * 0.5f;
   const glm::vec2 extent = glm::max(hi - lo, glm::vec2(1e-6f));

@@ -23,6 +23,11 @@ void main() {
   if (i >= pc.count) return;
   vec2 centre = ((pos[i] * pc.scale + pc.offset) * 0.5 + 0.5) * pc.viewport;
   float radius = pc.point_size * 0.5;
+  // Off-screen points (zoomed in) and non-finite ones (NaN rows of a stored embedding) add
+  // nothing; without this their coordinates would overflow the integer conversion below.
+  if (any(isnan(centre)) || any(lessThan(centre, vec2(-radius))) ||
+      any(greaterThan(centre, pc.viewport + radius)))
+    return;
   ivec2 size = ivec2(pc.viewport);
   ivec2 lo = max(ivec2(floor(centre - radius)), ivec2(0));
   ivec2 hi = min(ivec2(ceil(centre + radius)), size - 1);

@@ -65,6 +65,22 @@ class TestOffscreen : public QObject {
     c.zoom_at(60, 90, 2.0f);
     auto again = c.to_pixels({0, 0});
     QVERIFY(std::fabs(again.x - 60) < 1e-3 && std::fabs(again.y - 90) < 1e-3);
+
+    // Non-finite positions do not count: the same fit with NaN and Inf points added.
+    auto bad = p;
+    const float inf = std::numeric_limits<float>::infinity();
+    for (glm::vec2 v : {glm::vec2(inf, 0), glm::vec2(0, -inf), glm::vec2(std::nanf(""), 3)}) {
+      bad.positions.push_back(v);
+      bad.colors.push_back(bad.colors.front());
+    }
+    auto c_bad = camera_for(bad, 200, 100);
+    QCOMPARE(qRound(c_bad.to_pixels({0, 0}).x), 60);
+    QCOMPARE(qRound(c_bad.to_pixels({10, 10}).y), 10);
+    render::PointSet only_bad;
+    only_bad.positions = {{inf, inf}};
+    only_bad.colors = {0xffffffffu};
+    auto c_none = camera_for(only_bad, 200, 100);
+    QVERIFY(std::isfinite(c_none.to_pixels({0, 0}).x));
   }
 
   void pointsAtExpectedPixels() {
@@ -141,6 +157,27 @@ class TestOffscreen : public QObject {
     o2.points = render::RenderOptions::Points::Splat;
     const auto mean = renderer_->render(pair, c2, o2).pixel(int(at.x), int(at.y));
     QVERIFY2(near(mean, 128, 0, 128, 2), qPrintable(show(mean)));
+  }
+
+  // NaN / Inf positions (a damaged stored embedding) and points far off screen draw nothing,
+  // with sprites and with splatting: the image equals that of the finite points alone.
+  void nonFinitePointsDrawNothing() {
+    auto p = render::categorical_points(xy_, labels_, palette_, {}, {}, 255);
+    const auto camera = camera_for(p, 200, 100);
+    auto bad = p;
+    const float inf = std::numeric_limits<float>::infinity(), nan = std::nanf("");
+    for (glm::vec2 v : {glm::vec2(nan, 5), glm::vec2(5, nan), glm::vec2(inf, 5),
+                        glm::vec2(-inf, -inf), glm::vec2(3e38f, 5), glm::vec2(5, -3e38f)}) {
+      bad.positions.push_back(v);
+      bad.colors.push_back(render::pack_rgba(0, 0, 0));
+    }
+    for (auto mode :
+         {render::RenderOptions::Points::Sprites, render::RenderOptions::Points::Splat}) {
+      render::RenderOptions o{200, 100, 9};
+      o.points = mode;
+      const auto want = renderer_->render(p, camera, o), got = renderer_->render(bad, camera, o);
+      QVERIFY(want.rgba == got.rgba);
+    }
   }
 
   void hiddenCategoryVanishes() {
