@@ -14,6 +14,7 @@
 
 #include "element.hpp"
 #include "hdf5_handle.hpp"
+#include "utf8.hpp"
 
 namespace orrery::io {
 
@@ -92,6 +93,7 @@ class Hdf5Element final : public Element {
                              H5P_DEFAULT) > 0)
         names.emplace_back(name);
     }
+    require_utf8(names, file_, path_, "member name");
     return names;
   }
 
@@ -126,6 +128,7 @@ class Hdf5Element final : public Element {
             type, static_cast<std::size_t>(n),
             [&](hid_t mem, void* buf) { return H5Aread(attr, mem, buf); }, out))
       out.clear();
+    require_utf8(out, file_, path_ + " attribute " + key);
     return out;
   }
 
@@ -297,6 +300,7 @@ class Hdf5Element final : public Element {
             },
             out))
       fail("read failed");
+    require_utf8(out, file_, path_);
     return out;
   }
 

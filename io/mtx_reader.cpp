@@ -1,15 +1,20 @@
 #include "mtx_reader.hpp"
 
+#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <unordered_set>
 
+#include "anndata_reader.hpp"
+#include "anndata_writer.hpp"
 #include "error.hpp"
+#include "utf8.hpp"
 
 namespace fs = std::filesystem;
 
@@ -73,6 +78,9 @@ std::vector<std::vector<std::string>> read_tsv(const std::string& path) {
   std::vector<std::vector<std::string>> rows;
   std::string line;
   while (reader.next(line)) {
+    if (!valid_utf8(line))
+      throw Error(path, "line " + std::to_string(reader.line_no()),
+                  "not UTF-8 text; re-encode the names as UTF-8");
     std::vector<std::string> fields;
     std::size_t start = 0;
     while (true) {
@@ -87,86 +95,238 @@ std::vector<std::vector<std::string>> read_tsv(const std::string& path) {
   return rows;
 }
 
-}  // namespace
-
-CsrMatrix read_mtx_transposed(const std::string& file) {
-  LineReader reader(file);
-  std::string line;
-  if (!reader.next(line) || line.rfind("%%MatrixMarket", 0) != 0)
-    throw Error(file, "header", "not a Matrix Market file (missing %%MatrixMarket banner)");
-  if (line.find("coordinate") == std::string::npos)
-    throw Error(file, "header", "only coordinate Matrix Market files are supported");
-  const bool pattern = line.find("pattern") != std::string::npos;
-  const bool symmetric = line.find("symmetric") != std::string::npos;
-  if (symmetric) throw Error(file, "header", "symmetric matrices are not count matrices");
-  do {
-    if (!reader.next(line)) throw Error(file, "header", "missing size line");
-  } while (!line.empty() && line[0] == '%');
-
-  long long n_genes = 0, n_cells = 0, nnz = 0;
-  if (std::sscanf(line.c_str(), "%lld %lld %lld", &n_genes, &n_cells, &nnz) != 3 || n_genes < 0 ||
-      n_cells < 0 || nnz < 0)
-    throw Error(file, "size line", "expected 'rows cols nnz', got '" + line + "'");
-  if (n_genes > INT32_MAX) throw Error(file, "size line", "more than 2^31 genes");
-  // Entries are bounded by the file itself; never trust the declared count for allocation
-  // beyond what the text can hold.
-  if (nnz > n_genes * n_cells) throw Error(file, "size line", "nnz exceeds rows*cols");
-
-  std::vector<std::int32_t> gene;
-  std::vector<std::int64_t> cell;
-  std::vector<float> value;
-  const std::size_t reserve = static_cast<std::size_t>(std::min<long long>(nnz, 1LL << 26));
-  gene.reserve(reserve);
-  cell.reserve(reserve);
-  value.reserve(reserve);
-  while (reader.next(line)) {
-    if (line.empty() || line[0] == '%') continue;
-    const char* p = line.c_str();
-    char* end = nullptr;
-    long long g = std::strtoll(p, &end, 10);
-    if (end == p) throw Error(file, "line " + std::to_string(reader.line_no()), "bad entry");
-    p = end;
-    long long c = std::strtoll(p, &end, 10);
-    if (end == p) throw Error(file, "line " + std::to_string(reader.line_no()), "bad entry");
-    p = end;
-    double v = 1.0;
-    if (!pattern) {
-      v = std::strtod(p, &end);
-      if (end == p) throw Error(file, "line " + std::to_string(reader.line_no()), "missing value");
-    }
-    if (g < 1 || g > n_genes || c < 1 || c > n_cells)
-      throw Error(file, "line " + std::to_string(reader.line_no()),
-                  "index out of range (" + std::to_string(g) + ", " + std::to_string(c) + ")");
-    if (!std::isfinite(v))
-      throw Error(file, "line " + std::to_string(reader.line_no()), "value is NaN or Inf");
-    if (static_cast<long long>(gene.size()) >= nnz)
-      throw Error(file, "entries", "more entries than the declared nnz " + std::to_string(nnz));
-    gene.push_back(static_cast<std::int32_t>(g - 1));
-    cell.push_back(c - 1);
-    value.push_back(static_cast<float>(v));
+// A Matrix Market coordinate file as a stream of entries (gene, cell, value), zero-based,
+// validated as they are read; the header is read and checked on construction.
+class EntryReader {
+ public:
+  explicit EntryReader(const std::string& file) : file_(file), lines_(file) {
+    std::string line;
+    if (!lines_.next(line) || line.rfind("%%MatrixMarket", 0) != 0)
+      throw Error(file, "header", "not a Matrix Market file (missing %%MatrixMarket banner)");
+    if (line.find("coordinate") == std::string::npos)
+      throw Error(file, "header", "only coordinate Matrix Market files are supported");
+    pattern_ = line.find("pattern") != std::string::npos;
+    if (line.find("symmetric") != std::string::npos)
+      throw Error(file, "header", "symmetric matrices are not count matrices");
+    do {
+      if (!lines_.next(line)) throw Error(file, "header", "missing size line");
+    } while (!line.empty() && line[0] == '%');
+    if (std::sscanf(line.c_str(), "%lld %lld %lld", &n_genes_, &n_cells_, &nnz_) != 3 ||
+        n_genes_ < 0 || n_cells_ < 0 || nnz_ < 0)
+      throw Error(file, "size line", "expected 'rows cols nnz', got '" + line + "'");
+    if (n_genes_ > INT32_MAX) throw Error(file, "size line", "more than 2^31 genes");
+    if (n_cells_ > (std::int64_t{1} << 40))
+      throw Error(file, "size line", "absurd number of columns " + std::to_string(n_cells_));
+    // Entries are bounded by the file itself (each is read before it is kept), but the count
+    // must at least fit the shape; checked without overflowing rows * cols.
+    if (n_genes_ == 0 || n_cells_ == 0 ? nnz_ > 0 : nnz_ / n_genes_ > n_cells_)
+      throw Error(file, "size line", "nnz exceeds rows*cols");
   }
-  if (static_cast<long long>(gene.size()) != nnz)
-    throw Error(file, "entries",
-                "declared nnz " + std::to_string(nnz) + " but found " +
-                    std::to_string(gene.size()) + " (truncated file?)");
 
+  std::int64_t n_genes() const { return n_genes_; }
+  std::int64_t n_cells() const { return n_cells_; }
+  std::int64_t nnz() const { return nnz_; }
+
+  // The next entry, or false at the end (after checking that nnz entries were found).
+  bool next(std::int32_t& gene, std::int64_t& cell, float& value) {
+    while (lines_.next(line_)) {
+      if (line_.empty() || line_[0] == '%') continue;
+      const char* p = line_.c_str();
+      char* end = nullptr;
+      const long long g = std::strtoll(p, &end, 10);
+      if (end == p) fail("bad entry");
+      p = end;
+      const long long c = std::strtoll(p, &end, 10);
+      if (end == p) fail("bad entry");
+      p = end;
+      double v = 1.0;
+      if (!pattern_) {
+        v = std::strtod(p, &end);
+        if (end == p) fail("missing value");
+      }
+      if (g < 1 || g > n_genes_ || c < 1 || c > n_cells_)
+        fail("index out of range (" + std::to_string(g) + ", " + std::to_string(c) + ")");
+      if (!std::isfinite(v)) fail("value is NaN or Inf");
+      if (seen_ >= nnz_)
+        throw Error(file_, "entries", "more entries than the declared nnz " + std::to_string(nnz_));
+      ++seen_;
+      gene = static_cast<std::int32_t>(g - 1);
+      cell = c - 1;
+      value = static_cast<float>(v);
+      return true;
+    }
+    if (seen_ != nnz_)
+      throw Error(file_, "entries",
+                  "declared nnz " + std::to_string(nnz_) + " but found " + std::to_string(seen_) +
+                      " (truncated file?)");
+    return false;
+  }
+
+ private:
+  [[noreturn]] void fail(const std::string& what) const {
+    throw Error(file_, "line " + std::to_string(lines_.line_no()), what);
+  }
+
+  std::string file_;
+  LineReader lines_;
+  std::string line_;
+  bool pattern_ = false;
+  long long n_genes_ = 0, n_cells_ = 0, nnz_ = 0;
+  std::int64_t seen_ = 0;
+};
+
+// Cells [c0, c1) as CSR, their entries taken from `next` until it returns false (entries of
+// other cells are skipped); rows sorted by gene, duplicates refused.
+CsrMatrix cell_block(const std::vector<std::int64_t>& row_nnz, std::int64_t c0, std::int64_t c1,
+                     std::int64_t n_genes, const std::string& file,
+                     const std::function<bool(std::int32_t&, std::int64_t&, float&)>& next) {
   CsrMatrix m;
-  m.n_rows = n_cells;
+  m.n_rows = c1 - c0;
   m.n_cols = n_genes;
-  m.indptr.assign(n_cells + 1, 0);
-  for (auto c : cell) ++m.indptr[c + 1];
-  for (long long i = 0; i < n_cells; ++i) m.indptr[i + 1] += m.indptr[i];
-  m.indices.resize(nnz);
-  m.data.resize(nnz);
+  m.indptr.assign(static_cast<std::size_t>(m.n_rows + 1), 0);
+  for (std::int64_t c = c0; c < c1; ++c) m.indptr[c - c0 + 1] = m.indptr[c - c0] + row_nnz[c];
+  m.indices.resize(static_cast<std::size_t>(m.indptr.back()));
+  m.data.resize(static_cast<std::size_t>(m.indptr.back()));
   std::vector<std::int64_t> fill(m.indptr.begin(), m.indptr.end() - 1);
-  for (std::size_t k = 0; k < gene.size(); ++k) {
-    auto pos = fill[cell[k]]++;
-    m.indices[pos] = gene[k];
-    m.data[pos] = value[k];
+  std::int32_t gene = 0;
+  std::int64_t cell = 0;
+  float value = 0;
+  while (next(gene, cell, value)) {
+    if (cell < c0 || cell >= c1) continue;
+    const auto at = fill[cell - c0]++;
+    m.indices[at] = gene;
+    m.data[at] = value;
   }
   // 10x writes genes in decreasing order within a cell.
   sort_rows(m, file, "entries");
   return m;
+}
+
+// The checks every caller makes before allocating anything by the declared shape.
+void check_shape(const EntryReader& r, const std::string& file, std::int64_t genes_listed,
+                 std::int64_t cells_listed) {
+  // Without names files the declared shape is all there is: bounded so that a few bytes of
+  // header cannot ask for gigabytes of per-cell counts or generated names.
+  constexpr std::int64_t kMaxUnlisted = std::int64_t{1} << 27;
+  if (cells_listed >= 0 && r.n_cells() != cells_listed)
+    throw Error(file, "size line",
+                std::to_string(r.n_cells()) + " columns (cells) but the barcodes file lists " +
+                    std::to_string(cells_listed));
+  if (genes_listed >= 0 && r.n_genes() != genes_listed)
+    throw Error(file, "size line",
+                std::to_string(r.n_genes()) + " rows (genes) but the features file lists " +
+                    std::to_string(genes_listed));
+  if ((cells_listed < 0 && r.n_cells() > kMaxUnlisted) ||
+      (genes_listed < 0 && r.n_genes() > kMaxUnlisted))
+    throw Error(file, "size line",
+                "declares " + std::to_string(r.n_genes()) + " x " + std::to_string(r.n_cells()) +
+                    " without barcodes / features files naming them; more than " +
+                    std::to_string(kMaxUnlisted) + " need those files");
+}
+
+}  // namespace
+
+CsrMatrix read_mtx_transposed(const std::string& file) {
+  EntryReader counts(file);
+  check_shape(counts, file, -1, -1);
+  std::vector<std::int64_t> row_nnz(static_cast<std::size_t>(counts.n_cells()), 0);
+  std::int32_t gene = 0;
+  std::int64_t cell = 0;
+  float value = 0;
+  while (counts.next(gene, cell, value)) ++row_nnz[cell];
+  EntryReader entries(file);
+  return cell_block(
+      row_nnz, 0, entries.n_cells(), entries.n_genes(), file,
+      [&](std::int32_t& g, std::int64_t& c, float& v) { return entries.next(g, c, v); });
+}
+
+std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::int64_t genes_listed,
+                                                std::int64_t cells_listed,
+                                                const OpenOptions& options) {
+  auto report = [&](double f) {
+    if (options.progress) options.progress("reading Matrix Market into a temporary CSR store", f);
+  };
+  // Pass 1: the entries per cell (the CSR row lengths), and whether cells come in order (Cell
+  // Ranger writes them so) so that one more pass can stream them block by block.
+  std::int64_t n_genes = 0, n_cells = 0, nnz = 0;
+  std::vector<std::int64_t> row_nnz;
+  bool sorted = true;
+  {
+    EntryReader counts(file);
+    check_shape(counts, file, genes_listed, cells_listed);
+    n_genes = counts.n_genes();
+    n_cells = counts.n_cells();
+    nnz = counts.nnz();
+    row_nnz.assign(static_cast<std::size_t>(n_cells), 0);
+    std::int32_t gene = 0;
+    std::int64_t cell = 0, last = 0;
+    float value = 0;
+    while (counts.next(gene, cell, value)) {
+      ++row_nnz[cell];
+      sorted = sorted && cell >= last;
+      last = cell;
+    }
+  }
+  const std::size_t budget = std::max<std::size_t>(options.transpose_bytes, 8);
+  if (static_cast<std::size_t>(nnz) * 8 <= budget) {
+    EntryReader entries(file);
+    return make_memory_reader(
+        cell_block(row_nnz, 0, n_cells, n_genes, file,
+                   [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); }));
+  }
+  // Larger than the budget: cell blocks of at most `budget` bytes written to a temporary CSR
+  // store; sorted files take one more pass, unsorted ones one pass per block.
+  namespace fs = std::filesystem;
+  const fs::path tmp = fs::temp_directory_path() /
+                       ("orrery-mtx-" + std::to_string(::getpid()) + "-" +
+                        std::to_string(reinterpret_cast<std::uintptr_t>(&row_nnz)) + ".h5");
+  {
+    AnnDataWriter w(tmp.string());
+    std::unique_ptr<EntryReader> stream;
+    bool pending = false;  // a sorted stream's entry read past the previous block's end
+    std::int32_t p_gene = 0;
+    std::int64_t p_cell = 0;
+    float p_value = 0;
+    std::int64_t c0 = 0;
+    w.write_X(n_cells, n_genes, [&](CsrMatrix& block) {
+      if (c0 >= n_cells) return false;
+      std::int64_t c1 = c0, bytes = 0;
+      while (c1 < n_cells &&
+             (c1 == c0 || bytes + row_nnz[c1] * 8 <= static_cast<std::int64_t>(budget)))
+        bytes += row_nnz[c1++] * 8;
+      if (sorted) {
+        if (!stream) stream = std::make_unique<EntryReader>(file);
+        block = cell_block(row_nnz, c0, c1, n_genes, file, [&](auto& g, auto& c, auto& v) {
+          if (!pending && !stream->next(p_gene, p_cell, p_value)) return false;
+          pending = p_cell >= c1;  // the next block's first entry: kept for it
+          if (pending) return false;
+          g = p_gene;
+          c = p_cell;
+          v = p_value;
+          return true;
+        });
+      } else {
+        EntryReader entries(file);
+        block = cell_block(row_nnz, c0, c1, n_genes, file,
+                           [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); });
+      }
+      report(static_cast<double>(c1) / static_cast<double>(n_cells));
+      c0 = c1;
+      return true;
+    });
+    w.write_obs(DataFrame{});
+    w.write_var(DataFrame{});
+    w.commit();
+  }
+  std::shared_ptr<const Element> root;
+  try {
+    root = open_hdf5_root(tmp.string());
+  } catch (const Error&) {
+    throw Error(file, "", "cannot reopen the temporary CSR store");
+  }
+  std::error_code ec;
+  fs::remove(tmp, ec);  // the open handle keeps the data until the reader closes
+  return open_matrix(root->require("X"), n_cells, n_genes, {});
 }
 
 bool is_mtx_store(const std::string& path) {
@@ -176,7 +336,7 @@ bool is_mtx_store(const std::string& path) {
   return name.ends_with(".mtx") || name.ends_with(".mtx.gz");
 }
 
-Store open_mtx(const std::string& path) {
+Store open_mtx(const std::string& path, const OpenOptions& options) {
   fs::path p(path);
   fs::path dir = fs::is_directory(p) ? p : p.parent_path();
   std::string matrix = fs::is_directory(p) ? find_file(dir, {"matrix.mtx"}) : p.string();
@@ -187,39 +347,31 @@ Store open_mtx(const std::string& path) {
   Store store;
   store.path = path;
   store.format = "mtx";
-  store.x_encoding = "Matrix Market coordinate (genes x cells), parsed into CSR in memory";
-  CsrMatrix x = read_mtx_transposed(matrix);
-
   std::vector<std::string> ids, symbols;
-  if (!genes.empty()) {
-    auto rows = read_tsv(genes);
-    if (static_cast<std::int64_t>(rows.size()) != x.n_cols)
-      throw Error(genes, "",
-                  std::to_string(rows.size()) + " genes but the matrix has " +
-                      std::to_string(x.n_cols) + " rows");
-    for (auto& r : rows) {
+  if (!genes.empty())
+    for (auto& r : read_tsv(genes)) {
       ids.push_back(r[0]);
       symbols.push_back(r.size() > 1 ? r[1] : r[0]);
     }
-  } else {
-    for (std::int64_t g = 0; g < x.n_cols; ++g) symbols.push_back("gene" + std::to_string(g));
+  if (!barcodes.empty())
+    for (auto& r : read_tsv(barcodes)) store.obs.index.push_back(r[0]);
+  store.X = open_mtx_matrix(
+      matrix, genes.empty() ? -1 : static_cast<std::int64_t>(symbols.size()),
+      barcodes.empty() ? -1 : static_cast<std::int64_t>(store.obs.index.size()), options);
+  store.x_encoding = store.X->nnz() * 8 <= static_cast<std::int64_t>(options.transpose_bytes)
+                         ? "Matrix Market coordinate (genes x cells), parsed into CSR in memory"
+                         : "Matrix Market coordinate (genes x cells), via a temporary CSR store";
+  if (genes.empty()) {
+    for (std::int64_t g = 0; g < store.X->n_cols(); ++g)
+      symbols.push_back("gene" + std::to_string(g));
     ids = symbols;
   }
-  if (!barcodes.empty()) {
-    auto rows = read_tsv(barcodes);
-    if (static_cast<std::int64_t>(rows.size()) != x.n_rows)
-      throw Error(barcodes, "",
-                  std::to_string(rows.size()) + " barcodes but the matrix has " +
-                      std::to_string(x.n_rows) + " columns");
-    for (auto& r : rows) store.obs.index.push_back(r[0]);
-  } else {
-    for (std::int64_t c = 0; c < x.n_rows; ++c)
+  if (barcodes.empty())
+    for (std::int64_t c = 0; c < store.X->n_rows(); ++c)
       store.obs.index.push_back("cell" + std::to_string(c));
-  }
   make_unique(symbols);
   store.var.index = std::move(symbols);
   store.var.columns.push_back({"gene_ids", std::move(ids)});
-  store.X = make_memory_reader(std::move(x));
   return store;
 }
 

@@ -125,7 +125,7 @@ std::unique_ptr<RowChunkReader> make_memory_reader(CsrMatrix matrix) {
 Store open_store(const std::string& path, const OpenOptions& options) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw Error(path, "", "no such file or folder");
-  if (is_mtx_store(path)) return open_mtx(path);
+  if (is_mtx_store(path)) return open_mtx(path, options);
   if (fs::is_regular_file(path) && has_hdf5_signature(path)) return open_h5ad(path, options);
   if (fs::is_directory(path) &&
       (fs::exists(fs::path(path) / ".zgroup") || fs::exists(fs::path(path) / "zarr.json")))

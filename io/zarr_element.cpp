@@ -12,6 +12,7 @@
 #include <optional>
 
 #include "element.hpp"
+#include "utf8.hpp"
 #include "zarr_codecs.hpp"
 
 namespace orrery::io {
@@ -476,6 +477,7 @@ class ZarrElement final : public Element {
       if (node) out.push_back(d.filename().string());
     }
     std::sort(out.begin(), out.end());
+    require_utf8(out, file_, path_, "member name");
     return out;
   }
 
@@ -588,6 +590,7 @@ class ZarrElement final : public Element {
       auto raw = chunk_bytes({});
       if (!raw) fail("the scalar's chunk is missing");
       append_strings(*raw, 1, 1, out);
+      require_utf8(out, file_, path_);
       return out;
     }
     const auto n = length();
@@ -598,6 +601,7 @@ class ZarrElement final : public Element {
       if (!raw) fail("chunk " + std::to_string(i0) + " of a string array is missing");
       append_strings(*raw, static_cast<std::size_t>(c0), take, out);
     }
+    require_utf8(out, file_, path_);
     return out;
   }
 

@@ -325,6 +325,36 @@ with h5py.File(sys.argv[2], "w") as f:
     }
   }
 
+  // Names that are not UTF-8 (Latin-1 bytes written raw into a UTF-8 string dataset, and into
+  // a member name) are errors naming the element: anndata could not read them back either.
+  void nonUtf8NamesAreErrors() {
+    const QString file = path("latin1.h5ad");
+    const QString script = R"(
+import sys
+try:
+    import anndata, h5py, numpy as np, pandas as pd, scipy.sparse as sp
+except ImportError:
+    sys.exit(77)
+X = sp.csr_matrix(np.ones((3, 2), dtype=np.float32))
+anndata.AnnData(X=X, obs=pd.DataFrame(index=["a", "b", "c"])).write_h5ad(sys.argv[1])
+with h5py.File(sys.argv[1], "r+") as f:
+    del f["obs/_index"]
+    f["obs"].create_dataset("_index", data=np.array([b"a", b"caf\xe9", b"c"], dtype=object),
+                            dtype=h5py.string_dtype("utf-8"))
+    assert f["obs/_index"][1] == b"caf\xe9"
+)";
+    RUN_PYTHON_OR_SKIP("python3-anndata", "-c", script, file);
+    try {
+      io::open_store(file.toStdString());
+      QFAIL("a Latin-1 obs name was accepted");
+    } catch (const Error& e) {
+      const QString what = e.what();
+      QVERIFY2(what.contains("latin1.h5ad") && what.contains("obs/_index") &&
+                   what.contains("string 1 is not UTF-8") && what.contains("caf\\xe9"),
+               e.what());
+    }
+  }
+
   // A garbage LZF chunk (written raw, past the filter) is an error naming the element.
   void corruptLzfChunkIsAnError() {
     const QString file = path("bad-lzf.h5ad");

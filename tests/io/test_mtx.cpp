@@ -125,6 +125,16 @@ class TestMtx : public QObject {
     QTest::newRow("duplicate")
         << "%%MatrixMarket matrix coordinate real general\n2 2 2\n1 1 1\n1 1 2\n"
         << "duplicate";
+    // Declared shapes that would allocate gigabytes before the first entry is read.
+    QTest::newRow("huge unnamed cells")
+        << "%%MatrixMarket matrix coordinate integer general\n2 500000000 0\n"
+        << "without barcodes";
+    QTest::newRow("rows*cols overflows") << "%%MatrixMarket matrix coordinate integer general\n"
+                                            "2000000000 1000000000000 9000000000000000000\n1 1 1\n"
+                                         << "without barcodes";
+    QTest::newRow("absurd cells")
+        << "%%MatrixMarket matrix coordinate integer general\n2 4611686018427387904 1\n1 1 1\n"
+        << "absurd number of columns";
     QTest::newRow("binary")
         << std::string("%%MatrixMarket matrix coordinate real general\n2 2 1\n\xff\xfe\x01 1 1\n")
                .c_str()
@@ -154,6 +164,90 @@ class TestMtx : public QObject {
                "%%MatrixMarket matrix coordinate integer general\n2 3 1\n1 1 4\n");
     write_file(dir / "barcodes.tsv", "A\nB\n");
     QVERIFY_THROWS_EXCEPTION(orrery::Error, io::open_store(dir.string()));
+  }
+
+  // A declared shape that disagrees with the names files is refused before anything of that
+  // size is allocated; names that are not UTF-8 are errors naming the file and line.
+  void namesFilesBoundTheShape() {
+    const auto dir = std::filesystem::path(tmp_.path().toStdString()) / "huge-declared";
+    std::filesystem::create_directories(dir);
+    write_file(dir / "matrix.mtx",
+               "%%MatrixMarket matrix coordinate integer general\n2 500000000 1\n1 1 4\n");
+    write_file(dir / "barcodes.tsv", "A\nB\n");
+    write_file(dir / "features.tsv", "g1\tG1\ng2\tG2\n");
+    QElapsedTimer clock;
+    clock.start();
+    try {
+      io::open_store(dir.string());
+      QFAIL("no error");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("matrix.mtx") &&
+                   QString(e.what()).contains("barcodes file lists 2"),
+               e.what());
+    }
+    QVERIFY(clock.elapsed() < 2000);  // refused up front, not after allocating 4 GB
+    const auto latin1 = std::filesystem::path(tmp_.path().toStdString()) / "latin1";
+    std::filesystem::create_directories(latin1);
+    write_file(latin1 / "matrix.mtx",
+               "%%MatrixMarket matrix coordinate integer general\n2 2 1\n1 1 4\n");
+    write_file(latin1 / "barcodes.tsv", "A\nB\n");
+    write_file(latin1 / "features.tsv", "g1\tG1\ng2\tCaf\xe9\n");
+    try {
+      io::open_store(latin1.string());
+      QFAIL("no error");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("features.tsv") && QString(e.what()).contains("line 2") &&
+                   QString(e.what()).contains("UTF-8"),
+               e.what());
+    }
+  }
+
+  // Above the memory budget the matrix goes through a temporary CSR store in cell blocks:
+  // for a file whose cells come in order (Cell Ranger's) and for one whose entries are
+  // shuffled, every block layout gives the matrix read in memory, value for value.
+  void temporaryStoreEqualsInMemory_data() {
+    QTest::addColumn<bool>("shuffled");
+    QTest::addColumn<int>("budget");
+    for (bool shuffled : {false, true})
+      for (int budget : {8, 800, 5000})
+        QTest::addRow("%s, %d bytes", shuffled ? "shuffled" : "cell order", budget)
+            << shuffled << budget;
+  }
+  void temporaryStoreEqualsInMemory() {
+    QFETCH(bool, shuffled);
+    QFETCH(int, budget);
+    const auto dir = std::filesystem::path(tmp_.path().toStdString()) /
+                     (shuffled ? "blocks-shuffled" : "blocks-sorted");
+    std::filesystem::create_directories(dir);
+    std::vector<std::string> lines;
+    const int n_genes = 37, n_cells = 211;
+    for (int c = 0; c < n_cells; ++c)
+      for (int g = n_genes - 1; g >= 0; --g)  // genes descending within a cell, as 10x writes
+        if ((c * 7 + g * 13) % 5 == 0 && c % 17 != 3)  // some cells empty
+          lines.push_back(std::to_string(g + 1) + " " + std::to_string(c + 1) + " " +
+                          std::to_string((c * 31 + g) % 97 + 1));
+    if (shuffled)
+      for (std::size_t i = lines.size() - 1; i > 0; --i)
+        std::swap(lines[i], lines[(i * 7919) % (i + 1)]);
+    std::string text = "%%MatrixMarket matrix coordinate integer general\n%\n" +
+                       std::to_string(n_genes) + " " + std::to_string(n_cells) + " " +
+                       std::to_string(lines.size()) + "\n";
+    for (const auto& l : lines) text += l + "\n";
+    write_file(dir / "matrix.mtx", text);
+    io::Store whole = io::open_store(dir.string());
+    QVERIFY(whole.x_encoding.find("in memory") != std::string::npos);
+    io::OpenOptions options;
+    options.transpose_bytes = static_cast<std::size_t>(budget);
+    std::vector<double> reported;
+    options.progress = [&](std::string_view, double f) { reported.push_back(f); };
+    io::Store blocks = io::open_store(dir.string(), options);
+    QVERIFY2(blocks.x_encoding.find("temporary CSR store") != std::string::npos,
+             blocks.x_encoding.c_str());
+    QVERIFY(!reported.empty() && reported.back() == 1.0);
+    compare(blocks, whole);
+    CsrMatrix m = all_rows(blocks);
+    QCOMPARE(m.nnz(), static_cast<std::int64_t>(lines.size()));
+    QCOMPARE(m.indptr[4] - m.indptr[3], std::int64_t{0});  // cell 3 is empty
   }
 
   void makeUniqueLikeAnndata() {

@@ -168,6 +168,15 @@ class TestZarr : public QObject {
 };
 
 void TestZarr::hostileStores() {
+  // A name that is not UTF-8 (uncompressed chunk: one byte of "AAAC-5" replaced).
+  auto bad_name = copy_of("v2-none-bigendian.zarr", "latin1.zarr");
+  rewrite(bad_name / "obs" / "_index" / "0", [](std::string& s) {
+    const auto at = s.find("AAAC-5");
+    QVERIFY(at != std::string::npos);
+    s[at + 1] = '\xe9';  // Latin-1 e-acute, a lone continuation-less lead byte in UTF-8
+  });
+  expect_error(bad_name.string(), "obs/_index");
+  expect_error(bad_name.string(), "string 5 is not UTF-8");
   // A truncated compressed chunk.
   auto p = copy_of("v2-zstd.zarr", "truncated.zarr");
   rewrite(p / "X" / "data" / "0", [](std::string& s) { s.resize(s.size() / 2); });
