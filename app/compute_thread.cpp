@@ -235,6 +235,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     for (const auto& m : result->markers) snap->markers.push_back(top_markers(m, *store, *result));
     snap->stored_embeddings = stored_embedding_keys(*store);
     snap->backend_note = QString::fromStdString(note);
+    snap->qc_reused = result->qc_reused;
     snap->seconds = timer.elapsed() / 1000.0;
 
     store_ = std::move(store);

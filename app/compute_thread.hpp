@@ -62,6 +62,7 @@ struct RunSnapshot {
   // the kept cells can be drawn on them instead of this run's UMAP.
   std::vector<std::string> stored_embeddings;
   QString backend_note;
+  bool qc_reused = false;  // the QC pass of an earlier run was reused
   double seconds = 0;
 };
 

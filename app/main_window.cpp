@@ -24,6 +24,7 @@
 #include <QSettings>
 #include <QStatusBar>
 #include <QStyle>
+#include <QStyledItemDelegate>
 #include <QToolBar>
 #include <QToolTip>
 #include <QVBoxLayout>
@@ -40,6 +41,30 @@
 #include "render/selection.hpp"
 
 namespace orrery::app {
+
+namespace {
+
+// Draws each cluster's number of cells right-aligned after its name (the name alone is what a
+// double-click edits).
+class ClusterSizeDelegate final : public QStyledItemDelegate {
+ public:
+  using QStyledItemDelegate::QStyledItemDelegate;
+  void paint(QPainter* p, const QStyleOptionViewItem& option,
+             const QModelIndex& index) const override {
+    QStyledItemDelegate::paint(p, option, index);
+    const QVariant size = index.data(kClusterSizeRole);
+    if (!size.isValid()) return;
+    p->save();
+    p->setPen(option.palette.color(option.state & QStyle::State_Selected
+                                       ? QPalette::HighlightedText
+                                       : QPalette::PlaceholderText));
+    p->drawText(option.rect.adjusted(0, 0, -6, 0), Qt::AlignRight | Qt::AlignVCenter,
+                QLocale().toString(size.toLongLong()));
+    p->restore();
+  }
+};
+
+}  // namespace
 
 namespace {
 
@@ -101,6 +126,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
 
   clusters_ = new QListWidget;
   clusters_->setToolTip("Leiden clusters: colour, name and number of cells");
+  clusters_->setItemDelegate(new ClusterSizeDelegate(clusters_));
   addDock("Clusters", "clusters", clusters_, Qt::RightDockWidgetArea);
 
   markers_ = new QTableWidget(0, 6);
@@ -782,6 +808,7 @@ void MainWindow::fillClusterList() {
     item->setFlags(item->flags() | Qt::ItemIsEditable | Qt::ItemIsUserCheckable);
     item->setCheckState(hidden_[c] ? Qt::Unchecked : Qt::Checked);
     item->setToolTip(QString("%1 cells; double-click to rename, untick to hide").arg(size[c]));
+    item->setData(kClusterSizeRole, static_cast<qlonglong>(size[c]));
     clusters_->addItem(item);
   }
   if (current >= 0 && current < clusters_->count()) clusters_->setCurrentRow(current);
@@ -853,6 +880,7 @@ void MainWindow::renameCluster(int c, const QString& name) {
   names_[c] = name.trimmed().toStdString();
   recordEdit(QString("Rename %1").arg(name.trimmed()), std::move(before));
   fillClusterList();
+  redraw();  // the legend shows the name
 }
 
 void MainWindow::recolorCluster(int c, const QColor& color) {

@@ -31,6 +31,9 @@
 
 namespace orrery::app {
 
+// The Clusters list's item role holding a category's number of cells (drawn after its name).
+constexpr int kClusterSizeRole = Qt::UserRole + 1;
+
 class MainWindow : public QMainWindow {
   Q_OBJECT
  public:
@@ -78,6 +81,8 @@ class MainWindow : public QMainWindow {
   DotPlotView* dotPlot() const { return dot_plot_; }
   ViolinView* violinPlot() const { return violin_; }
   QString storeSummary() const { return store_info_->toPlainText(); }
+  // The status bar's stage text (stage, then the estimated time left once known).
+  QString statusText() const { return stage_label_->text(); }
   QComboBox* embeddingBox() const { return embedding_box_; }
   // The embedding drawn: "" for this run's UMAP, else the input's obsm key.
   QString embedding() const { return embedding_; }

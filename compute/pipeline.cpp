@@ -314,6 +314,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         static_cast<std::int64_t>(reuse->genes.total_counts.size()) == r.n_genes_total) {
       r.cell_qc = reuse->cells;
       r.gene_qc = reuse->genes;
+      r.qc_reused = true;
     } else {
       const auto qc_genes = genes_with_prefix(store.var.index, p.qc_prefix);
       r.gene_qc.n_cells_by_counts.assign(r.n_genes_total, 0);

@@ -81,6 +81,8 @@ struct PipelineResult {
   std::vector<GroupMarkers> markers;  // per Leiden cluster vs rest
   std::vector<StageTiming> timings;
   std::string backend_note;
+  // The QC metrics came from PipelineHooks::reuse_qc (no pass over X for them).
+  bool qc_reused = false;
   std::string umap_init;  // how the layout was initialised (and why, after a fallback)
 };
 

@@ -4,8 +4,10 @@
 #include <QtTest/QtTest>
 
 #include <QElapsedTimer>
+#include <QMimeData>
 #include <QSettings>
 #include <QTimer>
+#include <QUrl>
 #include <QVulkanInstance>
 #include <QXmlStreamReader>
 #include <numeric>
@@ -108,6 +110,14 @@ class TestMainWindow : public QObject {
     connect(&ticker, &QTimer::timeout, [&] { max_gap = std::max(max_gap, since_tick.restart()); });
     since_tick.start();
     ticker.start();
+    // The status bar names each stage as it starts (then adds the time left).
+    QStringList stages, shown;
+    auto status =
+        connect(window_.get(), &app::MainWindow::runProgress, [&](const QString& stage, double) {
+          stages << stage;
+          shown << window_->statusText();
+        });
+    const auto disconnect_status = qScopeGuard([&] { disconnect(status); });
     window_->openStore(demo_);
     QVERIFY(window_->isRunning());
     // The store heads the recent files and the File menu's Open recent list.
@@ -118,6 +128,12 @@ class TestMainWindow : public QObject {
              failed.isEmpty() ? "timed out" : qPrintable(failed.first().first().toString()));
     ticker.stop();
     qInfo("longest gap between 10 ms timer ticks during the run: %lld ms", max_gap);
+    for (const char* stage : {"qc", "hvg", "pca", "neighbors", "umap", "leiden"})
+      QVERIFY2(stages.contains(stage), qPrintable(stages.join(",")));
+    for (int i = 0; i < stages.size(); ++i)
+      QVERIFY2(shown[i].startsWith(stages[i]), qPrintable(shown[i]));
+    QVERIFY2(window_->statusText().startsWith("Done in"), qPrintable(window_->statusText()));
+    QVERIFY(!window_->snapshot()->qc_reused);  // a store's first run makes its QC pass
     // The Store panel describes the opened store as `orrery info` does.
     {
       io::Store s = io::open_store(demo_.toStdString());
@@ -160,6 +176,23 @@ class TestMainWindow : public QObject {
     auto snap = window_->snapshot();
     QVERIFY(snap);
     QTableWidget* table = window_->markerTable();
+    // Each cluster's size is drawn after its name (the delegate paints the size role).
+    QListWidget* list = window_->clusterList();
+    for (int c = 0; c < list->count(); ++c)
+      QCOMPARE(list->item(c)->data(app::kClusterSizeRole).toLongLong(),
+               static_cast<qlonglong>(snap->cluster_sizes[c]));
+    const QImage sizes_drawn = list->viewport()->grab().toImage();
+    list->item(0)->setData(app::kClusterSizeRole, 987654);
+    const QImage other_size = list->viewport()->grab().toImage();
+    const QRect row0 = list->visualItemRect(list->item(0));
+    int differ_right = 0, differ_left = 0;
+    for (int y = row0.top(); y <= row0.bottom(); ++y)
+      for (int x = 0; x < sizes_drawn.width(); ++x)
+        (x > sizes_drawn.width() / 2 ? differ_right : differ_left) +=
+            sizes_drawn.pixel(x, y) != other_size.pixel(x, y);
+    QVERIFY2(differ_right > 10 && differ_left == 0,
+             qPrintable(QString("%1 / %2").arg(differ_right).arg(differ_left)));
+    list->item(0)->setData(app::kClusterSizeRole, static_cast<qlonglong>(snap->cluster_sizes[0]));
     window_->clusterList()->setCurrentRow(1);
     QCOMPARE(table->rowCount(), static_cast<int>(snap->markers[1].size()));
     QVERIFY(table->rowCount() > 10);
@@ -622,9 +655,37 @@ class TestMainWindow : public QObject {
     QImage frame = grabView();
     QCOMPARE(colours_present(frame, {"#ff00ff"}, 20), 1);
     QCOMPARE(colours_present(frame, {old2.toStdString()}, 20), 0);
-    // Rename through the list, as a double-click edit does.
+    // Rename through the list, as a double-click edit does: the viewport's legend (overlay)
+    // shows the new name, so its pixels change, and undo restores them exactly.
+    // The top half only: the frame time printed at the bottom changes from frame to frame; the
+    // legend resizes to its text over a frame or two, so grab until two frames agree.
+    auto top_half = [&] {
+      QImage last;
+      for (int i = 0; i < 6; ++i) {
+        const QImage frame = grabView(true);
+        const QImage top = frame.copy(0, 0, frame.width(), frame.height() / 2);
+        if (top == last) break;
+        last = top;
+      }
+      return last;
+    };
+    const bool overlay = render::Overlay::available();
+    const QImage legend_before = overlay ? top_half() : QImage();
     window_->clusterList()->item(0)->setText("T cells");
     QCOMPARE(QString::fromStdString(window_->clusterNames()[0]), QString("T cells"));
+    if (overlay) {
+      const QImage legend_renamed = top_half();
+      QCOMPARE(legend_renamed.size(), legend_before.size());
+      int changed = 0;
+      for (int y = 0; y < legend_before.height(); ++y)
+        for (int x = 0; x < legend_before.width(); ++x)
+          changed += legend_before.pixel(x, y) != legend_renamed.pixel(x, y);
+      qInfo("legend pixels changed by the rename: %d", changed);
+      QVERIFY2(changed > 20, qPrintable(QString::number(changed)));
+      window_->undoStack()->undo();
+      QVERIFY(top_half() == legend_before);
+      window_->undoStack()->redo();
+    }
     // Undo the rename, then the recolor (the old colour is drawn again); redo both.
     QCOMPARE(window_->undoStack()->undoText(), QString("Rename T cells"));
     window_->undoStack()->undo();
@@ -639,6 +700,11 @@ class TestMainWindow : public QObject {
     // Hide: cluster 3's colour leaves the frame; show it again.
     const std::string c3 = window_->clusterColors()[3];
     window_->clusterList()->item(3)->setCheckState(Qt::Unchecked);
+    QCOMPARE(colours_present(grabView(), {c3}, 20), 0);
+    window_->undoStack()->undo();  // hiding is an edit like the others
+    QCOMPARE(colours_present(grabView(), {c3}, 20), 1);
+    QCOMPARE(window_->clusterList()->item(3)->checkState(), Qt::Checked);
+    window_->undoStack()->redo();
     QCOMPARE(colours_present(grabView(), {c3}, 20), 0);
     window_->setClusterHidden(3, false);
     QCOMPARE(colours_present(grabView(), {c3}, 20), 1);
@@ -736,6 +802,7 @@ class TestMainWindow : public QObject {
     QTest::mouseClick(qc->applyButton(), Qt::LeftButton);
     QVERIFY(done.wait(300000));
     QCOMPARE(window_->snapshot()->n_cells, after);
+    QVERIFY(window_->snapshot()->qc_reused);  // Apply ran the later stages only
     QCOMPARE(window_->params().min_genes, static_cast<int>(std::ceil(genes->low())));
 
     // The QC table: every cell of the store, its metrics, and whether it passes the thresholds.
@@ -1079,6 +1146,23 @@ class TestMainWindow : public QObject {
     QVERIFY(done.wait(300000));
     QVERIFY(!window_->isRunning());
     QCOMPARE(done.count(), 1);
+  }
+
+  // Dropping a store's file on the window opens it (drag enter accepted, the run starts and
+  // finishes, the store heads the recent files).
+  void dropOpensTheStore() {
+    QMimeData mime;
+    mime.setUrls({QUrl::fromLocalFile(demo_)});
+    QDragEnterEvent enter(QPoint(50, 50), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(window_.get(), &enter);
+    QVERIFY(enter.isAccepted());
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    QDropEvent drop(QPointF(50, 50), Qt::CopyAction, &mime, Qt::LeftButton, Qt::NoModifier);
+    QApplication::sendEvent(window_.get(), &drop);
+    QVERIFY(window_->isRunning());
+    QVERIFY(done.wait(300000));
+    QCOMPARE(window_->snapshot()->store_path, demo_);
+    QCOMPARE(window_->recentFiles().value(0), QFileInfo(demo_).absoluteFilePath());
   }
 
   void badStoreReportsAnError() {
