@@ -35,7 +35,8 @@ constexpr const char* kUsage = R"(usage:
   orrery synth -o OUT.h5ad [--cells N] [--genes N] [--clusters K] [--seed S] [--zarr-format 2|3]
   orrery info STORE
   orrery check STORE [--chunk-mib M]
-                                  read every row of X in chunks of M MiB (default 256): reports
+                                  read every row of X in chunks of M MiB (default 256; also the
+                                  block size of a CSC or Matrix Market conversion): reports
                                   corrupt data by file and element, rows/s and peak memory
 
 STORE is an .h5ad file, a .zarr directory (v2 or v3), a Cell Ranger .h5 file or a 10x Matrix
@@ -235,6 +236,8 @@ int cmd_check(const Args& a) {
   TerminalProgress progress(a.quiet);
   io::OpenOptions options;
   options.progress = [&](std::string_view what, double f) { progress.report(what, f); };
+  // A CSC X or a Matrix Market file larger than the chunk is converted in blocks of the chunk.
+  options.transpose_bytes = static_cast<std::size_t>(mib) << 20;
   const auto t0 = std::chrono::steady_clock::now();
   io::Store store = io::open_store(a.positional[0], options);
   const auto t_open = std::chrono::steady_clock::now();
