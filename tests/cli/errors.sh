@@ -37,6 +37,40 @@ cp "$tmp/small.h5ad" "$tmp/cycle.h5ad"
 expect_error "a cycle of links" "$orrery" run "$tmp/cycle.h5ad" -o "$tmp/out.h5ad"
 expect_error "cycle.h5ad: uns/a/loop.*a cycle of links" env ORRERY_HDF5_GUARD=0 "$orrery" run "$tmp/cycle.h5ad" -o "$tmp/out.h5ad"
 rm "$tmp/cycle.h5ad"
+# Damaged values and encodings, each named by file and element: a NaN in X, an indptr that
+# disagrees with nnz, an obs column in an unknown encoding, a name that is not UTF-8, no cells.
+/usr/bin/python3 - "$tmp" <<'PY' || fail "cannot make the damaged h5ad files"
+import shutil, sys
+import anndata, h5py, numpy as np, pandas as pd, scipy.sparse as sp
+tmp = sys.argv[1]
+for name in ("nan", "nnz", "encoding", "latin1"):
+    shutil.copy(f"{tmp}/small.h5ad", f"{tmp}/{name}.h5ad")
+with h5py.File(f"{tmp}/nan.h5ad", "r+") as f:
+    v = f["X/data"][:5]
+    v[3] = np.nan
+    f["X/data"][:5] = v
+with h5py.File(f"{tmp}/nnz.h5ad", "r+") as f:
+    f["X/indptr"][-1] = f["X/indptr"][-1] - 7
+with h5py.File(f"{tmp}/encoding.h5ad", "r+") as f:
+    f["obs/true_cluster"].attrs["encoding-type"] = "sparse-categorical-v9"
+with h5py.File(f"{tmp}/latin1.h5ad", "r+") as f:
+    names = f["obs/_index"][:]
+    names[2] = b"caf\xe9"
+    del f["obs/_index"]
+    f["obs"].create_dataset("_index", data=names, dtype=h5py.string_dtype("utf-8"))
+empty = anndata.AnnData(X=sp.csr_matrix((0, 10), dtype=np.float32),
+                        var=pd.DataFrame(index=[f"g{i}" for i in range(10)]))
+empty.write_h5ad(f"{tmp}/empty.h5ad")
+PY
+expect_error "nan.h5ad: X/data: NaN or Inf" "$orrery" run "$tmp/nan.h5ad" -o "$tmp/out.h5ad"
+expect_error "nnz.h5ad: X/indptr: last entry" "$orrery" run "$tmp/nnz.h5ad" -o "$tmp/out.h5ad"
+expect_error "encoding.h5ad: obs/true_cluster: unknown column encoding" "$orrery" run "$tmp/encoding.h5ad" -o "$tmp/out.h5ad"
+expect_error "latin1.h5ad: obs/_index: string 2 is not UTF-8" "$orrery" run "$tmp/latin1.h5ad" -o "$tmp/out.h5ad"
+expect_error "empty.h5ad: X: matrix is empty" "$orrery" run "$tmp/empty.h5ad" -o "$tmp/out.h5ad"
+rm -f "$tmp"/{nan,nnz,encoding,latin1,empty}.h5ad
+# A Matrix Market header declaring half a billion cells and no barcodes: refused, not allocated.
+printf '%%%%MatrixMarket matrix coordinate integer general\n2 500000000 0\n' > "$tmp/mtx/matrix.mtx"
+expect_error "matrix.mtx: size line: declares" "$orrery" run "$tmp/mtx" -o "$tmp/out.h5ad"
 # A synthetic store written as zarr checks clean; a damaged X chunk is named by `orrery check`.
 "$orrery" synth -o "$tmp/small.zarr" --cells 400 --genes 1000 --quiet || fail "zarr synth failed"
 "$orrery" check "$tmp/small.zarr" --quiet | grep -q '"rows":400' || fail "check of small.zarr"
