@@ -342,6 +342,8 @@ std::unique_ptr<RowChunkReader> transpose_csc(std::shared_ptr<const Element> gro
   try {
     file = open_hdf5_root(tmp.string());
   } catch (const Error&) {
+    std::error_code removed;
+    std::filesystem::remove(tmp, removed);
     throw Error(source, "", "cannot reopen the transposed temporary store");
   }
   std::error_code ec;

@@ -322,6 +322,8 @@ std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::in
   try {
     root = open_hdf5_root(tmp.string());
   } catch (const Error&) {
+    std::error_code removed;
+    std::filesystem::remove(tmp, removed);
     throw Error(file, "", "cannot reopen the temporary CSR store");
   }
   std::error_code ec;
