@@ -31,7 +31,7 @@ constexpr const char* kUsage = R"(usage:
   orrery --headless [-o OUT.h5ad] [--report R.json]
                                   run the pipeline on the demo dataset without a window
   orrery run STORE -o OUT.h5ad [--params P.json] [--backend cpu|cuda|auto] [--threads N]
-                   [--report R.json] [--quiet] [--zarr-format 2|3]
+                   [--report R.json] [--quiet] [--zarr-format 2|3] [--results-only]
   orrery synth -o OUT.h5ad [--cells N] [--genes N] [--clusters K] [--seed S] [--zarr-format 2|3]
   orrery info STORE
   orrery check STORE [--chunk-mib M]
@@ -41,7 +41,8 @@ constexpr const char* kUsage = R"(usage:
 
 STORE is an .h5ad file, a .zarr directory (v2 or v3), a Cell Ranger .h5 file or a 10x Matrix
 Market folder (matrix.mtx[.gz], genes/features, barcodes). An OUT ending in .zarr is written as
-a zarr directory store, version 2 unless --zarr-format 3.
+a zarr directory store, version 2 unless --zarr-format 3. --results-only leaves out X, the
+input's layers and raw (an AnnData whose X is None): obs, var, obsm, obsp, uns and varm only.
 )";
 
 compute::Progress* g_progress = nullptr;
@@ -81,6 +82,7 @@ struct Args {
   std::string cells, genes, clusters, seed;
   std::string chunk_mib, zarr_format;
   bool quiet = false;
+  bool results_only = false;
 };
 
 Args parse(int argc, char** argv, int first) {
@@ -115,6 +117,8 @@ Args parse(int argc, char** argv, int first) {
       value(a.zarr_format);
     else if (s == "--quiet" || s == "-q")
       a.quiet = true;
+    else if (s == "--results-only")
+      a.results_only = true;
     else if (s == "--headless")
       continue;
     else if (s.rfind("-", 0) == 0)
@@ -190,7 +194,7 @@ int cmd_run(const Args& a, const std::string& store_path) {
                  store.format.c_str());
   auto result = compute::run_pipeline(store, params, *backend, progress);
   compute::write_result_h5ad(store, result, params, *backend, a.out, progress, nullptr,
-                             zarr_format(a));
+                             zarr_format(a), !a.results_only);
   auto report = compute::report_json(result, params);
   report["input"] = store_path;
   report["output"] = a.out;
@@ -241,6 +245,7 @@ int cmd_check(const Args& a) {
   const auto t0 = std::chrono::steady_clock::now();
   io::Store store = io::open_store(a.positional[0], options);
   const auto t_open = std::chrono::steady_clock::now();
+  if (!store.X) throw Error(a.positional[0], "X", "the store has no X to check");
   const std::int64_t step = store.X->rows_for_budget(static_cast<std::size_t>(mib) << 20);
   std::int64_t nnz = 0;
   double sum = 0;

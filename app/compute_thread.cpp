@@ -259,7 +259,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
 
 void ComputeWorker::save(const QString& path,
                          std::shared_ptr<const compute::ClusterAnnotation> annotation,
-                         int zarr_format) {
+                         int zarr_format, bool with_matrices) {
   if (!result_) {
     emit failed("nothing to save: run the pipeline first");
     return;
@@ -267,7 +267,7 @@ void ComputeWorker::save(const QString& path,
   SignalProgress progress(this);
   try {
     compute::write_result_h5ad(*store_, *result_, params_, *backend_, path.toStdString(), progress,
-                               annotation.get(), zarr_format);
+                               annotation.get(), zarr_format, with_matrices);
     emit saved(path);
   } catch (const std::exception& e) {
     emit failed(QString::fromUtf8(e.what()));
@@ -543,11 +543,11 @@ void ComputeThread::geneValues(const QString& gene) {
 
 void ComputeThread::save(const QString& path,
                          std::shared_ptr<const compute::ClusterAnnotation> annotation,
-                         int zarr_format) {
+                         int zarr_format, bool with_matrices) {
   QMetaObject::invokeMethod(
       worker_, "save", Qt::QueuedConnection, Q_ARG(QString, path),
       Q_ARG(std::shared_ptr<const orrery::compute::ClusterAnnotation>, annotation),
-      Q_ARG(int, zarr_format));
+      Q_ARG(int, zarr_format), Q_ARG(bool, with_matrices));
 }
 
 }  // namespace orrery::app

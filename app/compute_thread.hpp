@@ -77,9 +77,11 @@ class ComputeWorker : public QObject {
 
  public slots:
   void run(const QString& path, const orrery::compute::PipelineParams& params);
-  // `zarr_format` (2 or 3) when `path` ends in .zarr.
+  // `zarr_format` (2 or 3) when `path` ends in .zarr; without `with_matrices` the results only
+  // (no X, layers or raw: compute::write_result_h5ad).
   void save(const QString& path,
-            std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation, int zarr_format);
+            std::shared_ptr<const orrery::compute::ClusterAnnotation> annotation, int zarr_format,
+            bool with_matrices);
   // A kept gene's log-normalised values, or an obs / QC column (checked first, as scanpy's
   // color= does): numeric ones as values per kept cell, categorical ones as categories.
   void geneValues(const QString& gene);
@@ -139,7 +141,7 @@ class ComputeThread : public QObject {
   ComputeWorker* worker() const { return worker_; }
   void run(const QString& path, const compute::PipelineParams& params);
   void save(const QString& path, std::shared_ptr<const compute::ClusterAnnotation> annotation = {},
-            int zarr_format = 2);
+            int zarr_format = 2, bool with_matrices = true);
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection,
                         std::shared_ptr<const std::vector<bool>> reference = nullptr);
   void geneValues(const QString& gene);

@@ -434,10 +434,13 @@ void MainWindow::buildMenus() {
       "The view with title, axes and legend as vectors, points as an image at a chosen dpi");
   QAction* save = file->addAction("&Save results as .h5ad or .zarr...", this, [this] {
     QString filter;
-    const QString path = save_path(
-        this, "Save results", "orrery-results.h5ad",
-        "AnnData h5ad (*.h5ad);;AnnData zarr (*.zarr);;AnnData zarr v3 (*.zarr)", &filter);
-    if (!path.isEmpty()) saveStore(path, filter.contains("v3") ? 3 : 2);
+    const QString path =
+        save_path(this, "Save results", "orrery-results.h5ad",
+                  "AnnData h5ad (*.h5ad);;AnnData zarr (*.zarr);;AnnData zarr v3 (*.zarr);;"
+                  "AnnData h5ad, results only: no X, layers or raw (*.h5ad)",
+                  &filter);
+    if (!path.isEmpty())
+      saveStore(path, filter.contains("v3") ? 3 : 2, !filter.contains("results only"));
   });
   save->setShortcut(QKeySequence::Save);
   file->addSeparator();
@@ -1138,12 +1141,12 @@ bool MainWindow::exportFigure(const QString& path, double dpi) {
   return true;
 }
 
-void MainWindow::saveStore(const QString& path, int zarr_format) {
+void MainWindow::saveStore(const QString& path, int zarr_format, bool with_matrices) {
   auto annotation = std::make_shared<compute::ClusterAnnotation>();
   annotation->labels = labels_;
   annotation->names = names_;
   annotation->colors = colors_;
-  compute_->save(path, annotation, zarr_format);
+  compute_->save(path, annotation, zarr_format, with_matrices);
 }
 
 void MainWindow::setTheme(const QString& theme) {

@@ -97,7 +97,8 @@ class MainWindow : public QMainWindow {
   // vectors, the points as an image at `dpi`.
   bool exportFigure(const QString& path, double dpi = 300);
   // Writes the results (with the annotation edits) to an .h5ad or a .zarr store of `zarr_format`.
-  void saveStore(const QString& path, int zarr_format = 2);
+  // Without `with_matrices`, the results only: no X, layers or raw (an AnnData whose X is None).
+  void saveStore(const QString& path, int zarr_format = 2, bool with_matrices = true);
   void setSelection(std::shared_ptr<const std::vector<bool>> selection);
   void compareSelection();
   // "Selection A vs B": the current selection (B) against a group set earlier (A).

@@ -288,7 +288,10 @@ std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& p) {
 PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& backend,
                             Progress& progress, const PipelineHooks& hooks) {
   p.validate();
-  if (!store.X) throw Error(store.path, "X", "store has no matrix");
+  if (!store.X)
+    throw Error(store.path, "X",
+                "the store has no X (an AnnData without a matrix, such as a --results-only "
+                "output): nothing to analyse");
   io::RowChunkReader& x = *store.X;
   PipelineResult r;
   r.n_cells_total = x.n_rows();

@@ -110,10 +110,11 @@ std::function<bool(CsrMatrix&)> kept_rows(io::RowChunkReader& reader, const Pipe
 // graphs other than ours (kept cells both ways) and uns entries the results do not replace.
 // What cannot be copied is named in a warning, never silently dropped.
 void carry_input_elements(io::Store& store, const PipelineResult& r, const PipelineParams& p,
-                          const DataFrame& obs, io::AnnDataWriter& w, Progress& progress) {
+                          const DataFrame& obs, io::AnnDataWriter& w, Progress& progress,
+                          bool with_raw) {
   const io::Element& root = *store.root;
   std::vector<std::string> skipped;
-  if (auto raw = root.open("raw"); raw && store.has_raw) {
+  if (auto raw = root.open("raw"); raw && store.has_raw && with_raw) {
     auto x = raw->require("X");
     const auto shape = x->is_group() ? x->int_attr("shape") : x->shape();
     if (shape.size() != 2) x->fail("raw/X has no 2-D shape");
@@ -195,7 +196,7 @@ void write_uns_params(io::AnnDataWriter& w, const PipelineResult& r, const Pipel
 
 void write_result_h5ad(io::Store& store, const PipelineResult& r, const PipelineParams& p,
                        Backend& backend, const std::string& out_path, Progress& progress,
-                       const ClusterAnnotation* annotation, int zarr_format) {
+                       const ClusterAnnotation* annotation, int zarr_format, bool with_matrices) {
   io::AnnDataWriter w(out_path, zarr_format);
   const auto gene_map = kept_gene_map(r);
   io::RowChunkReader& x = *store.X;
@@ -203,17 +204,18 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   std::int64_t r0 = 0;
   PipelineParams params = p;
   CsrMatrix raw;  // reused from chunk to chunk
-  w.write_X(static_cast<std::int64_t>(r.kept_cells.size()),
-            static_cast<std::int64_t>(r.kept_genes.size()), [&](CsrMatrix& chunk) {
-              if (r0 >= x.n_rows()) return false;
-              progress.check();
-              const std::int64_t r1 = std::min(x.n_rows(), r0 + step);
-              x.read_rows_into(r0, r1, raw);
-              log_normalized_chunk(raw, r0, r, gene_map, params, backend, chunk);
-              progress.report("write", static_cast<double>(r1) / x.n_rows());
-              r0 = r1;
-              return true;
-            });
+  if (with_matrices)
+    w.write_X(static_cast<std::int64_t>(r.kept_cells.size()),
+              static_cast<std::int64_t>(r.kept_genes.size()), [&](CsrMatrix& chunk) {
+                if (r0 >= x.n_rows()) return false;
+                progress.check();
+                const std::int64_t r1 = std::min(x.n_rows(), r0 + step);
+                x.read_rows_into(r0, r1, raw);
+                log_normalized_chunk(raw, r0, r, gene_map, params, backend, chunk);
+                progress.report("write", static_cast<double>(r1) / x.n_rows());
+                r0 = r1;
+                return true;
+              });
 
   DataFrame obs;
   for (auto i : r.kept_cells) obs.index.push_back(store.obs.index[i]);
@@ -289,7 +291,7 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
   }
   // The input's layers (e.g. raw counts), streamed for the kept cells and genes.
   for (const auto& key : store.layer_keys) {
-    if (!store.root) break;
+    if (!store.root || !with_matrices) break;
     auto layer =
         io::open_matrix(store.root->require("layers/" + key), store.n_obs(), store.n_vars(), {});
     const std::int64_t layer_step = layer->rows_for_budget(p.chunk_bytes);
@@ -306,7 +308,7 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
                     return true;
                   });
   }
-  if (store.root) carry_input_elements(store, r, p, obs, w, progress);
+  if (store.root) carry_input_elements(store, r, p, obs, w, progress, with_matrices);
   write_uns_params(w, r, p);
   w.write_obsp("connectivities", r.graph.connectivities);
   w.write_obsp("distances", r.graph.distances);

@@ -15,8 +15,12 @@ struct ClusterAnnotation {
   std::vector<std::string> names, colors;
 };
 
+// `with_matrices` false: the results only (obs, var, obsm, obsp, uns, varm), without X, the
+// input's layers and raw, as an AnnData whose X is None: at atlas scale the matrices are most
+// of the bytes and the input already holds them.
 void write_result_h5ad(io::Store& store, const PipelineResult& result, const PipelineParams& params,
                        Backend& backend, const std::string& out_path, Progress& progress,
-                       const ClusterAnnotation* annotation = nullptr, int zarr_format = 2);
+                       const ClusterAnnotation* annotation = nullptr, int zarr_format = 2,
+                       bool with_matrices = true);
 
 }  // namespace orrery::compute

@@ -439,8 +439,12 @@ Store open_anndata(std::shared_ptr<const Element> root, const std::string& forma
   store.has_raw = root->open("raw/X") != nullptr;
   const auto n_obs = static_cast<std::int64_t>(store.obs.index.size());
   const auto n_vars = static_cast<std::int64_t>(store.var.index.size());
-  if (options.open_x)
+  // anndata writes no X when it is None (e.g. Orrery's --results-only output): opened with
+  // Store::X null, for info, obs and the stored embeddings; the pipeline needs X and says so.
+  if (options.open_x && root->open("X"))
     store.X = open_matrix(root->require("X"), n_obs, n_vars, options, &store.x_encoding);
+  else if (options.open_x)
+    store.x_encoding = "none (an AnnData without X)";
   store.root = std::move(root);
   return store;
 }

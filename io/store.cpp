@@ -174,7 +174,7 @@ std::string describe_store(const Store& store, const std::string& path) {
   line("X", store.x_encoding);
   line("shape",
        std::to_string(store.n_obs()) + " cells x " + std::to_string(store.n_vars()) + " genes");
-  line("nnz", std::to_string(store.X->nnz()));
+  line("nnz", store.X ? std::to_string(store.X->nnz()) : std::string("-"));
   line("obs", first_names(store.obs.index, 3));
   line("var", first_names(store.var.index, 3));
   auto columns = [&](const char* label, const DataFrame& df) {

@@ -50,8 +50,13 @@ struct Store {
   // AnnData stores: the tree, for reading layers, raw/X, obsm and obsp (null for other formats).
   std::shared_ptr<const Element> root;
 
-  std::int64_t n_obs() const { return X ? X->n_rows() : 0; }
-  std::int64_t n_vars() const { return X ? X->n_cols() : 0; }
+  // X's shape, or obs/var's for a store opened without X or holding none (anndata allows it).
+  std::int64_t n_obs() const {
+    return X ? X->n_rows() : static_cast<std::int64_t>(obs.index.size());
+  }
+  std::int64_t n_vars() const {
+    return X ? X->n_cols() : static_cast<std::int64_t>(var.index.size());
+  }
 };
 
 struct OpenOptions {

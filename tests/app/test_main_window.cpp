@@ -759,6 +759,19 @@ class TestMainWindow : public QObject {
     QSignalSpy saved(window_->computeThread()->worker(), &app::ComputeWorker::saved);
     window_->saveStore(h5ad);
     QVERIFY(saved.wait(60000));
+    // Results only: the same obs without X (anndata's X None); Orrery opens it without X.
+    const QString results_only = tmp_.filePath("results-only.h5ad");
+    window_->saveStore(results_only, 2, false);
+    QVERIFY(saved.wait(60000));
+    {
+      io::Store only = io::open_store(results_only.toStdString());
+      QVERIFY(!only.X);
+      QCOMPARE(only.n_obs(), snap->n_cells);
+      QCOMPARE(only.n_vars(), snap->n_genes);
+      QVERIFY(only.obs.find("leiden"));
+      QCOMPARE(std::get<Categorical>(only.obs.find("leiden")->values).codes,
+               window_->clusterLabels());
+    }
     // The same annotation saved as a zarr v3 store reads back with the edited categories.
     const QString v3 = tmp_.filePath("annotated-v3.zarr");
     window_->saveStore(v3, 3);
