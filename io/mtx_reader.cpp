@@ -25,6 +25,9 @@ namespace {
 class LineReader {
  public:
   explicit LineReader(const std::string& path) : path_(path) {
+    // Read more than once (counted, then converted): a pipe or device would not read the same.
+    std::error_code ec;
+    if (!fs::is_regular_file(path, ec)) throw Error(path, "", "not a regular file");
     file_ = gzopen(path.c_str(), "rb");
     if (!file_) throw Error(path, "", "cannot open file");
     gzbuffer(file_, 1 << 20);
@@ -191,12 +194,23 @@ CsrMatrix cell_block(const std::vector<std::int64_t>& row_nnz, std::int64_t c0, 
   std::int32_t gene = 0;
   std::int64_t cell = 0;
   float value = 0;
+  // The row lengths come from an earlier pass over the file: a file that reads differently now
+  // (rewritten meanwhile) must not write past a row.
+  auto changed = [&] {
+    return Error(file, "entries",
+                 "the file changed while it was read (entries per cell differ "
+                 "between passes)");
+  };
   while (next(gene, cell, value)) {
     if (cell < c0 || cell >= c1) continue;
-    const auto at = fill[cell - c0]++;
+    auto& at = fill[cell - c0];
+    if (at == m.indptr[cell - c0 + 1]) throw changed();
     m.indices[at] = gene;
     m.data[at] = value;
+    ++at;
   }
+  for (std::int64_t r = 0; r < m.n_rows; ++r)
+    if (fill[r] != m.indptr[r + 1]) throw changed();
   // 10x writes genes in decreasing order within a cell.
   sort_rows(m, file, "entries");
   return m;
@@ -206,8 +220,8 @@ CsrMatrix cell_block(const std::vector<std::int64_t>& row_nnz, std::int64_t c0, 
 void check_shape(const EntryReader& r, const std::string& file, std::int64_t genes_listed,
                  std::int64_t cells_listed) {
   // Without names files the declared shape is all there is: bounded so that a few bytes of
-  // header cannot ask for gigabytes of per-cell counts or generated names.
-  constexpr std::int64_t kMaxUnlisted = std::int64_t{1} << 27;
+  // header cannot ask for more than ~250 MB of per-cell counts and generated names.
+  constexpr std::int64_t kMaxUnlisted = std::int64_t{1} << 22;
   if (cells_listed >= 0 && r.n_cells() != cells_listed)
     throw Error(file, "size line",
                 std::to_string(r.n_cells()) + " columns (cells) but the barcodes file lists " +
@@ -259,12 +273,16 @@ std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::in
     nnz = counts.nnz();
     row_nnz.assign(static_cast<std::size_t>(n_cells), 0);
     std::int32_t gene = 0;
-    std::int64_t cell = 0, last = 0;
+    std::int64_t cell = 0, last = 0, seen = 0;
     float value = 0;
     while (counts.next(gene, cell, value)) {
       ++row_nnz[cell];
       sorted = sorted && cell >= last;
       last = cell;
+      // Progress (and, through it, Cancel) for the minutes a large .gz takes to count.
+      if (++seen % (1 << 20) == 0 && options.progress)
+        options.progress("counting Matrix Market entries",
+                         static_cast<double>(seen) / static_cast<double>(nnz));
     }
   }
   const std::size_t budget = std::max<std::size_t>(options.transpose_bytes, 8);
@@ -360,7 +378,8 @@ Store open_mtx(const std::string& path, const OpenOptions& options) {
   store.X = open_mtx_matrix(
       matrix, genes.empty() ? -1 : static_cast<std::int64_t>(symbols.size()),
       barcodes.empty() ? -1 : static_cast<std::int64_t>(store.obs.index.size()), options);
-  store.x_encoding = store.X->nnz() * 8 <= static_cast<std::int64_t>(options.transpose_bytes)
+  store.x_encoding = static_cast<std::size_t>(store.X->nnz()) * 8 <=
+                             std::max<std::size_t>(options.transpose_bytes, 8)
                          ? "Matrix Market coordinate (genes x cells), parsed into CSR in memory"
                          : "Matrix Market coordinate (genes x cells), via a temporary CSR store";
   if (genes.empty()) {

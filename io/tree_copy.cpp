@@ -7,11 +7,11 @@ namespace orrery::io {
 
 namespace {
 
-// A 1-D record array (anndata's rec-arrays, such as a rank_genes_groups of the input) whose
-// fields are all strings or all numbers, as TreeWriter::records writes them; false when it
-// has another form.
-bool copy_records(const Element& src, TreeWriter& w, const std::string& dst,
-                  const std::vector<std::string>& fields, const std::vector<std::int64_t>* rows) {
+constexpr std::size_t kMaxRecordBytes = std::size_t{256} << 20;
+
+bool copy_records_or_throw(const Element& src, TreeWriter& w, const std::string& dst,
+                           const std::vector<std::string>& fields,
+                           const std::vector<std::int64_t>* rows) {
   const auto shape = src.shape();
   if (shape.size() != 1) return false;
   std::vector<std::unique_ptr<Element>> columns;
@@ -22,8 +22,7 @@ bool copy_records(const Element& src, TreeWriter& w, const std::string& dst,
     const auto kind = f->kind();
     if (kind == ElementKind::String)
       strings = true;
-    else if (kind == ElementKind::Integer || kind == ElementKind::Float ||
-             kind == ElementKind::Bool)
+    else if (kind == ElementKind::Float)
       numbers = true;
     else
       return false;
@@ -40,13 +39,18 @@ bool copy_records(const Element& src, TreeWriter& w, const std::string& dst,
     for (std::int64_t r = 0; r < shape[0]; ++r) order.push_back(r);
   }
   const std::size_t n = order.size(), k = fields.size();
+  if (n * k * 8 > kMaxRecordBytes) return false;
   std::vector<std::string> texts(strings ? n * k : 0);
   std::vector<double> values(numbers ? n * k : 0);
+  std::size_t longest = 1;  // the zarr writer gives every string the longest one's width
   for (std::size_t f = 0; f < k; ++f) {
     if (strings) {
       const auto column = columns[f]->read_strings();
-      for (std::size_t i = 0; i < n; ++i)
+      for (std::size_t i = 0; i < n; ++i) {
         texts[i * k + f] = column.at(static_cast<std::size_t>(order[i]));
+        longest = std::max(longest, texts[i * k + f].size());
+      }
+      if (n * k * 4 * longest > kMaxRecordBytes) return false;
     } else {
       std::vector<double> column(static_cast<std::size_t>(shape[0]));
       columns[f]->read(0, shape[0], column.data());
@@ -57,6 +61,19 @@ bool copy_records(const Element& src, TreeWriter& w, const std::string& dst,
   w.records(dst, fields, all_f32 ? NumType::F32 : NumType::F64, values, strings ? &texts : nullptr,
             n, src.attrs());
   return true;
+}
+
+// A 1-D record array (anndata's rec-arrays, such as a rank_genes_groups of the input) whose
+// fields are all strings or all floats, as TreeWriter::records writes them; false when it has
+// another form (integer fields would not survive a float64 copy unchanged), cannot be read, or
+// would take more than kMaxRecordBytes to write: the caller names it as not copied.
+bool copy_records(const Element& src, TreeWriter& w, const std::string& dst,
+                  const std::vector<std::string>& fields, const std::vector<std::int64_t>* rows) {
+  try {
+    return copy_records_or_throw(src, w, dst, fields, rows);
+  } catch (const Error&) {
+    return false;
+  }
 }
 
 }  // namespace

@@ -53,9 +53,9 @@ std::unique_ptr<TreeWriter> make_hdf5_writer(const std::string& path);
 // Copies `src` (a group and everything below it, or one array) to `dst` unchanged: attributes,
 // numeric arrays in their stored type, string arrays and scalars. With `rows`, arrays keep only
 // those indices of their first axis (a gene subset of varm) and groups pass `rows` down.
-// Record arrays are copied when their fields are all numbers or all strings; elements with no
-// copy form (records mixing both, opaque types, strings of more than one dimension) are left
-// out and their paths added to `skipped`.
+// Record arrays are copied when their fields are all floats or all strings; elements with no
+// copy form (records mixing both or holding integers, unreadable or oversized records, opaque
+// types, strings of more than one dimension) are left out and their paths added to `skipped`.
 void copy_element(const Element& src, TreeWriter& w, const std::string& dst,
                   std::vector<std::string>& skipped,
                   const std::vector<std::int64_t>* rows = nullptr);

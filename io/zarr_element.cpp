@@ -631,6 +631,8 @@ class ZarrElement final : public Element {
       }
     if (m.dtype.kind == 'O' && !m.pipeline.vlen)
       throw Error(file, path, "object arrays need the vlen-utf8 filter");
+    if (m.dtype.kind != 'O' && m.pipeline.vlen)
+      throw Error(file, path, "the vlen-utf8 filter applies to object (string) arrays only");
     const json comp = j.value("compressor", json());
     if (comp.is_object()) {
       json codec = comp;
@@ -671,8 +673,11 @@ class ZarrElement final : public Element {
       m.dtype.big_endian = m.pipeline.big_endian;
     }
     for (auto& f : m.dtype.fields) f.type.big_endian = m.dtype.big_endian;
-    if (m.dtype.kind == 'O' && !(m.sharding ? m.sharding->inner_pipeline.vlen : m.pipeline.vlen))
+    const bool vlen = m.sharding ? m.sharding->inner_pipeline.vlen : m.pipeline.vlen;
+    if (m.dtype.kind == 'O' && !vlen)
       throw Error(file, path, "string arrays need the vlen-utf8 codec");
+    if (m.dtype.kind != 'O' && vlen)
+      throw Error(file, path, "the vlen-utf8 codec applies to string arrays only");
     m.fill = j.value("fill_value", json());
     return m;
   }

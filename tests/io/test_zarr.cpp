@@ -177,6 +177,14 @@ void TestZarr::hostileStores() {
   });
   expect_error(bad_name.string(), "obs/_index");
   expect_error(bad_name.string(), "string 5 is not UTF-8");
+  // A numeric array declaring the strings' vlen-utf8 filter (its chunks were read unchecked).
+  auto vlen_numbers = copy_of("v2-anndata.zarr", "vlen-numbers.zarr");
+  rewrite(vlen_numbers / "X" / "data" / ".zarray", [](std::string& s) {
+    const auto at = s.find("\"filters\": null");
+    QVERIFY(at != std::string::npos);
+    s.replace(at, 15, "\"filters\": [{\"id\": \"vlen-utf8\"}]");
+  });
+  expect_error(vlen_numbers.string(), "vlen-utf8 filter applies to object");
   // A truncated compressed chunk.
   auto p = copy_of("v2-zstd.zarr", "truncated.zarr");
   rewrite(p / "X" / "data" / "0", [](std::string& s) { s.resize(s.size() / 2); });
@@ -337,7 +345,8 @@ void TestZarr::recordArrays_data() {
 
 // anndata's rec-arrays (scanpy's rank_genes_groups layout) read field by field as the fixture
 // script wrote them, and copied by copy_element into h5ad, zarr v2 and zarr v3 stores that
-// read back the same; a record mixing strings and numbers is named as not copied.
+// read back the same; records mixing strings and numbers or holding integers are named as not
+// copied.
 void TestZarr::recordArrays() {
   QFETCH(QString, name);
   auto expect_markers = [](const io::Element& uns, const QString& where) {
@@ -376,7 +385,8 @@ void TestZarr::recordArrays() {
       w->group("", {});
       io::copy_element(*uns, *w, "uns", skipped);
       w->close();
-      QCOMPARE(skipped, std::vector<std::string>{"uns/mixed"});
+      // Integers would not survive the float64 record copy (2^53 + 1); mixed records have no form.
+      QCOMPARE(skipped, (std::vector<std::string>{"uns/counts", "uns/mixed"}));
       auto root = format == 0 ? io::open_hdf5_root(path) : io::open_zarr_root(path);
       expect_markers(*root->require("uns"), QString::fromStdString(out));
       QCOMPARE(root->require("uns/markers/names")->string_attr_or("encoding-type", ""),

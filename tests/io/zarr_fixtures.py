@@ -239,6 +239,7 @@ rec.uns["markers"] = {
         [np.linspace(1e-300, 0.5, 6), np.linspace(0.1, 0.9, 6)], names=["a", "b"]),
 }
 rec.uns["mixed"] = np.rec.fromarrays([["x", "y"], [1.5, 2.5]], names=["name", "value"])
+rec.uns["counts"] = np.rec.fromarrays([np.array([2**53 + 1, 7]), np.array([1, 2])], names=["a", "b"])
 rec.write_h5ad(os.path.join(out, "rec.h5ad"))
 rec.write_zarr(os.path.join(out, "v2-rec.zarr"))
 # The same scores with big-endian fields, as numpy writes them on such machines.
