@@ -1,5 +1,6 @@
 #include "compute_thread.hpp"
 
+#include <QColor>
 #include <QElapsedTimer>
 #include <QMetaObject>
 #include <QSaveFile>
@@ -68,9 +69,16 @@ std::shared_ptr<ObsCategories> categories_of(const std::string& name, const Cate
   else
     out->codes = cat.codes;
   out->categories = cat.categories;
-  out->colors = cat.colors.size() == cat.categories.size()
-                    ? cat.colors
-                    : compute::categorical_palette(cat.categories.size());
+  // Stored colours as the renderer takes them ("#rrggbb"): matplotlib's "#rrggbbaa" loses its
+  // alpha, names such as "red" are looked up; any other makes the palette stand in.
+  bool usable = cat.colors.size() == cat.categories.size();
+  for (std::size_t c = 0; usable && c < cat.colors.size(); ++c) {
+    const QString s = QString::fromStdString(cat.colors[c]);
+    const QColor colour(s.size() == 9 && s.startsWith('#') ? s.left(7) : s);
+    usable = colour.isValid();
+    if (usable) out->colors.push_back(colour.name().toStdString());
+  }
+  if (!usable) out->colors = compute::categorical_palette(cat.categories.size());
   return out;
 }
 
@@ -84,7 +92,8 @@ std::vector<std::string> stored_embedding_keys(const io::Store& store) {
         e->kind() == io::ElementKind::Other)
       continue;
     const auto shape = e->shape();
-    if (shape.size() == 2 && shape[0] == store.n_obs() && shape[1] >= 2) keys.push_back(key);
+    if (shape.size() == 2 && shape[0] == store.n_obs() && shape[1] >= 2 && shape[1] <= 100000)
+      keys.push_back(key);
   }
   auto rank = [](const std::string& k) {
     return k == "X_umap" ? 0 : k == "X_tsne" ? 1 : k == "X_pca" ? 3 : 2;
@@ -193,7 +202,9 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     try {
       auto preview = qc_path_ == path ? nullptr : stored_preview(*store, path);
       if (preview) emit storedPreview(std::move(preview));
-    } catch (const Error& e) {
+    } catch (const Cancelled&) {
+      throw;
+    } catch (const std::exception& e) {
       progress.warn(std::string("no preview of the stored embedding: ") + e.what());
     }
     std::string note;

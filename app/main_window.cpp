@@ -274,9 +274,11 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   connect(w, &ComputeWorker::layoutStep, this,
           [this](std::shared_ptr<const std::vector<float>> xy) {
             // While UMAP optimises, draw the layout in one neutral colour.
+            // The first step of a run refits: the view may hold a stored embedding's scale.
             std::vector<std::int32_t> labels(xy->size() / 2, 0);
             view_->setPoints(render::categorical_points(*xy, labels, {"#808080"}),
-                             view_->points().size() == 0);
+                             !layout_fitted_ || view_->points().size() == 0);
+            layout_fitted_ = true;
           });
   // A run cancelled by a newer request ends after that request was queued: the window is busy
   // until every requested run has ended.
@@ -288,7 +290,9 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   connect(w, &ComputeWorker::storedPreview, this, &MainWindow::showPreview);
   connect(w, &ComputeWorker::embeddingReady, this,
           [this](const QString& key, std::shared_ptr<const std::vector<float>> xy) {
-            if (!snapshot_ || xy->size() != snapshot_->umap_xy.size()) return;
+            // Only the answer to the latest request, for the result it was asked of.
+            if (!snapshot_ || key != pending_embedding_ || xy->size() != snapshot_->umap_xy.size())
+              return;
             setEmbedding(key, std::move(xy));
             stage_label_->setText("Drawn on the store's " + key);
             emit embeddingShown(key);
@@ -303,6 +307,10 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   connect(w, &ComputeWorker::failed, this, [this](const QString& message) {
     stage_label_->setText("Error");
     statusBar()->showMessage(message);
+    // A failed embedding request leaves the box on the embedding drawn.
+    pending_embedding_ = embedding_;
+    if (const int i = embedding_box_->findData(embedding_); i >= 0)
+      embedding_box_->setCurrentIndex(i);
     if (!property("quietErrors").toBool()) QMessageBox::critical(this, "Orrery", message);
     emit runFailed(message);
   });
@@ -312,7 +320,8 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   });
   connect(view_, &UmapView::lassoed, this,
           [this](std::shared_ptr<const std::vector<glm::vec2>> polygon) {
-            if (!snapshot_) return;
+            // While a run computes the view may show its layout, not the snapshot's cells.
+            if (!snapshot_ || running_) return;
             // The view holds the same cells in the same order (on the GPU where there is one).
             setSelection(std::make_shared<const std::vector<bool>>(
                 view_->points().size() == cell_xy_.size()
@@ -544,6 +553,24 @@ void MainWindow::setRunning(bool running) {
 }
 
 void MainWindow::openStore(const QString& path) {
+  // The previous store's result leaves with its points: nothing may be picked, lassoed,
+  // edited or re-coloured against it while the new store's preview or layout is on screen.
+  snapshot_.reset();
+  selection_.reset();
+  cell_xy_.clear();
+  xy_.reset();
+  hovered_cell_ = -1;
+  labels_.clear();
+  labels_state_.reset();
+  names_.clear();
+  colors_.clear();
+  hidden_.clear();
+  gene_.clear();
+  gene_values_.reset();
+  obs_categories_.reset();
+  undo_->clear();
+  fillMarkerTable({});
+  violin_->clear();
   path_ = path;
   params_ = params_panel_->applyTo(compute::PipelineParams{});
   rememberRecent(path);
@@ -556,6 +583,9 @@ void MainWindow::openStore(const QString& path) {
 void MainWindow::startRun() {
   if (running_) compute_->cancel();
   clusters_->clear();
+  layout_fitted_ = false;
+  embedding_box_->setEnabled(false);  // re-enabled with the run's result
+  pending_embedding_ = embedding_;
   ++pending_runs_;
   setRunning(true);
   compute_->run(path_, params_);
@@ -582,7 +612,7 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   for (const auto& key : s.stored_embeddings)
     embedding_box_->addItem(QString::fromStdString(key) + " (stored)", QString::fromStdString(key));
   embedding_box_->setEnabled(embedding_box_->count() > 1);
-  embedding_ = QString();
+  embedding_ = pending_embedding_ = QString();
   xy_ = std::shared_ptr<const std::vector<float>>(snapshot_, &snapshot_->umap_xy);
   // The embedding in cell order: the drawn order may differ (expression colouring sorts).
   cell_xy_.resize(xy_->size() / 2);
@@ -654,7 +684,12 @@ void MainWindow::showPreview(std::shared_ptr<const StoredPreview> preview) {
 }
 
 void MainWindow::showEmbedding(const QString& key) {
-  if (!snapshot_ || key == embedding_) return;
+  if (!snapshot_ || running_) return;
+  pending_embedding_ = key;  // an answer still coming for an earlier choice is now stale
+  if (key == embedding_) {
+    if (const int i = embedding_box_->findData(key); i >= 0) embedding_box_->setCurrentIndex(i);
+    return;
+  }
   if (key.isEmpty()) {
     setEmbedding(key, std::shared_ptr<const std::vector<float>>(snapshot_, &snapshot_->umap_xy));
     emit embeddingShown(key);

@@ -225,6 +225,8 @@ class MainWindow : public QMainWindow {
   std::vector<glm::vec2> cell_xy_;                // the embedding in cell order (lasso and picking)
   std::shared_ptr<const std::vector<float>> xy_;  // the same, as drawn
   QString embedding_;                             // "" = this run's UMAP, else an obsm key
+  QString pending_embedding_;   // the embedding last asked for (replies to others are stale)
+  bool layout_fitted_ = false;  // the run's first layout step has refit the camera
   QComboBox* embedding_box_ = nullptr;
   QString theme_ = "system";
   QString system_style_;

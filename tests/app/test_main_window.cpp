@@ -13,6 +13,7 @@
 #include <numeric>
 #include <set>
 
+#include "common/python.hpp"
 #include "demo.hpp"
 #include "eta.hpp"
 #include "io/anndata_reader.hpp"
@@ -1056,7 +1057,24 @@ class TestMainWindow : public QObject {
   // after the run the kept cells can be drawn on the stored X_umap or X_pca (figure axes
   // named after it) and back on this run's UMAP.
   void storedEmbeddingDrawnWhileRunning() {
-    const QString h5ad = tmp_.filePath("saved.h5ad");
+    // The saved store with its first two colours as matplotlib may leave them: a name and
+    // "#rrggbbaa" (the renderer takes "#rrggbb"; either used to throw inside a UI slot).
+    const QString h5ad = tmp_.filePath("saved-named-colours.h5ad");
+    QFile::remove(h5ad);
+    QVERIFY(QFile::copy(tmp_.filePath("saved.h5ad"), h5ad));
+    RUN_PYTHON_OR_SKIP("python3-h5py", "-c", R"(
+import sys
+try:
+    import h5py
+except ImportError:
+    sys.exit(77)
+with h5py.File(sys.argv[1], "r+") as f:
+    colours = [c.decode() for c in f["uns/leiden_colors"][:]]
+    colours[0], colours[1] = "red", "#00ff00ff"
+    del f["uns/leiden_colors"]
+    f["uns"].create_dataset("leiden_colors", data=colours, dtype=h5py.string_dtype("utf-8"))
+)",
+                       h5ad);
     io::Store store = io::open_store(h5ad.toStdString());
     const auto stored_umap =
         io::read_dense_columns(*store.root->require("obsm/X_umap"), store.n_obs(), 2);
@@ -1089,7 +1107,10 @@ class TestMainWindow : public QObject {
     for (std::int64_t i = 0; i < store.n_obs(); i += 97) {
       QCOMPARE(drawn.positions[i].x, stored_umap.at(i, 0));
       QCOMPARE(drawn.positions[i].y, stored_umap.at(i, 1));
-      const QColor want(QString::fromStdString(leiden.colors[leiden.codes[i]]));
+      const int code = leiden.codes[i];
+      const QColor want(code == 0   ? QString("#ff0000")
+                        : code == 1 ? QString("#00ff00")
+                                    : QString::fromStdString(leiden.colors[code]));
       QCOMPARE(drawn.colors[i] & 0xFFFFFFu,
                render::pack_rgba(static_cast<std::uint8_t>(want.red()),
                                  static_cast<std::uint8_t>(want.green()),
@@ -1133,6 +1154,15 @@ class TestMainWindow : public QObject {
     window_->showEmbedding("");
     QCOMPARE(back.count(), 1);
     QCOMPARE(*window_->embeddingXy(), snap->umap_xy);
+    // A reply to an earlier request that arrives after a later choice is dropped.
+    QSignalSpy replies(window_->computeThread()->worker(), &app::ComputeWorker::embeddingReady);
+    window_->showEmbedding("X_umap");
+    window_->showEmbedding("");  // the user changes their mind before X_umap is read
+    QVERIFY(replies.wait(30000));
+    QTest::qWait(50);
+    QCOMPARE(window_->embedding(), QString());
+    QCOMPARE(*window_->embeddingXy(), snap->umap_xy);
+    QCOMPARE(window_->embeddingBox()->currentData().toString(), QString());
   }
 
   void cancelStopsTheRun() {
