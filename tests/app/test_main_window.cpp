@@ -3,6 +3,7 @@
 // cluster colours in it; cancel a run; export PNG and .h5ad and read them back.
 #include <QtTest/QtTest>
 
+#include <QCompleter>
 #include <QElapsedTimer>
 #include <QMimeData>
 #include <QSettings>
@@ -427,6 +428,34 @@ class TestMainWindow : public QObject {
 
   void colourByGeneThroughSearch() {
     auto snap = window_->snapshot();
+    // The search box completes over the kept genes, the QC columns and the obs columns.
+    QCompleter* completer = window_->geneSearch()->completer();
+    QVERIFY(completer);
+    QStringList offered;
+    for (int r = 0; r < completer->model()->rowCount(); ++r)
+      offered << completer->model()->index(r, 0).data().toString();
+    QCOMPARE(offered.size(), static_cast<int>(snap->gene_names.size() + snap->obs_numeric.size() +
+                                              snap->obs_categorical.size()));
+    for (const char* name : {"total_counts", "pct_counts_mt", "true_cluster"})
+      QVERIFY2(offered.contains(name), name);
+    QVERIFY(offered.contains(QString::fromStdString(snap->gene_names.back())));
+    // Double-clicking a marker colours the view by that gene.
+    {
+      const int row = window_->clusterList()->currentRow();
+      const auto restore_row = qScopeGuard([&] { window_->clusterList()->setCurrentRow(row); });
+      window_->clusterList()->setCurrentRow(2);
+      QTableWidget* table = window_->markerTable();
+      QVERIFY(table->rowCount() > 0);
+      const QString top = table->item(0, 0)->text();
+      QSignalSpy clicked(window_.get(), &app::MainWindow::geneShown);
+      const QRect cell = table->visualItemRect(table->item(0, 0));
+      // A double-click is a press, release and double-click event on the same cell.
+      QTest::mouseClick(table->viewport(), Qt::LeftButton, Qt::NoModifier, cell.center());
+      QTest::mouseDClick(table->viewport(), Qt::LeftButton, Qt::NoModifier, cell.center());
+      QVERIFY(clicked.count() == 1 || clicked.wait(60000));
+      QCOMPARE(clicked.first().first().toString(), top);
+      window_->colorByGene("");
+    }
     const QString gene = QString::fromStdString(snap->markers[1][0].gene);
     QSignalSpy shown(window_.get(), &app::MainWindow::geneShown);
     window_->geneSearch()->setText(gene);
