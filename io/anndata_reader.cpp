@@ -296,42 +296,50 @@ std::unique_ptr<RowChunkReader> transpose_csc(std::shared_ptr<const Element> gro
     CsrMatrix c = by_gene.read_rows(g0, std::min(n_vars, g0 + gene_step));
     for (auto cell : c.indices) ++row_nnz[cell];
   }
+  return temporary_csr_store(
+      row_nnz, n_vars, options.transpose_bytes, source,
+      [&](std::int64_t c0, std::int64_t c1, CsrMatrix& block) {
+        std::vector<std::int64_t> fill(block.indptr.begin(), block.indptr.end() - 1);
+        for (std::int64_t g0 = 0; g0 < n_vars; g0 += gene_step) {
+          CsrMatrix c = by_gene.read_rows(g0, std::min(n_vars, g0 + gene_step));
+          for (std::int64_t r = 0; r < c.n_rows; ++r)
+            for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k) {
+              const auto cell = c.indices[k];
+              if (cell < c0 || cell >= c1) continue;
+              const auto at = fill[cell - c0]++;
+              block.indices[at] = static_cast<GeneIndex>(g0 + r);
+              block.data[at] = c.data[k];
+            }
+        }
+      },
+      report);
+}
+
+}  // namespace
+
+std::unique_ptr<RowChunkReader> temporary_csr_store(
+    const std::vector<std::int64_t>& row_nnz, std::int64_t n_cols, std::size_t budget_bytes,
+    const std::string& source,
+    const std::function<void(std::int64_t, std::int64_t, CsrMatrix&)>& fill,
+    const std::function<void(double)>& progress) {
   namespace fs = std::filesystem;
+  const auto n_rows = static_cast<std::int64_t>(row_nnz.size());
   const fs::path tmp = fs::temp_directory_path() /
                        ("orrery-csr-" + std::to_string(::getpid()) + "-" +
                         std::to_string(reinterpret_cast<std::uintptr_t>(&row_nnz)) + ".h5");
   {
     AnnDataWriter w(tmp.string());
-    std::int64_t c0 = 0;
-    const std::size_t budget = std::max<std::size_t>(options.transpose_bytes, 8);
-    w.write_X(n_obs, n_vars, [&](CsrMatrix& block) {
-      if (c0 >= n_obs) return false;
-      std::int64_t c1 = c0, bytes = 0;
-      while (c1 < n_obs &&
-             (c1 == c0 || bytes + row_nnz[c1] * 8 <= static_cast<std::int64_t>(budget)))
-        bytes += row_nnz[c1++] * 8;
-      block = CsrMatrix{};
-      block.n_rows = c1 - c0;
-      block.n_cols = n_vars;
-      block.indptr.assign(block.n_rows + 1, 0);
-      for (std::int64_t i = c0; i < c1; ++i)
-        block.indptr[i - c0 + 1] = block.indptr[i - c0] + row_nnz[i];
-      block.indices.resize(block.indptr.back());
-      block.data.resize(block.indptr.back());
-      std::vector<std::int64_t> fill(block.indptr.begin(), block.indptr.end() - 1);
-      for (std::int64_t g0 = 0; g0 < n_vars; g0 += gene_step) {
-        CsrMatrix c = by_gene.read_rows(g0, std::min(n_vars, g0 + gene_step));
-        for (std::int64_t r = 0; r < c.n_rows; ++r)
-          for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k) {
-            const auto cell = c.indices[k];
-            if (cell < c0 || cell >= c1) continue;
-            const auto at = fill[cell - c0]++;
-            block.indices[at] = static_cast<GeneIndex>(g0 + r);
-            block.data[at] = c.data[k];
-          }
-      }
-      report(static_cast<double>(c1) / static_cast<double>(n_obs));
-      c0 = c1;
+    std::int64_t r0 = 0;
+    const auto budget = static_cast<std::int64_t>(std::max<std::size_t>(budget_bytes, 8));
+    w.write_X(n_rows, n_cols, [&](CsrMatrix& block) {
+      if (r0 >= n_rows) return false;
+      std::int64_t r1 = r0, bytes = 0;
+      while (r1 < n_rows && (r1 == r0 || bytes + row_nnz[r1] * 8 <= budget))
+        bytes += row_nnz[r1++] * 8;
+      block = csr_with_row_lengths(row_nnz, r0, r1, n_cols);
+      fill(r0, r1, block);
+      if (progress) progress(static_cast<double>(r1) / static_cast<double>(n_rows));
+      r0 = r1;
       return true;
     });
     w.write_obs(DataFrame{});
@@ -343,15 +351,13 @@ std::unique_ptr<RowChunkReader> transpose_csc(std::shared_ptr<const Element> gro
     file = open_hdf5_root(tmp.string());
   } catch (const Error&) {
     std::error_code removed;
-    std::filesystem::remove(tmp, removed);
-    throw Error(source, "", "cannot reopen the transposed temporary store");
+    fs::remove(tmp, removed);
+    throw Error(source, "", "cannot reopen the temporary CSR store");
   }
   std::error_code ec;
   fs::remove(tmp, ec);  // the open handle keeps the data until the reader closes
-  return std::make_unique<CsrReader>(file->require("X"), n_obs, n_vars);
+  return std::make_unique<CsrReader>(file->require("X"), n_rows, n_cols);
 }
-
-}  // namespace
 
 std::unique_ptr<RowChunkReader> open_matrix(std::shared_ptr<const Element> matrix,
                                             std::int64_t n_obs, std::int64_t n_vars,

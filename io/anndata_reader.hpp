@@ -3,6 +3,7 @@
 // a RowChunkReader that reads rows on demand, so a matrix is never loaded whole.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -24,6 +25,17 @@ std::unique_ptr<RowChunkReader> open_matrix(std::shared_ptr<const Element> matri
                                             std::int64_t n_obs, std::int64_t n_vars,
                                             const OpenOptions& options,
                                             std::string* encoding = nullptr);
+
+// A CSR matrix too large for memory (a CSC X transposed, a Matrix Market file) built as a
+// temporary HDF5 store: rows go in blocks of at most `budget_bytes` by `row_nnz` (one row per
+// entry), `fill(r0, r1, block)` fills each block's indices and data (indptr and sizes already
+// set from row_nnz), `progress(fraction)` follows. The file is unlinked once reopened (and on
+// failure); errors name `source`.
+std::unique_ptr<RowChunkReader> temporary_csr_store(
+    const std::vector<std::int64_t>& row_nnz, std::int64_t n_cols, std::size_t budget_bytes,
+    const std::string& source,
+    const std::function<void(std::int64_t, std::int64_t, CsrMatrix&)>& fill,
+    const std::function<void(double)>& progress);
 
 // An obsm entry (dense 2-D array) with n_obs rows.
 DenseMatrix read_dense(const Element& array, std::int64_t n_obs);

@@ -1,6 +1,5 @@
 #include "mtx_reader.hpp"
 
-#include <unistd.h>
 #include <zlib.h>
 
 #include <algorithm>
@@ -12,7 +11,6 @@
 #include <unordered_set>
 
 #include "anndata_reader.hpp"
-#include "anndata_writer.hpp"
 #include "error.hpp"
 #include "utf8.hpp"
 
@@ -178,18 +176,11 @@ class EntryReader {
   std::int64_t seen_ = 0;
 };
 
-// Cells [c0, c1) as CSR, their entries taken from `next` until it returns false (entries of
-// other cells are skipped); rows sorted by gene, duplicates refused.
-CsrMatrix cell_block(const std::vector<std::int64_t>& row_nnz, std::int64_t c0, std::int64_t c1,
-                     std::int64_t n_genes, const std::string& file,
-                     const std::function<bool(std::int32_t&, std::int64_t&, float&)>& next) {
-  CsrMatrix m;
-  m.n_rows = c1 - c0;
-  m.n_cols = n_genes;
-  m.indptr.assign(static_cast<std::size_t>(m.n_rows + 1), 0);
-  for (std::int64_t c = c0; c < c1; ++c) m.indptr[c - c0 + 1] = m.indptr[c - c0] + row_nnz[c];
-  m.indices.resize(static_cast<std::size_t>(m.indptr.back()));
-  m.data.resize(static_cast<std::size_t>(m.indptr.back()));
+// Fills cells [c0, c1) of `m` (sized by csr_with_row_lengths) with their entries, taken from
+// `next` until it returns false (entries of other cells are skipped); rows sorted by gene,
+// duplicates refused.
+void fill_cells(CsrMatrix& m, std::int64_t c0, std::int64_t c1, const std::string& file,
+                const std::function<bool(std::int32_t&, std::int64_t&, float&)>& next) {
   std::vector<std::int64_t> fill(m.indptr.begin(), m.indptr.end() - 1);
   std::int32_t gene = 0;
   std::int64_t cell = 0;
@@ -213,7 +204,6 @@ CsrMatrix cell_block(const std::vector<std::int64_t>& row_nnz, std::int64_t c0, 
     if (fill[r] != m.indptr[r + 1]) throw changed();
   // 10x writes genes in decreasing order within a cell.
   sort_rows(m, file, "entries");
-  return m;
 }
 
 // The checks every caller makes before allocating anything by the declared shape.
@@ -249,9 +239,10 @@ CsrMatrix read_mtx_transposed(const std::string& file) {
   float value = 0;
   while (counts.next(gene, cell, value)) ++row_nnz[cell];
   EntryReader entries(file);
-  return cell_block(
-      row_nnz, 0, entries.n_cells(), entries.n_genes(), file,
-      [&](std::int32_t& g, std::int64_t& c, float& v) { return entries.next(g, c, v); });
+  CsrMatrix m = csr_with_row_lengths(row_nnz, 0, entries.n_cells(), entries.n_genes());
+  fill_cells(m, 0, m.n_rows, file,
+             [&](std::int32_t& g, std::int64_t& c, float& v) { return entries.next(g, c, v); });
+  return m;
 }
 
 std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::int64_t genes_listed,
@@ -285,36 +276,31 @@ std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::in
                          static_cast<double>(seen) / static_cast<double>(nnz));
     }
   }
-  const std::size_t budget = std::max<std::size_t>(options.transpose_bytes, 8);
-  if (static_cast<std::size_t>(nnz) * 8 <= budget) {
+  if (static_cast<std::size_t>(nnz) * 8 <= std::max<std::size_t>(options.transpose_bytes, 8)) {
     EntryReader entries(file);
-    return make_memory_reader(
-        cell_block(row_nnz, 0, n_cells, n_genes, file,
-                   [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); }));
+    CsrMatrix m = csr_with_row_lengths(row_nnz, 0, n_cells, n_genes);
+    fill_cells(m, 0, n_cells, file,
+               [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); });
+    return make_memory_reader(std::move(m));
   }
-  // Larger than the budget: cell blocks of at most `budget` bytes written to a temporary CSR
-  // store; sorted files take one more pass, unsorted ones one pass per block.
-  namespace fs = std::filesystem;
-  const fs::path tmp = fs::temp_directory_path() /
-                       ("orrery-mtx-" + std::to_string(::getpid()) + "-" +
-                        std::to_string(reinterpret_cast<std::uintptr_t>(&row_nnz)) + ".h5");
-  {
-    AnnDataWriter w(tmp.string());
-    std::unique_ptr<EntryReader> stream;
-    bool pending = false;  // a sorted stream's entry read past the previous block's end
-    std::int32_t p_gene = 0;
-    std::int64_t p_cell = 0;
-    float p_value = 0;
-    std::int64_t c0 = 0;
-    w.write_X(n_cells, n_genes, [&](CsrMatrix& block) {
-      if (c0 >= n_cells) return false;
-      std::int64_t c1 = c0, bytes = 0;
-      while (c1 < n_cells &&
-             (c1 == c0 || bytes + row_nnz[c1] * 8 <= static_cast<std::int64_t>(budget)))
-        bytes += row_nnz[c1++] * 8;
-      if (sorted) {
+  // Larger than the budget: cell blocks written to a temporary CSR store; sorted files take one
+  // more pass, unsorted ones one pass per block.
+  std::unique_ptr<EntryReader> stream;
+  bool pending = false;  // a sorted stream's entry read past the previous block's end
+  std::int32_t p_gene = 0;
+  std::int64_t p_cell = 0;
+  float p_value = 0;
+  return temporary_csr_store(
+      row_nnz, n_genes, options.transpose_bytes, file,
+      [&](std::int64_t c0, std::int64_t c1, CsrMatrix& block) {
+        if (!sorted) {
+          EntryReader entries(file);
+          fill_cells(block, c0, c1, file,
+                     [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); });
+          return;
+        }
         if (!stream) stream = std::make_unique<EntryReader>(file);
-        block = cell_block(row_nnz, c0, c1, n_genes, file, [&](auto& g, auto& c, auto& v) {
+        fill_cells(block, c0, c1, file, [&](auto& g, auto& c, auto& v) {
           if (!pending && !stream->next(p_gene, p_cell, p_value)) return false;
           pending = p_cell >= c1;  // the next block's first entry: kept for it
           if (pending) return false;
@@ -323,30 +309,8 @@ std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::in
           v = p_value;
           return true;
         });
-      } else {
-        EntryReader entries(file);
-        block = cell_block(row_nnz, c0, c1, n_genes, file,
-                           [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); });
-      }
-      report(static_cast<double>(c1) / static_cast<double>(n_cells));
-      c0 = c1;
-      return true;
-    });
-    w.write_obs(DataFrame{});
-    w.write_var(DataFrame{});
-    w.commit();
-  }
-  std::shared_ptr<const Element> root;
-  try {
-    root = open_hdf5_root(tmp.string());
-  } catch (const Error&) {
-    std::error_code removed;
-    std::filesystem::remove(tmp, removed);
-    throw Error(file, "", "cannot reopen the temporary CSR store");
-  }
-  std::error_code ec;
-  fs::remove(tmp, ec);  // the open handle keeps the data until the reader closes
-  return open_matrix(root->require("X"), n_cells, n_genes, {});
+      },
+      report);
 }
 
 bool is_mtx_store(const std::string& path) {

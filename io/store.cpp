@@ -63,6 +63,18 @@ void make_unique(std::vector<std::string>& names) {
   }
 }
 
+CsrMatrix csr_with_row_lengths(const std::vector<std::int64_t>& row_nnz, std::int64_t r0,
+                               std::int64_t r1, std::int64_t n_cols) {
+  CsrMatrix m;
+  m.n_rows = r1 - r0;
+  m.n_cols = n_cols;
+  m.indptr.assign(static_cast<std::size_t>(m.n_rows + 1), 0);
+  for (std::int64_t r = r0; r < r1; ++r) m.indptr[r - r0 + 1] = m.indptr[r - r0] + row_nnz[r];
+  m.indices.resize(static_cast<std::size_t>(m.indptr.back()));
+  m.data.resize(static_cast<std::size_t>(m.indptr.back()));
+  return m;
+}
+
 void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element) {
   std::vector<std::pair<GeneIndex, float>> row;
   for (std::int64_t r = 0; r < m.n_rows; ++r) {

@@ -89,6 +89,11 @@ void make_unique(std::vector<std::string>& names);
 // columns within a row with an error naming `file` and `element`.
 void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element);
 
+// Rows [r0, r1) of an n_cols-column CSR matrix whose row lengths are `row_nnz`: indptr set,
+// indices and data sized for the entries to be filled in.
+CsrMatrix csr_with_row_lengths(const std::vector<std::int64_t>& row_nnz, std::int64_t r0,
+                               std::int64_t r1, std::int64_t n_cols);
+
 // In-memory reader, used for formats that cannot be sliced on disk (Matrix Market) and tests.
 std::unique_ptr<RowChunkReader> make_memory_reader(CsrMatrix matrix);
 
