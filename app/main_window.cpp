@@ -44,6 +44,13 @@ namespace orrery::app {
 
 namespace {
 
+// A "#rrggbb" colour as the renderer's packed RGBA (legend swatches).
+std::uint32_t rgba(const std::string& hex) {
+  const QColor c(QString::fromStdString(hex));
+  return render::pack_rgba(static_cast<std::uint8_t>(c.red()), static_cast<std::uint8_t>(c.green()),
+                           static_cast<std::uint8_t>(c.blue()));
+}
+
 // Draws each cluster's number of cells right-aligned after its name (the name alone is what a
 // double-click edits).
 class ClusterSizeDelegate final : public QStyledItemDelegate {
@@ -664,13 +671,8 @@ void MainWindow::showPreview(std::shared_ptr<const StoredPreview> preview) {
   if (preview->categories) {
     codes = preview->categories->codes;
     colors = preview->categories->colors;
-    for (std::size_t c = 0; c < colors.size(); ++c) {
-      const QColor q(QString::fromStdString(colors[c]));
-      legend.emplace_back(preview->categories->categories[c],
-                          render::pack_rgba(static_cast<std::uint8_t>(q.red()),
-                                            static_cast<std::uint8_t>(q.green()),
-                                            static_cast<std::uint8_t>(q.blue())));
-    }
+    for (std::size_t c = 0; c < colors.size(); ++c)
+      legend.emplace_back(preview->categories->categories[c], rgba(colors[c]));
   }
   view_->setLegend(
       (column.isEmpty() ? preview->embedding : column + " · stored " + preview->embedding)
@@ -794,12 +796,6 @@ void MainWindow::colorByGene(const QString& gene) {
 
 void MainWindow::redraw() {
   if (!snapshot_) return;
-  auto rgba = [](const std::string& hex) {
-    const QColor c(QString::fromStdString(hex));
-    return render::pack_rgba(static_cast<std::uint8_t>(c.red()),
-                             static_cast<std::uint8_t>(c.green()),
-                             static_cast<std::uint8_t>(c.blue()));
-  };
   std::vector<std::pair<std::string, std::uint32_t>> legend;
   if (gene_values_) {
     const auto& v = *gene_values_;
