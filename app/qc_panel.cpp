@@ -1,7 +1,5 @@
 #include "qc_panel.hpp"
 
-#include <QContextMenuEvent>
-#include <QMenu>
 #include <QMouseEvent>
 #include <QPainter>
 #include <QVBoxLayout>
@@ -18,27 +16,26 @@ constexpr int kBins = 60;
 }  // namespace
 
 HistogramView::HistogramView(QString title, bool log_x, QWidget* parent)
-    : QWidget(parent), title_(std::move(title)), log_x_(log_x), low_(kOpen), high_(kOpen) {
+    : PlotWidget(parent), title_(std::move(title)), log_x_(log_x), low_(kOpen), high_(kOpen) {
   setMinimumHeight(90);
   setMouseTracking(true);
+  setWindowTitle(title_);  // the exported figure's title and file name
   setToolTip(title_ +
              ": drag the red lines to set the minimum and maximum kept; right-click for a log "
-             "or linear axis");
+             "or linear axis, or to export the histogram");
+  log_action_ = new QAction("Log scale", this);
+  log_action_->setCheckable(true);
+  log_action_->setChecked(log_x_);
+  connect(log_action_, &QAction::toggled, this, &HistogramView::setLogScale);
+  insertAction(actions().value(0), log_action_);
 }
 
 void HistogramView::setLogScale(bool log_x) {
   if (log_x == log_x_) return;
   log_x_ = log_x;
+  const QSignalBlocker quiet(log_action_);
+  log_action_->setChecked(log_x);
   setValues(std::move(values_));  // re-binned on the new axis
-}
-
-void HistogramView::contextMenuEvent(QContextMenuEvent* e) {
-  QMenu menu(this);
-  QAction* log = menu.addAction("Log scale");
-  log->setCheckable(true);
-  log->setChecked(log_x_);
-  connect(log, &QAction::toggled, this, &HistogramView::setLogScale);
-  menu.exec(e->globalPos());
 }
 
 double HistogramView::transform(double v) const {
@@ -77,8 +74,8 @@ void HistogramView::setRange(double low, double high) {
   emit rangeChanged();
 }
 
-QRectF HistogramView::plotRect() const {
-  return QRectF(8, 18, width() - 16, height() - 26);
+QRectF HistogramView::plotRect(QSize size) {
+  return QRectF(8, 18, size.width() - 16, size.height() - 26);
 }
 
 double HistogramView::valueAt(int x) const {
@@ -93,12 +90,14 @@ int HistogramView::pixelOf(double value) const {
       std::lround(r.left() + (transform(value) - lo_t_) / (hi_t_ - lo_t_) * r.width()));
 }
 
-void HistogramView::paintEvent(QPaintEvent*) {
-  QPainter p(this);
+void HistogramView::paint(QPainter& p, QSize size) const {
   p.setRenderHint(QPainter::Antialiasing);
-  const QRectF r = plotRect();
+  const QRectF r = plotRect(size);
+  auto x_of = [&](double v) {
+    return r.left() + (transform(v) - lo_t_) / (hi_t_ - lo_t_) * r.width();
+  };
   p.setPen(palette().color(QPalette::WindowText));
-  p.drawText(QRectF(8, 0, width() - 16, 16), Qt::AlignLeft | Qt::AlignVCenter,
+  p.drawText(QRectF(8, 0, size.width() - 16, 16), Qt::AlignLeft | Qt::AlignVCenter,
              title_ + (log_x_ ? "  (log scale)" : ""));
   const int peak = bins_.empty() ? 1 : std::max(1, *std::max_element(bins_.begin(), bins_.end()));
   const double w = r.width() / kBins;
@@ -112,8 +111,7 @@ void HistogramView::paintEvent(QPaintEvent*) {
   }
   p.setPen(QPen(QColor(220, 40, 40), 2));
   for (double v : {low_, high_})
-    if (!std::isnan(v))
-      p.drawLine(pixelOf(v), static_cast<int>(r.top()), pixelOf(v), static_cast<int>(r.bottom()));
+    if (!std::isnan(v)) p.drawLine(QPointF(x_of(v), r.top()), QPointF(x_of(v), r.bottom()));
 }
 
 void HistogramView::mousePressEvent(QMouseEvent* e) {

@@ -3,6 +3,7 @@
 // re-runs the analysis with the new thresholds (reusing the QC pass).
 #pragma once
 
+#include <QAction>
 #include <QLabel>
 #include <QPushButton>
 #include <QWidget>
@@ -10,11 +11,13 @@
 #include <vector>
 
 #include "compute/pipeline.hpp"
+#include "plot_widget.hpp"
 
 namespace orrery::app {
 
-// One metric's histogram with a [low, high] window; NaN bounds mean "no bound".
-class HistogramView : public QWidget {
+// One metric's histogram with a [low, high] window; NaN bounds mean "no bound". Right-click:
+// log or linear axis, and the figure export every plot has (PlotWidget).
+class HistogramView : public PlotWidget {
   Q_OBJECT
  public:
   HistogramView(QString title, bool log_x, QWidget* parent = nullptr);
@@ -34,19 +37,20 @@ class HistogramView : public QWidget {
   void rangeChanged();
 
  protected:
-  void paintEvent(QPaintEvent*) override;
+  void paint(QPainter& p, QSize size) const override;
   void mousePressEvent(QMouseEvent* e) override;
   void mouseMoveEvent(QMouseEvent* e) override;
   void mouseReleaseEvent(QMouseEvent*) override;
-  void contextMenuEvent(QContextMenuEvent* e) override;
 
  private:
-  QRectF plotRect() const;
+  QRectF plotRect() const { return plotRect(size()); }
+  static QRectF plotRect(QSize size);
   double transform(double v) const;
   double inverse(double t) const;
 
   QString title_;
   bool log_x_;
+  QAction* log_action_ = nullptr;
   std::vector<double> values_;
   std::vector<int> bins_;
   double lo_t_ = 0, hi_t_ = 1;  // transformed data range
