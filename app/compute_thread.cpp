@@ -177,7 +177,8 @@ void ComputeWorker::reset_cancel() {
   cancel_requested_ = false;
 }
 
-void ComputeWorker::run(const QString& path, const compute::PipelineParams& params) {
+void ComputeWorker::run(const QString& path, const compute::PipelineParams& params,
+                        bool preview_wanted) {
   SignalProgress progress(this);
   {
     std::lock_guard lock(progress_mutex_);
@@ -197,10 +198,9 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     };
     auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
     emit storeOpened(QString::fromStdString(io::describe_store(*store, path.toStdString())));
-    // Once per store (re-runs of the same store keep their result on screen). A damaged obsm
-    // entry costs the preview, not the run.
+    // A damaged obsm entry costs the preview, not the run.
     try {
-      auto preview = qc_path_ == path ? nullptr : stored_preview(*store, path);
+      auto preview = preview_wanted ? stored_preview(*store, path) : nullptr;
       if (preview) emit storedPreview(std::move(preview));
     } catch (const Cancelled&) {
       throw;
@@ -518,10 +518,10 @@ ComputeThread::~ComputeThread() {
   thread_.wait();
 }
 
-void ComputeThread::run(const QString& path, const compute::PipelineParams& params) {
+void ComputeThread::run(const QString& path, const compute::PipelineParams& params, bool preview) {
   worker_->reset_cancel();
   QMetaObject::invokeMethod(worker_, "run", Qt::QueuedConnection, Q_ARG(QString, path),
-                            Q_ARG(orrery::compute::PipelineParams, params));
+                            Q_ARG(orrery::compute::PipelineParams, params), Q_ARG(bool, preview));
 }
 
 void ComputeThread::compareSelection(std::shared_ptr<const std::vector<bool>> selection,

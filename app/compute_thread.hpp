@@ -76,7 +76,9 @@ class ComputeWorker : public QObject {
   void reset_cancel();
 
  public slots:
-  void run(const QString& path, const orrery::compute::PipelineParams& params);
+  // `preview`: emit storedPreview first when the store holds an embedding (a store just
+  // opened; re-runs keep their result on screen).
+  void run(const QString& path, const orrery::compute::PipelineParams& params, bool preview);
   // `zarr_format` (2 or 3) when `path` ends in .zarr; without `with_matrices` the results only
   // (no X, layers or raw: compute::write_result_h5ad).
   void save(const QString& path,
@@ -139,7 +141,7 @@ class ComputeThread : public QObject {
   explicit ComputeThread(QObject* parent = nullptr);
   ~ComputeThread() override;
   ComputeWorker* worker() const { return worker_; }
-  void run(const QString& path, const compute::PipelineParams& params);
+  void run(const QString& path, const compute::PipelineParams& params, bool preview = false);
   void save(const QString& path, std::shared_ptr<const compute::ClusterAnnotation> annotation = {},
             int zarr_format = 2, bool with_matrices = true);
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection,

@@ -584,10 +584,10 @@ void MainWindow::openStore(const QString& path) {
   setWindowTitle("Orrery — " + path);
   stage_label_->setText("Opening " + path);
   view_->setPoints({}, true);
-  startRun();
+  startRun(true);
 }
 
-void MainWindow::startRun() {
+void MainWindow::startRun(bool preview) {
   if (running_) compute_->cancel();
   clusters_->clear();
   layout_fitted_ = false;
@@ -595,7 +595,7 @@ void MainWindow::startRun() {
   pending_embedding_ = embedding_;
   ++pending_runs_;
   setRunning(true);
-  compute_->run(path_, params_);
+  compute_->run(path_, params_, preview);
 }
 
 void MainWindow::cancelRun() {
@@ -660,9 +660,8 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
 }
 
 void MainWindow::showPreview(std::shared_ptr<const StoredPreview> preview) {
-  // Only while the first run of this store computes: a finished run's view stays.
-  if (!running_ || preview->store_path != path_ || (snapshot_ && snapshot_->store_path == path_))
-    return;
+  // Only while the store just opened computes (a late preview of an earlier store is dropped).
+  if (!running_ || preview->store_path != path_ || snapshot_) return;
   const std::size_t n = preview->xy.size() / 2;
   std::vector<std::int32_t> codes(n, 0);
   std::vector<std::string> colors{"#808080"};

@@ -161,7 +161,8 @@ class MainWindow : public QMainWindow {
   QDockWidget* addDock(const QString& title, const char* name, QWidget* widget,
                        Qt::DockWidgetArea area);
   void setRunning(bool running);
-  void startRun();
+  // `preview`: a store just opened, whose stored embedding is drawn while it runs.
+  void startRun(bool preview = false);
   void showSnapshot(std::shared_ptr<const RunSnapshot> snap);
   void showPreview(std::shared_ptr<const StoredPreview> preview);
   // Makes `xy` (kept cells) the drawn embedding, refits the camera and redraws.

@@ -1213,6 +1213,13 @@ with h5py.File(sys.argv[1], "r+") as f:
     QCOMPARE(window_->embedding(), QString());
     QCOMPARE(*window_->embeddingXy(), snap->umap_xy);
     QCOMPARE(window_->embeddingBox()->currentData().toString(), QString());
+    // Opening the same store again previews it again (its QC is cached, its result is not kept).
+    QSignalSpy again(window_.get(), &app::MainWindow::runFinished);
+    window_->openStore(h5ad);
+    QVERIFY(again.wait(300000));
+    QCOMPARE(seen.size(), std::size_t{2});
+    QVERIFY(seen[1].running && seen[1].points.size() == seen[0].points.size());
+    QVERIFY(window_->snapshot()->qc_reused);
   }
 
   void cancelStopsTheRun() {
