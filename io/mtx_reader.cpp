@@ -228,61 +228,67 @@ void check_shape(const EntryReader& r, const std::string& file, std::int64_t gen
                     std::to_string(kMaxUnlisted) + " need those files");
 }
 
+// Pass 1 over a file: its shape, the entries per cell (the CSR row lengths), and whether cells
+// come in order (Cell Ranger writes them so) so that one more pass can stream them in blocks.
+struct EntryCounts {
+  std::int64_t n_genes = 0, n_cells = 0, nnz = 0;
+  std::vector<std::int64_t> row_nnz;
+  bool sorted = true;
+};
+
+EntryCounts count_entries(const std::string& file, std::int64_t genes_listed,
+                          std::int64_t cells_listed,
+                          const std::function<void(std::string_view, double)>& progress) {
+  EntryReader counts(file);
+  check_shape(counts, file, genes_listed, cells_listed);
+  EntryCounts out;
+  out.n_genes = counts.n_genes();
+  out.n_cells = counts.n_cells();
+  out.nnz = counts.nnz();
+  out.row_nnz.assign(static_cast<std::size_t>(out.n_cells), 0);
+  std::int32_t gene = 0;
+  std::int64_t cell = 0, last = 0, seen = 0;
+  float value = 0;
+  while (counts.next(gene, cell, value)) {
+    ++out.row_nnz[cell];
+    out.sorted = out.sorted && cell >= last;
+    last = cell;
+    // Progress (and, through it, Cancel) for the minutes a large .gz takes to count.
+    if (++seen % (1 << 20) == 0 && progress)
+      progress("counting Matrix Market entries",
+               static_cast<double>(seen) / static_cast<double>(out.nnz));
+  }
+  return out;
+}
+
+// Pass 2 when the whole matrix fits in memory.
+CsrMatrix whole_matrix(const std::string& file, const EntryCounts& counts) {
+  EntryReader entries(file);
+  CsrMatrix m = csr_with_row_lengths(counts.row_nnz, 0, counts.n_cells, counts.n_genes);
+  fill_cells(m, 0, counts.n_cells, file,
+             [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); });
+  return m;
+}
+
 }  // namespace
 
 CsrMatrix read_mtx_transposed(const std::string& file) {
-  EntryReader counts(file);
-  check_shape(counts, file, -1, -1);
-  std::vector<std::int64_t> row_nnz(static_cast<std::size_t>(counts.n_cells()), 0);
-  std::int32_t gene = 0;
-  std::int64_t cell = 0;
-  float value = 0;
-  while (counts.next(gene, cell, value)) ++row_nnz[cell];
-  EntryReader entries(file);
-  CsrMatrix m = csr_with_row_lengths(row_nnz, 0, entries.n_cells(), entries.n_genes());
-  fill_cells(m, 0, m.n_rows, file,
-             [&](std::int32_t& g, std::int64_t& c, float& v) { return entries.next(g, c, v); });
-  return m;
+  return whole_matrix(file, count_entries(file, -1, -1, nullptr));
 }
 
 std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::int64_t genes_listed,
                                                 std::int64_t cells_listed,
-                                                const OpenOptions& options) {
+                                                const OpenOptions& options, std::string* encoding) {
   auto report = [&](double f) {
     if (options.progress) options.progress("reading Matrix Market into a temporary CSR store", f);
   };
-  // Pass 1: the entries per cell (the CSR row lengths), and whether cells come in order (Cell
-  // Ranger writes them so) so that one more pass can stream them block by block.
-  std::int64_t n_genes = 0, n_cells = 0, nnz = 0;
-  std::vector<std::int64_t> row_nnz;
-  bool sorted = true;
-  {
-    EntryReader counts(file);
-    check_shape(counts, file, genes_listed, cells_listed);
-    n_genes = counts.n_genes();
-    n_cells = counts.n_cells();
-    nnz = counts.nnz();
-    row_nnz.assign(static_cast<std::size_t>(n_cells), 0);
-    std::int32_t gene = 0;
-    std::int64_t cell = 0, last = 0, seen = 0;
-    float value = 0;
-    while (counts.next(gene, cell, value)) {
-      ++row_nnz[cell];
-      sorted = sorted && cell >= last;
-      last = cell;
-      // Progress (and, through it, Cancel) for the minutes a large .gz takes to count.
-      if (++seen % (1 << 20) == 0 && options.progress)
-        options.progress("counting Matrix Market entries",
-                         static_cast<double>(seen) / static_cast<double>(nnz));
-    }
+  const EntryCounts counts = count_entries(file, genes_listed, cells_listed, options.progress);
+  if (static_cast<std::size_t>(counts.nnz) * 8 <=
+      std::max<std::size_t>(options.transpose_bytes, 8)) {
+    if (encoding) *encoding = "Matrix Market coordinate (genes x cells), parsed into CSR in memory";
+    return make_memory_reader(whole_matrix(file, counts));
   }
-  if (static_cast<std::size_t>(nnz) * 8 <= std::max<std::size_t>(options.transpose_bytes, 8)) {
-    EntryReader entries(file);
-    CsrMatrix m = csr_with_row_lengths(row_nnz, 0, n_cells, n_genes);
-    fill_cells(m, 0, n_cells, file,
-               [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); });
-    return make_memory_reader(std::move(m));
-  }
+  if (encoding) *encoding = "Matrix Market coordinate (genes x cells), via a temporary CSR store";
   // Larger than the budget: cell blocks written to a temporary CSR store; sorted files take one
   // more pass, unsorted ones one pass per block.
   std::unique_ptr<EntryReader> stream;
@@ -291,9 +297,9 @@ std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::in
   std::int64_t p_cell = 0;
   float p_value = 0;
   return temporary_csr_store(
-      row_nnz, n_genes, options.transpose_bytes, file,
+      counts.row_nnz, counts.n_genes, options.transpose_bytes, file,
       [&](std::int64_t c0, std::int64_t c1, CsrMatrix& block) {
-        if (!sorted) {
+        if (!counts.sorted) {
           EntryReader entries(file);
           fill_cells(block, c0, c1, file,
                      [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); });
@@ -339,13 +345,10 @@ Store open_mtx(const std::string& path, const OpenOptions& options) {
     }
   if (!barcodes.empty())
     for (auto& r : read_tsv(barcodes)) store.obs.index.push_back(r[0]);
-  store.X = open_mtx_matrix(
-      matrix, genes.empty() ? -1 : static_cast<std::int64_t>(symbols.size()),
-      barcodes.empty() ? -1 : static_cast<std::int64_t>(store.obs.index.size()), options);
-  store.x_encoding = static_cast<std::size_t>(store.X->nnz()) * 8 <=
-                             std::max<std::size_t>(options.transpose_bytes, 8)
-                         ? "Matrix Market coordinate (genes x cells), parsed into CSR in memory"
-                         : "Matrix Market coordinate (genes x cells), via a temporary CSR store";
+  store.X =
+      open_mtx_matrix(matrix, genes.empty() ? -1 : static_cast<std::int64_t>(symbols.size()),
+                      barcodes.empty() ? -1 : static_cast<std::int64_t>(store.obs.index.size()),
+                      options, &store.x_encoding);
   if (genes.empty()) {
     for (std::int64_t g = 0; g < store.X->n_cols(); ++g)
       symbols.push_back("gene" + std::to_string(g));

@@ -19,8 +19,10 @@ Store open_mtx(const std::string& path, const OpenOptions& options = {});
 CsrMatrix read_mtx_transposed(const std::string& file);
 // The same as a RowChunkReader within options.transpose_bytes (see above). `genes_listed` /
 // `cells_listed`: the names files' lengths, which the declared shape must equal (-1: none).
+// `encoding` (optional) says which of the two ways it took.
 std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::int64_t genes_listed,
                                                 std::int64_t cells_listed,
-                                                const OpenOptions& options);
+                                                const OpenOptions& options,
+                                                std::string* encoding = nullptr);
 
 }  // namespace orrery::io
