@@ -103,11 +103,11 @@ std::vector<std::string> stored_embedding_keys(const io::Store& store) {
   return keys;
 }
 
-// The store's first embedding coloured by its first categorical obs column that has stored
-// colours (as scanpy leaves leiden / cell_type after plotting), else its first categorical one
-// of at most 1000 categories; null when it holds no embedding.
-std::shared_ptr<StoredPreview> stored_preview(const io::Store& store, const QString& path) {
-  const auto keys = stored_embedding_keys(store);
+// The store's first embedding (of `keys`, stored_embedding_keys') coloured by its first categorical
+// obs column that has stored colours (as scanpy leaves leiden / cell_type after plotting), else its
+// first categorical one of at most 1000 categories; null when it holds no embedding.
+std::shared_ptr<StoredPreview> stored_preview(const io::Store& store, const QString& path,
+                                              const std::vector<std::string>& keys) {
   if (keys.empty()) return nullptr;
   auto preview = std::make_shared<StoredPreview>();
   preview->store_path = path;
@@ -198,9 +198,11 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     };
     auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
     emit storeOpened(QString::fromStdString(io::describe_store(*store, path.toStdString())));
-    // A damaged obsm entry costs the preview, not the run.
+    // A damaged obsm entry costs the preview and the embedding box, not the run.
+    std::vector<std::string> embedding_keys;
     try {
-      auto preview = preview_wanted ? stored_preview(*store, path) : nullptr;
+      embedding_keys = stored_embedding_keys(*store);
+      auto preview = preview_wanted ? stored_preview(*store, path, embedding_keys) : nullptr;
       if (preview) emit storedPreview(std::move(preview));
     } catch (const Cancelled&) {
       throw;
@@ -244,7 +246,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     for (const auto& c : store->obs.columns)
       if (std::holds_alternative<Categorical>(c.values)) snap->obs_categorical.push_back(c.name);
     for (const auto& m : result->markers) snap->markers.push_back(top_markers(m, *store, *result));
-    snap->stored_embeddings = stored_embedding_keys(*store);
+    snap->stored_embeddings = embedding_keys;
     snap->backend_note = QString::fromStdString(note);
     snap->qc_reused = result->qc_reused;
     snap->seconds = timer.elapsed() / 1000.0;
