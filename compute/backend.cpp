@@ -1,9 +1,86 @@
 #include "backend.hpp"
 
+#include "by_columns.hpp"
+#include "elementwise.hpp"
 #include "io/error.hpp"
 
 namespace orrery::compute {
 namespace {
+
+class CpuQcPass final : public QcPass {
+ public:
+  CpuQcPass(const std::vector<char>& qc_genes, std::vector<int> percent_top, std::int64_t n_genes)
+      : qc_genes_(qc_genes), percent_top_(std::move(percent_top)), kept_(n_genes, 0) {
+    genes_.n_cells_by_counts.assign(n_genes, 0);
+    genes_.total_counts.assign(n_genes, 0.0);
+  }
+  void add(const CsrMatrix& c, CellQc& cells,
+           const std::function<bool(std::int64_t)>& keep) override {
+    accumulate_qc(c, qc_genes_, percent_top_, cells, genes_);
+    keep_.resize(static_cast<std::size_t>(c.n_rows));
+    for (std::int64_t i = 0; i < c.n_rows; ++i) keep_[i] = keep(i);
+    for_each_entry_by_columns(c, [&](std::int64_t i, std::int64_t k) {
+      if (keep_[i] && c.data[k] > 0) ++kept_[c.indices[k]];
+    });
+  }
+  void finish(GeneQc& genes, std::vector<std::int64_t>& n_cells_kept) override {
+    genes = std::move(genes_);
+    n_cells_kept = std::move(kept_);
+  }
+
+ private:
+  const std::vector<char>& qc_genes_;
+  std::vector<int> percent_top_;
+  GeneQc genes_;
+  std::vector<std::int64_t> kept_;
+  std::vector<char> keep_;
+};
+
+class CpuMomentPass final : public MomentPass {
+ public:
+  CpuMomentPass(Backend& backend, const MomentOptions& o) : backend_(backend), o_(o) {
+    const auto n = static_cast<std::size_t>(o.n_genes);
+    m_.sum.assign(n, 0.0);
+    m_.sumsq.assign(n, 0.0);
+    if (o.expm1) {
+      m_.exp_sum.assign(n, 0.0);
+      m_.exp_sumsq.assign(n, 0.0);
+    }
+    m_.batch_sum.assign(n * o.n_batches, 0.0);
+    m_.batch_sumsq.assign(n * o.n_batches, 0.0);
+    m_.batch_seen.assign(n * o.n_batches, 0);
+    m_.batch_cells.assign(o.n_batches, 0);
+  }
+  void add(CsrMatrix& c, const std::int32_t* batch) override {
+    backend_.normalize_log1p(c, o_.target_sum, o_.excluded);
+    if (batch)
+      for (std::int64_t i = 0; i < c.n_rows; ++i) ++m_.batch_cells[batch[i]];
+    const auto n = static_cast<std::size_t>(o_.n_genes);
+    for_each_entry_by_columns(c, [&](std::int64_t i, std::int64_t k) {
+      const auto g = static_cast<std::size_t>(c.indices[k]);
+      const double v = c.data[k];
+      m_.sum[g] += v;
+      m_.sumsq[g] += product_rn(v, v);
+      const double e = o_.expm1 ? expm1_value(v) : v;  // the flavor's value
+      if (o_.expm1) {
+        m_.exp_sum[g] += e;
+        m_.exp_sumsq[g] += product_rn(e, e);
+      }
+      if (batch) {
+        const std::size_t at = static_cast<std::size_t>(batch[i]) * n + g;
+        m_.batch_sum[at] += e;
+        m_.batch_sumsq[at] += product_rn(e, e);
+        m_.batch_seen[at] |= v != 0;
+      }
+    });
+  }
+  GeneMoments finish() override { return std::move(m_); }
+
+ private:
+  Backend& backend_;
+  MomentOptions o_;
+  GeneMoments m_;
+};
 
 class CpuGramPass final : public GramPass {
  public:
@@ -16,6 +93,16 @@ class CpuGramPass final : public GramPass {
 };
 
 }  // namespace
+
+std::unique_ptr<QcPass> Backend::qc_pass(const std::vector<char>& qc_genes,
+                                         const std::vector<int>& percent_top,
+                                         std::int64_t n_genes) {
+  return std::make_unique<CpuQcPass>(qc_genes, percent_top, n_genes);
+}
+
+std::unique_ptr<MomentPass> Backend::moment_pass(const MomentOptions& options) {
+  return std::make_unique<CpuMomentPass>(*this, options);
+}
 
 std::unique_ptr<GramPass> Backend::gram_pass(const ScaledColumns& columns) {
   return std::make_unique<CpuGramPass>(columns);

@@ -3,16 +3,62 @@
 // says why it did not otherwise.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <string>
 
 #include "compute/external.hpp"
 #include "compute/knn.hpp"
 #include "compute/pca.hpp"
+#include "compute/qc.hpp"
 #include "compute/umap.hpp"
 #include "io/matrix.hpp"
 
 namespace orrery::compute {
+
+// QC's pass (qc.hpp's accumulate_qc): chunks of counts in, per-cell metrics appended as each
+// chunk is added, per-gene sums at the end. The gene counts over kept cells (the filter's
+// min_cells) come from the same pass: `keep(i)` says whether row i of the chunk just added is
+// kept, once its metrics are in `cells`.
+class QcPass {
+ public:
+  virtual ~QcPass() = default;
+  virtual void add(const CsrMatrix& counts, CellQc& cells,
+                   const std::function<bool(std::int64_t)>& keep) = 0;
+  // The per-gene QC of the cells added, and per gene the kept cells with a count > 0.
+  virtual void finish(GeneQc& genes, std::vector<std::int64_t>& n_cells_kept) = 0;
+};
+
+// Per-gene moments of log-normalised data (highly_variable_genes and scale's statistics):
+// sums and sums of squares of the log values and, for seurat, of expm1 of them; with batches,
+// per batch of the flavor's value (expm1 for seurat, the log value otherwise).
+struct MomentOptions {
+  std::int64_t n_genes = 0;
+  bool expm1 = false;  // seurat's moments of expm1(log data)
+  int n_batches = 0;   // 0: no batch key
+  double target_sum = 1e4;
+  const std::vector<char>* excluded = nullptr;  // normalize_total's excluded genes, or none
+};
+
+struct GeneMoments {
+  std::vector<double> sum, sumsq;          // of the log values, per gene
+  std::vector<double> exp_sum, exp_sumsq;  // of expm1 (with MomentOptions::expm1)
+  // Per batch b and gene g at [b * n_genes + g]: the flavor's sums and whether any cell of
+  // the batch expresses the gene; cells per batch.
+  std::vector<double> batch_sum, batch_sumsq;
+  std::vector<char> batch_seen;
+  std::vector<std::int64_t> batch_cells;
+};
+
+class MomentPass {
+ public:
+  virtual ~MomentPass() = default;
+  // Counts of kept cells and genes in (their values may be overwritten with the log data);
+  // `batch` has the chunk's rows' batches (nullptr without batches). The pass may still be
+  // reading the chunk when add returns, but not after the next add or finish.
+  virtual void add(CsrMatrix& counts, const std::int32_t* batch) = 0;
+  virtual GeneMoments finish() = 0;
+};
 
 // PCA's Gram pass (pca.hpp): chunks of log data in, the sums of W out.
 class GramPass {
@@ -37,6 +83,12 @@ class Backend {
   // exclude_highly_expressed) but are scaled like the others.
   virtual void normalize_log1p(CsrMatrix& chunk, double target_sum,
                                const std::vector<char>* excluded = nullptr) = 0;
+  // QC of every cell and gene; `qc_genes` (one flag per gene) outlives the pass.
+  virtual std::unique_ptr<QcPass> qc_pass(const std::vector<char>& qc_genes,
+                                          const std::vector<int>& percent_top,
+                                          std::int64_t n_genes);
+  // Moments of the log-normalised data (normalized here, with this backend's normalize_log1p).
+  virtual std::unique_ptr<MomentPass> moment_pass(const MomentOptions& options);
   // The Gram pass over the scaled HVG columns; `columns` outlives the pass.
   virtual std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns);
   // Top `n_comps` principal axes of a covariance matrix (pca_from_covariance's answer).

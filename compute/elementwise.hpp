@@ -29,6 +29,21 @@ ORRERY_HD inline float normalize_log1p_value(float count, double cell_total, dou
   return log1p_value(normalize_value(count, cell_total, target_sum));
 }
 
+// a * b rounded on its own: sums of squares then add the same numbers on both backends (nvcc
+// would otherwise fuse the product into the sum's add).
+ORRERY_HD inline double product_rn(double a, double b) {
+#if defined(__CUDA_ARCH__)
+  return __dmul_rn(a, b);
+#else
+  return a * b;
+#endif
+}
+
+// seurat's moments are of expm1 of the log data (scanpy's np.expm1 in float64).
+ORRERY_HD inline double expm1_value(double v) {
+  return expm1(v);
+}
+
 // scanpy's scale: zero-centre by the gene mean, divide by the (ddof=1) std, clip above max_value.
 ORRERY_HD inline float scale_value(float x, float mean, float inv_std, float max_value) {
   float z = (x - mean) * inv_std;

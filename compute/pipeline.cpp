@@ -320,18 +320,11 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       r.qc_reused = true;
     } else {
       const auto qc_genes = genes_with_prefix(store.var.index, p.qc_prefix);
-      r.gene_qc.n_cells_by_counts.assign(r.n_genes_total, 0);
-      r.gene_qc.total_counts.assign(r.n_genes_total, 0.0);
-      n_cells_kept.assign(r.n_genes_total, 0);
-      std::vector<char> keep;
+      std::unique_ptr<QcPass> qc = backend.qc_pass(qc_genes, p.percent_top, r.n_genes_total);
       for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t r0) {
-        accumulate_qc(c, qc_genes, p.percent_top, r.cell_qc, r.gene_qc);
-        keep.resize(static_cast<std::size_t>(c.n_rows));
-        for (std::int64_t i = 0; i < c.n_rows; ++i) keep[i] = keep_cell(r.cell_qc, r0 + i, p);
-        for_each_entry_by_columns(c, [&](std::int64_t i, std::int64_t k) {
-          if (keep[i] && c.data[k] > 0) ++n_cells_kept[c.indices[k]];
-        });
+        qc->add(c, r.cell_qc, [&](std::int64_t i) { return keep_cell(r.cell_qc, r0 + i, p); });
       });
+      qc->finish(r.gene_qc, n_cells_kept);
     }
     if (hooks.on_qc)
       hooks.on_qc(std::make_shared<const QcMetrics>(QcMetrics{p.qc_prefix, r.cell_qc, r.gene_qc}));
@@ -410,65 +403,47 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       r.hvg = seurat_v3_hvg(x, r, gene_map, p, batch_of_kept_cells(store, r, p.hvg.batch_key),
                             progress);
     } else {
-      // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat).
-      log_sum.assign(n_kept_genes, 0);
-      log_sumsq.assign(n_kept_genes, 0);
-      std::vector<double> exp_sum, exp_sumsq;
+      // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat);
+      // with a batch key, the flavor's moments per batch too.
       const bool seurat = p.hvg.flavor == "seurat";
-      if (seurat) {
-        exp_sum.assign(n_kept_genes, 0);
-        exp_sumsq.assign(n_kept_genes, 0);
-      }
-      // With a batch key, the flavor's moments per batch too (and which genes each batch sees).
       const std::vector<std::int32_t> batch = batch_of_kept_cells(store, r, p.hvg.batch_key);
       const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
-      std::vector<std::vector<double>> b_sum(n_batches, std::vector<double>(n_kept_genes, 0)),
-          b_sumsq = b_sum;
-      std::vector<std::vector<char>> b_seen(n_batches, std::vector<char>(n_kept_genes, 0));
-      std::vector<std::int64_t> b_cells(n_batches, 0);
+      std::unique_ptr<MomentPass> pass =
+          backend.moment_pass({.n_genes = n_kept_genes,
+                               .expm1 = seurat,
+                               .n_batches = n_batches,
+                               .target_sum = params.target_sum,
+                               .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes});
       std::int64_t kept_row = 0;
       CsrMatrix c;  // reused from chunk to chunk
       for_each_chunk(x, p.chunk_bytes, progress, "hvg", [&](const CsrMatrix& raw, std::int64_t r0) {
-        log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
-        const std::int64_t first = kept_row;
-        if (!batch.empty())
-          for (std::int64_t i = 0; i < c.n_rows; ++i) ++b_cells[batch[first + i]];
+        kept_chunk(raw, r0, r, gene_map, c);
+        pass->add(c, batch.empty() ? nullptr : batch.data() + kept_row);
         kept_row += c.n_rows;
-        for_each_entry_by_columns(c, [&](std::int64_t i, std::int64_t k) {
-          const int b = batch.empty() ? -1 : batch[first + i];
-          const auto g = c.indices[k];
-          const double v = c.data[k];
-          log_sum[g] += v;
-          log_sumsq[g] += v * v;
-          const double e = seurat ? std::expm1(v) : v;  // the flavor's value
-          if (seurat) {
-            exp_sum[g] += e;
-            exp_sumsq[g] += e * e;
-          }
-          if (b >= 0) {
-            b_sum[b][g] += e;
-            b_sumsq[b][g] += e * e;
-            b_seen[b][g] |= v != 0;
-          }
-        });
       });
+      GeneMoments m = pass->finish();
+      log_sum = std::move(m.sum);
+      log_sumsq = std::move(m.sumsq);
       std::vector<double> mean(n_kept_genes), var(n_kept_genes);
       const double n = static_cast<double>(n_kept_cells);
       for (std::int64_t g = 0; g < n_kept_genes; ++g) {
-        const double s = seurat ? exp_sum[g] : log_sum[g],
-                     ss = seurat ? exp_sumsq[g] : log_sumsq[g];
+        const double s = seurat ? m.exp_sum[g] : log_sum[g],
+                     ss = seurat ? m.exp_sumsq[g] : log_sumsq[g];
         mean[g] = s / n;
         var[g] = sample_variance(s, ss, n);
       }
       if (n_batches > 0) {
         std::vector<std::vector<double>> b_mean(n_batches), b_var(n_batches);
+        std::vector<std::vector<char>> b_seen(n_batches);
         for (int b = 0; b < n_batches; ++b) {
-          const double nb = static_cast<double>(b_cells[b]);
+          const double nb = static_cast<double>(m.batch_cells[b]);
+          const std::size_t row = static_cast<std::size_t>(b) * n_kept_genes;
           b_mean[b].resize(n_kept_genes);
           b_var[b].resize(n_kept_genes);
+          b_seen[b].assign(m.batch_seen.begin() + row, m.batch_seen.begin() + row + n_kept_genes);
           for (std::int64_t g = 0; g < n_kept_genes; ++g) {
-            b_mean[b][g] = nb > 0 ? b_sum[b][g] / nb : 0.0;
-            b_var[b][g] = nb > 1 ? sample_variance(b_sum[b][g], b_sumsq[b][g], nb)
+            b_mean[b][g] = nb > 0 ? m.batch_sum[row + g] / nb : 0.0;
+            b_var[b][g] = nb > 1 ? sample_variance(m.batch_sum[row + g], m.batch_sumsq[row + g], nb)
                                  : std::numeric_limits<double>::quiet_NaN();
           }
         }

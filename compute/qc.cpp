@@ -7,6 +7,7 @@
 #include <limits>
 
 #include "by_columns.hpp"
+#include "qc_math.hpp"
 
 namespace orrery::compute {
 
@@ -33,38 +34,28 @@ void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
   cells.total_counts_qc.resize(base + n);
   cells.pct_counts_qc.resize(base + n);
   for (auto& top : cells.pct_counts_in_top) top.resize(base + n);
-  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-  // Per cell, in parallel: each cell's values are summed in stored order, so the answer does
-  // not depend on the number of threads.
+  // Per cell, in parallel: each cell's values are summed in stored order (qc_math.hpp, as the
+  // CUDA backend does), so the answer does not depend on the number of threads.
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 256), [&](const auto& range) {
     std::vector<float> row;
     for (std::size_t r = range.begin(); r < range.end(); ++r) {
-      std::int32_t n_genes = 0;
-      double total = 0.0, total_qc = 0.0;
-      for (auto k = chunk.indptr[r]; k < chunk.indptr[r + 1]; ++k) {
-        const float v = chunk.data[k];
-        n_genes += v > 0.0f;
-        total += v;
-        if (qc_genes[chunk.indices[k]]) total_qc += v;
-      }
+      const auto b = chunk.indptr[r], len = chunk.indptr[r + 1] - b;
+      const CellSums s = cell_sums(chunk.data.data() + b, chunk.indices.data() + b, len,
+                                   qc_genes.empty() ? nullptr : qc_genes.data());
       const std::size_t at = base + r;
-      cells.n_genes_by_counts[at] = n_genes;
-      cells.total_counts[at] = total;
-      cells.total_counts_qc[at] = total_qc;
-      cells.pct_counts_qc[at] = total > 0 ? 100.0 * total_qc / total : kNaN;
+      cells.n_genes_by_counts[at] = s.n_genes;
+      cells.total_counts[at] = s.total;
+      cells.total_counts_qc[at] = s.total_qc;
+      cells.pct_counts_qc[at] = percent_of(s.total_qc, s.total);
       if (largest == 0) continue;
-      // The N largest values, largest first (zeros beyond the stored entries add nothing).
-      row.assign(chunk.data.begin() + chunk.indptr[r], chunk.data.begin() + chunk.indptr[r + 1]);
+      // The N largest values, largest first.
+      row.assign(chunk.data.begin() + b, chunk.data.begin() + b + len);
       const std::size_t keep = std::min(largest, row.size());
       std::partial_sort(row.begin(), row.begin() + static_cast<std::ptrdiff_t>(keep), row.end(),
                         std::greater<>());
-      double cumulative = 0.0;
-      std::size_t taken = 0;
-      for (std::size_t t = 0; t < percent_top.size(); ++t) {
-        const auto top = std::min(static_cast<std::size_t>(percent_top[t]), keep);
-        for (; taken < top; ++taken) cumulative += row[taken];
-        cells.pct_counts_in_top[t][at] = total > 0 ? 100.0 * cumulative / total : kNaN;
-      }
+      for (std::size_t t = 0; t < percent_top.size(); ++t)
+        top_n_percents(row.data(), static_cast<std::int64_t>(row.size()), percent_top.data() + t, 1,
+                       s.total, &cells.pct_counts_in_top[t][at], 0);
     }
   });
   // Per gene, each gene's cells in order (the same sums as a serial pass).

@@ -1,8 +1,9 @@
 // CUDA backend: device detection, a stream-ordered memory pool, and the stages that run on the
-// device — normalize_total + log1p per chunk, PCA's Gram pass (DSYRK on densified HVG tiles) and
-// eigensolve (cuSOLVER syevd), kNN (exact: tiled SGEMM + per-row top-k, distances recomputed
-// exactly; approximate: an inverted file), the UMAP layout; and the import of the renderer's
-// buffers and semaphores (compute/external.hpp). The arithmetic that both backends do is shared
+// device — QC, normalize_total + log1p and the HVG moments per chunk (stats.cu), PCA's Gram pass
+// (DSYRK on densified HVG tiles) and eigensolve (cuSOLVER syevd), kNN (exact: tiled SGEMM + per-row
+// top-k, distances recomputed exactly; approximate: an inverted file), the UMAP layout; and the
+// import of the renderer's buffers and semaphores (compute/external.hpp). The arithmetic that both
+// backends do is shared
 // (__host__ __device__: elementwise.hpp, umap_step.hpp).
 // Eigen is used on the host only here; without this it compiles its CUDA paths, with warnings.
 #define EIGEN_NO_CUDA
@@ -20,138 +21,16 @@
 
 #include "compute/backend.hpp"
 #include "compute/cuda/check.cuh"
+#include "compute/cuda/device.cuh"
+#include "compute/cuda/stats.cuh"
 #include "compute/elementwise.hpp"
 #include "compute/umap_step.hpp"
 
-#define ORRERY_CUBLAS_CHECK(call)                                                  \
-  do {                                                                             \
-    if (cublasStatus_t s_ = (call); s_ != CUBLAS_STATUS_SUCCESS)                   \
-      throw ::orrery::Error("", #call, "cuBLAS error " + std::to_string(int(s_))); \
-  } while (0)
-#define ORRERY_CUSOLVER_CHECK(call)                                                  \
-  do {                                                                               \
-    if (cusolverStatus_t s_ = (call); s_ != CUSOLVER_STATUS_SUCCESS)                 \
-      throw ::orrery::Error("", #call, "cuSOLVER error " + std::to_string(int(s_))); \
-  } while (0)
-
 namespace orrery::compute {
+
+using namespace gpu;  // this file is the backend on top of device.cuh
+
 namespace {
-
-// The device memory of one backend: an explicit pool (capped by ORRERY_CUDA_MAX_POOL, e.g.
-// "40G"; freed blocks are kept for reuse, like rmm's pool) and the stream every stage runs on.
-struct Device {
-  cudaStream_t stream = nullptr;
-  cudaMemPool_t pool = nullptr;
-  cublasHandle_t blas = nullptr;
-  cusolverDnHandle_t solver = nullptr;
-
-  explicit Device(std::size_t max_pool_bytes) {
-    ORRERY_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
-    cudaMemPoolProps props{};
-    props.allocType = cudaMemAllocationTypePinned;
-    props.location.type = cudaMemLocationTypeDevice;
-    props.location.id = 0;
-    props.maxSize = max_pool_bytes;
-    ORRERY_CUDA_CHECK(cudaMemPoolCreate(&pool, &props));
-    std::uint64_t keep = std::numeric_limits<std::uint64_t>::max();
-    ORRERY_CUDA_CHECK(cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReleaseThreshold, &keep));
-  }
-  ~Device() {
-    if (solver) cusolverDnDestroy(solver);
-    if (blas) cublasDestroy(blas);
-    cudaStreamSynchronize(stream);
-    cudaMemPoolDestroy(pool);
-    cudaStreamDestroy(stream);
-  }
-  Device(const Device&) = delete;
-  Device& operator=(const Device&) = delete;
-
-  cublasHandle_t cublas() {
-    if (!blas) {
-      ORRERY_CUBLAS_CHECK(cublasCreate(&blas));
-      ORRERY_CUBLAS_CHECK(cublasSetStream(blas, stream));
-      ORRERY_CUBLAS_CHECK(cublasSetMathMode(blas, CUBLAS_PEDANTIC_MATH));  // plain FP32/FP64
-    }
-    return blas;
-  }
-  cusolverDnHandle_t cusolver() {
-    if (!solver) {
-      ORRERY_CUSOLVER_CHECK(cusolverDnCreate(&solver));
-      ORRERY_CUSOLVER_CHECK(cusolverDnSetStream(solver, stream));
-    }
-    return solver;
-  }
-  std::int64_t peak_bytes() const {
-    std::uint64_t high = 0;
-    cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemHigh, &high);
-    return static_cast<std::int64_t>(high);
-  }
-  void sync() { ORRERY_CUDA_CHECK(cudaStreamSynchronize(stream)); }
-};
-
-// Stream-ordered allocation from the device's pool.
-template <typename T>
-class DeviceBuffer {
- public:
-  DeviceBuffer(Device& d, std::size_t n) : d_(&d), n_(n) {
-    if (n)
-      ORRERY_CUDA_CHECK(cudaMallocFromPoolAsync(reinterpret_cast<void**>(&ptr_), n * sizeof(T),
-                                                d.pool, d.stream));
-  }
-  ~DeviceBuffer() {
-    if (ptr_) cudaFreeAsync(ptr_, d_->stream);
-  }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  T* get() const { return ptr_; }
-  std::size_t size() const { return n_; }
-  void upload(const T* host, std::size_t n, std::size_t offset = 0) {
-    if (n)
-      ORRERY_CUDA_CHECK(
-          cudaMemcpyAsync(ptr_ + offset, host, n * sizeof(T), cudaMemcpyHostToDevice, d_->stream));
-  }
-  void download(T* host, std::size_t n) const {
-    if (n)
-      ORRERY_CUDA_CHECK(
-          cudaMemcpyAsync(host, ptr_, n * sizeof(T), cudaMemcpyDeviceToHost, d_->stream));
-  }
-  void zero() {
-    if (n_) ORRERY_CUDA_CHECK(cudaMemsetAsync(ptr_, 0, n_ * sizeof(T), d_->stream));
-  }
-
- private:
-  Device* d_;
-  T* ptr_ = nullptr;
-  std::size_t n_;
-};
-
-void check_launch() {
-  ORRERY_CUDA_CHECK(cudaGetLastError());
-}
-
-unsigned blocks_for(std::int64_t threads_needed, int per_block) {
-  return static_cast<unsigned>((threads_needed + per_block - 1) / per_block);
-}
-
-// ---- normalize_total + log1p ----------------------------------------------------------------
-
-// One warp per row: sum the row (without excluded columns, when a mask is given), then rewrite
-// its values.
-__global__ void normalize_log1p_rows(const std::int64_t* indptr, const std::int32_t* indices,
-                                     const char* excluded, float* data, std::int64_t n_rows,
-                                     double target_sum) {
-  const std::int64_t warp = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
-  const int lane = threadIdx.x % 32;
-  if (warp >= n_rows) return;
-  const auto b = indptr[warp], e = indptr[warp + 1];
-  double total = 0.0;
-  for (auto k = b + lane; k < e; k += 32)
-    if (!excluded || !excluded[indices[k]]) total += data[k];
-  for (int off = 16; off > 0; off /= 2) total += __shfl_down_sync(0xffffffffu, total, off);
-  total = __shfl_sync(0xffffffffu, total, 0);
-  for (auto k = b + lane; k < e; k += 32)
-    data[k] = normalize_log1p_value(data[k], total, target_sum);
-}
 
 // ---- PCA: Gram pass -------------------------------------------------------------------------
 
@@ -493,7 +372,8 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   std::string device_stages() const override {
-    return "normalize_total + log1p, the PCA Gram pass and eigensolve, exact kNN, the UMAP layout";
+    return "QC, normalize_total + log1p, the HVG moments, the PCA Gram pass and eigensolve, kNN, "
+           "the UMAP layout";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
   bool stream_layout_to(ExternalBuffer* positions, ExternalSemaphore* ready) override {
@@ -515,12 +395,19 @@ class CudaBackend final : public Backend {
     }
     indptr.upload(chunk.indptr.data(), chunk.indptr.size());
     data.upload(chunk.data.data(), chunk.data.size());
-    normalize_log1p_rows<<<blocks_for(chunk.n_rows * 32, 256), 256, 0, d_.stream>>>(
-        indptr.get(), indices.get(), excluded ? mask.get() : nullptr, data.get(), chunk.n_rows,
-        target_sum);
-    check_launch();
+    gpu::normalize_log1p(d_, indptr.get(), indices.get(), excluded ? mask.get() : nullptr,
+                         data.get(), chunk.n_rows, target_sum);
     data.download(chunk.data.data(), chunk.data.size());
     d_.sync();
+  }
+
+  std::unique_ptr<QcPass> qc_pass(const std::vector<char>& qc_genes,
+                                  const std::vector<int>& percent_top,
+                                  std::int64_t n_genes) override {
+    return gpu::make_qc_pass(d_, qc_genes, percent_top, n_genes);
+  }
+  std::unique_ptr<MomentPass> moment_pass(const MomentOptions& options) override {
+    return gpu::make_moment_pass(d_, options);
   }
 
   std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns) override {

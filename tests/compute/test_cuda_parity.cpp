@@ -1,6 +1,6 @@
-// CPU/CUDA parity for the stages the CUDA backend runs (normalize_total + log1p per chunk, the
-// PCA Gram pass and eigensolve, exact kNN), on pbmc3k and on synthetic data, each with the
-// tolerance it states. Runs where a CUDA device exists; otherwise skips saying why.
+// CPU/CUDA parity for the stages the CUDA backend runs (QC, normalize_total + log1p per chunk,
+// the HVG moments, the PCA Gram pass and eigensolve, kNN, UMAP), on pbmc3k and on synthetic data,
+// each with the tolerance it states. Runs where a CUDA device exists; otherwise skips saying why.
 #include <QtTest/QtTest>
 
 #include <cmath>
@@ -24,6 +24,19 @@ CsrMatrix synth_rows(std::int64_t cells, std::int64_t genes) {
   o.n_cells = cells;
   o.n_genes = genes;
   return compute::SynthGenerator(o).rows(0, cells);
+}
+
+// Rows [r0, r1) of `m` as a chunk of their own.
+CsrMatrix slice_rows(const CsrMatrix& m, std::int64_t r0, std::int64_t r1) {
+  CsrMatrix c;
+  c.n_rows = r1 - r0;
+  c.n_cols = m.n_cols;
+  const auto e0 = m.indptr[r0], e1 = m.indptr[r1];
+  c.indptr.clear();
+  for (std::int64_t r = r0; r <= r1; ++r) c.indptr.push_back(m.indptr[r] - e0);
+  c.indices.assign(m.indices.begin() + e0, m.indices.begin() + e1);
+  c.data.assign(m.data.begin() + e0, m.data.begin() + e1);
+  return c;
 }
 
 // Log-normalised synthetic rows and scaled columns over `h` of their genes (every third).
@@ -80,6 +93,26 @@ class TestCudaParity : public QObject {
   Q_OBJECT
   std::unique_ptr<compute::Backend> cuda_, cpu_;
 
+  // Equal doubles, NaN equal to NaN (an empty cell's percentages).
+  static void same_bits(const std::vector<double>& a, const std::vector<double>& b,
+                        const char* what) {
+    QCOMPARE(b.size(), a.size());
+    for (std::size_t i = 0; i < a.size(); ++i)
+      QVERIFY2(a[i] == b[i] || (std::isnan(a[i]) && std::isnan(b[i])),
+               qPrintable(QString("%1[%2]: cpu %3 cuda %4")
+                              .arg(what)
+                              .arg(i)
+                              .arg(a[i], 0, 'g', 17)
+                              .arg(b[i], 0, 'g', 17)));
+  }
+
+  static void close(const std::vector<double>& a, const std::vector<double>& b, const char* what) {
+    QCOMPARE(b.size(), a.size());
+    for (std::size_t i = 0; i < a.size(); ++i)
+      QVERIFY2(std::fabs(a[i] - b[i]) <= 1e-6 * std::max(1.0, std::fabs(a[i])),
+               qPrintable(QString("%1[%2]: cpu %3 cuda %4").arg(what).arg(i).arg(a[i]).arg(b[i])));
+  }
+
   static void compare(const CsrMatrix& a, const CsrMatrix& b, float rel_tol) {
     QCOMPARE(a.indptr, b.indptr);
     QCOMPARE(a.indices, b.indices);
@@ -128,6 +161,89 @@ class TestCudaParity : public QObject {
     cpu_->normalize_log1p(a, 1e4);
     cuda_->normalize_log1p(b, 1e4);
     compare(a, b, 1e-6f);
+  }
+
+  // QC: per cell the same values summed in stored order, top-N over the same sorted values, per
+  // gene each gene's cells in row order (qc_math.hpp on both): equal to the last bit, for
+  // counts and for non-integer values. Chunks of several sizes go through the same pass.
+  void qcPass() {
+    for (const float factor : {1.0f, 0.37f}) {
+      CsrMatrix all = synth_rows(12000, 2500);
+      for (auto& v : all.data) v *= factor;
+      std::vector<char> qc_genes(2500, 0);
+      for (std::size_t g = 0; g < qc_genes.size(); g += 7) qc_genes[g] = 1;
+      const std::vector<int> top{50, 100, 200, 500};
+      compute::CellQc cells[2];
+      compute::GeneQc genes[2];
+      std::vector<std::int64_t> kept[2];
+      compute::Backend* backends[2] = {cpu_.get(), cuda_.get()};
+      for (int b = 0; b < 2; ++b) {
+        auto pass = backends[b]->qc_pass(qc_genes, top, 2500);
+        std::int64_t r0 = 0;
+        for (std::int64_t rows : {700, 4000, 1, 5000, 2299}) {
+          const CsrMatrix c = slice_rows(all, r0, r0 + rows);
+          pass->add(c, cells[b], [&](std::int64_t i) {
+            return cells[b].n_genes_by_counts[r0 + i] >= 200 && (r0 + i) % 5 != 0;
+          });
+          r0 += rows;
+        }
+        QCOMPARE(r0, std::int64_t{12000});
+        pass->finish(genes[b], kept[b]);
+      }
+      QCOMPARE(cells[1].n_genes_by_counts, cells[0].n_genes_by_counts);
+      same_bits(cells[0].total_counts, cells[1].total_counts, "total_counts");
+      same_bits(cells[0].total_counts_qc, cells[1].total_counts_qc, "total_counts_mt");
+      same_bits(cells[0].pct_counts_qc, cells[1].pct_counts_qc, "pct_counts_mt");
+      QCOMPARE(cells[1].top_n, top);
+      for (std::size_t t = 0; t < top.size(); ++t)
+        same_bits(cells[0].pct_counts_in_top[t], cells[1].pct_counts_in_top[t],
+                  "pct_counts_in_top");
+      QCOMPARE(genes[1].n_cells_by_counts, genes[0].n_cells_by_counts);
+      same_bits(genes[0].total_counts, genes[1].total_counts, "gene total_counts");
+      QCOMPARE(genes[1].n_cells, genes[0].n_cells);
+      QCOMPARE(kept[1], kept[0]);
+    }
+  }
+
+  // HVG moments: the log values may differ by an ulp (device log1pf), the sums are then made in
+  // the same order: 1e-6 relative. With seurat's expm1 moments, three batches and excluded genes;
+  // chunk sizes grow and shrink so the pass's two copy buffers are reused and regrown.
+  void momentPass() {
+    const std::int64_t genes = 1800;
+    CsrMatrix all = synth_rows(9000, genes);
+    std::vector<std::int32_t> batch(9000);
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i] = static_cast<std::int32_t>(i * 7 % 3);
+    std::vector<char> excluded(genes, 0);
+    for (std::int64_t g = 0; g < genes; g += 13) excluded[g] = 1;
+    for (const bool with_batches : {false, true}) {
+      const compute::MomentOptions o{.n_genes = genes,
+                                     .expm1 = with_batches,
+                                     .n_batches = with_batches ? 3 : 0,
+                                     .target_sum = 1e4,
+                                     .excluded = with_batches ? &excluded : nullptr};
+      compute::GeneMoments m[2];
+      compute::Backend* backends[2] = {cpu_.get(), cuda_.get()};
+      for (int b = 0; b < 2; ++b) {
+        auto pass = backends[b]->moment_pass(o);
+        std::int64_t r0 = 0;
+        for (std::int64_t rows : {300, 2500, 100, 3000, 3100}) {
+          CsrMatrix c = slice_rows(all, r0, r0 + rows);
+          pass->add(c, with_batches ? batch.data() + r0 : nullptr);
+          r0 += rows;
+        }
+        m[b] = pass->finish();
+      }
+      close(m[0].sum, m[1].sum, "sum");
+      close(m[0].sumsq, m[1].sumsq, "sumsq");
+      close(m[0].exp_sum, m[1].exp_sum, "exp_sum");
+      close(m[0].exp_sumsq, m[1].exp_sumsq, "exp_sumsq");
+      close(m[0].batch_sum, m[1].batch_sum, "batch_sum");
+      close(m[0].batch_sumsq, m[1].batch_sumsq, "batch_sumsq");
+      QCOMPARE(m[1].batch_seen, m[0].batch_seen);
+      QCOMPARE(m[1].batch_cells, m[0].batch_cells);
+      QCOMPARE(m[1].sum.size(), std::size_t(genes));
+      QCOMPARE(m[1].exp_sum.size(), std::size_t(with_batches ? genes : 0));
+    }
   }
 
   // The Gram pass: both add the same products in double, in other orders: 1e-12 of the largest.

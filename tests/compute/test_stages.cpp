@@ -867,6 +867,86 @@ class TestStages : public QObject {
     }
   }
 
+  // The backends' QC and moment passes (the CPU's here; test_cuda_parity holds the device's to
+  // them): the same numbers whatever the chunking, equal to serial sums over all cells.
+  void qcAndMomentPassesIndependentOfChunks() {
+    SynthOptions so;
+    so.n_cells = 4000;
+    so.n_genes = 900;
+    SynthGenerator gen(so);
+    auto scaled = [&](std::int64_t r0, std::int64_t r1) {
+      CsrMatrix c = gen.rows(r0, r1);
+      for (auto& v : c.data) v *= 0.37f;  // non-integer values: the order of sums matters
+      return c;
+    };
+    const CsrMatrix all = scaled(0, so.n_cells);
+    std::vector<char> mt(so.n_genes, 0);
+    for (std::size_t g = 0; g < mt.size(); g += 9) mt[g] = 1;
+    const std::vector<int> top{10, 50};
+    std::vector<std::int32_t> batch(so.n_cells);
+    for (std::size_t i = 0; i < batch.size(); ++i) batch[i] = static_cast<std::int32_t>(i % 4 / 2);
+    auto keep = [](const CellQc& cells, std::int64_t i) {
+      return cells.total_counts[i] > 300 || i % 3 == 0;
+    };
+    auto cpu = make_cpu_backend();
+    const std::vector<std::vector<std::int64_t>> cuts{{0, 4000}, {0, 1, 1000, 1001, 2500, 4000}};
+    std::vector<CellQc> cells(cuts.size());
+    std::vector<GeneQc> genes(cuts.size());
+    std::vector<std::vector<std::int64_t>> kept(cuts.size());
+    std::vector<GeneMoments> moments(cuts.size());
+    for (std::size_t v = 0; v < cuts.size(); ++v) {
+      auto qc = cpu->qc_pass(mt, top, so.n_genes);
+      auto mp = cpu->moment_pass(
+          {.n_genes = so.n_genes, .expm1 = true, .n_batches = 2, .target_sum = 1e4});
+      for (std::size_t j = 0; j + 1 < cuts[v].size(); ++j) {
+        const std::int64_t r0 = cuts[v][j];
+        CsrMatrix c = scaled(r0, cuts[v][j + 1]);
+        qc->add(c, cells[v], [&](std::int64_t i) { return keep(cells[v], r0 + i); });
+        mp->add(c, batch.data() + r0);
+      }
+      qc->finish(genes[v], kept[v]);
+      moments[v] = mp->finish();
+    }
+    QCOMPARE(cells[1].total_counts, cells[0].total_counts);
+    QCOMPARE(cells[1].pct_counts_in_top, cells[0].pct_counts_in_top);
+    QCOMPARE(genes[1].total_counts, genes[0].total_counts);
+    QCOMPARE(kept[1], kept[0]);
+    QCOMPARE(moments[1].sumsq, moments[0].sumsq);
+    QCOMPARE(moments[1].batch_sumsq, moments[0].batch_sumsq);
+    QCOMPARE(moments[1].batch_cells, (std::vector<std::int64_t>{2000, 2000}));
+
+    // Against serial sums over the whole matrix.
+    std::vector<double> total(so.n_genes, 0.0);
+    std::vector<std::int64_t> n_kept(so.n_genes, 0);
+    for (std::int64_t r = 0; r < all.n_rows; ++r)
+      for (auto k = all.indptr[r]; k < all.indptr[r + 1]; ++k) {
+        total[all.indices[k]] += all.data[k];
+        n_kept[all.indices[k]] += keep(cells[0], r) && all.data[k] > 0;
+      }
+    QCOMPARE(genes[0].total_counts, total);
+    QCOMPARE(kept[0], n_kept);
+    QCOMPARE(genes[0].n_cells, so.n_cells);
+    CsrMatrix lognorm = all;
+    cpu->normalize_log1p(lognorm, 1e4);
+    std::vector<double> sum(so.n_genes, 0.0), batch1_exp(so.n_genes, 0.0);
+    for (std::int64_t r = 0; r < lognorm.n_rows; ++r)
+      for (auto k = lognorm.indptr[r]; k < lognorm.indptr[r + 1]; ++k) {
+        const double x = lognorm.data[k];
+        sum[lognorm.indices[k]] += x;
+        if (batch[r] == 1) batch1_exp[lognorm.indices[k]] += std::expm1(x);
+      }
+    QCOMPARE(moments[0].sum, sum);
+    QCOMPARE(
+        std::vector<double>(moments[0].batch_sum.begin() + so.n_genes, moments[0].batch_sum.end()),
+        batch1_exp);
+    // One cell's top-10 share by hand.
+    std::vector<float> row(all.data.begin() + all.indptr[17], all.data.begin() + all.indptr[18]);
+    std::sort(row.begin(), row.end(), std::greater<>());
+    double top10 = 0;
+    for (std::size_t t = 0; t < std::min<std::size_t>(10, row.size()); ++t) top10 += row[t];
+    QCOMPARE(cells[0].pct_counts_in_top[0][17], 100.0 * top10 / cells[0].total_counts[17]);
+  }
+
   void backendSelection() {
     std::string note;
     auto cpu = make_backend("cpu", &note);

@@ -1,0 +1,507 @@
+// Eigen (through backend.hpp) is used on the host only here.
+#define EIGEN_NO_CUDA
+#include "compute/cuda/stats.cuh"
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+#include <cub/device/device_radix_sort.cuh>
+#include <cub/device/device_segmented_sort.cuh>
+#include <type_traits>
+#include <vector>
+
+#include "compute/elementwise.hpp"
+#include "compute/qc_math.hpp"
+
+namespace orrery::compute::gpu {
+namespace {
+
+// A block of a chunk goes to the device whole: entry ids within it are int32.
+constexpr std::int64_t kMaxBlockEntries = std::int64_t{1} << 30;
+
+struct RowBlock {
+  std::int64_t r0, r1;  // rows
+  std::int64_t e0, e1;  // entries
+};
+
+// Consecutive row ranges of the chunk, each of at most kMaxBlockEntries entries (a row longer
+// than that is an error: no store has one).
+std::vector<RowBlock> row_blocks(const CsrMatrix& c) {
+  std::vector<RowBlock> blocks;
+  std::int64_t r0 = 0;
+  while (r0 < c.n_rows) {
+    std::int64_t r1 = r0;
+    while (r1 < c.n_rows && c.indptr[r1 + 1] - c.indptr[r0] <= kMaxBlockEntries) ++r1;
+    if (r1 == r0) throw Error("", "X", "a row with more than 2^30 stored values");
+    blocks.push_back({r0, r1, c.indptr[r0], c.indptr[r1]});
+    r0 = r1;
+  }
+  return blocks;
+}
+
+// The block's row offsets, relative to its first entry.
+void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out) {
+  for (std::int64_t r = b.r0; r <= b.r1; ++r) out[r - b.r0] = c.indptr[r] - b.e0;
+}
+
+__device__ std::int64_t global_thread() {
+  return static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+
+// One warp per row: sum the row (without excluded columns, when a mask is given), then rewrite
+// its values.
+__global__ void normalize_log1p_rows(const std::int64_t* indptr, const std::int32_t* indices,
+                                     const char* excluded, float* data, std::int64_t n_rows,
+                                     double target_sum) {
+  const std::int64_t warp = global_thread() / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= n_rows) return;
+  const auto b = indptr[warp], e = indptr[warp + 1];
+  double total = 0.0;
+  for (auto k = b + lane; k < e; k += 32)
+    if (!excluded || !excluded[indices[k]]) total += data[k];
+  for (int off = 16; off > 0; off /= 2) total += __shfl_down_sync(0xffffffffu, total, off);
+  total = __shfl_sync(0xffffffffu, total, 0);
+  for (auto k = b + lane; k < e; k += 32)
+    data[k] = normalize_log1p_value(data[k], total, target_sum);
+}
+
+// The row of every entry.
+__global__ void row_of_entries(const std::int64_t* indptr, std::int64_t n_rows,
+                               std::int32_t* row_of) {
+  const std::int64_t warp = global_thread() / 32;
+  const int lane = threadIdx.x % 32;
+  if (warp >= n_rows) return;
+  for (auto k = indptr[warp] + lane; k < indptr[warp + 1]; k += 32)
+    row_of[k] = static_cast<std::int32_t>(warp);
+}
+
+__global__ void iota(std::int32_t* out, std::int64_t n) {
+  const std::int64_t i = global_thread();
+  if (i < n) out[i] = static_cast<std::int32_t>(i);
+}
+
+// start[c] = the first position of column c among `sorted` (n >= 1 ascending column ids), for
+// c in [0, n_cols]; one thread per boundary p in [0, n].
+__global__ void column_starts(const std::uint32_t* sorted, std::int64_t n, std::int64_t n_cols,
+                              std::int64_t* start) {
+  const std::int64_t p = global_thread();
+  if (p > n) return;
+  const std::int64_t prev = p == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(sorted[p - 1]);
+  const std::int64_t cur = p == n ? n_cols : static_cast<std::int64_t>(sorted[p]);
+  for (std::int64_t c = prev + 1; c <= cur; ++c) start[c] = p;
+}
+
+// The block's entries by column, each column's in row order (radix sort is stable), and where
+// each column starts.
+struct ColumnOrder {
+  DeviceBuffer<std::int32_t> perm;
+  DeviceBuffer<std::int64_t> start;
+};
+
+ColumnOrder order_by_column(Device& d, const std::int32_t* indices, std::int64_t nnz,
+                            std::int64_t n_cols) {
+  ColumnOrder o{DeviceBuffer<std::int32_t>(d, nnz), DeviceBuffer<std::int64_t>(d, n_cols + 1)};
+  if (nnz == 0) {
+    o.start.zero();
+    return o;
+  }
+  DeviceBuffer<std::int32_t> ids(d, nnz);
+  DeviceBuffer<std::uint32_t> sorted(d, nnz);
+  iota<<<blocks_for(nnz, 256), 256, 0, d.stream>>>(ids.get(), nnz);
+  check_launch();
+  int bits = 1;
+  while ((std::int64_t{1} << bits) < n_cols) ++bits;
+  const auto* keys = reinterpret_cast<const std::uint32_t*>(indices);
+  std::size_t temp_bytes = 0;
+  ORRERY_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      nullptr, temp_bytes, keys, sorted.get(), ids.get(), o.perm.get(), nnz, 0, bits, d.stream));
+  DeviceBuffer<char> temp(d, temp_bytes);
+  ORRERY_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
+      temp.get(), temp_bytes, keys, sorted.get(), ids.get(), o.perm.get(), nnz, 0, bits, d.stream));
+  column_starts<<<blocks_for(nnz + 1, 256), 256, 0, d.stream>>>(sorted.get(), nnz, n_cols,
+                                                                o.start.get());
+  check_launch();
+  return o;
+}
+
+// ---- QC ---------------------------------------------------------------------------------------
+
+__global__ void qc_cells(const std::int64_t* indptr, const std::int32_t* indices, const float* data,
+                         std::int64_t n_rows, const char* qc_genes, std::int32_t* n_genes,
+                         double* total, double* total_qc, double* pct_qc) {
+  const std::int64_t r = global_thread();
+  if (r >= n_rows) return;
+  const auto b = indptr[r];
+  const CellSums s = cell_sums(data + b, indices + b, indptr[r + 1] - b, qc_genes);
+  n_genes[r] = s.n_genes;
+  total[r] = s.total;
+  total_qc[r] = s.total_qc;
+  pct_qc[r] = percent_of(s.total_qc, s.total);
+}
+
+__global__ void qc_top(const std::int64_t* indptr, const float* largest_first, std::int64_t n_rows,
+                       const int* top_n, int m, const double* total, double* out) {
+  const std::int64_t r = global_thread();
+  if (r >= n_rows) return;
+  const auto b = indptr[r];
+  top_n_percents(largest_first + b, indptr[r + 1] - b, top_n, m, total[r], out + r, n_rows);
+}
+
+// One thread per gene adds the block's entries, in row order, to the running sums.
+__global__ void qc_genes_sums(const std::int64_t* start, const std::int32_t* perm,
+                              const std::int32_t* row_of, const float* data, std::int64_t n_cols,
+                              const char* keep, std::int64_t* n_cells, double* total,
+                              std::int64_t* kept) {
+  const std::int64_t g = global_thread();
+  if (g >= n_cols) return;
+  std::int64_t cells = n_cells[g], kept_cells = kept[g];
+  double sum = total[g];
+  for (auto p = start[g]; p < start[g + 1]; ++p) {
+    const auto k = perm[p];
+    const float v = data[k];
+    cells += v > 0.0f;
+    sum += v;
+    kept_cells += keep[row_of[k]] && v > 0.0f;
+  }
+  n_cells[g] = cells;
+  total[g] = sum;
+  kept[g] = kept_cells;
+}
+
+class CudaQcPass final : public QcPass {
+ public:
+  CudaQcPass(Device& d, const std::vector<char>& qc_genes, std::vector<int> percent_top,
+             std::int64_t n_genes)
+      : d_(d),
+        percent_top_(std::move(percent_top)),
+        n_genes_(n_genes),
+        qc_genes_(d, qc_genes.size()),
+        top_n_(d, percent_top_.size()),
+        n_cells_(d, n_genes),
+        total_(d, n_genes),
+        kept_(d, n_genes) {
+    qc_genes_.upload(qc_genes.data(), qc_genes.size());
+    top_n_.upload(percent_top_.data(), percent_top_.size());
+    n_cells_.zero();
+    total_.zero();
+    kept_.zero();
+  }
+
+  void add(const CsrMatrix& c, CellQc& cells,
+           const std::function<bool(std::int64_t)>& keep) override {
+    const int m = static_cast<int>(percent_top_.size());
+    if (cells.top_n != percent_top_) {
+      cells.top_n = percent_top_;
+      cells.pct_counts_in_top.assign(percent_top_.size(), {});
+    }
+    const std::size_t base = cells.total_counts.size();
+    const auto n = static_cast<std::size_t>(c.n_rows);
+    cells.n_genes_by_counts.resize(base + n);
+    cells.total_counts.resize(base + n);
+    cells.total_counts_qc.resize(base + n);
+    cells.pct_counts_qc.resize(base + n);
+    for (auto& top : cells.pct_counts_in_top) top.resize(base + n);
+    std::vector<std::int64_t> offsets;
+    std::vector<char> keep_rows;
+    for (const RowBlock& b : row_blocks(c)) {
+      const std::int64_t rows = b.r1 - b.r0, nnz = b.e1 - b.e0;
+      const std::size_t at = base + static_cast<std::size_t>(b.r0);
+      offsets.resize(static_cast<std::size_t>(rows) + 1);
+      block_offsets(c, b, offsets.data());
+      DeviceBuffer<std::int64_t> indptr(d_, rows + 1);
+      DeviceBuffer<std::int32_t> indices(d_, nnz);
+      DeviceBuffer<float> data(d_, nnz);
+      indptr.upload(offsets.data(), offsets.size());
+      indices.upload(c.indices.data() + b.e0, nnz);
+      data.upload(c.data.data() + b.e0, nnz);
+
+      DeviceBuffer<std::int32_t> n_genes(d_, rows);
+      DeviceBuffer<double> total(d_, rows), total_qc(d_, rows), pct_qc(d_, rows);
+      qc_cells<<<blocks_for(rows, 128), 128, 0, d_.stream>>>(
+          indptr.get(), indices.get(), data.get(), rows, qc_genes_.get(), n_genes.get(),
+          total.get(), total_qc.get(), pct_qc.get());
+      check_launch();
+      n_genes.download(cells.n_genes_by_counts.data() + at, rows);
+      total.download(cells.total_counts.data() + at, rows);
+      total_qc.download(cells.total_counts_qc.data() + at, rows);
+      pct_qc.download(cells.pct_counts_qc.data() + at, rows);
+      if (m > 0) {
+        DeviceBuffer<float> sorted(d_, nnz);
+        std::size_t temp_bytes = 0;
+        ORRERY_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeysDescending(
+            nullptr, temp_bytes, data.get(), sorted.get(), nnz, rows, indptr.get(),
+            indptr.get() + 1, d_.stream));
+        DeviceBuffer<char> temp(d_, temp_bytes);
+        ORRERY_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeysDescending(
+            temp.get(), temp_bytes, data.get(), sorted.get(), nnz, rows, indptr.get(),
+            indptr.get() + 1, d_.stream));
+        DeviceBuffer<double> top(d_, static_cast<std::size_t>(m) * rows);
+        qc_top<<<blocks_for(rows, 128), 128, 0, d_.stream>>>(
+            indptr.get(), sorted.get(), rows, top_n_.get(), m, total.get(), top.get());
+        check_launch();
+        for (int t = 0; t < m; ++t)
+          ORRERY_CUDA_CHECK(cudaMemcpyAsync(cells.pct_counts_in_top[t].data() + at,
+                                            top.get() + static_cast<std::int64_t>(t) * rows,
+                                            rows * sizeof(double), cudaMemcpyDeviceToHost,
+                                            d_.stream));
+      }
+      d_.sync();  // the block's cells are in `cells`: keep() may look at them
+
+      keep_rows.resize(static_cast<std::size_t>(rows));
+      for (std::int64_t i = 0; i < rows; ++i) keep_rows[i] = keep(b.r0 + i);
+      DeviceBuffer<char> kept_rows(d_, rows);
+      kept_rows.upload(keep_rows.data(), keep_rows.size());
+      DeviceBuffer<std::int32_t> row_of(d_, nnz);
+      row_of_entries<<<blocks_for(rows * 32, 256), 256, 0, d_.stream>>>(indptr.get(), rows,
+                                                                        row_of.get());
+      check_launch();
+      const ColumnOrder order = order_by_column(d_, indices.get(), nnz, n_genes_);
+      qc_genes_sums<<<blocks_for(n_genes_, 128), 128, 0, d_.stream>>>(
+          order.start.get(), order.perm.get(), row_of.get(), data.get(), n_genes_, kept_rows.get(),
+          n_cells_.get(), total_.get(), kept_.get());
+      check_launch();
+      // The host copies above were staged before upload returned; the device buffers are
+      // freed in stream order, after the kernels that read them.
+    }
+    n_cells_added_ += c.n_rows;
+  }
+
+  void finish(GeneQc& genes, std::vector<std::int64_t>& n_cells_kept) override {
+    genes.n_cells_by_counts.resize(n_genes_);
+    genes.total_counts.resize(n_genes_);
+    n_cells_kept.resize(n_genes_);
+    n_cells_.download(genes.n_cells_by_counts.data(), n_genes_);
+    total_.download(genes.total_counts.data(), n_genes_);
+    kept_.download(n_cells_kept.data(), n_genes_);
+    d_.sync();
+    genes.n_cells = n_cells_added_;
+  }
+
+ private:
+  Device& d_;
+  std::vector<int> percent_top_;
+  std::int64_t n_genes_;
+  DeviceBuffer<char> qc_genes_;
+  DeviceBuffer<int> top_n_;
+  DeviceBuffer<std::int64_t> n_cells_;
+  DeviceBuffer<double> total_;
+  DeviceBuffer<std::int64_t> kept_;
+  std::int64_t n_cells_added_ = 0;
+};
+
+// ---- moments of the log data ------------------------------------------------------------------
+
+struct MomentArrays {
+  double* sum;
+  double* sumsq;
+  double* exp_sum;  // nullptr without expm1 moments
+  double* exp_sumsq;
+  double* batch_sum;  // nullptr without batches
+  double* batch_sumsq;
+  char* batch_seen;
+};
+
+// One thread per gene adds the block's log values, in row order, to the running sums (the CPU
+// backend's CpuMomentPass, term for term).
+__global__ void gene_moments(const std::int64_t* start, const std::int32_t* perm,
+                             const std::int32_t* row_of, const float* data,
+                             const std::int32_t* batch, std::int64_t n_cols, MomentArrays m) {
+  const std::int64_t g = global_thread();
+  if (g >= n_cols) return;
+  double s = m.sum[g], ss = m.sumsq[g];
+  double es = m.exp_sum ? m.exp_sum[g] : 0.0, ess = m.exp_sum ? m.exp_sumsq[g] : 0.0;
+  for (auto p = start[g]; p < start[g + 1]; ++p) {
+    const auto k = perm[p];
+    const double v = data[k];
+    s += v;
+    ss += product_rn(v, v);
+    const double e = m.exp_sum ? expm1_value(v) : v;  // the flavor's value
+    if (m.exp_sum) {
+      es += e;
+      ess += product_rn(e, e);
+    }
+    if (batch) {
+      const std::int64_t at = static_cast<std::int64_t>(batch[row_of[k]]) * n_cols + g;
+      m.batch_sum[at] += e;
+      m.batch_sumsq[at] += product_rn(e, e);
+      m.batch_seen[at] |= v != 0;
+    }
+  }
+  m.sum[g] = s;
+  m.sumsq[g] = ss;
+  if (m.exp_sum) {
+    m.exp_sum[g] = es;
+    m.exp_sumsq[g] = ess;
+  }
+}
+
+class CudaMomentPass final : public MomentPass {
+ public:
+  CudaMomentPass(Device& d, const MomentOptions& o)
+      : d_(d),
+        o_(o),
+        excluded_(d, o.excluded ? o.excluded->size() : 0),
+        sum_(d, o.n_genes),
+        sumsq_(d, o.n_genes),
+        exp_sum_(d, o.expm1 ? o.n_genes : 0),
+        exp_sumsq_(d, o.expm1 ? o.n_genes : 0),
+        batch_sum_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches),
+        batch_sumsq_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches),
+        batch_seen_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches),
+        slots_{Slot(d), Slot(d)} {
+    if (o.excluded) excluded_.upload(o.excluded->data(), o.excluded->size());
+    for (auto* b : {&sum_, &sumsq_, &exp_sum_, &exp_sumsq_, &batch_sum_, &batch_sumsq_}) b->zero();
+    batch_seen_.zero();
+    batch_cells_.assign(o.n_batches, 0);
+    d.sync();  // the copy stream may use what was allocated and zeroed on the compute stream
+  }
+
+  ~CudaMomentPass() override {
+    // Nothing may still read a slot's pinned or device memory when it goes.
+    cudaStreamSynchronize(copy_);
+    cudaStreamSynchronize(d_.stream);
+  }
+
+  void add(CsrMatrix& c, const std::int32_t* batch) override {
+    if (batch)
+      for (std::int64_t i = 0; i < c.n_rows; ++i) ++batch_cells_[batch[i]];
+    for (const RowBlock& b : row_blocks(c)) {
+      const std::int64_t rows = b.r1 - b.r0, nnz = b.e1 - b.e0;
+      Slot& s = slots_[next_slot_];
+      next_slot_ ^= 1;
+      // The slot's pinned buffers are free once its last copy is done; its device buffers
+      // once the kernels that read them are (the copy stream waits for that below).
+      if (s.used) ORRERY_CUDA_CHECK(cudaEventSynchronize(s.copied));
+      if (s.grow(d_, rows, nnz, batch != nullptr)) d_.sync();
+      block_offsets(c, b, s.host_indptr.get());
+      std::memcpy(s.host_indices.get(), c.indices.data() + b.e0, nnz * sizeof(std::int32_t));
+      std::memcpy(s.host_data.get(), c.data.data() + b.e0, nnz * sizeof(float));
+      if (batch) std::memcpy(s.host_batch.get(), batch + b.r0, rows * sizeof(std::int32_t));
+      if (s.used) ORRERY_CUDA_CHECK(cudaStreamWaitEvent(copy_, s.done, 0));
+      copy(s.indptr.get(), s.host_indptr.get(), rows + 1);
+      copy(s.indices.get(), s.host_indices.get(), nnz);
+      copy(s.data.get(), s.host_data.get(), nnz);
+      if (batch) copy(s.batch.get(), s.host_batch.get(), rows);
+      ORRERY_CUDA_CHECK(cudaEventRecord(s.copied, copy_));
+      ORRERY_CUDA_CHECK(cudaStreamWaitEvent(d_.stream, s.copied, 0));
+
+      normalize_log1p(d_, s.indptr.get(), s.indices.get(), o_.excluded ? excluded_.get() : nullptr,
+                      s.data.get(), rows, o_.target_sum);
+      DeviceBuffer<std::int32_t> row_of(d_, batch ? nnz : 0);
+      if (batch) {
+        row_of_entries<<<blocks_for(rows * 32, 256), 256, 0, d_.stream>>>(s.indptr.get(), rows,
+                                                                          row_of.get());
+        check_launch();
+      }
+      const ColumnOrder order = order_by_column(d_, s.indices.get(), nnz, o_.n_genes);
+      const MomentArrays m{sum_.get(),
+                           sumsq_.get(),
+                           o_.expm1 ? exp_sum_.get() : nullptr,
+                           o_.expm1 ? exp_sumsq_.get() : nullptr,
+                           batch ? batch_sum_.get() : nullptr,
+                           batch ? batch_sumsq_.get() : nullptr,
+                           batch ? batch_seen_.get() : nullptr};
+      gene_moments<<<blocks_for(o_.n_genes, 128), 128, 0, d_.stream>>>(
+          order.start.get(), order.perm.get(), row_of.get(), s.data.get(),
+          batch ? s.batch.get() : nullptr, o_.n_genes, m);
+      check_launch();
+      ORRERY_CUDA_CHECK(cudaEventRecord(s.done, d_.stream));
+      s.used = true;
+    }
+  }
+
+  GeneMoments finish() override {
+    GeneMoments out;
+    auto get = [&](const DeviceBuffer<double>& from, std::vector<double>& to) {
+      to.resize(from.size());
+      from.download(to.data(), to.size());
+    };
+    get(sum_, out.sum);
+    get(sumsq_, out.sumsq);
+    get(exp_sum_, out.exp_sum);
+    get(exp_sumsq_, out.exp_sumsq);
+    get(batch_sum_, out.batch_sum);
+    get(batch_sumsq_, out.batch_sumsq);
+    out.batch_seen.resize(batch_seen_.size());
+    batch_seen_.download(out.batch_seen.data(), out.batch_seen.size());
+    d_.sync();
+    out.batch_cells = batch_cells_;
+    return out;
+  }
+
+ private:
+  // One of two chunk buffers: page-locked host memory, its device copy, and events saying
+  // when the copy and the kernels reading it are done.
+  struct Slot {
+    explicit Slot(Device& d) : indptr(d, 0), indices(d, 0), data(d, 0), batch(d, 0) {}
+    PinnedBuffer<std::int64_t> host_indptr;
+    PinnedBuffer<std::int32_t> host_indices;
+    PinnedBuffer<float> host_data;
+    PinnedBuffer<std::int32_t> host_batch;
+    DeviceBuffer<std::int64_t> indptr;
+    DeviceBuffer<std::int32_t> indices;
+    DeviceBuffer<float> data;
+    DeviceBuffer<std::int32_t> batch;
+    Event copied, done;
+    bool used = false;
+
+    // Room for a block; true when device memory was reallocated (the caller then waits for
+    // the compute stream, where the allocation is ordered, before the copy stream uses it).
+    bool grow(Device& d, std::int64_t rows, std::int64_t nnz, bool with_batch) {
+      host_indptr.reserve(rows + 1);
+      host_indices.reserve(nnz);
+      host_data.reserve(nnz);
+      if (with_batch) host_batch.reserve(rows);
+      bool fresh = false;
+      auto fit = [&](auto& buffer, std::int64_t n) {
+        using T = std::remove_reference_t<decltype(*buffer.get())>;
+        if (static_cast<std::int64_t>(buffer.size()) >= n) return;
+        buffer = DeviceBuffer<T>(d, static_cast<std::size_t>(n));
+        fresh = true;
+      };
+      fit(indptr, rows + 1);
+      fit(indices, nnz);
+      fit(data, nnz);
+      if (with_batch) fit(batch, rows);
+      return fresh;
+    }
+  };
+
+  template <typename T>
+  void copy(T* to, const T* from, std::int64_t n) {
+    if (n > 0)
+      ORRERY_CUDA_CHECK(cudaMemcpyAsync(to, from, n * sizeof(T), cudaMemcpyHostToDevice, copy_));
+  }
+
+  Device& d_;
+  MomentOptions o_;
+  DeviceBuffer<char> excluded_;
+  DeviceBuffer<double> sum_, sumsq_, exp_sum_, exp_sumsq_, batch_sum_, batch_sumsq_;
+  DeviceBuffer<char> batch_seen_;
+  std::vector<std::int64_t> batch_cells_;
+  Stream copy_;
+  std::array<Slot, 2> slots_;
+  int next_slot_ = 0;
+};
+
+}  // namespace
+
+void normalize_log1p(Device& d, const std::int64_t* indptr, const std::int32_t* indices,
+                     const char* excluded, float* data, std::int64_t n_rows, double target_sum) {
+  if (n_rows == 0) return;
+  normalize_log1p_rows<<<blocks_for(n_rows * 32, 256), 256, 0, d.stream>>>(
+      indptr, indices, excluded, data, n_rows, target_sum);
+  check_launch();
+}
+
+std::unique_ptr<QcPass> make_qc_pass(Device& d, const std::vector<char>& qc_genes,
+                                     const std::vector<int>& percent_top, std::int64_t n_genes) {
+  return std::make_unique<CudaQcPass>(d, qc_genes, percent_top, n_genes);
+}
+
+std::unique_ptr<MomentPass> make_moment_pass(Device& d, const MomentOptions& options) {
+  return std::make_unique<CudaMomentPass>(d, options);
+}
+
+}  // namespace orrery::compute::gpu

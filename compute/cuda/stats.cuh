@@ -1,0 +1,29 @@
+// The CUDA backend's streaming statistics: normalize_total + log1p of a chunk on the device,
+// QC (per-cell sums and top-N shares, per-gene sums) and the per-gene moments of the log data
+// for highly_variable_genes. Per-gene sums walk each gene's entries in row order (a stable sort
+// of the chunk by column), and per-cell sums a cell's entries in stored order, with the CPU
+// backend's arithmetic (qc_math.hpp, elementwise.hpp), so both backends add the same numbers in
+// the same order.
+#pragma once
+
+#include <memory>
+
+#include "compute/backend.hpp"
+#include "compute/cuda/device.cuh"
+
+namespace orrery::compute::gpu {
+
+// In place on the device: rows [0, n_rows) of a CSR block (offsets relative to the block)
+// normalised to target_sum and log1p'd. `excluded` (one flag per column, or nullptr) as
+// Backend::normalize_log1p.
+void normalize_log1p(Device& d, const std::int64_t* indptr, const std::int32_t* indices,
+                     const char* excluded, float* data, std::int64_t n_rows, double target_sum);
+
+std::unique_ptr<QcPass> make_qc_pass(Device& d, const std::vector<char>& qc_genes,
+                                     const std::vector<int>& percent_top, std::int64_t n_genes);
+
+// Chunks are copied through page-locked buffers on a second stream, two in flight, so the next
+// chunk is read from disk while this one is copied and reduced.
+std::unique_ptr<MomentPass> make_moment_pass(Device& d, const MomentOptions& options);
+
+}  // namespace orrery::compute::gpu
