@@ -8,6 +8,7 @@
 #include <numeric>
 
 #include "io/error.hpp"
+#include "wilcoxon_math.hpp"
 
 namespace orrery::compute {
 namespace {
@@ -71,8 +72,43 @@ RankSums rank_sums(const std::vector<Entry>& entries, std::int32_t group, double
   return s;
 }
 
-double two_sided_p(double z) {
-  return std::erfc(std::fabs(z) / std::sqrt(2.0));
+// The entries of one gene for rank_sums_vs_rest: sorted values (exact) with weight 1, or
+// histogram entries (binned) with their counts as weights.
+struct SortedEntries {
+  const Entry* e;
+  const double* w;  // nullptr: weight 1
+  float value(std::int64_t j) const { return e[j].value; }
+  int label(std::int64_t j) const { return e[j].label; }
+  double weight(std::int64_t j) const { return w ? w[j] : 1.0; }
+};
+
+// One group's statistics for one gene from its rank sum and the group's and the others'
+// sizes, sums of non-zero values and non-zero counts.
+void fill_marker(GroupMarkers& m, std::int64_t gene, double r_in, double tie_sum, double n_in,
+                 double n_out, double sum_in, double sum_out, double nnz_in, double nnz_out,
+                 bool tie_correct) {
+  const double z = wilcoxon_z(r_in, n_in, n_out, tie_sum, tie_correct);
+  m.scores[gene] = z;
+  m.pvals[gene] = two_sided_p(z);
+  m.logfoldchanges[gene] =
+      log_fold_change(n_in > 0 ? sum_in / n_in : 0.0, n_out > 0 ? sum_out / n_out : 0.0);
+  m.pct_in[gene] = n_in > 0 ? nnz_in / n_in : 0.0;
+  m.pct_out[gene] = n_out > 0 ? nnz_out / n_out : 0.0;
+}
+
+// Adjusted p-values and gene order of every group but the reference, which goes.
+void finish_markers(std::vector<GroupMarkers>& out, int reference) {
+  const int n_groups = static_cast<int>(out.size());
+  for (int l = 0; l < n_groups; ++l) {
+    if (l == reference) continue;
+    auto& m = out[l];
+    m.pvals_adj = benjamini_hochberg(m.pvals);
+    m.order.resize(m.scores.size());
+    std::iota(m.order.begin(), m.order.end(), 0);
+    std::stable_sort(m.order.begin(), m.order.end(),
+                     [&](std::int32_t a, std::int32_t b) { return m.scores[a] > m.scores[b]; });
+  }
+  if (reference >= 0) out.erase(out.begin() + reference);
 }
 
 }  // namespace
@@ -93,10 +129,8 @@ std::vector<double> benjamini_hochberg(const std::vector<double>& pvals) {
   return adj;
 }
 
-std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int64_t n_cells,
-                                            std::int64_t n_genes,
-                                            const std::vector<std::int32_t>& labels, int n_groups,
-                                            const WilcoxonOptions& o, Progress& progress) {
+bool wilcoxon_uses_bins(const WilcoxonOptions& o, const std::vector<std::int32_t>& labels,
+                        std::int64_t n_cells, int n_groups) {
   if (static_cast<std::int64_t>(labels.size()) != n_cells)
     throw Error("", "rank_genes_groups", "one label per cell is required");
   if (n_groups < 1) throw Error("", "rank_genes_groups", "no groups");
@@ -105,15 +139,21 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
   if (o.method == "binned" && (o.n_bins < 2 || o.n_bins > 100000))
     throw Error("", "rank_genes_groups.n_bins", "must be 2..100000");
   if (o.reference >= n_groups) throw Error("", "rank_genes_groups.reference", "no such group");
-  const bool binned = o.method == "binned" || (o.method == "auto" && n_cells > o.exact_max_cells);
+  for (auto l : labels)
+    if (l >= n_groups) throw Error("", "rank_genes_groups", "label out of range");
+  return o.method == "binned" || (o.method == "auto" && n_cells > o.exact_max_cells);
+}
+
+std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int64_t n_cells,
+                                            std::int64_t n_genes,
+                                            const std::vector<std::int32_t>& labels, int n_groups,
+                                            const WilcoxonOptions& o, Progress& progress) {
+  const bool binned = wilcoxon_uses_bins(o, labels, n_cells, n_groups);
 
   // Pass 1: group sizes, per-group sums and non-zero counts (means, pct), data maximum.
   std::vector<std::int64_t> size(n_groups, 0);
   for (auto l : labels)
-    if (l >= n_groups)
-      throw Error("", "rank_genes_groups", "label out of range");
-    else if (l >= 0)
-      ++size[l];
+    if (l >= 0) ++size[l];
   std::vector<double> sum(static_cast<std::size_t>(n_groups) * n_genes, 0.0);
   std::vector<std::int64_t> nnz(static_cast<std::size_t>(n_groups) * n_genes, 0);
   float max_value = 0.0f;
@@ -208,7 +248,7 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
             const float v = c.data[it - c.indices.data()];
             if (v == 0.0f) continue;
             if (binned) {
-              const int b = std::min(o.n_bins - 1, static_cast<int>(v / bin_max * o.n_bins));
+              const int b = wilcoxon_bin(v, bin_max, o.n_bins);
               ++hist[*it - g0][static_cast<std::size_t>(l) * o.n_bins + b];
             } else {
               entries[*it - g0].push_back({v, l});
@@ -242,62 +282,72 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
         total_sum += sum[static_cast<std::size_t>(l) * n_genes + gene];
         total_nnz += nnz[static_cast<std::size_t>(l) * n_genes + gene];
       }
-      for (int l = 0; l < n_groups; ++l) {
-        if (l == o.reference) continue;
-        const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
-        const double n_in = static_cast<double>(size[l]);
-        double n_out, zeros_out, sum_out, nnz_out;
-        RankSums s;
-        if (o.reference < 0) {
-          n_out = static_cast<double>(active) - n_in;
-          zeros_out = n_out - (total_nnz - nnz[at]);
-          sum_out = total_sum - sum[at];
-          nnz_out = total_nnz - nnz[at];
-          s = rank_sums(
-              e, l, zeros_of(l), zeros_of(l) + zeros_out, [](std::int32_t) { return true; },
-              weight);
-        } else {
-          const int ref = o.reference;
-          const std::size_t rat = static_cast<std::size_t>(ref) * n_genes + gene;
-          n_out = static_cast<double>(size[ref]);
-          zeros_out = zeros_of(ref);
-          sum_out = sum[rat];
-          nnz_out = static_cast<double>(nnz[rat]);
-          s = rank_sums(
-              e, l, zeros_of(l), zeros_of(l) + zeros_out,
-              [&](std::int32_t x) { return x == l || x == ref; }, weight);
+      if (o.reference < 0) {
+        // Each group against all other cells: one walk ranks the gene for every group.
+        std::vector<double> zeros(n_groups), r_in(n_groups, 0.0);
+        for (int l = 0; l < n_groups; ++l) zeros[l] = zeros_of(l);
+        const double zeros_total = static_cast<double>(active) - total_nnz;
+        const double tie_sum = rank_sums_vs_rest(
+            SortedEntries{e.data(), binned ? weights.data() : nullptr},
+            static_cast<std::int64_t>(e.size()), zeros.data(), zeros_total, n_groups, r_in.data());
+        for (int l = 0; l < n_groups; ++l) {
+          const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
+          const double n_in = static_cast<double>(size[l]);
+          fill_marker(out[l], gene, r_in[l], tie_sum, n_in, static_cast<double>(active) - n_in,
+                      sum[at], total_sum - sum[at], static_cast<double>(nnz[at]),
+                      total_nnz - static_cast<double>(nnz[at]), o.tie_correct);
         }
-        const double n = n_in + n_out;
-        double tie = 1.0;
-        if (o.tie_correct && n > 1) tie = 1.0 - s.tie_sum / (n * n * n - n);
-        const double sd = std::sqrt(tie * n_in * n_out * (n + 1) / 12.0);
-        double z = (s.r_in - n_in * (n + 1) / 2.0) / sd;
-        if (!std::isfinite(z)) z = 0.0;  // scanpy sets NaN scores to 0
-        auto& m = out[l];
-        m.scores[gene] = z;
-        m.pvals[gene] = two_sided_p(z);
-        const double mean_in = n_in > 0 ? sum[at] / n_in : 0.0;
-        const double mean_out = n_out > 0 ? sum_out / n_out : 0.0;
-        m.logfoldchanges[gene] =
-            std::log2((std::expm1(mean_in) + 1e-9) / (std::expm1(mean_out) + 1e-9));
-        m.pct_in[gene] = n_in > 0 ? nnz[at] / n_in : 0.0;
-        m.pct_out[gene] = n_out > 0 ? nnz_out / n_out : 0.0;
+      } else {
+        // Against a reference group: each group's universe is itself and the reference.
+        const int ref = o.reference;
+        const std::size_t rat = static_cast<std::size_t>(ref) * n_genes + gene;
+        for (int l = 0; l < n_groups; ++l) {
+          if (l == ref) continue;
+          const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
+          const RankSums s = rank_sums(
+              e, l, zeros_of(l), zeros_of(l) + zeros_of(ref),
+              [&](std::int32_t x) { return x == l || x == ref; }, weight);
+          fill_marker(out[l], gene, s.r_in, s.tie_sum, static_cast<double>(size[l]),
+                      static_cast<double>(size[ref]), sum[at], sum[rat],
+                      static_cast<double>(nnz[at]), static_cast<double>(nnz[rat]), o.tie_correct);
+        }
       }
     });
     progress.report("markers: ranks", static_cast<double>(g1) / n_genes);
     g0 = g1;
   }
 
-  for (int l = 0; l < n_groups; ++l) {
-    if (l == o.reference) continue;
-    auto& m = out[l];
-    m.pvals_adj = benjamini_hochberg(m.pvals);
-    m.order.resize(n_genes);
-    std::iota(m.order.begin(), m.order.end(), 0);
-    std::stable_sort(m.order.begin(), m.order.end(),
-                     [&](std::int32_t a, std::int32_t b) { return m.scores[a] > m.scores[b]; });
+  finish_markers(out, o.reference);
+  return out;
+}
+
+std::vector<GroupMarkers> markers_vs_rest(const RankSumTable& t, std::int64_t n_genes, int n_groups,
+                                          bool tie_correct) {
+  std::vector<GroupMarkers> out(n_groups);
+  std::int64_t active = 0;
+  for (auto s : t.size) active += s;
+  for (int g = 0; g < n_groups; ++g) {
+    out[g].group = g;
+    for (auto* v :
+         {&out[g].scores, &out[g].pvals, &out[g].logfoldchanges, &out[g].pct_in, &out[g].pct_out})
+      v->assign(n_genes, kNaN);
   }
-  if (o.reference >= 0) out.erase(out.begin() + o.reference);
+  for (std::int64_t gene = 0; gene < n_genes; ++gene) {
+    double total_sum = 0, total_nnz = 0;
+    for (int l = 0; l < n_groups; ++l) {
+      total_sum += t.sum[static_cast<std::size_t>(l) * n_genes + gene];
+      total_nnz += static_cast<double>(t.nnz[static_cast<std::size_t>(l) * n_genes + gene]);
+    }
+    for (int l = 0; l < n_groups; ++l) {
+      const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
+      const double n_in = static_cast<double>(t.size[l]);
+      fill_marker(out[l], gene, t.r_in[at], t.tie_sum[gene], n_in,
+                  static_cast<double>(active) - n_in, t.sum[at], total_sum - t.sum[at],
+                  static_cast<double>(t.nnz[at]), total_nnz - static_cast<double>(t.nnz[at]),
+                  tie_correct);
+    }
+  }
+  finish_markers(out, -1);
   return out;
 }
 

@@ -50,6 +50,25 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
                                             const std::vector<std::int32_t>& labels, int n_groups,
                                             const WilcoxonOptions& options, Progress& progress);
 
+// Checks the options, labels and groups (Error naming the field otherwise) and says whether
+// the ranks are binned (method "binned", or "auto" above exact_max_cells).
+bool wilcoxon_uses_bins(const WilcoxonOptions& options, const std::vector<std::int32_t>& labels,
+                        std::int64_t n_cells, int n_groups);
+
+// What a device backend's passes produce for each group against the rest, and the markers
+// they give (the same arithmetic as rank_genes_groups: wilcoxon_math.hpp).
+struct RankSumTable {
+  std::vector<std::int64_t> size;  // cells per group
+  // Per group l and gene g at [l * n_genes + g]: the sum and number of the group's non-zero
+  // values, and the group's rank sum among all labelled cells.
+  std::vector<double> sum;
+  std::vector<std::int64_t> nnz;
+  std::vector<double> r_in;
+  std::vector<double> tie_sum;  // per gene
+};
+std::vector<GroupMarkers> markers_vs_rest(const RankSumTable& table, std::int64_t n_genes,
+                                          int n_groups, bool tie_correct);
+
 // Benjamini-Hochberg adjusted p-values (statsmodels' fdr_bh); NaN counts as 1.
 std::vector<double> benjamini_hochberg(const std::vector<double>& pvals);
 

@@ -28,6 +28,7 @@
 #include "compute/spectral.hpp"
 #include "compute/synth.hpp"
 #include "compute/umap.hpp"
+#include "compute/wilcoxon.hpp"
 #include "io/anndata_reader.hpp"
 #include "io/anndata_writer.hpp"
 #include "io/error.hpp"
@@ -945,6 +946,117 @@ class TestStages : public QObject {
     double top10 = 0;
     for (std::size_t t = 0; t < std::min<std::size_t>(10, row.size()); ++t) top10 += row[t];
     QCOMPARE(cells[0].pct_counts_in_top[0][17], 100.0 * top10 / cells[0].total_counts[17]);
+  }
+
+  // rank_genes_groups against ranks computed by brute force (dense columns, average ranks of
+  // ties, scanpy's z with tie correction): each group against the rest and against a
+  // reference, exact and binned, with ties, negative values and unlabelled cells; the data come
+  // in three chunks.
+  void wilcoxonMatchesBruteForceRanks() {
+    const std::int64_t n = 300, genes = 30;
+    const int groups = 4;
+    std::mt19937_64 rng(11);
+    std::vector<std::int32_t> labels(n);
+    for (auto& l : labels) l = static_cast<std::int32_t>(rng() % 5) - 1;  // -1: left out
+    std::vector<float> dense(n * genes, 0.0f);
+    for (std::int64_t i = 0; i < n; ++i)
+      for (std::int64_t g = 0; g < genes; ++g)
+        if (rng() % 3 != 0) {
+          float v = 0.5f * static_cast<float>(rng() % 7 + (labels[i] == g % groups ? 3 : 0));
+          if (g % 10 == 9 && rng() % 4 == 0) v = -v;  // a few genes with negative values
+          dense[i * genes + g] = v;
+        }
+    CsrMatrix all;
+    all.n_rows = n;
+    all.n_cols = genes;
+    for (std::int64_t i = 0; i < n; ++i) {
+      for (std::int64_t g = 0; g < genes; ++g)
+        if (dense[i * genes + g] != 0.0f) {
+          all.indices.push_back(static_cast<GeneIndex>(g));
+          all.data.push_back(dense[i * genes + g]);
+        }
+      all.indptr.push_back(all.nnz());
+    }
+    auto source = [&](const ChunkVisitor& visit) {
+      for (std::int64_t r0 : {std::int64_t{0}, std::int64_t{100}, std::int64_t{211}}) {
+        const std::int64_t r1 = r0 == 0 ? 100 : r0 == 100 ? 211 : n;
+        CsrMatrix c;
+        c.n_rows = r1 - r0;
+        c.n_cols = genes;
+        c.indptr.clear();
+        for (std::int64_t r = r0; r <= r1; ++r) c.indptr.push_back(all.indptr[r] - all.indptr[r0]);
+        c.indices.assign(all.indices.begin() + all.indptr[r0],
+                         all.indices.begin() + all.indptr[r1]);
+        c.data.assign(all.data.begin() + all.indptr[r0], all.data.begin() + all.indptr[r1]);
+        visit(c, r0);
+      }
+    };
+    // Brute force: z of `group` within the cells whose label `in_universe` accepts.
+    auto brute_z = [&](std::int64_t g, int group, auto in_universe, auto value_of) {
+      std::vector<std::pair<double, bool>> cells;
+      for (std::int64_t i = 0; i < n; ++i)
+        if (labels[i] >= 0 && in_universe(labels[i]))
+          cells.push_back({value_of(dense[i * genes + g]), labels[i] == group});
+      std::sort(cells.begin(), cells.end());
+      double r_in = 0, tie_sum = 0, n_in = 0;
+      for (std::size_t a = 0; a < cells.size();) {
+        std::size_t b = a;
+        while (b < cells.size() && cells[b].first == cells[a].first) ++b;
+        const double t = static_cast<double>(b - a), rank = static_cast<double>(a) + (t + 1) / 2;
+        for (std::size_t k = a; k < b; ++k)
+          if (cells[k].second) r_in += rank, ++n_in;
+        tie_sum += t * t * t - t;
+        a = b;
+      }
+      const double m = static_cast<double>(cells.size()), n_out = m - n_in;
+      const double tie = 1 - tie_sum / (m * m * m - m);
+      return (r_in - n_in * (m + 1) / 2) / std::sqrt(tie * n_in * n_out * (m + 1) / 12);
+    };
+    Progress progress;
+    for (const char* method : {"exact", "binned"}) {
+      const bool binned = std::string(method) == "binned";
+      float max_value = 0;
+      for (float v : dense) max_value = std::max(max_value, v);
+      auto value_of = [&](float v) -> double {
+        if (!binned || v == 0.0f) return v;
+        return std::min(9, static_cast<int>(v / max_value * 10.0f)) + 1;  // 10 bins
+      };
+      for (const int reference : {-1, 2}) {
+        if (binned && reference < 0) {
+          // Binned ranks need non-negative data: the negative genes make it an error.
+          WilcoxonOptions o{.tie_correct = true, .method = "binned", .n_bins = 10};
+          QVERIFY_THROWS_EXCEPTION(
+              Error, rank_genes_groups(source, n, genes, labels, groups, o, progress));
+        }
+        if (binned)
+          for (auto& v : dense) v = std::fabs(v);
+        if (binned)
+          for (auto& v : all.data) v = std::fabs(v);
+        if (binned) {
+          max_value = 0;
+          for (float v : dense) max_value = std::max(max_value, v);
+        }
+        WilcoxonOptions o{
+            .tie_correct = true, .method = method, .n_bins = 10, .reference = reference};
+        const auto markers = rank_genes_groups(source, n, genes, labels, groups, o, progress);
+        QCOMPARE(static_cast<int>(markers.size()), reference < 0 ? groups : groups - 1);
+        double worst = 0;
+        for (const auto& m : markers)
+          for (std::int64_t g = 0; g < genes; ++g) {
+            const double z =
+                reference < 0
+                    ? brute_z(
+                          g, m.group, [](int) { return true; }, value_of)
+                    : brute_z(
+                          g, m.group, [&](int l) { return l == m.group || l == reference; },
+                          value_of);
+            worst = std::max(worst, std::fabs(z - m.scores[g]));
+          }
+        QVERIFY2(
+            worst < 1e-12,
+            qPrintable(QString("%1 vs %2: worst |dz| %3").arg(method).arg(reference).arg(worst)));
+      }
+    }
   }
 
   void backendSelection() {
