@@ -5,48 +5,16 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-#include <cub/device/device_radix_sort.cuh>
 #include <cub/device/device_segmented_sort.cuh>
 #include <type_traits>
 #include <vector>
 
+#include "compute/cuda/chunks.cuh"
 #include "compute/elementwise.hpp"
 #include "compute/qc_math.hpp"
 
 namespace orrery::compute::gpu {
 namespace {
-
-// A block of a chunk goes to the device whole: entry ids within it are int32.
-constexpr std::int64_t kMaxBlockEntries = std::int64_t{1} << 30;
-
-struct RowBlock {
-  std::int64_t r0, r1;  // rows
-  std::int64_t e0, e1;  // entries
-};
-
-// Consecutive row ranges of the chunk, each of at most kMaxBlockEntries entries (a row longer
-// than that is an error: no store has one).
-std::vector<RowBlock> row_blocks(const CsrMatrix& c) {
-  std::vector<RowBlock> blocks;
-  std::int64_t r0 = 0;
-  while (r0 < c.n_rows) {
-    std::int64_t r1 = r0;
-    while (r1 < c.n_rows && c.indptr[r1 + 1] - c.indptr[r0] <= kMaxBlockEntries) ++r1;
-    if (r1 == r0) throw Error("", "X", "a row with more than 2^30 stored values");
-    blocks.push_back({r0, r1, c.indptr[r0], c.indptr[r1]});
-    r0 = r1;
-  }
-  return blocks;
-}
-
-// The block's row offsets, relative to its first entry.
-void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out) {
-  for (std::int64_t r = b.r0; r <= b.r1; ++r) out[r - b.r0] = c.indptr[r] - b.e0;
-}
-
-__device__ std::int64_t global_thread() {
-  return static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-}
 
 // One warp per row: sum the row (without excluded columns, when a mask is given), then rewrite
 // its values.
@@ -64,65 +32,6 @@ __global__ void normalize_log1p_rows(const std::int64_t* indptr, const std::int3
   total = __shfl_sync(0xffffffffu, total, 0);
   for (auto k = b + lane; k < e; k += 32)
     data[k] = normalize_log1p_value(data[k], total, target_sum);
-}
-
-// The row of every entry.
-__global__ void row_of_entries(const std::int64_t* indptr, std::int64_t n_rows,
-                               std::int32_t* row_of) {
-  const std::int64_t warp = global_thread() / 32;
-  const int lane = threadIdx.x % 32;
-  if (warp >= n_rows) return;
-  for (auto k = indptr[warp] + lane; k < indptr[warp + 1]; k += 32)
-    row_of[k] = static_cast<std::int32_t>(warp);
-}
-
-__global__ void iota(std::int32_t* out, std::int64_t n) {
-  const std::int64_t i = global_thread();
-  if (i < n) out[i] = static_cast<std::int32_t>(i);
-}
-
-// start[c] = the first position of column c among `sorted` (n >= 1 ascending column ids), for
-// c in [0, n_cols]; one thread per boundary p in [0, n].
-__global__ void column_starts(const std::uint32_t* sorted, std::int64_t n, std::int64_t n_cols,
-                              std::int64_t* start) {
-  const std::int64_t p = global_thread();
-  if (p > n) return;
-  const std::int64_t prev = p == 0 ? std::int64_t{-1} : static_cast<std::int64_t>(sorted[p - 1]);
-  const std::int64_t cur = p == n ? n_cols : static_cast<std::int64_t>(sorted[p]);
-  for (std::int64_t c = prev + 1; c <= cur; ++c) start[c] = p;
-}
-
-// The block's entries by column, each column's in row order (radix sort is stable), and where
-// each column starts.
-struct ColumnOrder {
-  DeviceBuffer<std::int32_t> perm;
-  DeviceBuffer<std::int64_t> start;
-};
-
-ColumnOrder order_by_column(Device& d, const std::int32_t* indices, std::int64_t nnz,
-                            std::int64_t n_cols) {
-  ColumnOrder o{DeviceBuffer<std::int32_t>(d, nnz), DeviceBuffer<std::int64_t>(d, n_cols + 1)};
-  if (nnz == 0) {
-    o.start.zero();
-    return o;
-  }
-  DeviceBuffer<std::int32_t> ids(d, nnz);
-  DeviceBuffer<std::uint32_t> sorted(d, nnz);
-  iota<<<blocks_for(nnz, 256), 256, 0, d.stream>>>(ids.get(), nnz);
-  check_launch();
-  int bits = 1;
-  while ((std::int64_t{1} << bits) < n_cols) ++bits;
-  const auto* keys = reinterpret_cast<const std::uint32_t*>(indices);
-  std::size_t temp_bytes = 0;
-  ORRERY_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
-      nullptr, temp_bytes, keys, sorted.get(), ids.get(), o.perm.get(), nnz, 0, bits, d.stream));
-  DeviceBuffer<char> temp(d, temp_bytes);
-  ORRERY_CUDA_CHECK(cub::DeviceRadixSort::SortPairs(
-      temp.get(), temp_bytes, keys, sorted.get(), ids.get(), o.perm.get(), nnz, 0, bits, d.stream));
-  column_starts<<<blocks_for(nnz + 1, 256), 256, 0, d.stream>>>(sorted.get(), nnz, n_cols,
-                                                                o.start.get());
-  check_launch();
-  return o;
 }
 
 // ---- QC ---------------------------------------------------------------------------------------
@@ -253,9 +162,7 @@ class CudaQcPass final : public QcPass {
       DeviceBuffer<char> kept_rows(d_, rows);
       kept_rows.upload(keep_rows.data(), keep_rows.size());
       DeviceBuffer<std::int32_t> row_of(d_, nnz);
-      row_of_entries<<<blocks_for(rows * 32, 256), 256, 0, d_.stream>>>(indptr.get(), rows,
-                                                                        row_of.get());
-      check_launch();
+      rows_of_entries(d_, indptr.get(), rows, row_of.get());
       const ColumnOrder order = order_by_column(d_, indices.get(), nnz, n_genes_);
       qc_genes_sums<<<blocks_for(n_genes_, 128), 128, 0, d_.stream>>>(
           order.start.get(), order.perm.get(), row_of.get(), data.get(), n_genes_, kept_rows.get(),
@@ -390,9 +297,7 @@ class CudaMomentPass final : public MomentPass {
                       s.data.get(), rows, o_.target_sum);
       DeviceBuffer<std::int32_t> row_of(d_, batch ? nnz : 0);
       if (batch) {
-        row_of_entries<<<blocks_for(rows * 32, 256), 256, 0, d_.stream>>>(s.indptr.get(), rows,
-                                                                          row_of.get());
-        check_launch();
+        rows_of_entries(d_, s.indptr.get(), rows, row_of.get());
       }
       const ColumnOrder order = order_by_column(d_, s.indices.get(), nnz, o_.n_genes);
       const MomentArrays m{sum_.get(),

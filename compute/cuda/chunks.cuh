@@ -1,0 +1,48 @@
+// Chunks of a CSR matrix on the device, as the CUDA backend's streaming passes use them: row
+// blocks small enough for int32 entry ids, each entry's row, and the block's entries ordered by
+// column with each column's entries in row order (so per-gene sums add in the CPU's order).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "compute/cuda/device.cuh"
+#include "io/matrix.hpp"
+
+namespace orrery::compute::gpu {
+
+// A block of a chunk goes to the device whole: entry ids within it are int32.
+constexpr std::int64_t kMaxBlockEntries = std::int64_t{1} << 30;
+
+struct RowBlock {
+  std::int64_t r0, r1;  // rows
+  std::int64_t e0, e1;  // entries
+};
+
+// Consecutive row ranges of the chunk, each of at most kMaxBlockEntries entries (a row longer
+// than that is an error: no store has one).
+std::vector<RowBlock> row_blocks(const CsrMatrix& c);
+
+// The block's row offsets, relative to its first entry (b.r1 - b.r0 + 1 of them).
+void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out);
+
+// row_of[k] = the row of entry k, for the n_rows rows of device offsets `indptr`.
+void rows_of_entries(Device& d, const std::int64_t* indptr, std::int64_t n_rows,
+                     std::int32_t* row_of);
+
+// The block's entries by column, each column's in row order (perm[p] = entry id), and where
+// each column starts (start[c], c in [0, n_cols]).
+struct ColumnOrder {
+  DeviceBuffer<std::int32_t> perm;
+  DeviceBuffer<std::int64_t> start;
+};
+ColumnOrder order_by_column(Device& d, const std::int32_t* indices, std::int64_t nnz,
+                            std::int64_t n_cols);
+
+#if defined(__CUDACC__)
+__device__ inline std::int64_t global_thread() {
+  return static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+}
+#endif
+
+}  // namespace orrery::compute::gpu
