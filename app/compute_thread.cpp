@@ -312,7 +312,7 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
     compute::WilcoxonOptions options = params_.wilcoxon;
     options.reference = 1;
     options.gene_nnz_bound = result_->kept_gene_n_cells;
-    auto markers = compute::rank_genes_groups(
+    auto markers = backend_->rank_genes_groups(
         compute::log_normalized_source(*store_, *result_, params_, *backend_),
         static_cast<std::int64_t>(n), static_cast<std::int64_t>(result_->kept_genes.size()), labels,
         2, options, progress);

@@ -117,6 +117,14 @@ DenseMatrix Backend::umap(const CsrMatrix& graph, DenseMatrix init, const UmapOp
   return umap_layout(graph, std::move(init), options, progress, on_epoch);
 }
 
+std::vector<GroupMarkers> Backend::rank_genes_groups(const ChunkSource& source,
+                                                     std::int64_t n_cells, std::int64_t n_genes,
+                                                     const std::vector<std::int32_t>& labels,
+                                                     int n_groups, const WilcoxonOptions& options,
+                                                     Progress& progress) {
+  return compute::rank_genes_groups(source, n_cells, n_genes, labels, n_groups, options, progress);
+}
+
 KnnResult Backend::knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress) {
   return compute::knn(points, options, progress);
 }

@@ -12,6 +12,7 @@
 #include "compute/pca.hpp"
 #include "compute/qc.hpp"
 #include "compute/umap.hpp"
+#include "compute/wilcoxon.hpp"
 #include "io/matrix.hpp"
 
 namespace orrery::compute {
@@ -54,8 +55,8 @@ class MomentPass {
  public:
   virtual ~MomentPass() = default;
   // Counts of kept cells and genes in (their values may be overwritten with the log data);
-  // `batch` has the chunk's rows' batches (nullptr without batches). The pass may still be
-  // reading the chunk when add returns, but not after the next add or finish.
+  // `batch` has the chunk's rows' batches (nullptr without batches). The pass is done with
+  // both when add returns (a device pass copies them first).
   virtual void add(CsrMatrix& counts, const std::int32_t* batch) = 0;
   virtual GeneMoments finish() = 0;
 };
@@ -95,6 +96,12 @@ class Backend {
   virtual PcaModel pca(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean, int n_comps);
   // k nearest neighbours (knn.hpp's answer, chosen by options.method).
   virtual KnnResult knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress);
+  // Marker genes (wilcoxon.hpp's rank_genes_groups; the same arithmetic: wilcoxon_math.hpp).
+  virtual std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source,
+                                                      std::int64_t n_cells, std::int64_t n_genes,
+                                                      const std::vector<std::int32_t>& labels,
+                                                      int n_groups, const WilcoxonOptions& options,
+                                                      Progress& progress);
   // Where the UMAP layout also goes when it is final: positions (n x float2) written on the
   // device into `positions` and then `ready` signalled. Returns false where the backend cannot
   // (the CPU backend: the host upload path applies).

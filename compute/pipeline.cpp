@@ -546,7 +546,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     StageClock clock(r, "markers", n_kept_cells, progress);
     WilcoxonOptions wilcoxon = p.wilcoxon;
     wilcoxon.gene_nnz_bound = r.kept_gene_n_cells;  // expressing cells per gene, from the filter
-    r.markers = rank_genes_groups(log_normalized_source(store, r, params, backend), n_kept_cells,
+    r.markers =
+        backend.rank_genes_groups(log_normalized_source(store, r, params, backend), n_kept_cells,
                                   n_kept_genes, r.leiden, r.n_clusters, wilcoxon, progress);
   }
   progress.report("done", 1.0);

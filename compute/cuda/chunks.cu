@@ -1,5 +1,6 @@
 #include "compute/cuda/chunks.cuh"
 
+#include <cstdlib>
 #include <cub/device/device_radix_sort.cuh>
 
 #include "io/error.hpp"
@@ -35,20 +36,28 @@ __global__ void column_starts(const std::uint32_t* sorted, std::int64_t n, std::
 
 }  // namespace
 
+std::int64_t max_block_entries() {
+  constexpr std::int64_t kLimit = std::int64_t{1} << 30;
+  const char* env = std::getenv("ORRERY_CUDA_BLOCK_ENTRIES");
+  const long long n = env ? std::atoll(env) : 0;
+  return n > 0 && n < kLimit ? n : kLimit;
+}
+
 std::vector<RowBlock> row_blocks(const CsrMatrix& c) {
+  const std::int64_t limit = max_block_entries();
   std::vector<RowBlock> blocks;
   std::int64_t r0 = 0;
   while (r0 < c.n_rows) {
-    std::int64_t r1 = r0;
-    while (r1 < c.n_rows && c.indptr[r1 + 1] - c.indptr[r0] <= kMaxBlockEntries) ++r1;
-    if (r1 == r0) throw Error("", "X", "a row with more than 2^30 stored values");
+    std::int64_t r1 = r0 + 1;  // at least one row
+    if (c.indptr[r1] - c.indptr[r0] > (std::int64_t{1} << 30))
+      throw Error("", "X", "a row with more than 2^30 stored values");
+    while (r1 < c.n_rows && c.indptr[r1 + 1] - c.indptr[r0] <= limit) ++r1;
     blocks.push_back({r0, r1, c.indptr[r0], c.indptr[r1]});
     r0 = r1;
   }
   return blocks;
 }
 
-// The block's row offsets, relative to its first entry.
 void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out) {
   for (std::int64_t r = b.r0; r <= b.r1; ++r) out[r - b.r0] = c.indptr[r] - b.e0;
 }

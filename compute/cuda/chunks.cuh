@@ -11,16 +11,17 @@
 
 namespace orrery::compute::gpu {
 
-// A block of a chunk goes to the device whole: entry ids within it are int32.
-constexpr std::int64_t kMaxBlockEntries = std::int64_t{1} << 30;
+// A block of a chunk goes to the device whole: entry ids within it are int32. At most 2^30
+// entries, or ORRERY_CUDA_BLOCK_ENTRIES (tests make it small to split chunks into blocks).
+std::int64_t max_block_entries();
 
 struct RowBlock {
   std::int64_t r0, r1;  // rows
   std::int64_t e0, e1;  // entries
 };
 
-// Consecutive row ranges of the chunk, each of at most kMaxBlockEntries entries (a row longer
-// than that is an error: no store has one).
+// Consecutive row ranges of the chunk, each of at most max_block_entries() entries (a longer
+// row is a block of its own; one beyond 2^30 entries is an error).
 std::vector<RowBlock> row_blocks(const CsrMatrix& c);
 
 // The block's row offsets, relative to its first entry (b.r1 - b.r0 + 1 of them).

@@ -1,5 +1,6 @@
 // CUDA backend: device detection, a stream-ordered memory pool, and the stages that run on the
-// device — QC, normalize_total + log1p and the HVG moments per chunk (stats.cu), PCA's Gram pass
+// device — QC, normalize_total + log1p and the HVG moments per chunk (stats.cu), Wilcoxon's
+// statistics and ranks (wilcoxon.cu), PCA's Gram pass
 // (DSYRK on densified HVG tiles) and eigensolve (cuSOLVER syevd), kNN (exact: tiled SGEMM + per-row
 // top-k, distances recomputed exactly; approximate: an inverted file), the UMAP layout; and the
 // import of the renderer's buffers and semaphores (compute/external.hpp). The arithmetic that both
@@ -23,6 +24,7 @@
 #include "compute/cuda/check.cuh"
 #include "compute/cuda/device.cuh"
 #include "compute/cuda/stats.cuh"
+#include "compute/cuda/wilcoxon.cuh"
 #include "compute/elementwise.hpp"
 #include "compute/umap_step.hpp"
 
@@ -373,7 +375,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_stages() const override {
     return "QC, normalize_total + log1p, the HVG moments, the PCA Gram pass and eigensolve, kNN, "
-           "the UMAP layout";
+           "the UMAP layout, Wilcoxon ranks";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
   bool stream_layout_to(ExternalBuffer* positions, ExternalSemaphore* ready) override {
@@ -408,6 +410,24 @@ class CudaBackend final : public Backend {
   }
   std::unique_ptr<MomentPass> moment_pass(const MomentOptions& options) override {
     return gpu::make_moment_pass(d_, options);
+  }
+
+  // Each group against the rest on the device; two groups compared with one as the reference
+  // are the other against the rest; other comparisons with a reference run on the CPU.
+  std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int64_t n_cells,
+                                              std::int64_t n_genes,
+                                              const std::vector<std::int32_t>& labels, int n_groups,
+                                              const WilcoxonOptions& options,
+                                              Progress& progress) override {
+    if (options.reference >= 0 && n_groups != 2)
+      return Backend::rank_genes_groups(source, n_cells, n_genes, labels, n_groups, options,
+                                        progress);
+    WilcoxonOptions vs_rest = options;
+    vs_rest.reference = -1;
+    std::vector<GroupMarkers> out =
+        gpu::rank_genes_groups(d_, source, n_cells, n_genes, labels, n_groups, vs_rest, progress);
+    if (options.reference >= 0) out.erase(out.begin() + options.reference);
+    return out;
   }
 
   std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns) override {

@@ -2,8 +2,9 @@
 // QC (per-cell sums and top-N shares, per-gene sums) and the per-gene moments of the log data
 // for highly_variable_genes. Per-gene sums walk each gene's entries in row order (a stable sort
 // of the chunk by column), and per-cell sums a cell's entries in stored order, with the CPU
-// backend's arithmetic (qc_math.hpp, elementwise.hpp), so both backends add the same numbers in
-// the same order.
+// backend's arithmetic (qc_math.hpp, elementwise.hpp): QC adds the same numbers in the same
+// order as the CPU; the moments add the same way numbers that may differ by an ulp (the
+// device's log1pf, row totals of non-integer data summed by warps).
 #pragma once
 
 #include <memory>

@@ -1,6 +1,7 @@
 // CPU/CUDA parity for the stages the CUDA backend runs (QC, normalize_total + log1p per chunk,
-// the HVG moments, the PCA Gram pass and eigensolve, kNN, UMAP), on pbmc3k and on synthetic data,
-// each with the tolerance it states. Runs where a CUDA device exists; otherwise skips saying why.
+// the HVG moments, the PCA Gram pass and eigensolve, kNN, UMAP, Wilcoxon), on pbmc3k and on
+// synthetic data, each with the tolerance it states. Runs where a CUDA device exists; otherwise
+// skips saying why.
 #include <QtTest/QtTest>
 
 #include <cmath>
@@ -106,10 +107,11 @@ class TestCudaParity : public QObject {
                               .arg(b[i], 0, 'g', 17)));
   }
 
-  static void close(const std::vector<double>& a, const std::vector<double>& b, const char* what) {
+  static void close(const std::vector<double>& a, const std::vector<double>& b, const char* what,
+                    double rel = 1e-6) {
     QCOMPARE(b.size(), a.size());
     for (std::size_t i = 0; i < a.size(); ++i)
-      QVERIFY2(std::fabs(a[i] - b[i]) <= 1e-6 * std::max(1.0, std::fabs(a[i])),
+      QVERIFY2(std::fabs(a[i] - b[i]) <= rel * std::max(1.0, std::fabs(a[i])),
                qPrintable(QString("%1[%2]: cpu %3 cuda %4").arg(what).arg(i).arg(a[i]).arg(b[i])));
   }
 
@@ -167,9 +169,13 @@ class TestCudaParity : public QObject {
   // gene each gene's cells in row order (qc_math.hpp on both): equal to the last bit, for
   // counts and for non-integer values. Chunks of several sizes go through the same pass.
   void qcPass() {
-    for (const float factor : {1.0f, 0.37f}) {
+    // Chunks split into device blocks of at most 3000 entries too (one block otherwise).
+    for (const float factor : {1.0f, 0.37f, -1.0f}) {
+      const bool small_blocks = factor < 0;
+      if (small_blocks) qputenv("ORRERY_CUDA_BLOCK_ENTRIES", "3000");
+      auto restore = qScopeGuard([] { qunsetenv("ORRERY_CUDA_BLOCK_ENTRIES"); });
       CsrMatrix all = synth_rows(12000, 2500);
-      for (auto& v : all.data) v *= factor;
+      for (auto& v : all.data) v *= std::fabs(factor);
       std::vector<char> qc_genes(2500, 0);
       for (std::size_t g = 0; g < qc_genes.size(); g += 7) qc_genes[g] = 1;
       const std::vector<int> top{50, 100, 200, 500};
@@ -215,7 +221,11 @@ class TestCudaParity : public QObject {
     for (std::size_t i = 0; i < batch.size(); ++i) batch[i] = static_cast<std::int32_t>(i * 7 % 3);
     std::vector<char> excluded(genes, 0);
     for (std::int64_t g = 0; g < genes; g += 13) excluded[g] = 1;
-    for (const bool with_batches : {false, true}) {
+    for (const int variant : {0, 1, 2}) {
+      const bool with_batches = variant > 0;
+      // Variant 2: device blocks of at most 5000 entries, so one chunk fills both copy buffers.
+      if (variant == 2) qputenv("ORRERY_CUDA_BLOCK_ENTRIES", "5000");
+      auto restore = qScopeGuard([] { qunsetenv("ORRERY_CUDA_BLOCK_ENTRIES"); });
       const compute::MomentOptions o{.n_genes = genes,
                                      .expm1 = with_batches,
                                      .n_batches = with_batches ? 3 : 0,
@@ -244,6 +254,53 @@ class TestCudaParity : public QObject {
       QCOMPARE(m[1].sum.size(), std::size_t(genes));
       QCOMPARE(m[1].exp_sum.size(), std::size_t(with_batches ? genes : 0));
     }
+  }
+
+  // Wilcoxon, each group against the rest, exact and binned: the same sums in the same order
+  // and exact rank sums, so the same markers to the last bit. Two groups with one as the
+  // reference (the window's selection against the rest) go through the same device path: its
+  // means of the others differ in rounding (total minus group), so 1e-12 there.
+  void wilcoxon() {
+    const std::int64_t n = 7000, genes = 1200;
+    CsrMatrix all = synth_rows(n, genes);
+    cpu_->normalize_log1p(all, 1e4);
+    std::vector<std::int32_t> labels(n);
+    for (std::int64_t i = 0; i < n; ++i) labels[i] = static_cast<std::int32_t>(i * 13 % 6) - 1;
+    auto source = [&](const compute::ChunkVisitor& visit) {
+      for (std::int64_t r0 = 0; r0 < n; r0 += 2400)
+        visit(slice_rows(all, r0, std::min(n, r0 + 2400)), r0);
+    };
+    compute::Progress progress;
+    for (const char* method : {"exact", "binned"}) {
+      compute::WilcoxonOptions o;
+      o.method = method;
+      o.tie_correct = true;
+      o.n_bins = 64;
+      const auto a = cpu_->rank_genes_groups(source, n, genes, labels, 5, o, progress);
+      const auto b = cuda_->rank_genes_groups(source, n, genes, labels, 5, o, progress);
+      QCOMPARE(b.size(), a.size());
+      for (std::size_t g = 0; g < a.size(); ++g) {
+        same_bits(a[g].scores, b[g].scores, "scores");
+        same_bits(a[g].pvals, b[g].pvals, "pvals");
+        same_bits(a[g].pvals_adj, b[g].pvals_adj, "pvals_adj");
+        same_bits(a[g].logfoldchanges, b[g].logfoldchanges, "logfoldchanges");
+        same_bits(a[g].pct_in, b[g].pct_in, "pct_in");
+        same_bits(a[g].pct_out, b[g].pct_out, "pct_out");
+        QCOMPARE(b[g].order, a[g].order);
+      }
+    }
+    std::vector<std::int32_t> two(n);
+    for (std::int64_t i = 0; i < n; ++i) two[i] = i % 7 == 0 ? 0 : 1;
+    compute::WilcoxonOptions o;
+    o.method = "exact";
+    o.reference = 1;
+    const auto a = cpu_->rank_genes_groups(source, n, genes, two, 2, o, progress);
+    const auto b = cuda_->rank_genes_groups(source, n, genes, two, 2, o, progress);
+    QCOMPARE(b.size(), std::size_t{1});
+    QCOMPARE(b[0].group, 0);
+    same_bits(a[0].scores, b[0].scores, "scores");
+    same_bits(a[0].pvals, b[0].pvals, "pvals");
+    close(a[0].logfoldchanges, b[0].logfoldchanges, "logfoldchanges", 1e-12);
   }
 
   // The Gram pass: both add the same products in double, in other orders: 1e-12 of the largest.
