@@ -1,10 +1,11 @@
-// GPU stage benchmark: the stages the CUDA backend runs, timed on the CUDA and CPU backends on
-// the same synthetic inputs, plus host-to-device bandwidth (pageable and pinned). Prints one
+// GPU stage benchmark: the stages the CUDA backend runs (QC, HVG moments, normalize, PCA, kNN,
+// UMAP, markers), timed on the CUDA and CPU backends on the same synthetic inputs, plus
+// host-to-device bandwidth (pageable and pinned). Prints one
 // JSON object: per stage seconds per backend, rows/s, peak device memory, and the checks that
 // make the timings meaningful (Gram agreement, kNN recall of the GPU's exact and inverted-file
 // searches against brute force on sampled queries).
 // Usage: orrery_bench_gpu [--cells N] [--genes G] [--hvg H] [--knn-cells N] [--dims D] [--k K]
-//                         [--cpu-knn-cells N] [--ivf-cells N]
+//                         [--cpu-knn-cells N] [--ivf-cells N] [--markers-exact-cells N]
 #include <tbb/parallel_for.h>
 
 #include <atomic>
@@ -40,6 +41,7 @@ struct Args {
   std::int64_t cells = 100000, knn_cells = 1300000, cpu_knn_cells = 100000, ivf_cells = 0;
   std::int32_t genes = 28000;
   int hvg = 2000, dims = 50, k = 15;
+  std::int64_t markers_exact_cells = 60000;
 };
 
 Args parse(int argc, char** argv) {
@@ -63,6 +65,8 @@ Args parse(int argc, char** argv) {
       a.dims = static_cast<int>(v);
     else if (f == "--k")
       a.k = static_cast<int>(v);
+    else if (f == "--markers-exact-cells")
+      a.markers_exact_cells = v;
     else
       throw Error("", f, "unknown option");
   }
@@ -173,6 +177,44 @@ int main(int argc, char** argv) try {
   for (const auto& c : chunks) nnz += c.nnz();
   out["synth_seconds"] = now() - t_gen;
   out["nnz"] = nnz;
+  // QC (mitochondrial-like genes: every 50th; scanpy's percent_top) and the HVG moments (seurat's
+  // expm1 moments too) over the counts, each backend on the same chunks.
+  {
+    std::vector<char> mt(a.genes, 0);
+    for (std::int32_t g = 0; g < a.genes; g += 50) mt[g] = 1;
+    std::vector<compute::GeneQc> genes(backends.size());
+    std::vector<compute::GeneMoments> moments(backends.size());
+    for (std::size_t b = 0; b < backends.size(); ++b) {
+      compute::CellQc cells;
+      std::vector<std::int64_t> kept;
+      double t0 = now();
+      auto qc = backends[b].second->qc_pass(mt, {50, 100, 200, 500}, a.genes);
+      for (const auto& c : chunks) qc->add(c, cells, [&](std::int64_t) { return true; });
+      qc->finish(genes[b], kept);
+      double s = now() - t0;
+      out["stages"]["qc"][backends[b].first] = {{"seconds", s}, {"rows_per_s", a.cells / s}};
+      t0 = now();
+      auto pass = backends[b].second->moment_pass(
+          {.n_genes = a.genes, .expm1 = true, .n_batches = 0, .target_sum = 1e4});
+      CsrMatrix scratch;
+      for (const auto& c : chunks) {
+        scratch = c;  // the pass may overwrite its input
+        pass->add(scratch, nullptr);
+      }
+      moments[b] = pass->finish();
+      s = now() - t0;
+      out["stages"]["hvg_moments"][backends[b].first] = {{"seconds", s},
+                                                         {"rows_per_s", a.cells / s}};
+    }
+    if (backends.size() == 2) {
+      out["checks"]["qc_gene_totals_equal"] = genes[0].total_counts == genes[1].total_counts;
+      double worst = 0;
+      for (std::size_t g = 0; g < moments[0].sum.size(); ++g)
+        worst = std::max(worst, std::fabs(moments[0].sum[g] - moments[1].sum[g]) /
+                                    std::max(1.0, std::fabs(moments[0].sum[g])));
+      out["checks"]["hvg_moment_max_rel_diff"] = worst;
+    }
+  }
   std::vector<std::vector<CsrMatrix>> lognorm(backends.size());
   for (std::size_t b = 0; b < backends.size(); ++b) {
     lognorm[b] = chunks;
@@ -219,6 +261,48 @@ int main(int argc, char** argv) try {
     const compute::PcaModel m = backend->pca(cov, mean, 50);
     out["stages"]["pca_eigensolve"][name] = {{"seconds", now() - t0},
                                              {"first_ratio", m.variance_ratio[0]}};
+  }
+  // Markers, 20 groups against the rest: binned over every cell, exact over the first
+  // `markers_exact_cells`; each backend reads the same log chunks.
+  {
+    std::vector<std::int32_t> labels(a.cells);
+    for (std::int64_t i = 0; i < a.cells; ++i) labels[i] = static_cast<std::int32_t>(i * 7 % 20);
+    for (const char* method : {"binned", "exact"}) {
+      const bool exact = std::string(method) == "exact";
+      const std::int64_t cells = exact ? std::min(a.cells, a.markers_exact_cells) : a.cells;
+      std::vector<std::int32_t> used(labels.begin(), labels.begin() + cells);
+      auto source = [&](const compute::ChunkVisitor& visit) {
+        std::int64_t r0 = 0;
+        for (const auto& c : lognorm[0]) {
+          if (r0 + c.n_rows > cells) break;
+          visit(c, r0);
+          r0 += c.n_rows;
+        }
+      };
+      std::int64_t covered = 0;  // whole chunks only
+      for (const auto& c : lognorm[0])
+        if (covered + c.n_rows <= cells) covered += c.n_rows;
+      used.resize(covered);
+      compute::WilcoxonOptions wo;
+      wo.method = method;
+      std::vector<std::vector<compute::GroupMarkers>> m;
+      for (auto& [name, backend] : backends) {
+        compute::Progress quiet_markers;
+        const double t0 = now();
+        m.push_back(
+            backend->rank_genes_groups(source, covered, a.genes, used, 20, wo, quiet_markers));
+        const double s = now() - t0;
+        out["stages"][std::string("markers_") + method][name] = {
+            {"cells", covered}, {"seconds", s}, {"rows_per_s", covered / s}};
+      }
+      if (m.size() == 2) {
+        double worst = 0;
+        for (std::size_t g = 0; g < m[0].size(); ++g)
+          for (std::size_t j = 0; j < m[0][g].scores.size(); ++j)
+            worst = std::max(worst, std::fabs(m[0][g].scores[j] - m[1][g].scores[j]));
+        out["checks"][std::string("markers_") + method + "_max_score_diff"] = worst;
+      }
+    }
   }
   lognorm.clear();
   chunks.clear();
