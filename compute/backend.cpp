@@ -52,25 +52,30 @@ class CpuMomentPass final : public MomentPass {
     m_.batch_cells.assign(o.n_batches, 0);
   }
   void add(CsrMatrix& c, const std::int32_t* batch) override {
-    backend_.normalize_log1p(c, o_.target_sum, o_.excluded);
+    if (o_.log_normalize) backend_.normalize_log1p(c, o_.target_sum, o_.excluded);
     if (batch)
       for (std::int64_t i = 0; i < c.n_rows; ++i) ++m_.batch_cells[batch[i]];
     const auto n = static_cast<std::size_t>(o_.n_genes);
+    const double* clip = o_.clip ? o_.clip->data() : nullptr;
+    const double* batch_clip = o_.batch_clip ? o_.batch_clip->data() : nullptr;
+    // Term for term as the CUDA pass (stats.cu's gene_moments).
     for_each_entry_by_columns(c, [&](std::int64_t i, std::int64_t k) {
       const auto g = static_cast<std::size_t>(c.indices[k]);
-      const double v = c.data[k];
+      const double raw = c.data[k];
+      const double v = clip ? clip_above(raw, clip[g]) : raw;
       m_.sum[g] += v;
       m_.sumsq[g] += product_rn(v, v);
-      const double e = o_.expm1 ? expm1_value(v) : v;  // the flavor's value
+      const double e = o_.expm1 ? expm1_value(raw) : raw;  // the flavor's value
       if (o_.expm1) {
         m_.exp_sum[g] += e;
         m_.exp_sumsq[g] += product_rn(e, e);
       }
       if (batch) {
         const std::size_t at = static_cast<std::size_t>(batch[i]) * n + g;
-        m_.batch_sum[at] += e;
-        m_.batch_sumsq[at] += product_rn(e, e);
-        m_.batch_seen[at] |= v != 0;
+        const double b = batch_clip ? clip_above(e, batch_clip[at]) : e;
+        m_.batch_sum[at] += b;
+        m_.batch_sumsq[at] += product_rn(b, b);
+        m_.batch_seen[at] |= raw != 0;
       }
     });
   }

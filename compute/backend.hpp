@@ -32,17 +32,24 @@ class QcPass {
 
 // Per-gene moments of log-normalised data (highly_variable_genes and scale's statistics):
 // sums and sums of squares of the log values and, for seurat, of expm1 of them; with batches,
-// per batch of the flavor's value (expm1 for seurat, the log value otherwise).
+// per batch of the flavor's value (expm1 for seurat, the log value otherwise). For seurat_v3
+// the same of counts, optionally clipped.
 struct MomentOptions {
   std::int64_t n_genes = 0;
   bool expm1 = false;  // seurat's moments of expm1(log data)
   int n_batches = 0;   // 0: no batch key
   double target_sum = 1e4;
   const std::vector<char>* excluded = nullptr;  // normalize_total's excluded genes, or none
+  // seurat_v3 works on the counts themselves, and its second pass on counts clipped above per
+  // gene: `clip` (one per gene) for the all-cell sums, `batch_clip` ([batch * n_genes + gene])
+  // for the batch sums.
+  bool log_normalize = true;
+  const std::vector<double>* clip = nullptr;
+  const std::vector<double>* batch_clip = nullptr;
 };
 
 struct GeneMoments {
-  std::vector<double> sum, sumsq;          // of the log values, per gene
+  std::vector<double> sum, sumsq;          // of the log values (or counts), per gene
   std::vector<double> exp_sum, exp_sumsq;  // of expm1 (with MomentOptions::expm1)
   // Per batch b and gene g at [b * n_genes + g]: the flavor's sums and whether any cell of
   // the batch expresses the gene; cells per batch.

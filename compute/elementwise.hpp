@@ -39,6 +39,11 @@ ORRERY_HD inline double product_rn(double a, double b) {
 #endif
 }
 
+// min(x, limit) as std::min writes it (seurat_v3's clipped counts).
+ORRERY_HD inline double clip_above(double x, double limit) {
+  return limit < x ? limit : x;
+}
+
 // seurat's moments are of expm1 of the log data (scanpy's np.expm1 in float64).
 ORRERY_HD inline double expm1_value(double v) {
   return expm1(v);

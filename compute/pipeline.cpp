@@ -185,31 +185,49 @@ std::vector<std::int32_t> batch_of_kept_cells(const io::Store& store, const Pipe
 }
 
 // seurat_v3 on counts: moments, a loess clip per gene, clipped moments (per batch too, with a
-// batch key: scanpy clips and ranks each batch on its own).
+// batch key: scanpy clips and ranks each batch on its own). Both passes are the backend's
+// moment passes over the kept counts.
 HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
                         const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
-                        const std::vector<std::int32_t>& batch, Progress& progress) {
-  const std::size_t n_genes = r.kept_genes.size();
+                        const std::vector<std::int32_t>& batch, Backend& backend,
+                        Progress& progress) {
+  const auto n_genes = static_cast<std::int64_t>(r.kept_genes.size());
   const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
-  const int groups = 1 + n_batches;  // group 0: every kept cell; 1 + b: batch b
-  std::vector<std::vector<double>> sum(groups, std::vector<double>(n_genes, 0.0)), sumsq = sum;
-  std::vector<std::int64_t> cells(groups, 0);
-  std::int64_t row = 0;
-  auto add = [&](int group, const auto& genes, const auto& values, auto&& value) {
-    ++cells[group];
-    for (std::size_t k = 0; k < genes.size(); ++k) {
-      const double v = value(group, genes[k], values[k]);
-      sum[group][genes[k]] += v;
-      sumsq[group][genes[k]] += v * v;
+  auto moments = [&](const char* stage, const std::vector<double>* clip,
+                     const std::vector<double>* batch_clip) {
+    std::unique_ptr<MomentPass> pass = backend.moment_pass({.n_genes = n_genes,
+                                                            .expm1 = false,
+                                                            .n_batches = n_batches,
+                                                            .log_normalize = false,
+                                                            .clip = clip,
+                                                            .batch_clip = batch_clip});
+    std::int64_t kept_row = 0;
+    CsrMatrix c;
+    for_each_chunk(x, p.chunk_bytes, progress, stage, [&](const CsrMatrix& raw, std::int64_t r0) {
+      kept_chunk(raw, r0, r, gene_map, c);
+      pass->add(c, batch.empty() ? nullptr : batch.data() + kept_row);
+      kept_row += c.n_rows;
+    });
+    return pass->finish();
+  };
+  // Group 0: every kept cell; group 1 + b: batch b.
+  const int groups = 1 + n_batches;
+  auto group_sums = [&](const GeneMoments& m, int group, std::vector<double>& sum,
+                        std::vector<double>& sumsq) {
+    if (group == 0) {
+      sum = m.sum;
+      sumsq = m.sumsq;
+    } else {
+      const auto at = m.batch_sum.begin() + (group - 1) * n_genes;
+      const auto at_sq = m.batch_sumsq.begin() + (group - 1) * n_genes;
+      sum.assign(at, at + n_genes);
+      sumsq.assign(at_sq, at_sq + n_genes);
     }
   };
-  const auto raw = [](int, auto, float v) { return static_cast<double>(v); };
-  for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "hvg: counts",
-                     [&](const auto& genes, const auto& values) {
-                       add(0, genes, values, raw);
-                       if (n_batches) add(1 + batch[row], genes, values, raw);
-                       ++row;
-                     });
+  const GeneMoments counts = moments("hvg: counts", nullptr, nullptr);
+  std::vector<std::int64_t> cells(groups);
+  cells[0] = static_cast<std::int64_t>(r.kept_cells.size());
+  for (int b = 0; b < n_batches; ++b) cells[1 + b] = counts.batch_cells[b];
   std::vector<std::vector<double>> mean(groups, std::vector<double>(n_genes)), var = mean;
   std::vector<SeuratV3Clip> clip;
   for (int g = 0; g < groups; ++g) {
@@ -217,9 +235,11 @@ HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
     if (n < 2)
       throw Error("", "hvg.batch_key",
                   "batch " + std::to_string(g - 1) + " has fewer than 2 cells");
-    for (std::size_t k = 0; k < n_genes; ++k) {
-      mean[g][k] = sum[g][k] / n;
-      var[g][k] = std::max(0.0, (sumsq[g][k] - n * mean[g][k] * mean[g][k]) / (n - 1));
+    std::vector<double> sum, sumsq;
+    group_sums(counts, g, sum, sumsq);
+    for (std::int64_t k = 0; k < n_genes; ++k) {
+      mean[g][k] = sum[k] / n;
+      var[g][k] = std::max(0.0, (sumsq[k] - n * mean[g][k] * mean[g][k]) / (n - 1));
     }
     if (g == 0 && n_batches) {  // the whole data's clip is not used with batches
       clip.emplace_back();
@@ -227,27 +247,19 @@ HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
     }
     clip.push_back(seurat_v3_clip(mean[g], var[g], cells[g], p.hvg.span));
   }
-  for (auto* v : {&sum, &sumsq})
-    for (auto& s : *v) std::fill(s.begin(), s.end(), 0.0);
-  std::fill(cells.begin(), cells.end(), 0);
-  const auto clipped = [&](int group, auto gene, float v) {
-    return std::min<double>(v, clip[group].clip[gene]);
-  };
-  row = 0;
-  for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "hvg: clipped",
-                     [&](const auto& genes, const auto& values) {
-                       if (n_batches)
-                         add(1 + batch[row], genes, values, clipped);
-                       else
-                         add(0, genes, values, clipped);
-                       ++row;
-                     });
+  std::vector<double> batch_clip;
+  for (int b = 0; b < n_batches; ++b)
+    batch_clip.insert(batch_clip.end(), clip[1 + b].clip.begin(), clip[1 + b].clip.end());
+  const GeneMoments clipped = n_batches ? moments("hvg: clipped", nullptr, &batch_clip)
+                                        : moments("hvg: clipped", &clip[0].clip, nullptr);
   if (!n_batches)
-    return seurat_v3_select(mean[0], var[0], clip[0], sum[0], sumsq[0], cells[0], p.hvg);
+    return seurat_v3_select(mean[0], var[0], clip[0], clipped.sum, clipped.sumsq, cells[0], p.hvg);
   std::vector<HvgResult> per_batch;
-  for (int g = 1; g < groups; ++g)
-    per_batch.push_back(
-        seurat_v3_select(mean[g], var[g], clip[g], sum[g], sumsq[g], cells[g], p.hvg));
+  for (int g = 1; g < groups; ++g) {
+    std::vector<double> sum, sumsq;
+    group_sums(clipped, g, sum, sumsq);
+    per_batch.push_back(seurat_v3_select(mean[g], var[g], clip[g], sum, sumsq, cells[g], p.hvg));
+  }
   return seurat_v3_combine(per_batch, mean[0], var[0], p.hvg);
 }
 
@@ -401,7 +413,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     StageClock clock(r, "hvg", n_kept_cells, progress);
     if (p.hvg.flavor == "seurat_v3") {
       r.hvg = seurat_v3_hvg(x, r, gene_map, p, batch_of_kept_cells(store, r, p.hvg.batch_key),
-                            progress);
+                            backend, progress);
     } else {
       // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat);
       // with a batch key, the flavor's moments per batch too.

@@ -419,6 +419,7 @@ class CudaBackend final : public Backend {
                                               const std::vector<std::int32_t>& labels, int n_groups,
                                               const WilcoxonOptions& options,
                                               Progress& progress) override {
+    wilcoxon_uses_bins(options, labels, n_cells, n_groups);  // the CPU's errors first
     if (options.reference >= 0 && n_groups != 2)
       return Backend::rank_genes_groups(source, n_cells, n_genes, labels, n_groups, options,
                                         progress);

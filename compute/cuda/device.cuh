@@ -6,6 +6,7 @@
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string>
@@ -33,7 +34,9 @@ struct Device {
   cublasHandle_t blas = nullptr;
   cusolverDnHandle_t solver = nullptr;
 
-  explicit Device(std::size_t max_pool_bytes) {
+  std::size_t pool_cap = 0;  // 0: the device's memory
+
+  explicit Device(std::size_t max_pool_bytes) : pool_cap(max_pool_bytes) {
     ORRERY_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
     cudaMemPoolProps props{};
     props.allocType = cudaMemAllocationTypePinned;
@@ -75,6 +78,16 @@ struct Device {
     return static_cast<std::int64_t>(high);
   }
   void sync() { ORRERY_CUDA_CHECK(cudaStreamSynchronize(stream)); }
+  // Memory a stage may still plan for: the device's free memory, within the pool's cap.
+  std::size_t available_bytes() const {
+    std::size_t free = 0, total = 0;
+    ORRERY_CUDA_CHECK(cudaMemGetInfo(&free, &total));
+    if (pool_cap == 0) return free;
+    std::uint64_t used = 0;
+    cudaMemPoolGetAttribute(pool, cudaMemPoolAttrUsedMemCurrent, &used);
+    const std::size_t left = pool_cap > used ? pool_cap - static_cast<std::size_t>(used) : 0;
+    return std::min(free, left);
+  }
 };
 
 // Stream-ordered allocation from the device's pool.

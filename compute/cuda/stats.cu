@@ -200,6 +200,8 @@ class CudaQcPass final : public QcPass {
 // ---- moments of the log data ------------------------------------------------------------------
 
 struct MomentArrays {
+  const double* clip;  // nullptr: no clipping
+  const double* batch_clip;
   double* sum;
   double* sumsq;
   double* exp_sum;  // nullptr without expm1 moments
@@ -220,19 +222,21 @@ __global__ void gene_moments(const std::int64_t* start, const std::int32_t* perm
   double es = m.exp_sum ? m.exp_sum[g] : 0.0, ess = m.exp_sum ? m.exp_sumsq[g] : 0.0;
   for (auto p = start[g]; p < start[g + 1]; ++p) {
     const auto k = perm[p];
-    const double v = data[k];
+    const double raw = data[k];
+    const double v = m.clip ? clip_above(raw, m.clip[g]) : raw;
     s += v;
     ss += product_rn(v, v);
-    const double e = m.exp_sum ? expm1_value(v) : v;  // the flavor's value
+    const double e = m.exp_sum ? expm1_value(raw) : raw;  // the flavor's value
     if (m.exp_sum) {
       es += e;
       ess += product_rn(e, e);
     }
     if (batch) {
       const std::int64_t at = static_cast<std::int64_t>(batch[row_of[k]]) * n_cols + g;
-      m.batch_sum[at] += e;
-      m.batch_sumsq[at] += product_rn(e, e);
-      m.batch_seen[at] |= v != 0;
+      const double b = m.batch_clip ? clip_above(e, m.batch_clip[at]) : e;
+      m.batch_sum[at] += b;
+      m.batch_sumsq[at] += product_rn(b, b);
+      m.batch_seen[at] |= raw != 0;
     }
   }
   m.sum[g] = s;
@@ -249,6 +253,8 @@ class CudaMomentPass final : public MomentPass {
       : d_(d),
         o_(o),
         excluded_(d, o.excluded ? o.excluded->size() : 0),
+        clip_(d, o.clip ? o.clip->size() : 0),
+        batch_clip_(d, o.batch_clip ? o.batch_clip->size() : 0),
         sum_(d, o.n_genes),
         sumsq_(d, o.n_genes),
         exp_sum_(d, o.expm1 ? o.n_genes : 0),
@@ -258,6 +264,16 @@ class CudaMomentPass final : public MomentPass {
         batch_seen_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches),
         slots_{Slot(d), Slot(d)} {
     if (o.excluded) excluded_.upload(o.excluded->data(), o.excluded->size());
+    if (o.clip) {
+      if (static_cast<std::int64_t>(o.clip->size()) != o.n_genes)
+        throw Error("", "hvg", "one clip value per gene is required");
+      clip_.upload(o.clip->data(), o.clip->size());
+    }
+    if (o.batch_clip) {
+      if (o.batch_clip->size() != static_cast<std::size_t>(o.n_genes) * o.n_batches)
+        throw Error("", "hvg", "one clip value per batch and gene is required");
+      batch_clip_.upload(o.batch_clip->data(), o.batch_clip->size());
+    }
     for (auto* b : {&sum_, &sumsq_, &exp_sum_, &exp_sumsq_, &batch_sum_, &batch_sumsq_}) b->zero();
     batch_seen_.zero();
     batch_cells_.assign(o.n_batches, 0);
@@ -293,14 +309,17 @@ class CudaMomentPass final : public MomentPass {
       ORRERY_CUDA_CHECK(cudaEventRecord(s.copied, copy_));
       ORRERY_CUDA_CHECK(cudaStreamWaitEvent(d_.stream, s.copied, 0));
 
-      normalize_log1p(d_, s.indptr.get(), s.indices.get(), o_.excluded ? excluded_.get() : nullptr,
-                      s.data.get(), rows, o_.target_sum);
+      if (o_.log_normalize)
+        normalize_log1p(d_, s.indptr.get(), s.indices.get(),
+                        o_.excluded ? excluded_.get() : nullptr, s.data.get(), rows, o_.target_sum);
       DeviceBuffer<std::int32_t> row_of(d_, batch ? nnz : 0);
       if (batch) {
         rows_of_entries(d_, s.indptr.get(), rows, row_of.get());
       }
       const ColumnOrder order = order_by_column(d_, s.indices.get(), nnz, o_.n_genes);
-      const MomentArrays m{sum_.get(),
+      const MomentArrays m{o_.clip ? clip_.get() : nullptr,
+                           o_.batch_clip ? batch_clip_.get() : nullptr,
+                           sum_.get(),
                            sumsq_.get(),
                            o_.expm1 ? exp_sum_.get() : nullptr,
                            o_.expm1 ? exp_sumsq_.get() : nullptr,
@@ -382,6 +401,7 @@ class CudaMomentPass final : public MomentPass {
   Device& d_;
   MomentOptions o_;
   DeviceBuffer<char> excluded_;
+  DeviceBuffer<double> clip_, batch_clip_;
   DeviceBuffer<double> sum_, sumsq_, exp_sum_, exp_sumsq_, batch_sum_, batch_sumsq_;
   DeviceBuffer<char> batch_seen_;
   std::vector<std::int64_t> batch_cells_;

@@ -133,10 +133,11 @@ struct DeviceBlock {
   std::int64_t rows, first_row;
 };
 
+// Progress goes from `from` to `to` over the cells.
 template <typename Visit>
 void for_each_device_block(Device& d, const ChunkSource& source, std::int64_t n_genes,
-                           std::int64_t n_cells, Progress& progress, const char* stage,
-                           Visit&& visit) {
+                           std::int64_t n_cells, Progress& progress, const char* stage, double from,
+                           double to, Visit&& visit) {
   std::vector<std::int64_t> offsets;
   source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
@@ -158,7 +159,8 @@ void for_each_device_block(Device& d, const ChunkSource& source, std::int64_t n_
                         row0 + b.r0};
       visit(block);
     }
-    progress.report(stage, static_cast<double>(row0 + c.n_rows) / static_cast<double>(n_cells));
+    progress.report(stage, from + (to - from) * static_cast<double>(row0 + c.n_rows) /
+                                      static_cast<double>(n_cells));
   });
 }
 
@@ -169,6 +171,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
                                             const std::vector<std::int32_t>& labels, int n_groups,
                                             const WilcoxonOptions& o, Progress& progress) {
   const bool binned = wilcoxon_uses_bins(o, labels, n_cells, n_groups);
+  if (n_genes == 0)  // nothing to launch kernels over
+    return compute::rank_genes_groups(source, n_cells, 0, labels, n_groups, o, progress);
   RankSumTable t;
   t.size.assign(n_groups, 0);
   for (auto l : labels)
@@ -187,7 +191,7 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   nnz.zero();
   max_bits.zero();
   negative.zero();
-  for_each_device_block(d, source, n_genes, n_cells, progress, "markers: statistics",
+  for_each_device_block(d, source, n_genes, n_cells, progress, "markers: statistics", 0.0, 1.0,
                         [&](const DeviceBlock& b) {
                           group_sums<<<blocks_for(n_genes, 128), 128, 0, d.stream>>>(
                               b.order.start.get(), b.order.perm.get(), b.row_of.get(), b.data.get(),
@@ -218,24 +222,24 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   t.r_in.assign(table, 0.0);
   t.tie_sum.assign(n_genes, 0.0);
 
-  // Gene blocks whose entries (twice: sort input and output) or histograms fit in half the
-  // free device memory (at least the options' block size).
-  std::size_t free = 0, total = 0;
-  ORRERY_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-  const std::size_t budget = std::max(o.block_bytes, free / 2);
+  // Gene blocks whose entries (sort input, output and the sort's own copies: 24 bytes each) or
+  // histograms fit in a quarter of the free device memory (at least the options' block size),
+  // the rest left to each chunk's blocks while gathering.
+  const std::size_t budget = std::max(o.block_bytes, d.available_bytes() / 4);
   std::int64_t g0 = 0;
   while (g0 < n_genes) {
     std::int64_t g1 = g0;
     std::size_t bytes = 0;
     while (g1 < n_genes) {
       const std::size_t need = binned ? sizeof(std::uint32_t) * n_groups * o.n_bins
-                                      : 2 * (sizeof(float) + sizeof(std::int32_t)) *
+                                      : 3 * (sizeof(float) + sizeof(std::int32_t)) *
                                             static_cast<std::size_t>(gene_nnz[g1]);
       if (g1 > g0 && bytes + need > budget) break;
       bytes += need;
       ++g1;
     }
     const std::int64_t width = g1 - g0;
+    const double from = static_cast<double>(g0) / n_genes, to = static_cast<double>(g1) / n_genes;
     std::vector<double> zeros(static_cast<std::size_t>(width) * n_groups), zeros_total(width);
     for (std::int64_t w = 0; w < width; ++w) {
       for (int l = 0; l < n_groups; ++l)
@@ -252,13 +256,14 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
     if (binned) {
       DeviceBuffer<std::uint32_t> hist(d, static_cast<std::size_t>(width) * n_groups * o.n_bins);
       hist.zero();
-      for_each_device_block(
-          d, source, n_genes, n_cells, progress, "markers: ranks", [&](const DeviceBlock& b) {
-            bin_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
-                b.order.start.get(), b.order.perm.get(), b.row_of.get(), b.data.get(),
-                cell_labels.get() + b.first_row, g0, g1, n_groups, o.n_bins, bin_max, hist.get());
-            check_launch();
-          });
+      for_each_device_block(d, source, n_genes, n_cells, progress, "markers: ranks", from, to,
+                            [&](const DeviceBlock& b) {
+                              bin_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
+                                  b.order.start.get(), b.order.perm.get(), b.row_of.get(),
+                                  b.data.get(), cell_labels.get() + b.first_row, g0, g1, n_groups,
+                                  o.n_bins, bin_max, hist.get());
+                              check_launch();
+                            });
       rank_binned<<<blocks_for(width, 128), 128, 0, d.stream>>>(
           hist.get(), width, o.n_bins, d_zeros.get(), d_zeros_total.get(), n_groups, r_in.get(),
           tie_sum.get());
@@ -272,7 +277,7 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
       filled.zero();
       DeviceBuffer<float> values(d, entries), sorted(d, entries);
       DeviceBuffer<std::int32_t> value_labels(d, entries), sorted_labels(d, entries);
-      for_each_device_block(d, source, n_genes, n_cells, progress, "markers: ranks",
+      for_each_device_block(d, source, n_genes, n_cells, progress, "markers: ranks", from, to,
                             [&](const DeviceBlock& b) {
                               gather_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
                                   b.order.start.get(), b.order.perm.get(), b.row_of.get(),

@@ -1050,6 +1050,7 @@ class TestStages : public QObject {
                     : brute_z(
                           g, m.group, [&](int l) { return l == m.group || l == reference; },
                           value_of);
+            QVERIFY(std::isfinite(m.scores[g]));
             worst = std::max(worst, std::fabs(z - m.scores[g]));
           }
         QVERIFY2(
