@@ -315,7 +315,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   r.backend_note = backend.name();
   if (const std::string on_device = backend.device_stages(); !on_device.empty())
     progress.warn(backend.name() + " backend runs " + on_device +
-                  " on the device; the other stages run on the CPU (no kernels for them yet)");
+                  " on the device; the filter, the projection, the fuzzy graph and Leiden run on the "
+                  "CPU");
   PipelineParams params = p;
 
   // Pass A: QC metrics of every cell and gene. The thresholds are known, so the same pass also
