@@ -314,9 +314,10 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                     std::to_string(r.n_genes_total) + ")");
   r.backend_note = backend.name();
   if (const std::string on_device = backend.device_stages(); !on_device.empty())
-    progress.warn(backend.name() + " backend runs " + on_device +
-                  " on the device; the filter, the projection, the fuzzy graph and Leiden run on the "
-                  "CPU");
+    progress.warn(
+        backend.name() + " backend runs " + on_device +
+        " on the device; the filter, the projection, the fuzzy graph and Leiden run on the "
+        "CPU");
   PipelineParams params = p;
 
   // Pass A: QC metrics of every cell and gene. The thresholds are known, so the same pass also
@@ -482,18 +483,22 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         sum[c] = log_sum[r.hvg_genes[c]];
         sumsq[c] = log_sumsq[r.hvg_genes[c]];
       }
-    } else {
+    } else {  // seurat_v3 ranked counts: the log data's moments take a pass of their own
+      std::unique_ptr<MomentPass> pass =
+          backend.moment_pass({.n_genes = n_kept_genes,
+                               .target_sum = params.target_sum,
+                               .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes});
       CsrMatrix c;
       for_each_chunk(x, p.chunk_bytes, progress, "pca: scale",
                      [&](const CsrMatrix& raw, std::int64_t r0) {
-                       log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
-                       for (std::int64_t k = 0; k < c.nnz(); ++k) {
-                         const auto col = hvg_col[c.indices[k]];
-                         if (col < 0) continue;
-                         sum[col] += c.data[k];
-                         sumsq[col] += static_cast<double>(c.data[k]) * c.data[k];
-                       }
+                       kept_chunk(raw, r0, r, gene_map, c);
+                       pass->add(c, nullptr);
                      });
+      const GeneMoments m = pass->finish();
+      for (std::int32_t col = 0; col < h; ++col) {
+        sum[col] = m.sum[r.hvg_genes[col]];
+        sumsq[col] = m.sumsq[r.hvg_genes[col]];
+      }
     }
     ScaledColumns scaled{.column = hvg_col,
                          .mean = std::vector<float>(h),
