@@ -1,5 +1,8 @@
 #include "params_panel.hpp"
 
+#include <cmath>
+#include <limits>
+
 #include <QFormLayout>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -38,6 +41,9 @@ QComboBox* combo(const QStringList& items, const QString& tip) {
 
 ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   target_sum_ = dspin(0, 1e9, 1000, 0, "normalize_total target sum per cell; 0: the median total");
+  zero_center_ = new QCheckBox("zero-center scaled values");
+  zero_center_->setToolTip(
+      "scale(zero_center=True); off: divide by the standard deviation only (PCA still centres)");
   exclude_ = new QCheckBox("exclude highly expressed");
   exclude_->setToolTip("normalize_total(exclude_highly_expressed=True, max_fraction=0.05)");
   flavor_ = combo({"cell_ranger", "seurat", "seurat_v3"},
@@ -67,6 +73,7 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   form->addRow("HVG genes", n_top_);
   form->addRow("HVG batch", batch_);
   form->addRow("Scale max", max_value_);
+  form->addRow("", zero_center_);
   form->addRow("PCs", n_comps_);
   form->addRow("Neighbours", n_neighbors_);
   form->addRow("PCs for kNN", n_pcs_);
@@ -98,13 +105,14 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
 void ParamsPanel::setParams(const compute::PipelineParams& p) {
   target_sum_->setValue(p.target_sum > 0 ? p.target_sum : 0);
   exclude_->setChecked(p.exclude_highly_expressed);
+  zero_center_->setChecked(p.scale_zero_center);
   flavor_->setCurrentText(QString::fromStdString(p.hvg.flavor));
   n_top_->setValue(p.hvg.n_top_genes);
   const QString batch =
       p.hvg.batch_key.empty() ? QString(kNoBatch) : QString::fromStdString(p.hvg.batch_key);
   if (batch_->findText(batch) < 0) batch_->addItem(batch);
   batch_->setCurrentText(batch);
-  max_value_->setValue(p.scale_max_value);
+  max_value_->setValue(std::isfinite(p.scale_max_value) ? p.scale_max_value : 0.0);
   n_comps_->setValue(p.pca.n_comps);
   n_neighbors_->setValue(p.neighbors.n_neighbors);
   n_pcs_->setValue(p.neighbors.n_pcs);
@@ -130,10 +138,12 @@ void ParamsPanel::setBatchColumns(const std::vector<std::string>& columns) {
 compute::PipelineParams ParamsPanel::applyTo(compute::PipelineParams p) const {
   p.target_sum = target_sum_->value();
   p.exclude_highly_expressed = exclude_->isChecked();
+  p.scale_zero_center = zero_center_->isChecked();
   p.hvg.flavor = flavor_->currentText().toStdString();
   p.hvg.n_top_genes = n_top_->value();
   p.hvg.batch_key = batch_->currentText() == kNoBatch ? "" : batch_->currentText().toStdString();
-  p.scale_max_value = static_cast<float>(max_value_->value());
+  p.scale_max_value = max_value_->value() > 0 ? static_cast<float>(max_value_->value())
+                                              : std::numeric_limits<float>::infinity();
   p.pca.n_comps = n_comps_->value();
   p.neighbors.n_neighbors = n_neighbors_->value();
   p.neighbors.n_pcs = n_pcs_->value();

@@ -42,6 +42,7 @@ class ParamsPanel : public QWidget {
  private:
   QDoubleSpinBox* target_sum_;
   QCheckBox* exclude_;
+  QCheckBox* zero_center_;
   QComboBox* flavor_;
   QSpinBox* n_top_;
   QComboBox* batch_;

@@ -1,5 +1,6 @@
 // PipelineParams from JSON and their validation: every field named in errors as "section.key".
 #include <cmath>
+#include <limits>
 #include <nlohmann/json.hpp>
 
 #include "pipeline.hpp"
@@ -80,8 +81,12 @@ void PipelineParams::update_from_json(const json& j) {
     take(s, "hvg", "n_bins", hvg.n_bins);
   }
   if (j.contains("scale")) {
-    reject_unknown(j["scale"], "scale", {"max_value"});
-    take(j["scale"], "scale", "max_value", scale_max_value);
+    reject_unknown(j["scale"], "scale", {"max_value", "zero_center"});
+    if (j["scale"].contains("max_value") && j["scale"]["max_value"].is_null())
+      scale_max_value = std::numeric_limits<float>::infinity();  // scanpy's None
+    else
+      take(j["scale"], "scale", "max_value", scale_max_value);
+    take(j["scale"], "scale", "zero_center", scale_zero_center);
   }
   if (j.contains("pca")) {
     reject_unknown(j["pca"], "pca", {"n_comps"});
@@ -162,7 +167,7 @@ void PipelineParams::validate() const {
   require(hvg.n_top_genes >= 0 && hvg.n_top_genes <= 1000000, "hvg.n_top_genes",
           "must be between 0 and 1e6");
   require(hvg.n_bins >= 1 && hvg.n_bins <= 10000, "hvg.n_bins", "must be between 1 and 10000");
-  require(scale_max_value > 0, "scale.max_value", "must be positive");
+  require(scale_max_value > 0, "scale.max_value", "must be positive (or null: no clipping)");
   require(pca.n_comps >= 1 && pca.n_comps <= 1000, "pca.n_comps", "must be between 1 and 1000");
   require(neighbors.n_neighbors >= 2 && neighbors.n_neighbors <= 1000, "neighbors.n_neighbors",
           "must be between 2 and 1000");

@@ -508,7 +508,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     for (std::int32_t c = 0; c < h; ++c) {
       const double m = sum[c] / n;
       const double v = sample_variance(sum[c], sumsq[c], n);
-      scaled.mean[c] = static_cast<float>(m);
+      scaled.mean[c] = p.scale_zero_center ? static_cast<float>(m) : 0.0f;
       scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
     }
     std::unique_ptr<GramPass> gram = backend.gram_pass(scaled);

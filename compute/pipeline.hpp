@@ -37,7 +37,11 @@ struct PipelineParams {
   bool exclude_highly_expressed = false;
   double max_fraction = 0.05;
   HvgOptions hvg{.flavor = "cell_ranger", .n_top_genes = 2000};
+  // scale: values clipped above at max_value (infinity: scanpy's max_value=None, no clipping);
+  // zero_center=false divides by the standard deviation without centering first (the data stay
+  // sparse; PCA still centers its covariance), as scanpy's scale(zero_center=False).
   float scale_max_value = 10.0f;
+  bool scale_zero_center = true;
   PcaOptions pca{.n_comps = 50};
   KnnOptions neighbors{.n_neighbors = 15, .n_pcs = 40};
   UmapOptions umap{};

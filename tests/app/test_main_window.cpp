@@ -11,6 +11,8 @@
 #include <QUrl>
 #include <QVulkanInstance>
 #include <QXmlStreamReader>
+#include <cmath>
+#include <limits>
 #include <numeric>
 #include <set>
 
@@ -930,6 +932,16 @@ class TestMainWindow : public QObject {
     qInfo("Leiden resolution 3.0: %zu clusters (0.6: %zu)",
           window_->snapshot()->cluster_sizes.size(), clusters_before);
     QVERIFY(window_->snapshot()->cluster_sizes.size() > clusters_before);
+    // Scale without centering and without clipping (0 in the panel: scanpy's max_value=None)
+    // goes through the panel as valid parameters.
+    compute::PipelineParams uncentred = panel->applyTo(window_->params());
+    uncentred.scale_zero_center = false;
+    uncentred.scale_max_value = std::numeric_limits<float>::infinity();
+    panel->setParams(uncentred);
+    const compute::PipelineParams back = panel->applyTo(window_->params());
+    QVERIFY(!back.scale_zero_center);
+    QVERIFY(std::isinf(back.scale_max_value));
+    back.validate();  // throws on invalid parameters (0 was refused as "must be positive")
     // UMAP min_dist above its spread is refused before any run starts.
     compute::PipelineParams bad = panel->applyTo(window_->params());
     bad.umap.min_dist = 2.0;

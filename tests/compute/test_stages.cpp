@@ -833,6 +833,72 @@ class TestStages : public QObject {
     QVERIFY(ari > 0.9);
   }
 
+  // scale(zero_center=False) and max_value=None (scanpy's): the pipeline's PCA equals the PCA of
+  // the dense log data of its HVGs divided by their (ddof=1) std, clipped (or not) and not
+  // centred before PCA's own centering; centring changes the clipped values, so the variances
+  // differ from the zero-centred run's.
+  void scaleWithoutCentering() {
+    QTemporaryDir dir;
+    SynthOptions so;
+    so.n_cells = 900;
+    so.n_genes = 400;
+    const std::string path = synth_store(dir, so);
+    auto run = [&](const char* scale_json) {
+      PipelineParams p;
+      p.update_from_json(nlohmann::json::parse(std::string(R"({"scale": )") + scale_json +
+                                               R"(, "pca": {"n_comps": 8}})"));
+      p.hvg.n_top_genes = 150;
+      p.markers = false;
+      io::Store store = io::open_store(path);
+      auto backend = make_cpu_backend();
+      Progress progress;
+      return std::make_pair(p, run_pipeline(store, p, *backend, progress));
+    };
+    const auto [p_centred, centred] = run(R"({"max_value": 1.0})");
+    for (const char* scale : {R"({"zero_center": false, "max_value": 1.0})",
+                              R"({"zero_center": false, "max_value": null})"}) {
+      const auto [p, r] = run(scale);
+      QVERIFY(!p.scale_zero_center);
+      // Dense reference over the kept cells and the HVGs.
+      io::Store store = io::open_store(path);
+      const CsrMatrix all = store.X->read_rows(0, store.n_obs());
+      const auto gene_map = kept_gene_map(r);
+      CsrMatrix kept = kept_chunk(all, 0, r, gene_map);
+      make_cpu_backend()->normalize_log1p(kept, p.target_sum);
+      const auto h = static_cast<int>(r.hvg_genes.size());
+      std::vector<int> col(r.kept_genes.size(), -1);
+      for (int c = 0; c < h; ++c) col[r.hvg_genes[c]] = c;
+      Eigen::MatrixXd x = Eigen::MatrixXd::Zero(kept.n_rows, h);
+      for (std::int64_t i = 0; i < kept.n_rows; ++i)
+        for (auto k = kept.indptr[i]; k < kept.indptr[i + 1]; ++k)
+          if (col[kept.indices[k]] >= 0) x(i, col[kept.indices[k]]) = kept.data[k];
+      const double n = static_cast<double>(kept.n_rows);
+      int clipped = 0;
+      for (int c = 0; c < h; ++c) {
+        const double m = x.col(c).mean();
+        const double sd = std::sqrt((x.col(c).array() - m).square().sum() / (n - 1));
+        for (std::int64_t i = 0; i < kept.n_rows; ++i) {
+          const float z = static_cast<float>(x(i, c)) * static_cast<float>(1.0 / sd);
+          x(i, c) = std::min(z, p.scale_max_value);
+          clipped += z > p.scale_max_value;
+        }
+      }
+      QCOMPARE(clipped > 0, std::isfinite(p.scale_max_value));
+      const Eigen::MatrixXd centred_x = x.rowwise() - x.colwise().mean();
+      Eigen::SelfAdjointEigenSolver<Eigen::MatrixXd> eig(centred_x.transpose() * centred_x /
+                                                         (n - 1));
+      const double total = eig.eigenvalues().sum();
+      for (int c = 0; c < 8; ++c) {
+        const double want = eig.eigenvalues()(h - 1 - c) / total;
+        QVERIFY2(
+            std::fabs(r.pca.variance_ratio[c] - want) < 1e-6,
+            qPrintable(
+                QString("PC%1: %2 vs dense %3").arg(c).arg(r.pca.variance_ratio[c]).arg(want)));
+      }
+      QVERIFY(std::fabs(r.pca.variance_ratio[0] - centred.pca.variance_ratio[0]) > 1e-4);
+    }
+  }
+
   // Per-column sums over fixed column ranges in parallel are the serial sums bit for bit, with
   // one thread or two, on values whose float sum depends on the order of addition.
   void columnSumsIndependentOfThreads() {
