@@ -30,6 +30,7 @@ print(json.dumps({
     "cells": r["n_cells"], "genes": r["n_genes"], "backend": r["backend"], "cores": int(sys.argv[4]),
     "synth_seconds": round(float(sys.argv[2]), 2),
     "stages": {s["stage"]: {"seconds": round(s["seconds"], 3), "cpu_seconds": round(s["cpu_seconds"], 3),
+                            "read_wait_seconds": round(s.get("read_wait_seconds", 0), 3),
                             "peak_rss_mib": round(s["peak_rss_mib"], 1)} for s in r["stages"]},
     "total_seconds": round(sum(s["seconds"] for s in r["stages"]), 2),
     "peak_rss_mib": round(int(sys.argv[3]) / 1024, 1)}))

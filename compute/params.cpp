@@ -203,6 +203,7 @@ json report_json(const PipelineResult& r, const PipelineParams& p) {
     stages.push_back({{"stage", t.name},
                       {"seconds", t.seconds},
                       {"cpu_seconds", t.cpu_seconds},
+                      {"read_wait_seconds", t.read_wait_seconds},
                       {"peak_rss_mib", t.peak_rss_mib},
                       {"rows", t.rows},
                       {"rows_per_second", t.seconds > 0 ? t.rows / t.seconds : 0.0}});

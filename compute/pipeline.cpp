@@ -25,11 +25,14 @@ double cpu_seconds() {
 
 class StageClock {
  public:
-  StageClock(PipelineResult& r, std::string name, std::int64_t rows, Progress& p)
+  StageClock(PipelineResult& r, std::string name, std::int64_t rows, Progress& p,
+             const io::RowChunkReader& reader)
       : r_(r),
         name_(std::move(name)),
         rows_(rows),
+        reader_(reader),
         cpu0_(cpu_seconds()),
+        wait0_(reader.waited_seconds()),
         t0_(std::chrono::steady_clock::now()) {
     p.report(name_, 0.0);
   }
@@ -38,6 +41,7 @@ class StageClock {
     t.name = name_;
     t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
     t.cpu_seconds = cpu_seconds() - cpu0_;
+    t.read_wait_seconds = reader_.waited_seconds() - wait0_;
     t.peak_rss_mib = peak_rss_mib();
     t.rows = rows_;
     r_.timings.push_back(t);
@@ -47,7 +51,8 @@ class StageClock {
   PipelineResult& r_;
   std::string name_;
   std::int64_t rows_;
-  double cpu0_;
+  const io::RowChunkReader& reader_;
+  double cpu0_, wait0_;
   std::chrono::steady_clock::time_point t0_;
 };
 
@@ -324,7 +329,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   // counts each gene over the cells that pass them (the filter's gene counts).
   std::vector<std::int64_t> n_cells_kept;
   {
-    StageClock clock(r, "qc", r.n_cells_total, progress);
+    StageClock clock(r, "qc", r.n_cells_total, progress, x);
     const auto& reuse = hooks.reuse_qc;
     if (reuse && reuse->qc_prefix == p.qc_prefix && reuse->cells.top_n == p.percent_top &&
         static_cast<std::int64_t>(reuse->cells.total_counts.size()) == r.n_cells_total &&
@@ -347,7 +352,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   // Filters are masks; when QC came from an earlier run, a second pass counts each gene over the
   // kept cells.
   {
-    StageClock clock(r, "filter", r.n_cells_total, progress);
+    StageClock clock(r, "filter", r.n_cells_total, progress, x);
     r.cell_mask.assign(r.n_cells_total, 0);
     for (std::int64_t i = 0; i < r.n_cells_total; ++i) {
       r.cell_mask[i] = keep_cell(r.cell_qc, i, p);
@@ -412,7 +417,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   // Pass B: per-gene moments of the log-normalised data (and of expm1 for seurat).
   std::vector<double> log_sum, log_sumsq;
   {
-    StageClock clock(r, "hvg", n_kept_cells, progress);
+    StageClock clock(r, "hvg", n_kept_cells, progress, x);
     if (p.hvg.flavor == "seurat_v3") {
       r.hvg = seurat_v3_hvg(x, r, gene_map, p, batch_of_kept_cells(store, r, p.hvg.batch_key),
                             backend, progress);
@@ -476,7 +481,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   std::vector<std::int32_t> hvg_col(n_kept_genes, -1);
   for (std::int32_t c = 0; c < h; ++c) hvg_col[r.hvg_genes[c]] = c;
   {
-    StageClock clock(r, "pca", n_kept_cells, progress);
+    StageClock clock(r, "pca", n_kept_cells, progress, x);
     std::vector<double> sum(h, 0), sumsq(h, 0);
     if (!log_sum.empty()) {  // the HVG pass already summed the log data of every kept gene
       for (std::int32_t c = 0; c < h; ++c) {
@@ -533,12 +538,12 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   }
 
   {
-    StageClock clock(r, "neighbors", n_kept_cells, progress);
+    StageClock clock(r, "neighbors", n_kept_cells, progress, x);
     r.knn = backend.knn(r.x_pca, p.neighbors, progress);
     r.graph = fuzzy_simplicial_set(r.knn);
   }
   {
-    StageClock clock(r, "umap", n_kept_cells, progress);
+    StageClock clock(r, "umap", n_kept_cells, progress, x);
     DenseMatrix init;
     if (p.umap.init == "pca") {
       init = initial_layout_from_pca(r.x_pca, p.umap.seed);
@@ -555,13 +560,13 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                             hooks.on_umap_epoch);
   }
   {
-    StageClock clock(r, "leiden", n_kept_cells, progress);
+    StageClock clock(r, "leiden", n_kept_cells, progress, x);
     progress.check();
     r.leiden = leiden(r.graph.connectivities, p.leiden);
     r.n_clusters = r.leiden.empty() ? 0 : *std::max_element(r.leiden.begin(), r.leiden.end()) + 1;
   }
   if (p.markers && r.n_clusters >= 2) {
-    StageClock clock(r, "markers", n_kept_cells, progress);
+    StageClock clock(r, "markers", n_kept_cells, progress, x);
     WilcoxonOptions wilcoxon = p.wilcoxon;
     wilcoxon.gene_nnz_bound = r.kept_gene_n_cells;  // expressing cells per gene, from the filter
     r.markers =

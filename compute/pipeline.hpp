@@ -60,6 +60,7 @@ struct PipelineParams {
 struct StageTiming {
   std::string name;
   double seconds = 0, cpu_seconds = 0;
+  double read_wait_seconds = 0;  // of `seconds`, waiting for the store's chunks
   double peak_rss_mib = 0;
   std::int64_t rows = 0;
 };

@@ -1,6 +1,7 @@
 #include "store.hpp"
 
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -35,7 +36,9 @@ void for_each_chunk(RowChunkReader& reader, std::int64_t step,
   };
   std::future<void> next = std::async(std::launch::async, read, 0, 0);
   for (std::int64_t r0 = 0, i = 0; r0 < n; r0 += step, ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
     next.get();
+    reader.add_wait(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     const int slot = static_cast<int>(i % 2);
     if (r0 + step < n) next = std::async(std::launch::async, read, r0 + step, 1 - slot);
     visit(buffers[slot], r0);  // on throw, `next`'s destructor waits for the read in flight

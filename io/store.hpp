@@ -33,6 +33,15 @@ class RowChunkReader {
 
   // Rows per chunk so that one chunk stays within `budget_bytes` (at least one row).
   std::int64_t rows_for_budget(std::size_t budget_bytes) const;
+
+  // Seconds for_each_chunk's visitors have waited for this reader's chunks (the chunk being
+  // read while the previous one is visited was not ready): a pass whose waits approach its
+  // time is bound by reading and decoding, not by its work.
+  double waited_seconds() const { return waited_seconds_; }
+  void add_wait(double seconds) { waited_seconds_ += seconds; }
+
+ private:
+  double waited_seconds_ = 0;
 };
 
 struct Store {

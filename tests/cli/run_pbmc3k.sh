@@ -20,5 +20,10 @@ stages = [s["stage"] for s in r["stages"]]
 for s in ["qc", "filter", "hvg", "pca", "neighbors", "umap", "leiden"]:
     assert s in stages, (s, stages)
 assert all(s["seconds"] >= 0 and s["peak_rss_mib"] > 0 for s in r["stages"])
+# Waiting for the store's chunks is part of a stage's time; stages that read none wait none.
+assert all(0 <= s["read_wait_seconds"] <= s["seconds"] + 1e-6 for s in r["stages"]), r["stages"]
+waits = {s["stage"]: s["read_wait_seconds"] for s in r["stages"]}
+assert waits["neighbors"] == 0 and waits["umap"] == 0 and waits["leiden"] == 0, waits
+assert waits["qc"] > 0, waits  # the first chunk is always waited for
 print("report ok:", {s["stage"]: round(s["seconds"], 2) for s in r["stages"]})
 PY
