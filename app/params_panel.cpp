@@ -52,7 +52,7 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   batch_ = combo({kNoBatch},
                  "highly_variable_genes(batch_key=...): genes chosen within each batch of this obs "
                  "column, then ranked by how many batches chose them (cell_ranger, seurat)");
-  max_value_ = dspin(0, 1e6, 1, 1, "scale: clip scaled values above this (0: no clipping)");
+  max_value_ = dspin(0, 1e6, 1, 3, "scale: clip scaled values above this (0: no clipping)");
   n_comps_ = spin(2, 100, "principal components");
   n_neighbors_ = spin(2, 200, "neighbours per cell, the cell included (scanpy's n_neighbors)");
   n_pcs_ = spin(0, 100, "principal components used for the neighbours (0: all)");

@@ -280,8 +280,10 @@ int main(int argc, char** argv) try {
         }
       };
       std::int64_t covered = 0;  // whole chunks only
-      for (const auto& c : lognorm[0])
-        if (covered + c.n_rows <= cells) covered += c.n_rows;
+      for (const auto& c : lognorm[0]) {
+        if (covered + c.n_rows > cells) break;  // as `source` stops
+        covered += c.n_rows;
+      }
       used.resize(covered);
       compute::WilcoxonOptions wo;
       wo.method = method;

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <unordered_map>
 #include <variant>
 
@@ -387,31 +388,38 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   const auto n_kept_genes = static_cast<std::int64_t>(r.kept_genes.size());
   const auto n_kept_cells = static_cast<std::int64_t>(r.kept_cells.size());
 
-  if (p.exclude_highly_expressed) {
-    // Genes holding more than max_fraction of some kept cell's total (over kept genes).
-    r.excluded_genes.assign(r.kept_genes.size(), 0);
-    for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
-                       [&](const auto& genes, const auto& values) {
-                         double t = 0;
-                         for (float v : values) t += v;
-                         for (std::size_t k = 0; k < genes.size(); ++k)
-                           if (values[k] > t * p.max_fraction) r.excluded_genes[genes[k]] = 1;
-                       });
-  }
-  if (params.target_sum <= 0) {
-    // normalize_total(target_sum=None): the median total over kept (and not excluded) genes of
-    // kept cells.
-    std::vector<double> totals;
-    for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
-                       [&](const auto& genes, const auto& values) {
-                         double t = 0;
-                         for (std::size_t k = 0; k < genes.size(); ++k)
-                           if (r.excluded_genes.empty() || !r.excluded_genes[genes[k]])
-                             t += values[k];
-                         totals.push_back(t);
-                       });
-    std::nth_element(totals.begin(), totals.begin() + totals.size() / 2, totals.end());
-    params.target_sum = totals[totals.size() / 2];
+  {
+    // Passes of their own for normalize_total's excluded genes and median target, timed as a
+    // stage when they run.
+    std::optional<StageClock> clock;
+    if (p.exclude_highly_expressed || params.target_sum <= 0)
+      clock.emplace(r, "normalize", n_kept_cells, progress, x);
+    if (p.exclude_highly_expressed) {
+      // Genes holding more than max_fraction of some kept cell's total (over kept genes).
+      r.excluded_genes.assign(r.kept_genes.size(), 0);
+      for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
+                         [&](const auto& genes, const auto& values) {
+                           double t = 0;
+                           for (float v : values) t += v;
+                           for (std::size_t k = 0; k < genes.size(); ++k)
+                             if (values[k] > t * p.max_fraction) r.excluded_genes[genes[k]] = 1;
+                         });
+    }
+    if (params.target_sum <= 0) {
+      // normalize_total(target_sum=None): the median total over kept (and not excluded) genes of
+      // kept cells.
+      std::vector<double> totals;
+      for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
+                         [&](const auto& genes, const auto& values) {
+                           double t = 0;
+                           for (std::size_t k = 0; k < genes.size(); ++k)
+                             if (r.excluded_genes.empty() || !r.excluded_genes[genes[k]])
+                               t += values[k];
+                           totals.push_back(t);
+                         });
+      std::nth_element(totals.begin(), totals.begin() + totals.size() / 2, totals.end());
+      params.target_sum = totals[totals.size() / 2];
+    }
   }
 
   // Pass B: per-gene moments of the log-normalised data (and of expm1 for seurat).

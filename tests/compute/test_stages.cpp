@@ -899,6 +899,80 @@ class TestStages : public QObject {
     }
   }
 
+  // seurat_v3 with a batch key against dense per-batch sums made here (each batch's moments,
+  // loess clip and clipped sums, then scanpy's combination): the pipeline's moment passes lay
+  // batches out [batch * genes + gene]; a transposed layout would mix genes across batches.
+  void seuratV3BatchesMatchDenseSums() {
+    QTemporaryDir dir;
+    SynthOptions so;
+    so.n_cells = 1500;
+    so.n_genes = 600;
+    so.n_clusters = 3;
+    const std::string path = synth_store(dir, so);
+    PipelineParams p;
+    p.hvg.flavor = "seurat_v3";
+    p.hvg.n_top_genes = 120;
+    p.hvg.batch_key = "true_cluster";
+    p.markers = false;
+    io::Store store = io::open_store(path);
+    auto backend = make_cpu_backend();
+    Progress quiet;
+    const PipelineResult r = run_pipeline(store, p, *backend, quiet);
+
+    const CsrMatrix all = store.X->read_rows(0, store.n_obs());
+    const CsrMatrix kept = kept_chunk(all, 0, r, kept_gene_map(r));
+    const auto& codes = std::get<Categorical>(store.obs.find("true_cluster")->values).codes;
+    std::map<std::int32_t, int> batch_of_code;  // batches by first appearance among kept cells
+    for (auto c : r.kept_cells)
+      batch_of_code.emplace(codes[c], static_cast<int>(batch_of_code.size()));
+    const int batches = static_cast<int>(batch_of_code.size());
+    QCOMPARE(batches, 3);
+    const auto genes = static_cast<std::size_t>(kept.n_cols);
+    auto sums = [&](int batch, const std::vector<double>* clip, std::vector<double>& sum,
+                    std::vector<double>& sumsq) {
+      sum.assign(genes, 0.0);
+      sumsq.assign(genes, 0.0);
+      std::int64_t n = 0;
+      for (std::int64_t i = 0; i < kept.n_rows; ++i) {
+        if (batch >= 0 && batch_of_code.at(codes[r.kept_cells[i]]) != batch) continue;
+        ++n;
+        for (auto k = kept.indptr[i]; k < kept.indptr[i + 1]; ++k) {
+          const auto g = static_cast<std::size_t>(kept.indices[k]);
+          const double v = clip ? std::min<double>(kept.data[k], (*clip)[g]) : kept.data[k];
+          sum[g] += v;
+          sumsq[g] += v * v;
+        }
+      }
+      return n;
+    };
+    auto moments = [&](int batch, std::vector<double>& mean, std::vector<double>& var) {
+      std::vector<double> sum, sumsq;
+      const double n = static_cast<double>(sums(batch, nullptr, sum, sumsq));
+      mean.resize(genes);
+      var.resize(genes);
+      for (std::size_t g = 0; g < genes; ++g) {
+        mean[g] = sum[g] / n;
+        var[g] = std::max(0.0, (sumsq[g] - n * mean[g] * mean[g]) / (n - 1));
+      }
+      return static_cast<std::int64_t>(n);
+    };
+    std::vector<HvgResult> per_batch;
+    for (int b = 0; b < batches; ++b) {
+      std::vector<double> mean, var, sum, sumsq;
+      const std::int64_t n = moments(b, mean, var);
+      const SeuratV3Clip clip = seurat_v3_clip(mean, var, n, p.hvg.span);
+      sums(b, &clip.clip, sum, sumsq);
+      per_batch.push_back(seurat_v3_select(mean, var, clip, sum, sumsq, n, p.hvg));
+    }
+    std::vector<double> mean_all, var_all;
+    moments(-1, mean_all, var_all);
+    const HvgResult want = seurat_v3_combine(per_batch, mean_all, var_all, p.hvg);
+    QCOMPARE(r.hvg.highly_variable, want.highly_variable);
+    QCOMPARE(r.hvg.variances_norm, want.variances_norm);
+    QCOMPARE(r.hvg.n_batches, want.n_batches);
+    QCOMPARE(r.hvg.n_selected(), 120);
+  }
+
   // Per-column sums over fixed column ranges in parallel are the serial sums bit for bit, with
   // one thread or two, on values whose float sum depends on the order of addition.
   void columnSumsIndependentOfThreads() {
