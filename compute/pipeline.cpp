@@ -190,6 +190,24 @@ std::vector<std::int32_t> batch_of_kept_cells(const io::Store& store, const Pipe
   return batch;
 }
 
+// One moment pass of `backend` over the kept cells' counts of kept genes (`batch`: each kept
+// cell's batch, or empty).
+GeneMoments kept_moments(io::RowChunkReader& x, const PipelineResult& r,
+                         const std::vector<std::int32_t>& gene_map, std::size_t chunk_bytes,
+                         Backend& backend, const MomentOptions& options,
+                         const std::vector<std::int32_t>& batch, Progress& progress,
+                         std::string_view stage) {
+  std::unique_ptr<MomentPass> pass = backend.moment_pass(options);
+  std::int64_t kept_row = 0;
+  CsrMatrix c;  // reused from chunk to chunk
+  for_each_chunk(x, chunk_bytes, progress, stage, [&](const CsrMatrix& raw, std::int64_t r0) {
+    kept_chunk(raw, r0, r, gene_map, c);
+    pass->add(c, batch.empty() ? nullptr : batch.data() + kept_row);
+    kept_row += c.n_rows;
+  });
+  return pass->finish();
+}
+
 // seurat_v3 on counts: moments, a loess clip per gene, clipped moments (per batch too, with a
 // batch key: scanpy clips and ranks each batch on its own). Both passes are the backend's
 // moment passes over the kept counts.
@@ -201,20 +219,14 @@ HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
   const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
   auto moments = [&](const char* stage, const std::vector<double>* clip,
                      const std::vector<double>* batch_clip) {
-    std::unique_ptr<MomentPass> pass = backend.moment_pass({.n_genes = n_genes,
-                                                            .expm1 = false,
-                                                            .n_batches = n_batches,
-                                                            .log_normalize = false,
-                                                            .clip = clip,
-                                                            .batch_clip = batch_clip});
-    std::int64_t kept_row = 0;
-    CsrMatrix c;
-    for_each_chunk(x, p.chunk_bytes, progress, stage, [&](const CsrMatrix& raw, std::int64_t r0) {
-      kept_chunk(raw, r0, r, gene_map, c);
-      pass->add(c, batch.empty() ? nullptr : batch.data() + kept_row);
-      kept_row += c.n_rows;
-    });
-    return pass->finish();
+    return kept_moments(x, r, gene_map, p.chunk_bytes, backend,
+                        {.n_genes = n_genes,
+                         .expm1 = false,
+                         .n_batches = n_batches,
+                         .log_normalize = false,
+                         .clip = clip,
+                         .batch_clip = batch_clip},
+                        batch, progress, stage);
   };
   // Group 0: every kept cell; group 1 + b: batch b.
   const int groups = 1 + n_batches;
@@ -435,20 +447,14 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       const bool seurat = p.hvg.flavor == "seurat";
       const std::vector<std::int32_t> batch = batch_of_kept_cells(store, r, p.hvg.batch_key);
       const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
-      std::unique_ptr<MomentPass> pass =
-          backend.moment_pass({.n_genes = n_kept_genes,
-                               .expm1 = seurat,
-                               .n_batches = n_batches,
-                               .target_sum = params.target_sum,
-                               .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes});
-      std::int64_t kept_row = 0;
-      CsrMatrix c;  // reused from chunk to chunk
-      for_each_chunk(x, p.chunk_bytes, progress, "hvg", [&](const CsrMatrix& raw, std::int64_t r0) {
-        kept_chunk(raw, r0, r, gene_map, c);
-        pass->add(c, batch.empty() ? nullptr : batch.data() + kept_row);
-        kept_row += c.n_rows;
-      });
-      GeneMoments m = pass->finish();
+      GeneMoments m =
+          kept_moments(x, r, gene_map, p.chunk_bytes, backend,
+                       {.n_genes = n_kept_genes,
+                        .expm1 = seurat,
+                        .n_batches = n_batches,
+                        .target_sum = params.target_sum,
+                        .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
+                       batch, progress, "hvg");
       log_sum = std::move(m.sum);
       log_sumsq = std::move(m.sumsq);
       std::vector<double> mean(n_kept_genes), var(n_kept_genes);
@@ -497,17 +503,12 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         sumsq[c] = log_sumsq[r.hvg_genes[c]];
       }
     } else {  // seurat_v3 ranked counts: the log data's moments take a pass of their own
-      std::unique_ptr<MomentPass> pass =
-          backend.moment_pass({.n_genes = n_kept_genes,
-                               .target_sum = params.target_sum,
-                               .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes});
-      CsrMatrix c;
-      for_each_chunk(x, p.chunk_bytes, progress, "pca: scale",
-                     [&](const CsrMatrix& raw, std::int64_t r0) {
-                       kept_chunk(raw, r0, r, gene_map, c);
-                       pass->add(c, nullptr);
-                     });
-      const GeneMoments m = pass->finish();
+      const GeneMoments m =
+          kept_moments(x, r, gene_map, p.chunk_bytes, backend,
+                       {.n_genes = n_kept_genes,
+                        .target_sum = params.target_sum,
+                        .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
+                       {}, progress, "pca: scale");
       for (std::int32_t col = 0; col < h; ++col) {
         sum[col] = m.sum[r.hvg_genes[col]];
         sumsq[col] = m.sumsq[r.hvg_genes[col]];

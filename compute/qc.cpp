@@ -19,21 +19,27 @@ std::vector<char> genes_with_prefix(const std::vector<std::string>& names,
   return mask;
 }
 
-void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
-                   const std::vector<int>& percent_top, CellQc& cells, GeneQc& genes) {
+std::size_t append_cells(CellQc& cells, const std::vector<int>& percent_top, std::int64_t n) {
   if (cells.top_n != percent_top) {
     cells.top_n = percent_top;
     cells.pct_counts_in_top.assign(percent_top.size(), {});
   }
+  const std::size_t base = cells.total_counts.size();
+  const std::size_t size = base + static_cast<std::size_t>(n);
+  cells.n_genes_by_counts.resize(size);
+  cells.total_counts.resize(size);
+  cells.total_counts_qc.resize(size);
+  cells.pct_counts_qc.resize(size);
+  for (auto& top : cells.pct_counts_in_top) top.resize(size);
+  return base;
+}
+
+void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
+                   const std::vector<int>& percent_top, CellQc& cells, GeneQc& genes) {
+  const std::size_t base = append_cells(cells, percent_top, chunk.n_rows);
   const std::size_t largest =
       percent_top.empty() ? 0 : static_cast<std::size_t>(percent_top.back());
-  const std::size_t base = cells.total_counts.size();
   const std::size_t n = static_cast<std::size_t>(chunk.n_rows);
-  cells.n_genes_by_counts.resize(base + n);
-  cells.total_counts.resize(base + n);
-  cells.total_counts_qc.resize(base + n);
-  cells.pct_counts_qc.resize(base + n);
-  for (auto& top : cells.pct_counts_in_top) top.resize(base + n);
   // Per cell, in parallel: each cell's values are summed in stored order (qc_math.hpp, as the
   // CUDA backend does), so the answer does not depend on the number of threads.
   tbb::parallel_for(tbb::blocked_range<std::size_t>(0, n, 256), [&](const auto& range) {

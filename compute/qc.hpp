@@ -37,6 +37,10 @@ struct GeneQc {
 std::vector<char> genes_with_prefix(const std::vector<std::string>& names,
                                     const std::string& prefix);
 
+// Makes room for `n` more cells in every column of `cells` (pct_counts_in_top for
+// `percent_top`, reset when it changes) and returns the first new cell's index.
+std::size_t append_cells(CellQc& cells, const std::vector<int>& percent_top, std::int64_t n);
+
 // Appends the chunk's cells to `cells` and adds its counts to `genes` (sized n_cols beforehand).
 // `percent_top` (ascending N) must be the same for every chunk of a pass.
 void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,

@@ -100,17 +100,7 @@ class CudaQcPass final : public QcPass {
   void add(const CsrMatrix& c, CellQc& cells,
            const std::function<bool(std::int64_t)>& keep) override {
     const int m = static_cast<int>(percent_top_.size());
-    if (cells.top_n != percent_top_) {
-      cells.top_n = percent_top_;
-      cells.pct_counts_in_top.assign(percent_top_.size(), {});
-    }
-    const std::size_t base = cells.total_counts.size();
-    const auto n = static_cast<std::size_t>(c.n_rows);
-    cells.n_genes_by_counts.resize(base + n);
-    cells.total_counts.resize(base + n);
-    cells.total_counts_qc.resize(base + n);
-    cells.pct_counts_qc.resize(base + n);
-    for (auto& top : cells.pct_counts_in_top) top.resize(base + n);
+    const std::size_t base = append_cells(cells, percent_top_, c.n_rows);
     std::vector<std::int64_t> offsets;
     std::vector<char> keep_rows;
     for (const RowBlock& b : row_blocks(c)) {
