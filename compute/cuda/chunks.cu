@@ -62,6 +62,19 @@ void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out) {
   for (std::int64_t r = b.r0; r <= b.r1; ++r) out[r - b.r0] = c.indptr[r] - b.e0;
 }
 
+BlockOnDevice upload_block(Device& d, const CsrMatrix& c, const RowBlock& b) {
+  const std::int64_t rows = b.r1 - b.r0, nnz = b.e1 - b.e0;
+  std::vector<std::int64_t> offsets(static_cast<std::size_t>(rows) + 1);
+  block_offsets(c, b, offsets.data());
+  BlockOnDevice out{DeviceBuffer<std::int64_t>(d, rows + 1), DeviceBuffer<std::int32_t>(d, nnz),
+                    DeviceBuffer<float>(d, nnz), rows, nnz};
+  // Pageable copies return once the source is staged: `offsets` may go.
+  out.indptr.upload(offsets.data(), offsets.size());
+  out.indices.upload(c.indices.data() + b.e0, nnz);
+  out.data.upload(c.data.data() + b.e0, nnz);
+  return out;
+}
+
 void rows_of_entries(Device& d, const std::int64_t* indptr, std::int64_t n_rows,
                      std::int32_t* row_of) {
   if (n_rows == 0) return;

@@ -27,6 +27,15 @@ std::vector<RowBlock> row_blocks(const CsrMatrix& c);
 // The block's row offsets, relative to its first entry (b.r1 - b.r0 + 1 of them).
 void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out);
 
+// A row block of a chunk copied to the device (pageable copies, on d's stream).
+struct BlockOnDevice {
+  DeviceBuffer<std::int64_t> indptr;  // rows + 1 offsets relative to the block
+  DeviceBuffer<std::int32_t> indices;
+  DeviceBuffer<float> data;
+  std::int64_t rows, nnz;
+};
+BlockOnDevice upload_block(Device& d, const CsrMatrix& c, const RowBlock& b);
+
 // row_of[k] = the row of entry k, for the n_rows rows of device offsets `indptr`.
 void rows_of_entries(Device& d, const std::int64_t* indptr, std::int64_t n_rows,
                      std::int32_t* row_of);

@@ -101,19 +101,14 @@ class CudaQcPass final : public QcPass {
            const std::function<bool(std::int64_t)>& keep) override {
     const int m = static_cast<int>(percent_top_.size());
     const std::size_t base = append_cells(cells, percent_top_, c.n_rows);
-    std::vector<std::int64_t> offsets;
     std::vector<char> keep_rows;
     for (const RowBlock& b : row_blocks(c)) {
-      const std::int64_t rows = b.r1 - b.r0, nnz = b.e1 - b.e0;
+      const BlockOnDevice block = upload_block(d_, c, b);
+      const std::int64_t rows = block.rows, nnz = block.nnz;
+      const auto& indptr = block.indptr;
+      const auto& indices = block.indices;
+      const auto& data = block.data;
       const std::size_t at = base + static_cast<std::size_t>(b.r0);
-      offsets.resize(static_cast<std::size_t>(rows) + 1);
-      block_offsets(c, b, offsets.data());
-      DeviceBuffer<std::int64_t> indptr(d_, rows + 1);
-      DeviceBuffer<std::int32_t> indices(d_, nnz);
-      DeviceBuffer<float> data(d_, nnz);
-      indptr.upload(offsets.data(), offsets.size());
-      indices.upload(c.indices.data() + b.e0, nnz);
-      data.upload(c.data.data() + b.e0, nnz);
 
       DeviceBuffer<std::int32_t> n_genes(d_, rows);
       DeviceBuffer<double> total(d_, rows), total_qc(d_, rows), pct_qc(d_, rows);

@@ -122,15 +122,13 @@ __global__ void rank_binned(const std::uint32_t* hist, std::int64_t width, int n
                         zeros + w * n_groups, zeros_total[w], n_groups, r_in + w * n_groups);
 }
 
-// Calls visit(block on the device, rows, column order, entry rows, first row of the block)
-// for every row block of every chunk of `source`.
+// Calls visit(block) for every row block of every chunk of `source`: its values on the device,
+// each entry's row, the entries in column order, and the block's first row among all cells.
 struct DeviceBlock {
-  DeviceBuffer<std::int64_t> indptr;
-  DeviceBuffer<std::int32_t> indices;
-  DeviceBuffer<float> data;
+  BlockOnDevice values;
   DeviceBuffer<std::int32_t> row_of;
   ColumnOrder order;
-  std::int64_t rows, first_row;
+  std::int64_t first_row;
 };
 
 // Progress goes from `from` to `to` over the cells.
@@ -138,25 +136,14 @@ template <typename Visit>
 void for_each_device_block(Device& d, const ChunkSource& source, std::int64_t n_genes,
                            std::int64_t n_cells, Progress& progress, const char* stage, double from,
                            double to, Visit&& visit) {
-  std::vector<std::int64_t> offsets;
   source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
     for (const RowBlock& b : row_blocks(c)) {
-      const std::int64_t rows = b.r1 - b.r0, nnz = b.e1 - b.e0;
-      offsets.resize(static_cast<std::size_t>(rows) + 1);
-      block_offsets(c, b, offsets.data());
-      DeviceBuffer<std::int64_t> indptr(d, rows + 1);
-      DeviceBuffer<std::int32_t> indices(d, nnz);
-      DeviceBuffer<float> data(d, nnz);
-      indptr.upload(offsets.data(), offsets.size());
-      indices.upload(c.indices.data() + b.e0, nnz);
-      data.upload(c.data.data() + b.e0, nnz);
-      DeviceBuffer<std::int32_t> row_of(d, nnz);
-      rows_of_entries(d, indptr.get(), rows, row_of.get());
-      ColumnOrder order = order_by_column(d, indices.get(), nnz, n_genes);
-      DeviceBlock block{std::move(indptr), std::move(indices), std::move(data),
-                        std::move(row_of), std::move(order),   rows,
-                        row0 + b.r0};
+      BlockOnDevice on_device = upload_block(d, c, b);
+      DeviceBuffer<std::int32_t> row_of(d, on_device.nnz);
+      rows_of_entries(d, on_device.indptr.get(), on_device.rows, row_of.get());
+      ColumnOrder order = order_by_column(d, on_device.indices.get(), on_device.nnz, n_genes);
+      DeviceBlock block{std::move(on_device), std::move(row_of), std::move(order), row0 + b.r0};
       visit(block);
     }
     progress.report(stage, from + (to - from) * static_cast<double>(row0 + c.n_rows) /
@@ -194,9 +181,9 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   for_each_device_block(d, source, n_genes, n_cells, progress, "markers: statistics", 0.0, 1.0,
                         [&](const DeviceBlock& b) {
                           group_sums<<<blocks_for(n_genes, 128), 128, 0, d.stream>>>(
-                              b.order.start.get(), b.order.perm.get(), b.row_of.get(), b.data.get(),
-                              cell_labels.get() + b.first_row, n_genes, sum.get(), nnz.get(),
-                              max_bits.get(), negative.get());
+                              b.order.start.get(), b.order.perm.get(), b.row_of.get(),
+                              b.values.data.get(), cell_labels.get() + b.first_row, n_genes,
+                              sum.get(), nnz.get(), max_bits.get(), negative.get());
                           check_launch();
                         });
   t.sum.resize(table);
@@ -260,8 +247,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
                             [&](const DeviceBlock& b) {
                               bin_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
                                   b.order.start.get(), b.order.perm.get(), b.row_of.get(),
-                                  b.data.get(), cell_labels.get() + b.first_row, g0, g1, n_groups,
-                                  o.n_bins, bin_max, hist.get());
+                                  b.values.data.get(), cell_labels.get() + b.first_row, g0, g1,
+                                  n_groups, o.n_bins, bin_max, hist.get());
                               check_launch();
                             });
       rank_binned<<<blocks_for(width, 128), 128, 0, d.stream>>>(
@@ -281,7 +268,7 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
                             [&](const DeviceBlock& b) {
                               gather_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
                                   b.order.start.get(), b.order.perm.get(), b.row_of.get(),
-                                  b.data.get(), cell_labels.get() + b.first_row, g0, g1,
+                                  b.values.data.get(), cell_labels.get() + b.first_row, g0, g1,
                                   d_offset.get(), filled.get(), values.get(), value_labels.get());
                               check_launch();
                             });
