@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "common/errors.hpp"
 #include "common/python.hpp"
 #include "io/anndata_reader.hpp"
 #include "io/anndata_writer.hpp"
@@ -59,16 +60,13 @@ void compare_matrices(io::RowChunkReader& got, io::RowChunkReader& want) {
 }
 
 void expect_error(const std::string& store, const char* element_part) {
-  try {
+  const QString what = test::error_message([&] {
     io::Store s = io::open_store(store);
     for (std::int64_t r = 0; r < s.n_obs(); r += 7) s.X->read_rows(r, std::min(s.n_obs(), r + 7));
-    QFAIL(qPrintable(QString("no error for ") + element_part));
-  } catch (const Error& e) {
-    const QString what = e.what();
-    qInfo("%s", qPrintable(what));
-    QVERIFY2(what.contains(QString::fromStdString(store)), qPrintable(what));
-    QVERIFY2(what.contains(element_part), qPrintable(what));
-  }
+  });
+  qInfo("%s: %s", element_part, qPrintable(what));
+  QVERIFY2(what.contains(QString::fromStdString(store)), qPrintable(what));
+  QVERIFY2(what.contains(element_part), qPrintable(what));
 }
 
 void rewrite(const fs::path& p, const std::function<void(std::string&)>& edit) {
