@@ -11,8 +11,6 @@
 #include <unordered_map>
 #include <variant>
 
-#include "by_columns.hpp"
-#include "elementwise.hpp"
 #include "spectral.hpp"
 
 namespace orrery::compute {

@@ -4,7 +4,6 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
-#include <limits>
 
 #include "by_columns.hpp"
 #include "qc_math.hpp"
