@@ -221,7 +221,7 @@ SeuratV3Clip seurat_v3_clip(const std::vector<double>& mean, const std::vector<d
       y.push_back(std::log10(var[g]));
     }
   if (varying.size() < 3) throw Error("", "hvg", "seurat_v3 needs at least three varying genes");
-  const std::vector<double> fit = loess_fit(x, y, span, 2);
+  const std::vector<double> fit = loess_fit(x, y, {.span = span, .degree = 2});
   SeuratV3Clip c;
   c.reg_std.assign(n, 0.0);
   c.clip.assign(n, 0.0);
