@@ -134,6 +134,10 @@ KnnResult Backend::knn(const DenseMatrix& points, const KnnOptions& options, Pro
   return compute::knn(points, options, progress);
 }
 
+std::vector<float> Backend::fuzzy_memberships(const KnnResult& knn, double local_connectivity) {
+  return compute::fuzzy_memberships(knn, local_connectivity);
+}
+
 std::unique_ptr<Backend> make_backend(const std::string& kind, std::string* note) {
   std::string why;
   if (kind == "cpu") {

@@ -109,6 +109,9 @@ class Backend {
                                                       const std::vector<std::int32_t>& labels,
                                                       int n_groups, const WilcoxonOptions& options,
                                                       Progress& progress);
+  // Each kNN entry's fuzzy membership (umap.hpp's fuzzy_memberships; fuzzy_math.hpp's
+  // arithmetic). The union that makes the graph of them stays on the host.
+  virtual std::vector<float> fuzzy_memberships(const KnnResult& knn, double local_connectivity);
   // Where the UMAP layout also goes when it is final: positions (n x float2) written on the
   // device into `positions` and then `ready` signalled. Returns false where the backend cannot
   // (the CPU backend: the host upload path applies).

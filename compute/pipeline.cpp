@@ -332,7 +332,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   if (const std::string on_device = backend.device_stages(); !on_device.empty())
     progress.warn(
         backend.name() + " backend runs " + on_device +
-        " on the device; the filter, the projection, the fuzzy graph and Leiden run on the "
+        " on the device; the filter, the projection, the fuzzy union and Leiden run on the "
         "CPU");
   PipelineParams params = p;
 
@@ -547,7 +547,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   {
     StageClock clock(r, "neighbors", n_kept_cells, progress, x);
     r.knn = backend.knn(r.x_pca, p.neighbors, progress);
-    r.graph = fuzzy_simplicial_set(r.knn);
+    r.graph = fuzzy_union(r.knn, backend.fuzzy_memberships(r.knn, 1.0));
   }
   {
     StageClock clock(r, "umap", n_kept_cells, progress, x);

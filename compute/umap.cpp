@@ -1,6 +1,7 @@
 #include "umap.hpp"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <tuple>
@@ -8,6 +9,7 @@
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
 
+#include "fuzzy_math.hpp"
 #include "io/error.hpp"
 #include "rng.hpp"
 #include "umap_step.hpp"
@@ -15,170 +17,173 @@
 namespace orrery::compute {
 namespace {
 
-constexpr double kSmoothKTolerance = 1e-5;
-constexpr double kMinKDistScale = 1e-3;
-
-// umap-learn's smooth_knn_dist: per point rho (distance to the nearest non-identical neighbour)
-// and sigma such that sum_j exp(-(d_j - rho) / sigma) = log2(k).
-void smooth_knn_dist(const KnnResult& knn, double local_connectivity, std::vector<double>& sigma,
-                     std::vector<double>& rho) {
-  const std::int64_t n = knn.n;
-  const int k = knn.k;
-  const double target = std::log2(static_cast<double>(k));
-  double mean_all = 0.0;
-  for (float d : knn.distances) mean_all += d;
-  mean_all /= static_cast<double>(knn.distances.size());
-  sigma.assign(n, 0.0);
-  rho.assign(n, 0.0);
-  for (std::int64_t i = 0; i < n; ++i) {
-    const float* d = knn.distances.data() + i * k;
-    std::vector<double> nonzero;
-    for (int j = 0; j < k; ++j)
-      if (d[j] > 0.0f) nonzero.push_back(d[j]);
-    if (static_cast<double>(nonzero.size()) >= local_connectivity) {
-      const int index = static_cast<int>(std::floor(local_connectivity));
-      const double interpolation = local_connectivity - index;
-      if (index > 0) {
-        rho[i] = nonzero[index - 1];
-        if (interpolation > kSmoothKTolerance)
-          rho[i] += interpolation * (nonzero[index] - nonzero[index - 1]);
-      } else {
-        rho[i] = interpolation * nonzero[0];
-      }
-    } else if (!nonzero.empty()) {
-      rho[i] = *std::max_element(nonzero.begin(), nonzero.end());
-    }
-    double lo = 0.0, hi = std::numeric_limits<double>::infinity(), mid = 1.0;
-    for (int it = 0; it < 64; ++it) {
-      double psum = 0.0;
-      for (int j = 1; j < k; ++j) {
-        const double x = d[j] - rho[i];
-        psum += x > 0 ? std::exp(-(x / mid)) : 1.0;
-      }
-      if (std::fabs(psum - target) < kSmoothKTolerance) break;
-      if (psum > target) {
-        hi = mid;
-        mid = (lo + hi) / 2.0;
-      } else {
-        lo = mid;
-        mid = std::isinf(hi) ? mid * 2 : (lo + hi) / 2.0;
-      }
-    }
-    sigma[i] = mid;
-    double mean_i = 0.0;
-    for (int j = 0; j < k; ++j) mean_i += d[j];
-    mean_i /= k;
-    const double floor = kMinKDistScale * (rho[i] > 0.0 ? mean_i : mean_all);
-    if (sigma[i] < floor) sigma[i] = floor;
-  }
-}
-
-// CSR from per-row (column, value) lists that are already sorted by column; zeros dropped.
-CsrMatrix csr_from_sorted_rows(std::int64_t n, const std::vector<std::int64_t>& ptr,
-                               const std::vector<GeneIndex>& cols, const std::vector<float>& vals) {
+// A CSR matrix built in parallel: `count(i)` entries in row i, written by `fill(i, cols, vals)`.
+template <typename Count, typename Fill>
+CsrMatrix parallel_csr(std::int64_t n, std::int64_t n_cols, Count&& count, Fill&& fill) {
   CsrMatrix m;
-  m.n_rows = m.n_cols = n;
-  m.indptr.assign(1, 0);
-  m.indices.reserve(cols.size());
-  m.data.reserve(vals.size());
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (auto k = ptr[i]; k < ptr[i + 1]; ++k)
-      if (vals[k] != 0.0f) {
-        m.indices.push_back(cols[k]);
-        m.data.push_back(vals[k]);
-      }
-    m.indptr.push_back(m.nnz());
-  }
+  m.n_rows = n;
+  m.n_cols = n_cols;
+  m.indptr.assign(n + 1, 0);
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n), [&](const auto& r) {
+    for (auto i = r.begin(); i < r.end(); ++i) m.indptr[i + 1] = count(i);
+  });
+  for (std::int64_t i = 0; i < n; ++i) m.indptr[i + 1] += m.indptr[i];
+  m.indices.resize(m.indptr[n]);
+  m.data.resize(m.indptr[n]);
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n), [&](const auto& r) {
+    for (auto i = r.begin(); i < r.end(); ++i)
+      fill(i, m.indices.data() + m.indptr[i], m.data.data() + m.indptr[i]);
+  });
   return m;
 }
 
 }  // namespace
 
-FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
-                                double set_op_mix_ratio) {
+double mean_knn_distance(const KnnResult& knn) {
+  double mean_all = 0.0;
+  for (float d : knn.distances) mean_all += d;
+  return knn.distances.empty() ? 0.0 : mean_all / static_cast<double>(knn.distances.size());
+}
+
+std::vector<float> fuzzy_memberships(const KnnResult& knn, double local_connectivity) {
+  const std::int64_t n = knn.n;
+  const int k = knn.k;
+  const double mean_all = mean_knn_distance(knn);
+  std::vector<float> w(knn.indices.size(), 0.0f);
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n), [&](const auto& r) {
+    for (auto i = r.begin(); i < r.end(); ++i) {
+      const float* d = knn.distances.data() + i * k;
+      const SmoothKnn s = smooth_knn_row(d, k, local_connectivity, mean_all);
+      for (int c = 0; c < k; ++c) {
+        const std::int64_t j = knn.indices[i * k + c];
+        if (j >= 0 && j != i) w[i * k + c] = fuzzy_membership(d[c], s);
+      }
+    }
+  });
+  return w;
+}
+
+FuzzyGraph fuzzy_union(const KnnResult& knn, const std::vector<float>& memberships,
+                       double set_op_mix_ratio) {
   const std::int64_t n = knn.n;
   const int k = knn.k;
   if (n > std::numeric_limits<GeneIndex>::max())
     throw Error("", "neighbors", "graphs above 2^31 cells are not supported yet");
-  std::vector<double> sigma, rho;
-  smooth_knn_dist(knn, local_connectivity, sigma, rho);
+  if (memberships.size() != knn.indices.size())
+    throw Error("", "neighbors", "memberships and kNN lists differ in size");
 
-  // P: each point's memberships to its neighbours, rows sorted by column.
-  std::vector<std::int64_t> ptr(n + 1, 0);
-  std::vector<GeneIndex> cols;
-  std::vector<float> weights, dists;
-  cols.reserve(n * (k - 1));
-  weights.reserve(n * (k - 1));
-  dists.reserve(n * (k - 1));
-  std::vector<std::tuple<std::int64_t, float, float>> row;
-  for (std::int64_t i = 0; i < n; ++i) {
-    row.clear();
-    for (int c = 0; c < k; ++c) {
-      const std::int64_t j = knn.indices[i * k + c];
-      if (j < 0 || j == i) continue;
-      const double d = knn.distances[i * k + c];
-      const double w =
-          (d - rho[i] <= 0.0 || sigma[i] == 0.0) ? 1.0 : std::exp(-((d - rho[i]) / sigma[i]));
-      row.emplace_back(j, static_cast<float>(w), static_cast<float>(d));
+  // P: each point's memberships to its neighbours, rows sorted by (column, weight, distance)
+  // and a repeated neighbour kept once; k slots per row.
+  std::vector<int> count(n, 0);
+  std::vector<GeneIndex> cols(n * k);
+  std::vector<float> weights(n * k), dists(n * k);
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n), [&](const auto& r) {
+    std::vector<std::tuple<std::int64_t, float, float>> row;
+    for (auto i = r.begin(); i < r.end(); ++i) {
+      row.clear();
+      for (int c = 0; c < k; ++c) {
+        const std::int64_t j = knn.indices[i * k + c];
+        if (j < 0 || j == i) continue;
+        row.emplace_back(j, memberships[i * k + c], knn.distances[i * k + c]);
+      }
+      std::sort(row.begin(), row.end());
+      int kept = 0;
+      for (std::size_t t = 0; t < row.size(); ++t) {
+        if (t > 0 && std::get<0>(row[t]) == std::get<0>(row[t - 1])) continue;
+        cols[i * k + kept] = static_cast<GeneIndex>(std::get<0>(row[t]));
+        weights[i * k + kept] = std::get<1>(row[t]);
+        dists[i * k + kept] = std::get<2>(row[t]);
+        ++kept;
+      }
+      count[i] = kept;
     }
-    std::sort(row.begin(), row.end());
-    for (std::size_t t = 0; t < row.size(); ++t) {
-      if (t > 0 && std::get<0>(row[t]) == std::get<0>(row[t - 1])) continue;  // duplicate neighbour
-      cols.push_back(static_cast<GeneIndex>(std::get<0>(row[t])));
-      weights.push_back(std::get<1>(row[t]));
-      dists.push_back(std::get<2>(row[t]));
-    }
-    ptr[i + 1] = static_cast<std::int64_t>(cols.size());
-  }
-  // P^T by counting sort (rows come out sorted by column because i increases).
+  });
+  // P^T: slots by atomic counters, then each row sorted by column (one entry per source row).
   std::vector<std::int64_t> tptr(n + 1, 0);
-  for (auto c : cols) ++tptr[c + 1];
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n), [&](const auto& r) {
+    for (auto i = r.begin(); i < r.end(); ++i)
+      for (int t = 0; t < count[i]; ++t)
+        std::atomic_ref<std::int64_t>(tptr[cols[i * k + t] + 1])
+            .fetch_add(1, std::memory_order_relaxed);
+  });
   for (std::int64_t i = 0; i < n; ++i) tptr[i + 1] += tptr[i];
-  std::vector<GeneIndex> tcols(cols.size());
-  std::vector<float> tw(cols.size());
+  std::vector<std::pair<GeneIndex, float>> transposed(tptr[n]);
   {
     std::vector<std::int64_t> fill(tptr.begin(), tptr.end() - 1);
-    for (std::int64_t i = 0; i < n; ++i)
-      for (auto q = ptr[i]; q < ptr[i + 1]; ++q) {
-        const auto at = fill[cols[q]]++;
-        tcols[at] = static_cast<GeneIndex>(i);
-        tw[at] = weights[q];
-      }
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n), [&](const auto& r) {
+      for (auto i = r.begin(); i < r.end(); ++i)
+        for (int t = 0; t < count[i]; ++t) {
+          const auto at = std::atomic_ref<std::int64_t>(fill[cols[i * k + t]])
+                              .fetch_add(1, std::memory_order_relaxed);
+          transposed[at] = {static_cast<GeneIndex>(i), weights[i * k + t]};
+        }
+    });
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n), [&](const auto& r) {
+      for (auto i = r.begin(); i < r.end(); ++i)
+        std::sort(transposed.begin() + tptr[i], transposed.begin() + tptr[i + 1]);
+    });
   }
-  // Fuzzy union: P + P^T - P o P^T (set_op_mix_ratio = 1), intersection blended otherwise.
-  std::vector<std::int64_t> sptr(n + 1, 0);
-  std::vector<GeneIndex> scols;
-  std::vector<float> svals;
-  scols.reserve(cols.size() * 2);
-  svals.reserve(cols.size() * 2);
+  // Fuzzy union: P + P^T - P o P^T (set_op_mix_ratio = 1), intersection blended otherwise;
+  // entries that come out 0 are dropped.
   auto combine = [&](double a, double b) {
     const double prod = a * b;
     return static_cast<float>(set_op_mix_ratio * (a + b - prod) + (1.0 - set_op_mix_ratio) * prod);
   };
-  for (std::int64_t i = 0; i < n; ++i) {
-    auto x = ptr[i], xe = ptr[i + 1], y = tptr[i], ye = tptr[i + 1];
+  auto merge_row = [&](std::int64_t i, auto&& emit) {
+    const GeneIndex* c = cols.data() + i * k;
+    const float* w = weights.data() + i * k;
+    int x = 0;
+    const int xe = count[i];
+    auto y = tptr[i];
+    const auto ye = tptr[i + 1];
     while (x < xe || y < ye) {
-      if (y >= ye || (x < xe && cols[x] < tcols[y])) {
-        scols.push_back(cols[x]);
-        svals.push_back(combine(weights[x], 0.0));
+      if (y >= ye || (x < xe && c[x] < transposed[y].first)) {
+        emit(c[x], combine(w[x], 0.0));
         ++x;
-      } else if (x >= xe || tcols[y] < cols[x]) {
-        scols.push_back(tcols[y]);
-        svals.push_back(combine(0.0, tw[y]));
+      } else if (x >= xe || transposed[y].first < c[x]) {
+        emit(transposed[y].first, combine(0.0, transposed[y].second));
         ++y;
       } else {
-        scols.push_back(cols[x]);
-        svals.push_back(combine(weights[x], tw[y]));
+        emit(c[x], combine(w[x], transposed[y].second));
         ++x;
         ++y;
       }
     }
-    sptr[i + 1] = static_cast<std::int64_t>(scols.size());
-  }
+  };
   FuzzyGraph g;
-  g.connectivities = csr_from_sorted_rows(n, sptr, scols, svals);
-  g.distances = csr_from_sorted_rows(n, ptr, cols, dists);
+  g.connectivities = parallel_csr(
+      n, n,
+      [&](std::int64_t i) {
+        std::int64_t m = 0;
+        merge_row(i, [&](GeneIndex, float v) { m += v != 0.0f; });
+        return m;
+      },
+      [&](std::int64_t i, GeneIndex* out_c, float* out_v) {
+        merge_row(i, [&](GeneIndex col, float v) {
+          if (v == 0.0f) return;
+          *out_c++ = col;
+          *out_v++ = v;
+        });
+      });
+  g.distances = parallel_csr(
+      n, n,
+      [&](std::int64_t i) {
+        return std::count_if(dists.begin() + i * k, dists.begin() + i * k + count[i],
+                             [](float d) { return d != 0.0f; });
+      },
+      [&](std::int64_t i, GeneIndex* out_c, float* out_v) {
+        for (int t = 0; t < count[i]; ++t)
+          if (dists[i * k + t] != 0.0f) {
+            *out_c++ = cols[i * k + t];
+            *out_v++ = dists[i * k + t];
+          }
+      });
   return g;
+}
+
+FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
+                                double set_op_mix_ratio) {
+  return fuzzy_union(knn, fuzzy_memberships(knn, local_connectivity), set_op_mix_ratio);
 }
 
 std::pair<double, double> find_ab_params(double spread, double min_dist) {

@@ -22,6 +22,15 @@ struct FuzzyGraph {
 FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity = 1.0,
                                 double set_op_mix_ratio = 1.0);
 
+// Its two steps. Each kNN entry's membership (n x k in the lists' order; 0 for self and missing
+// neighbours), from each row's smooth kNN distances (fuzzy_math.hpp) ...
+std::vector<float> fuzzy_memberships(const KnnResult& knn, double local_connectivity = 1.0);
+double mean_knn_distance(const KnnResult& knn);  // the sigma floor of rows whose rho is 0
+// ... and their fuzzy union (P + P^T - P o P^T at set_op_mix_ratio 1) with the distances graph.
+// Both run in parallel over rows and give the same bits for any thread count.
+FuzzyGraph fuzzy_union(const KnnResult& knn, const std::vector<float>& memberships,
+                       double set_op_mix_ratio = 1.0);
+
 struct UmapOptions {
   double min_dist = 0.5;
   double spread = 1.0;

@@ -26,6 +26,7 @@
 #include "compute/cuda/stats.cuh"
 #include "compute/cuda/wilcoxon.cuh"
 #include "compute/elementwise.hpp"
+#include "compute/fuzzy_math.hpp"
 #include "compute/umap_step.hpp"
 
 namespace orrery::compute {
@@ -247,6 +248,21 @@ __global__ void refine_lists(const float* x, int dims, std::int64_t q0, int nq, 
   }
 }
 
+// ---- fuzzy simplicial set ---------------------------------------------------------------------
+
+// One thread per kNN row: smooth kNN distances and the row's memberships (fuzzy_math.hpp).
+__global__ void fuzzy_rows(const float* dist, const std::int64_t* idx, std::int64_t n, int k,
+                           double local_connectivity, double mean_all, float* w) {
+  const std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
+  if (i >= n) return;
+  const float* d = dist + i * k;
+  const SmoothKnn s = smooth_knn_row(d, k, local_connectivity, mean_all);
+  for (int c = 0; c < k; ++c) {
+    const std::int64_t j = idx[i * k + c];
+    w[i * k + c] = j >= 0 && j != i ? fuzzy_membership(d[c], s) : 0.0f;
+  }
+}
+
 // ---- UMAP ------------------------------------------------------------------------------------
 
 __global__ void umap_epoch(UmapEpoch u) {
@@ -375,7 +391,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_stages() const override {
     return "QC, normalize_total + log1p, the HVG moments, the PCA Gram pass and eigensolve, kNN, "
-           "the UMAP layout, Wilcoxon ranks";
+           "the fuzzy graph's memberships, the UMAP layout, Wilcoxon ranks";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
   bool stream_layout_to(ExternalBuffer* positions, ExternalSemaphore* ready) override {
@@ -524,6 +540,22 @@ class CudaBackend final : public Backend {
     progress.report("umap", 1.0);
     if (on_epoch) on_epoch(n_epochs, n_epochs, emb);
     return emb;
+  }
+
+  std::vector<float> fuzzy_memberships(const KnnResult& knn, double local_connectivity) override {
+    const std::size_t m = knn.distances.size();
+    std::vector<float> w(m, 0.0f);
+    if (m == 0) return w;
+    DeviceBuffer<float> dist(d_, m), out(d_, m);
+    DeviceBuffer<std::int64_t> idx(d_, m);
+    dist.upload(knn.distances.data(), m);
+    idx.upload(knn.indices.data(), m);
+    fuzzy_rows<<<blocks_for(knn.n, 128), 128, 0, d_.stream>>>(
+        dist.get(), idx.get(), knn.n, knn.k, local_connectivity, mean_knn_distance(knn), out.get());
+    check_launch();
+    out.download(w.data(), m);
+    d_.sync();
+    return w;
   }
 
   KnnResult knn(const DenseMatrix& points, const KnnOptions& o, Progress& progress) override {

@@ -489,6 +489,33 @@ class TestCudaParity : public QObject {
     QVERIFY(low < recall && low > 0.3);
   }
 
+  // Fuzzy memberships: the same per-row bisection (fuzzy_math.hpp); only exp's last bits differ
+  // (glibc vs CUDA), which can move a row's bisection by one step near its 1e-5 stopping
+  // tolerance, so memberships agree to 1e-4 relative, almost all to the float; the unions
+  // built from each have the same entries.
+  void fuzzyMemberships() {
+    const DenseMatrix x = blob_points(30000, 20, 8, 5);
+    compute::Progress quiet;
+    const compute::KnnResult knn = compute::exact_knn(x, {.n_neighbors = 15}, quiet);
+    const std::vector<float> a = cpu_->fuzzy_memberships(knn, 1.0);
+    const std::vector<float> b = cuda_->fuzzy_memberships(knn, 1.0);
+    QCOMPARE(b.size(), a.size());
+    double worst = 0;
+    std::size_t equal = 0;
+    for (std::size_t e = 0; e < a.size(); ++e) {
+      worst = std::max(worst, std::fabs(double(a[e]) - b[e]) / std::max(1e-30, double(a[e])));
+      equal += a[e] == b[e];
+      if (knn.indices[e] == static_cast<std::int64_t>(e / 15)) QCOMPARE(b[e], 0.0f);
+    }
+    qInfo("fuzzy memberships cpu vs cuda: max relative %.3g, %.5f identical", worst,
+          double(equal) / a.size());
+    QVERIFY2(worst < 1e-4, qPrintable(QString::number(worst)));
+    QVERIFY(equal >= 0.99 * a.size());
+    const compute::FuzzyGraph ga = compute::fuzzy_union(knn, a), gb = compute::fuzzy_union(knn, b);
+    QCOMPARE(gb.connectivities.indptr, ga.connectivities.indptr);
+    QCOMPARE(gb.connectivities.indices, ga.connectivities.indices);
+  }
+
   // UMAP: the same per-vertex arithmetic and negative samples on both (umap_step.hpp); only
   // pow's last bits differ (glibc vs CUDA), so after 20 epochs the layouts agree to 1e-3 for
   // most points, and a full run separates the blobs as well as the CPU does.

@@ -443,10 +443,73 @@ class TestStages : public QObject {
     // Nearest neighbours (distance == rho) have membership 1.
     QCOMPARE(weight(0, 1), 1.0f);
     QCOMPARE(weight(2, 3), 1.0f);  // 3's nearest is 2
-    QVERIFY(weight(0, 2) > 0.0f && weight(0, 2) < 1.0f);
+    // 0's memberships are 1 (to 1, at rho) and m (to 2) with 1 + m = log2(3), umap-learn's
+    // target; 2 sees 0 the same way, so the union is m + m - m^2.
+    const double m = std::log2(3.0) - 1.0;
+    QVERIFY2(std::fabs(weight(0, 2) - (2 * m - m * m)) < 1e-4,
+             qPrintable(QString::number(weight(0, 2))));
     QCOMPARE(weight(0, 3), 0.0f);
     // Distances exclude self.
     QCOMPARE(g.distances.indptr[1] - g.distances.indptr[0], 2);
+  }
+
+  // The fuzzy graph of a kNN graph with repeated neighbours, missing ones (-1) and tied
+  // distances against a dense n x n union of the same memberships; each row's memberships sum
+  // to log2(k) (umap-learn's bisection target) unless its sigma was floored; the same bits on
+  // one thread and on two.
+  void fuzzyGraphMatchesDenseUnion() {
+    const int n = 400, k = 12;
+    Rng rng(21);
+    DenseMatrix x(n, 3);
+    for (int i = 0; i < n; ++i)
+      for (int d = 0; d < 3; ++d)  // a coarse grid: tied distances, a few identical points
+        x.at(i, d) = static_cast<float>(std::floor(12 * rng.uniform()) / 4);
+    Progress p;
+    KnnResult knn = exact_knn(x, {.n_neighbors = k}, p);
+    for (int i = 0; i < n; i += 7) knn.indices[i * k + 3] = knn.indices[i * k + 4];
+    for (int i = 0; i < n; i += 11) knn.indices[i * k + k - 1] = -1;
+    const std::vector<float> w = fuzzy_memberships(knn);
+    const FuzzyGraph g = fuzzy_union(knn, w, 1.0);
+    std::vector<double> dense(n * n, 0.0);
+    for (int i = 0; i < n; ++i)
+      for (int c = k - 1; c >= 0; --c) {  // a repeated neighbour keeps its smallest membership
+        const auto j = knn.indices[i * k + c];
+        if (j < 0 || j == i) continue;
+        double& slot = dense[i * n + j];
+        slot = slot == 0.0 ? w[i * k + c] : std::min<double>(slot, w[i * k + c]);
+      }
+    std::int64_t entries = 0;
+    for (int i = 0; i < n; ++i)
+      for (int j = 0; j < n; ++j) {
+        const double a = dense[i * n + j], b = dense[j * n + i];
+        const auto want = static_cast<float>(a + b - a * b);
+        float got = 0.0f;
+        for (auto e = g.connectivities.indptr[i]; e < g.connectivities.indptr[i + 1]; ++e)
+          if (g.connectivities.indices[e] == j) got = g.connectivities.data[e];
+        QCOMPARE(got, want);
+        entries += want != 0.0f;
+      }
+    QCOMPARE(g.connectivities.nnz(), entries);
+    int checked = 0;
+    for (int i = 0; i < n; ++i) {
+      if (knn.indices[i * k + k - 1] < 0) continue;
+      bool repeated = false;
+      for (int c = 2; c < k; ++c) repeated |= knn.indices[i * k + c] == knn.indices[i * k + c - 1];
+      if (repeated) continue;
+      double sum = 0;
+      for (int c = 1; c < k; ++c) sum += w[i * k + c];
+      // rows whose sigma was floored sum higher; the rest hit the target to the bisection's 1e-5
+      if (sum < std::log2(double(k)) + 1e-3) {
+        QVERIFY2(std::fabs(sum - std::log2(double(k))) < 1e-4, qPrintable(QString::number(sum)));
+        ++checked;
+      }
+    }
+    QVERIFY(checked > n / 2);
+    tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
+    const FuzzyGraph again = fuzzy_union(knn, fuzzy_memberships(knn), 1.0);
+    QCOMPARE(again.connectivities.indices, g.connectivities.indices);
+    QCOMPARE(again.connectivities.data, g.connectivities.data);
+    QCOMPARE(again.distances.data, g.distances.data);
   }
 
   void nnDescentRecall() {
