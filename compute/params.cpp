@@ -35,18 +35,29 @@ void require(bool ok, const char* field, const std::string& message) {
   if (!ok) throw Error("", field, message);
 }
 
+// scanpy names the seeds random_state; either name is taken, not both.
+void take_seed(const json& section, const std::string& where, std::uint64_t& seed) {
+  if (section.contains("seed") && section.contains("random_state"))
+    throw Error("", where + ".random_state", "give seed or random_state, not both");
+  take(section, where, "seed", seed);
+  take(section, where, "random_state", seed);
+}
+
 }  // namespace
 
 void PipelineParams::update_from_json(const json& j) {
   reject_unknown(j, "",
                  {"qc", "normalize", "hvg", "scale", "pca", "neighbors", "umap", "leiden",
-                  "chunk_mib", "backend"});
+                  "markers", "chunk_mib", "backend"});
   if (j.contains("qc")) {
     const auto& s = j["qc"];
     reject_unknown(s, "qc",
                    {"mito_prefix", "min_genes", "max_genes", "max_pct_mito", "min_cells",
                     "min_counts", "max_counts", "percent_top"});
-    take(s, "qc", "percent_top", percent_top);
+    if (s.contains("percent_top") && s["percent_top"].is_null())
+      percent_top.clear();  // scanpy's percent_top=None
+    else
+      take(s, "qc", "percent_top", percent_top);
     take(s, "qc", "min_counts", min_counts);
     take(s, "qc", "max_counts", max_counts);
     take(s, "qc", "mito_prefix", qc_prefix);
@@ -73,7 +84,10 @@ void PipelineParams::update_from_json(const json& j) {
     take(s, "hvg", "batch_key", hvg.batch_key);
     take(s, "hvg", "span", hvg.span);
     take(s, "hvg", "flavor", hvg.flavor);
-    take(s, "hvg", "n_top_genes", hvg.n_top_genes);
+    if (s.contains("n_top_genes") && s["n_top_genes"].is_null())
+      hvg.n_top_genes = 0;  // scanpy's None: select by the mean and dispersion cutoffs
+    else
+      take(s, "hvg", "n_top_genes", hvg.n_top_genes);
     take(s, "hvg", "min_mean", hvg.min_mean);
     take(s, "hvg", "max_mean", hvg.max_mean);
     take(s, "hvg", "min_disp", hvg.min_disp);
@@ -89,8 +103,14 @@ void PipelineParams::update_from_json(const json& j) {
     take(j["scale"], "scale", "zero_center", scale_zero_center);
   }
   if (j.contains("pca")) {
-    reject_unknown(j["pca"], "pca", {"n_comps"});
+    reject_unknown(j["pca"], "pca", {"n_comps", "svd_solver"});
     take(j["pca"], "pca", "n_comps", pca.n_comps);
+    // scanpy's solvers all approximate the same top components; here they are always the exact
+    // eigenvectors of the streamed covariance, so the name is checked and otherwise ignored.
+    std::string solver = "arpack";
+    take(j["pca"], "pca", "svd_solver", solver);
+    require(solver == "arpack" || solver == "randomized" || solver == "auto" || solver == "lobpcg",
+            "pca.svd_solver", "must be arpack, randomized, auto or lobpcg");
   }
   if (j.contains("neighbors")) {
     const auto& s = j["neighbors"];
@@ -108,31 +128,36 @@ void PipelineParams::update_from_json(const json& j) {
   if (j.contains("umap")) {
     const auto& s = j["umap"];
     reject_unknown(s, "umap",
-                   {"min_dist", "spread", "n_epochs", "learning_rate", "seed",
+                   {"min_dist", "spread", "n_epochs", "learning_rate", "seed", "random_state",
                     "negative_sample_rate", "init"});
     take(s, "umap", "init", umap.init);
     take(s, "umap", "min_dist", umap.min_dist);
     take(s, "umap", "spread", umap.spread);
     take(s, "umap", "n_epochs", umap.n_epochs);
     take(s, "umap", "learning_rate", umap.learning_rate);
-    take(s, "umap", "seed", umap.seed);
+    take_seed(s, "umap", umap.seed);
     take(s, "umap", "negative_sample_rate", umap.negative_sample_rate);
   }
   if (j.contains("leiden")) {
     const auto& s = j["leiden"];
-    reject_unknown(s, "leiden", {"resolution", "n_iterations", "seed"});
+    reject_unknown(s, "leiden", {"resolution", "n_iterations", "seed", "random_state"});
     take(s, "leiden", "resolution", leiden.resolution);
     take(s, "leiden", "n_iterations", leiden.n_iterations);
-    take(s, "leiden", "seed", leiden.seed);
+    take_seed(s, "leiden", leiden.seed);
   }
   if (j.contains("markers")) {
     const auto& s = j["markers"];
     if (s.is_boolean()) {
       markers = s.get<bool>();
     } else {
-      reject_unknown(s, "markers", {"enabled", "method", "tie_correct", "n_bins"});
+      reject_unknown(s, "markers", {"enabled", "method", "tie_correct", "n_bins", "corr_method"});
       take(s, "markers", "enabled", markers);
       take(s, "markers", "method", wilcoxon.method);
+      if (wilcoxon.method == "wilcoxon") wilcoxon.method = "exact";  // scanpy's method name
+      std::string correction = "benjamini-hochberg";
+      take(s, "markers", "corr_method", correction);
+      require(correction == "benjamini-hochberg", "markers.corr_method",
+              "only benjamini-hochberg (scanpy's default) is computed");
       take(s, "markers", "tie_correct", wilcoxon.tie_correct);
       take(s, "markers", "n_bins", wilcoxon.n_bins);
     }
@@ -191,7 +216,7 @@ void PipelineParams::validate() const {
   require(leiden.resolution > 0 && std::isfinite(leiden.resolution), "leiden.resolution",
           "must be positive");
   require(wilcoxon.method == "exact" || wilcoxon.method == "binned" || wilcoxon.method == "auto",
-          "markers.method", "must be exact, binned or auto");
+          "markers.method", "must be exact (or wilcoxon), binned or auto");
   require(wilcoxon.n_bins >= 2 && wilcoxon.n_bins <= 100000, "markers.n_bins", "must be 2..100000");
   require(backend == "cpu" || backend == "cuda" || backend == "auto", "backend",
           "must be cpu, cuda or auto");

@@ -954,6 +954,30 @@ class TestStages : public QObject {
     expect(R"({"umap": {"min_dist": 5}})", "umap.min_dist");
     expect(R"({"chunk_mib": 0})", "chunk_mib");
     expect(R"({"frobnicate": 1})", "frobnicate");
+    // The markers section (README's example), and scanpy's own spellings from notebooks.
+    PipelineParams m;
+    m.update_from_json(nlohmann::json::parse(
+        R"({"markers": {"method": "exact", "tie_correct": true, "n_bins": 500}})"));
+    QCOMPARE(QString::fromStdString(m.wilcoxon.method), QString("exact"));
+    QVERIFY(m.wilcoxon.tie_correct);
+    QCOMPARE(m.wilcoxon.n_bins, 500);
+    m.update_from_json(nlohmann::json::parse(R"({"markers": false})"));
+    QVERIFY(!m.markers);
+    PipelineParams nb;
+    nb.update_from_json(nlohmann::json::parse(R"({
+      "qc": {"percent_top": null}, "hvg": {"n_top_genes": null, "min_mean": 0.0125},
+      "pca": {"n_comps": 50, "svd_solver": "arpack"},
+      "umap": {"random_state": 7}, "leiden": {"random_state": 3},
+      "markers": {"method": "wilcoxon", "corr_method": "benjamini-hochberg"}})"));
+    QVERIFY(nb.percent_top.empty());
+    QCOMPARE(nb.hvg.n_top_genes, 0);
+    QCOMPARE(nb.umap.seed, std::uint64_t{7});
+    QCOMPARE(nb.leiden.seed, std::uint64_t{3});
+    QCOMPARE(QString::fromStdString(nb.wilcoxon.method), QString("exact"));
+    expect(R"({"markers": {"corr_method": "bonferroni"}})", "markers.corr_method");
+    expect(R"({"pca": {"svd_solver": "magic"}})", "pca.svd_solver");
+    expect(R"({"umap": {"seed": 1, "random_state": 2}})", "umap.random_state");
+    expect(R"({"markers": {"method": "t-test"}})", "markers.method");
   }
 
   // The whole pipeline on a synthetic store: same answers with 1 and 2 threads (NN-descent
