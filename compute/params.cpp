@@ -238,6 +238,7 @@ json report_json(const PipelineResult& r, const PipelineParams& p) {
           {"n_genes", r.n_genes_total},
           {"n_cells_after_filter", r.kept_cells.size()},
           {"n_genes_after_filter", r.kept_genes.size()},
+          {"target_sum", r.target_sum},
           {"n_hvg", r.hvg_genes.size()},
           {"pca_variance_ratio", ratio},
           {"leiden_n_clusters", r.n_clusters},

@@ -427,10 +427,22 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                                t += values[k];
                            totals.push_back(t);
                          });
-      std::nth_element(totals.begin(), totals.begin() + totals.size() / 2, totals.end());
-      params.target_sum = totals[totals.size() / 2];
+      // numpy's median of the positive totals (scanpy's np.median(counts[counts > 0])): the
+      // mean of the two middle ones when their number is even.
+      std::erase_if(totals, [](double t) { return !(t > 0); });
+      if (totals.empty())
+        throw Error(store.path, "normalize.target_sum",
+                    "null (the median cell total) needs a kept cell with counts; every kept cell "
+                    "is empty");
+      const std::size_t half = totals.size() / 2;
+      std::nth_element(totals.begin(), totals.begin() + half, totals.end());
+      params.target_sum = totals[half];
+      if (totals.size() % 2 == 0)
+        params.target_sum =
+            (*std::max_element(totals.begin(), totals.begin() + half) + params.target_sum) / 2;
     }
   }
+  r.target_sum = params.target_sum;
 
   // Pass B: per-gene moments of the log-normalised data (and of expm1 for seurat).
   std::vector<double> log_sum, log_sumsq;

@@ -74,6 +74,7 @@ struct PipelineResult {
   std::vector<GeneIndex> kept_genes;
   std::vector<std::int64_t> kept_gene_n_cells;  // n cells among kept cells, per kept gene
   std::vector<char> excluded_genes;     // per kept gene: left out of cell totals (may be empty)
+  double target_sum = 0;                // normalize_total's: the given one or the median total
   HvgResult hvg;                        // over kept genes
   std::vector<std::int32_t> hvg_genes;  // positions among kept genes
   PcaModel pca;

@@ -82,6 +82,78 @@ class TestStages : public QObject {
     QCOMPARE(scale_value(-20.0f, 0.0f, 1.0f, 10.0f), -20.0f);  // scanpy 1.9 clips above only
   }
 
+  // normalize_total(target_sum=None) as scanpy: numpy's median of the kept cells' positive
+  // totals, so with an even number of them the mean of the two middle ones; empty cells are
+  // neither counted nor harmed. An all-empty selection is refused by name.
+  void medianTargetSum() {
+    QTemporaryDir dir;
+    const std::string in = dir.filePath("median.h5ad").toStdString();
+    SynthOptions so;
+    so.n_cells = 300;
+    so.n_genes = 500;
+    CsrMatrix counts = SynthGenerator(so).rows(0, so.n_cells);
+    auto write = [&](const CsrMatrix& m) {
+      io::AnnDataWriter w(in);
+      bool sent = false;
+      w.write_X(m.n_rows, m.n_cols, [&](CsrMatrix& c) {
+        if (sent) return false;
+        c = m;
+        return sent = true;
+      });
+      DataFrame obs, var;
+      for (int i = 0; i < m.n_rows; ++i) obs.index.push_back(QString("c%1").arg(i).toStdString());
+      for (int g = 0; g < m.n_cols; ++g) var.index.push_back(QString("g%1").arg(g).toStdString());
+      w.write_obs(obs);
+      w.write_var(var);
+      w.commit();
+    };
+    // Rows 3 and 10 emptied: 298 cells with counts, an even number.
+    CsrMatrix holed = counts;
+    holed.indices.clear();
+    holed.data.clear();
+    holed.indptr.assign(1, 0);
+    std::vector<double> totals;
+    for (std::int64_t i = 0; i < counts.n_rows; ++i) {
+      double t = 0;
+      if (i != 3 && i != 10)
+        for (auto k = counts.indptr[i]; k < counts.indptr[i + 1]; ++k) {
+          holed.indices.push_back(counts.indices[k]);
+          holed.data.push_back(counts.data[k]);
+          t += counts.data[k];
+        }
+      holed.indptr.push_back(static_cast<std::int64_t>(holed.indices.size()));
+      if (t > 0) totals.push_back(t);
+    }
+    QCOMPARE(totals.size(), std::size_t{298});
+    std::sort(totals.begin(), totals.end());
+    const double want = (totals[148] + totals[149]) / 2;
+    QVERIFY(totals[148] != totals[149]);  // so the upper or lower middle alone would differ
+    write(holed);
+    PipelineParams p;
+    p.update_from_json(nlohmann::json::parse(
+        R"({"qc": {"min_genes": 0, "max_genes": 0, "max_pct_mito": 0, "min_cells": 0},
+            "normalize": {"target_sum": null}, "hvg": {"n_top_genes": 100},
+            "pca": {"n_comps": 5}, "markers": false})"));
+    auto backend = make_cpu_backend();
+    Progress quiet;
+    {
+      io::Store store = io::open_store(in);
+      const PipelineResult r = run_pipeline(store, p, *backend, quiet);
+      QCOMPARE(r.kept_cells.size(), std::size_t{300});
+      QCOMPARE(r.target_sum, want);
+      QCOMPARE(report_json(r, p)["target_sum"].get<double>(), want);
+      for (float v : r.x_pca.values) QVERIFY(std::isfinite(v));
+    }
+    CsrMatrix empty = counts;
+    empty.indices.clear();
+    empty.data.clear();
+    empty.indptr.assign(counts.n_rows + 1, 0);
+    write(empty);
+    io::Store store = io::open_store(in);
+    const QString e = test::error_message([&] { run_pipeline(store, p, *backend, quiet); });
+    QVERIFY2(e.contains("normalize.target_sum") && e.contains("median.h5ad"), qPrintable(e));
+  }
+
   // The input's layers travel into the result (zarr here), restricted to the kept cells and
   // genes, values unchanged.
   void resultCarriesInputLayers() {
