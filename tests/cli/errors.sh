@@ -106,9 +106,35 @@ expect_error "QC thresholds" "$orrery" run "$tmp/small.h5ad" -o "$tmp/out.h5ad" 
 ls "$tmp" | grep -q "tmp-" && fail "a temporary file was left behind"
 # The input was never modified.
 before=$(sha256sum "$tmp/small.h5ad")
-"$orrery" run "$tmp/small.h5ad" -o "$tmp/ok.h5ad" --quiet || fail "valid run failed"
+"$orrery" run "$tmp/small.h5ad" -o "$tmp/ok.h5ad" --quiet --threads 1 --report "$tmp/ok.json" ||
+  fail "valid run failed"
 [ "$before" = "$(sha256sum "$tmp/small.h5ad")" ] || fail "input store changed"
 [ -s "$tmp/ok.h5ad" ] || fail "no output"
+# The report: per stage wall and CPU seconds, peak RSS and rows/s; the target_sum used.
+/usr/bin/python3 - "$tmp/ok.json" <<'PY' || fail "report incomplete"
+import json, sys
+r = json.load(open(sys.argv[1]))
+names = [s["stage"] for s in r["stages"]]
+assert names[:2] == ["qc", "filter"] and "leiden" in names and "markers" in names, names
+for s in r["stages"]:
+    for key in ("seconds", "cpu_seconds", "peak_rss_mib", "rows", "rows_per_second"):
+        assert isinstance(s[key], (int, float)) and s[key] >= 0, (s["stage"], key)
+    assert s["peak_rss_mib"] > 0 and (s["seconds"] == 0 or s["rows_per_second"] > 0), s
+assert r["target_sum"] == 1e4 and r["n_cells"] == 400, r
+PY
+# Ctrl-C during a run: exit 130, "cancelled", no output and no temporary file left.
+"$orrery" synth -o "$tmp/mid.h5ad" --cells 20000 --genes 2000 --quiet || fail "synth failed"
+"$orrery" run "$tmp/mid.h5ad" -o "$tmp/cancelled.h5ad" --threads 1 2> "$tmp/cancel.err" &
+pid=$!
+for _ in $(seq 600); do grep -q '^pca' "$tmp/cancel.err" && break; sleep 0.1; done
+grep -q '^pca' "$tmp/cancel.err" || fail "the run never reached pca: $(cat "$tmp/cancel.err")"
+kill -INT "$pid"
+wait "$pid"; rc=$?
+[ "$rc" -eq 130 ] || fail "exit $rc after SIGINT (want 130): $(tail -3 "$tmp/cancel.err")"
+grep -q "cancelled; no output written" "$tmp/cancel.err" || fail "no cancel message"
+[ ! -e "$tmp/cancelled.h5ad" ] || fail "a cancelled run left its output"
+ls "$tmp" | grep -q "tmp-" && fail "a cancelled run left a temporary file"
+rm "$tmp/mid.h5ad"
 if [ -n "$cli" ]; then
   # The Qt-free twin: no Qt or Vulkan library, the same guard, the same pipeline.
   ldd "$cli" | grep -qiE 'libQt|libvulkan' && fail "orrery-cli links Qt or Vulkan"
