@@ -34,6 +34,19 @@ void check(igraph_error_t status, const char* what) {
     throw Error("", "leiden", std::string(what) + " failed: " + igraph_strerror(status));
 }
 
+// Labels by order of first appearance: equal for equal partitions, whatever the numbering.
+std::vector<std::int64_t> canonical(const igraph_vector_int_t& membership) {
+  const igraph_integer_t n = igraph_vector_int_size(&membership);
+  std::vector<std::int64_t> relabel(n, -1), out(n);
+  std::int64_t next = 0;
+  for (igraph_integer_t i = 0; i < n; ++i) {
+    auto& r = relabel[VECTOR(membership)[i]];
+    if (r < 0) r = next++;
+    out[i] = r;
+  }
+  return out;
+}
+
 }  // namespace
 
 std::mutex& igraph_mutex() {
@@ -41,7 +54,8 @@ std::mutex& igraph_mutex() {
   return m;
 }
 
-std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o) {
+std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o,
+                                 Progress* progress) {
   if (!(o.resolution > 0)) throw Error("", "leiden.resolution", "must be positive");
   const std::int64_t n = graph.n_rows;
   std::lock_guard lock(igraph_mutex());
@@ -76,9 +90,24 @@ std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o)
   IgraphIntVector membership(n);
   igraph_integer_t n_clusters = 0;
   igraph_real_t quality = 0;
-  check(igraph_community_leiden(&g.g, &weights.v, &strength.v, o.resolution / total, o.beta, false,
-                                o.n_iterations, &membership.v, &n_clusters, &quality),
-        "igraph_community_leiden");
+  // One iteration per call, each starting from the last one's partition (the RNG goes on), so
+  // a cancel is seen between iterations. n_iterations < 0: until an iteration leaves the
+  // partition as it was, as leidenalg (scanpy) does; igraph 0.10.2's own loop for a negative
+  // count stops after the first iteration that changes anything, i.e. after one.
+  auto iterate = [&](bool start, int n_iterations) {
+    check(igraph_community_leiden(&g.g, &weights.v, &strength.v, o.resolution / total, o.beta,
+                                  start, n_iterations, &membership.v, &n_clusters, &quality),
+          "igraph_community_leiden");
+  };
+  if (o.n_iterations == 0) iterate(false, 0);
+  std::vector<std::int64_t> before;
+  for (int it = 0; o.n_iterations < 0 || it < o.n_iterations; ++it) {
+    if (progress) progress->check();
+    if (o.n_iterations < 0 && it > 0) before = canonical(membership.v);
+    iterate(it > 0, 1);
+    if (o.n_iterations < 0 && it > 0 && canonical(membership.v) == before) break;
+    if (it + 1 >= kMaxLeidenIterations) break;
+  }
 
   std::vector<std::int64_t> size(n_clusters, 0);
   for (std::int64_t i = 0; i < n; ++i) ++size[VECTOR(membership.v)[i]];

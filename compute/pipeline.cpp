@@ -581,7 +581,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   {
     StageClock clock(r, "leiden", n_kept_cells, progress, x);
     progress.check();
-    r.leiden = leiden(r.graph.connectivities, p.leiden);
+    r.leiden = leiden(r.graph.connectivities, p.leiden, &progress);
     r.n_clusters = r.leiden.empty() ? 0 : *std::max_element(r.leiden.begin(), r.leiden.end()) + 1;
   }
   if (p.markers && r.n_clusters >= 2) {

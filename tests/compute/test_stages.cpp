@@ -1035,6 +1035,35 @@ class TestStages : public QObject {
     QCOMPARE(leiden(g, {.resolution = 1.0, .seed = 1}), labels);  // seeded: same answer
   }
 
+  // n_iterations = -1 iterates until an iteration leaves the partition as it was (leidenalg's,
+  // so scanpy's, meaning; igraph 0.10.2's own loop stopped after one): the answer is the first
+  // fixed count K whose next iteration changes nothing, here more than one. Counts are run one
+  // iteration per igraph call, so a cancelled run stops with Cancelled.
+  void leidenIteratesUntilStable() {
+    Progress p;
+    const FuzzyGraph g =
+        fuzzy_simplicial_set(exact_knn(blobs(11000, 8, 12, 9.0), {.n_neighbors = 10}, p));
+    auto run = [&](int n_iterations) {
+      return leiden(g.connectivities, {.resolution = 1.0, .n_iterations = n_iterations, .seed = 2});
+    };
+    int k = 1;
+    while (adjusted_rand_index(run(k), run(k + 1)) < 1.0) ++k;
+    qInfo("Leiden stable after %d iterations", k);
+    QVERIFY(k > 1);
+    QCOMPARE(adjusted_rand_index(run(-1), run(k)), 1.0);
+    QVERIFY(adjusted_rand_index(run(-1), run(1)) < 1.0);
+    Progress cancelled;
+    cancelled.cancel();
+    bool threw = false;
+    try {
+      leiden(g.connectivities, {.resolution = 1.0, .seed = 2}, &cancelled);
+    } catch (const Cancelled&) {
+      threw = true;
+    }
+    QVERIFY(threw);
+    QCOMPARE(leiden(g.connectivities, {.resolution = 1.0, .seed = 2}, &p), run(-1));
+  }
+
   void hvgCellRangerSelectsTopDispersion() {
     // 400 genes; mean grows with index; genes 70 and 230 have outlying variance in their bins.
     std::vector<double> mean(400), var(400);
