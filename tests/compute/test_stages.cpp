@@ -1086,6 +1086,25 @@ class TestStages : public QObject {
     QVERIFY(s.highly_variable[70] && s.highly_variable[230]);
     QVERIFY_THROWS_EXCEPTION(orrery::Error,
                              highly_variable_genes(mean, var, {.flavor = "pearson"}));
+    // Without n_top_genes, scanpy's cutoffs: min_mean < mean < max_mean and min_disp <
+    // dispersions_norm < max_disp (NaN counted as 0), for both flavors.
+    for (const char* flavor : {"seurat", "cell_ranger"}) {
+      HvgOptions o{.flavor = flavor, .n_top_genes = 0, .min_mean = 0.3, .max_mean = 1.5,
+                   .min_disp = 0.5, .max_disp = 3.0};
+      const HvgResult c = highly_variable_genes(mean, var, o);
+      int by_mean = 0, by_disp = 0;
+      for (int g = 0; g < 400; ++g) {
+        const double dn = std::isnan(c.dispersions_norm[g]) ? 0.0 : c.dispersions_norm[g];
+        const bool mean_ok = c.means[g] > o.min_mean && c.means[g] < o.max_mean;
+        const bool disp_ok = dn > o.min_disp && dn < o.max_disp;
+        QCOMPARE(bool(c.highly_variable[g]), mean_ok && disp_ok);
+        by_mean += disp_ok && !mean_ok;
+        by_disp += mean_ok && !disp_ok;
+      }
+      qInfo("%s cutoffs: %d selected, %d out by mean only, %d by dispersion only", flavor,
+            c.n_selected(), by_mean, by_disp);
+      QVERIFY(c.n_selected() > 0 && by_mean > 0 && by_disp > 0);
+    }
   }
 
   void synthIsDeterministicAndChunkable() {
