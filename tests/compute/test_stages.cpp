@@ -1064,6 +1064,34 @@ class TestStages : public QObject {
     QCOMPARE(leiden(g.connectivities, {.resolution = 1.0, .seed = 2}, &p), run(-1));
   }
 
+  // The cell filter: min/max genes, the qc-gene percentage (NaN for an empty cell fails it, as
+  // pandas' comparison does), min/max counts; 0 leaves a bound off.
+  void cellFilterThresholds() {
+    CellQc qc;
+    qc.n_genes_by_counts = {300, 150, 300, 300, 300, 3000, 0};
+    qc.total_counts = {1000, 1000, 90, 20000, 1000, 9000, 0};
+    qc.pct_counts_qc = {2, 2, 2, 2, 12, 2, std::nan("")};
+    PipelineParams p;
+    p.min_genes = 200;
+    p.max_genes = 2500;
+    p.max_pct_qc = 5;
+    p.min_counts = 100;
+    p.max_counts = 10000;
+    std::vector<bool> kept;
+    for (int i = 0; i < 7; ++i) kept.push_back(keep_cell(qc, i, p));
+    QCOMPARE(kept, (std::vector<bool>{true, false, false, false, false, false, false}));
+    QCOMPARE(count_kept_cells(qc, p), std::int64_t{1});
+    p = PipelineParams{};
+    p.min_genes = 0;
+    p.max_genes = 0;
+    p.max_pct_qc = 0;
+    p.min_counts = 0;
+    p.max_counts = 0;
+    QCOMPARE(count_kept_cells(qc, p), std::int64_t{7});
+    p.max_counts = 5000;
+    QCOMPARE(count_kept_cells(qc, p), std::int64_t{5});  // 20000 and 9000 out
+  }
+
   void hvgCellRangerSelectsTopDispersion() {
     // 400 genes; mean grows with index; genes 70 and 230 have outlying variance in their bins.
     std::vector<double> mean(400), var(400);
