@@ -82,6 +82,37 @@ class TestStages : public QObject {
     QCOMPARE(scale_value(-20.0f, 0.0f, 1.0f, 10.0f), -20.0f);  // scanpy 1.9 clips above only
   }
 
+  // pca.n_comps at the issue's upper end (100): 100 components, variances in decreasing order
+  // that are the (ddof = 1) variances of X_pca's columns, ratios summing below 1.
+  void pcaHundredComponents() {
+    QTemporaryDir dir;
+    SynthOptions so;
+    so.n_cells = 700;
+    so.n_genes = 500;
+    const std::string path = synth_store(dir, so);
+    PipelineParams p;
+    p.update_from_json(nlohmann::json::parse(
+        R"({"hvg": {"n_top_genes": 300}, "pca": {"n_comps": 100}, "markers": false})"));
+    io::Store store = io::open_store(path);
+    Progress quiet;
+    const PipelineResult r = run_pipeline(store, p, *make_cpu_backend(), quiet);
+    QCOMPARE(r.x_pca.cols, std::int64_t{100});
+    QCOMPARE(r.pca.variance.size(), std::size_t{100});
+    double ratio_sum = 0;
+    for (int c = 0; c < 100; ++c) {
+      if (c > 0) QVERIFY(r.pca.variance[c] <= r.pca.variance[c - 1]);
+      double m = 0, v = 0;
+      for (std::int64_t i = 0; i < r.x_pca.rows; ++i) m += r.x_pca.at(i, c);
+      m /= r.x_pca.rows;
+      for (std::int64_t i = 0; i < r.x_pca.rows; ++i) v += std::pow(r.x_pca.at(i, c) - m, 2);
+      v /= r.x_pca.rows - 1;
+      QVERIFY2(std::fabs(v - r.pca.variance[c]) <= 1e-4 * r.pca.variance[0],
+               qPrintable(QString("component %1: %2 vs %3").arg(c).arg(v).arg(r.pca.variance[c])));
+      ratio_sum += r.pca.variance_ratio[c];
+    }
+    QVERIFY(ratio_sum > 0.3 && ratio_sum < 1.0);
+  }
+
   // normalize_total(target_sum=None) as scanpy: numpy's median of the kept cells' positive
   // totals, so with an even number of them the mean of the two middle ones; empty cells are
   // neither counted nor harmed. An all-empty selection is refused by name.
@@ -1117,8 +1148,12 @@ class TestStages : public QObject {
     // Without n_top_genes, scanpy's cutoffs: min_mean < mean < max_mean and min_disp <
     // dispersions_norm < max_disp (NaN counted as 0), for both flavors.
     for (const char* flavor : {"seurat", "cell_ranger"}) {
-      HvgOptions o{.flavor = flavor, .n_top_genes = 0, .min_mean = 0.3, .max_mean = 1.5,
-                   .min_disp = 0.5, .max_disp = 3.0};
+      HvgOptions o{.flavor = flavor,
+                   .n_top_genes = 0,
+                   .min_mean = 0.3,
+                   .max_mean = 1.5,
+                   .min_disp = 0.5,
+                   .max_disp = 3.0};
       const HvgResult c = highly_variable_genes(mean, var, o);
       int by_mean = 0, by_disp = 0;
       for (int g = 0; g < 400; ++g) {
