@@ -99,14 +99,17 @@ std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o,
                                   start, n_iterations, &membership.v, &n_clusters, &quality),
           "igraph_community_leiden");
   };
-  if (o.n_iterations == 0) iterate(false, 0);
+  if (o.n_iterations == 0) {  // no iteration: the singletons (igraph leaves the count unset)
+    iterate(false, 0);
+    n_clusters = n;
+  }
   std::vector<std::int64_t> before;
   for (int it = 0; o.n_iterations < 0 || it < o.n_iterations; ++it) {
     if (progress) progress->check();
     if (o.n_iterations < 0 && it > 0) before = canonical(membership.v);
     iterate(it > 0, 1);
     if (o.n_iterations < 0 && it > 0 && canonical(membership.v) == before) break;
-    if (it + 1 >= kMaxLeidenIterations) break;
+    if (o.n_iterations < 0 && it + 1 >= kMaxLeidenIterations) break;
   }
 
   std::vector<std::int64_t> size(n_clusters, 0);

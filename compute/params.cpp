@@ -39,8 +39,13 @@ void require(bool ok, const char* field, const std::string& message) {
 void take_seed(const json& section, const std::string& where, std::uint64_t& seed) {
   if (section.contains("seed") && section.contains("random_state"))
     throw Error("", where + ".random_state", "give seed or random_state, not both");
-  take(section, where, "seed", seed);
-  take(section, where, "random_state", seed);
+  for (const char* key : {"seed", "random_state"}) {
+    if (!section.contains(key)) continue;
+    const json& v = section[key];
+    if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned()))
+      throw Error("", where + "." + key, "must be a non-negative integer (runs here are seeded)");
+    seed = v.get<std::uint64_t>();
+  }
 }
 
 }  // namespace
@@ -109,8 +114,9 @@ void PipelineParams::update_from_json(const json& j) {
     // eigenvectors of the streamed covariance, so the name is checked and otherwise ignored.
     std::string solver = "arpack";
     take(j["pca"], "pca", "svd_solver", solver);
-    require(solver == "arpack" || solver == "randomized" || solver == "auto" || solver == "lobpcg",
-            "pca.svd_solver", "must be arpack, randomized, auto or lobpcg");
+    require(solver == "arpack" || solver == "randomized" || solver == "auto" ||
+                solver == "lobpcg" || solver == "covariance_eigh" || solver == "tsqr",
+            "pca.svd_solver", "must be arpack, randomized, auto, lobpcg, covariance_eigh or tsqr");
   }
   if (j.contains("neighbors")) {
     const auto& s = j["neighbors"];
@@ -192,6 +198,8 @@ void PipelineParams::validate() const {
   require(hvg.n_top_genes >= 0 && hvg.n_top_genes <= 1000000, "hvg.n_top_genes",
           "must be between 0 and 1e6");
   require(hvg.n_bins >= 1 && hvg.n_bins <= 10000, "hvg.n_bins", "must be between 1 and 10000");
+  require(hvg.flavor != "seurat_v3" || hvg.n_top_genes > 0, "hvg.n_top_genes",
+          "seurat_v3 selects a number of genes (scanpy needs n_top_genes too)");
   require(scale_max_value > 0, "scale.max_value", "must be positive (or null: no clipping)");
   require(pca.n_comps >= 1 && pca.n_comps <= 1000, "pca.n_comps", "must be between 1 and 1000");
   require(neighbors.n_neighbors >= 2 && neighbors.n_neighbors <= 1000, "neighbors.n_neighbors",
@@ -215,6 +223,8 @@ void PipelineParams::validate() const {
           "umap.negative_sample_rate", "must be 0..100");
   require(leiden.resolution > 0 && std::isfinite(leiden.resolution), "leiden.resolution",
           "must be positive");
+  require(leiden.n_iterations <= 100000, "leiden.n_iterations",
+          "must be at most 100000 (negative: until stable)");
   require(wilcoxon.method == "exact" || wilcoxon.method == "binned" || wilcoxon.method == "auto",
           "markers.method", "must be exact (or wilcoxon), binned or auto");
   require(wilcoxon.n_bins >= 2 && wilcoxon.n_bins <= 100000, "markers.n_bins", "must be 2..100000");

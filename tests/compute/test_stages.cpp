@@ -7,7 +7,10 @@
 #include <QtTest/QtTest>
 
 #include <tbb/global_control.h>
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
+#include <atomic>
 #include <cmath>
 #include <map>
 #include <random>
@@ -608,11 +611,14 @@ class TestStages : public QObject {
       }
     }
     QVERIFY(checked > n / 2);
-    tbb::global_control one(tbb::global_control::max_allowed_parallelism, 1);
-    const FuzzyGraph again = fuzzy_union(knn, fuzzy_memberships(knn), 1.0);
-    QCOMPARE(again.connectivities.indices, g.connectivities.indices);
-    QCOMPARE(again.connectivities.data, g.connectivities.data);
-    QCOMPARE(again.distances.data, g.distances.data);
+    for (int threads : {1, 4}) {  // an explicit arena: 4 threads even on a smaller runner
+      tbb::task_arena arena(threads);
+      FuzzyGraph again;
+      arena.execute([&] { again = fuzzy_union(knn, fuzzy_memberships(knn), 1.0); });
+      QCOMPARE(again.connectivities.indices, g.connectivities.indices);
+      QCOMPARE(again.connectivities.data, g.connectivities.data);
+      QCOMPARE(again.distances.data, g.distances.data);
+    }
   }
 
   // At the scale the issue sets (200k cells, where the pipeline's auto method is NN-descent):
@@ -639,8 +645,9 @@ class TestStages : public QObject {
     clock.start();
     const KnnResult approx = nn_descent_knn(x, o, p);
     const double seconds = clock.elapsed() / 1000.0;
-    std::int64_t found = 0, wanted = 0;
-    for (std::int64_t q = 0; q < n; q += n / 800) {
+    std::atomic<std::int64_t> found = 0, wanted = 0;
+    tbb::parallel_for(std::int64_t{0}, std::int64_t{800}, [&](std::int64_t s) {
+      const std::int64_t q = s * (n / 800);
       std::vector<std::pair<double, std::int64_t>> d(n);
       for (std::int64_t j = 0; j < n; ++j) {
         double s2 = 0;
@@ -655,8 +662,8 @@ class TestStages : public QObject {
         ++wanted;
         for (int u = 1; u < k; ++u) found += approx.indices[q * k + u] == d[t].second;
       }
-    }
-    const double recall = double(found) / wanted;
+    });
+    const double recall = double(found) / double(wanted);
     qInfo("NN-descent at 200k x 40, k = 15: recall %.4f on 800 cells, %.1f s", recall, seconds);
     QVERIFY(recall >= 0.95);
   }
@@ -1093,6 +1100,11 @@ class TestStages : public QObject {
     }
     QVERIFY(threw);
     QCOMPARE(leiden(g.connectivities, {.resolution = 1.0, .seed = 2}, &p), run(-1));
+    // No iteration: every cell its own cluster.
+    const auto none = run(0);
+    QCOMPARE(static_cast<std::int64_t>(none.size()), g.connectivities.n_rows);
+    QCOMPARE(*std::max_element(none.begin(), none.end()),
+             static_cast<std::int32_t>(none.size() - 1));
   }
 
   // The cell filter: min/max genes, the qc-gene percentage (NaN for an empty cell fails it, as
@@ -1243,6 +1255,10 @@ class TestStages : public QObject {
     expect(R"({"pca": {"svd_solver": "magic"}})", "pca.svd_solver");
     expect(R"({"umap": {"seed": 1, "random_state": 2}})", "umap.random_state");
     expect(R"({"markers": {"method": "t-test"}})", "markers.method");
+    expect(R"({"leiden": {"random_state": -1}})", "leiden.random_state");
+    expect(R"({"hvg": {"flavor": "seurat_v3", "n_top_genes": null}})", "hvg.n_top_genes");
+    PipelineParams eigh;
+    eigh.update_from_json(nlohmann::json::parse(R"({"pca": {"svd_solver": "covariance_eigh"}})"));
   }
 
   // The whole pipeline on a synthetic store: same answers with 1 and 2 threads (NN-descent
