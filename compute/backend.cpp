@@ -109,6 +109,11 @@ std::unique_ptr<MomentPass> Backend::moment_pass(const MomentOptions& options) {
   return std::make_unique<CpuMomentPass>(*this, options);
 }
 
+void Backend::project(const PcaModel& model, const ScaledColumns& columns, const CsrMatrix& lognorm,
+                      DenseMatrix& out, std::int64_t row0) {
+  compute::project(model, columns, lognorm, out, row0);
+}
+
 std::unique_ptr<GramPass> Backend::gram_pass(const ScaledColumns& columns) {
   return std::make_unique<CpuGramPass>(columns);
 }

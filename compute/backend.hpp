@@ -99,6 +99,10 @@ class Backend {
   virtual std::unique_ptr<MomentPass> moment_pass(const MomentOptions& options);
   // The Gram pass over the scaled HVG columns; `columns` outlives the pass.
   virtual std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns);
+  // A chunk's rows projected on the model's axes into rows [row0, ...) of `out` (pca.hpp's
+  // project: (Z - mean) V from the scaled offsets).
+  virtual void project(const PcaModel& model, const ScaledColumns& columns,
+                       const CsrMatrix& lognorm, DenseMatrix& out, std::int64_t row0);
   // Top `n_comps` principal axes of a covariance matrix (pca_from_covariance's answer).
   virtual PcaModel pca(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean, int n_comps);
   // k nearest neighbours (knn.hpp's answer, chosen by options.method).

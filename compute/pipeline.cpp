@@ -330,10 +330,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                     std::to_string(r.n_genes_total) + ")");
   r.backend_note = backend.name();
   if (const std::string on_device = backend.device_stages(); !on_device.empty())
-    progress.warn(
-        backend.name() + " backend runs " + on_device +
-        " on the device; the filter, the projection, the fuzzy union and Leiden run on the "
-        "CPU");
+    progress.warn(backend.name() + " backend runs " + on_device +
+                  " on the device; the filter, the fuzzy union and Leiden run on the CPU");
   PipelineParams params = p;
 
   // Pass A: QC metrics of every cell and gene. The thresholds are known, so the same pass also
@@ -551,7 +549,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
                    [&](const CsrMatrix& raw, std::int64_t r0) {
                      log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
-                     project(r.pca, scaled, c, r.x_pca, out_row);
+                     backend.project(r.pca, scaled, c, r.x_pca, out_row);
                      out_row += c.n_rows;
                    });
   }

@@ -390,8 +390,8 @@ class CudaBackend final : public Backend {
 
   std::string name() const override { return "cuda"; }
   std::string device_stages() const override {
-    return "QC, normalize_total + log1p, the HVG moments, the PCA Gram pass and eigensolve, kNN, "
-           "the fuzzy graph's memberships, the UMAP layout, Wilcoxon ranks";
+    return "QC, normalize_total + log1p, the HVG moments, the PCA Gram pass, eigensolve and "
+           "projection, kNN, the fuzzy graph's memberships, the UMAP layout, Wilcoxon ranks";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
   bool stream_layout_to(ExternalBuffer* positions, ExternalSemaphore* ready) override {
@@ -445,6 +445,50 @@ class CudaBackend final : public Backend {
         gpu::rank_genes_groups(d_, source, n_cells, n_genes, labels, n_groups, vs_rest, progress);
     if (options.reference >= 0) out.erase(out.begin() + options.reference);
     return out;
+  }
+
+  // (Z - mean) V = W V + (z0 - mean) V: W's tiles densified on the device as for the Gram
+  // pass, times the axes by DGEMM; the shift added on the host, as the CPU adds it.
+  void project(const PcaModel& model, const ScaledColumns& columns, const CsrMatrix& lognorm,
+               DenseMatrix& out, std::int64_t row0) override {
+    const int h = columns.width();
+    const auto k = static_cast<int>(model.components.cols());
+    if (lognorm.n_rows == 0 || k == 0) return;
+    Eigen::VectorXd z0(h);
+    for (int c = 0; c < h; ++c) z0(c) = columns.zero(c);
+    const Eigen::RowVectorXd shift = (z0 - model.mean).transpose() * model.components;
+    const Eigen::MatrixXd axes = model.components;  // h x k, column-major
+    DeviceBuffer<double> v(d_, static_cast<std::size_t>(h) * k);
+    v.upload(axes.data(), v.size());
+    const ScaledColumns::Offsets o = columns.offsets(lognorm);
+    const std::int64_t tile_rows =
+        std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{h}));
+    std::vector<double> result;
+    for (std::int64_t r0 = 0; r0 < lognorm.n_rows; r0 += tile_rows) {
+      const std::int64_t rows = std::min(tile_rows, lognorm.n_rows - r0);
+      const auto e0 = o.start[r0], e1 = o.start[r0 + rows];
+      DeviceBuffer<std::int64_t> start(d_, rows + 1);
+      DeviceBuffer<std::int32_t> column(d_, std::max<std::int64_t>(1, e1 - e0));
+      DeviceBuffer<double> value(d_, std::max<std::int64_t>(1, e1 - e0));
+      DeviceBuffer<double> tile(d_, rows * h), projected(d_, rows * k);
+      start.upload(o.start.data() + r0, rows + 1);
+      column.upload(o.column.data() + e0, e1 - e0);
+      value.upload(o.value.data() + e0, e1 - e0);
+      tile.zero();
+      scatter_offsets<<<blocks_for(rows * 32, 256), 256, 0, d_.stream>>>(
+          start.get(), column.get(), value.get(), rows, tile.get());
+      check_launch();
+      const double one = 1.0, zero = 0.0;
+      ORRERY_CUBLAS_CHECK(cublasDgemm(d_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(rows),
+                                      k, h, &one, tile.get(), static_cast<int>(rows), v.get(), h,
+                                      &zero, projected.get(), static_cast<int>(rows)));
+      result.resize(static_cast<std::size_t>(rows) * k);
+      projected.download(result.data(), result.size());
+      d_.sync();
+      for (std::int64_t r = 0; r < rows; ++r)
+        for (int j = 0; j < k; ++j)
+          out.at(row0 + r0 + r, j) = static_cast<float>(shift(j) + result[j * rows + r]);
+    }
   }
 
   std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns) override {

@@ -399,6 +399,32 @@ class TestCudaParity : public QObject {
     QVERIFY(la.cwiseAbs().maxCoeff() > 0);
   }
 
+  // Projection onto the PCs: the CPU sums each row's offsets times the axes, the device a
+  // DGEMM of the densified tiles (zeros included), in other orders; the floats agree to 1e-5
+  // of the largest coordinate.
+  void projection() {
+    const GramCase g = gram_case(9000, 3000, 600);
+    compute::GramAccumulator acc(g.columns);
+    for (const auto& c : g.chunks) acc.add(c);
+    const compute::PcaModel model = cpu_->pca(acc.covariance(), acc.mean(), 40);
+    DenseMatrix a(9000, 40), b(9000, 40);
+    std::int64_t row = 0;
+    for (const auto& c : g.chunks) {
+      cpu_->project(model, g.columns, c, a, row);
+      cuda_->project(model, g.columns, c, b, row);
+      row += c.n_rows;
+    }
+    QCOMPARE(row, std::int64_t{9000});
+    double largest = 0, worst = 0;
+    for (std::size_t e = 0; e < a.values.size(); ++e) {
+      largest = std::max(largest, std::fabs(double(a.values[e])));
+      worst = std::max(worst, std::fabs(double(a.values[e]) - b.values[e]));
+    }
+    qInfo("projection cpu vs cuda: max difference %.3g of largest %.3g", worst, largest);
+    QVERIFY(largest > 0);
+    QVERIFY2(worst <= 1e-5 * largest, qPrintable(QString::number(worst)));
+  }
+
   // Eigensolve: LAPACK dsyevr and cuSOLVER syevd on one covariance; variances to 1e-10 of the
   // largest, and axes (signs fixed by the shared convention) to 1e-7 where the eigengap is
   // clear.
