@@ -47,6 +47,30 @@ __global__ void scatter_offsets(const std::int64_t* start, const std::int32_t* c
     tile[static_cast<std::int64_t>(column[k]) * rows + warp] = value[k];
 }
 
+// Densified tiles of a chunk's scaled offsets are at most 256 MiB: this many rows of h columns.
+std::int64_t offset_tile_rows(int h) {
+  return std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{h}));
+}
+
+// Rows [r0, r0 + rows) of `o` as a column-major rows x h tile on the device (zeros elsewhere);
+// the index buffers go back to the pool in stream order, after the scatter.
+DeviceBuffer<double> offset_tile(Device& d, const ScaledColumns::Offsets& o, std::int64_t r0,
+                                 std::int64_t rows, int h) {
+  const auto e0 = o.start[r0], e1 = o.start[r0 + rows];
+  DeviceBuffer<std::int64_t> start(d, rows + 1);
+  DeviceBuffer<std::int32_t> column(d, e1 - e0);
+  DeviceBuffer<double> value(d, e1 - e0);
+  DeviceBuffer<double> tile(d, rows * h);
+  start.upload(o.start.data() + r0, rows + 1);
+  column.upload(o.column.data() + e0, e1 - e0);
+  value.upload(o.value.data() + e0, e1 - e0);
+  tile.zero();
+  scatter_offsets<<<blocks_for(rows * 32, 256), 256, 0, d.stream>>>(start.get(), column.get(),
+                                                                    value.get(), rows, tile.get());
+  check_launch();
+  return tile;
+}
+
 class CudaGramPass final : public GramPass {
  public:
   CudaGramPass(Device& d, const ScaledColumns& columns)
@@ -61,23 +85,11 @@ class CudaGramPass final : public GramPass {
   void add(const CsrMatrix& lognorm) override {
     const ScaledColumns::Offsets o = columns_.offsets(lognorm);
     for (std::size_t k = 0; k < o.column.size(); ++k) w_(o.column[k]) += o.value[k];
-    // Densified tiles of at most 256 MiB; DSYRK adds each tile's W^T W to the lower triangle.
-    const std::int64_t tile_rows =
-        std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{h_}));
+    // DSYRK adds each densified tile's W^T W to the lower triangle.
+    const std::int64_t tile_rows = offset_tile_rows(h_);
     for (std::int64_t r0 = 0; r0 < lognorm.n_rows; r0 += tile_rows) {
       const std::int64_t rows = std::min(tile_rows, lognorm.n_rows - r0);
-      const auto e0 = o.start[r0], e1 = o.start[r0 + rows];
-      DeviceBuffer<std::int64_t> start(d_, rows + 1);
-      DeviceBuffer<std::int32_t> column(d_, e1 - e0);
-      DeviceBuffer<double> value(d_, e1 - e0);
-      DeviceBuffer<double> tile(d_, rows * h_);
-      start.upload(o.start.data() + r0, rows + 1);
-      column.upload(o.column.data() + e0, e1 - e0);
-      value.upload(o.value.data() + e0, e1 - e0);
-      tile.zero();
-      scatter_offsets<<<blocks_for(rows * 32, 256), 256, 0, d_.stream>>>(
-          start.get(), column.get(), value.get(), rows, tile.get());
-      check_launch();
+      const DeviceBuffer<double> tile = offset_tile(d_, o, r0, rows, h_);
       const double one = 1.0;
       ORRERY_CUBLAS_CHECK(cublasDsyrk(d_.cublas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, h_,
                                       static_cast<int>(rows), &one, tile.get(),
@@ -461,23 +473,12 @@ class CudaBackend final : public Backend {
     DeviceBuffer<double> v(d_, static_cast<std::size_t>(h) * k);
     v.upload(axes.data(), v.size());
     const ScaledColumns::Offsets o = columns.offsets(lognorm);
-    const std::int64_t tile_rows =
-        std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{h}));
+    const std::int64_t tile_rows = offset_tile_rows(h);
     std::vector<double> result;
     for (std::int64_t r0 = 0; r0 < lognorm.n_rows; r0 += tile_rows) {
       const std::int64_t rows = std::min(tile_rows, lognorm.n_rows - r0);
-      const auto e0 = o.start[r0], e1 = o.start[r0 + rows];
-      DeviceBuffer<std::int64_t> start(d_, rows + 1);
-      DeviceBuffer<std::int32_t> column(d_, std::max<std::int64_t>(1, e1 - e0));
-      DeviceBuffer<double> value(d_, std::max<std::int64_t>(1, e1 - e0));
-      DeviceBuffer<double> tile(d_, rows * h), projected(d_, rows * k);
-      start.upload(o.start.data() + r0, rows + 1);
-      column.upload(o.column.data() + e0, e1 - e0);
-      value.upload(o.value.data() + e0, e1 - e0);
-      tile.zero();
-      scatter_offsets<<<blocks_for(rows * 32, 256), 256, 0, d_.stream>>>(
-          start.get(), column.get(), value.get(), rows, tile.get());
-      check_launch();
+      const DeviceBuffer<double> tile = offset_tile(d_, o, r0, rows, h);
+      DeviceBuffer<double> projected(d_, rows * k);
       const double one = 1.0, zero = 0.0;
       ORRERY_CUBLAS_CHECK(cublasDgemm(d_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(rows),
                                       k, h, &one, tile.get(), static_cast<int>(rows), v.get(), h,
