@@ -42,7 +42,7 @@ void take_seed(const json& section, const std::string& where, std::uint64_t& see
   for (const char* key : {"seed", "random_state"}) {
     if (!section.contains(key)) continue;
     const json& v = section[key];
-    if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned()))
+    if (!v.is_number_unsigned() && !(v.is_number_integer() && v.get<std::int64_t>() >= 0))
       throw Error("", where + "." + key, "must be a non-negative integer (runs here are seeded)");
     seed = v.get<std::uint64_t>();
   }

@@ -1256,6 +1256,10 @@ class TestStages : public QObject {
     expect(R"({"umap": {"seed": 1, "random_state": 2}})", "umap.random_state");
     expect(R"({"markers": {"method": "t-test"}})", "markers.method");
     expect(R"({"leiden": {"random_state": -1}})", "leiden.random_state");
+    expect(R"({"umap": {"seed": 1.5}})", "umap.seed");
+    PipelineParams built;  // a seed set from a signed integer in code, not parsed
+    built.update_from_json(nlohmann::json{{"leiden", {{"seed", int{5}}}}});
+    QCOMPARE(built.leiden.seed, std::uint64_t{5});
     expect(R"({"hvg": {"flavor": "seurat_v3", "n_top_genes": null}})", "hvg.n_top_genes");
     PipelineParams eigh;
     eigh.update_from_json(nlohmann::json::parse(R"({"pca": {"svd_solver": "covariance_eigh"}})"));
