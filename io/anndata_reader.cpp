@@ -165,7 +165,7 @@ Column read_column(const Element& element, const std::string& name, std::int64_t
       auto mask = read_all<std::int8_t>(*obj->require("mask"), n);
       for (std::int64_t i = 0; i < n; ++i)
         if (mask[i]) values[i] = std::numeric_limits<double>::quiet_NaN();
-      return {name, std::move(values)};
+      return {name, std::move(values), enc};
     }
     obj->fail("unknown column encoding '" + enc + "'");
   }

@@ -3,6 +3,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <filesystem>
 #include <type_traits>
 
@@ -24,7 +25,31 @@ void write_vector(TreeWriter& t, const std::string& path, const std::vector<T>& 
           encoding("array", "0.2.0"));
 }
 
+// anndata's nullable-integer / nullable-boolean: values (int64 or bool; 0 where missing) and a
+// mask (true where missing), from doubles with NaN where missing.
+void write_nullable(TreeWriter& t, const std::string& path, const Column& c) {
+  const auto* v = std::get_if<std::vector<double>>(&c.values);
+  if (!v) throw Error("", path, "a nullable column must hold doubles (NaN where missing)");
+  const auto n = static_cast<std::int64_t>(v->size());
+  std::vector<std::int8_t> mask(v->size());
+  for (std::size_t i = 0; i < v->size(); ++i) mask[i] = std::isnan((*v)[i]);
+  t.group(path, encoding(c.nullable.c_str(), "0.1.0"));
+  if (c.nullable == "nullable-boolean") {
+    std::vector<std::int8_t> values(v->size());
+    for (std::size_t i = 0; i < v->size(); ++i) values[i] = !mask[i] && (*v)[i] != 0.0;
+    t.array(path + "/values", NumType::Bool, values.data(), {n}, encoding("array", "0.2.0"));
+  } else {
+    std::vector<std::int64_t> values(v->size());
+    for (std::size_t i = 0; i < v->size(); ++i)
+      values[i] = mask[i] ? 0 : static_cast<std::int64_t>((*v)[i]);
+    t.array(path + "/values", NumType::I64, values.data(), {n}, encoding("array", "0.2.0"));
+  }
+  t.array(path + "/mask", NumType::Bool, mask.data(), {n}, encoding("array", "0.2.0"));
+}
+
 void write_column(TreeWriter& t, const std::string& path, const Column& c) {
+  if (c.nullable == "nullable-integer" || c.nullable == "nullable-boolean")
+    return write_nullable(t, path, c);
   std::visit(
       [&](const auto& values) {
         using V = std::decay_t<decltype(values)>;

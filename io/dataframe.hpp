@@ -24,6 +24,9 @@ using ColumnValues = std::variant<std::vector<double>, std::vector<float>,
 struct Column {
   std::string name;
   ColumnValues values;
+  // anndata's "nullable-integer" or "nullable-boolean" when the column was one: its values are
+  // then doubles with NaN where missing, and it is written back in that encoding ("" otherwise).
+  std::string nullable = "";
 };
 
 struct DataFrame {

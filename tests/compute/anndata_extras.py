@@ -2,16 +2,18 @@
 
 make IN OUT: adds to the AnnData at IN a raw (all genes, with a raw.var column), varm["PCs"]
   (float32), obsp["spatial"] (a sparse cell graph), nested uns entries (strings, numbers,
-  booleans, arrays) and a stale uns["leiden"] that a result must replace; writes OUT (.h5ad or
-  .zarr by extension).
+  booleans, arrays), a stale uns["leiden"] that a result must replace, and pandas' nullable obs
+  columns (boolean and Int64, with missing values); writes OUT (.h5ad or .zarr by extension).
 check IN OUT: OUT (a result of IN) must hold IN's raw for its cells, varm for its genes, obsp for
-  its cells both ways and every uns entry unchanged except the ones the run wrote.
+  its cells both ways, every uns entry unchanged except the ones the run wrote, and the nullable
+  obs columns with their dtypes and missing values for its cells.
 Exits 77 without anndata."""
 import sys
 
 try:
     import anndata
     import numpy as np
+    import pandas as pd
     import scipy.sparse as sp
 except ImportError:
     sys.exit(77)
@@ -41,6 +43,10 @@ if mode == "make":
                              "names": np.array(["a", "b"], dtype=object),
                              "nested": {"unit": "um", "count": 3}}
     a.uns["leiden"] = {"stale": "from an earlier run"}
+    a.obs["doublet"] = pd.array(
+        [None if i % 7 == 0 else i % 3 == 0 for i in range(a.n_obs)], dtype="boolean")
+    a.obs["donor_age"] = pd.array(
+        [None if i % 5 == 0 else 20 + i % 50 for i in range(a.n_obs)], dtype="Int64")
     if dst.rstrip("/").endswith(".zarr"):
         a.write_zarr(dst)
     else:
@@ -73,3 +79,11 @@ if (m["scale"] != n["scale"] or list(m["flags"]) != list(n["flags"])
     fail(f"uns spatial_meta differs: {m}")
 if "stale" in b.uns["leiden"] or "params" not in b.uns["leiden"]:
     fail("uns leiden was not replaced by the run's")
+for column, dtype in (("doublet", "boolean"), ("donor_age", "Int64")):
+    got, want = b.obs[column], a.obs[column].iloc[cells]
+    if str(got.dtype) != dtype:
+        fail(f"obs {column}: dtype {got.dtype}, want {dtype}")
+    if not (got.isna().values == want.isna().values).all() or got.isna().sum() == 0:
+        fail(f"obs {column}: missing values differ")
+    if not (got.dropna().values == want.dropna().values).all():
+        fail(f"obs {column}: values differ")
