@@ -151,7 +151,10 @@ Store open_store(const std::string& path, const OpenOptions& options) {
 
 namespace {
 
-std::string column_type(const ColumnValues& v) {
+std::string column_type(const Column& c) {
+  if (c.nullable == "nullable-boolean") return "bool (nullable)";
+  if (c.nullable == "nullable-integer") return "int (nullable)";
+  const ColumnValues& v = c.values;
   return std::visit(
       [](const auto& x) -> std::string {
         using V = std::decay_t<decltype(x)>;
@@ -196,7 +199,7 @@ std::string describe_store(const Store& store, const std::string& path) {
     for (const auto& c : df.columns) {
       std::string name = c.name;
       if (name.size() < 24) name.resize(24, ' ');
-      line(label, name + " " + column_type(c.values));
+      line(label, name + " " + column_type(c));
     }
   };
   columns("obs col", store.obs);

@@ -255,6 +255,10 @@ class TestStages : public QObject {
       RUN_PYTHON_OR_SKIP("python3-anndata", script, "make", plain, input);
       io::Store store = io::open_store(input.toStdString());
       QVERIFY(store.has_raw);
+      const std::string info = io::describe_store(store, input.toStdString());
+      QVERIFY2(info.find("bool (nullable)") != std::string::npos &&
+                   info.find("int (nullable)") != std::string::npos,
+               info.c_str());
       PipelineParams p;
       p.min_genes = 250;  // ~80% of the synthetic cells
       p.min_cells = 5;
