@@ -105,7 +105,10 @@ std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o,
   }
   std::vector<std::int64_t> before;
   for (int it = 0; o.n_iterations < 0 || it < o.n_iterations; ++it) {
-    if (progress) progress->check();
+    if (progress) {
+      progress->check();
+      if (it > 0) progress->report("leiden: iteration " + std::to_string(it + 1), 0.0);
+    }
     if (o.n_iterations < 0 && it > 0) before = canonical(membership.v);
     iterate(it > 0, 1);
     if (o.n_iterations < 0 && it > 0 && canonical(membership.v) == before) break;
