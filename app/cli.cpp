@@ -62,7 +62,7 @@ class TerminalProgress final : public compute::Progress {
     pct_ = pct;
     if (tty_) {
       const int filled = pct / 5;
-      std::fprintf(stderr, "\r%-18s [%.*s%*s] %3d%%", stage_.c_str(), filled,
+      std::fprintf(stderr, "\r\033[K%-22s [%.*s%*s] %3d%%", stage_.c_str(), filled,
                    "====================", 20 - filled, "", pct);
       if (pct >= 100) std::fputc('\n', stderr);
     } else {

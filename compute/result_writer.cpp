@@ -83,7 +83,8 @@ ColumnValues subset(const ColumnValues& values, const std::vector<CellIndex>& ro
 // The input's own columns, kept for the kept rows unless the result has a column of that name.
 void carry_columns(const DataFrame& input, const std::vector<CellIndex>& rows, DataFrame& out) {
   for (const auto& c : input.columns)
-    if (!out.find(c.name)) out.columns.push_back({c.name, subset(c.values, rows), c.nullable});
+    if (!out.find(c.name))
+      out.columns.push_back({c.name, subset(c.values, rows), c.nullable, c.nullable_bytes});
 }
 
 // Streams `reader`'s rows of the kept cells with columns through `column_map` (-1 drops), as

@@ -161,11 +161,13 @@ Column read_column(const Element& element, const std::string& name, std::int64_t
     if (enc == "categorical")
       return {name, read_categorical(*obj->require("codes"), *obj->require("categories"), n)};
     if (enc == "nullable-integer" || enc == "nullable-boolean") {
-      auto values = read_all<double>(*obj->require("values"), n);
+      auto stored = obj->require("values");
+      auto values = read_all<double>(*stored, n);
       auto mask = read_all<std::int8_t>(*obj->require("mask"), n);
       for (std::int64_t i = 0; i < n; ++i)
         if (mask[i]) values[i] = std::numeric_limits<double>::quiet_NaN();
-      return {name, std::move(values), enc};
+      const NumType t = stored->stored_type();
+      return {name, std::move(values), enc, t == NumType::I8 ? 1 : (t == NumType::I32 ? 4 : 8)};
     }
     obj->fail("unknown column encoding '" + enc + "'");
   }

@@ -39,10 +39,23 @@ void write_nullable(TreeWriter& t, const std::string& path, const Column& c) {
     for (std::size_t i = 0; i < v->size(); ++i) values[i] = !mask[i] && (*v)[i] != 0.0;
     t.array(path + "/values", NumType::Bool, values.data(), {n}, encoding("array", "0.2.0"));
   } else {
-    std::vector<std::int64_t> values(v->size());
+    // Back at the width they were read with (as widened on reading: 1, 4 or 8 bytes), clamped
+    // to it (a value beyond int64 could only come from an unsigned 64-bit column).
+    const int bytes = c.nullable_bytes == 1 || c.nullable_bytes == 4 ? c.nullable_bytes : 8;
+    const double lo = bytes == 1 ? -128.0 : (bytes == 4 ? -2147483648.0 : -9223372036854775808.0);
+    const double hi = bytes == 1 ? 127.0 : (bytes == 4 ? 2147483647.0 : 9223372036854774784.0);
+    std::vector<std::int64_t> wide(v->size());
     for (std::size_t i = 0; i < v->size(); ++i)
-      values[i] = mask[i] ? 0 : static_cast<std::int64_t>((*v)[i]);
-    t.array(path + "/values", NumType::I64, values.data(), {n}, encoding("array", "0.2.0"));
+      wide[i] = mask[i] ? 0 : static_cast<std::int64_t>(std::clamp((*v)[i], lo, hi));
+    if (bytes == 8) {
+      t.array(path + "/values", NumType::I64, wide.data(), {n}, encoding("array", "0.2.0"));
+    } else if (bytes == 4) {
+      std::vector<std::int32_t> narrow(wide.begin(), wide.end());
+      t.array(path + "/values", NumType::I32, narrow.data(), {n}, encoding("array", "0.2.0"));
+    } else {
+      std::vector<std::int8_t> narrow(wide.begin(), wide.end());
+      t.array(path + "/values", NumType::I8, narrow.data(), {n}, encoding("array", "0.2.0"));
+    }
   }
   t.array(path + "/mask", NumType::Bool, mask.data(), {n}, encoding("array", "0.2.0"));
 }

@@ -27,6 +27,7 @@ struct Column {
   // anndata's "nullable-integer" or "nullable-boolean" when the column was one: its values are
   // then doubles with NaN where missing, and it is written back in that encoding ("" otherwise).
   std::string nullable = "";
+  int nullable_bytes = 8;  // nullable-integer: the width its values were stored with (1, 4, 8)
 };
 
 struct DataFrame {

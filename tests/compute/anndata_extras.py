@@ -47,6 +47,8 @@ if mode == "make":
         [None if i % 7 == 0 else i % 3 == 0 for i in range(a.n_obs)], dtype="boolean")
     a.obs["donor_age"] = pd.array(
         [None if i % 5 == 0 else 20 + i % 50 for i in range(a.n_obs)], dtype="Int64")
+    a.obs["lane"] = pd.array(
+        [None if i % 9 == 0 else i % 4 for i in range(a.n_obs)], dtype="Int8")
     if dst.rstrip("/").endswith(".zarr"):
         a.write_zarr(dst)
     else:
@@ -79,7 +81,7 @@ if (m["scale"] != n["scale"] or list(m["flags"]) != list(n["flags"])
     fail(f"uns spatial_meta differs: {m}")
 if "stale" in b.uns["leiden"] or "params" not in b.uns["leiden"]:
     fail("uns leiden was not replaced by the run's")
-for column, dtype in (("doublet", "boolean"), ("donor_age", "Int64")):
+for column, dtype in (("doublet", "boolean"), ("donor_age", "Int64"), ("lane", "Int8")):
     got, want = b.obs[column], a.obs[column].iloc[cells]
     if str(got.dtype) != dtype:
         fail(f"obs {column}: dtype {got.dtype}, want {dtype}")
