@@ -125,8 +125,9 @@ struct Tree {
   }
 };
 
-Tree build_tree(const std::vector<double>& xs, std::size_t fc) {
+Tree build_tree(const std::vector<double>& xs, const LoessOptions& o) {
   const std::size_t n = xs.size();
+  const auto fc = static_cast<std::size_t>(std::floor(static_cast<double>(n) * (o.span * o.cell)));
   Tree t;
   const double alpha = xs.front(), beta = xs.back();
   const double mu =
@@ -196,9 +197,7 @@ std::vector<double> loess_vertices(const std::vector<double>& x, const LoessOpti
   neighbourhood(x.size(), o);
   check_finite(x, "x");
   const Sorted s = sort_by_x(x, {});
-  const auto fc =
-      static_cast<std::size_t>(std::floor(static_cast<double>(x.size()) * (o.span * o.cell)));
-  std::vector<double> v = build_tree(s.x, fc).vertex;
+  std::vector<double> v = build_tree(s.x, o).vertex;
   std::sort(v.begin(), v.end());
   return v;
 }
@@ -221,8 +220,7 @@ std::vector<double> loess_fit(const std::vector<double>& x, const std::vector<do
     return fitted;
   }
 
-  const auto fc = static_cast<std::size_t>(std::floor(static_cast<double>(n) * (o.span * o.cell)));
-  const Tree tree = build_tree(s.x, fc);
+  const Tree tree = build_tree(s.x, o);
   std::vector<LocalFit> at(tree.vertex.size());
   tbb::parallel_for(std::size_t{0}, at.size(), [&](std::size_t v) {
     at[v] = local_fit(s.x, s.y, nf, o.span, o.degree, tree.vertex[v]);

@@ -469,9 +469,8 @@ class CudaBackend final : public Backend {
     Eigen::VectorXd z0(h);
     for (int c = 0; c < h; ++c) z0(c) = columns.zero(c);
     const Eigen::RowVectorXd shift = (z0 - model.mean).transpose() * model.components;
-    const Eigen::MatrixXd axes = model.components;  // h x k, column-major
     DeviceBuffer<double> v(d_, static_cast<std::size_t>(h) * k);
-    v.upload(axes.data(), v.size());
+    v.upload(model.components.data(), v.size());  // h x k, column-major
     const ScaledColumns::Offsets o = columns.offsets(lognorm);
     const std::int64_t tile_rows = offset_tile_rows(h);
     std::vector<double> result;
