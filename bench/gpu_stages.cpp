@@ -1,5 +1,5 @@
 // GPU stage benchmark: the stages the CUDA backend runs (QC, HVG moments, normalize, PCA, kNN,
-// UMAP, markers), timed on the CUDA and CPU backends on the same synthetic inputs, plus
+// UMAP, Leiden, markers), timed on the CUDA and CPU backends on the same synthetic inputs, plus
 // host-to-device bandwidth (pageable and pinned). Prints one
 // JSON object: per stage seconds per backend, rows/s, peak device memory, and the checks that
 // make the timings meaningful (Gram agreement, kNN recall of the GPU's exact and inverted-file
@@ -8,6 +8,7 @@
 //                         [--cpu-knn-cells N] [--ivf-cells N] [--markers-exact-cells N]
 #include <tbb/parallel_for.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -340,6 +341,23 @@ int main(int argc, char** argv) try {
     const double su = now() - t1;
     out["stages"]["umap"]["cuda"] = {
         {"cells", a.knn_cells}, {"seconds", su}, {"rows_per_s", a.knn_cells / su}};
+    // Leiden, parallel flavour, on the same graph: the device, then the CPU twin (all host
+    // threads), whose labels must be the device's.
+    compute::LeidenOptions lo;
+    lo.flavor = "parallel";
+    const double t2 = now();
+    const auto on_device = cuda->leiden(g.connectivities, lo, quiet);
+    const double sl = now() - t2;
+    const double t3 = now();
+    const auto on_host = cpu->leiden(g.connectivities, lo, quiet);
+    const double sh = now() - t3;
+    out["stages"]["leiden_parallel"]["cuda"] = {
+        {"cells", a.knn_cells}, {"seconds", sl}, {"rows_per_s", a.knn_cells / sl}};
+    out["stages"]["leiden_parallel"]["cpu"] = {
+        {"cells", a.knn_cells}, {"seconds", sh}, {"rows_per_s", a.knn_cells / sh}};
+    out["checks"]["leiden_parallel_same_labels"] = on_device == on_host;
+    out["checks"]["leiden_parallel_clusters"] =
+        on_host.empty() ? 0 : *std::max_element(on_host.begin(), on_host.end()) + 1;
   }
   if (cuda && a.ivf_cells > 0) {  // atlas scale: the inverted file alone
     const double t_gen = now();
@@ -366,6 +384,11 @@ int main(int argc, char** argv) try {
     const double s = now() - t0;
     out["stages"]["umap"]["cpu"] = {
         {"cells", a.cpu_knn_cells}, {"seconds", s}, {"rows_per_s", a.cpu_knn_cells / s}};
+    const double t1 = now();
+    cpu->leiden(g.connectivities, {}, quiet);  // igraph, scanpy's algorithm
+    const double sl = now() - t1;
+    out["stages"]["leiden_igraph"]["cpu"] = {
+        {"cells", a.cpu_knn_cells}, {"seconds", sl}, {"rows_per_s", a.cpu_knn_cells / sl}};
   }
   {
     const DenseMatrix x = embedding(a.cpu_knn_cells, a.dims);

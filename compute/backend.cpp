@@ -139,6 +139,19 @@ KnnResult Backend::knn(const DenseMatrix& points, const KnnOptions& options, Pro
   return compute::knn(points, options, progress);
 }
 
+std::string Backend::leiden_flavor(const LeidenOptions& options) const {
+  if (options.flavor == "parallel") return "parallel";
+  if (options.flavor == "igraph" || options.flavor == "leidenalg" || options.flavor == "auto")
+    return "igraph";
+  throw Error("", "leiden.flavor", "unknown flavour '" + options.flavor + "'");
+}
+
+std::vector<std::int32_t> Backend::leiden(const CsrMatrix& graph, const LeidenOptions& options,
+                                          Progress& progress) {
+  return leiden_flavor(options) == "parallel" ? leiden_parallel(graph, options, &progress)
+                                              : compute::leiden(graph, options, &progress);
+}
+
 std::vector<float> Backend::fuzzy_memberships(const KnnResult& knn, double local_connectivity) {
   return compute::fuzzy_memberships(knn, local_connectivity);
 }

@@ -9,6 +9,7 @@
 
 #include "compute/external.hpp"
 #include "compute/knn.hpp"
+#include "compute/leiden.hpp"
 #include "compute/pca.hpp"
 #include "compute/qc.hpp"
 #include "compute/umap.hpp"
@@ -125,6 +126,13 @@ class Backend {
   // UMAP's SGD layout (umap_layout's answer, same arithmetic: umap_step.hpp).
   virtual DenseMatrix umap(const CsrMatrix& graph, DenseMatrix init, const UmapOptions& options,
                            Progress& progress, const EpochCallback& on_epoch);
+  // The Leiden flavour options.flavor names here ("auto": this backend's default; "leidenalg"
+  // is igraph's): "igraph" or "parallel".
+  virtual std::string leiden_flavor(const LeidenOptions& options) const;
+  // Leiden in that flavour (leiden.hpp; a device backend runs the parallel one on the device,
+  // with the same labels).
+  virtual std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& options,
+                                           Progress& progress);
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -115,17 +115,10 @@ std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o,
     if (o.n_iterations < 0 && it + 1 >= kMaxLeidenIterations) break;
   }
 
-  std::vector<std::int64_t> size(n_clusters, 0);
-  for (std::int64_t i = 0; i < n; ++i) ++size[VECTOR(membership.v)[i]];
-  std::vector<std::int32_t> order(n_clusters);
-  std::iota(order.begin(), order.end(), 0);
-  std::stable_sort(order.begin(), order.end(),
-                   [&](std::int32_t x, std::int32_t y) { return size[x] > size[y]; });
-  std::vector<std::int32_t> rank(n_clusters);
-  for (std::int32_t r = 0; r < n_clusters; ++r) rank[order[r]] = r;
   std::vector<std::int32_t> labels(n);
-  for (std::int64_t i = 0; i < n; ++i) labels[i] = rank[VECTOR(membership.v)[i]];
-  return labels;
+  for (std::int64_t i = 0; i < n; ++i)
+    labels[i] = static_cast<std::int32_t>(VECTOR(membership.v)[i]);
+  return labels_by_size(labels);
 }
 
 }  // namespace orrery::compute

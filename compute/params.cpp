@@ -146,7 +146,8 @@ void PipelineParams::update_from_json(const json& j) {
   }
   if (j.contains("leiden")) {
     const auto& s = j["leiden"];
-    reject_unknown(s, "leiden", {"resolution", "n_iterations", "seed", "random_state"});
+    reject_unknown(s, "leiden", {"resolution", "n_iterations", "seed", "random_state", "flavor"});
+    take(s, "leiden", "flavor", leiden.flavor);
     take(s, "leiden", "resolution", leiden.resolution);
     take(s, "leiden", "n_iterations", leiden.n_iterations);
     take_seed(s, "leiden", leiden.seed);
@@ -225,6 +226,9 @@ void PipelineParams::validate() const {
           "must be positive");
   require(leiden.n_iterations <= 100000, "leiden.n_iterations",
           "must be at most 100000 (negative: until stable)");
+  require(leiden.flavor == "auto" || leiden.flavor == "igraph" || leiden.flavor == "leidenalg" ||
+              leiden.flavor == "parallel",
+          "leiden.flavor", "must be auto, igraph (or leidenalg) or parallel");
   require(wilcoxon.method == "exact" || wilcoxon.method == "binned" || wilcoxon.method == "auto",
           "markers.method", "must be exact (or wilcoxon), binned or auto");
   require(wilcoxon.n_bins >= 2 && wilcoxon.n_bins <= 100000, "markers.n_bins", "must be 2..100000");
@@ -252,6 +256,7 @@ json report_json(const PipelineResult& r, const PipelineParams& p) {
           {"n_hvg", r.hvg_genes.size()},
           {"pca_variance_ratio", ratio},
           {"leiden_n_clusters", r.n_clusters},
+          {"leiden_flavor", r.leiden_flavor},
           {"umap_init", r.umap_init},
           {"peak_rss_mib", peak_rss_mib()},
           {"stages", stages}};

@@ -329,9 +329,12 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                 "matrix is empty (" + std::to_string(r.n_cells_total) + " x " +
                     std::to_string(r.n_genes_total) + ")");
   r.backend_note = backend.name();
+  r.leiden_flavor = backend.leiden_flavor(p.leiden);
   if (const std::string on_device = backend.device_stages(); !on_device.empty())
-    progress.warn(backend.name() + " backend runs " + on_device +
-                  " on the device; the filter, the fuzzy union and Leiden run on the CPU");
+    progress.warn(backend.name() + " backend runs " + on_device + " on the device; the filter, " +
+                  (r.leiden_flavor == "igraph" ? "the fuzzy union and Leiden (igraph flavour)"
+                                               : "and the fuzzy union") +
+                  " run on the CPU");
   PipelineParams params = p;
 
   // Pass A: QC metrics of every cell and gene. The thresholds are known, so the same pass also
@@ -579,7 +582,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   {
     StageClock clock(r, "leiden", n_kept_cells, progress, x);
     progress.check();
-    r.leiden = leiden(r.graph.connectivities, p.leiden, &progress);
+    r.leiden = backend.leiden(r.graph.connectivities, p.leiden, progress);
     r.n_clusters = r.leiden.empty() ? 0 : *std::max_element(r.leiden.begin(), r.leiden.end()) + 1;
   }
   if (p.markers && r.n_clusters >= 2) {

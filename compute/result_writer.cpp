@@ -186,6 +186,7 @@ void write_uns_params(io::AnnDataWriter& w, const PipelineResult& r, const Pipel
   w.write_uns_number("leiden/params/resolution", p.leiden.resolution);
   w.write_uns_number("leiden/params/random_state", static_cast<double>(p.leiden.seed));
   w.write_uns_number("leiden/params/n_iterations", p.leiden.n_iterations);
+  if (!r.leiden_flavor.empty()) w.write_uns_string("leiden/params/flavor", r.leiden_flavor);
   w.write_uns_dict("pca");
   w.write_uns_numbers("pca/variance", r.pca.variance);
   w.write_uns_numbers("pca/variance_ratio", r.pca.variance_ratio);

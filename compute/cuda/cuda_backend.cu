@@ -23,6 +23,7 @@
 #include "compute/backend.hpp"
 #include "compute/cuda/check.cuh"
 #include "compute/cuda/device.cuh"
+#include "compute/cuda/leiden.cuh"
 #include "compute/cuda/stats.cuh"
 #include "compute/cuda/wilcoxon.cuh"
 #include "compute/elementwise.hpp"
@@ -403,7 +404,8 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_stages() const override {
     return "QC, normalize_total + log1p, the HVG moments, the PCA Gram pass, eigensolve and "
-           "projection, kNN, the fuzzy graph's memberships, the UMAP layout, Wilcoxon ranks";
+           "projection, kNN, the fuzzy graph's memberships, the UMAP layout, Leiden (parallel "
+           "flavour), Wilcoxon ranks";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
   bool stream_layout_to(ExternalBuffer* positions, ExternalSemaphore* ready) override {
@@ -535,6 +537,15 @@ class CudaBackend final : public Backend {
 
   // One thread per vertex and epoch, the CPU's arithmetic and negative samples
   // (umap_step.hpp); positions come back to the host every 10 epochs for the progress callback.
+  std::string leiden_flavor(const LeidenOptions& o) const override {
+    return o.flavor == "auto" ? "parallel" : Backend::leiden_flavor(o);
+  }
+  std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o,
+                                   Progress& progress) override {
+    if (leiden_flavor(o) != "parallel") return Backend::leiden(graph, o, progress);
+    return gpu::leiden(d_, graph, o, &progress);
+  }
+
   DenseMatrix umap(const CsrMatrix& graph, DenseMatrix emb, const UmapOptions& o,
                    Progress& progress, const EpochCallback& on_epoch) override {
     const std::int64_t n = graph.n_rows;

@@ -1,5 +1,5 @@
 // CPU/CUDA parity for the stages the CUDA backend runs (QC, normalize_total + log1p per chunk,
-// the HVG moments, the PCA Gram pass and eigensolve, kNN, UMAP, Wilcoxon), on pbmc3k and on
+// the HVG moments, the PCA Gram pass and eigensolve, kNN, UMAP, Leiden, Wilcoxon), on pbmc3k and on
 // synthetic data, each with the tolerance it states. Runs where a CUDA device exists; otherwise
 // skips saying why.
 #include <QtTest/QtTest>
@@ -589,6 +589,35 @@ class TestCudaParity : public QObject {
     }
   }
 
+  // Leiden's parallel flavour (the CUDA backend's default): the device's labels are the CPU
+  // twin's bit for bit (integer sums, the same per-vertex decisions: leiden_math.hpp).
+  void leidenParallel() {
+    const DenseMatrix x = blob_points(40000, 20, 10, 11);
+    compute::Progress quiet;
+    const compute::FuzzyGraph g =
+        compute::fuzzy_simplicial_set(compute::exact_knn(x, {.n_neighbors = 15}, quiet));
+    struct Case {
+      std::uint64_t seed;
+      double resolution;
+      int n_iterations;
+    };
+    for (const Case c : {Case{0, 1.0, -1}, Case{7, 0.5, 2}, Case{1, 3.0, 1}}) {
+      compute::LeidenOptions o;
+      o.seed = c.seed;
+      o.resolution = c.resolution;
+      o.n_iterations = c.n_iterations;
+      o.flavor = "parallel";
+      const auto a = cpu_->leiden(g.connectivities, o, quiet);
+      const auto b = cuda_->leiden(g.connectivities, o, quiet);
+      qInfo("leiden parallel, resolution %.1f: %d clusters; cpu vs cuda ARI %.6f", c.resolution,
+            *std::max_element(a.begin(), a.end()) + 1, compute::adjusted_rand_index(a, b));
+      QCOMPARE(b, a);
+    }
+    compute::LeidenOptions o;
+    QCOMPARE(cuda_->leiden_flavor(o), std::string("parallel"));
+    QCOMPARE(cpu_->leiden_flavor(o), std::string("igraph"));
+  }
+
   void pipelineSameAnswers() {
     if (!std::filesystem::exists(test::pbmc3k_dir())) QSKIP("pbmc3k not found (set ORRERY_SHARED)");
     io::Store s1 = io::open_store(test::pbmc3k_dir().string());
@@ -621,6 +650,7 @@ class TestCudaParity : public QObject {
     QVERIFY2(recall >= 0.99, qPrintable(QString::number(recall)));
     const double ari = compute::adjusted_rand_index(r1.leiden, r2.leiden);
     qInfo("pbmc3k cpu vs cuda: kNN recall %.5f, Leiden ARI %.4f", recall, ari);
+    QCOMPARE(r2.leiden_flavor, std::string("parallel"));  // igraph's on the CPU
     QVERIFY2(ari >= 0.9, qPrintable(QString::number(ari)));
     // Markers of the CPU's clusters from each backend's log data (the device's values may
     // differ by an ulp, so ties may break otherwise): top-10 genes per cluster nearly the same.

@@ -332,6 +332,28 @@ class TestPbmc3k : public QObject {
           result_.n_clusters, ari, ours.size());
     QVERIFY(ours.size() >= 2600);
     QVERIFY(ari >= 0.62);
+
+    // The parallel flavour (the CUDA backend's) on the same graph: as good a partition.
+    compute::LeidenOptions o = params_.leiden;
+    const auto parallel = compute::leiden_parallel(result_.graph.connectivities, o);
+    std::vector<std::int32_t> par_annotated;
+    for (std::size_t k = 0; k < result_.kept_cells.size(); ++k) {
+      const auto& l = label[store_.obs.index[result_.kept_cells[k]]];
+      if (!l.empty() && l != "NA") par_annotated.push_back(parallel[k]);
+    }
+    const double par_ari =
+        compute::adjusted_rand_index(par_annotated, compute::encode_labels(theirs));
+    const double q_igraph =
+        compute::leiden_quality(result_.graph.connectivities, result_.leiden, o.resolution);
+    const double q_parallel =
+        compute::leiden_quality(result_.graph.connectivities, parallel, o.resolution);
+    qInfo(
+        "parallel flavour: %d clusters, ARI vs Seurat annotations %.4f, vs igraph's %.4f; "
+        "quality %.5f (igraph %.5f)",
+        *std::max_element(parallel.begin(), parallel.end()) + 1, par_ari,
+        compute::adjusted_rand_index(parallel, result_.leiden), q_parallel, q_igraph);
+    QVERIFY(par_ari >= 0.62);
+    QVERIFY(q_parallel > 0.99 * q_igraph);
   }
 
   // Markers for scanpy's own Leiden labels (reference/leiden.tsv), so groups are identical.

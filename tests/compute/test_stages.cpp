@@ -1077,6 +1077,77 @@ class TestStages : public QObject {
     QCOMPARE(leiden(g, {.resolution = 1.0, .seed = 1}), labels);  // seeded: same answer
   }
 
+  // The parallel flavour: the planted cliques; on blob kNN graphs a partition as good as
+  // igraph's (quality within 1 %, close ARI) and the same labels for any thread count.
+  void parallelLeidenFindsCommunities() {
+    {
+      const int n = 30;
+      std::vector<std::map<int, float>> adj(n);
+      for (int c = 0; c < 3; ++c)
+        for (int i = 0; i < 10; ++i)
+          for (int j = 0; j < 10; ++j)
+            if (i != j) adj[c * 10 + i][c * 10 + j] = 1.0f;
+      for (auto [a, b] : {std::pair{0, 10}, std::pair{10, 20}, std::pair{20, 0}}) {
+        adj[a][b] = 0.05f;
+        adj[b][a] = 0.05f;
+      }
+      CsrMatrix g;
+      g.n_rows = g.n_cols = n;
+      for (auto& row : adj) {
+        for (auto [j, w] : row) {
+          g.indices.push_back(j);
+          g.data.push_back(w);
+        }
+        g.indptr.push_back(g.nnz());
+      }
+      std::vector<std::int32_t> truth;
+      for (int i = 0; i < n; ++i) truth.push_back(i / 10);
+      QCOMPARE(adjusted_rand_index(leiden_parallel(g, {.resolution = 1.0, .seed = 1}), truth), 1.0);
+    }
+    Progress p;
+    const FuzzyGraph g =
+        fuzzy_simplicial_set(exact_knn(blobs(10000, 8, 12, 6.0), {.n_neighbors = 15}, p));
+    std::vector<std::int32_t> truth;
+    for (int i = 0; i < 10000; ++i) truth.push_back(i % 12);
+    for (double resolution : {1.0, 0.3, 2.0}) {
+      const LeidenOptions o{.resolution = resolution, .seed = 3};
+      const auto ref = leiden(g.connectivities, o);
+      const auto par = leiden_parallel(g.connectivities, o);
+      const double q_ref = leiden_quality(g.connectivities, ref, resolution);
+      const double q_par = leiden_quality(g.connectivities, par, resolution);
+      const int k_ref = *std::max_element(ref.begin(), ref.end()) + 1;
+      const int k_par = *std::max_element(par.begin(), par.end()) + 1;
+      qInfo(
+          "resolution %.1f: igraph %d clusters, quality %.5f, ARI vs blobs %.4f; parallel %d, "
+          "%.5f, %.4f; ARI between them %.4f",
+          resolution, k_ref, q_ref, adjusted_rand_index(ref, truth), k_par, q_par,
+          adjusted_rand_index(par, truth), adjusted_rand_index(ref, par));
+      QVERIFY(q_par > q_ref - 0.01 * std::fabs(q_ref));
+      for (int threads : {1, 3}) {
+        tbb::global_control limit(tbb::global_control::max_allowed_parallelism, threads);
+        QCOMPARE(leiden_parallel(g.connectivities, o), par);
+      }
+      QVERIFY(adjusted_rand_index(par, truth) > adjusted_rand_index(ref, truth) - 0.02);
+      if (resolution == 1.0) QVERIFY(adjusted_rand_index(par, ref) > 0.95);
+    }
+    // Another seed: another partition of about the same quality.
+    const auto other = leiden_parallel(g.connectivities, {.resolution = 1.0, .seed = 4});
+    QVERIFY(leiden_quality(g.connectivities, other, 1.0) >
+            0.99 * leiden_quality(g.connectivities, leiden(g.connectivities, {}), 1.0));
+    // Iterations: 0 leaves singletons, and "until stable" is a fixed point of one more.
+    const auto none = leiden_parallel(g.connectivities, {.n_iterations = 0});
+    QCOMPARE(*std::max_element(none.begin(), none.end()), std::int32_t{9999});
+    Progress cancelled;
+    cancelled.cancel();
+    QVERIFY_THROWS_EXCEPTION(Cancelled, leiden_parallel(g.connectivities, {}, &cancelled));
+    // Bad graphs are refused by name.
+    CsrMatrix bad = g.connectivities;
+    bad.data[7] = -1.0f;
+    QVERIFY_THROWS_EXCEPTION(Error, leiden_parallel(bad, {}));
+    bad.data[7] = std::numeric_limits<float>::quiet_NaN();
+    QVERIFY_THROWS_EXCEPTION(Error, leiden_parallel(bad, {}));
+  }
+
   // n_iterations = -1 iterates until an iteration leaves the partition as it was (leidenalg's,
   // so scanpy's, meaning; igraph 0.10.2's own loop stopped after one): the answer is the first
   // fixed count K whose next iteration changes nothing, here more than one. Counts are run one
@@ -1265,6 +1336,12 @@ class TestStages : public QObject {
     built.update_from_json(nlohmann::json{{"leiden", {{"seed", int{5}}}}});
     QCOMPARE(built.leiden.seed, std::uint64_t{5});
     expect(R"({"hvg": {"flavor": "seurat_v3", "n_top_genes": null}})", "hvg.n_top_genes");
+    expect(R"({"leiden": {"flavor": "louvain"}})", "leiden.flavor");
+    PipelineParams flavour;
+    flavour.update_from_json(nlohmann::json::parse(R"({"leiden": {"flavor": "leidenalg"}})"));
+    QCOMPARE(make_cpu_backend()->leiden_flavor(flavour.leiden), std::string("igraph"));
+    flavour.update_from_json(nlohmann::json::parse(R"({"leiden": {"flavor": "parallel"}})"));
+    QCOMPARE(make_cpu_backend()->leiden_flavor(flavour.leiden), std::string("parallel"));
     PipelineParams eigh;
     eigh.update_from_json(nlohmann::json::parse(R"({"pca": {"svd_solver": "covariance_eigh"}})"));
   }
