@@ -39,6 +39,14 @@ ORRERY_HD inline bool leiden_eligible(std::uint64_t seed, int iteration, int lev
   return static_cast<int>(h & 1) == (sweep & 1);
 }
 
+// Local moving stops when a pair of sweeps moved at most one vertex in 1000 (else when two
+// sweeps in a row moved none, or after kLeidenMoveSweeps): a sweep pair then moves the last
+// boundary vertices of a community one layer at a time, which the aggregate graph does at once.
+ORRERY_HD inline bool leiden_moves_settled(std::int64_t previous, std::int64_t moved,
+                                           std::int64_t n) {
+  return previous + moved <= n / 1000;
+}
+
 // leiden_eligible of one sweep, as a function of the vertex.
 struct LeidenCoin {
   std::uint64_t seed;

@@ -69,6 +69,7 @@ std::vector<std::int32_t> local_moving(const Level& G, std::vector<std::int32_t>
   std::vector<std::int64_t> K(G.n);
   std::vector<std::int32_t> size(G.n), next(G.n);
   int quiet = 0;
+  std::int64_t last = -1;
   for (int sweep = 0; sweep < kLeidenMoveSweeps && quiet < 2; ++sweep) {
     if (s.progress) s.progress->check();
     totals(G, label, K, size);
@@ -94,6 +95,8 @@ std::vector<std::int32_t> local_moving(const Level& G, std::vector<std::int32_t>
     });
     label.swap(next);
     quiet = moved.load() ? 0 : quiet + 1;
+    if (last >= 0 && leiden_moves_settled(last, moved.load(), G.n)) break;
+    last = moved.load();
   }
   return label;
 }

@@ -40,6 +40,11 @@ __global__ void fill_rows(const std::int64_t* indptr, std::int64_t n, std::int32
   for (auto e = indptr[i]; e < indptr[i + 1]; ++e) row[e] = static_cast<std::int32_t>(i);
 }
 
+__global__ void fill_iota(std::int32_t* out, std::int64_t n) {
+  const std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x;
+  if (i < n) out[i] = static_cast<std::int32_t>(i);
+}
+
 __global__ void totals(const std::int32_t* label, const std::int64_t* degree, std::int64_t n,
                        std::int64_t* K, std::int32_t* size) {
   const std::int64_t i = blockIdx.x * std::int64_t{blockDim.x} + threadIdx.x;
@@ -204,6 +209,7 @@ class Solver {
   void local_moving(const DeviceLevel& G, std::int32_t* label, const LeidenCoin& base, double g,
                     Progress* progress) {
     int quiet = 0;
+    ull last = 0;
     for (int sweep = 0; sweep < kLeidenMoveSweeps && quiet < 2; ++sweep) {
       if (progress) progress->check();
       community_totals(label, G, K_.get(), size_.get());
@@ -221,16 +227,19 @@ class Solver {
           size_.get(), g, coin, next_.get(), moved_.get());
       check_launch();
       copy(label, next_.get(), G.n);
-      quiet = moved() ? 0 : quiet + 1;
+      const ull now = moved();
+      quiet = now ? 0 : quiet + 1;
+      if (sweep > 0 && leiden_moves_settled(static_cast<std::int64_t>(last),
+                                            static_cast<std::int64_t>(now), G.n))
+        break;
+      last = now;
     }
   }
 
   void refine(const DeviceLevel& G, const std::int32_t* P, std::int32_t* R, const LeidenCoin& base,
               double g, Progress* progress) {
-    std::vector<std::int32_t> iota(G.n);
-    std::iota(iota.begin(), iota.end(), 0);
-    ORRERY_CUDA_CHECK(cudaMemcpyAsync(R, iota.data(), G.n * sizeof(std::int32_t),
-                                      cudaMemcpyHostToDevice, d_.stream));
+    fill_iota<<<grid(G.n), kThreads, 0, d_.stream>>>(R, G.n);
+    check_launch();
     community_totals(P, G, KP_.get(), sizeP_.get());
     int quiet = 0;
     for (int sweep = 0; sweep < kLeidenRefineSweeps && quiet < 2; ++sweep) {
@@ -256,7 +265,6 @@ class Solver {
       copy(R, next_.get(), G.n);
       quiet = moved() ? 0 : quiet + 1;
     }
-    d_.sync();  // `iota` is read by the copy above
   }
 
   // The graph of the groups `ids` (n_coarse of them).
@@ -388,9 +396,8 @@ std::vector<std::int32_t> leiden(Device& d, const CsrMatrix& graph, const Leiden
   for (int it = 0; o.n_iterations < 0 || it < o.n_iterations; ++it) {
     if (progress && it > 0) progress->report("leiden: iteration " + std::to_string(it + 1), 0.0);
     if (o.n_iterations < 0 && it > 0) before = first_appearance_labels(membership);
-    std::vector<std::int32_t> iota(n);
-    std::iota(iota.begin(), iota.end(), 0);
-    map.upload(iota.data(), n);
+    fill_iota<<<grid(n), kThreads, 0, d.stream>>>(map.get(), n);
+    check_launch();
     solver.compact(member.get(), n, M.get());
     DeviceLevel coarse(d, 0, 0);
     const DeviceLevel* G = &level0;
