@@ -61,6 +61,10 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   init_ = combo({"spectral", "pca", "random"}, "UMAP initial layout");
   n_epochs_ = spin(0, 100000, "UMAP epochs (0: 500 up to 10k cells, else 200)");
   resolution_ = dspin(0.01, 20, 0.1, 2, "Leiden resolution: higher gives more clusters");
+  leiden_flavor_ =
+      combo({"auto", "igraph", "parallel"},
+            "igraph: scanpy's Leiden, one thread; parallel: Orrery's, all cores or "
+            "the GPU, the same labels on both; auto: parallel on the GPU, else igraph");
   seed_ = spin(0, 1 << 30, "random seed of UMAP and Leiden");
   markers_ = new QCheckBox("marker genes per cluster");
   markers_->setToolTip("rank_genes_groups (Wilcoxon) of each Leiden cluster against the rest");
@@ -82,6 +86,7 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   form->addRow("UMAP init", init_);
   form->addRow("UMAP epochs", n_epochs_);
   form->addRow("Leiden resolution", resolution_);
+  form->addRow("Leiden flavour", leiden_flavor_);
   form->addRow("Seed", seed_);
   form->addRow("", markers_);
   form->addRow("Backend", backend_);
@@ -121,6 +126,8 @@ void ParamsPanel::setParams(const compute::PipelineParams& p) {
   init_->setCurrentText(QString::fromStdString(p.umap.init));
   n_epochs_->setValue(p.umap.n_epochs);
   resolution_->setValue(p.leiden.resolution);
+  leiden_flavor_->setCurrentText(
+      QString::fromStdString(p.leiden.flavor == "leidenalg" ? "igraph" : p.leiden.flavor));
   seed_->setValue(static_cast<int>(p.leiden.seed));
   markers_->setChecked(p.markers);
   backend_->setCurrentText(QString::fromStdString(p.backend));
@@ -152,6 +159,7 @@ compute::PipelineParams ParamsPanel::applyTo(compute::PipelineParams p) const {
   p.umap.init = init_->currentText().toStdString();
   p.umap.n_epochs = n_epochs_->value();
   p.leiden.resolution = resolution_->value();
+  p.leiden.flavor = leiden_flavor_->currentText().toStdString();
   p.umap.seed = p.leiden.seed = static_cast<std::uint64_t>(seed_->value());
   p.markers = markers_->isChecked();
   p.backend = backend_->currentText().toStdString();

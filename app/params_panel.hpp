@@ -33,6 +33,7 @@ class ParamsPanel : public QWidget {
   QComboBox* batchKey() const { return batch_; }
   QSpinBox* nTopGenes() const { return n_top_; }
   QDoubleSpinBox* resolution() const { return resolution_; }
+  QComboBox* leidenFlavor() const { return leiden_flavor_; }
   QPushButton* applyButton() const { return apply_; }
   QPushButton* resetButton() const { return reset_; }
 
@@ -55,6 +56,7 @@ class ParamsPanel : public QWidget {
   QComboBox* init_;
   QSpinBox* n_epochs_;
   QDoubleSpinBox* resolution_;
+  QComboBox* leiden_flavor_;
   QSpinBox* seed_;
   QCheckBox* markers_;
   QComboBox* backend_;

@@ -932,6 +932,17 @@ class TestMainWindow : public QObject {
     qInfo("Leiden resolution 3.0: %zu clusters (0.6: %zu)",
           window_->snapshot()->cluster_sizes.size(), clusters_before);
     QVERIFY(window_->snapshot()->cluster_sizes.size() > clusters_before);
+    // The parallel Leiden flavour from the panel: about the same clustering at this resolution.
+    const auto igraph_sizes = window_->snapshot()->cluster_sizes;
+    QCOMPARE(panel->leidenFlavor()->currentText(), QString("auto"));
+    panel->leidenFlavor()->setCurrentText("parallel");
+    QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
+    QVERIFY(done.wait(300000));
+    QCOMPARE(QString::fromStdString(window_->params().leiden.flavor), QString("parallel"));
+    qInfo("Leiden resolution 3.0, parallel flavour: %zu clusters (igraph: %zu)",
+          window_->snapshot()->cluster_sizes.size(), igraph_sizes.size());
+    QVERIFY(window_->snapshot()->cluster_sizes.size() * 2 > igraph_sizes.size());
+    QVERIFY(window_->snapshot()->cluster_sizes.size() < igraph_sizes.size() * 2);
     // Scale without centering and without clipping (0 in the panel: scanpy's max_value=None)
     // goes through the panel as valid parameters.
     compute::PipelineParams uncentred = panel->applyTo(window_->params());
@@ -952,6 +963,7 @@ class TestMainWindow : public QObject {
     // Reset, apply: back to the defaults' clustering.
     QTest::mouseClick(panel->resetButton(), Qt::LeftButton);
     QCOMPARE(panel->resolution()->value(), 0.6);
+    QCOMPARE(panel->leidenFlavor()->currentText(), QString("auto"));
     QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
     QVERIFY(done.wait(300000));
     QCOMPARE(window_->snapshot()->cluster_sizes.size(), clusters_before);
