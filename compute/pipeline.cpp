@@ -175,6 +175,9 @@ std::vector<std::int32_t> batch_of_kept_cells(const io::Store& store, const Pipe
           } else if constexpr (std::is_same_v<V, std::vector<std::string>>) {
             values.push_back(v[c]);
           } else {
+            if constexpr (std::is_floating_point_v<typename V::value_type>)
+              if (std::isnan(v[c]))  // a nullable column's missing value, or NaN
+                throw Error(store.path, "obs/" + key, "a kept cell has no batch (missing value)");
             values.push_back(std::to_string(v[c]));
           }
         }

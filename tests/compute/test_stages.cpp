@@ -959,6 +959,21 @@ class TestStages : public QObject {
     } catch (const Error& e) {
       QVERIFY(QString(e.what()).contains("no_such_column"));
     }
+    // A numeric (e.g. pandas nullable-integer) column with a missing value: an error naming
+    // it, as for a categorical's missing code (scanpy leaves such cells out of every batch).
+    Column with_gap{.name = "plate", .values = std::vector<double>(store.n_obs(), 1.0)};
+    auto& plate = std::get<std::vector<double>>(with_gap.values);
+    for (std::size_t i = 0; i < plate.size(); i += 5) plate[i] = std::nan("");
+    with_gap.nullable = "nullable-integer";
+    store.obs.columns.push_back(with_gap);
+    p.hvg.batch_key = "plate";
+    try {
+      run_pipeline(store, p, *backend, quiet);
+      QFAIL("a missing batch value must be an error");
+    } catch (const Error& e) {
+      QVERIFY2(QString(e.what()).contains("obs/plate") && QString(e.what()).contains("missing"),
+               e.what());
+    }
   }
 
   void umapSeparatesBlobs() {
