@@ -73,7 +73,7 @@ bool component_spectral(const CsrMatrix& g, const std::vector<std::int64_t>& mem
     double d = 0.0;
     const auto v = members[i];
     for (auto k = g.indptr[v]; k < g.indptr[v + 1]; ++k) d += g.data[k];
-    if (d <= 0) return false;
+    if (!(d > 0) || !std::isfinite(d)) return false;  // no eigenproblem to solve: random layout
     op.inv_sqrt_degree[i] = 1.0 / std::sqrt(d);
   }
   igraph_arpack_options_t options;

@@ -1030,6 +1030,16 @@ class TestStages : public QObject {
           along_y);
     QVERIFY(along_x > 0.99 && along_y > 0.99);
     for (float v : r.embedding.values) QVERIFY(v >= 0.0f && v <= 10.0f);
+
+    // umap-learn's random fallback where the spectral layout fails (here a non-finite weight
+    // in the one component): the seeded random layout in [0, 10], and the report says so.
+    CsrMatrix broken = g;
+    broken.data[1] = std::numeric_limits<float>::infinity();
+    const SpectralResult fallback = spectral_layout(broken, DenseMatrix(n, 2), 5);
+    QVERIFY(fallback.note.rfind("random (", 0) == 0);
+    const DenseMatrix expected = random_layout(n, 5);
+    QCOMPARE(fallback.embedding.values, expected.values);
+    for (float v : fallback.embedding.values) QVERIFY(v >= 0.0f && v <= 10.0f);
   }
 
   // Two far-apart blobs make two components, each laid out on its own, apart from the other.
