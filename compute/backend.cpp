@@ -152,6 +152,11 @@ std::vector<std::int32_t> Backend::leiden(const CsrMatrix& graph, const LeidenOp
                                               : compute::leiden(graph, options, &progress);
 }
 
+FuzzyGraph Backend::fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
+                                         double set_op_mix_ratio) {
+  return fuzzy_union(knn, fuzzy_memberships(knn, local_connectivity), set_op_mix_ratio);
+}
+
 std::vector<float> Backend::fuzzy_memberships(const KnnResult& knn, double local_connectivity) {
   return compute::fuzzy_memberships(knn, local_connectivity);
 }

@@ -115,8 +115,12 @@ class Backend {
                                                       int n_groups, const WilcoxonOptions& options,
                                                       Progress& progress);
   // Each kNN entry's fuzzy membership (umap.hpp's fuzzy_memberships; fuzzy_math.hpp's
-  // arithmetic). The union that makes the graph of them stays on the host.
+  // arithmetic).
   virtual std::vector<float> fuzzy_memberships(const KnnResult& knn, double local_connectivity);
+  // The fuzzy simplicial set: these memberships and their union (umap.hpp's fuzzy_union; a
+  // device backend gives the graph the host would make of its memberships, bit for bit).
+  virtual FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
+                                          double set_op_mix_ratio = 1.0);
   // Where the UMAP layout also goes when it is final: positions (n x float2) written on the
   // device into `positions` and then `ready` signalled. Returns false where the backend cannot
   // (the CPU backend: the host upload path applies).

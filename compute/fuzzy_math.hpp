@@ -74,4 +74,13 @@ ORRERY_HD inline float fuzzy_membership(double d, const SmoothKnn& s) {
                                                                  : exp(-((d - s.rho) / s.sigma)));
 }
 
+// The fuzzy union of the two directed memberships a = P_ij and b = P_ji (0 where absent):
+// a + b - ab at set_op_mix_ratio 1, blended with the intersection ab below it. Symmetric in a and
+// b, so both directions of an edge get the same float.
+ORRERY_HD inline float fuzzy_combine(double a, double b, double set_op_mix_ratio) {
+  const double prod = product_rn(a, b);
+  return static_cast<float>(product_rn(set_op_mix_ratio, a + b - prod) +
+                            product_rn(1.0 - set_op_mix_ratio, prod));
+}
+
 }  // namespace orrery::compute

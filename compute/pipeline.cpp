@@ -335,8 +335,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   r.leiden_flavor = backend.leiden_flavor(p.leiden);
   if (const std::string on_device = backend.device_stages(); !on_device.empty())
     progress.warn(backend.name() + " backend runs " + on_device + " on the device; the filter, " +
-                  (r.leiden_flavor == "igraph" ? "the fuzzy union and Leiden (igraph flavour)"
-                                               : "and the fuzzy union") +
+                  (r.leiden_flavor == "igraph" ? "scale's statistics and Leiden (igraph flavour)"
+                                               : "and scale's statistics") +
                   " run on the CPU");
   PipelineParams params = p;
 
@@ -563,7 +563,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   {
     StageClock clock(r, "neighbors", n_kept_cells, progress, x);
     r.knn = backend.knn(r.x_pca, p.neighbors, progress);
-    r.graph = fuzzy_union(r.knn, backend.fuzzy_memberships(r.knn, 1.0));
+    r.graph = backend.fuzzy_simplicial_set(r.knn, 1.0);
   }
   {
     StageClock clock(r, "umap", n_kept_cells, progress, x);

@@ -125,10 +125,7 @@ FuzzyGraph fuzzy_union(const KnnResult& knn, const std::vector<float>& membershi
   }
   // Fuzzy union: P + P^T - P o P^T (set_op_mix_ratio = 1), intersection blended otherwise;
   // entries that come out 0 are dropped.
-  auto combine = [&](double a, double b) {
-    const double prod = a * b;
-    return static_cast<float>(set_op_mix_ratio * (a + b - prod) + (1.0 - set_op_mix_ratio) * prod);
-  };
+  auto combine = [&](double a, double b) { return fuzzy_combine(a, b, set_op_mix_ratio); };
   auto merge_row = [&](std::int64_t i, auto&& emit) {
     const GeneIndex* c = cols.data() + i * k;
     const float* w = weights.data() + i * k;

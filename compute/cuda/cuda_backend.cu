@@ -23,6 +23,7 @@
 #include "compute/backend.hpp"
 #include "compute/cuda/check.cuh"
 #include "compute/cuda/device.cuh"
+#include "compute/cuda/fuzzy.cuh"
 #include "compute/cuda/leiden.cuh"
 #include "compute/cuda/stats.cuh"
 #include "compute/cuda/wilcoxon.cuh"
@@ -404,7 +405,7 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_stages() const override {
     return "QC, normalize_total + log1p, the HVG moments, the PCA Gram pass, eigensolve and "
-           "projection, kNN, the fuzzy graph's memberships, the UMAP layout, Leiden (parallel "
+           "projection, kNN, the fuzzy simplicial set, the UMAP layout, Leiden (parallel "
            "flavour), Wilcoxon ranks";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
@@ -611,6 +612,21 @@ class CudaBackend final : public Backend {
     out.download(w.data(), m);
     d_.sync();
     return w;
+  }
+
+  FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
+                                  double set_op_mix_ratio) override {
+    const std::size_t m = knn.distances.size();
+    if (m == 0 || knn.k > kMaxK || knn.indices.size() != m)
+      return Backend::fuzzy_simplicial_set(knn, local_connectivity, set_op_mix_ratio);
+    DeviceBuffer<float> dist(d_, m), w(d_, m);
+    DeviceBuffer<std::int64_t> idx(d_, m);
+    dist.upload(knn.distances.data(), m);
+    idx.upload(knn.indices.data(), m);
+    fuzzy_rows<<<blocks_for(knn.n, 128), 128, 0, d_.stream>>>(
+        dist.get(), idx.get(), knn.n, knn.k, local_connectivity, mean_knn_distance(knn), w.get());
+    check_launch();
+    return gpu::fuzzy_union(d_, idx.get(), dist.get(), w.get(), knn.n, knn.k, set_op_mix_ratio);
   }
 
   KnnResult knn(const DenseMatrix& points, const KnnOptions& o, Progress& progress) override {

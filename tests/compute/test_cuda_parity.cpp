@@ -540,6 +540,27 @@ class TestCudaParity : public QObject {
     const compute::FuzzyGraph ga = compute::fuzzy_union(knn, a), gb = compute::fuzzy_union(knn, b);
     QCOMPARE(gb.connectivities.indptr, ga.connectivities.indptr);
     QCOMPARE(gb.connectivities.indices, ga.connectivities.indices);
+    // The union on the device: the host's union of the device's memberships, bit for bit,
+    // also with missing neighbours (-1), a neighbour listed twice and the mixed set operation.
+    compute::KnnResult odd = knn;
+    for (std::int64_t i = 0; i < odd.n; i += 7) odd.indices[i * 15 + 14] = -1;
+    for (std::int64_t i = 3; i < odd.n; i += 11) {
+      odd.indices[i * 15 + 13] = odd.indices[i * 15 + 12];
+      odd.distances[i * 15 + 13] = odd.distances[i * 15 + 12];
+    }
+    for (double mix : {1.0, 0.5}) {
+      const compute::FuzzyGraph dev = cuda_->fuzzy_simplicial_set(odd, 1.0, mix);
+      const compute::FuzzyGraph host =
+          compute::fuzzy_union(odd, cuda_->fuzzy_memberships(odd, 1.0), mix);
+      for (const auto& [d, h] : {std::pair{&dev.connectivities, &host.connectivities},
+                                 std::pair{&dev.distances, &host.distances}}) {
+        QCOMPARE(d->indptr, h->indptr);
+        QCOMPARE(d->indices, h->indices);
+        QCOMPARE(d->data, h->data);
+      }
+    }
+    QCOMPARE(cpu_->fuzzy_simplicial_set(odd, 1.0).connectivities.indices,
+             cuda_->fuzzy_simplicial_set(odd, 1.0).connectivities.indices);
   }
 
   // UMAP: the same per-vertex arithmetic and negative samples on both (umap_step.hpp); only
