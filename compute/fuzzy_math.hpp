@@ -34,7 +34,7 @@ ORRERY_HD inline SmoothKnn smooth_knn_row(const float* d, int k, double local_co
     if (index > 0) {
       s.rho = nth_nonzero(index - 1);
       if (interpolation > kSmoothKTolerance)
-        s.rho += interpolation * (nth_nonzero(index) - nth_nonzero(index - 1));
+        s.rho += product_rn(interpolation, nth_nonzero(index) - nth_nonzero(index - 1));
     } else {
       s.rho = interpolation * nth_nonzero(0);
     }
