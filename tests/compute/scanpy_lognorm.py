@@ -6,7 +6,9 @@ routine on AVX-512 hosts and libm's elsewhere, and the two differ by one ulp for
 inputs. Wilcoxon ranks see those ulps wherever values are nearly tied, so the p-values of a
 pipeline are only comparable to 1e-6 on identical inputs. This script makes those inputs.
 
-Usage: scanpy_lognorm.py MTX_DIR LEIDEN_TSV OUT.h5ad OUT_STATS.tsv
+Usage: scanpy_lognorm.py MTX_DIR LEIDEN_TSV OUT.h5ad OUT_STATS.tsv [portable]
+"portable": numpy's AVX-512 routines are switched off (NPY_DISABLE_CPU_FEATURES), so float32
+log1p is the portable one (libm's log1pf) that scanpy gets on any CPU without AVX-512.
 OUT.h5ad: the filtered cells x genes, X = log1p(normalize_total(counts, 1e4)) as float32 CSR.
 OUT_STATS.tsv: group, gene, z-score, p-value (scipy's rankdata and normal tail, as scanpy),
 for the Leiden groups of LEIDEN_TSV vs the rest, without tie correction.
@@ -14,6 +16,10 @@ Exits 77 when numpy, scipy or anndata is missing."""
 import gzip
 import os
 import sys
+
+if sys.argv[5:] == ["portable"]:  # before numpy is imported
+    os.environ["NPY_DISABLE_CPU_FEATURES"] = (
+        "AVX512F AVX512CD AVX512_SKX AVX512_CLX AVX512_CNL AVX512_ICL")
 
 try:
     import anndata
