@@ -3,7 +3,9 @@
 # suite, the GPU stage bench (JSON), then the interop test and render bench on the GPU's
 # Vulkan driver. Logs go to $OUT when set. SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_RENDER=1 leave
 # out the parity suite / stage bench / Vulkan part; PARITY_TESTS names parity test functions
-# to run alone; E2E_CELLS=N adds the end-to-end CLI run (see below).
+# to run alone; E2E_CELLS=N adds the end-to-end CLI run (see below); LEIDEN_CELLS=N adds the
+# Leiden flavours on an N-cell blob graph (orrery_bench_leiden: igraph, parallel on the host
+# cores and on the device, and whether the device's labels are the host's).
 # Usage: run_checks.sh [BENCH_ARGS...]
 set -uo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
@@ -30,6 +32,10 @@ if [ -z "${SKIP_BENCH:-}" ]; then
   timeout 300 "$root/bin/orrery_bench_gpu" "$@" 2>"$out/bench.err" | tee "$out/bench.json"
   echo "bench exit: ${PIPESTATUS[0]}"
   tail -5 "$out/bench.err"
+fi
+if [ -n "${LEIDEN_CELLS:-}" ]; then
+  timeout 300 "$root/bin/orrery_bench_leiden" "$LEIDEN_CELLS" | tee "$out/leiden.json"
+  echo "leiden bench exit: ${PIPESTATUS[0]}"
 fi
 if [ -n "${E2E_CELLS:-}" ]; then
   # End to end: `orrery-cli run --backend cuda` on a synthetic store of E2E_CELLS x 28k genes

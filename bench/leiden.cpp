@@ -1,0 +1,90 @@
+// Leiden benchmark: the igraph and parallel flavours on the fuzzy kNN graph (k = 15, NN-descent)
+// of N points in 40 Gaussian blobs in 20 dimensions, with the CUDA backend's parallel flavour
+// when a device exists. Prints one JSON object: seconds, clusters and quality (modularity with
+// resolution 1) per flavour, the ARI between them, and whether the device's labels are the
+// CPU's.
+// Usage: orrery_bench_leiden [N] [--no-igraph]   (default 300000)
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "compute/backend.hpp"
+#include "compute/leiden.hpp"
+#include "compute/metrics.hpp"
+#include "compute/rng.hpp"
+#include "compute/umap.hpp"
+
+using namespace orrery;
+
+namespace {
+
+double now() {
+  using clock = std::chrono::steady_clock;
+  return std::chrono::duration<double>(clock::now().time_since_epoch()).count();
+}
+
+DenseMatrix blobs(std::int64_t n, int dims, int k) {
+  compute::Rng rng(3);
+  std::vector<float> centre(static_cast<std::size_t>(k) * dims);
+  for (auto& c : centre) c = static_cast<float>(4.0 * rng.normal());
+  DenseMatrix x(n, dims);
+  for (std::int64_t i = 0; i < n; ++i)
+    for (int d = 0; d < dims; ++d)
+      x.at(i, d) = centre[(i % k) * dims + d] + static_cast<float>(rng.normal());
+  return x;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) try {
+  std::int64_t n = 300000;
+  bool igraph = true;
+  for (int i = 1; i < argc; ++i) {
+    if (std::strcmp(argv[i], "--no-igraph") == 0)
+      igraph = false;
+    else
+      n = std::atoll(argv[i]);
+  }
+  nlohmann::json out = {{"cells", n}};
+  compute::Progress quiet;
+  const double t0 = now();
+  compute::KnnOptions ko;
+  ko.n_neighbors = 15;
+  const compute::FuzzyGraph g =
+      compute::fuzzy_simplicial_set(compute::nn_descent_knn(blobs(n, 20, 40), ko, quiet));
+  out["graph_seconds"] = now() - t0;
+  out["graph_nnz"] = g.connectivities.nnz();
+
+  auto run = [&](compute::Backend& backend, const std::string& flavor) {
+    compute::LeidenOptions o;
+    o.flavor = flavor;
+    const double t = now();
+    auto labels = backend.leiden(g.connectivities, o, quiet);
+    const double s = now() - t;
+    const int k = labels.empty() ? 0 : *std::max_element(labels.begin(), labels.end()) + 1;
+    out[backend.name() + "_" + flavor] = {
+        {"seconds", s},
+        {"clusters", k},
+        {"quality", compute::leiden_quality(g.connectivities, labels, o.resolution)}};
+    return labels;
+  };
+  auto cpu = compute::make_cpu_backend();
+  const auto parallel = run(*cpu, "parallel");
+  if (igraph)
+    out["ari_igraph_vs_parallel"] = compute::adjusted_rand_index(run(*cpu, "igraph"), parallel);
+  std::string why;
+  if (auto cuda = compute::make_cuda_backend(&why)) {
+    out["cuda_same_labels"] = run(*cuda, "parallel") == parallel;
+  } else {
+    out["cuda"] = why;
+  }
+  std::printf("%s\n", out.dump(1).c_str());
+  return 0;
+} catch (const std::exception& e) {
+  std::fprintf(stderr, "orrery_bench_leiden: %s\n", e.what());
+  return 1;
+}
