@@ -112,7 +112,10 @@ std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o,
     if (o.n_iterations < 0 && it > 0) before = canonical(membership.v);
     iterate(it > 0, 1);
     if (o.n_iterations < 0 && it > 0 && canonical(membership.v) == before) break;
-    if (o.n_iterations < 0 && it + 1 >= kMaxLeidenIterations) break;
+    if (o.n_iterations < 0 && it + 1 >= kMaxLeidenIterations) {
+      if (progress) progress->warn(leiden_unstable_warning());
+      break;
+    }
   }
 
   std::vector<std::int32_t> labels(n);

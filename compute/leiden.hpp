@@ -30,6 +30,10 @@ struct LeidenOptions {
 std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& options,
                                  Progress* progress = nullptr);
 constexpr int kMaxLeidenIterations = 1000;  // "until stable" stops here at the latest
+inline std::string leiden_unstable_warning() {
+  return "leiden: no iteration left the partition unchanged within " +
+         std::to_string(kMaxLeidenIterations) + " iterations; the last partition is kept";
+}
 
 // The parallel flavour on the CPU (leiden_parallel.cpp): Leiden's phases (local moving,
 // refinement within each community, aggregation) with every vertex of a half-sweep deciding at
@@ -39,7 +43,8 @@ std::vector<std::int32_t> leiden_parallel(const CsrMatrix& graph, const LeidenOp
                                           Progress* progress = nullptr);
 
 // The graph in the parallel flavour's integers: each weight times 2^shift, rounded, the shift
-// the largest (up to 40) that keeps the total below 2^62. Throws for a non-square graph or
+// the largest (up to 40) that keeps the total below 2^62; self-loops dropped (igraph's flavour
+// drops them too). Throws for a non-square graph or
 // negative / non-finite weights, naming the field.
 struct FixedPointGraph {
   std::int64_t n = 0;
@@ -60,12 +65,13 @@ std::int32_t compact_labels(const std::vector<std::int32_t>& labels,
 // Labels by order of first appearance: equal for equal partitions, whatever the numbering.
 std::vector<std::int32_t> first_appearance_labels(const std::vector<std::int32_t>& labels);
 
-// Labels renumbered 0.. by decreasing cluster size (ties: first appearance order of the old
-// label values ascending), the order every flavour returns.
+// Labels renumbered 0.. by decreasing cluster size (ties: by increasing old label value), the
+// order every flavour returns.
 std::vector<std::int32_t> labels_by_size(const std::vector<std::int32_t>& membership);
 
 // Modularity with resolution (leidenalg's RBConfiguration quality divided by 2m) of a
-// partition: (sum of within-community weight - gamma * sum_c K_c^2 / 2m) / 2m.
+// partition: (sum of within-community weight - gamma * sum_c K_c^2 / 2m) / 2m, self-loops left
+// out as both flavours leave them out.
 double leiden_quality(const CsrMatrix& graph, const std::vector<std::int32_t>& labels,
                       double resolution);
 

@@ -27,8 +27,8 @@ ORRERY_HD inline std::uint64_t leiden_mix(std::uint64_t z) {
 }
 
 // Which half of the vertices a sweep moves: sweeps go in pairs, the pair's coin splits the
-// vertices in two and the pair's first sweep moves one half, the second the other. Two sweeps
-// in a row that move nothing therefore mean no vertex wants to move.
+// vertices in two and the pair's first sweep moves one half, the second the other. A pair that
+// moves nothing therefore means no vertex wants to move; phases stop only at a pair's end.
 ORRERY_HD inline bool leiden_eligible(std::uint64_t seed, int iteration, int level, int phase,
                                       int sweep, std::int64_t vertex) {
   std::uint64_t h =
@@ -39,12 +39,12 @@ ORRERY_HD inline bool leiden_eligible(std::uint64_t seed, int iteration, int lev
   return static_cast<int>(h & 1) == (sweep & 1);
 }
 
-// Local moving stops when a pair of sweeps moved at most one vertex in 1000 (else when two
-// sweeps in a row moved none, or after kLeidenMoveSweeps): a sweep pair then moves the last
-// boundary vertices of a community one layer at a time, which the aggregate graph does at once.
-ORRERY_HD inline bool leiden_moves_settled(std::int64_t previous, std::int64_t moved,
-                                           std::int64_t n) {
-  return previous + moved <= n / 1000;
+// Local moving stops at the end of a pair of sweeps that moved at most one vertex in 1000 (none
+// below 1000 vertices), or after kLeidenMoveSweeps: later pairs only move the last boundary
+// vertices of a community one layer at a time, which the aggregate graph does at once.
+// Refinement stops after a pair that moved none.
+ORRERY_HD inline bool leiden_moves_settled(std::int64_t pair_moved, std::int64_t n) {
+  return pair_moved <= n / 1000;
 }
 
 // leiden_eligible of one sweep, as a function of the vertex.
@@ -93,7 +93,7 @@ ORRERY_HD inline std::int32_t leiden_move_target(const std::int32_t* comm, const
     }
   }
   const bool singleton = size[a] == 1;
-  if (!singleton && K[self] == 0 && (best_c < 0 || 0.0 > best)) {  // a community of its own
+  if (!singleton && size[self] == 0 && (best_c < 0 || 0.0 > best)) {  // a community of its own
     best = 0.0;
     best_c = self;
   }

@@ -68,9 +68,8 @@ std::vector<std::int32_t> local_moving(const Level& G, std::vector<std::int32_t>
                                        const Sweeps& s) {
   std::vector<std::int64_t> K(G.n);
   std::vector<std::int32_t> size(G.n), next(G.n);
-  int quiet = 0;
-  std::int64_t last = -1;
-  for (int sweep = 0; sweep < kLeidenMoveSweeps && quiet < 2; ++sweep) {
+  std::int64_t pair_moved = 0;
+  for (int sweep = 0; sweep < kLeidenMoveSweeps; ++sweep) {
     if (s.progress) s.progress->check();
     totals(G, label, K, size);
     next = label;
@@ -94,9 +93,11 @@ std::vector<std::int32_t> local_moving(const Level& G, std::vector<std::int32_t>
       moved += local;
     });
     label.swap(next);
-    quiet = moved.load() ? 0 : quiet + 1;
-    if (last >= 0 && leiden_moves_settled(last, moved.load(), G.n)) break;
-    last = moved.load();
+    pair_moved += moved.load();
+    if (sweep % 2 == 1) {
+      if (leiden_moves_settled(pair_moved, G.n)) break;
+      pair_moved = 0;
+    }
   }
   return label;
 }
@@ -107,8 +108,8 @@ std::vector<std::int32_t> refine(const Level& G, const std::vector<std::int32_t>
   std::iota(R.begin(), R.end(), 0);
   std::vector<std::int64_t> KP(G.n), KR(G.n), ext(G.n), ext_vertex(G.n);
   totals(G, P, KP, sizeP);
-  int quiet = 0;
-  for (int sweep = 0; sweep < kLeidenRefineSweeps && quiet < 2; ++sweep) {
+  std::int64_t pair_moved = 0;
+  for (int sweep = 0; sweep < kLeidenRefineSweeps; ++sweep) {
     if (s.progress) s.progress->check();
     totals(G, R, KR, sizeR);
     // Each sub-community's weight to the rest of its community.
@@ -146,7 +147,11 @@ std::vector<std::int32_t> refine(const Level& G, const std::vector<std::int32_t>
       moved += local;
     });
     R.swap(next);
-    quiet = moved.load() ? 0 : quiet + 1;
+    pair_moved += moved.load();
+    if (sweep % 2 == 1) {
+      if (pair_moved == 0) break;
+      pair_moved = 0;
+    }
   }
   return R;
 }
@@ -225,14 +230,20 @@ FixedPointGraph fixed_point_graph(const CsrMatrix& graph) {
   if (shift < 8) throw Error("", "leiden", "edge weights too large for the parallel flavour");
   FixedPointGraph g;
   g.n = graph.n_rows;
-  g.indptr = graph.indptr;
-  g.indices.assign(graph.indices.begin(), graph.indices.end());
-  g.weights.resize(graph.data.size());
+  g.indptr.assign(g.n + 1, 0);
+  g.indices.reserve(graph.indices.size());
+  g.weights.reserve(graph.data.size());
   g.degree.assign(g.n, 0);
-  for (std::size_t e = 0; e < graph.data.size(); ++e)
-    g.weights[e] = std::llround(std::ldexp(static_cast<double>(graph.data[e]), shift));
-  for (std::int64_t i = 0; i < g.n; ++i)
-    for (auto e = g.indptr[i]; e < g.indptr[i + 1]; ++e) g.degree[i] += g.weights[e];
+  for (std::int64_t i = 0; i < g.n; ++i) {
+    for (auto e = graph.indptr[i]; e < graph.indptr[i + 1]; ++e) {
+      if (graph.indices[e] == i) continue;  // self-loops dropped, as the igraph flavour does
+      const auto w = std::llround(std::ldexp(static_cast<double>(graph.data[e]), shift));
+      g.indices.push_back(graph.indices[e]);
+      g.weights.push_back(w);
+      g.degree[i] += w;
+    }
+    g.indptr[i + 1] = static_cast<std::int64_t>(g.indices.size());
+  }
   for (const auto k : g.degree) g.total += k;
   return g;
 }
@@ -284,6 +295,7 @@ double leiden_quality(const CsrMatrix& graph, const std::vector<std::int32_t>& l
   double inner = 0, total = 0;
   for (std::int64_t i = 0; i < n; ++i)
     for (auto e = graph.indptr[i]; e < graph.indptr[i + 1]; ++e) {
+      if (graph.indices[e] == i) continue;  // self-loops do not count (as both flavours)
       const double w = graph.data[e];
       total += w;
       K[labels[i]] += w;
@@ -332,7 +344,10 @@ std::vector<std::int32_t> leiden_parallel(const CsrMatrix& graph, const LeidenOp
       G = &coarse;
     }
     if (o.n_iterations < 0 && it > 0 && first_appearance_labels(membership) == before) break;
-    if (o.n_iterations < 0 && it + 1 >= kMaxLeidenIterations) break;
+    if (o.n_iterations < 0 && it + 1 >= kMaxLeidenIterations) {
+      if (progress) progress->warn(leiden_unstable_warning());
+      break;
+    }
   }
   return labels_by_size(membership);
 }

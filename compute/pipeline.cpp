@@ -334,9 +334,10 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   r.backend_note = backend.name();
   r.leiden_flavor = backend.leiden_flavor(p.leiden);
   if (const std::string on_device = backend.device_stages(); !on_device.empty())
-    progress.warn(backend.name() + " backend runs " + on_device + " on the device; the filter, " +
-                  (r.leiden_flavor == "igraph" ? "scale's statistics and Leiden (igraph flavour)"
-                                               : "and scale's statistics") +
+    progress.warn(backend.name() + " backend runs " + on_device + " on the device; " +
+                  (r.leiden_flavor == "igraph"
+                       ? "the filter, scale's statistics and Leiden (igraph flavour)"
+                       : "the filter and scale's statistics") +
                   " run on the CPU");
   PipelineParams params = p;
 

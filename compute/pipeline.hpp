@@ -90,7 +90,7 @@ struct PipelineResult {
   // The QC metrics came from PipelineHooks::reuse_qc (no pass over X for them).
   bool qc_reused = false;
   std::string leiden_flavor;  // the flavour that ran: "igraph" or "parallel"
-  std::string umap_init;  // how the layout was initialised (and why, after a fallback)
+  std::string umap_init;      // how the layout was initialised (and why, after a fallback)
 };
 
 // QC metrics of a store, reusable across runs that change only thresholds or later stages.

@@ -65,15 +65,20 @@ igraph_error_t multiply(igraph_real_t* to, const igraph_real_t* from, int n, voi
 }
 
 // Two non-trivial eigenvectors of one component (rows in `members` order), or false.
+// False, with the reason in `why`, where the component has no spectral layout.
 bool component_spectral(const CsrMatrix& g, const std::vector<std::int64_t>& members,
-                        const std::vector<std::int64_t>& local, std::vector<double>& out) {
+                        const std::vector<std::int64_t>& local, std::vector<double>& out,
+                        std::string& why) {
   const int n = static_cast<int>(members.size());
   Operator op{&g, &members, &local, std::vector<double>(n, 0.0)};
   for (int i = 0; i < n; ++i) {
     double d = 0.0;
     const auto v = members[i];
     for (auto k = g.indptr[v]; k < g.indptr[v + 1]; ++k) d += g.data[k];
-    if (!(d > 0) || !std::isfinite(d)) return false;  // no eigenproblem to solve: random layout
+    if (!(d > 0) || !std::isfinite(d)) {  // no eigenproblem to solve
+      why = "a non-finite edge weight";
+      return false;
+    }
     op.inv_sqrt_degree[i] = 1.0 / std::sqrt(d);
   }
   igraph_arpack_options_t options;
@@ -113,6 +118,7 @@ bool component_spectral(const CsrMatrix& g, const std::vector<std::int64_t>& mem
   }
   igraph_vector_destroy(&values);
   igraph_matrix_destroy(&vectors);
+  if (!ok) why = "the eigensolver did not converge";
   return ok;
 }
 
@@ -179,6 +185,7 @@ SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data,
   std::vector<double> out(2 * static_cast<std::size_t>(n), 0.0);
   Rng rng(seed ^ 0x5ec7ULL);
   int failed = 0;
+  std::string why;
   {
     std::lock_guard lock(igraph_mutex());
     igraph_set_error_handler(igraph_error_handler_ignore);
@@ -187,7 +194,7 @@ SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data,
       const auto& m = members[c];
       std::vector<double> coords;
       // umap-learn lays tiny components out at random.
-      const bool spectral = m.size() >= 4 && component_spectral(graph, m, local, coords);
+      const bool spectral = m.size() >= 4 && component_spectral(graph, m, local, coords, why);
       if (!spectral) {
         if (m.size() >= 4) ++failed;
         coords.resize(2 * m.size());
@@ -202,7 +209,7 @@ SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data,
   }
   if (n_comp == 1 && failed == 1) {
     result.embedding = random_layout(n, seed);
-    result.note = "random (the eigensolver did not converge; as umap-learn, random fallback)";
+    result.note = "random (" + why + "; as umap-learn, random fallback)";
     return result;
   }
   // umap-learn: scale to max |x| = 10, add N(0, 1e-4) noise, then rescale to [0, 10].

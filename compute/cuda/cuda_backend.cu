@@ -536,17 +536,28 @@ class CudaBackend final : public Backend {
     return pca_from_eigenpairs(covariance, mean, top, top_vectors);
   }
 
-  // One thread per vertex and epoch, the CPU's arithmetic and negative samples
-  // (umap_step.hpp); positions come back to the host every 10 epochs for the progress callback.
+  // Leiden: the parallel flavour by default (cuda/leiden.cuh), igraph's on the host if asked.
   std::string leiden_flavor(const LeidenOptions& o) const override {
     return o.flavor == "auto" ? "parallel" : Backend::leiden_flavor(o);
   }
   std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o,
                                    Progress& progress) override {
     if (leiden_flavor(o) != "parallel") return Backend::leiden(graph, o, progress);
+    // About 100 bytes per graph entry and per cell at the peak (the level's graph, its sorted
+    // copy and the aggregation's sort); the host runs the same flavour where that is not free.
+    const auto need =
+        100 * (static_cast<std::size_t>(graph.nnz()) + static_cast<std::size_t>(graph.n_rows));
+    if (need > d_.available_bytes()) {
+      progress.warn("leiden: the graph needs ~" + std::to_string(need >> 20) +
+                    " MiB of device memory, more than is free: the parallel flavour runs on the "
+                    "host (the same labels)");
+      return leiden_parallel(graph, o, &progress);
+    }
     return gpu::leiden(d_, graph, o, &progress);
   }
 
+  // One thread per vertex and epoch, the CPU's arithmetic and negative samples
+  // (umap_step.hpp); positions come back to the host every 10 epochs for the progress callback.
   DenseMatrix umap(const CsrMatrix& graph, DenseMatrix emb, const UmapOptions& o,
                    Progress& progress, const EpochCallback& on_epoch) override {
     const std::int64_t n = graph.n_rows;
@@ -617,7 +628,9 @@ class CudaBackend final : public Backend {
   FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
                                   double set_op_mix_ratio) override {
     const std::size_t m = knn.distances.size();
-    if (m == 0 || knn.k > kMaxK || knn.indices.size() != m)
+    // ~200 bytes per kNN slot at the union's peak (entry pairs, their sorted copies, the
+    // compaction); the host's union where that is not free.
+    if (m == 0 || knn.k > kMaxK || knn.indices.size() != m || 200 * m > d_.available_bytes())
       return Backend::fuzzy_simplicial_set(knn, local_connectivity, set_op_mix_ratio);
     DeviceBuffer<float> dist(d_, m), w(d_, m);
     DeviceBuffer<std::int64_t> idx(d_, m);

@@ -208,9 +208,8 @@ class Solver {
 
   void local_moving(const DeviceLevel& G, std::int32_t* label, const LeidenCoin& base, double g,
                     Progress* progress) {
-    int quiet = 0;
-    ull last = 0;
-    for (int sweep = 0; sweep < kLeidenMoveSweeps && quiet < 2; ++sweep) {
+    ull pair_moved = 0;
+    for (int sweep = 0; sweep < kLeidenMoveSweeps; ++sweep) {
       if (progress) progress->check();
       community_totals(label, G, K_.get(), size_.get());
       move_keys<<<grid(G.nnz), kThreads, 0, d_.stream>>>(G.row.get(), G.indices.get(), G.nnz, label,
@@ -227,12 +226,11 @@ class Solver {
           size_.get(), g, coin, next_.get(), moved_.get());
       check_launch();
       copy(label, next_.get(), G.n);
-      const ull now = moved();
-      quiet = now ? 0 : quiet + 1;
-      if (sweep > 0 && leiden_moves_settled(static_cast<std::int64_t>(last),
-                                            static_cast<std::int64_t>(now), G.n))
-        break;
-      last = now;
+      pair_moved += moved();
+      if (sweep % 2 == 1) {
+        if (leiden_moves_settled(static_cast<std::int64_t>(pair_moved), G.n)) break;
+        pair_moved = 0;
+      }
     }
   }
 
@@ -241,8 +239,8 @@ class Solver {
     fill_iota<<<grid(G.n), kThreads, 0, d_.stream>>>(R, G.n);
     check_launch();
     community_totals(P, G, KP_.get(), sizeP_.get());
-    int quiet = 0;
-    for (int sweep = 0; sweep < kLeidenRefineSweeps && quiet < 2; ++sweep) {
+    ull pair_moved = 0;
+    for (int sweep = 0; sweep < kLeidenRefineSweeps; ++sweep) {
       if (progress) progress->check();
       community_totals(R, G, K_.get(), size_.get());
       ext_.zero();
@@ -263,7 +261,11 @@ class Solver {
           K_.get(), size_.get(), ext_.get(), g, coin, next_.get(), moved_.get());
       check_launch();
       copy(R, next_.get(), G.n);
-      quiet = moved() ? 0 : quiet + 1;
+      pair_moved += moved();
+      if (sweep % 2 == 1) {
+        if (pair_moved == 0) break;
+        pair_moved = 0;
+      }
     }
   }
 
@@ -427,7 +429,10 @@ std::vector<std::int32_t> leiden(Device& d, const CsrMatrix& graph, const Leiden
     member.download(membership.data(), n);
     d.sync();
     if (o.n_iterations < 0 && it > 0 && first_appearance_labels(membership) == before) break;
-    if (o.n_iterations < 0 && it + 1 >= kMaxLeidenIterations) break;
+    if (o.n_iterations < 0 && it + 1 >= kMaxLeidenIterations) {
+      if (progress) progress->warn(leiden_unstable_warning());
+      break;
+    }
   }
   return labels_by_size(membership);
 }

@@ -52,6 +52,7 @@ assert nb["connectivities_key"] == "connectivities" and nb["params"]["n_neighbor
 assert nb["params"]["method"] == "umap"
 assert 0 < ad.uns["umap"]["params"]["a"] and 0 < ad.uns["umap"]["params"]["b"]
 assert "resolution" in ad.uns["leiden"]["params"]
+assert ad.uns["leiden"]["params"]["flavor"] == "igraph", ad.uns["leiden"]["params"]
 vr = np.asarray(ad.uns["pca"]["variance_ratio"])
 assert len(vr) == ad.obsm["X_pca"].shape[1] and (np.diff(vr) <= 1e-12).all() and vr.sum() < 1
 rgg = ad.uns["rank_genes_groups"]

@@ -16,6 +16,7 @@ r = json.load(open(sys.argv[1]))
 assert r["n_cells_after_filter"] == 2638, r["n_cells_after_filter"]
 assert r["n_genes_after_filter"] == 13656, r["n_genes_after_filter"]
 assert r["n_hvg"] == 2000, r["n_hvg"]
+assert r["leiden_flavor"] == "igraph", r["leiden_flavor"]  # auto on the CPU backend
 stages = [s["stage"] for s in r["stages"]]
 for s in ["qc", "filter", "hvg", "pca", "neighbors", "umap", "leiden"]:
     assert s in stages, (s, stages)

@@ -28,6 +28,17 @@ try:
     from scipy.stats import norm, rankdata
 except ImportError:
     sys.exit(77)
+except Exception as e:  # e.g. a numpy whose baseline has AVX-512 refuses to switch it off
+    print(f"numpy's AVX-512 routines cannot be switched off here: {e}", file=sys.stderr)
+    sys.exit(77)
+if sys.argv[5:] == ["portable"]:
+    try:
+        from numpy.core._multiarray_umath import __cpu_features__ as features
+    except ImportError:
+        features = {}
+    if features.get("AVX512F") or features.get("AVX512_SKX"):
+        print("numpy ignored NPY_DISABLE_CPU_FEATURES", file=sys.stderr)
+        sys.exit(77)
 
 folder, leiden_tsv, out_h5ad, out_stats = sys.argv[1:5]
 path = os.path.join(folder, "matrix.mtx")

@@ -1036,7 +1036,8 @@ class TestStages : public QObject {
     CsrMatrix broken = g;
     broken.data[1] = std::numeric_limits<float>::infinity();
     const SpectralResult fallback = spectral_layout(broken, DenseMatrix(n, 2), 5);
-    QVERIFY(fallback.note.rfind("random (", 0) == 0);
+    QCOMPARE(fallback.note,
+             std::string("random (a non-finite edge weight; as umap-learn, random fallback)"));
     const DenseMatrix expected = random_layout(n, 5);
     QCOMPARE(fallback.embedding.values, expected.values);
     for (float v : fallback.embedding.values) QVERIFY(v >= 0.0f && v <= 10.0f);
@@ -1159,9 +1160,29 @@ class TestStages : public QObject {
     const auto other = leiden_parallel(g.connectivities, {.resolution = 1.0, .seed = 4});
     QVERIFY(leiden_quality(g.connectivities, other, 1.0) >
             0.99 * leiden_quality(g.connectivities, leiden(g.connectivities, {}), 1.0));
-    // Iterations: 0 leaves singletons, and "until stable" is a fixed point of one more.
+    // Iterations: 0 leaves singletons; "until stable" is the first count K whose next iteration
+    // changes nothing.
     const auto none = leiden_parallel(g.connectivities, {.n_iterations = 0});
     QCOMPARE(*std::max_element(none.begin(), none.end()), std::int32_t{9999});
+    auto fixed = [&](int n_iterations) {
+      return leiden_parallel(g.connectivities, {.resolution = 2.0, .n_iterations = n_iterations});
+    };
+    int k = 1;
+    while (k < 50 && adjusted_rand_index(fixed(k), fixed(k + 1)) < 1.0) ++k;
+    qInfo("parallel flavour stable after %d iterations", k);
+    QVERIFY(k < 50);
+    QCOMPARE(adjusted_rand_index(fixed(-1), fixed(k)), 1.0);
+    // Isolated cells (no edges) stay clusters of their own.
+    {
+      CsrMatrix island = g.connectivities;
+      const std::int64_t n0 = island.n_rows;
+      island.n_rows = island.n_cols = n0 + 3;
+      for (int extra = 0; extra < 3; ++extra) island.indptr.push_back(island.nnz());
+      const auto labels = leiden_parallel(island, {});
+      std::map<std::int32_t, int> size;
+      for (const auto l : labels) ++size[l];
+      for (std::int64_t i = n0; i < n0 + 3; ++i) QCOMPARE(size[labels[i]], 1);
+    }
     Progress cancelled;
     cancelled.cancel();
     QVERIFY_THROWS_EXCEPTION(Cancelled, leiden_parallel(g.connectivities, {}, &cancelled));
