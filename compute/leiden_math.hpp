@@ -39,12 +39,24 @@ ORRERY_HD inline bool leiden_eligible(std::uint64_t seed, int iteration, int lev
   return static_cast<int>(h & 1) == (sweep & 1);
 }
 
-// Local moving stops at the end of a pair of sweeps that moved at most one vertex in 1000 (none
-// below 1000 vertices), or after kLeidenMoveSweeps: later pairs only move the last boundary
-// vertices of a community one layer at a time, which the aggregate graph does at once.
-// Refinement stops after a pair that moved none.
-ORRERY_HD inline bool leiden_moves_settled(std::int64_t pair_moved, std::int64_t n) {
-  return pair_moved <= n / 1000;
+// When a phase stops, fed each sweep's count of moved vertices: at the end of a sweep pair that
+// moved at most `tolerance` of them. Local moving allows one vertex in 1000 (none below 1000
+// vertices; later pairs only move the last boundary vertices of a community one layer at a
+// time, which the aggregate graph does at once), refinement none; both also stop after
+// kLeidenMoveSweeps / kLeidenRefineSweeps (leiden.hpp).
+struct LeidenPairs {
+  std::int64_t tolerance;
+  std::int64_t pair_moved = 0;
+  ORRERY_HD bool done(int sweep, std::int64_t moved) {
+    pair_moved += moved;
+    if (sweep % 2 == 0) return false;
+    const bool settled = pair_moved <= tolerance;
+    pair_moved = 0;
+    return settled;
+  }
+};
+ORRERY_HD inline std::int64_t leiden_move_tolerance(std::int64_t n) {
+  return n / 1000;
 }
 
 // leiden_eligible of one sweep, as a function of the vertex.
@@ -64,6 +76,25 @@ ORRERY_HD inline double leiden_score(std::int64_t k_ic, std::int64_t k_i, std::i
          product_rn(product_rn(g, static_cast<double>(k_i)), static_cast<double>(K_c));
 }
 
+// The run at entry `e` of a vertex's runs: its key in `c`, its weight in `sum`, `e` moved past
+// it; false at the end (or where the skipped entries start).
+ORRERY_HD inline bool leiden_next_run(const std::int32_t* keys, const std::int64_t* w,
+                                      std::int64_t d, std::int64_t& e, std::int32_t& c,
+                                      std::int64_t& sum) {
+  if (e >= d || keys[e] == kLeidenSkip) return false;
+  c = keys[e];
+  sum = 0;
+  for (; e < d && keys[e] == c; ++e) sum += w[e];
+  return true;
+}
+
+// Leiden's "well connected": edges >= gamma / 2m * size * (total - size).
+ORRERY_HD inline bool leiden_well_connected(std::int64_t edges, std::int64_t size,
+                                            std::int64_t total, double g) {
+  return static_cast<double>(edges) >=
+         product_rn(product_rn(g, static_cast<double>(size)), static_cast<double>(total - size));
+}
+
 // Local moving: where vertex `self` of community `a`, of weighted degree k_i, goes. `comm`,
 // `w`: its neighbours' communities and weights as runs (see above), `d` entries. `K` and `size`:
 // each community's total degree and vertex count. A vertex moves only for a strictly better
@@ -74,14 +105,10 @@ ORRERY_HD inline std::int32_t leiden_move_target(const std::int32_t* comm, const
                                                  std::int64_t d, std::int32_t self, std::int32_t a,
                                                  std::int64_t k_i, const std::int64_t* K,
                                                  const std::int32_t* size, double g) {
-  std::int64_t k_ia = 0;
-  std::int32_t best_c = -1;
+  std::int64_t k_ia = 0, sum = 0;
+  std::int32_t best_c = -1, c = 0;
   double best = 0;
-  for (std::int64_t e = 0; e < d;) {
-    const std::int32_t c = comm[e];
-    if (c == kLeidenSkip) break;
-    std::int64_t sum = 0;
-    for (; e < d && comm[e] == c; ++e) sum += w[e];
+  for (std::int64_t e = 0; leiden_next_run(comm, w, d, e, c, sum);) {
     if (c == a) {
       k_ia = sum;
       continue;
@@ -119,21 +146,13 @@ ORRERY_HD inline std::int32_t leiden_refine_target(const std::int32_t* sub, cons
                                                    const LeidenCoin& eligible) {
   std::int64_t k_iS = 0;
   for (std::int64_t e = 0; e < d && sub[e] != kLeidenSkip; ++e) k_iS += w[e];
-  // Well connected: E(v, S - v) >= gamma / 2m * k_v * (K_S - k_v).
-  if (!(static_cast<double>(k_iS) >=
-        product_rn(product_rn(g, static_cast<double>(k_i)), static_cast<double>(K_S - k_i))))
-    return self;
-  std::int32_t best_c = self;
+  if (!leiden_well_connected(k_iS, k_i, K_S, g)) return self;  // E(v, S - v) too small
+  std::int32_t best_c = self, c = 0;
+  std::int64_t sum = 0;
   double best = 0;
-  for (std::int64_t e = 0; e < d;) {
-    const std::int32_t c = sub[e];
-    if (c == kLeidenSkip) break;
-    std::int64_t sum = 0;
-    for (; e < d && sub[e] == c; ++e) sum += w[e];
+  for (std::int64_t e = 0; leiden_next_run(sub, w, d, e, c, sum);) {
     if (size[c] == 1 && eligible(c)) continue;
-    if (!(static_cast<double>(ext[c]) >=
-          product_rn(product_rn(g, static_cast<double>(K[c])), static_cast<double>(K_S - K[c]))))
-      continue;
+    if (!leiden_well_connected(ext[c], K[c], K_S, g)) continue;
     const double s = leiden_score(sum, k_i, K[c], g);
     if (s > best) {
       best = s;

@@ -64,40 +64,47 @@ struct Sweeps {
   Progress* progress;
 };
 
+// One sweep over `label`: `decide(i, runs)` gives vertex i's new label (its own to stay), read
+// from the state before the sweep; the labels after it replace `label`. Returns how many moved.
+template <class Decide>
+std::int64_t sweep_vertices(std::vector<std::int32_t>& label, std::vector<std::int32_t>& next,
+                            const Decide& decide) {
+  next = label;
+  std::atomic<std::int64_t> moved{0};
+  for_vertices(static_cast<std::int64_t>(label.size()), [&](std::int64_t begin, std::int64_t end) {
+    Runs runs;
+    std::int64_t local = 0;
+    for (std::int64_t i = begin; i < end; ++i) {
+      const std::int32_t t = decide(i, runs);
+      if (t != label[i]) {
+        next[i] = t;
+        ++local;
+      }
+    }
+    moved += local;
+  });
+  label.swap(next);
+  return moved.load();
+}
+
 std::vector<std::int32_t> local_moving(const Level& G, std::vector<std::int32_t> label,
                                        const Sweeps& s) {
   std::vector<std::int64_t> K(G.n);
   std::vector<std::int32_t> size(G.n), next(G.n);
-  std::int64_t pair_moved = 0;
+  LeidenPairs pairs{leiden_move_tolerance(G.n)};
   for (int sweep = 0; sweep < kLeidenMoveSweeps; ++sweep) {
     if (s.progress) s.progress->check();
     totals(G, label, K, size);
-    next = label;
-    std::atomic<std::int64_t> moved{0};
     const LeidenCoin eligible{s.seed, s.iteration, s.level, 0, sweep};
-    for_vertices(G.n, [&](std::int64_t begin, std::int64_t end) {
-      Runs runs;
-      std::int64_t local = 0;
-      for (std::int64_t i = begin; i < end; ++i) {
-        if (!eligible(i)) continue;
-        const auto d =
-            runs.fill(G, i, [&](std::int32_t j) { return j == i ? kLeidenSkip : label[j]; });
-        const std::int32_t t = leiden_move_target(runs.keys.data(), runs.weights.data(), d,
-                                                  static_cast<std::int32_t>(i), label[i],
-                                                  G.degree[i], K.data(), size.data(), s.g);
-        if (t != label[i]) {
-          next[i] = t;
-          ++local;
-        }
-      }
-      moved += local;
+    const std::int64_t moved = sweep_vertices(label, next, [&](std::int64_t i, Runs& runs) {
+      if (!eligible(i)) return label[i];
+      const auto d =
+          runs.fill(G, i, [&](std::int32_t j) { return j == i ? kLeidenSkip : label[j]; });
+      return leiden_move_target(runs.keys.data(), runs.weights.data(), d,
+                                static_cast<std::int32_t>(i), label[i], G.degree[i], K.data(),
+                                size.data(), s.g);
     });
-    label.swap(next);
-    pair_moved += moved.load();
-    if (sweep % 2 == 1) {
-      if (leiden_moves_settled(pair_moved, G.n)) break;
-      pair_moved = 0;
-    }
+    if (pairs.done(sweep, moved)) break;
   }
   return label;
 }
@@ -108,7 +115,7 @@ std::vector<std::int32_t> refine(const Level& G, const std::vector<std::int32_t>
   std::iota(R.begin(), R.end(), 0);
   std::vector<std::int64_t> KP(G.n), KR(G.n), ext(G.n), ext_vertex(G.n);
   totals(G, P, KP, sizeP);
-  std::int64_t pair_moved = 0;
+  LeidenPairs pairs{0};
   for (int sweep = 0; sweep < kLeidenRefineSweeps; ++sweep) {
     if (s.progress) s.progress->check();
     totals(G, R, KR, sizeR);
@@ -126,32 +133,16 @@ std::vector<std::int32_t> refine(const Level& G, const std::vector<std::int32_t>
     std::fill(ext.begin(), ext.end(), 0);
     for (std::int64_t i = 0; i < G.n; ++i) ext[R[i]] += ext_vertex[i];
 
-    next = R;
-    std::atomic<std::int64_t> moved{0};
     const LeidenCoin eligible{s.seed, s.iteration, s.level, 1, sweep};
-    for_vertices(G.n, [&](std::int64_t begin, std::int64_t end) {
-      Runs runs;
-      std::int64_t local = 0;
-      for (std::int64_t i = begin; i < end; ++i) {
-        if (sizeR[R[i]] != 1 || !eligible(i)) continue;
-        const auto d = runs.fill(
-            G, i, [&](std::int32_t j) { return j == i || P[j] != P[i] ? kLeidenSkip : R[j]; });
-        const std::int32_t t = leiden_refine_target(
-            runs.keys.data(), runs.weights.data(), d, static_cast<std::int32_t>(i), G.degree[i],
-            KP[P[i]], KR.data(), sizeR.data(), ext.data(), s.g, eligible);
-        if (t != R[i]) {
-          next[i] = t;
-          ++local;
-        }
-      }
-      moved += local;
+    const std::int64_t moved = sweep_vertices(R, next, [&](std::int64_t i, Runs& runs) {
+      if (sizeR[R[i]] != 1 || !eligible(i)) return R[i];
+      const auto d = runs.fill(
+          G, i, [&](std::int32_t j) { return j == i || P[j] != P[i] ? kLeidenSkip : R[j]; });
+      return leiden_refine_target(runs.keys.data(), runs.weights.data(), d,
+                                  static_cast<std::int32_t>(i), G.degree[i], KP[P[i]], KR.data(),
+                                  sizeR.data(), ext.data(), s.g, eligible);
     });
-    R.swap(next);
-    pair_moved += moved.load();
-    if (sweep % 2 == 1) {
-      if (pair_moved == 0) break;
-      pair_moved = 0;
-    }
+    if (pairs.done(sweep, moved)) break;
   }
   return R;
 }

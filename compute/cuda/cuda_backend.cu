@@ -609,18 +609,29 @@ class CudaBackend final : public Backend {
     return emb;
   }
 
+  // The kNN lists on the device and each entry's membership (fuzzy_rows).
+  struct DeviceMemberships {
+    DeviceBuffer<float> dist, w;
+    DeviceBuffer<std::int64_t> idx;
+  };
+  DeviceMemberships memberships_on_device(const KnnResult& knn, double local_connectivity) {
+    const std::size_t m = knn.distances.size();
+    DeviceMemberships out{DeviceBuffer<float>(d_, m), DeviceBuffer<float>(d_, m),
+                          DeviceBuffer<std::int64_t>(d_, m)};
+    out.dist.upload(knn.distances.data(), m);
+    out.idx.upload(knn.indices.data(), m);
+    fuzzy_rows<<<blocks_for(knn.n, 128), 128, 0, d_.stream>>>(out.dist.get(), out.idx.get(), knn.n,
+                                                              knn.k, local_connectivity,
+                                                              mean_knn_distance(knn), out.w.get());
+    check_launch();
+    return out;
+  }
+
   std::vector<float> fuzzy_memberships(const KnnResult& knn, double local_connectivity) override {
     const std::size_t m = knn.distances.size();
     std::vector<float> w(m, 0.0f);
     if (m == 0) return w;
-    DeviceBuffer<float> dist(d_, m), out(d_, m);
-    DeviceBuffer<std::int64_t> idx(d_, m);
-    dist.upload(knn.distances.data(), m);
-    idx.upload(knn.indices.data(), m);
-    fuzzy_rows<<<blocks_for(knn.n, 128), 128, 0, d_.stream>>>(
-        dist.get(), idx.get(), knn.n, knn.k, local_connectivity, mean_knn_distance(knn), out.get());
-    check_launch();
-    out.download(w.data(), m);
+    memberships_on_device(knn, local_connectivity).w.download(w.data(), m);
     d_.sync();
     return w;
   }
@@ -632,14 +643,9 @@ class CudaBackend final : public Backend {
     // compaction); the host's union where that is not free.
     if (m == 0 || knn.k > kMaxK || knn.indices.size() != m || 200 * m > d_.available_bytes())
       return Backend::fuzzy_simplicial_set(knn, local_connectivity, set_op_mix_ratio);
-    DeviceBuffer<float> dist(d_, m), w(d_, m);
-    DeviceBuffer<std::int64_t> idx(d_, m);
-    dist.upload(knn.distances.data(), m);
-    idx.upload(knn.indices.data(), m);
-    fuzzy_rows<<<blocks_for(knn.n, 128), 128, 0, d_.stream>>>(
-        dist.get(), idx.get(), knn.n, knn.k, local_connectivity, mean_knn_distance(knn), w.get());
-    check_launch();
-    return gpu::fuzzy_union(d_, idx.get(), dist.get(), w.get(), knn.n, knn.k, set_op_mix_ratio);
+    const DeviceMemberships on = memberships_on_device(knn, local_connectivity);
+    return gpu::fuzzy_union(d_, on.idx.get(), on.dist.get(), on.w.get(), knn.n, knn.k,
+                            set_op_mix_ratio);
   }
 
   KnnResult knn(const DenseMatrix& points, const KnnOptions& o, Progress& progress) override {

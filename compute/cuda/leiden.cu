@@ -208,29 +208,19 @@ class Solver {
 
   void local_moving(const DeviceLevel& G, std::int32_t* label, const LeidenCoin& base, double g,
                     Progress* progress) {
-    ull pair_moved = 0;
+    LeidenPairs pairs{leiden_move_tolerance(G.n)};
     for (int sweep = 0; sweep < kLeidenMoveSweeps; ++sweep) {
       if (progress) progress->check();
       community_totals(label, G, K_.get(), size_.get());
       move_keys<<<grid(G.nnz), kThreads, 0, d_.stream>>>(G.row.get(), G.indices.get(), G.nnz, label,
                                                          keys_.get());
       check_launch();
-      sort_rows(G);
-      copy(next_.get(), label, G.n);
-      moved_.zero();
-      LeidenCoin coin = base;
-      coin.phase = 0;
-      coin.sweep = sweep;
+      const LeidenCoin coin = begin_sweep(G, label, base, 0, sweep);
       move_vertices<<<grid(G.n), kThreads, 0, d_.stream>>>(
           G.indptr.get(), sorted_keys_.get(), sorted_w_.get(), G.degree.get(), G.n, label, K_.get(),
           size_.get(), g, coin, next_.get(), moved_.get());
       check_launch();
-      copy(label, next_.get(), G.n);
-      pair_moved += moved();
-      if (sweep % 2 == 1) {
-        if (leiden_moves_settled(static_cast<std::int64_t>(pair_moved), G.n)) break;
-        pair_moved = 0;
-      }
+      if (pairs.done(sweep, end_sweep(G, label))) break;
     }
   }
 
@@ -239,7 +229,7 @@ class Solver {
     fill_iota<<<grid(G.n), kThreads, 0, d_.stream>>>(R, G.n);
     check_launch();
     community_totals(P, G, KP_.get(), sizeP_.get());
-    ull pair_moved = 0;
+    LeidenPairs pairs{0};
     for (int sweep = 0; sweep < kLeidenRefineSweeps; ++sweep) {
       if (progress) progress->check();
       community_totals(R, G, K_.get(), size_.get());
@@ -250,22 +240,12 @@ class Solver {
       refine_keys<<<grid(G.nnz), kThreads, 0, d_.stream>>>(G.row.get(), G.indices.get(), G.nnz, P,
                                                            R, keys_.get());
       check_launch();
-      sort_rows(G);
-      copy(next_.get(), R, G.n);
-      moved_.zero();
-      LeidenCoin coin = base;
-      coin.phase = 1;
-      coin.sweep = sweep;
+      const LeidenCoin coin = begin_sweep(G, R, base, 1, sweep);
       refine_vertices<<<grid(G.n), kThreads, 0, d_.stream>>>(
           G.indptr.get(), sorted_keys_.get(), sorted_w_.get(), G.degree.get(), G.n, P, R, KP_.get(),
           K_.get(), size_.get(), ext_.get(), g, coin, next_.get(), moved_.get());
       check_launch();
-      copy(R, next_.get(), G.n);
-      pair_moved += moved();
-      if (sweep % 2 == 1) {
-        if (pair_moved == 0) break;
-        pair_moved = 0;
-      }
+      if (pairs.done(sweep, end_sweep(G, R))) break;
     }
   }
 
@@ -342,6 +322,22 @@ class Solver {
     ORRERY_CUDA_CHECK(cudaMemsetAsync(size, 0, (G.n + 1) * sizeof(std::int32_t), d_.stream));
     if (G.n > 0) totals<<<grid(G.n), kThreads, 0, d_.stream>>>(label, G.degree.get(), G.n, K, size);
     check_launch();
+  }
+  // A sweep over `label`: each vertex's neighbours as runs (keys_ sorted by row), the labels
+  // copied to next_ for the decisions to write, the move count zeroed; the sweep's coin.
+  LeidenCoin begin_sweep(const DeviceLevel& G, const std::int32_t* label, LeidenCoin coin,
+                         int phase, int sweep) {
+    sort_rows(G);
+    copy(next_.get(), label, G.n);
+    moved_.zero();
+    coin.phase = phase;
+    coin.sweep = sweep;
+    return coin;
+  }
+  // ... and its end: the new labels into `label`; how many moved.
+  std::int64_t end_sweep(const DeviceLevel& G, std::int32_t* label) {
+    copy(label, next_.get(), G.n);
+    return static_cast<std::int64_t>(moved());
   }
   // Each row's (key, weight) pairs by key.
   void sort_rows(const DeviceLevel& G) {

@@ -76,6 +76,26 @@ class TestPbmc3k : public QObject {
   compute::PipelineResult result_;
   std::filesystem::path ref_;
 
+  // scanpy's Leiden group (reference/leiden.tsv) of each of `cells`; `n_groups` set.
+  std::vector<std::int32_t> scanpy_groups(const std::vector<std::string>& cells,
+                                          int& n_groups) const {
+    auto t = test::read_tsv(ref_ / "leiden.tsv");
+    std::unordered_map<std::string, int> ref_label;
+    n_groups = 0;
+    for (std::size_t i = 0; i < t.rows.size(); ++i) {
+      ref_label[t.rows[i]] = std::stoi(t.cells[i][0]);
+      n_groups = std::max(n_groups, ref_label[t.rows[i]] + 1);
+    }
+    std::vector<std::int32_t> labels;
+    for (const auto& cell : cells) labels.push_back(ref_label.at(cell));
+    return labels;
+  }
+  std::vector<std::string> kept_cell_names() const {
+    std::vector<std::string> names;
+    for (auto c : result_.kept_cells) names.push_back(store_.obs.index[c]);
+    return names;
+  }
+
  private slots:
   void initTestCase() {
     if (!std::filesystem::exists(test::pbmc3k_dir()))
@@ -359,15 +379,8 @@ class TestPbmc3k : public QObject {
 
   // Markers for scanpy's own Leiden labels (reference/leiden.tsv), so groups are identical.
   void wilcoxonMatchesScanpy() {
-    auto t = test::read_tsv(ref_ / "leiden.tsv");
-    std::unordered_map<std::string, int> ref_label;
     int n_groups = 0;
-    for (std::size_t i = 0; i < t.rows.size(); ++i) {
-      ref_label[t.rows[i]] = std::stoi(t.cells[i][0]);
-      n_groups = std::max(n_groups, ref_label[t.rows[i]] + 1);
-    }
-    std::vector<std::int32_t> labels;
-    for (auto c : result_.kept_cells) labels.push_back(ref_label.at(store_.obs.index[c]));
+    const std::vector<std::int32_t> labels = scanpy_groups(kept_cell_names(), n_groups);
     auto backend = compute::make_cpu_backend();
     compute::Progress progress;
     auto markers = compute::rank_genes_groups(
@@ -428,15 +441,8 @@ class TestPbmc3k : public QObject {
     io::Store lognorm = io::open_store(h5ad.toStdString());
     QCOMPARE(lognorm.n_obs(), 2638);
     QCOMPARE(lognorm.n_vars(), 13656);
-    auto t = test::read_tsv(ref_ / "leiden.tsv");
-    std::unordered_map<std::string, int> ref_label;
     int n_groups = 0;
-    for (std::size_t i = 0; i < t.rows.size(); ++i) {
-      ref_label[t.rows[i]] = std::stoi(t.cells[i][0]);
-      n_groups = std::max(n_groups, ref_label[t.rows[i]] + 1);
-    }
-    std::vector<std::int32_t> labels;
-    for (const auto& cell : lognorm.obs.index) labels.push_back(ref_label.at(cell));
+    const std::vector<std::int32_t> labels = scanpy_groups(lognorm.obs.index, n_groups);
     std::unordered_map<std::string, int> gene_index;
     for (std::size_t g = 0; g < lognorm.var.index.size(); ++g)
       gene_index[lognorm.var.index[g]] = static_cast<int>(g);
@@ -538,15 +544,8 @@ class TestPbmc3k : public QObject {
     QCOMPARE(differ, std::int64_t{0});
 
     // Markers of scanpy's Leiden groups on our log data vs scipy's on theirs.
-    auto t = test::read_tsv(ref_ / "leiden.tsv");
-    std::unordered_map<std::string, int> ref_label;
     int n_groups = 0;
-    for (std::size_t i = 0; i < t.rows.size(); ++i) {
-      ref_label[t.rows[i]] = std::stoi(t.cells[i][0]);
-      n_groups = std::max(n_groups, ref_label[t.rows[i]] + 1);
-    }
-    std::vector<std::int32_t> labels;
-    for (auto c : result_.kept_cells) labels.push_back(ref_label.at(store_.obs.index[c]));
+    const std::vector<std::int32_t> labels = scanpy_groups(kept_cell_names(), n_groups);
     compute::Progress progress;
     const auto markers = compute::rank_genes_groups(
         compute::log_normalized_source(store_, result_, params_, *backend),

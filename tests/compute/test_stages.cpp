@@ -43,6 +43,30 @@ using namespace orrery::compute;
 
 namespace {
 
+// Three 10-cliques (weights 1) joined in a ring by single weak edges (0.05).
+CsrMatrix three_cliques() {
+  const int n = 30;
+  std::vector<std::map<int, float>> adj(n);
+  for (int c = 0; c < 3; ++c)
+    for (int i = 0; i < 10; ++i)
+      for (int j = 0; j < 10; ++j)
+        if (i != j) adj[c * 10 + i][c * 10 + j] = 1.0f;
+  for (auto [a, b] : {std::pair{0, 10}, std::pair{10, 20}, std::pair{20, 0}}) {
+    adj[a][b] = 0.05f;
+    adj[b][a] = 0.05f;
+  }
+  CsrMatrix g;
+  g.n_rows = g.n_cols = n;
+  for (auto& row : adj) {
+    for (auto [j, w] : row) {
+      g.indices.push_back(j);
+      g.data.push_back(w);
+    }
+    g.indptr.push_back(g.nnz());
+  }
+  return g;
+}
+
 // `n` points in `k` Gaussian blobs (unit variance) in `d` dimensions; point i is in blob i % k,
 // centres uniform in a cube of side `spread`.
 DenseMatrix blobs(int n, int d, int k, double spread) {
@@ -1076,26 +1100,8 @@ class TestStages : public QObject {
   }
 
   void leidenFindsPlantedCliques() {
-    // Three 10-cliques joined by single weak edges.
     const int n = 30;
-    std::vector<std::map<int, float>> adj(n);
-    for (int c = 0; c < 3; ++c)
-      for (int i = 0; i < 10; ++i)
-        for (int j = 0; j < 10; ++j)
-          if (i != j) adj[c * 10 + i][c * 10 + j] = 1.0f;
-    for (auto [a, b] : {std::pair{0, 10}, std::pair{10, 20}, std::pair{20, 0}}) {
-      adj[a][b] = 0.05f;
-      adj[b][a] = 0.05f;
-    }
-    CsrMatrix g;
-    g.n_rows = g.n_cols = n;
-    for (auto& row : adj) {
-      for (auto [j, w] : row) {
-        g.indices.push_back(j);
-        g.data.push_back(w);
-      }
-      g.indptr.push_back(g.nnz());
-    }
+    const CsrMatrix g = three_cliques();
     auto labels = leiden(g, {.resolution = 1.0, .seed = 1});
     std::vector<std::int32_t> truth;
     for (int i = 0; i < n; ++i) truth.push_back(i / 10);
@@ -1107,27 +1113,9 @@ class TestStages : public QObject {
   // igraph's (quality within 1 %, close ARI) and the same labels for any thread count.
   void parallelLeidenFindsCommunities() {
     {
-      const int n = 30;
-      std::vector<std::map<int, float>> adj(n);
-      for (int c = 0; c < 3; ++c)
-        for (int i = 0; i < 10; ++i)
-          for (int j = 0; j < 10; ++j)
-            if (i != j) adj[c * 10 + i][c * 10 + j] = 1.0f;
-      for (auto [a, b] : {std::pair{0, 10}, std::pair{10, 20}, std::pair{20, 0}}) {
-        adj[a][b] = 0.05f;
-        adj[b][a] = 0.05f;
-      }
-      CsrMatrix g;
-      g.n_rows = g.n_cols = n;
-      for (auto& row : adj) {
-        for (auto [j, w] : row) {
-          g.indices.push_back(j);
-          g.data.push_back(w);
-        }
-        g.indptr.push_back(g.nnz());
-      }
+      const CsrMatrix g = three_cliques();
       std::vector<std::int32_t> truth;
-      for (int i = 0; i < n; ++i) truth.push_back(i / 10);
+      for (int i = 0; i < 30; ++i) truth.push_back(i / 10);
       QCOMPARE(adjusted_rand_index(leiden_parallel(g, {.resolution = 1.0, .seed = 1}), truth), 1.0);
     }
     Progress p;
