@@ -319,6 +319,20 @@ std::unique_ptr<RowChunkReader> transpose_csc(std::shared_ptr<const Element> gro
 
 }  // namespace
 
+std::vector<std::int64_t> row_blocks(const std::vector<std::int64_t>& row_nnz,
+                                     std::size_t budget_bytes) {
+  const auto n_rows = static_cast<std::int64_t>(row_nnz.size());
+  const auto budget = static_cast<std::int64_t>(std::max<std::size_t>(budget_bytes, 8));
+  std::vector<std::int64_t> starts{0};
+  for (std::int64_t r0 = 0, r1 = 0; r0 < n_rows; r0 = r1) {
+    std::int64_t bytes = 0;
+    while (r1 < n_rows && (r1 == r0 || bytes + row_nnz[r1] * 8 <= budget))
+      bytes += row_nnz[r1++] * 8;
+    starts.push_back(r1);
+  }
+  return starts;
+}
+
 std::unique_ptr<RowChunkReader> temporary_csr_store(
     const std::vector<std::int64_t>& row_nnz, std::int64_t n_cols, std::size_t budget_bytes,
     const std::string& source,
@@ -331,17 +345,15 @@ std::unique_ptr<RowChunkReader> temporary_csr_store(
                         std::to_string(reinterpret_cast<std::uintptr_t>(&row_nnz)) + ".h5");
   {
     AnnDataWriter w(tmp.string());
-    std::int64_t r0 = 0;
-    const auto budget = static_cast<std::int64_t>(std::max<std::size_t>(budget_bytes, 8));
+    const std::vector<std::int64_t> starts = row_blocks(row_nnz, budget_bytes);
+    std::size_t b = 0;
     w.write_X(n_rows, n_cols, [&](CsrMatrix& block) {
-      if (r0 >= n_rows) return false;
-      std::int64_t r1 = r0, bytes = 0;
-      while (r1 < n_rows && (r1 == r0 || bytes + row_nnz[r1] * 8 <= budget))
-        bytes += row_nnz[r1++] * 8;
+      if (b + 1 >= starts.size()) return false;
+      const std::int64_t r0 = starts[b], r1 = starts[b + 1];
       block = csr_with_row_lengths(row_nnz, r0, r1, n_cols);
       fill(r0, r1, block);
       if (progress) progress(static_cast<double>(r1) / static_cast<double>(n_rows));
-      r0 = r1;
+      ++b;
       return true;
     });
     w.write_obs(DataFrame{});

@@ -26,11 +26,16 @@ std::unique_ptr<RowChunkReader> open_matrix(std::shared_ptr<const Element> matri
                                             const OpenOptions& options,
                                             std::string* encoding = nullptr);
 
+// The first row of each block when rows go in blocks of at most `budget_bytes` (8 per entry by
+// `row_nnz`; a block has one row at least), then the row count.
+std::vector<std::int64_t> row_blocks(const std::vector<std::int64_t>& row_nnz,
+                                     std::size_t budget_bytes);
+
 // A CSR matrix too large for memory (a CSC X transposed, a Matrix Market file) built as a
-// temporary HDF5 store: rows go in blocks of at most `budget_bytes` by `row_nnz` (one row per
-// entry), `fill(r0, r1, block)` fills each block's indices and data (indptr and sizes already
-// set from row_nnz), `progress(fraction)` follows. The file is unlinked once reopened (and on
-// failure); errors name `source`.
+// temporary HDF5 store: rows go in the blocks of row_blocks(row_nnz, budget_bytes), `fill(r0, r1,
+// block)` fills each block's indices and data (indptr and sizes already set from row_nnz),
+// `progress(fraction)` follows. The file is unlinked once reopened (and on failure); errors name
+// `source`.
 std::unique_ptr<RowChunkReader> temporary_csr_store(
     const std::vector<std::int64_t>& row_nnz, std::int64_t n_cols, std::size_t budget_bytes,
     const std::string& source,

@@ -4,9 +4,11 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <functional>
+#include <limits>
 #include <memory>
 #include <unordered_set>
 
@@ -270,6 +272,104 @@ CsrMatrix whole_matrix(const std::string& file, const EntryCounts& counts) {
   return m;
 }
 
+// An unsorted file larger than the budget: one pass deals each entry into the bucket of its
+// block (an anonymous temporary file of (gene, cell - block start, value) records), and each
+// block is then filled from its bucket: one parse of the text instead of one per block.
+class Buckets {
+ public:
+  struct Record {
+    std::int32_t gene;
+    std::int32_t cell;  // from the block's first cell
+    float value;
+  };
+
+  Buckets(const std::string& file, std::vector<std::int64_t> starts)
+      : file_(file), starts_(std::move(starts)) {
+    const std::size_t n = starts_.size() - 1;
+    const std::size_t buffer = n <= 64 ? (1u << 20) : (1u << 16);
+    for (std::size_t b = 0; b < n; ++b) {
+      std::FILE* f = std::tmpfile();
+      if (!f) throw Error(file_, "", "cannot create a temporary file to sort the entries by cell");
+      buckets_.push_back(f);
+      std::setvbuf(f, nullptr, _IOFBF, buffer);
+    }
+  }
+  ~Buckets() {
+    for (std::FILE* f : buckets_)
+      if (f) std::fclose(f);
+  }
+  Buckets(const Buckets&) = delete;
+  Buckets& operator=(const Buckets&) = delete;
+
+  // Every cell block fits a record's 32-bit offset.
+  static bool fit(const std::vector<std::int64_t>& starts) {
+    for (std::size_t b = 0; b + 1 < starts.size(); ++b)
+      if (starts[b + 1] - starts[b] > std::numeric_limits<std::int32_t>::max()) return false;
+    return true;
+  }
+
+  void deal(std::int64_t nnz, const std::function<void(std::string_view, double)>& progress) {
+    EntryReader entries(file_);
+    std::int32_t gene = 0;
+    std::int64_t cell = 0, seen = 0;
+    float value = 0;
+    while (entries.next(gene, cell, value)) {
+      const auto b = static_cast<std::size_t>(
+          std::upper_bound(starts_.begin(), starts_.end(), cell) - starts_.begin() - 1);
+      const Record r{gene, static_cast<std::int32_t>(cell - starts_[b]), value};
+      if (std::fwrite(&r, sizeof r, 1, buckets_[b]) != 1) throw write_failed();
+      if (++seen % (1 << 20) == 0 && progress)
+        progress("sorting Matrix Market entries by cell",
+                 static_cast<double>(seen) / static_cast<double>(nnz));
+    }
+    for (std::FILE* f : buckets_)
+      if (std::fflush(f) != 0) throw write_failed();
+  }
+
+  // Cells [starts[b], starts[b + 1]) of `block` from bucket b.
+  void fill(std::int64_t c0, std::int64_t c1, CsrMatrix& block) {
+    const auto b = static_cast<std::size_t>(std::lower_bound(starts_.begin(), starts_.end(), c0) -
+                                            starts_.begin());
+    if (b + 1 >= starts_.size() || starts_[b] != c0 || starts_[b + 1] != c1)
+      throw Error(file_, "",
+                  "internal: cell block " + std::to_string(c0) + ".." + std::to_string(c1) +
+                      " is not a bucket");
+    std::FILE* f = buckets_[b];
+    if (!f) throw Error(file_, "", "internal: cell block " + std::to_string(c0) + " read twice");
+    std::rewind(f);
+    std::vector<Record> chunk(1 << 16);
+    std::size_t have = 0, at = 0;
+    fill_cells(block, c0, c1, file_, [&](auto& g, auto& c, auto& v) {
+      if (at == have) {
+        have = std::fread(chunk.data(), sizeof(Record), chunk.size(), f);
+        at = 0;
+        if (have == 0) {
+          if (std::ferror(f)) throw Error(file_, "", "cannot read back a temporary file");
+          return false;
+        }
+      }
+      const Record& r = chunk[at++];
+      g = r.gene;
+      c = c0 + r.cell;
+      v = r.value;
+      return true;
+    });
+    // The bucket is done with: give its disk space back.
+    std::fclose(f);
+    buckets_[b] = nullptr;
+  }
+
+ private:
+  Error write_failed() const {
+    return Error(file_, "",
+                 "cannot write a temporary file while sorting the entries by cell "
+                 "(disk full?)");
+  }
+  std::string file_;
+  std::vector<std::int64_t> starts_;
+  std::vector<std::FILE*> buckets_;
+};
+
 }  // namespace
 
 CsrMatrix read_mtx_transposed(const std::string& file) {
@@ -290,7 +390,16 @@ std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::in
   }
   if (encoding) *encoding = "Matrix Market coordinate (genes x cells), via a temporary CSR store";
   // Larger than the budget: cell blocks written to a temporary CSR store; sorted files take one
-  // more pass, unsorted ones one pass per block.
+  // more pass, unsorted ones one more pass into per-block buckets.
+  std::unique_ptr<Buckets> buckets;
+  if (!counts.sorted) {
+    std::vector<std::int64_t> starts = row_blocks(counts.row_nnz, options.transpose_bytes);
+    if (Buckets::fit(starts)) {
+      buckets = std::make_unique<Buckets>(file, std::move(starts));
+      buckets->deal(counts.nnz, options.progress);
+      if (encoding) *encoding += " (unsorted: entries dealt to cell blocks in one pass)";
+    }
+  }
   std::unique_ptr<EntryReader> stream;
   bool pending = false;  // a sorted stream's entry read past the previous block's end
   std::int32_t p_gene = 0;
@@ -299,7 +408,11 @@ std::unique_ptr<RowChunkReader> open_mtx_matrix(const std::string& file, std::in
   return temporary_csr_store(
       counts.row_nnz, counts.n_genes, options.transpose_bytes, file,
       [&](std::int64_t c0, std::int64_t c1, CsrMatrix& block) {
-        if (!counts.sorted) {
+        if (buckets) {
+          buckets->fill(c0, c1, block);
+          return;
+        }
+        if (!counts.sorted) {  // a block of more than 2^31 cells: a pass of its own
           EntryReader entries(file);
           fill_cells(block, c0, c1, file,
                      [&](auto& g, auto& c, auto& v) { return entries.next(g, c, v); });

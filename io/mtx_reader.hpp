@@ -2,7 +2,8 @@
 // genes.tsv / features.tsv[.gz] and barcodes.tsv[.gz]. Text cannot be sliced: a first pass
 // counts each cell's entries, then the matrix becomes cell-major CSR in memory when it fits
 // OpenOptions::transpose_bytes, else a temporary CSR store built block by block (one more pass
-// when cells come in order, as Cell Ranger writes them; a pass per block otherwise).
+// when cells come in order, as Cell Ranger writes them; otherwise one more pass dealing the
+// entries into a temporary file per block, each block then filled from its file).
 #pragma once
 
 #include <string>

@@ -242,6 +242,7 @@ class TestMtx : public QObject {
     io::Store blocks = io::open_store(dir.string(), options);
     QVERIFY2(blocks.x_encoding.find("temporary CSR store") != std::string::npos,
              blocks.x_encoding.c_str());
+    QCOMPARE(blocks.x_encoding.find("unsorted") != std::string::npos, shuffled);
     QVERIFY(!reported.empty() && reported.back() == 1.0);
     compare(blocks, whole);
     CsrMatrix m = all_rows(blocks);
