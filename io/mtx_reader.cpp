@@ -301,8 +301,10 @@ class Buckets {
   Buckets(const Buckets&) = delete;
   Buckets& operator=(const Buckets&) = delete;
 
-  // Every cell block fits a record's 32-bit offset.
+  // Every cell block fits a record's 32-bit offset, and there are few enough blocks to hold a
+  // file open for each (a budget of a few bytes makes a block per cell: passes per block then).
   static bool fit(const std::vector<std::int64_t>& starts) {
+    if (starts.size() > 513) return false;
     for (std::size_t b = 0; b + 1 < starts.size(); ++b)
       if (starts[b + 1] - starts[b] > std::numeric_limits<std::int32_t>::max()) return false;
     return true;
