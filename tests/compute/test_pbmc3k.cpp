@@ -67,6 +67,36 @@ MarkerDiff compare_markers(const std::vector<compute::GroupMarkers>& markers,
   return d;
 }
 
+// scanpy_lognorm.py's statistics (group, gene, z, p) against our markers: the largest |z| and
+// relative p-value differences, the row count, and the largest relative difference between
+// those p-values and scanpy's table `ref`.
+struct ScipyDiff {
+  double z = 0, p_rel = 0, vs_table = 0;
+  int rows = 0;
+};
+
+ScipyDiff compare_scipy(const QString& stats, const std::vector<compute::GroupMarkers>& markers,
+                        const std::unordered_map<std::string, int>& gene_index,
+                        const std::vector<ScanpyMarker>& ref) {
+  ScipyDiff d;
+  std::map<std::pair<int, std::string>, double> scipy_p;
+  std::ifstream in(stats.toStdString());
+  int group;
+  std::string name;
+  double z, p;
+  while (in >> group >> name >> z >> p) {
+    const int g = gene_index.at(name);
+    d.z = std::max(d.z, std::fabs(markers[group].scores[g] - z));
+    if (p > 1e-300) d.p_rel = std::max(d.p_rel, std::fabs(markers[group].pvals[g] - p) / p);
+    scipy_p[{group, name}] = p;
+    ++d.rows;
+  }
+  for (const auto& r : ref)
+    if (r.p > 1e-300)
+      d.vs_table = std::max(d.vs_table, std::fabs(scipy_p.at({r.group, r.name}) - r.p) / r.p);
+  return d;
+}
+
 }  // namespace
 
 class TestPbmc3k : public QObject {
@@ -455,31 +485,13 @@ class TestPbmc3k : public QObject {
     const auto markers = compute::rank_genes_groups(
         source, lognorm.n_obs(), lognorm.n_vars(), labels, n_groups, {.method = "exact"}, progress);
 
-    // Against scipy on the same values: z-scores and p-values.
-    std::ifstream in(stats.toStdString());
-    int group, rows = 0;
-    std::string name;
-    double z, p, z_diff = 0, p_rel = 0;
-    while (in >> group >> name >> z >> p) {
-      const int g = gene_index.at(name);
-      z_diff = std::max(z_diff, std::fabs(markers[group].scores[g] - z));
-      if (p > 1e-300) p_rel = std::max(p_rel, std::fabs(markers[group].pvals[g] - p) / p);
-      ++rows;
-    }
-    QCOMPARE(rows, n_groups * 13656);
-
-    // Against scanpy's table; and scipy's own statistics against it, to tell whether the inputs
-    // were the reference's.
+    // Against scipy on the same values (z-scores and p-values); against scanpy's table; and
+    // scipy's own statistics against the table, to tell whether the inputs were the reference's.
     const auto ref = read_scanpy_markers(ref_ / "rank_genes_groups_wilcoxon.tsv.gz");
+    const ScipyDiff scipy = compare_scipy(stats, markers, gene_index, ref);
+    QCOMPARE(scipy.rows, n_groups * 13656);
+    const double z_diff = scipy.z, p_rel = scipy.p_rel, scipy_vs_ref = scipy.vs_table;
     const MarkerDiff d = compare_markers(markers, ref, gene_index);
-    std::map<std::pair<int, std::string>, double> scipy_p;
-    in.clear();
-    in.seekg(0);
-    while (in >> group >> name >> z >> p) scipy_p[{group, name}] = p;
-    double scipy_vs_ref = 0;
-    for (const auto& r : ref)
-      if (r.p > 1e-300)
-        scipy_vs_ref = std::max(scipy_vs_ref, std::fabs(scipy_p.at({r.group, r.name}) - r.p) / r.p);
     qInfo(
         "same inputs: vs scipy max |z| diff %.2e, max rel pval diff %.2e; vs scanpy max |score| "
         "diff %.2e, max rel pval %.2e, pval_adj %.2e, logFC %.2e (scipy vs scanpy: %.2e)",
@@ -554,30 +566,16 @@ class TestPbmc3k : public QObject {
     std::unordered_map<std::string, int> gene_index;
     for (std::size_t g = 0; g < result_.kept_genes.size(); ++g)
       gene_index[store_.var.index[result_.kept_genes[g]]] = static_cast<int>(g);
-    std::map<std::pair<int, std::string>, double> portable_p;
-    std::ifstream in(stats.toStdString());
-    int group, rows = 0;
-    std::string name;
-    double z, p, z_diff = 0, p_rel = 0;
-    while (in >> group >> name >> z >> p) {
-      const int g = gene_index.at(name);
-      z_diff = std::max(z_diff, std::fabs(markers[group].scores[g] - z));
-      if (p > 1e-300) p_rel = std::max(p_rel, std::fabs(markers[group].pvals[g] - p) / p);
-      portable_p[{group, name}] = p;
-      ++rows;
-    }
-    QCOMPARE(rows, n_groups * static_cast<int>(result_.kept_genes.size()));
-    double scanpy_vs_scanpy = 0;
-    for (const auto& r : read_scanpy_markers(ref_ / "rank_genes_groups_wilcoxon.tsv.gz"))
-      if (r.p > 1e-300)
-        scanpy_vs_scanpy =
-            std::max(scanpy_vs_scanpy, std::fabs(portable_p.at({r.group, r.name}) - r.p) / r.p);
+    const ScipyDiff scipy =
+        compare_scipy(stats, markers, gene_index,
+                      read_scanpy_markers(ref_ / "rank_genes_groups_wilcoxon.tsv.gz"));
+    QCOMPARE(scipy.rows, n_groups * static_cast<int>(result_.kept_genes.size()));
     qInfo(
         "pipeline vs scanpy (portable log1p): max |z| diff %.2e, max rel pval diff %.2e; "
         "scanpy portable vs the reference table (AVX-512 log1p): max rel pval diff %.2e",
-        z_diff, p_rel, scanpy_vs_scanpy);
-    QVERIFY(z_diff < 1e-6);
-    QVERIFY(p_rel < 1e-6);
+        scipy.z, scipy.p_rel, scipy.vs_table);
+    QVERIFY(scipy.z < 1e-6);
+    QVERIFY(scipy.p_rel < 1e-6);
   }
 
   // Exact ranks in one gene block, in many small blocks, and in small blocks with the first one
