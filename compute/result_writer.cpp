@@ -171,11 +171,11 @@ void write_uns_params(io::AnnDataWriter& w, const PipelineResult& r, const Pipel
   w.write_uns_string("neighbors/connectivities_key", "connectivities");
   w.write_uns_string("neighbors/distances_key", "distances");
   w.write_uns_dict("neighbors/params");
-  w.write_uns_number("neighbors/params/n_neighbors", p.neighbors.n_neighbors);
-  w.write_uns_number("neighbors/params/n_pcs", p.neighbors.n_pcs);
+  w.write_uns_integer("neighbors/params/n_neighbors", p.neighbors.n_neighbors);
+  w.write_uns_integer("neighbors/params/n_pcs", p.neighbors.n_pcs);
   w.write_uns_string("neighbors/params/method", "umap");
   w.write_uns_string("neighbors/params/metric", p.neighbors.metric);
-  w.write_uns_number("neighbors/params/random_state", static_cast<double>(p.neighbors.seed));
+  w.write_uns_integer("neighbors/params/random_state", static_cast<std::int64_t>(p.neighbors.seed));
   const auto [a, b] = find_ab_params(p.umap.spread, p.umap.min_dist);
   w.write_uns_dict("umap");
   w.write_uns_dict("umap/params");
@@ -184,8 +184,8 @@ void write_uns_params(io::AnnDataWriter& w, const PipelineResult& r, const Pipel
   w.write_uns_dict("leiden");
   w.write_uns_dict("leiden/params");
   w.write_uns_number("leiden/params/resolution", p.leiden.resolution);
-  w.write_uns_number("leiden/params/random_state", static_cast<double>(p.leiden.seed));
-  w.write_uns_number("leiden/params/n_iterations", p.leiden.n_iterations);
+  w.write_uns_integer("leiden/params/random_state", static_cast<std::int64_t>(p.leiden.seed));
+  w.write_uns_integer("leiden/params/n_iterations", p.leiden.n_iterations);
   if (!r.leiden_flavor.empty()) w.write_uns_string("leiden/params/flavor", r.leiden_flavor);
   w.write_uns_dict("pca");
   w.write_uns_numbers("pca/variance", r.pca.variance);

@@ -211,6 +211,10 @@ void AnnDataWriter::write_uns_number(const std::string& key, double value) {
   tree_->array("uns/" + key, NumType::F64, &value, {}, encoding("numeric-scalar", "0.2.0"));
 }
 
+void AnnDataWriter::write_uns_integer(const std::string& key, std::int64_t value) {
+  tree_->array("uns/" + key, NumType::I64, &value, {}, encoding("numeric-scalar", "0.2.0"));
+}
+
 void AnnDataWriter::write_uns_numbers(const std::string& key, const std::vector<double>& values) {
   write_vector(*tree_, "uns/" + key, values);
 }

@@ -38,6 +38,7 @@ class AnnDataWriter {
   void write_obsp(const std::string& key, const CsrMatrix& m);
   void write_uns_strings(const std::string& key, const std::vector<std::string>& values);
   void write_uns_number(const std::string& key, double value);
+  void write_uns_integer(const std::string& key, std::int64_t value);  // int64, as numpy's int
   void write_uns_numbers(const std::string& key, const std::vector<double>& values);
   // Nested uns entries by path below uns ("rank_genes_groups/params/method").
   void write_uns_dict(const std::string& path);

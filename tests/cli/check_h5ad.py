@@ -53,6 +53,12 @@ assert nb["params"]["method"] == "umap"
 assert 0 < ad.uns["umap"]["params"]["a"] and 0 < ad.uns["umap"]["params"]["b"]
 assert "resolution" in ad.uns["leiden"]["params"]
 assert ad.uns["leiden"]["params"]["flavor"] == "igraph", ad.uns["leiden"]["params"]
+# Integer parameters stay integers, as scanpy writes them.
+for section, key in [("neighbors", "n_neighbors"), ("neighbors", "random_state"),
+                     ("leiden", "random_state"), ("leiden", "n_iterations")]:
+    value = ad.uns[section]["params"][key]
+    assert np.issubdtype(type(value), np.integer), (section, key, value, type(value))
+assert ad.uns["leiden"]["params"]["n_iterations"] == -1
 vr = np.asarray(ad.uns["pca"]["variance_ratio"])
 assert len(vr) == ad.obsm["X_pca"].shape[1] and (np.diff(vr) <= 1e-12).all() and vr.sum() < 1
 rgg = ad.uns["rank_genes_groups"]
