@@ -34,17 +34,11 @@ void check(igraph_error_t status, const char* what) {
     throw Error("", "leiden", std::string(what) + " failed: " + igraph_strerror(status));
 }
 
-// Labels by order of first appearance: equal for equal partitions, whatever the numbering.
-std::vector<std::int64_t> canonical(const igraph_vector_int_t& membership) {
-  const igraph_integer_t n = igraph_vector_int_size(&membership);
-  std::vector<std::int64_t> relabel(n, -1), out(n);
-  std::int64_t next = 0;
-  for (igraph_integer_t i = 0; i < n; ++i) {
-    auto& r = relabel[VECTOR(membership)[i]];
-    if (r < 0) r = next++;
-    out[i] = r;
-  }
-  return out;
+std::vector<std::int32_t> labels_of(const igraph_vector_int_t& membership) {
+  std::vector<std::int32_t> labels(igraph_vector_int_size(&membership));
+  for (std::size_t i = 0; i < labels.size(); ++i)
+    labels[i] = static_cast<std::int32_t>(VECTOR(membership)[i]);
+  return labels;
 }
 
 }  // namespace
@@ -99,29 +93,24 @@ std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& o,
                                   start, n_iterations, &membership.v, &n_clusters, &quality),
           "igraph_community_leiden");
   };
-  if (o.n_iterations == 0) {  // no iteration: the singletons (igraph leaves the count unset)
-    iterate(false, 0);
-    n_clusters = n;
-  }
-  std::vector<std::int64_t> before;
+  if (o.n_iterations == 0) iterate(false, 0);  // no iteration: the singletons
+  std::vector<std::int32_t> before;
   for (int it = 0; o.n_iterations < 0 || it < o.n_iterations; ++it) {
     if (progress) {
       progress->check();
       if (it > 0) progress->report("leiden: iteration " + std::to_string(it + 1), 0.0);
     }
-    if (o.n_iterations < 0 && it > 0) before = canonical(membership.v);
+    if (o.n_iterations < 0 && it > 0) before = first_appearance_labels(labels_of(membership.v));
     iterate(it > 0, 1);
-    if (o.n_iterations < 0 && it > 0 && canonical(membership.v) == before) break;
+    if (o.n_iterations < 0 && it > 0 && first_appearance_labels(labels_of(membership.v)) == before)
+      break;
     if (o.n_iterations < 0 && it + 1 >= kMaxLeidenIterations) {
       if (progress) progress->warn(leiden_unstable_warning());
       break;
     }
   }
 
-  std::vector<std::int32_t> labels(n);
-  for (std::int64_t i = 0; i < n; ++i)
-    labels[i] = static_cast<std::int32_t>(VECTOR(membership.v)[i]);
-  return labels_by_size(labels);
+  return labels_by_size(labels_of(membership.v));
 }
 
 }  // namespace orrery::compute
