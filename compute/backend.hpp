@@ -7,8 +7,8 @@
 #include <memory>
 #include <string>
 
-#include "compute/external.hpp"
 #include "compute/knn.hpp"
+#include "compute/layout_channel.hpp"
 #include "compute/leiden.hpp"
 #include "compute/pca.hpp"
 #include "compute/qc.hpp"
@@ -121,12 +121,11 @@ class Backend {
   // device backend gives the graph the host would make of its memberships, bit for bit).
   virtual FuzzyGraph fuzzy_simplicial_set(const KnnResult& knn, double local_connectivity,
                                           double set_op_mix_ratio = 1.0);
-  // Where the UMAP layout also goes when it is final: positions (n x float2) written on the
-  // device into `positions` and then `ready` signalled. Returns false where the backend cannot
-  // (the CPU backend: the host upload path applies).
-  virtual bool stream_layout_to(ExternalBuffer* /*positions*/, ExternalSemaphore* /*ready*/) {
-    return false;
-  }
+  // Where the UMAP layout goes while it optimises (layout_channel.hpp): from the next umap()
+  // on, the layout is written on the device into the channel's buffer whenever the renderer
+  // asks, and the epoch callback is called only for the final layout. nullptr stops it. Returns
+  // false where the backend cannot (the CPU backend: the host upload path applies).
+  virtual bool stream_layout_to(LayoutChannel* /*channel*/) { return false; }
   // UMAP's SGD layout (umap_layout's answer, same arithmetic: umap_step.hpp).
   virtual DenseMatrix umap(const CsrMatrix& graph, DenseMatrix init, const UmapOptions& options,
                            Progress& progress, const EpochCallback& on_epoch);

@@ -40,8 +40,10 @@ class ExternalSemaphore {
   ~ExternalSemaphore();
   ExternalSemaphore(const ExternalSemaphore&) = delete;
   ExternalSemaphore& operator=(const ExternalSemaphore&) = delete;
-  // Signals once the work queued on CUDA's default stream so far has finished.
+  // Signals once the work queued on CUDA's default stream so far has finished; wait() makes
+  // the work queued after it on that stream wait for the other API's signal.
   void signal();
+  void wait();
 
   struct Impl;
   Impl& impl() { return *impl_; }

@@ -25,12 +25,36 @@ void require_interop(const OffscreenRenderer& r) {
 
 }  // namespace
 
-SharedSemaphore::SharedSemaphore(OffscreenRenderer& r) : device_(r.context().device) {
-  require_interop(r);
+bool interop_extensions_offered(VkPhysicalDevice physical) {
+  std::uint32_t n = 0;
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &n, nullptr);
+  std::vector<VkExtensionProperties> ext(n);
+  vkEnumerateDeviceExtensionProperties(physical, nullptr, &n, ext.data());
+  int found = 0;
+  for (const auto& e : ext)
+    for (const char* want : kInteropExtensions) found += std::strcmp(e.extensionName, want) == 0;
+  return found == 2;
+}
+
+std::array<std::uint8_t, 16> device_uuid(VkPhysicalDevice physical) {
+  VkPhysicalDeviceIDProperties id{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES};
+  VkPhysicalDeviceProperties2 props{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
+  props.pNext = &id;
+  vkGetPhysicalDeviceProperties2(physical, &props);
+  std::array<std::uint8_t, 16> uuid{};
+  std::memcpy(uuid.data(), id.deviceUUID, 16);
+  return uuid;
+}
+
+SharedSemaphore::SharedSemaphore(OffscreenRenderer& r)
+    : SharedSemaphore((require_interop(r), r.context()), true) {}
+
+SharedSemaphore::SharedSemaphore(const OffscreenRenderer::Context& ctx, bool exportable)
+    : device_(ctx.device) {
   VkExportSemaphoreCreateInfo export_info{VK_STRUCTURE_TYPE_EXPORT_SEMAPHORE_CREATE_INFO};
   export_info.handleTypes = VK_EXTERNAL_SEMAPHORE_HANDLE_TYPE_OPAQUE_FD_BIT;
   VkSemaphoreCreateInfo info{VK_STRUCTURE_TYPE_SEMAPHORE_CREATE_INFO};
-  info.pNext = &export_info;
+  info.pNext = exportable ? &export_info : nullptr;
   ORRERY_VK_CHECK(vkCreateSemaphore(device_, &info, nullptr, &semaphore_));
 }
 
@@ -48,14 +72,17 @@ int SharedSemaphore::export_fd() {
   return fd;
 }
 
-SharedBuffer::SharedBuffer(OffscreenRenderer& r, std::size_t bytes) : renderer_(r), bytes_(bytes) {
-  require_interop(r);
+SharedBuffer::SharedBuffer(OffscreenRenderer& r, std::size_t bytes)
+    : SharedBuffer((require_interop(r), r.context()), bytes, true) {}
+
+SharedBuffer::SharedBuffer(const OffscreenRenderer::Context& ctx, std::size_t bytes,
+                           bool exportable)
+    : ctx_(ctx), bytes_(bytes) {
   if (bytes == 0) throw Error("", "vulkan", "shared buffer of 0 bytes");
-  const auto ctx = r.context();
   VkExternalMemoryBufferCreateInfo external{VK_STRUCTURE_TYPE_EXTERNAL_MEMORY_BUFFER_CREATE_INFO};
   external.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT;
   VkBufferCreateInfo info{VK_STRUCTURE_TYPE_BUFFER_CREATE_INFO};
-  info.pNext = &external;
+  info.pNext = exportable ? &external : nullptr;
   info.size = bytes;
   info.usage = VK_BUFFER_USAGE_VERTEX_BUFFER_BIT | VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
                VK_BUFFER_USAGE_TRANSFER_SRC_BIT | VK_BUFFER_USAGE_TRANSFER_DST_BIT;
@@ -65,7 +92,7 @@ SharedBuffer::SharedBuffer(OffscreenRenderer& r, std::size_t bytes) : renderer_(
   VkExportMemoryAllocateInfo export_info{VK_STRUCTURE_TYPE_EXPORT_MEMORY_ALLOCATE_INFO};
   export_info.handleTypes = VK_EXTERNAL_MEMORY_HANDLE_TYPE_OPAQUE_FD_BIT;
   VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
-  alloc.pNext = &export_info;
+  alloc.pNext = exportable ? &export_info : nullptr;
   alloc.allocationSize = req.size;
   alloc.memoryTypeIndex =
       find_memory_type(ctx.physical, req.memoryTypeBits, VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT);
@@ -79,14 +106,14 @@ SharedBuffer::SharedBuffer(OffscreenRenderer& r, std::size_t bytes) : renderer_(
 }
 
 SharedBuffer::~SharedBuffer() {
-  const VkDevice device = renderer_.context().device;
-  vkDeviceWaitIdle(device);
+  const VkDevice device = ctx_.device;
+  vkQueueWaitIdle(ctx_.queue);
   vkDestroyBuffer(device, buffer_, nullptr);
   vkFreeMemory(device, memory_, nullptr);
 }
 
 ExportedMemory SharedBuffer::export_memory() {
-  const VkDevice device = renderer_.context().device;
+  const VkDevice device = ctx_.device;
   auto get_fd = device_function<PFN_vkGetMemoryFdKHR>(device, "vkGetMemoryFdKHR");
   VkMemoryGetFdInfoKHR info{VK_STRUCTURE_TYPE_MEMORY_GET_FD_INFO_KHR};
   info.memory = memory_;
@@ -110,7 +137,7 @@ std::vector<std::uint8_t> SharedBuffer::read(const SharedSemaphore* ready) {
 
 void SharedBuffer::transfer(bool to_device, void* host, std::size_t bytes,
                             const SharedSemaphore* ready) {
-  const auto ctx = renderer_.context();
+  const auto& ctx = ctx_;
   struct Staging {
     VkDevice device;
     GpuBuffer b;

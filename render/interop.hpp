@@ -7,13 +7,22 @@
 
 #include <vulkan/vulkan.h>
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <vector>
 
+#include "offscreen.hpp"
+
 namespace orrery::render {
 
-class OffscreenRenderer;
+// Whether `physical` offers the device extensions shared buffers and semaphores need
+// (VK_KHR_external_memory_fd, VK_KHR_external_semaphore_fd), and its UUID (to match it with a
+// CUDA device's).
+bool interop_extensions_offered(VkPhysicalDevice physical);
+std::array<std::uint8_t, 16> device_uuid(VkPhysicalDevice physical);
+inline constexpr const char* kInteropExtensions[] = {VK_KHR_EXTERNAL_MEMORY_FD_EXTENSION_NAME,
+                                                     VK_KHR_EXTERNAL_SEMAPHORE_FD_EXTENSION_NAME};
 
 // What an importer needs: the descriptor (ownership passes to the importer), the size of the
 // whole allocation (CUDA's import wants it) and the buffer's size.
@@ -23,9 +32,12 @@ struct ExportedMemory {
   std::size_t bytes = 0;
 };
 
+// A binary semaphore; `exportable` ones need a device with the external-semaphore extensions
+// enabled (OffscreenRenderer enables them where offered: interop_supported()).
 class SharedSemaphore {
  public:
   explicit SharedSemaphore(OffscreenRenderer& renderer);
+  SharedSemaphore(const OffscreenRenderer::Context& context, bool exportable);
   ~SharedSemaphore();
   SharedSemaphore(const SharedSemaphore&) = delete;
   SharedSemaphore& operator=(const SharedSemaphore&) = delete;
@@ -37,10 +49,11 @@ class SharedSemaphore {
   VkSemaphore semaphore_ = VK_NULL_HANDLE;
 };
 
-// A device-local buffer usable as vertex data and for transfers, exportable.
+// A device-local buffer usable as vertex data and for transfers, exportable (as above).
 class SharedBuffer {
  public:
   SharedBuffer(OffscreenRenderer& renderer, std::size_t bytes);
+  SharedBuffer(const OffscreenRenderer::Context& context, std::size_t bytes, bool exportable);
   ~SharedBuffer();
   SharedBuffer(const SharedBuffer&) = delete;
   SharedBuffer& operator=(const SharedBuffer&) = delete;
@@ -55,7 +68,7 @@ class SharedBuffer {
 
  private:
   void transfer(bool to_device, void* host, std::size_t bytes, const SharedSemaphore* ready);
-  OffscreenRenderer& renderer_;
+  OffscreenRenderer::Context ctx_;
   std::size_t bytes_, allocation_ = 0;
   VkBuffer buffer_ = VK_NULL_HANDLE;
   VkDeviceMemory memory_ = VK_NULL_HANDLE;

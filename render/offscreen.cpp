@@ -75,23 +75,8 @@ OffscreenRenderer::OffscreenRenderer() : impl_(std::make_unique<Impl>()) {
   impl_->physical = devices[best];
 
   // CUDA interop when the device offers it (render/interop.hpp).
-  const char* interop_extensions[] = {VK_KHR_EXTERNAL_MEMORY_FD_EXTENSION_NAME,
-                                      VK_KHR_EXTERNAL_SEMAPHORE_FD_EXTENSION_NAME};
-  {
-    std::uint32_t n = 0;
-    vkEnumerateDeviceExtensionProperties(impl_->physical, nullptr, &n, nullptr);
-    std::vector<VkExtensionProperties> ext(n);
-    vkEnumerateDeviceExtensionProperties(impl_->physical, nullptr, &n, ext.data());
-    int found = 0;
-    for (const auto& e : ext)
-      for (const char* want : interop_extensions) found += std::strcmp(e.extensionName, want) == 0;
-    impl_->interop = found == 2;
-    VkPhysicalDeviceIDProperties id{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_ID_PROPERTIES};
-    VkPhysicalDeviceProperties2 props{VK_STRUCTURE_TYPE_PHYSICAL_DEVICE_PROPERTIES_2};
-    props.pNext = &id;
-    vkGetPhysicalDeviceProperties2(impl_->physical, &props);
-    std::memcpy(impl_->uuid.data(), id.deviceUUID, 16);
-  }
+  impl_->interop = interop_extensions_offered(impl_->physical);
+  impl_->uuid = render::device_uuid(impl_->physical);
 
   const float priority = 1.0f;
   VkDeviceQueueCreateInfo queue_info{VK_STRUCTURE_TYPE_DEVICE_QUEUE_CREATE_INFO};
@@ -103,7 +88,7 @@ OffscreenRenderer::OffscreenRenderer() : impl_(std::make_unique<Impl>()) {
   device_info.pQueueCreateInfos = &queue_info;
   if (impl_->interop) {
     device_info.enabledExtensionCount = 2;
-    device_info.ppEnabledExtensionNames = interop_extensions;
+    device_info.ppEnabledExtensionNames = kInteropExtensions;
   }
   ORRERY_VK_CHECK(vkCreateDevice(impl_->physical, &device_info, nullptr, &impl_->device));
   vkGetDeviceQueue(impl_->device, impl_->queue_family, 0, &impl_->queue);
@@ -262,10 +247,12 @@ Image OffscreenRenderer::render(const PointSet& points, Camera camera, const Ren
   if (o.positions) {
     if (o.positions->size() < points.size() * sizeof(glm::vec2))
       throw Error("", "export", "shared position buffer smaller than the point set");
+  }
+  if (const VkBuffer b = o.positions ? o.positions->buffer() : o.position_buffer) {
     if (splats)
-      splats->use_positions(o.positions->buffer());
+      splats->use_positions(b);
     else
-      sprites->use_positions(o.positions->buffer());
+      sprites->use_positions(b);
   }
   VkClearValue clear{};
   std::memcpy(clear.color.float32, o.background.data(), sizeof(float) * 4);

@@ -39,6 +39,8 @@ struct RenderOptions {
   // on `wait` when given. The colours still come from the PointSet.
   const SharedBuffer* positions = nullptr;
   const SharedSemaphore* wait = nullptr;
+  // Or positions from this buffer of at least as many float2 (LayoutStream::positions()).
+  VkBuffer position_buffer = VK_NULL_HANDLE;
   // Sprites (point_pipeline.hpp, drawing order decides overlaps) or compute splatting
   // (splat_pipeline.hpp, order-independent); auto splats from kSplatPoints points on.
   enum class Points { Auto, Sprites, Splat };

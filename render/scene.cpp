@@ -54,8 +54,6 @@ PointSet categorical_points(const std::vector<float>& xy, const std::vector<std:
 }
 
 void Camera::fit(const PointSet& points, float width, float height, float margin) {
-  width_ = std::max(1.0f, width);
-  height_ = std::max(1.0f, height);
   // Non-finite positions (a stored embedding with NaN or Inf rows) are not drawn and must not
   // pull the view to infinity.
   glm::vec2 lo(std::numeric_limits<float>::max()), hi(std::numeric_limits<float>::lowest());
@@ -64,7 +62,13 @@ void Camera::fit(const PointSet& points, float width, float height, float margin
       lo = glm::min(lo, p);
       hi = glm::max(hi, p);
     }
-  if (lo.x > hi.x) {  // nothing finite
+  fit_box(lo, hi, width, height, margin);
+}
+
+void Camera::fit_box(glm::vec2 lo, glm::vec2 hi, float width, float height, float margin) {
+  width_ = std::max(1.0f, width);
+  height_ = std::max(1.0f, height);
+  if (!(lo.x <= hi.x && lo.y <= hi.y)) {  // nothing finite
     center_ = {0, 0};
     pixels_per_unit_ = 1;
     return;

@@ -37,6 +37,8 @@ class Camera {
  public:
   // Fits the bounding box of `points` into a viewport with a margin.
   void fit(const PointSet& points, float width, float height, float margin = 0.05f);
+  // Fits the box [lo, hi] (lo > hi: nothing to fit, the default view).
+  void fit_box(glm::vec2 lo, glm::vec2 hi, float width, float height, float margin = 0.05f);
   void pan_pixels(float dx, float dy);
   // Zooms by `factor` keeping the data point under the cursor (pixel coordinates) fixed.
   void zoom_at(float px, float py, float factor);

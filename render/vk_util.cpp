@@ -204,7 +204,7 @@ VkPipeline make_blended_pipeline(VkDevice device, VkPipelineLayout layout, VkRen
 
 void submit_and_wait(VkDevice device, VkQueue queue, VkCommandPool pool,
                      const std::function<void(VkCommandBuffer)>& record, VkSemaphore wait,
-                     VkPipelineStageFlags wait_stage) {
+                     VkPipelineStageFlags wait_stage, VkSemaphore signal) {
   struct Guard {
     VkDevice device;
     VkCommandPool pool;
@@ -233,6 +233,8 @@ void submit_and_wait(VkDevice device, VkQueue queue, VkCommandPool pool,
   submit.pWaitDstStageMask = &wait_stage;
   submit.commandBufferCount = 1;
   submit.pCommandBuffers = &g.cmd;
+  submit.signalSemaphoreCount = signal ? 1 : 0;
+  submit.pSignalSemaphores = &signal;
   ORRERY_VK_CHECK(vkQueueSubmit(queue, 1, &submit, g.fence));
   ORRERY_VK_CHECK(vkWaitForFences(device, 1, &g.fence, VK_TRUE, UINT64_MAX));
 }

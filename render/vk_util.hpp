@@ -59,10 +59,12 @@ VkPipeline make_blended_pipeline(VkDevice device, VkPipelineLayout layout, VkRen
                                  VkPrimitiveTopology topology);
 
 // Records commands with `record` into a fresh command buffer of `pool`, submits it to `queue`
-// (after `wait` is signalled, when given) and waits for it to finish.
+// (after `wait` is signalled, when given; signalling `signal`, when given) and waits for it to
+// finish.
 void submit_and_wait(VkDevice device, VkQueue queue, VkCommandPool pool,
                      const std::function<void(VkCommandBuffer)>& record,
                      VkSemaphore wait = VK_NULL_HANDLE,
-                     VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT);
+                     VkPipelineStageFlags wait_stage = VK_PIPELINE_STAGE_ALL_COMMANDS_BIT,
+                     VkSemaphore signal = VK_NULL_HANDLE);
 
 }  // namespace orrery::render

@@ -37,6 +37,7 @@ ExternalSemaphore::ExternalSemaphore(int) {
 }
 ExternalSemaphore::~ExternalSemaphore() = default;
 void ExternalSemaphore::signal() {}
+void ExternalSemaphore::wait() {}
 std::array<std::uint8_t, 16> cuda_device_uuid() {
   return {};
 }

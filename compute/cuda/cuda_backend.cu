@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <cfloat>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
@@ -291,6 +292,37 @@ __global__ void fill_words(std::uint32_t* p, std::size_t n, std::uint32_t seed) 
   if (i < n) p[i] = seed + static_cast<std::uint32_t>(i);
 }
 
+// The bounding box of the finite positions of a layout (n x float2), as four floats in an
+// order that integer atomics keep (ordered_int): min x, min y, max x, max y.
+__device__ __host__ inline int ordered_int(int bits) {
+  return bits >= 0 ? bits : bits ^ 0x7fffffff;
+}
+
+__global__ void layout_bounds(const float* y, std::int64_t n, int* out) {
+  float lo_x = FLT_MAX, lo_y = FLT_MAX, hi_x = -FLT_MAX, hi_y = -FLT_MAX;
+  for (std::int64_t i = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+       i += static_cast<std::int64_t>(gridDim.x) * blockDim.x) {
+    const float px = y[2 * i], py = y[2 * i + 1];
+    if (!isfinite(px) || !isfinite(py)) continue;
+    lo_x = fminf(lo_x, px);
+    lo_y = fminf(lo_y, py);
+    hi_x = fmaxf(hi_x, px);
+    hi_y = fmaxf(hi_y, py);
+  }
+  for (int offset = 16; offset > 0; offset /= 2) {
+    lo_x = fminf(lo_x, __shfl_down_sync(0xffffffffu, lo_x, offset));
+    lo_y = fminf(lo_y, __shfl_down_sync(0xffffffffu, lo_y, offset));
+    hi_x = fmaxf(hi_x, __shfl_down_sync(0xffffffffu, hi_x, offset));
+    hi_y = fmaxf(hi_y, __shfl_down_sync(0xffffffffu, hi_y, offset));
+  }
+  if ((threadIdx.x & 31) == 0) {
+    atomicMin(&out[0], ordered_int(__float_as_int(lo_x)));
+    atomicMin(&out[1], ordered_int(__float_as_int(lo_y)));
+    atomicMax(&out[2], ordered_int(__float_as_int(hi_x)));
+    atomicMax(&out[3], ordered_int(__float_as_int(hi_y)));
+  }
+}
+
 }  // namespace
 
 struct ExternalBuffer::Impl {
@@ -356,6 +388,10 @@ struct ExternalSemaphore::Impl {
     cudaExternalSemaphoreSignalParams params{};
     ORRERY_CUDA_CHECK(cudaSignalExternalSemaphoresAsync(&semaphore, &params, 1, stream));
   }
+  void wait(cudaStream_t stream) {
+    cudaExternalSemaphoreWaitParams params{};
+    ORRERY_CUDA_CHECK(cudaWaitExternalSemaphoresAsync(&semaphore, &params, 1, stream));
+  }
 };
 
 ExternalSemaphore::ExternalSemaphore(int fd) : impl_(std::make_unique<Impl>()) {
@@ -372,6 +408,10 @@ ExternalSemaphore::~ExternalSemaphore() {
 
 void ExternalSemaphore::signal() {
   impl_->signal(nullptr);
+}
+
+void ExternalSemaphore::wait() {
+  impl_->wait(nullptr);
 }
 
 std::array<std::uint8_t, 16> cuda_device_uuid() {
@@ -409,9 +449,8 @@ class CudaBackend final : public Backend {
            "flavour), Wilcoxon ranks";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
-  bool stream_layout_to(ExternalBuffer* positions, ExternalSemaphore* ready) override {
-    layout_target_ = positions;
-    layout_ready_ = ready;
+  bool stream_layout_to(LayoutChannel* channel) override {
+    layout_channel_ = channel;
     return true;
   }
 
@@ -576,16 +615,55 @@ class CudaBackend final : public Backend {
     next_sample.upload(s.next_sample.data(), m);
     next_neg.upload(s.next_neg.data(), m);
     y.upload(emb.values.data(), emb.values.size());
+    // Streamed to the renderer (layout_channel.hpp) whenever it asks, else through the host
+    // every 10 epochs for the callback.
+    std::string why;
+    const bool streaming = layout_channel_ && layout_channel_->open(n, &why);
+    if (layout_channel_ && !streaming)
+      progress.warn("the layout is drawn through the host while it optimises: " + why);
+    DeviceBuffer<int> bounds(d_, streaming ? 4 : 0);
+    const auto stream_layout = [&](int epoch) {
+      const std::optional<bool> wait = layout_channel_->begin_write();
+      if (!wait) return;
+      LayoutChannel::Target& t = *layout_channel_->target();
+      if (t.positions->size() < emb.values.size() * sizeof(float))
+        throw Error("", "umap", "the renderer's position buffer is smaller than the layout");
+      if (*wait) t.consumed->impl().wait(d_.stream);
+      ORRERY_CUDA_CHECK(cudaMemcpyAsync(t.positions->device_pointer(), y.get(),
+                                        emb.values.size() * sizeof(float), cudaMemcpyDeviceToDevice,
+                                        d_.stream));
+      const float init[4] = {FLT_MAX, FLT_MAX, -FLT_MAX, -FLT_MAX};
+      int box[4];
+      for (int i = 0; i < 4; ++i) {
+        std::memcpy(&box[i], &init[i], 4);
+        box[i] = ordered_int(box[i]);
+      }
+      bounds.upload(box, 4);
+      if (n > 0)
+        layout_bounds<<<static_cast<unsigned>(std::min<std::int64_t>(blocks_for(n, 256), 1024)),
+                        256, 0, d_.stream>>>(y.get(), n, bounds.get());
+      check_launch();
+      t.ready->impl().signal(d_.stream);
+      bounds.download(box, 4);
+      d_.sync();
+      float f[4];
+      for (int i = 0; i < 4; ++i) {
+        const int bits = ordered_int(box[i]);
+        std::memcpy(&f[i], &bits, 4);
+      }
+      layout_channel_->delivered(epoch, {f[0], f[1], f[2], f[3]});
+    };
     for (int epoch = 0; epoch < n_epochs; ++epoch) {
       if (epoch % 10 == 0) {
         progress.check();
         progress.report("umap", static_cast<double>(epoch) / n_epochs);
-        if (on_epoch) {
+        if (on_epoch && !streaming) {
           y.download(emb.values.data(), emb.values.size());
           d_.sync();
           on_epoch(epoch, n_epochs, emb);
         }
       }
+      if (streaming) stream_layout(epoch);
       ORRERY_CUDA_CHECK(cudaMemcpyAsync(prev.get(), y.get(), y.size() * sizeof(float),
                                         cudaMemcpyDeviceToDevice, d_.stream));
       const UmapEpoch u = umap_epoch_args(
@@ -594,14 +672,7 @@ class CudaBackend final : public Backend {
       umap_epoch<<<blocks_for(n, 128), 128, 0, d_.stream>>>(u);
       check_launch();
     }
-    if (layout_target_) {  // straight into the renderer's buffer, then tell it
-      if (layout_target_->size() < emb.values.size() * sizeof(float))
-        throw Error("", "umap", "the renderer's position buffer is smaller than the layout");
-      ORRERY_CUDA_CHECK(cudaMemcpyAsync(layout_target_->device_pointer(), y.get(),
-                                        emb.values.size() * sizeof(float), cudaMemcpyDeviceToDevice,
-                                        d_.stream));
-      if (layout_ready_) layout_ready_->impl().signal(d_.stream);
-    }
+    if (streaming) stream_layout(n_epochs);
     y.download(emb.values.data(), emb.values.size());
     d_.sync();
     progress.report("umap", 1.0);
@@ -907,8 +978,7 @@ class CudaBackend final : public Backend {
   }
 
   mutable Device d_;
-  ExternalBuffer* layout_target_ = nullptr;
-  ExternalSemaphore* layout_ready_ = nullptr;
+  LayoutChannel* layout_channel_ = nullptr;
 };
 
 }  // namespace

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <map>
 #include <random>
+#include <thread>
 
 #include <Eigen/Dense>
 #include <nlohmann/json.hpp>
@@ -22,6 +23,7 @@
 #include "compute/backend.hpp"
 #include "compute/elementwise.hpp"
 #include "compute/hvg.hpp"
+#include "compute/layout_channel.hpp"
 #include "compute/leiden.hpp"
 #include "compute/loess.hpp"
 #include "compute/metrics.hpp"
@@ -1789,6 +1791,118 @@ class TestStages : public QObject {
             qPrintable(QString("%1 vs %2: worst |dz| %3").arg(method).arg(reference).arg(worst)));
       }
     }
+  }
+
+  // The handshake of a layout streamed to the renderer (layout_channel.hpp), step by step.
+  void layoutChannelHandshake() {
+    std::int64_t prepared_for = -1;
+    int notified = 0;
+    bool refuse = false;
+    LayoutChannel ch(
+        [&](std::int64_t n, std::string* why) -> std::optional<LayoutChannel::Target> {
+          if (refuse) {
+            *why = "no external memory";
+            return std::nullopt;
+          }
+          prepared_for = n;
+          return LayoutChannel::Target{};
+        },
+        [&] { ++notified; });
+    QVERIFY(!ch.begin_write());  // not open
+    std::string why;
+    QVERIFY(ch.open(100, &why));
+    QCOMPARE(prepared_for, std::int64_t{100});
+    QVERIFY(!ch.take());
+    auto w = ch.begin_write();  // the first layout is wanted without asking
+    QVERIFY(w && !*w);          // nothing to wait for before the first write
+    ch.delivered(0, {-1.f, -2.f, 3.f, 4.f});
+    QCOMPARE(notified, 1);
+    QVERIFY(!ch.begin_write());  // delivered, not taken
+    ch.want();                   // no effect until the delivery is taken and copied
+    QVERIFY(!ch.begin_write());
+    auto d = ch.take();
+    QVERIFY(d);
+    QCOMPARE(d->version, std::uint64_t{1});
+    QCOMPARE(d->n, std::int64_t{100});
+    QCOMPARE(d->epoch, 0);
+    QCOMPARE(d->bounds.min_y, -2.f);
+    QCOMPARE(d->bounds.max_x, 3.f);
+    QVERIFY(!ch.take());         // once
+    QVERIFY(!ch.begin_write());  // taken: the copy is not submitted yet
+    ch.copied();
+    w = ch.begin_write();
+    QVERIFY(w && *w);  // must wait for the renderer's `consumed` signal first
+    w = ch.begin_write();
+    QVERIFY(w && !*w);  // ... once
+    ch.delivered(7, {});
+    d = ch.take();
+    QVERIFY(d);
+    QCOMPARE(d->version, std::uint64_t{2});
+    QCOMPARE(d->epoch, 7);
+    QCOMPARE(ch.deliveries(), std::uint64_t{2});
+    // A new layout starts over: wanted, nothing to wait for, nothing to take.
+    ch.copied();
+    QVERIFY(ch.open(50, &why));
+    QCOMPARE(ch.deliveries(), std::uint64_t{0});
+    QVERIFY(!ch.take());
+    w = ch.begin_write();
+    QVERIFY(w && !*w);
+    ch.delivered(1, {});
+    QVERIFY(!ch.begin_write());  // not asked for again yet
+    // Closed: no writes, no deliveries, no reopening.
+    ch.close();
+    QVERIFY(!ch.begin_write());
+    QVERIFY(!ch.open(50, &why));
+    QVERIFY2(QString::fromStdString(why).contains("closed"), why.c_str());
+    LayoutChannel refused(
+        [&](std::int64_t, std::string* why) -> std::optional<LayoutChannel::Target> {
+          *why = "no external memory";
+          return std::nullopt;
+        },
+        {});
+    why.clear();
+    QVERIFY(!refused.open(10, &why));
+    QCOMPARE(QString::fromStdString(why), QString("no external memory"));
+    refused.want();
+    QVERIFY(!refused.begin_write());
+  }
+
+  // Writer and renderer on two threads: every `ready` signal is waited on once by the renderer,
+  // every `consumed` signal once by the writer before its next write (binary semaphores allow no
+  // more), and the renderer sees layouts in order.
+  void layoutChannelPairsSignals() {
+    LayoutChannel ch([](std::int64_t, std::string*) { return LayoutChannel::Target{}; }, {});
+    std::string why;
+    QVERIFY(ch.open(10, &why));
+    std::atomic<int> ready{0}, consumed{0}, errors{0};
+    std::atomic<bool> done{false};
+    const int epochs = 20000;
+    std::thread writer([&] {
+      for (int e = 0; e < epochs; ++e) {
+        const auto w = ch.begin_write();
+        if (!w) continue;
+        if (*w && consumed.exchange(0) != 1) ++errors;  // waits on a signal that must be there
+        if (ready.exchange(1) != 0) ++errors;           // signals an unsignalled semaphore
+        ch.delivered(e, {});
+      }
+      done = true;
+    });
+    int taken = 0, last_epoch = -1;
+    while (!done) {
+      ch.want();
+      if (const auto d = ch.take()) {
+        if (ready.exchange(0) != 1) ++errors;
+        if (consumed.exchange(1) != 0) ++errors;
+        if (d->epoch <= last_epoch) ++errors;
+        last_epoch = d->epoch;
+        ++taken;
+        ch.copied();
+      }
+    }
+    writer.join();
+    QCOMPARE(errors.load(), 0);
+    QVERIFY(taken > 0);
+    QCOMPARE(static_cast<std::uint64_t>(taken) + (ready.load() ? 1 : 0), ch.deliveries());
   }
 
   void backendSelection() {

@@ -1,20 +1,26 @@
 // CUDA-Vulkan interop: a buffer and a semaphore made on the renderer's Vulkan device, imported
 // into CUDA by file descriptor. Checks that bytes written by a CUDA kernel are what Vulkan reads
 // (after waiting on the semaphore CUDA signalled), that Vulkan's writes are what CUDA reads, and
-// that the UMAP layout written by the CUDA backend straight into the buffer renders the same
-// image as the host upload of that layout. The Vulkan half runs wherever the device offers the
-// extensions; the CUDA half needs a CUDA device that is the same GPU, and skips saying why.
+// that the UMAP layout the CUDA backend streams while it optimises reaches the renderer's buffer
+// and renders the same image as the host upload of that layout. The Vulkan half runs wherever
+// the device offers the extensions; the CUDA half needs a CUDA device that is the same GPU, and
+// skips saying why.
 #include <QtTest/QtTest>
 
 #include <unistd.h>
+#include <atomic>
+#include <cmath>
 #include <numeric>
+#include <thread>
 
 #include "compute/backend.hpp"
 #include "compute/external.hpp"
+#include "compute/layout_channel.hpp"
 #include "compute/rng.hpp"
 #include "compute/spectral.hpp"
 #include "compute/umap.hpp"
 #include "render/interop.hpp"
+#include "render/layout_stream.hpp"
 #include "render/offscreen.hpp"
 
 using namespace orrery;
@@ -90,9 +96,11 @@ class TestInterop : public QObject {
     QCOMPARE(std::memcmp(back.data(), words.data(), n * 4), 0);
   }
 
-  // The CUDA backend's UMAP writes the final layout into the renderer's buffer and signals;
-  // drawing from it gives the image of the host upload of the same layout.
-  void umapRendersFromTheSharedBuffer() {
+  // The CUDA backend's UMAP streams its layout through a LayoutChannel while it optimises: a
+  // renderer thread takes each layout, copies it on the device (render::LayoutStream), and what
+  // it copied is the layout CUDA wrote (its bounds are the ones CUDA computed; the last one is
+  // the layout returned), drawn as the host upload of the same positions draws.
+  void umapStreamsIntoTheRenderer() {
     if (const auto why = cuda_missing(); !why.empty()) QSKIP(why.c_str());
     const std::int64_t n = 20000;
     const int clusters = 5;
@@ -105,25 +113,77 @@ class TestInterop : public QObject {
     compute::KnnOptions ko;
     ko.method = "exact";
     const compute::FuzzyGraph g = compute::fuzzy_simplicial_set(cuda_->knn(x, ko, quiet));
-    render::SharedBuffer buf(*vk_, n * 8);
-    render::SharedSemaphore sem(*vk_);
-    const render::ExportedMemory m = buf.export_memory();
-    compute::ExternalBuffer ext(m.fd, m.allocation_bytes, m.bytes);
-    compute::ExternalSemaphore ready(sem.export_fd());
-    QVERIFY(cuda_->stream_layout_to(&ext, &ready));
+
+    std::unique_ptr<render::LayoutStream> stream;
+    std::atomic<int> notified{0};
+    compute::LayoutChannel channel(
+        [&](std::int64_t points, std::string*) -> std::optional<compute::LayoutChannel::Target> {
+          stream = std::make_unique<render::LayoutStream>(vk_->context(), points, true);
+          compute::LayoutChannel::Target t;
+          const render::ExportedMemory m = stream->source().export_memory();
+          t.positions =
+              std::make_unique<compute::ExternalBuffer>(m.fd, m.allocation_bytes, m.bytes);
+          t.ready = std::make_unique<compute::ExternalSemaphore>(stream->ready().export_fd());
+          t.consumed = std::make_unique<compute::ExternalSemaphore>(stream->consumed().export_fd());
+          return t;
+        },
+        [&] { ++notified; });
+    QVERIFY(cuda_->stream_layout_to(&channel));
+    struct Seen {
+      compute::LayoutChannel::Delivery d;
+      std::vector<float> xy;
+    };
+    std::vector<Seen> seen;
+    std::atomic<bool> done{false};
+    std::thread renderer([&] {
+      while (!done) {
+        if (const auto d = channel.take()) {
+          stream->consume();
+          channel.copied();
+          seen.push_back({*d, stream->read_positions()});
+        }
+      }
+    });
     compute::UmapOptions uo;
-    uo.n_epochs = 100;
-    const DenseMatrix emb =
-        cuda_->umap(g.connectivities, compute::random_layout(n, 1), uo, quiet, {});
-    cuda_->stream_layout_to(nullptr, nullptr);
+    uo.n_epochs = 200;
+    int epoch_calls = 0;
+    const DenseMatrix emb = cuda_->umap(g.connectivities, compute::random_layout(n, 1), uo, quiet,
+                                        [&](int, int, const DenseMatrix&) { ++epoch_calls; });
+    cuda_->stream_layout_to(nullptr);
+    QTest::qWait(200);  // the renderer takes what is left
+    done = true;
+    renderer.join();
+    QCOMPARE(epoch_calls, 1);  // streamed: the host sees the final layout only
+    QVERIFY2(seen.size() >= 2, qPrintable(QString::number(seen.size())));
+    QCOMPARE(static_cast<int>(seen.size()), notified.load());
+    for (std::size_t i = 0; i < seen.size(); ++i) {
+      const Seen& s = seen[i];
+      QCOMPARE(s.d.version, std::uint64_t(i + 1));
+      QCOMPARE(s.d.n, n);
+      if (i) QVERIFY(s.d.epoch > seen[i - 1].d.epoch);
+      float lo_x = INFINITY, lo_y = INFINITY, hi_x = -INFINITY, hi_y = -INFINITY;
+      for (std::int64_t p = 0; p < n; ++p) {
+        lo_x = std::min(lo_x, s.xy[2 * p]);
+        hi_x = std::max(hi_x, s.xy[2 * p]);
+        lo_y = std::min(lo_y, s.xy[2 * p + 1]);
+        hi_y = std::max(hi_y, s.xy[2 * p + 1]);
+      }
+      QCOMPARE(s.d.bounds.min_x, lo_x);
+      QCOMPARE(s.d.bounds.max_x, hi_x);
+      QCOMPARE(s.d.bounds.min_y, lo_y);
+      QCOMPARE(s.d.bounds.max_y, hi_y);
+    }
+    qInfo("%zu layouts streamed over %d epochs", seen.size(), uo.n_epochs);
+    const Seen& last = seen.back();
+    if (last.d.epoch == uo.n_epochs) QVERIFY(last.xy == emb.values);
 
     render::PointSet host, blank;
     for (std::int64_t i = 0; i < n; ++i) {
-      host.positions.push_back({emb.at(i, 0), emb.at(i, 1)});
+      host.positions.push_back({last.xy[2 * i], last.xy[2 * i + 1]});
       const auto c = static_cast<std::uint8_t>(40 * (i % clusters));
       host.colors.push_back(render::pack_rgba(c, 255 - c, 128));
     }
-    blank.positions.assign(n, {0.0f, 0.0f});  // wrong on purpose: the shared buffer must win
+    blank.positions.assign(n, {0.0f, 0.0f});  // wrong on purpose: the streamed buffer must win
     blank.colors = host.colors;
     render::Camera camera;
     camera.fit(host, 400, 400);
@@ -131,16 +191,10 @@ class TestInterop : public QObject {
     o.width = o.height = 400;
     o.point_size = 3;
     const render::Image expected = vk_->render(host, camera, o);
-    o.positions = &buf;
-    o.wait = &sem;
-    const render::Image shared = vk_->render(blank, camera, o);
-    QCOMPARE(shared.rgba.size(), expected.rgba.size());
-    QVERIFY(shared.rgba == expected.rgba);
-    o.positions = nullptr;
-    o.wait = nullptr;
+    o.position_buffer = stream->positions();
+    QVERIFY(vk_->render(blank, camera, o).rgba == expected.rgba);
+    o.position_buffer = VK_NULL_HANDLE;
     QVERIFY(vk_->render(blank, camera, o).rgba != expected.rgba);
-    const auto bytes = buf.read();
-    QCOMPARE(std::memcmp(bytes.data(), emb.values.data(), n * 8), 0);
   }
 };
 

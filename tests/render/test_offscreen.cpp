@@ -8,6 +8,7 @@
 #include "io/error.hpp"
 #include "render/colormap.hpp"
 #include "render/gpu_selection.hpp"
+#include "render/layout_stream.hpp"
 #include "render/offscreen.hpp"
 #include "render/selection.hpp"
 
@@ -98,6 +99,41 @@ class TestOffscreen : public QObject {
     QVERIFY(near(img.pixel(5, 5), 255, 255, 255));
     QVERIFY(near(img.pixel(140, 10), 255, 255, 255));
     QVERIFY(near(img.pixel(60 + 7, 90), 255, 255, 255));
+  }
+
+  // A streamed layout (render/layout_stream.hpp) with Vulkan playing CUDA's part: what the
+  // writer puts into the source buffer reaches the buffer drawn only through consume(), both
+  // for sprites and for splats, and the next write waits for the renderer's `consumed`.
+  void layoutStreamCopiesOnTheDevice() {
+    auto host = render::categorical_points(xy_, labels_, palette_, {}, {}, 255);
+    render::PointSet blank = host;  // wrong on purpose: the streamed positions must win
+    for (auto& q : blank.positions) q = {0, 0};
+    render::LayoutStream stream(renderer_->context(), host.size(), false);
+    QCOMPARE(stream.points(), host.size());
+    const render::Camera camera = camera_for(host, 200, 100);
+    for (auto mode :
+         {render::RenderOptions::Points::Sprites, render::RenderOptions::Points::Splat}) {
+      render::RenderOptions o{200, 100, 9};
+      o.points = mode;
+      const render::Image expected = renderer_->render(host, camera, o);
+      stream.write_source(xy_.data(), mode == render::RenderOptions::Points::Splat);
+      stream.consume();
+      QCOMPARE(stream.read_positions(), xy_);
+      o.position_buffer = stream.positions();
+      QVERIFY(renderer_->render(blank, camera, o).rgba == expected.rgba);
+      // A second layout: the first stays drawn until it is consumed.
+      std::vector<float> moved = xy_;
+      for (std::size_t i = 0; i < moved.size(); i += 2) moved[i] = 10 - moved[i];
+      stream.write_source(moved.data(), true);
+      QVERIFY(renderer_->render(blank, camera, o).rgba == expected.rgba);
+      stream.consume();
+      QCOMPARE(stream.read_positions(), moved);
+      const render::Image mirrored = renderer_->render(blank, camera, o);
+      QVERIFY(mirrored.rgba != expected.rgba);
+      QVERIFY2(near(mirrored.pixel(140, 90), 255, 0, 0), qPrintable(show(mirrored.pixel(140, 90))));
+      QVERIFY2(near(mirrored.pixel(60, 90), 0, 255, 0), qPrintable(show(mirrored.pixel(60, 90))));
+    }
+    QVERIFY_THROWS_EXCEPTION(orrery::Error, render::LayoutStream(renderer_->context(), 0, false));
   }
 
   // Repeated frames (the benchmark's mode): one timing per frame, the same image as one frame.
