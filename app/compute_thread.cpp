@@ -211,6 +211,8 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     }
     std::string note;
     auto backend = compute::make_backend(params.backend, &note);
+    // Only the final layout comes through the host when the backend streams it to the view.
+    if (layout_channel_) backend->stream_layout_to(layout_channel_.get());
     compute::PipelineHooks hooks;
     int last_emitted = -100;
     hooks.on_umap_epoch = [&](int epoch, int n_epochs, const DenseMatrix& emb) {
@@ -251,6 +253,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     snap->qc_reused = result->qc_reused;
     snap->seconds = timer.elapsed() / 1000.0;
 
+    backend->stream_layout_to(nullptr);
     store_ = std::move(store);
     backend_ = std::move(backend);
     result_ = std::move(result);

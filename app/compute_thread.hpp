@@ -74,6 +74,11 @@ class ComputeWorker : public QObject {
   void cancel();
   // Clears a cancel left over from an earlier run (called when a new run is queued).
   void reset_cancel();
+  // Where a device backend streams the UMAP layout while it optimises (the viewport's channel,
+  // UmapView::layoutChannel()). Set before the first run.
+  void setLayoutChannel(std::shared_ptr<compute::LayoutChannel> channel) {
+    layout_channel_ = std::move(channel);
+  }
 
  public slots:
   // `preview`: emit storedPreview first when the store holds an embedding (a store just
@@ -128,6 +133,7 @@ class ComputeWorker : public QObject {
   bool cancel_requested_ = false;
   std::unique_ptr<io::Store> store_;
   std::unique_ptr<compute::Backend> backend_;
+  std::shared_ptr<compute::LayoutChannel> layout_channel_;
   std::unique_ptr<compute::PipelineResult> result_;
   compute::PipelineParams params_;
   // QC metrics of the last store opened, reused when only thresholds or later stages change.

@@ -268,6 +268,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   setTheme(QSettings().value("theme", "system").toString());
 
   ComputeWorker* w = compute_->worker();
+  w->setLayoutChannel(view_->layoutChannel());
   connect(w, &ComputeWorker::progress, this, [this](const QString& stage, double f) {
     if (stage != eta_stage_) {  // a new stage: its own clock
       eta_stage_ = stage;
@@ -282,6 +283,10 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
           [this](std::shared_ptr<const std::vector<float>> xy) {
             // While UMAP optimises, draw the layout in one neutral colour.
             // The first step of a run refits: the view may hold a stored embedding's scale.
+            // Streamed from the device (UmapView::layoutChannel()), the final layout comes here
+            // and ends the stream's drawing.
+            view_->setStreamingAllowed(false);
+            layout_fitted_ = layout_fitted_ || view_->drawingStreamedLayout();
             std::vector<std::int32_t> labels(xy->size() / 2, 0);
             view_->setPoints(render::categorical_points(*xy, labels, {"#808080"}),
                              !layout_fitted_ || view_->points().size() == 0);
@@ -591,6 +596,7 @@ void MainWindow::startRun(bool preview) {
   if (running_) compute_->cancel();
   clusters_->clear();
   layout_fitted_ = false;
+  view_->setStreamingAllowed(true);
   embedding_box_->setEnabled(false);  // re-enabled with the run's result
   pending_embedding_ = embedding_;
   ++pending_runs_;

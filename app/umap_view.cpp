@@ -6,6 +6,8 @@
 #include <QWheelEvent>
 #include <cmath>
 
+#include "render/interop.hpp"
+
 namespace orrery::app {
 
 void UmapRenderer::initResources() {
@@ -25,9 +27,28 @@ void UmapRenderer::initResources() {
         static_cast<std::uint32_t>(view_->concurrentFrameCount())});
   }
   uploaded_version_ = 0;
+  drawn_positions_ = VK_NULL_HANDLE;
+  std::lock_guard lock(view_->stream_mutex_);
+  view_->stream_device_ =
+      render::OffscreenRenderer::Context{view_->physicalDevice(), view_->device(),
+                                         view_->graphicsQueue(), view_->graphicsCommandPool()};
+  // Requested in UmapView's constructor, enabled where offered.
+  const auto offered = view_->supportedDeviceExtensions();
+  view_->stream_interop_ = true;
+  for (const char* e : render::kInteropExtensions)
+    view_->stream_interop_ = view_->stream_interop_ && offered.contains(QByteArray(e));
+  view_->stream_uuid_ = render::device_uuid(view_->physicalDevice());
 }
 
 void UmapRenderer::releaseResources() {
+  {
+    std::lock_guard lock(view_->stream_mutex_);
+    view_->stream_device_.reset();
+    if (view_->stream_) view_->retired_streams_.push_back(std::move(view_->stream_));
+    view_->retired_streams_.clear();  // each waits for the queue
+    view_->streamed_version_.reset();
+    drawn_positions_ = VK_NULL_HANDLE;
+  }
   view_->gpu_select_.reset();
   pipeline_.reset();
   splat_.reset();
@@ -35,9 +56,56 @@ void UmapRenderer::releaseResources() {
   hud_.reset();
 }
 
+VkBuffer UmapRenderer::takeStreamedLayout() {
+  UmapView& v = *view_;
+  std::lock_guard lock(v.stream_mutex_);
+  auto* f = v.vulkanInstance()->deviceFunctions(v.device());
+  if (!v.retired_streams_.empty()) {  // replaced by the compute thread: destroyed here
+    f->vkDeviceWaitIdle(v.device());
+    for (const auto& old : v.retired_streams_)
+      if (old->positions() == drawn_positions_) {
+        drawn_positions_ = VK_NULL_HANDLE;
+        v.streamed_version_.reset();
+        uploaded_version_ = 0;  // back to the uploaded positions
+      }
+    v.retired_streams_.clear();
+  }
+  if (!v.stream_) return VK_NULL_HANDLE;
+  if (const auto d = v.channel_->take()) {
+    // The copy waits for CUDA's `ready` and overwrites what frames in flight may be drawing.
+    f->vkDeviceWaitIdle(v.device());
+    try {
+      v.stream_->consume();
+      v.channel_->copied();
+    } catch (const std::exception& e) {
+      qWarning("the streamed layout stops: %s", e.what());
+      v.channel_->close();
+      return VK_NULL_HANDLE;
+    }
+    if (v.streaming_allowed_ && d->n == static_cast<std::int64_t>(v.stream_->points())) {
+      if (v.streamed_version_ != v.version_) {
+        // The first layout drawn from this stream: its points in the layout colour, as the
+        // host path draws them; their positions come from the stream's buffer.
+        const auto n = static_cast<std::size_t>(d->n);
+        v.points_ = render::categorical_points(std::vector<float>(2 * n, 0.0f),
+                                               std::vector<std::int32_t>(n, 0), {"#808080"});
+        v.streamed_version_ = ++v.version_;
+      }
+      if (d->version == 1 || !v.fitted_) {  // a run's first layout refits, as through the host
+        v.camera_.fit_box({d->bounds.min_x, d->bounds.min_y}, {d->bounds.max_x, d->bounds.max_y},
+                          v.camera_.width(), v.camera_.height());
+        v.fitted_ = true;
+      }
+      ++v.streamed_layouts_;
+    }
+  }
+  return v.streamed_version_ == v.version_ ? v.stream_->positions() : VK_NULL_HANDLE;
+}
+
 void UmapRenderer::startNextFrame() {
   const QSize size = view_->swapChainImageSize();
   view_->camera_.resize(static_cast<float>(size.width()), static_cast<float>(size.height()));
+  const VkBuffer streamed = takeStreamedLayout();
   if (!view_->fitted_ && view_->points_.size() > 0) view_->fitToData();
   const QColor bg = view_->property("background").value<QColor>();
   const QColor c = bg.isValid() ? bg : QColor(Qt::white);
@@ -56,6 +124,16 @@ void UmapRenderer::startNextFrame() {
     splat_->upload(splat ? view_->points_ : render::PointSet{});
     uploaded_version_ = view_->version_;
     uploaded_splat_ = splat;
+    drawn_positions_ = VK_NULL_HANDLE;  // an upload draws its own positions
+  }
+  if (streamed != drawn_positions_) {  // positions from the streamed layout's buffer
+    if (!stale && !outline)
+      view_->vulkanInstance()->deviceFunctions(view_->device())->vkDeviceWaitIdle(view_->device());
+    if (splat)
+      splat_->use_positions(streamed);
+    else
+      pipeline_->use_positions(streamed);
+    drawn_positions_ = streamed;
   }
   if (outline) {  // dark on a light background, light on a dark one
     const std::uint8_t ink = c.lightness() > 127 ? 20 : 235;
@@ -104,6 +182,62 @@ UmapView::UmapView() {
   setFlags(QVulkanWindow::PersistentResources);
   // Linear (UNORM) swapchains, so on-screen colours equal the palette and the offscreen export.
   setPreferredColorFormats({VK_FORMAT_B8G8R8A8_UNORM, VK_FORMAT_R8G8B8A8_UNORM});
+  // Memory and semaphores shared with CUDA, where the device offers them.
+  QByteArrayList extensions;
+  for (const char* e : render::kInteropExtensions) extensions << QByteArray(e);
+  setDeviceExtensions(extensions);
+  channel_ = std::make_shared<compute::LayoutChannel>(
+      [this](std::int64_t n, std::string* why) { return prepareStream(n, why); },
+      [this] {  // on the compute thread: a frame takes the layout
+        QMetaObject::invokeMethod(
+            this, [this] { requestUpdate(); }, Qt::QueuedConnection);
+      });
+}
+
+UmapView::~UmapView() {
+  channel_->close();
+}
+
+void UmapView::setStreamWithoutCuda(bool on) {
+  std::lock_guard lock(stream_mutex_);
+  stream_without_cuda_ = on;
+}
+
+std::optional<compute::LayoutChannel::Target> UmapView::prepareStream(std::int64_t n,
+                                                                      std::string* why) {
+  std::lock_guard lock(stream_mutex_);
+  const auto fail = [&](std::string reason) -> std::optional<compute::LayoutChannel::Target> {
+    if (why) *why = std::move(reason);
+    return std::nullopt;
+  };
+  if (!stream_device_) return fail("the viewport has no Vulkan device");
+  if (n <= 0) return fail("no points");
+  if (!stream_without_cuda_) {
+    if (!stream_interop_)
+      return fail("the viewport's Vulkan device lacks external memory/semaphore fd");
+    if (compute::cuda_device_uuid() != stream_uuid_)
+      return fail("the viewport's Vulkan device is not the CUDA device");
+  }
+  // The previous stream may still be drawn: the GUI thread destroys it between frames.
+  if (stream_) retired_streams_.push_back(std::move(stream_));
+  std::unique_ptr<render::LayoutStream> stream;
+  try {
+    stream = std::make_unique<render::LayoutStream>(*stream_device_, static_cast<std::size_t>(n),
+                                                    !stream_without_cuda_);
+    compute::LayoutChannel::Target t;
+    if (!stream_without_cuda_) {
+      const render::ExportedMemory m = stream->source().export_memory();
+      t.positions = std::make_unique<compute::ExternalBuffer>(m.fd, m.allocation_bytes, m.bytes);
+      t.ready = std::make_unique<compute::ExternalSemaphore>(stream->ready().export_fd());
+      t.consumed = std::make_unique<compute::ExternalSemaphore>(stream->consumed().export_fd());
+    }
+    stream_ = std::move(stream);
+    return t;
+  } catch (const std::exception& e) {
+    // Destroyed by the GUI thread, which owns the queue its destructor waits for.
+    if (stream) retired_streams_.push_back(std::move(stream));
+    return fail(std::string("sharing the layout buffer failed: ") + e.what());
+  }
 }
 
 QVulkanWindowRenderer* UmapView::createRenderer() {

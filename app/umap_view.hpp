@@ -5,13 +5,17 @@
 #pragma once
 
 #include <QVulkanWindow>
+#include <array>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <vector>
 
 #include <QElapsedTimer>
 
+#include "compute/layout_channel.hpp"
 #include "render/gpu_selection.hpp"
+#include "render/layout_stream.hpp"
 #include "render/offscreen.hpp"
 #include "render/overlay.hpp"
 #include "render/point_pipeline.hpp"
@@ -38,12 +42,17 @@ class UmapRenderer : public QVulkanWindowRenderer {
   std::unique_ptr<render::Overlay> hud_;  // legend, scale bar, counts (Dear ImGui)
   std::uint64_t uploaded_version_ = 0;
   bool uploaded_splat_ = false;
+  VkBuffer drawn_positions_ = VK_NULL_HANDLE;  // a streamed layout's buffer, when drawn from it
+  // Takes a layout streamed from the device, if one has arrived (UmapView::layoutChannel()).
+  // Returns the buffer to draw positions from: the stream's, or none (the uploaded ones).
+  VkBuffer takeStreamedLayout();
 };
 
 class UmapView : public QVulkanWindow {
   Q_OBJECT
  public:
   UmapView();
+  ~UmapView() override;
   QVulkanWindowRenderer* createRenderer() override;
 
   // Replaces the points; `refit` recentres the camera on them.
@@ -79,6 +88,23 @@ class UmapView : public QVulkanWindow {
   bool overlayVisible() const { return overlay_on_; }
   // The outline being dragged (data coordinates): a lasso's path or a brush's four corners.
   const std::vector<glm::vec2>& outline() const { return outline_; }
+
+  // The channel through which the CUDA backend streams the UMAP layout into this view while it
+  // optimises (compute/layout_channel.hpp): each layout is copied on the device from the
+  // buffer CUDA writes into the one drawn, without passing through the host. Where the device
+  // cannot share memory with CUDA (no external-memory extensions, another GPU), the channel
+  // declines and the layout comes through the host (setPoints).
+  std::shared_ptr<compute::LayoutChannel> layoutChannel() const { return channel_; }
+  // Whether streamed layouts are drawn (from a run's start until its final layout is set through
+  // setPoints); they are taken and copied either way. The first one of a stream refits.
+  void setStreamingAllowed(bool on) { streaming_allowed_ = on; }
+  // Whether the points drawn now are a streamed layout, and how many have been drawn.
+  bool drawingStreamedLayout() const { return streamed_version_ == version_; }
+  std::uint64_t streamedLayouts() const { return streamed_layouts_; }
+  // Tests on devices without external memory: the channel's stream is made without export and
+  // the test writes it through Vulkan (render::LayoutStream::write_source) instead of CUDA.
+  void setStreamWithoutCuda(bool on);
+  render::LayoutStream* layoutStreamForTests() { return stream_.get(); }
 
  signals:
   void frameRendered();
@@ -118,6 +144,21 @@ class UmapView : public QVulkanWindow {
   bool overlay_on_ = render::Overlay::available();
   QElapsedTimer frame_clock_;
   bool fitted_ = false;
+
+  // The streamed layout. prepareStream runs on the compute thread (the channel's Prepare) and
+  // replaces stream_ under stream_mutex_; the GUI thread copies, draws and destroys streams.
+  std::optional<compute::LayoutChannel::Target> prepareStream(std::int64_t n, std::string* why);
+  std::shared_ptr<compute::LayoutChannel> channel_;
+  std::mutex stream_mutex_;
+  std::unique_ptr<render::LayoutStream> stream_;
+  std::vector<std::unique_ptr<render::LayoutStream>> retired_streams_;
+  std::optional<render::OffscreenRenderer::Context> stream_device_;  // set while resources live
+  bool stream_interop_ = false;
+  std::array<std::uint8_t, 16> stream_uuid_{};
+  bool stream_without_cuda_ = false;
+  bool streaming_allowed_ = false;
+  std::optional<std::uint64_t> streamed_version_;  // the points version drawn from stream_
+  std::uint64_t streamed_layouts_ = 0;
 };
 
 }  // namespace orrery::app

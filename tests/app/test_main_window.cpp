@@ -1333,6 +1333,85 @@ with h5py.File(sys.argv[1], "r+") as f:
     QCOMPARE(app::remaining_text(10, 1.0), QString());
   }
 
+  // A layout streamed into the viewport while UMAP optimises (the CUDA path: here Vulkan plays
+  // CUDA's part, lavapipe having no external memory): drawn from the stream's buffer, refitted
+  // to the first layout's bounds, moved by the next one, and replaced by the final layout when
+  // it comes through the host. Last: it leaves the view on that layout.
+  void streamedLayoutIsDrawn() {
+    app::UmapView* view = window_->umapView();
+    const auto channel = view->layoutChannel();
+    view->setStreamWithoutCuda(true);
+    view->setStreamingAllowed(true);
+    const int n = 2000;
+    // Two blobs, at x = -10 and x = +10.
+    const auto blobs = [&](float left, float right, float y) {
+      std::vector<float> xy(2 * n);
+      for (int i = 0; i < n; ++i) {
+        xy[2 * i] = (i < n / 2 ? left : right) + 0.3f * std::sin(0.7f * i);
+        xy[2 * i + 1] = y + 0.3f * std::cos(1.3f * i);
+      }
+      return xy;
+    };
+    const qreal dpr = view->devicePixelRatio();
+    const auto lightness = [&](const QImage& img, glm::vec2 world) {
+      const glm::vec2 p = view->camera().to_pixels(world);
+      return img.pixelColor(int(p.x / dpr), int(p.y / dpr)).lightness();
+    };
+    std::string why;
+    QVERIFY2(channel->open(n, &why), why.c_str());
+    QVERIFY(view->layoutStreamForTests());
+    auto w = channel->begin_write();
+    QVERIFY(w && !*w);  // the first layout is wanted at once
+    view->layoutStreamForTests()->write_source(blobs(-10, 10, 0).data(), *w);
+    const auto layouts = view->streamedLayouts();
+    channel->delivered(0, {-10.3f, -0.3f, 10.3f, 0.3f});  // asks the view for a frame
+    QVERIFY(QTest::qWaitFor([&] { return view->streamedLayouts() > layouts; }, 10000));
+    QVERIFY(view->drawingStreamedLayout());
+    QCOMPARE(view->points().size(), std::size_t(n));
+    // Refitted: the blobs span the view's width with its margin.
+    const glm::vec2 left = view->camera().to_pixels({-10.3f, 0});
+    const glm::vec2 right = view->camera().to_pixels({10.3f, 0});
+    QVERIFY2(std::fabs(left.x - 0.05f * view->camera().width()) < 2,
+             qPrintable(QString::number(left.x)));
+    QVERIFY(std::fabs(right.x - 0.95f * view->camera().width()) < 2);
+    QImage img = grabView();
+    QVERIFY2(lightness(img, {-10, 0}) < 200, qPrintable(QString::number(lightness(img, {-10, 0}))));
+    QVERIFY(lightness(img, {10, 0}) < 200);
+    QVERIFY(lightness(img, {0, 0}) > 240);
+    QVERIFY(lightness(img, {5, 0}) > 240);
+
+    // The next layout: written once the view has copied the last one, and not refitted.
+    QVERIFY(QTest::qWaitFor([&] { return (w = channel->begin_write()).has_value(); }, 10000));
+    QVERIFY(*w);  // after the view's `consumed` signal
+    view->layoutStreamForTests()->write_source(blobs(-5, 5, 0).data(), *w);
+    channel->delivered(1, {-5.3f, -0.3f, 5.3f, 0.3f});
+    QVERIFY(QTest::qWaitFor([&] { return view->streamedLayouts() > layouts + 1; }, 10000));
+    QCOMPARE(view->camera().to_pixels({-10.3f, 0}).x, left.x);
+    img = grabView();
+    QVERIFY(lightness(img, {-5, 0}) < 200);
+    QVERIFY(lightness(img, {5, 0}) < 200);
+    QVERIFY(lightness(img, {-10, 0}) > 240);
+    QVERIFY(lightness(img, {10, 0}) > 240);
+
+    // The final layout through the host ends the stream's drawing, without a refit.
+    emit window_->computeThread()->worker()->layoutStep(
+        std::make_shared<const std::vector<float>>(blobs(0, 0, 0)));
+    QVERIFY(!view->drawingStreamedLayout());
+    QCOMPARE(view->camera().to_pixels({-10.3f, 0}).x, left.x);
+    img = grabView();
+    QVERIFY(lightness(img, {0, 0}) < 200);
+    QVERIFY(lightness(img, {-5, 0}) > 240);
+    QVERIFY(lightness(img, {5, 0}) > 240);
+    // Not allowed any more: a later layout is taken and copied but not drawn.
+    QVERIFY(QTest::qWaitFor([&] { return (w = channel->begin_write()).has_value(); }, 10000));
+    view->layoutStreamForTests()->write_source(blobs(-10, 10, 0).data(), *w);
+    channel->delivered(2, {-10.3f, -0.3f, 10.3f, 0.3f});
+    QVERIFY(QTest::qWaitFor([&] { return channel->begin_write().has_value(); }, 10000));
+    QVERIFY(!view->drawingStreamedLayout());
+    QCOMPARE(view->streamedLayouts(), layouts + 2);
+    view->setStreamWithoutCuda(false);
+  }
+
   void cleanupTestCase() { window_.reset(); }
 };
 
