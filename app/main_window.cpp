@@ -285,8 +285,8 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
             // The first step of a run refits: the view may hold a stored embedding's scale.
             // Streamed from the device (UmapView::layoutChannel()), the final layout comes here
             // and ends the stream's drawing.
-            view_->setStreamingAllowed(false);
             layout_fitted_ = layout_fitted_ || view_->drawingStreamedLayout();
+            view_->endStreamedLayout(false);
             std::vector<std::int32_t> labels(xy->size() / 2, 0);
             view_->setPoints(render::categorical_points(*xy, labels, {"#808080"}),
                              !layout_fitted_ || view_->points().size() == 0);
@@ -317,6 +317,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     emit runFinished();
   });
   connect(w, &ComputeWorker::failed, this, [this](const QString& message) {
+    view_->endStreamedLayout(true);  // a streamed layout stays as it was, drawn from the host
     stage_label_->setText("Error");
     statusBar()->showMessage(message);
     // A failed embedding request leaves the box on the embedding drawn.
@@ -327,6 +328,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     emit runFailed(message);
   });
   connect(w, &ComputeWorker::cancelled, this, [this] {
+    view_->endStreamedLayout(true);
     stage_label_->setText("Cancelled");
     emit runCancelled();
   });
@@ -596,7 +598,6 @@ void MainWindow::startRun(bool preview) {
   if (running_) compute_->cancel();
   clusters_->clear();
   layout_fitted_ = false;
-  view_->setStreamingAllowed(true);
   embedding_box_->setEnabled(false);  // re-enabled with the run's result
   pending_embedding_ = embedding_;
   ++pending_runs_;
@@ -1118,6 +1119,7 @@ QImage MainWindow::renderPoints(QSize pixels, float point_scale) const {
   o.height = static_cast<std::uint32_t>(std::max(1, pixels.height()));
   o.point_size = view_->pointSize() * point_scale;
   render::Camera camera = view_->camera();
+  view_->settleStreamedLayout();  // a layout streamed from CUDA: its positions to the host
   // The whole embedding at the requested resolution.
   camera.fit(view_->points(), static_cast<float>(o.width), static_cast<float>(o.height));
   auto img = renderer.render(view_->points(), camera, o);

@@ -29,9 +29,9 @@ void UmapRenderer::initResources() {
   uploaded_version_ = 0;
   drawn_positions_ = VK_NULL_HANDLE;
   std::lock_guard lock(view_->stream_mutex_);
-  view_->stream_device_ =
-      render::OffscreenRenderer::Context{view_->physicalDevice(), view_->device(),
-                                         view_->graphicsQueue(), view_->graphicsCommandPool()};
+  view_->stream_device_ = render::OffscreenRenderer::Context{
+      view_->physicalDevice(), view_->device(), view_->graphicsQueue(),
+      view_->graphicsCommandPool(), view_->graphicsQueueFamilyIndex()};
   // Requested in UmapView's constructor, enabled where offered.
   const auto offered = view_->supportedDeviceExtensions();
   view_->stream_interop_ = true;
@@ -43,10 +43,13 @@ void UmapRenderer::initResources() {
 void UmapRenderer::releaseResources() {
   {
     std::lock_guard lock(view_->stream_mutex_);
+    // The device goes: what is drawn from the stream is kept on the host, and the writer
+    // stops until its next layout (the compute thread then draws through the host).
+    view_->channel_->detach();
+    if (view_->stream_ && view_->drawingStreamedLayout()) view_->settle(*view_->stream_, true);
     view_->stream_device_.reset();
     if (view_->stream_) view_->retired_streams_.push_back(std::move(view_->stream_));
     view_->retired_streams_.clear();  // each waits for the queue
-    view_->streamed_version_.reset();
     drawn_positions_ = VK_NULL_HANDLE;
   }
   view_->gpu_select_.reset();
@@ -63,11 +66,7 @@ VkBuffer UmapRenderer::takeStreamedLayout() {
   if (!v.retired_streams_.empty()) {  // replaced by the compute thread: destroyed here
     f->vkDeviceWaitIdle(v.device());
     for (const auto& old : v.retired_streams_)
-      if (old->positions() == drawn_positions_) {
-        drawn_positions_ = VK_NULL_HANDLE;
-        v.streamed_version_.reset();
-        uploaded_version_ = 0;  // back to the uploaded positions
-      }
+      if (old->positions() == drawn_positions_ && v.drawingStreamedLayout()) v.settle(*old, true);
     v.retired_streams_.clear();
   }
   if (!v.stream_) return VK_NULL_HANDLE;
@@ -79,27 +78,38 @@ VkBuffer UmapRenderer::takeStreamedLayout() {
       v.channel_->copied();
     } catch (const std::exception& e) {
       qWarning("the streamed layout stops: %s", e.what());
-      v.channel_->close();
+      v.channel_->close();  // the compute thread draws through the host from here on
+      if (v.drawingStreamedLayout()) {
+        try {
+          v.settle(*v.stream_, true);  // the copy failed: the buffer holds the last layout
+        } catch (const std::exception&) {
+          v.streamed_version_.reset();
+          ++v.version_;
+        }
+      }
       return VK_NULL_HANDLE;
     }
-    if (v.streaming_allowed_ && d->n == static_cast<std::int64_t>(v.stream_->points())) {
-      if (v.streamed_version_ != v.version_) {
+    if (d->generation > v.ended_generation_ &&
+        d->n == static_cast<std::int64_t>(v.stream_->points())) {
+      if (!v.drawingStreamedLayout()) {
         // The first layout drawn from this stream: its points in the layout colour, as the
-        // host path draws them; their positions come from the stream's buffer.
+        // host path draws them; their positions come from the stream's buffer (the host's
+        // are filled in when needed: settleStreamedLayout()).
         const auto n = static_cast<std::size_t>(d->n);
         v.points_ = render::categorical_points(std::vector<float>(2 * n, 0.0f),
                                                std::vector<std::int32_t>(n, 0), {"#808080"});
         v.streamed_version_ = ++v.version_;
       }
+      v.streamed_bounds_ = d->bounds;
+      v.settled_ = false;
       if (d->version == 1 || !v.fitted_) {  // a run's first layout refits, as through the host
-        v.camera_.fit_box({d->bounds.min_x, d->bounds.min_y}, {d->bounds.max_x, d->bounds.max_y},
-                          v.camera_.width(), v.camera_.height());
+        v.fitToData();
         v.fitted_ = true;
       }
       ++v.streamed_layouts_;
     }
   }
-  return v.streamed_version_ == v.version_ ? v.stream_->positions() : VK_NULL_HANDLE;
+  return v.drawingStreamedLayout() ? v.stream_->positions() : VK_NULL_HANDLE;
 }
 
 void UmapRenderer::startNextFrame() {
@@ -256,7 +266,40 @@ std::size_t UmapView::splatFrom() const {
   return software_device() ? kSplatPointsSoftware : render::RenderOptions::kSplatPoints;
 }
 
+void UmapView::settle(render::LayoutStream& stream, bool end) {
+  if (!settled_) {
+    const std::vector<float> xy = stream.read_positions();
+    points_.positions.resize(xy.size() / 2);
+    for (std::size_t i = 0; i < points_.positions.size(); ++i)
+      points_.positions[i] = {xy[2 * i], xy[2 * i + 1]};
+  }
+  settled_ = true;
+  if (end) {  // drawn from the host from here on: the same positions, uploaded
+    streamed_version_.reset();
+    ++version_;
+    requestUpdate();
+  }
+}
+
+void UmapView::settleStreamedLayout() {
+  std::lock_guard lock(stream_mutex_);
+  if (drawingStreamedLayout() && stream_) settle(*stream_, false);
+}
+
+void UmapView::endStreamedLayout(bool keep_positions) {
+  std::lock_guard lock(stream_mutex_);
+  ended_generation_ = channel_->generation();
+  if (!drawingStreamedLayout()) return;
+  if (keep_positions && stream_) {
+    settle(*stream_, true);
+  } else {
+    streamed_version_.reset();
+    ++version_;
+  }
+}
+
 std::vector<bool> UmapView::pointsInPolygon(const std::vector<glm::vec2>& polygon) {
+  settleStreamedLayout();
   bool on_device = false;
   if (isValid()) on_device = select_on_device_.value_or(!software_device());
   if (!on_device) return render::points_in_polygon(points_.positions, polygon);
@@ -294,7 +337,12 @@ void UmapView::setOverlayVisible(bool on) {
 void UmapView::fitToData() {
   const QSize size =
       swapChainImageSize().isEmpty() ? this->size() * devicePixelRatio() : swapChainImageSize();
-  camera_.fit(points_, static_cast<float>(size.width()), static_cast<float>(size.height()));
+  if (drawingStreamedLayout())  // the host does not hold these positions: CUDA's bounds
+    camera_.fit_box({streamed_bounds_.min_x, streamed_bounds_.min_y},
+                    {streamed_bounds_.max_x, streamed_bounds_.max_y},
+                    static_cast<float>(size.width()), static_cast<float>(size.height()));
+  else
+    camera_.fit(points_, static_cast<float>(size.width()), static_cast<float>(size.height()));
   fitted_ = true;
   requestUpdate();
 }

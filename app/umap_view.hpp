@@ -95,11 +95,16 @@ class UmapView : public QVulkanWindow {
   // cannot share memory with CUDA (no external-memory extensions, another GPU), the channel
   // declines and the layout comes through the host (setPoints).
   std::shared_ptr<compute::LayoutChannel> layoutChannel() const { return channel_; }
-  // Whether streamed layouts are drawn (from a run's start until its final layout is set through
-  // setPoints); they are taken and copied either way. The first one of a stream refits.
-  void setStreamingAllowed(bool on) { streaming_allowed_ = on; }
+  // Stops drawing the layouts streamed so far (the current stream's: the next stream is drawn
+  // again), e.g. when the final layout comes through the host or the run ends otherwise; with
+  // `keep_positions` the points stay where the stream last put them. The first layout of a
+  // stream refits.
+  void endStreamedLayout(bool keep_positions);
   // Whether the points drawn now are a streamed layout, and how many have been drawn.
   bool drawingStreamedLayout() const { return streamed_version_ == version_; }
+  // Reads the streamed positions back into points() (export, selection: the host's copy is
+  // filled in only when needed).
+  void settleStreamedLayout();
   std::uint64_t streamedLayouts() const { return streamed_layouts_; }
   // Tests on devices without external memory: the channel's stream is made without export and
   // the test writes it through Vulkan (render::LayoutStream::write_source) instead of CUDA.
@@ -156,9 +161,14 @@ class UmapView : public QVulkanWindow {
   bool stream_interop_ = false;
   std::array<std::uint8_t, 16> stream_uuid_{};
   bool stream_without_cuda_ = false;
-  bool streaming_allowed_ = false;
+  std::uint64_t ended_generation_ = 0;             // streams up to this open are not drawn any more
   std::optional<std::uint64_t> streamed_version_;  // the points version drawn from stream_
+  compute::LayoutBounds streamed_bounds_;          // of the layout drawn from it
+  bool settled_ = false;                           // points_ holds its positions
   std::uint64_t streamed_layouts_ = 0;
+  // Reads `stream`'s positions into points_; `end`: draws them from the host from now on.
+  // With stream_mutex_ held, on the GUI thread.
+  void settle(render::LayoutStream& stream, bool end);
 };
 
 }  // namespace orrery::app

@@ -13,8 +13,9 @@ namespace orrery::compute {
 
 class ExternalBuffer {
  public:
-  // Takes ownership of `fd`. `allocation_bytes` is the whole exported allocation, `bytes` the
-  // part mapped (from offset 0). Throws orrery::Error when CUDA cannot import it.
+  // Takes ownership of `fd` (closed when the import fails). `allocation_bytes` is the whole
+  // exported allocation, `bytes` the part mapped (from offset 0). Throws orrery::Error when CUDA
+  // cannot import it.
   ExternalBuffer(int fd, std::size_t allocation_bytes, std::size_t bytes);
   ~ExternalBuffer();
   ExternalBuffer(const ExternalBuffer&) = delete;
@@ -36,7 +37,7 @@ class ExternalBuffer {
 
 class ExternalSemaphore {
  public:
-  explicit ExternalSemaphore(int fd);  // takes ownership of `fd`
+  explicit ExternalSemaphore(int fd);  // takes ownership of `fd` (closed on failure)
   ~ExternalSemaphore();
   ExternalSemaphore(const ExternalSemaphore&) = delete;
   ExternalSemaphore& operator=(const ExternalSemaphore&) = delete;

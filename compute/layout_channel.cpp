@@ -20,6 +20,8 @@ bool LayoutChannel::open(std::int64_t n, std::string* why) {
     consumed_pending_ = false;
     version_ = 0;
     n_ = 0;
+    detached_ = false;
+    ++generation_;
     if (closed_) {
       if (why) *why = "the renderer closed the layout stream";
       return false;
@@ -36,7 +38,7 @@ bool LayoutChannel::open(std::int64_t n, std::string* why) {
 
 std::optional<bool> LayoutChannel::begin_write() {
   std::lock_guard lock(mutex_);
-  if (closed_ || !target_ || state_ != State::Wanted) return std::nullopt;
+  if (closed_ || detached_ || !target_ || state_ != State::Wanted) return std::nullopt;
   const bool wait = consumed_pending_;
   consumed_pending_ = false;
   return wait;
@@ -46,7 +48,7 @@ void LayoutChannel::delivered(int epoch, const LayoutBounds& bounds) {
   {
     std::lock_guard lock(mutex_);
     state_ = State::Delivered;
-    last_ = {++version_, n_, epoch, bounds};
+    last_ = {++version_, generation_, n_, epoch, bounds};
   }
   if (on_delivered_) on_delivered_();
 }
@@ -58,7 +60,7 @@ void LayoutChannel::want() {
 
 std::optional<LayoutChannel::Delivery> LayoutChannel::take() {
   std::lock_guard lock(mutex_);
-  if (closed_ || state_ != State::Delivered) return std::nullopt;
+  if (closed_ || detached_ || state_ != State::Delivered) return std::nullopt;
   state_ = State::Taken;
   return last_;
 }
@@ -68,6 +70,21 @@ void LayoutChannel::copied() {
   if (state_ != State::Taken) return;
   consumed_pending_ = true;
   state_ = State::Wanted;
+}
+
+bool LayoutChannel::live() const {
+  std::lock_guard lock(mutex_);
+  return target_ && !closed_ && !detached_;
+}
+
+void LayoutChannel::detach() {
+  std::lock_guard lock(mutex_);
+  detached_ = true;
+}
+
+std::uint64_t LayoutChannel::generation() const {
+  std::lock_guard lock(mutex_);
+  return generation_;
 }
 
 void LayoutChannel::close() {

@@ -54,11 +54,15 @@ class LayoutChannel {
   std::optional<bool> begin_write();
   // The layout after `epoch` epochs is written and `ready` is signalled (in stream order).
   void delivered(int epoch, const LayoutBounds& bounds);
+  // Whether the renderer still takes layouts from this open (neither detached nor closed):
+  // when not, the writer shows its progress another way (the host path).
+  bool live() const;
 
   // ---- renderer ----
   void want();
   struct Delivery {
-    std::uint64_t version = 0;  // 1, 2, ... per delivery since open
+    std::uint64_t version = 0;     // 1, 2, ... per delivery since open
+    std::uint64_t generation = 0;  // 1, 2, ... per open
     std::int64_t n = 0;
     int epoch = 0;
     LayoutBounds bounds;
@@ -69,9 +73,13 @@ class LayoutChannel {
   // The copy of the last delivery taken is submitted; the writer may write again (after
   // waiting on `consumed`). Also asks for the next layout.
   void copied();
-  // No further writes (the renderer's device is going, or a copy failed).
+  // No further writes until the next open (the renderer's device went away).
+  void detach();
+  // No further writes at all (a copy failed, the renderer is going).
   void close();
   bool closed() const;
+  // The current open's number (1, 2, ...; 0 before the first).
+  std::uint64_t generation() const;
   // Writes so far (for tests and the report).
   std::uint64_t deliveries() const;
 
@@ -83,9 +91,9 @@ class LayoutChannel {
   std::optional<Target> target_;
   State state_ = State::Idle;
   bool consumed_pending_ = false;  // `consumed` will be signalled: the writer must wait on it
-  bool closed_ = false;
+  bool closed_ = false, detached_ = false;
   std::int64_t n_ = 0;
-  std::uint64_t version_ = 0;
+  std::uint64_t version_ = 0, generation_ = 0;
   Delivery last_;
 };
 

@@ -107,7 +107,6 @@ SharedBuffer::SharedBuffer(const OffscreenRenderer::Context& ctx, std::size_t by
 
 SharedBuffer::~SharedBuffer() {
   const VkDevice device = ctx_.device;
-  vkQueueWaitIdle(ctx_.queue);
   vkDestroyBuffer(device, buffer_, nullptr);
   vkFreeMemory(device, memory_, nullptr);
 }

@@ -49,7 +49,9 @@ class SharedSemaphore {
   VkSemaphore semaphore_ = VK_NULL_HANDLE;
 };
 
-// A device-local buffer usable as vertex data and for transfers, exportable (as above).
+// A device-local buffer usable as vertex data and for transfers, exportable (as above). Not
+// destroyed while a submitted command uses it (its destructor does not wait for the queue, so
+// that any thread may drop one that was never submitted).
 class SharedBuffer {
  public:
   SharedBuffer(OffscreenRenderer& renderer, std::size_t bytes);

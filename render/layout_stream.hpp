@@ -44,6 +44,7 @@ class LayoutStream {
  private:
   OffscreenRenderer::Context ctx_;
   std::size_t points_;
+  bool exportable_;
   std::unique_ptr<SharedBuffer> source_;
   std::unique_ptr<SharedSemaphore> ready_, consumed_;
   GpuBuffer positions_;

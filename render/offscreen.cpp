@@ -113,7 +113,7 @@ std::array<std::uint8_t, 16> OffscreenRenderer::device_uuid() const {
 }
 
 OffscreenRenderer::Context OffscreenRenderer::context() const {
-  return {impl_->physical, impl_->device, impl_->queue, impl_->pool};
+  return {impl_->physical, impl_->device, impl_->queue, impl_->pool, impl_->queue_family};
 }
 
 Image OffscreenRenderer::render(const PointSet& points, Camera camera, const RenderOptions& o) {

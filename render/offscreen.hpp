@@ -68,6 +68,7 @@ class OffscreenRenderer {
     VkDevice device;
     VkQueue queue;
     VkCommandPool pool;
+    std::uint32_t queue_family = VK_QUEUE_FAMILY_IGNORED;  // the queue's (ownership transfers)
   };
   Context context() const;
 

@@ -41,24 +41,29 @@ void ensure_buffer(VkPhysicalDevice physical, VkDevice device, GpuBuffer& b, VkD
   info.usage = usage;
   info.sharingMode = VK_SHARING_MODE_EXCLUSIVE;
   ORRERY_VK_CHECK(vkCreateBuffer(device, &info, nullptr, &b.buffer));
-  VkMemoryRequirements req;
-  vkGetBufferMemoryRequirements(device, b.buffer, &req);
-  VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
-  alloc.allocationSize = req.size;
-  const VkMemoryPropertyFlags host =
-      VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
-  try {
-    alloc.memoryTypeIndex = find_memory_type(
-        physical, req.memoryTypeBits,
-        kind == MemoryKind::Device ? VkMemoryPropertyFlags{VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT}
-        : kind == MemoryKind::HostCached ? host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT
-                                         : host);
-  } catch (const Error&) {
-    if (kind != MemoryKind::HostCached) throw;
-    alloc.memoryTypeIndex = find_memory_type(physical, req.memoryTypeBits, host);
+  try {  // on failure `b` is left empty, not half made
+    VkMemoryRequirements req;
+    vkGetBufferMemoryRequirements(device, b.buffer, &req);
+    VkMemoryAllocateInfo alloc{VK_STRUCTURE_TYPE_MEMORY_ALLOCATE_INFO};
+    alloc.allocationSize = req.size;
+    const VkMemoryPropertyFlags host =
+        VK_MEMORY_PROPERTY_HOST_VISIBLE_BIT | VK_MEMORY_PROPERTY_HOST_COHERENT_BIT;
+    try {
+      alloc.memoryTypeIndex = find_memory_type(
+          physical, req.memoryTypeBits,
+          kind == MemoryKind::Device ? VkMemoryPropertyFlags{VK_MEMORY_PROPERTY_DEVICE_LOCAL_BIT}
+          : kind == MemoryKind::HostCached ? host | VK_MEMORY_PROPERTY_HOST_CACHED_BIT
+                                           : host);
+    } catch (const Error&) {
+      if (kind != MemoryKind::HostCached) throw;
+      alloc.memoryTypeIndex = find_memory_type(physical, req.memoryTypeBits, host);
+    }
+    ORRERY_VK_CHECK(vkAllocateMemory(device, &alloc, nullptr, &b.memory));
+    ORRERY_VK_CHECK(vkBindBufferMemory(device, b.buffer, b.memory, 0));
+  } catch (...) {
+    destroy_buffer(device, b);
+    throw;
   }
-  ORRERY_VK_CHECK(vkAllocateMemory(device, &alloc, nullptr, &b.memory));
-  ORRERY_VK_CHECK(vkBindBufferMemory(device, b.buffer, b.memory, 0));
   b.capacity = info.size;
 }
 

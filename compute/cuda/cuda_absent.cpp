@@ -1,4 +1,6 @@
 // Built instead of the CUDA backend when Orrery is configured with -DORRERY_CUDA=OFF.
+#include <unistd.h>
+
 #include "compute/backend.hpp"
 #include "io/error.hpp"
 
@@ -17,7 +19,8 @@ std::unique_ptr<Backend> make_cuda_backend(std::string* why) {
 
 struct ExternalBuffer::Impl {};
 struct ExternalSemaphore::Impl {};
-ExternalBuffer::ExternalBuffer(int, std::size_t, std::size_t) {
+ExternalBuffer::ExternalBuffer(int fd, std::size_t, std::size_t) {
+  if (fd >= 0) ::close(fd);  // as the CUDA build does when an import fails
   throw Error("", "cuda", "built without CUDA (-DORRERY_CUDA=OFF)");
 }
 ExternalBuffer::~ExternalBuffer() = default;
@@ -32,7 +35,8 @@ std::vector<std::uint8_t> ExternalBuffer::read() const {
   return {};
 }
 void ExternalBuffer::fill_sequence(std::uint32_t) {}
-ExternalSemaphore::ExternalSemaphore(int) {
+ExternalSemaphore::ExternalSemaphore(int fd) {
+  if (fd >= 0) ::close(fd);
   throw Error("", "cuda", "built without CUDA (-DORRERY_CUDA=OFF)");
 }
 ExternalSemaphore::~ExternalSemaphore() = default;

@@ -12,6 +12,8 @@
 #include <cuda_runtime.h>
 #include <cusolverDn.h>
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cctype>
 #include <cfloat>
@@ -337,7 +339,11 @@ ExternalBuffer::ExternalBuffer(int fd, std::size_t allocation_bytes, std::size_t
   desc.type = cudaExternalMemoryHandleTypeOpaqueFd;
   desc.handle.fd = fd;
   desc.size = allocation_bytes;
-  ORRERY_CUDA_CHECK(cudaImportExternalMemory(&impl_->memory, &desc));
+  if (cudaError_t e = cudaImportExternalMemory(&impl_->memory, &desc); e != cudaSuccess) {
+    ::close(fd);  // CUDA owns the descriptor only once the import succeeds
+    throw Error("", "cudaImportExternalMemory",
+                std::string("CUDA error: ") + cudaGetErrorString(e));
+  }
   cudaExternalMemoryBufferDesc buffer{};
   buffer.offset = 0;
   buffer.size = bytes;
@@ -398,7 +404,11 @@ ExternalSemaphore::ExternalSemaphore(int fd) : impl_(std::make_unique<Impl>()) {
   cudaExternalSemaphoreHandleDesc desc{};
   desc.type = cudaExternalSemaphoreHandleTypeOpaqueFd;
   desc.handle.fd = fd;
-  ORRERY_CUDA_CHECK(cudaImportExternalSemaphore(&impl_->semaphore, &desc));
+  if (cudaError_t e = cudaImportExternalSemaphore(&impl_->semaphore, &desc); e != cudaSuccess) {
+    ::close(fd);
+    throw Error("", "cudaImportExternalSemaphore",
+                std::string("CUDA error: ") + cudaGetErrorString(e));
+  }
 }
 
 ExternalSemaphore::~ExternalSemaphore() {
@@ -615,8 +625,8 @@ class CudaBackend final : public Backend {
     next_sample.upload(s.next_sample.data(), m);
     next_neg.upload(s.next_neg.data(), m);
     y.upload(emb.values.data(), emb.values.size());
-    // Streamed to the renderer (layout_channel.hpp) whenever it asks, else through the host
-    // every 10 epochs for the callback.
+    // Streamed to the renderer (layout_channel.hpp) whenever it asks, else (or once the
+    // renderer stops taking them) through the host every 10 epochs for the callback.
     std::string why;
     const bool streaming = layout_channel_ && layout_channel_->open(n, &why);
     if (layout_channel_ && !streaming)
@@ -657,7 +667,7 @@ class CudaBackend final : public Backend {
       if (epoch % 10 == 0) {
         progress.check();
         progress.report("umap", static_cast<double>(epoch) / n_epochs);
-        if (on_epoch && !streaming) {
+        if (on_epoch && !(streaming && layout_channel_->live())) {
           y.download(emb.values.data(), emb.values.size());
           d_.sync();
           on_epoch(epoch, n_epochs, emb);

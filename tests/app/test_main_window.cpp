@@ -1341,7 +1341,6 @@ with h5py.File(sys.argv[1], "r+") as f:
     app::UmapView* view = window_->umapView();
     const auto channel = view->layoutChannel();
     view->setStreamWithoutCuda(true);
-    view->setStreamingAllowed(true);
     const int n = 2000;
     // Two blobs, at x = -10 and x = +10.
     const auto blobs = [&](float left, float right, float y) {
@@ -1392,14 +1391,25 @@ with h5py.File(sys.argv[1], "r+") as f:
     QVERIFY(lightness(img, {5, 0}) < 200);
     QVERIFY(lightness(img, {-10, 0}) > 240);
     QVERIFY(lightness(img, {10, 0}) > 240);
+    // The host holds zeros until it needs the positions (export, selection, fit): then it
+    // reads them back; F fits the streamed layout's bounds.
+    QCOMPARE(view->points().positions[0], glm::vec2(0, 0));
+    view->settleStreamedLayout();
+    const std::vector<float> second = blobs(-5, 5, 0);
+    QCOMPARE(view->points().positions[n - 1], glm::vec2(second[2 * n - 2], second[2 * n - 1]));
+    QVERIFY(view->drawingStreamedLayout());
+    QTest::keyClick(view, Qt::Key_F);
+    QVERIFY(std::fabs(view->camera().to_pixels({-5.3f, 0}).x - 0.05f * view->camera().width()) < 2);
+    view->fitToData();
 
     // The final layout through the host ends the stream's drawing, without a refit.
+    const glm::vec2 fitted = view->camera().to_pixels({-5.3f, 0});
     emit window_->computeThread()->worker()->layoutStep(
-        std::make_shared<const std::vector<float>>(blobs(0, 0, 0)));
+        std::make_shared<const std::vector<float>>(blobs(-2, 2, 0)));
     QVERIFY(!view->drawingStreamedLayout());
-    QCOMPARE(view->camera().to_pixels({-10.3f, 0}).x, left.x);
+    QCOMPARE(view->camera().to_pixels({-5.3f, 0}).x, fitted.x);
     img = grabView();
-    QVERIFY(lightness(img, {0, 0}) < 200);
+    QVERIFY(lightness(img, {-2, 0}) < 200);
     QVERIFY(lightness(img, {-5, 0}) > 240);
     QVERIFY(lightness(img, {5, 0}) > 240);
     // Not allowed any more: a later layout is taken and copied but not drawn.
@@ -1409,6 +1419,22 @@ with h5py.File(sys.argv[1], "r+") as f:
     QVERIFY(QTest::qWaitFor([&] { return channel->begin_write().has_value(); }, 10000));
     QVERIFY(!view->drawingStreamedLayout());
     QCOMPARE(view->streamedLayouts(), layouts + 2);
+    // The next stream is drawn again; a cancelled run keeps its last layout, from the host.
+    QVERIFY2(channel->open(n, &why), why.c_str());
+    w = channel->begin_write();
+    QVERIFY(w && !*w);
+    const std::vector<float> third = blobs(-8, 8, 0);
+    view->layoutStreamForTests()->write_source(third.data(), false);
+    channel->delivered(0, {-8.3f, -0.3f, 8.3f, 0.3f});
+    QVERIFY(QTest::qWaitFor([&] { return view->streamedLayouts() > layouts + 2; }, 10000));
+    QVERIFY(view->drawingStreamedLayout());
+    emit window_->computeThread()->worker()->cancelled();
+    QVERIFY(!view->drawingStreamedLayout());
+    QCOMPARE(view->points().positions[0], glm::vec2(third[0], third[1]));
+    img = grabView();
+    QVERIFY(lightness(img, {-8, 0}) < 200);
+    QVERIFY(lightness(img, {8, 0}) < 200);
+    QVERIFY(lightness(img, {0, 0}) > 240);
     view->setStreamWithoutCuda(false);
   }
 

@@ -1876,9 +1876,9 @@ class TestStages : public QObject {
     QVERIFY(ch.open(10, &why));
     std::atomic<int> ready{0}, consumed{0}, errors{0};
     std::atomic<bool> done{false};
-    const int epochs = 20000;
+    // The writer goes on until 300 layouts are delivered (the reader takes them meanwhile).
     std::thread writer([&] {
-      for (int e = 0; e < epochs; ++e) {
+      for (int e = 0; ch.deliveries() < 300; ++e) {
         const auto w = ch.begin_write();
         if (!w) continue;
         if (*w && consumed.exchange(0) != 1) ++errors;  // waits on a signal that must be there
@@ -1901,8 +1901,19 @@ class TestStages : public QObject {
     }
     writer.join();
     QCOMPARE(errors.load(), 0);
-    QVERIFY(taken > 0);
+    QVERIFY(taken >= 299);
     QCOMPARE(static_cast<std::uint64_t>(taken) + (ready.load() ? 1 : 0), ch.deliveries());
+    // Detached (the renderer's device went): no writes until the next open.
+    ch.detach();
+    QVERIFY(!ch.live());
+    ch.want();
+    QVERIFY(!ch.begin_write());
+    QVERIFY(ch.open(10, &why));
+    QVERIFY(ch.live());
+    QCOMPARE(ch.generation(), std::uint64_t{2});
+    QVERIFY(ch.begin_write());
+    ch.delivered(0, {});
+    QCOMPARE(ch.take()->generation, std::uint64_t{2});
   }
 
   void backendSelection() {

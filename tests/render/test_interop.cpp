@@ -195,6 +195,20 @@ class TestInterop : public QObject {
     QVERIFY(vk_->render(blank, camera, o).rgba == expected.rgba);
     o.position_buffer = VK_NULL_HANDLE;
     QVERIFY(vk_->render(blank, camera, o).rgba != expected.rgba);
+
+    // A second layout that nobody takes while it optimises: its first layout (after 0 epochs)
+    // waits for the renderer, which then copies exactly the layout the run started from.
+    const DenseMatrix init = compute::random_layout(n, 2);
+    QVERIFY(cuda_->stream_layout_to(&channel));
+    cuda_->umap(g.connectivities, init, uo, quiet, {});
+    cuda_->stream_layout_to(nullptr);
+    const auto first = channel.take();
+    QVERIFY(first);
+    QCOMPARE(first->epoch, 0);
+    QCOMPARE(first->generation, std::uint64_t{2});
+    stream->consume();
+    channel.copied();
+    QVERIFY(stream->read_positions() == init.values);
   }
 };
 
