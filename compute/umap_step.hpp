@@ -45,10 +45,30 @@ ORRERY_HD inline double umap_clip(double g) {
 }
 
 ORRERY_HD inline void umap_move_vertex(const UmapEpoch& u, std::int64_t i) {
+#ifdef __CUDA_ARCH__
+  constexpr int kAhead = 0;
+#else
+  // On the host the first negative samples of an edge are drawn before its attraction and
+  // their positions prefetched: at millions of points each is a cache miss (1.3M points: an
+  // epoch 25-35 % faster). The same samples in the same order, so the same layout.
+  constexpr int kAhead = 16;
+#endif
+  std::int64_t ahead[kAhead > 0 ? kAhead : 1];
   float* cur = u.y + 2 * i;
   UmapSplitMix rng(u.seed, static_cast<std::uint64_t>(u.epoch), static_cast<std::uint64_t>(i));
   for (auto e = u.first[i]; e < u.first[i + 1]; ++e) {
     if (u.next_sample[e] > u.epoch) continue;
+    const int n_neg = static_cast<int>((u.epoch - u.next_neg[e]) / u.eps_neg[e]);
+    const int drawn = n_neg < kAhead ? n_neg : kAhead;
+    for (int p = 0; p < drawn; ++p) {
+      ahead[p] = static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(u.n));
+#ifndef __CUDA_ARCH__
+      __builtin_prefetch(u.prev + 2 * ahead[p]);
+#endif
+    }
+#ifndef __CUDA_ARCH__
+    if (e + 1 < u.first[i + 1]) __builtin_prefetch(u.prev + 2 * u.tail[e + 1]);
+#endif
     const float* oth = u.prev + 2 * u.tail[e];
     double dx = cur[0] - oth[0], dy = cur[1] - oth[1];
     double d2 = dx * dx + dy * dy;
@@ -58,9 +78,10 @@ ORRERY_HD inline void umap_move_vertex(const UmapEpoch& u, std::int64_t i) {
       cur[1] += static_cast<float>(2.0 * umap_clip(coeff * dy) * u.alpha);
     }
     u.next_sample[e] += u.eps[e];
-    const int n_neg = static_cast<int>((u.epoch - u.next_neg[e]) / u.eps_neg[e]);
     for (int p = 0; p < n_neg; ++p) {
-      const auto k = static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(u.n));
+      const auto k = p < drawn
+                         ? ahead[p]
+                         : static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(u.n));
       if (k == i) continue;
       const float* other = u.prev + 2 * k;
       dx = cur[0] - other[0];
