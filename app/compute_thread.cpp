@@ -221,6 +221,12 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       emit layoutStep(std::make_shared<const std::vector<float>>(emb.values));
     };
     if (qc_path_ == path) hooks.reuse_qc = qc_;
+    // A re-run on the store on screen (not a store just opened) keeps the stages whose
+    // parameters did not change.
+    if (!preview_wanted && result_ && result_path_ == path) {
+      hooks.reuse = result_.get();
+      hooks.reuse_params = &params_;
+    }
     hooks.on_qc = [&](std::shared_ptr<const compute::QcMetrics> metrics) {
       qc_path_ = path;
       qc_ = metrics;
@@ -251,6 +257,8 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     snap->stored_embeddings = embedding_keys;
     snap->backend_note = QString::fromStdString(note);
     snap->qc_reused = result->qc_reused;
+    for (const auto& stage : result->reused_stages)
+      snap->reused_stages << QString::fromStdString(stage);
     snap->seconds = timer.elapsed() / 1000.0;
 
     backend->stream_layout_to(nullptr);
@@ -258,6 +266,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     backend_ = std::move(backend);
     result_ = std::move(result);
     params_ = params;
+    result_path_ = path;
     outcome = [this, snap] { emit finished(snap); };
   } catch (const Cancelled&) {
     outcome = [this] { emit cancelled(); };

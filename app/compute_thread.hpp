@@ -63,6 +63,9 @@ struct RunSnapshot {
   std::vector<std::string> stored_embeddings;
   QString backend_note;
   bool qc_reused = false;  // the QC pass of an earlier run was reused
+  // Stages taken from the previous run because nothing they depend on changed
+  // (PipelineHooks::reuse): an Apply that changes Leiden's resolution re-runs Leiden only.
+  QStringList reused_stages;
   double seconds = 0;
 };
 
@@ -136,6 +139,7 @@ class ComputeWorker : public QObject {
   std::shared_ptr<compute::LayoutChannel> layout_channel_;
   std::unique_ptr<compute::PipelineResult> result_;
   compute::PipelineParams params_;
+  QString result_path_;  // the store result_ was computed on
   // QC metrics of the last store opened, reused when only thresholds or later stages change.
   QString qc_path_;
   std::shared_ptr<const compute::QcMetrics> qc_;

@@ -250,6 +250,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
           [this](int index) { showEmbedding(embedding_box_->itemData(index).toString()); });
   connect(search_, &QLineEdit::returnPressed, this, [this] { colorByGene(search_->text()); });
   stage_label_ = new QLabel("Ready");
+  stage_label_->setObjectName("stageLabel");
   summary_label_ = new QLabel;
   progress_ = new QProgressBar;
   progress_->setRange(0, 1000);
@@ -657,7 +658,10 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   redraw();
   fillClusterList();
   if (!s.cluster_sizes.empty()) clusters_->setCurrentRow(0);
-  stage_label_->setText(QString("Done in %1 s").arg(s.seconds, 0, 'f', 1));
+  stage_label_->setText(QString("Done in %1 s").arg(s.seconds, 0, 'f', 1) +
+                        (s.reused_stages.isEmpty()
+                             ? QString()
+                             : " (unchanged, kept: " + s.reused_stages.join(", ") + ")"));
   summary_label_->setText(QString("%1 of %2 cells, %3 genes, %4 clusters · %5")
                               .arg(s.n_cells)
                               .arg(s.n_cells_total)

@@ -18,6 +18,12 @@ struct HvgOptions {
   double span = 0.3;  // seurat_v3: loess span
   // obs column: genes are chosen per batch, then combined (cell_ranger, seurat).
   std::string batch_key = "";
+  // Every field (C++17: the CUDA sources include this too).
+  bool operator==(const HvgOptions& o) const {
+    return flavor == o.flavor && n_top_genes == o.n_top_genes && min_mean == o.min_mean &&
+           max_mean == o.max_mean && min_disp == o.min_disp && max_disp == o.max_disp &&
+           n_bins == o.n_bins && span == o.span && batch_key == o.batch_key;
+  }
 };
 
 struct HvgResult {

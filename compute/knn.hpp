@@ -25,6 +25,14 @@ struct KnnOptions {
   int max_iterations = 12;  // NN-descent
   double delta = 0.001;     // NN-descent: stop when fewer updates than delta * n * k
   std::uint64_t seed = 0;
+  // Every field (C++17: the CUDA sources include this too).
+  bool operator==(const KnnOptions& o) const {
+    return n_neighbors == o.n_neighbors && n_pcs == o.n_pcs && metric == o.metric &&
+           method == o.method && exact_max_cells == o.exact_max_cells &&
+           gpu_exact_max_cells == o.gpu_exact_max_cells && ivf_lists == o.ivf_lists &&
+           ivf_probes == o.ivf_probes && max_iterations == o.max_iterations && delta == o.delta &&
+           seed == o.seed;
+  }
 };
 
 struct KnnResult {

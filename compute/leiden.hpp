@@ -23,6 +23,11 @@ struct LeidenOptions {
   // the CUDA backend, the same labels on both. "auto": parallel with the CUDA backend, igraph
   // otherwise.
   std::string flavor = "auto";
+  // Every field (C++17: the CUDA sources include this too).
+  bool operator==(const LeidenOptions& o) const {
+    return resolution == o.resolution && n_iterations == o.n_iterations && beta == o.beta &&
+           seed == o.seed && flavor == o.flavor;
+  }
 };
 
 // igraph's Leiden. With `progress`, a cancel stops the clustering between two iterations

@@ -258,6 +258,7 @@ json report_json(const PipelineResult& r, const PipelineParams& p) {
           {"leiden_n_clusters", r.n_clusters},
           {"leiden_flavor", r.leiden_flavor},
           {"umap_init", r.umap_init},
+          {"reused_stages", r.reused_stages},
           {"peak_rss_mib", peak_rss_mib()},
           {"stages", stages}};
 }

@@ -14,6 +14,8 @@ namespace orrery::compute {
 
 struct PcaOptions {
   int n_comps = 50;
+  // Every field (C++17: the CUDA sources include this too).
+  bool operator==(const PcaOptions& o) const { return n_comps == o.n_comps; }
 };
 
 // The scaled HVG matrix Z (zero-centred, unit variance, clipped above: scale_value) kept sparse.

@@ -316,6 +316,42 @@ std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& p) {
   return kept;
 }
 
+namespace {
+
+// What a run can take from an earlier one on the same store (PipelineHooks::reuse): the
+// neighbour graph and everything before it when no parameter up to the graph changed; UMAP and
+// Leiden (each depends on the graph only) when their own parameters did not change either;
+// the markers when Leiden's labels are reused and their parameters did not change.
+struct Reusable {
+  bool graph = false, umap = false, leiden = false, markers = false;
+};
+
+Reusable reusable(const PipelineHooks& hooks, const PipelineParams& p, std::int64_t n_cells,
+                  std::int64_t n_genes) {
+  Reusable u;
+  const PipelineResult* old = hooks.reuse;
+  const PipelineParams* o = hooks.reuse_params;
+  if (!old || !o || old->n_cells_total != n_cells || old->n_genes_total != n_genes ||
+      old->x_pca.rows == 0)
+    return u;
+  u.graph =
+      o->qc_prefix == p.qc_prefix && o->percent_top == p.percent_top &&
+      o->min_genes == p.min_genes && o->max_genes == p.max_genes && o->max_pct_qc == p.max_pct_qc &&
+      o->min_counts == p.min_counts && o->max_counts == p.max_counts &&
+      o->min_cells == p.min_cells && o->target_sum == p.target_sum &&
+      o->exclude_highly_expressed == p.exclude_highly_expressed &&
+      o->max_fraction == p.max_fraction && o->hvg == p.hvg &&
+      o->scale_max_value == p.scale_max_value && o->scale_zero_center == p.scale_zero_center &&
+      o->pca == p.pca && o->neighbors == p.neighbors && o->backend == p.backend;
+  u.umap = u.graph && o->umap == p.umap && old->x_umap.rows == old->x_pca.rows;
+  u.leiden = u.graph && o->leiden == p.leiden &&
+             old->leiden.size() == static_cast<std::size_t>(old->x_pca.rows);
+  u.markers = u.leiden && o->markers == p.markers && o->wilcoxon == p.wilcoxon;
+  return u;
+}
+
+}  // namespace
+
 PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& backend,
                             Progress& progress, const PipelineHooks& hooks) {
   p.validate();
@@ -340,233 +376,266 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                        : "the filter and scale's statistics") +
                   " run on the CPU");
   PipelineParams params = p;
-
-  // Pass A: QC metrics of every cell and gene. The thresholds are known, so the same pass also
-  // counts each gene over the cells that pass them (the filter's gene counts).
-  std::vector<std::int64_t> n_cells_kept;
-  {
-    StageClock clock(r, "qc", r.n_cells_total, progress, x);
-    const auto& reuse = hooks.reuse_qc;
-    if (reuse && reuse->qc_prefix == p.qc_prefix && reuse->cells.top_n == p.percent_top &&
-        static_cast<std::int64_t>(reuse->cells.total_counts.size()) == r.n_cells_total &&
-        static_cast<std::int64_t>(reuse->genes.total_counts.size()) == r.n_genes_total) {
-      r.cell_qc = reuse->cells;
-      r.gene_qc = reuse->genes;
-      r.qc_reused = true;
-    } else {
-      const auto qc_genes = genes_with_prefix(store.var.index, p.qc_prefix);
-      std::unique_ptr<QcPass> qc = backend.qc_pass(qc_genes, p.percent_top, r.n_genes_total);
-      for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t r0) {
-        qc->add(c, r.cell_qc, [&](std::int64_t i) { return keep_cell(r.cell_qc, r0 + i, p); });
-      });
-      qc->finish(r.gene_qc, n_cells_kept);
-    }
+  const Reusable reuse = reusable(hooks, p, r.n_cells_total, r.n_genes_total);
+  if (reuse.graph) {
+    // Nothing up to the neighbour graph changed: the earlier run's stages, no pass over X.
+    const PipelineResult& old = *hooks.reuse;
+    r.cell_qc = old.cell_qc;
+    r.gene_qc = old.gene_qc;
+    r.cell_mask = old.cell_mask;
+    r.gene_mask = old.gene_mask;
+    r.kept_cells = old.kept_cells;
+    r.kept_genes = old.kept_genes;
+    r.kept_gene_n_cells = old.kept_gene_n_cells;
+    r.excluded_genes = old.excluded_genes;
+    r.target_sum = params.target_sum = old.target_sum;
+    r.hvg = old.hvg;
+    r.hvg_genes = old.hvg_genes;
+    r.pca = old.pca;
+    r.x_pca = old.x_pca;
+    r.knn = old.knn;
+    r.graph = old.graph;
+    r.qc_reused = true;
+    r.reused_stages = {"qc", "filter", "normalize", "hvg", "pca", "neighbors"};
     if (hooks.on_qc)
       hooks.on_qc(std::make_shared<const QcMetrics>(QcMetrics{p.qc_prefix, r.cell_qc, r.gene_qc}));
-  }
-
-  // Filters are masks; when QC came from an earlier run, a second pass counts each gene over the
-  // kept cells.
-  {
-    StageClock clock(r, "filter", r.n_cells_total, progress, x);
-    r.cell_mask.assign(r.n_cells_total, 0);
-    for (std::int64_t i = 0; i < r.n_cells_total; ++i) {
-      r.cell_mask[i] = keep_cell(r.cell_qc, i, p);
-      if (r.cell_mask[i]) r.kept_cells.push_back(i);
+  } else {
+    // Pass A: QC metrics of every cell and gene. The thresholds are known, so the same pass also
+    // counts each gene over the cells that pass them (the filter's gene counts).
+    std::vector<std::int64_t> n_cells_kept;
+    {
+      StageClock clock(r, "qc", r.n_cells_total, progress, x);
+      const auto& reuse = hooks.reuse_qc;
+      if (reuse && reuse->qc_prefix == p.qc_prefix && reuse->cells.top_n == p.percent_top &&
+          static_cast<std::int64_t>(reuse->cells.total_counts.size()) == r.n_cells_total &&
+          static_cast<std::int64_t>(reuse->genes.total_counts.size()) == r.n_genes_total) {
+        r.cell_qc = reuse->cells;
+        r.gene_qc = reuse->genes;
+        r.qc_reused = true;
+      } else {
+        const auto qc_genes = genes_with_prefix(store.var.index, p.qc_prefix);
+        std::unique_ptr<QcPass> qc = backend.qc_pass(qc_genes, p.percent_top, r.n_genes_total);
+        for_each_chunk(x, p.chunk_bytes, progress, "qc", [&](const CsrMatrix& c, std::int64_t r0) {
+          qc->add(c, r.cell_qc, [&](std::int64_t i) { return keep_cell(r.cell_qc, r0 + i, p); });
+        });
+        qc->finish(r.gene_qc, n_cells_kept);
+      }
+      if (hooks.on_qc)
+        hooks.on_qc(
+            std::make_shared<const QcMetrics>(QcMetrics{p.qc_prefix, r.cell_qc, r.gene_qc}));
     }
-    if (r.kept_cells.size() < 3)
-      throw Error(store.path, "filter",
-                  "only " + std::to_string(r.kept_cells.size()) + " cells pass the QC thresholds");
-    std::vector<std::int64_t> n_cells = std::move(n_cells_kept);
-    if (n_cells.empty()) {
-      n_cells.assign(r.n_genes_total, 0);
-      for_each_chunk(x, p.chunk_bytes, progress, "filter",
-                     [&](const CsrMatrix& c, std::int64_t r0) {
-                       for (std::int64_t i = 0; i < c.n_rows; ++i) {
-                         if (!r.cell_mask[r0 + i]) continue;
-                         for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
-                           if (c.data[k] > 0) ++n_cells[c.indices[k]];
-                       }
+
+    // Filters are masks; when QC came from an earlier run, a second pass counts each gene over the
+    // kept cells.
+    {
+      StageClock clock(r, "filter", r.n_cells_total, progress, x);
+      r.cell_mask.assign(r.n_cells_total, 0);
+      for (std::int64_t i = 0; i < r.n_cells_total; ++i) {
+        r.cell_mask[i] = keep_cell(r.cell_qc, i, p);
+        if (r.cell_mask[i]) r.kept_cells.push_back(i);
+      }
+      if (r.kept_cells.size() < 3)
+        throw Error(
+            store.path, "filter",
+            "only " + std::to_string(r.kept_cells.size()) + " cells pass the QC thresholds");
+      std::vector<std::int64_t> n_cells = std::move(n_cells_kept);
+      if (n_cells.empty()) {
+        n_cells.assign(r.n_genes_total, 0);
+        for_each_chunk(x, p.chunk_bytes, progress, "filter",
+                       [&](const CsrMatrix& c, std::int64_t r0) {
+                         for (std::int64_t i = 0; i < c.n_rows; ++i) {
+                           if (!r.cell_mask[r0 + i]) continue;
+                           for (auto k = c.indptr[i]; k < c.indptr[i + 1]; ++k)
+                             if (c.data[k] > 0) ++n_cells[c.indices[k]];
+                         }
+                       });
+      }
+      r.gene_mask.assign(r.n_genes_total, 0);
+      for (std::int64_t g = 0; g < r.n_genes_total; ++g)
+        if (n_cells[g] >= p.min_cells) {
+          r.gene_mask[g] = 1;
+          r.kept_genes.push_back(static_cast<GeneIndex>(g));
+          r.kept_gene_n_cells.push_back(n_cells[g]);
+        }
+      if (r.kept_genes.size() < 2)
+        throw Error(store.path, "filter", "fewer than two genes pass min_cells");
+    }
+    const auto gene_map = kept_gene_map(r);
+    const auto n_kept_genes = static_cast<std::int64_t>(r.kept_genes.size());
+    const auto n_kept_cells = static_cast<std::int64_t>(r.kept_cells.size());
+
+    {
+      // Passes of their own for normalize_total's excluded genes and median target, timed as a
+      // stage when they run.
+      std::optional<StageClock> clock;
+      if (p.exclude_highly_expressed || params.target_sum <= 0)
+        clock.emplace(r, "normalize", n_kept_cells, progress, x);
+      if (p.exclude_highly_expressed) {
+        // Genes holding more than max_fraction of some kept cell's total (over kept genes).
+        r.excluded_genes.assign(r.kept_genes.size(), 0);
+        for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
+                           [&](const auto& genes, const auto& values) {
+                             double t = 0;
+                             for (float v : values) t += v;
+                             for (std::size_t k = 0; k < genes.size(); ++k)
+                               if (values[k] > t * p.max_fraction) r.excluded_genes[genes[k]] = 1;
+                           });
+      }
+      if (params.target_sum <= 0) {
+        // normalize_total(target_sum=None): the median total over kept (and not excluded) genes of
+        // kept cells.
+        std::vector<double> totals;
+        for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
+                           [&](const auto& genes, const auto& values) {
+                             double t = 0;
+                             for (std::size_t k = 0; k < genes.size(); ++k)
+                               if (r.excluded_genes.empty() || !r.excluded_genes[genes[k]])
+                                 t += values[k];
+                             totals.push_back(t);
+                           });
+        // numpy's median of the positive totals (scanpy's np.median(counts[counts > 0])): the
+        // mean of the two middle ones when their number is even.
+        std::erase_if(totals, [](double t) { return !(t > 0); });
+        if (totals.empty())
+          throw Error(store.path, "normalize.target_sum",
+                      "null (the median cell total) needs a kept cell with counts; every kept cell "
+                      "is empty");
+        const std::size_t half = totals.size() / 2;
+        std::nth_element(totals.begin(), totals.begin() + half, totals.end());
+        params.target_sum = totals[half];
+        if (totals.size() % 2 == 0)
+          params.target_sum =
+              (*std::max_element(totals.begin(), totals.begin() + half) + params.target_sum) / 2;
+      }
+    }
+    r.target_sum = params.target_sum;
+
+    // Pass B: per-gene moments of the log-normalised data (and of expm1 for seurat).
+    std::vector<double> log_sum, log_sumsq;
+    {
+      StageClock clock(r, "hvg", n_kept_cells, progress, x);
+      if (p.hvg.flavor == "seurat_v3") {
+        r.hvg = seurat_v3_hvg(x, r, gene_map, p, batch_of_kept_cells(store, r, p.hvg.batch_key),
+                              backend, progress);
+      } else {
+        // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat);
+        // with a batch key, the flavor's moments per batch too.
+        const bool seurat = p.hvg.flavor == "seurat";
+        const std::vector<std::int32_t> batch = batch_of_kept_cells(store, r, p.hvg.batch_key);
+        const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
+        GeneMoments m =
+            kept_moments(x, r, gene_map, p.chunk_bytes, backend,
+                         {.n_genes = n_kept_genes,
+                          .expm1 = seurat,
+                          .n_batches = n_batches,
+                          .target_sum = params.target_sum,
+                          .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
+                         batch, progress, "hvg");
+        log_sum = std::move(m.sum);
+        log_sumsq = std::move(m.sumsq);
+        std::vector<double> mean(n_kept_genes), var(n_kept_genes);
+        const double n = static_cast<double>(n_kept_cells);
+        for (std::int64_t g = 0; g < n_kept_genes; ++g) {
+          const double s = seurat ? m.exp_sum[g] : log_sum[g],
+                       ss = seurat ? m.exp_sumsq[g] : log_sumsq[g];
+          mean[g] = s / n;
+          var[g] = sample_variance(s, ss, n);
+        }
+        if (n_batches > 0) {
+          std::vector<std::vector<double>> b_mean(n_batches), b_var(n_batches);
+          std::vector<std::vector<char>> b_seen(n_batches);
+          for (int b = 0; b < n_batches; ++b) {
+            const double nb = static_cast<double>(m.batch_cells[b]);
+            const std::size_t row = static_cast<std::size_t>(b) * n_kept_genes;
+            b_mean[b].resize(n_kept_genes);
+            b_var[b].resize(n_kept_genes);
+            b_seen[b].assign(m.batch_seen.begin() + row, m.batch_seen.begin() + row + n_kept_genes);
+            for (std::int64_t g = 0; g < n_kept_genes; ++g) {
+              b_mean[b][g] = nb > 0 ? m.batch_sum[row + g] / nb : 0.0;
+              b_var[b][g] = nb > 1
+                                ? sample_variance(m.batch_sum[row + g], m.batch_sumsq[row + g], nb)
+                                : std::numeric_limits<double>::quiet_NaN();
+            }
+          }
+          r.hvg = highly_variable_genes_batched(b_mean, b_var, b_seen, p.hvg);
+        } else {
+          r.hvg = highly_variable_genes(mean, var, p.hvg);
+        }
+      }
+      for (std::int64_t g = 0; g < n_kept_genes; ++g)
+        if (r.hvg.highly_variable[g]) r.hvg_genes.push_back(static_cast<std::int32_t>(g));
+      if (r.hvg_genes.size() < 2) throw Error(store.path, "hvg", "fewer than two genes selected");
+    }
+
+    // Scale statistics of the HVG columns (log data), then Pass C (Gram) and Pass D (projection).
+    const auto h = static_cast<std::int32_t>(r.hvg_genes.size());
+    std::vector<std::int32_t> hvg_col(n_kept_genes, -1);
+    for (std::int32_t c = 0; c < h; ++c) hvg_col[r.hvg_genes[c]] = c;
+    {
+      StageClock clock(r, "pca", n_kept_cells, progress, x);
+      std::vector<double> sum(h, 0), sumsq(h, 0);
+      if (!log_sum.empty()) {  // the HVG pass already summed the log data of every kept gene
+        for (std::int32_t c = 0; c < h; ++c) {
+          sum[c] = log_sum[r.hvg_genes[c]];
+          sumsq[c] = log_sumsq[r.hvg_genes[c]];
+        }
+      } else {  // seurat_v3 ranked counts: the log data's moments take a pass of their own
+        const GeneMoments m =
+            kept_moments(x, r, gene_map, p.chunk_bytes, backend,
+                         {.n_genes = n_kept_genes,
+                          .target_sum = params.target_sum,
+                          .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
+                         {}, progress, "pca: scale");
+        for (std::int32_t col = 0; col < h; ++col) {
+          sum[col] = m.sum[r.hvg_genes[col]];
+          sumsq[col] = m.sumsq[r.hvg_genes[col]];
+        }
+      }
+      ScaledColumns scaled{.column = hvg_col,
+                           .mean = std::vector<float>(h),
+                           .inv_std = std::vector<float>(h),
+                           .max_value = p.scale_max_value};
+      const double n = static_cast<double>(n_kept_cells);
+      for (std::int32_t c = 0; c < h; ++c) {
+        const double m = sum[c] / n;
+        const double v = sample_variance(sum[c], sumsq[c], n);
+        scaled.mean[c] = p.scale_zero_center ? static_cast<float>(m) : 0.0f;
+        scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
+      }
+      std::unique_ptr<GramPass> gram = backend.gram_pass(scaled);
+      CsrMatrix c;  // reused by the Gram and projection passes
+      for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
+                     [&](const CsrMatrix& raw, std::int64_t r0) {
+                       log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
+                       gram->add(c);
+                     });
+      const GramSums sums = gram->finish();
+      progress.report("pca: eigensolve", 0.0);
+      r.pca = backend.pca(gram_covariance(scaled, sums), gram_mean(scaled, sums),
+                          std::min(p.pca.n_comps, h));
+      r.x_pca = DenseMatrix(n_kept_cells, static_cast<std::int64_t>(r.pca.variance.size()));
+      std::int64_t out_row = 0;
+      for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
+                     [&](const CsrMatrix& raw, std::int64_t r0) {
+                       log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
+                       backend.project(r.pca, scaled, c, r.x_pca, out_row);
+                       out_row += c.n_rows;
                      });
     }
-    r.gene_mask.assign(r.n_genes_total, 0);
-    for (std::int64_t g = 0; g < r.n_genes_total; ++g)
-      if (n_cells[g] >= p.min_cells) {
-        r.gene_mask[g] = 1;
-        r.kept_genes.push_back(static_cast<GeneIndex>(g));
-        r.kept_gene_n_cells.push_back(n_cells[g]);
-      }
-    if (r.kept_genes.size() < 2)
-      throw Error(store.path, "filter", "fewer than two genes pass min_cells");
+
+    {
+      StageClock clock(r, "neighbors", n_kept_cells, progress, x);
+      r.knn = backend.knn(r.x_pca, p.neighbors, progress);
+      r.graph = backend.fuzzy_simplicial_set(r.knn, 1.0);
+    }
   }
-  const auto gene_map = kept_gene_map(r);
   const auto n_kept_genes = static_cast<std::int64_t>(r.kept_genes.size());
   const auto n_kept_cells = static_cast<std::int64_t>(r.kept_cells.size());
-
-  {
-    // Passes of their own for normalize_total's excluded genes and median target, timed as a
-    // stage when they run.
-    std::optional<StageClock> clock;
-    if (p.exclude_highly_expressed || params.target_sum <= 0)
-      clock.emplace(r, "normalize", n_kept_cells, progress, x);
-    if (p.exclude_highly_expressed) {
-      // Genes holding more than max_fraction of some kept cell's total (over kept genes).
-      r.excluded_genes.assign(r.kept_genes.size(), 0);
-      for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
-                         [&](const auto& genes, const auto& values) {
-                           double t = 0;
-                           for (float v : values) t += v;
-                           for (std::size_t k = 0; k < genes.size(); ++k)
-                             if (values[k] > t * p.max_fraction) r.excluded_genes[genes[k]] = 1;
-                         });
-    }
-    if (params.target_sum <= 0) {
-      // normalize_total(target_sum=None): the median total over kept (and not excluded) genes of
-      // kept cells.
-      std::vector<double> totals;
-      for_each_kept_cell(x, r, gene_map, p.chunk_bytes, progress, "normalize",
-                         [&](const auto& genes, const auto& values) {
-                           double t = 0;
-                           for (std::size_t k = 0; k < genes.size(); ++k)
-                             if (r.excluded_genes.empty() || !r.excluded_genes[genes[k]])
-                               t += values[k];
-                           totals.push_back(t);
-                         });
-      // numpy's median of the positive totals (scanpy's np.median(counts[counts > 0])): the
-      // mean of the two middle ones when their number is even.
-      std::erase_if(totals, [](double t) { return !(t > 0); });
-      if (totals.empty())
-        throw Error(store.path, "normalize.target_sum",
-                    "null (the median cell total) needs a kept cell with counts; every kept cell "
-                    "is empty");
-      const std::size_t half = totals.size() / 2;
-      std::nth_element(totals.begin(), totals.begin() + half, totals.end());
-      params.target_sum = totals[half];
-      if (totals.size() % 2 == 0)
-        params.target_sum =
-            (*std::max_element(totals.begin(), totals.begin() + half) + params.target_sum) / 2;
-    }
-  }
-  r.target_sum = params.target_sum;
-
-  // Pass B: per-gene moments of the log-normalised data (and of expm1 for seurat).
-  std::vector<double> log_sum, log_sumsq;
-  {
-    StageClock clock(r, "hvg", n_kept_cells, progress, x);
-    if (p.hvg.flavor == "seurat_v3") {
-      r.hvg = seurat_v3_hvg(x, r, gene_map, p, batch_of_kept_cells(store, r, p.hvg.batch_key),
-                            backend, progress);
-    } else {
-      // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat);
-      // with a batch key, the flavor's moments per batch too.
-      const bool seurat = p.hvg.flavor == "seurat";
-      const std::vector<std::int32_t> batch = batch_of_kept_cells(store, r, p.hvg.batch_key);
-      const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
-      GeneMoments m =
-          kept_moments(x, r, gene_map, p.chunk_bytes, backend,
-                       {.n_genes = n_kept_genes,
-                        .expm1 = seurat,
-                        .n_batches = n_batches,
-                        .target_sum = params.target_sum,
-                        .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
-                       batch, progress, "hvg");
-      log_sum = std::move(m.sum);
-      log_sumsq = std::move(m.sumsq);
-      std::vector<double> mean(n_kept_genes), var(n_kept_genes);
-      const double n = static_cast<double>(n_kept_cells);
-      for (std::int64_t g = 0; g < n_kept_genes; ++g) {
-        const double s = seurat ? m.exp_sum[g] : log_sum[g],
-                     ss = seurat ? m.exp_sumsq[g] : log_sumsq[g];
-        mean[g] = s / n;
-        var[g] = sample_variance(s, ss, n);
-      }
-      if (n_batches > 0) {
-        std::vector<std::vector<double>> b_mean(n_batches), b_var(n_batches);
-        std::vector<std::vector<char>> b_seen(n_batches);
-        for (int b = 0; b < n_batches; ++b) {
-          const double nb = static_cast<double>(m.batch_cells[b]);
-          const std::size_t row = static_cast<std::size_t>(b) * n_kept_genes;
-          b_mean[b].resize(n_kept_genes);
-          b_var[b].resize(n_kept_genes);
-          b_seen[b].assign(m.batch_seen.begin() + row, m.batch_seen.begin() + row + n_kept_genes);
-          for (std::int64_t g = 0; g < n_kept_genes; ++g) {
-            b_mean[b][g] = nb > 0 ? m.batch_sum[row + g] / nb : 0.0;
-            b_var[b][g] = nb > 1 ? sample_variance(m.batch_sum[row + g], m.batch_sumsq[row + g], nb)
-                                 : std::numeric_limits<double>::quiet_NaN();
-          }
-        }
-        r.hvg = highly_variable_genes_batched(b_mean, b_var, b_seen, p.hvg);
-      } else {
-        r.hvg = highly_variable_genes(mean, var, p.hvg);
-      }
-    }
-    for (std::int64_t g = 0; g < n_kept_genes; ++g)
-      if (r.hvg.highly_variable[g]) r.hvg_genes.push_back(static_cast<std::int32_t>(g));
-    if (r.hvg_genes.size() < 2) throw Error(store.path, "hvg", "fewer than two genes selected");
-  }
-
-  // Scale statistics of the HVG columns (log data), then Pass C (Gram) and Pass D (projection).
-  const auto h = static_cast<std::int32_t>(r.hvg_genes.size());
-  std::vector<std::int32_t> hvg_col(n_kept_genes, -1);
-  for (std::int32_t c = 0; c < h; ++c) hvg_col[r.hvg_genes[c]] = c;
-  {
-    StageClock clock(r, "pca", n_kept_cells, progress, x);
-    std::vector<double> sum(h, 0), sumsq(h, 0);
-    if (!log_sum.empty()) {  // the HVG pass already summed the log data of every kept gene
-      for (std::int32_t c = 0; c < h; ++c) {
-        sum[c] = log_sum[r.hvg_genes[c]];
-        sumsq[c] = log_sumsq[r.hvg_genes[c]];
-      }
-    } else {  // seurat_v3 ranked counts: the log data's moments take a pass of their own
-      const GeneMoments m =
-          kept_moments(x, r, gene_map, p.chunk_bytes, backend,
-                       {.n_genes = n_kept_genes,
-                        .target_sum = params.target_sum,
-                        .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
-                       {}, progress, "pca: scale");
-      for (std::int32_t col = 0; col < h; ++col) {
-        sum[col] = m.sum[r.hvg_genes[col]];
-        sumsq[col] = m.sumsq[r.hvg_genes[col]];
-      }
-    }
-    ScaledColumns scaled{.column = hvg_col,
-                         .mean = std::vector<float>(h),
-                         .inv_std = std::vector<float>(h),
-                         .max_value = p.scale_max_value};
-    const double n = static_cast<double>(n_kept_cells);
-    for (std::int32_t c = 0; c < h; ++c) {
-      const double m = sum[c] / n;
-      const double v = sample_variance(sum[c], sumsq[c], n);
-      scaled.mean[c] = p.scale_zero_center ? static_cast<float>(m) : 0.0f;
-      scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
-    }
-    std::unique_ptr<GramPass> gram = backend.gram_pass(scaled);
-    CsrMatrix c;  // reused by the Gram and projection passes
-    for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
-                   [&](const CsrMatrix& raw, std::int64_t r0) {
-                     log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
-                     gram->add(c);
-                   });
-    const GramSums sums = gram->finish();
-    progress.report("pca: eigensolve", 0.0);
-    r.pca = backend.pca(gram_covariance(scaled, sums), gram_mean(scaled, sums),
-                        std::min(p.pca.n_comps, h));
-    r.x_pca = DenseMatrix(n_kept_cells, static_cast<std::int64_t>(r.pca.variance.size()));
-    std::int64_t out_row = 0;
-    for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
-                   [&](const CsrMatrix& raw, std::int64_t r0) {
-                     log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
-                     backend.project(r.pca, scaled, c, r.x_pca, out_row);
-                     out_row += c.n_rows;
-                   });
-  }
-
-  {
-    StageClock clock(r, "neighbors", n_kept_cells, progress, x);
-    r.knn = backend.knn(r.x_pca, p.neighbors, progress);
-    r.graph = backend.fuzzy_simplicial_set(r.knn, 1.0);
-  }
-  {
+  if (reuse.umap) {
+    r.x_umap = hooks.reuse->x_umap;
+    r.umap_init = hooks.reuse->umap_init;
+    r.reused_stages.push_back("umap");
+  } else {
     StageClock clock(r, "umap", n_kept_cells, progress, x);
     DenseMatrix init;
     if (p.umap.init == "pca") {
@@ -583,13 +652,20 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     r.x_umap = backend.umap(r.graph.connectivities, std::move(init), p.umap, progress,
                             hooks.on_umap_epoch);
   }
-  {
+  if (reuse.leiden) {
+    r.leiden = hooks.reuse->leiden;
+    r.n_clusters = hooks.reuse->n_clusters;
+    r.reused_stages.push_back("leiden");
+  } else {
     StageClock clock(r, "leiden", n_kept_cells, progress, x);
     progress.check();
     r.leiden = backend.leiden(r.graph.connectivities, p.leiden, progress);
     r.n_clusters = r.leiden.empty() ? 0 : *std::max_element(r.leiden.begin(), r.leiden.end()) + 1;
   }
-  if (p.markers && r.n_clusters >= 2) {
+  if (reuse.markers) {
+    r.markers = hooks.reuse->markers;
+    if (!r.markers.empty()) r.reused_stages.push_back("markers");
+  } else if (p.markers && r.n_clusters >= 2) {
     StageClock clock(r, "markers", n_kept_cells, progress, x);
     WilcoxonOptions wilcoxon = p.wilcoxon;
     wilcoxon.gene_nnz_bound = r.kept_gene_n_cells;  // expressing cells per gene, from the filter

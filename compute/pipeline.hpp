@@ -91,6 +91,7 @@ struct PipelineResult {
   bool qc_reused = false;
   std::string leiden_flavor;  // the flavour that ran: "igraph" or "parallel"
   std::string umap_init;      // how the layout was initialised (and why, after a fallback)
+  std::vector<std::string> reused_stages;  // taken from PipelineHooks::reuse, in stage order
 };
 
 // QC metrics of a store, reusable across runs that change only thresholds or later stages.
@@ -107,6 +108,12 @@ struct PipelineHooks {
   std::function<void(std::shared_ptr<const QcMetrics>)> on_qc;
   // Metrics from an earlier run on the same store; the QC pass is skipped when the prefix matches.
   std::shared_ptr<const QcMetrics> reuse_qc;
+  // An earlier run on the same store and its parameters (both alive during the call): the
+  // stages whose parameters, and those of the stages they depend on, are unchanged are taken
+  // from it instead of recomputed — QC through the neighbour graph as one, then UMAP, Leiden
+  // and the markers (after Leiden) each on their own. PipelineResult::reused_stages names them.
+  const PipelineResult* reuse = nullptr;
+  const PipelineParams* reuse_params = nullptr;
 };
 
 // The cell filter: whether cell i passes the QC thresholds of `params`.

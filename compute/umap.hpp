@@ -40,6 +40,12 @@ struct UmapOptions {
   int negative_sample_rate = 5;
   std::string init = "spectral";  // "spectral" (umap-learn, scanpy) | "pca" | "random"
   std::uint64_t seed = 0;
+  // Every field (C++17: the CUDA sources include this too).
+  bool operator==(const UmapOptions& o) const {
+    return min_dist == o.min_dist && spread == o.spread && n_epochs == o.n_epochs &&
+           learning_rate == o.learning_rate && repulsion_strength == o.repulsion_strength &&
+           negative_sample_rate == o.negative_sample_rate && init == o.init && seed == o.seed;
+  }
 };
 
 // a, b of the low-dimensional similarity 1 / (1 + a d^(2b)) fitted as umap-learn's find_ab_params.

@@ -34,6 +34,13 @@ struct WilcoxonOptions {
   // filter's cells-per-gene), if known before the data are read; then the statistics pass also
   // gathers the first gene block. Empty: blocks follow the counts the statistics pass finds.
   std::vector<std::int64_t> gene_nnz_bound{};
+  // Every field (C++17: the CUDA sources include this too).
+  bool operator==(const WilcoxonOptions& o) const {
+    return tie_correct == o.tie_correct && method == o.method &&
+           exact_max_cells == o.exact_max_cells && n_bins == o.n_bins && bin_max == o.bin_max &&
+           reference == o.reference && block_bytes == o.block_bytes &&
+           gene_nnz_bound == o.gene_nnz_bound;
+  }
 };
 
 struct GroupMarkers {

@@ -847,7 +847,8 @@ class TestMainWindow : public QObject {
     QTest::mouseClick(qc->applyButton(), Qt::LeftButton);
     QVERIFY(done.wait(300000));
     QCOMPARE(window_->snapshot()->n_cells, after);
-    QVERIFY(window_->snapshot()->qc_reused);  // Apply ran the later stages only
+    QVERIFY(window_->snapshot()->qc_reused);                // Apply ran the later stages only
+    QVERIFY(window_->snapshot()->reused_stages.isEmpty());  // a filter changed: all else again
     QCOMPARE(window_->params().min_genes, static_cast<int>(std::ceil(genes->low())));
 
     // The QC table: every cell of the store, its metrics, and whether it passes the thresholds.
@@ -922,6 +923,7 @@ class TestMainWindow : public QObject {
     app::ParamsPanel* panel = window_->paramsPanel();
     const auto clusters_before = window_->snapshot()->cluster_sizes.size();
     const auto cells_before = window_->snapshot()->n_cells;
+    const std::vector<float> umap_before = window_->snapshot()->umap_xy;
     QCOMPARE(panel->resolution()->value(), 0.6);
     panel->resolution()->setValue(3.0);
     QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
@@ -929,6 +931,13 @@ class TestMainWindow : public QObject {
     QVERIFY(done.wait(300000));
     QCOMPARE(window_->params().leiden.resolution, 3.0);
     QCOMPARE(window_->snapshot()->n_cells, cells_before);  // QC thresholds kept
+    // Only Leiden and the markers ran again: the graph and the layout were kept, and the
+    // status says so.
+    QCOMPARE(window_->snapshot()->reused_stages,
+             QStringList({"qc", "filter", "normalize", "hvg", "pca", "neighbors", "umap"}));
+    QVERIFY(window_->snapshot()->umap_xy == umap_before);
+    QVERIFY2(window_->findChild<QLabel*>("stageLabel")->text().contains("kept: qc"),
+             qPrintable(window_->findChild<QLabel*>("stageLabel")->text()));
     qInfo("Leiden resolution 3.0: %zu clusters (0.6: %zu)",
           window_->snapshot()->cluster_sizes.size(), clusters_before);
     QVERIFY(window_->snapshot()->cluster_sizes.size() > clusters_before);

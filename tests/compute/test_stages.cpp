@@ -111,6 +111,84 @@ class TestStages : public QObject {
     QCOMPARE(scale_value(-20.0f, 0.0f, 1.0f, 10.0f), -20.0f);  // scanpy 1.9 clips above only
   }
 
+  // A parameter change re-runs only the stages after it (PipelineHooks::reuse): each reused
+  // stage equals the earlier run's, each recomputed one equals a fresh run with the new
+  // parameters, and a change before the graph (or another store's shape) reuses nothing.
+  void pipelineReusesUnchangedStages() {
+    QTemporaryDir dir;
+    SynthOptions so;
+    so.n_cells = 900;
+    so.n_genes = 400;
+    io::Store store = io::open_store(synth_store(dir, so));
+    Progress quiet;
+    auto cpu = make_cpu_backend();
+    PipelineParams p;
+    p.update_from_json(nlohmann::json::parse(R"({"hvg": {"n_top_genes": 200}})"));
+    const PipelineResult first = run_pipeline(store, p, *cpu, quiet);
+    QVERIFY(first.reused_stages.empty());
+    QVERIFY(first.n_clusters >= 2);
+    const auto run = [&](const PipelineParams& changed, const PipelineResult& old,
+                         const PipelineParams& old_params) {
+      PipelineHooks hooks;
+      hooks.reuse = &old;
+      hooks.reuse_params = &old_params;
+      return run_pipeline(store, changed, *cpu, quiet, hooks);
+    };
+    const auto stage_names = [](const PipelineResult& r) {
+      QStringList names;
+      for (const auto& t : r.timings) names << QString::fromStdString(t.name);
+      return names.join(",");
+    };
+
+    // Leiden's resolution: the graph and the layout reused, Leiden and the markers recomputed.
+    PipelineParams p2 = p;
+    p2.leiden.resolution = 1.5;
+    const PipelineResult second = run(p2, first, p);
+    QCOMPARE(second.reused_stages, (std::vector<std::string>{"qc", "filter", "normalize", "hvg",
+                                                             "pca", "neighbors", "umap"}));
+    QCOMPARE(stage_names(second), QString("leiden,markers"));
+    QVERIFY(second.qc_reused);
+    QVERIFY(second.x_umap.values == first.x_umap.values);
+    QVERIFY(second.graph.connectivities.data == first.graph.connectivities.data);
+    const PipelineResult fresh2 = run_pipeline(store, p2, *cpu, quiet);
+    QVERIFY(second.leiden == fresh2.leiden);
+    QVERIFY(second.leiden != first.leiden);
+    QCOMPARE(second.markers.size(), fresh2.markers.size());
+    QVERIFY(second.markers.front().scores == fresh2.markers.front().scores);
+    QVERIFY(second.x_pca.values == fresh2.x_pca.values);
+
+    // UMAP's min_dist: Leiden and the markers reused, the layout recomputed.
+    PipelineParams p3 = p2;
+    p3.umap.min_dist = 0.1;
+    const PipelineResult third = run(p3, second, p2);
+    QCOMPARE(stage_names(third), QString("umap"));
+    QCOMPARE(third.reused_stages.back(), std::string("markers"));
+    QVERIFY(third.leiden == second.leiden);
+    QVERIFY(third.x_umap.values == run_pipeline(store, p3, *cpu, quiet).x_umap.values);
+    QVERIFY(third.x_umap.values != second.x_umap.values);
+
+    // The markers' method alone: only the markers.
+    PipelineParams p4 = p3;
+    p4.wilcoxon.tie_correct = true;
+    QCOMPARE(stage_names(run(p4, third, p3)), QString("markers"));
+
+    // Before the graph (the number of PCs for the neighbours): everything again.
+    PipelineParams p5 = p3;
+    p5.neighbors.n_pcs = 20;
+    const PipelineResult fifth = run(p5, third, p3);
+    QVERIFY(fifth.reused_stages.empty());
+    QCOMPARE(stage_names(fifth), QString("qc,filter,hvg,pca,neighbors,umap,leiden,markers"));
+    // Another store's shape: nothing.
+    SynthOptions small = so;
+    small.n_cells = 500;
+    QTemporaryDir other;
+    io::Store store2 = io::open_store(synth_store(other, small));
+    PipelineHooks hooks;
+    hooks.reuse = &first;
+    hooks.reuse_params = &p;
+    QVERIFY(run_pipeline(store2, p, *cpu, quiet, hooks).reused_stages.empty());
+  }
+
   // pca.n_comps at the issue's upper end (100): 100 components, variances in decreasing order
   // that are the (ddof = 1) variances of X_pca's columns, ratios summing below 1.
   void pcaHundredComponents() {
