@@ -1,5 +1,8 @@
 #include "compute_thread.hpp"
 
+#include <QDateTime>
+#include <QFileInfo>
+
 #include <QColor>
 #include <QElapsedTimer>
 #include <QMetaObject>
@@ -106,6 +109,13 @@ std::vector<std::string> stored_embedding_keys(const io::Store& store) {
 // The store's first embedding (of `keys`, stored_embedding_keys') coloured by its first categorical
 // obs column that has stored colours (as scanpy leaves leiden / cell_type after plotting), else its
 // first categorical one of at most 1000 categories; null when it holds no embedding.
+// A store's size and modification time (a .zarr directory's own), to tell whether it changed.
+QString store_stamp(const QString& path) {
+  const QFileInfo info(path);
+  return QString::number(info.size()) + "@" +
+         QString::number(info.lastModified().toMSecsSinceEpoch());
+}
+
 std::shared_ptr<StoredPreview> stored_preview(const io::Store& store, const QString& path,
                                               const std::vector<std::string>& keys) {
   if (keys.empty()) return nullptr;
@@ -196,6 +206,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       progress.check();
       progress.report(what, f);
     };
+    const QString stamp = store_stamp(path);  // before reading: a later change shows
     auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
     emit storeOpened(QString::fromStdString(io::describe_store(*store, path.toStdString())));
     // A damaged obsm entry costs the preview and the embedding box, not the run.
@@ -223,7 +234,8 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     if (qc_path_ == path) hooks.reuse_qc = qc_;
     // A re-run on the store on screen (not a store just opened) keeps the stages whose
     // parameters did not change.
-    if (!preview_wanted && result_ && result_path_ == path) {
+    if (preview_wanted) result_path_.clear();  // a store opened (again): computed afresh
+    if (!preview_wanted && result_ && result_path_ == path && result_stamp_ == store_stamp(path)) {
       hooks.reuse = result_.get();
       hooks.reuse_params = &params_;
     }
@@ -267,6 +279,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     result_ = std::move(result);
     params_ = params;
     result_path_ = path;
+    result_stamp_ = stamp;
     outcome = [this, snap] { emit finished(snap); };
   } catch (const Cancelled&) {
     outcome = [this] { emit cancelled(); };

@@ -139,7 +139,10 @@ class ComputeWorker : public QObject {
   std::shared_ptr<compute::LayoutChannel> layout_channel_;
   std::unique_ptr<compute::PipelineResult> result_;
   compute::PipelineParams params_;
-  QString result_path_;  // the store result_ was computed on
+  // The store result_ was computed on, and its file's size and modification time then (a
+  // store changed on disk, or opened again, is not reused).
+  QString result_path_;
+  QString result_stamp_;
   // QC metrics of the last store opened, reused when only thresholds or later stages change.
   QString qc_path_;
   std::shared_ptr<const compute::QcMetrics> qc_;

@@ -614,14 +614,22 @@ void MainWindow::cancelRun() {
 }
 
 void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
+  const std::shared_ptr<const RunSnapshot> previous = std::move(snapshot_);
   snapshot_ = std::move(snap);
   selection_.reset();
   compare_action_->setEnabled(false);
   set_a_action_->setEnabled(false);
   setGroupA(nullptr);  // cells of the previous result
   const auto& s = *snapshot_;
-  labels_ = s.labels;
-  labels_state_.reset();
+  // Leiden's labels kept from the previous run (only UMAP's or the markers' parameters
+  // changed): the cluster edits made on them (names, colours, merges, hidden clusters, new
+  // labels) and their undo history stay.
+  const bool keep_edits = previous && s.reused_stages.contains("leiden") &&
+                          previous->labels == s.labels && labels_.size() == s.labels.size();
+  if (!keep_edits) {
+    labels_ = s.labels;
+    labels_state_.reset();
+  }
   embedding_box_->clear();
   embedding_box_->addItem("UMAP (this run)", QString());
   for (const auto& key : s.stored_embeddings)
@@ -634,8 +642,10 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   for (std::size_t i = 0; i < cell_xy_.size(); ++i)
     cell_xy_[i] = {(*xy_)[2 * i], (*xy_)[2 * i + 1]};
   hovered_cell_ = -1;
-  undo_->clear();  // edits belong to the previous result
-  colors_ = s.palette;
+  if (!keep_edits) {
+    undo_->clear();  // edits belong to the previous result
+    colors_ = s.palette;
+  }
   gene_.clear();
   gene_values_.reset();
   obs_categories_.reset();
@@ -651,9 +661,11 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
     completer->setFilterMode(Qt::MatchContains);
     search_->setCompleter(completer);
   }
-  names_.clear();
-  for (std::size_t c = 0; c < s.cluster_sizes.size(); ++c) names_.push_back(std::to_string(c));
-  hidden_.assign(names_.size(), false);
+  if (!keep_edits) {
+    names_.clear();
+    for (std::size_t c = 0; c < s.cluster_sizes.size(); ++c) names_.push_back(std::to_string(c));
+    hidden_.assign(names_.size(), false);
+  }
   view_->setPoints({}, true);
   redraw();
   fillClusterList();

@@ -167,7 +167,8 @@ void QcPanel::setMetrics(std::shared_ptr<const compute::QcMetrics> metrics,
   counts_->setValues(c.total_counts);
   mito_->setValues(c.pct_counts_qc);
   genes_->setRange(params.min_genes, params.max_genes > 0 ? params.max_genes : kOpen);
-  counts_->setRange(kOpen, kOpen);
+  counts_->setRange(params.min_counts > 0 ? params.min_counts : kOpen,
+                    params.max_counts > 0 ? params.max_counts : kOpen);
   mito_->setRange(kOpen, params.max_pct_qc > 0 ? params.max_pct_qc : kOpen);
   apply_->setEnabled(true);
   updateCount();

@@ -46,7 +46,14 @@ void UmapRenderer::releaseResources() {
     // The device goes: what is drawn from the stream is kept on the host, and the writer
     // stops until its next layout (the compute thread then draws through the host).
     view_->channel_->detach();
-    if (view_->stream_ && view_->drawingStreamedLayout()) view_->settle(*view_->stream_, true);
+    if (view_->stream_ && view_->drawingStreamedLayout()) {
+      try {
+        view_->settle(*view_->stream_, true);
+      } catch (const std::exception&) {  // a lost device: the placeholders stay
+        view_->streamed_version_.reset();
+        ++view_->version_;
+      }
+    }
     view_->stream_device_.reset();
     if (view_->stream_) view_->retired_streams_.push_back(std::move(view_->stream_));
     view_->retired_streams_.clear();  // each waits for the queue

@@ -108,7 +108,8 @@ void log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const Pipelin
                           const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
                           Backend& backend, CsrMatrix& out) {
   kept_chunk(raw, row0, r, gene_map, out);
-  backend.normalize_log1p(out, p.target_sum,
+  // target_sum <= 0 (scanpy's None): the median the run found, kept in the result.
+  backend.normalize_log1p(out, p.target_sum > 0 ? p.target_sum : r.target_sum,
                           r.excluded_genes.empty() ? nullptr : &r.excluded_genes);
 }
 
@@ -316,23 +317,19 @@ std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& p) {
   return kept;
 }
 
-namespace {
-
 // What a run can take from an earlier one on the same store (PipelineHooks::reuse): the
 // neighbour graph and everything before it when no parameter up to the graph changed; UMAP and
 // Leiden (each depends on the graph only) when their own parameters did not change either;
 // the markers when Leiden's labels are reused and their parameters did not change.
-struct Reusable {
-  bool graph = false, umap = false, leiden = false, markers = false;
-};
-
-Reusable reusable(const PipelineHooks& hooks, const PipelineParams& p, std::int64_t n_cells,
-                  std::int64_t n_genes) {
-  Reusable u;
+ReusableStages reusable_stages(const PipelineHooks& hooks, const PipelineParams& p,
+                               std::int64_t n_cells, std::int64_t n_genes,
+                               const std::string& backend_name) {
+  ReusableStages u;
   const PipelineResult* old = hooks.reuse;
   const PipelineParams* o = hooks.reuse_params;
+  // The backend that ran, not the one asked for ("auto" may have fallen back).
   if (!old || !o || old->n_cells_total != n_cells || old->n_genes_total != n_genes ||
-      old->x_pca.rows == 0)
+      old->x_pca.rows == 0 || old->backend_note != backend_name)
     return u;
   u.graph =
       o->qc_prefix == p.qc_prefix && o->percent_top == p.percent_top &&
@@ -349,8 +346,6 @@ Reusable reusable(const PipelineHooks& hooks, const PipelineParams& p, std::int6
   u.markers = u.leiden && o->markers == p.markers && o->wilcoxon == p.wilcoxon;
   return u;
 }
-
-}  // namespace
 
 PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& backend,
                             Progress& progress, const PipelineHooks& hooks) {
@@ -376,7 +371,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                        : "the filter and scale's statistics") +
                   " run on the CPU");
   PipelineParams params = p;
-  const Reusable reuse = reusable(hooks, p, r.n_cells_total, r.n_genes_total);
+  const ReusableStages reuse =
+      reusable_stages(hooks, p, r.n_cells_total, r.n_genes_total, backend.name());
   if (reuse.graph) {
     // Nothing up to the neighbour graph changed: the earlier run's stages, no pass over X.
     const PipelineResult& old = *hooks.reuse;
@@ -396,7 +392,13 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     r.knn = old.knn;
     r.graph = old.graph;
     r.qc_reused = true;
-    r.reused_stages = {"qc", "filter", "normalize", "hvg", "pca", "neighbors"};
+    for (const char* stage : {"qc", "filter", "normalize", "hvg", "pca", "neighbors"}) {
+      const auto named = [&](const auto& s) { return s == stage; };
+      if (std::any_of(old.timings.begin(), old.timings.end(),
+                      [&](const StageTiming& t) { return named(t.name); }) ||
+          std::any_of(old.reused_stages.begin(), old.reused_stages.end(), named))
+        r.reused_stages.push_back(stage);
+    }
     if (hooks.on_qc)
       hooks.on_qc(std::make_shared<const QcMetrics>(QcMetrics{p.qc_prefix, r.cell_qc, r.gene_qc}));
   } else {
@@ -655,6 +657,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
   if (reuse.leiden) {
     r.leiden = hooks.reuse->leiden;
     r.n_clusters = hooks.reuse->n_clusters;
+    r.leiden_flavor = hooks.reuse->leiden_flavor;
     r.reused_stages.push_back("leiden");
   } else {
     StageClock clock(r, "leiden", n_kept_cells, progress, x);

@@ -116,6 +116,16 @@ struct PipelineHooks {
   const PipelineParams* reuse_params = nullptr;
 };
 
+// Which stages a run of `params` on a store of n_cells x n_genes with the backend named
+// `backend_name` can take from hooks.reuse (see PipelineHooks::reuse).
+struct ReusableStages {
+  bool graph = false;  // QC through the neighbour graph
+  bool umap = false, leiden = false, markers = false;
+};
+ReusableStages reusable_stages(const PipelineHooks& hooks, const PipelineParams& params,
+                               std::int64_t n_cells, std::int64_t n_genes,
+                               const std::string& backend_name);
+
 // The cell filter: whether cell i passes the QC thresholds of `params`.
 bool keep_cell(const CellQc& qc, std::int64_t i, const PipelineParams& params);
 std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& params);

@@ -58,7 +58,9 @@ ORRERY_HD inline void umap_move_vertex(const UmapEpoch& u, std::int64_t i) {
   UmapSplitMix rng(u.seed, static_cast<std::uint64_t>(u.epoch), static_cast<std::uint64_t>(i));
   for (auto e = u.first[i]; e < u.first[i + 1]; ++e) {
     if (u.next_sample[e] > u.epoch) continue;
-    const int n_neg = static_cast<int>((u.epoch - u.next_neg[e]) / u.eps_neg[e]);
+    // negative_sample_rate 0 makes eps_neg infinite and this NaN: no negative samples.
+    const double due = (u.epoch - u.next_neg[e]) / u.eps_neg[e];
+    const int n_neg = due > 0 ? static_cast<int>(due) : 0;
     const int drawn = n_neg < kAhead ? n_neg : kAhead;
     for (int p = 0; p < drawn; ++p) {
       ahead[p] = static_cast<std::int64_t>(rng.next() % static_cast<std::uint64_t>(u.n));

@@ -934,13 +934,26 @@ class TestMainWindow : public QObject {
     // Only Leiden and the markers ran again: the graph and the layout were kept, and the
     // status says so.
     QCOMPARE(window_->snapshot()->reused_stages,
-             QStringList({"qc", "filter", "normalize", "hvg", "pca", "neighbors", "umap"}));
+             QStringList({"qc", "filter", "hvg", "pca", "neighbors", "umap"}));
     QVERIFY(window_->snapshot()->umap_xy == umap_before);
     QVERIFY2(window_->findChild<QLabel*>("stageLabel")->text().contains("kept: qc"),
              qPrintable(window_->findChild<QLabel*>("stageLabel")->text()));
     qInfo("Leiden resolution 3.0: %zu clusters (0.6: %zu)",
           window_->snapshot()->cluster_sizes.size(), clusters_before);
     QVERIFY(window_->snapshot()->cluster_sizes.size() > clusters_before);
+    // A layout-only change keeps Leiden's labels, and with them the cluster edits.
+    window_->renameCluster(0, "renamed before a layout change");
+    compute::PipelineParams layout_only = panel->applyTo(window_->params());
+    layout_only.umap.min_dist = 0.3;
+    panel->setParams(layout_only);
+    QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
+    QVERIFY(done.wait(300000));
+    QCOMPARE(window_->params().umap.min_dist, 0.3);
+    const QStringList kept = window_->snapshot()->reused_stages;
+    QVERIFY2(kept.contains("leiden") && kept.contains("markers") && !kept.contains("umap"),
+             qPrintable(kept.join(",")));
+    QVERIFY(window_->snapshot()->umap_xy != umap_before);
+    QCOMPARE(window_->clusterNames()[0], std::string("renamed before a layout change"));
     // The parallel Leiden flavour from the panel: about the same clustering at this resolution.
     const auto auto_sizes = window_->snapshot()->cluster_sizes;  // igraph without CUDA
     QCOMPARE(panel->leidenFlavor()->currentText(), QString("auto"));
@@ -968,7 +981,7 @@ class TestMainWindow : public QObject {
     panel->setParams(bad);
     QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
     QVERIFY(!window_->isRunning());
-    QCOMPARE(window_->params().umap.min_dist, 0.5);
+    QCOMPARE(window_->params().umap.min_dist, 0.3);  // the last one applied
     // Reset, apply: back to the defaults' clustering.
     QTest::mouseClick(panel->resetButton(), Qt::LeftButton);
     QCOMPARE(panel->resolution()->value(), 0.6);

@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cmath>
+#include <functional>
 #include <map>
 #include <random>
 #include <thread>
@@ -144,8 +145,8 @@ class TestStages : public QObject {
     PipelineParams p2 = p;
     p2.leiden.resolution = 1.5;
     const PipelineResult second = run(p2, first, p);
-    QCOMPARE(second.reused_stages, (std::vector<std::string>{"qc", "filter", "normalize", "hvg",
-                                                             "pca", "neighbors", "umap"}));
+    QCOMPARE(second.reused_stages,
+             (std::vector<std::string>{"qc", "filter", "hvg", "pca", "neighbors", "umap"}));
     QCOMPARE(stage_names(second), QString("leiden,markers"));
     QVERIFY(second.qc_reused);
     QVERIFY(second.x_umap.values == first.x_umap.values);
@@ -178,6 +179,61 @@ class TestStages : public QObject {
     const PipelineResult fifth = run(p5, third, p3);
     QVERIFY(fifth.reused_stages.empty());
     QCOMPARE(stage_names(fifth), QString("qc,filter,hvg,pca,neighbors,umap,leiden,markers"));
+    // Each parameter a stage depends on, changed alone, stops its reuse and that of the stages
+    // after it; the backend that ran must be the one asked for now.
+    {
+      PipelineHooks h;
+      h.reuse = &third;
+      h.reuse_params = &p3;
+      const auto n_cells = third.n_cells_total, n_genes = third.n_genes_total;
+      const ReusableStages all = reusable_stages(h, p3, n_cells, n_genes, "cpu");
+      QVERIFY(all.graph && all.umap && all.leiden && all.markers);
+      QVERIFY(!reusable_stages(h, p3, n_cells, n_genes, "cuda").graph);
+      QVERIFY(!reusable_stages(h, p3, n_cells + 1, n_genes, "cpu").graph);
+      const std::vector<std::function<void(PipelineParams&)>> before_graph = {
+          [](PipelineParams& q) { q.qc_prefix = "mt-"; },
+          [](PipelineParams& q) { q.percent_top = {50}; },
+          [](PipelineParams& q) { q.min_genes = 100; },
+          [](PipelineParams& q) { q.max_genes = 3000; },
+          [](PipelineParams& q) { q.max_pct_qc = 20; },
+          [](PipelineParams& q) { q.min_counts = 10; },
+          [](PipelineParams& q) { q.max_counts = 1e6; },
+          [](PipelineParams& q) { q.min_cells = 5; },
+          [](PipelineParams& q) { q.target_sum = 0; },
+          [](PipelineParams& q) { q.exclude_highly_expressed = true; },
+          [](PipelineParams& q) { q.max_fraction = 0.1; },
+          [](PipelineParams& q) { q.hvg.n_top_genes = 150; },
+          [](PipelineParams& q) { q.hvg.flavor = "seurat"; },
+          [](PipelineParams& q) { q.hvg.batch_key = "batch"; },
+          [](PipelineParams& q) { q.scale_max_value = 5; },
+          [](PipelineParams& q) { q.scale_zero_center = false; },
+          [](PipelineParams& q) { q.pca.n_comps = 30; },
+          [](PipelineParams& q) { q.neighbors.n_neighbors = 10; },
+          [](PipelineParams& q) { q.neighbors.metric = "cosine"; },
+          [](PipelineParams& q) { q.neighbors.seed = 3; },
+          [](PipelineParams& q) { q.backend = "cuda"; }};
+      for (std::size_t i = 0; i < before_graph.size(); ++i) {
+        PipelineParams q = p3;
+        before_graph[i](q);
+        const ReusableStages u = reusable_stages(h, q, n_cells, n_genes, "cpu");
+        QVERIFY2(!u.graph && !u.umap && !u.leiden && !u.markers, qPrintable(QString::number(i)));
+      }
+      PipelineParams q = p3;
+      q.umap.seed = 9;
+      ReusableStages u = reusable_stages(h, q, n_cells, n_genes, "cpu");
+      QVERIFY(u.graph && !u.umap && u.leiden && u.markers);
+      q = p3;
+      q.leiden.beta = 0.02;
+      u = reusable_stages(h, q, n_cells, n_genes, "cpu");
+      QVERIFY(u.graph && u.umap && !u.leiden && !u.markers);
+      q = p3;
+      q.markers = false;
+      u = reusable_stages(h, q, n_cells, n_genes, "cpu");
+      QVERIFY(u.graph && u.umap && u.leiden && !u.markers);
+      q = p3;
+      q.chunk_bytes /= 2;  // sums do not depend on the chunking
+      QVERIFY(reusable_stages(h, q, n_cells, n_genes, "cpu").markers);
+    }
     // Another store's shape: nothing.
     SynthOptions small = so;
     small.n_cells = 500;
@@ -187,6 +243,40 @@ class TestStages : public QObject {
     hooks.reuse = &first;
     hooks.reuse_params = &p;
     QVERIFY(run_pipeline(store2, p, *cpu, quiet, hooks).reused_stages.empty());
+  }
+
+  // normalize_total(target_sum=None): the later readers of the log data (markers of a
+  // selection, gene values, the written X) use the median the run found, not 0 (which made
+  // every value 0), and UMAP with negative_sample_rate 0 makes a finite layout.
+  void medianTargetSumReachesLaterReaders() {
+    QTemporaryDir dir;
+    SynthOptions so;
+    so.n_cells = 600;
+    so.n_genes = 300;
+    io::Store store = io::open_store(synth_store(dir, so));
+    PipelineParams p;
+    p.update_from_json(nlohmann::json::parse(
+        R"({"normalize": {"target_sum": null}, "hvg": {"n_top_genes": 150},
+            "umap": {"negative_sample_rate": 0}, "markers": false})"));
+    QCOMPARE(p.target_sum, 0.0);
+    Progress quiet;
+    auto cpu = make_cpu_backend();
+    const PipelineResult r = run_pipeline(store, p, *cpu, quiet);
+    QVERIFY(r.target_sum > 0);
+    for (float v : r.x_umap.values) QVERIFY(std::isfinite(v));
+    PipelineParams resolved = p;
+    resolved.target_sum = r.target_sum;
+    const auto collect = [&](const PipelineParams& q) {
+      std::vector<float> values;
+      log_normalized_source(store, r, q, *cpu)([&](const CsrMatrix& c, std::int64_t) {
+        values.insert(values.end(), c.data.begin(), c.data.end());
+      });
+      return values;
+    };
+    const std::vector<float> with_null = collect(p);
+    QVERIFY(!with_null.empty());
+    QVERIFY(*std::max_element(with_null.begin(), with_null.end()) > 0.5f);
+    QVERIFY(with_null == collect(resolved));
   }
 
   // pca.n_comps at the issue's upper end (100): 100 components, variances in decreasing order
