@@ -124,18 +124,19 @@ ExportedMemory SharedBuffer::export_memory() {
   return m;
 }
 
-void SharedBuffer::write(const void* data, std::size_t bytes) {
-  transfer(true, const_cast<void*>(data), std::min(bytes, bytes_), nullptr);
+void SharedBuffer::write(const void* data, std::size_t bytes, const SharedSemaphore* wait,
+                         const SharedSemaphore* signal) {
+  transfer(true, const_cast<void*>(data), std::min(bytes, bytes_), wait, signal);
 }
 
-std::vector<std::uint8_t> SharedBuffer::read(const SharedSemaphore* ready) {
+std::vector<std::uint8_t> SharedBuffer::read(const SharedSemaphore* wait) {
   std::vector<std::uint8_t> out(bytes_);
-  transfer(false, out.data(), bytes_, ready);
+  transfer(false, out.data(), bytes_, wait, nullptr);
   return out;
 }
 
 void SharedBuffer::transfer(bool to_device, void* host, std::size_t bytes,
-                            const SharedSemaphore* ready) {
+                            const SharedSemaphore* wait, const SharedSemaphore* signal) {
   const auto& ctx = ctx_;
   struct Staging {
     VkDevice device;
@@ -161,7 +162,8 @@ void SharedBuffer::transfer(bool to_device, void* host, std::size_t bytes,
                              VK_PIPELINE_STAGE_HOST_BIT | VK_PIPELINE_STAGE_ALL_COMMANDS_BIT, 0, 1,
                              &barrier, 0, nullptr, 0, nullptr);
       },
-      ready ? ready->handle() : VK_NULL_HANDLE, VK_PIPELINE_STAGE_TRANSFER_BIT);
+      wait ? wait->handle() : VK_NULL_HANDLE, VK_PIPELINE_STAGE_TRANSFER_BIT,
+      signal ? signal->handle() : VK_NULL_HANDLE);
   if (!to_device) read_buffer(ctx.device, staging.b, host, bytes);
 }
 

@@ -63,13 +63,16 @@ class SharedBuffer {
   ExportedMemory export_memory();
   VkBuffer buffer() const { return buffer_; }
   std::size_t size() const { return bytes_; }
-  // Vulkan-side access through a staging buffer; both wait for the queue to finish. `read`
-  // first waits on `ready` when given (e.g. signalled by CUDA after writing).
-  void write(const void* data, std::size_t bytes);
-  std::vector<std::uint8_t> read(const SharedSemaphore* ready = nullptr);
+  // Vulkan-side access through a staging buffer; both wait for the copy to finish. The copy
+  // first waits on `wait` when given (e.g. signalled by CUDA after writing) and signals
+  // `signal` when given.
+  void write(const void* data, std::size_t bytes, const SharedSemaphore* wait = nullptr,
+             const SharedSemaphore* signal = nullptr);
+  std::vector<std::uint8_t> read(const SharedSemaphore* wait = nullptr);
 
  private:
-  void transfer(bool to_device, void* host, std::size_t bytes, const SharedSemaphore* ready);
+  void transfer(bool to_device, void* host, std::size_t bytes, const SharedSemaphore* wait,
+                const SharedSemaphore* signal);
   OffscreenRenderer::Context ctx_;
   std::size_t bytes_, allocation_ = 0;
   VkBuffer buffer_ = VK_NULL_HANDLE;

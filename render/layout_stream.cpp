@@ -1,5 +1,7 @@
 #include "layout_stream.hpp"
 
+#include <cstring>
+
 #include "vk_check.hpp"
 
 namespace orrery::render {
@@ -41,15 +43,11 @@ LayoutStream::LayoutStream(const OffscreenRenderer::Context& ctx, std::size_t po
   source_ = std::make_unique<SharedBuffer>(ctx, bytes, exportable);
   ready_ = std::make_unique<SharedSemaphore>(ctx, exportable);
   consumed_ = std::make_unique<SharedSemaphore>(ctx, exportable);
-  ensure_buffer(ctx.physical, ctx.device, positions_, bytes,
-                VK_BUFFER_USAGE_VERTEX_BUFFER_BIT | VK_BUFFER_USAGE_STORAGE_BUFFER_BIT |
-                    VK_BUFFER_USAGE_TRANSFER_DST_BIT | VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
-                MemoryKind::Device);
+  positions_ = std::make_unique<SharedBuffer>(ctx, bytes, false);
 }
 
 LayoutStream::~LayoutStream() {
   vkQueueWaitIdle(ctx_.queue);
-  destroy_buffer(ctx_.device, positions_);
 }
 
 void LayoutStream::consume() {
@@ -59,7 +57,7 @@ void LayoutStream::consume() {
         const bool external = exportable_ && ctx_.queue_family != VK_QUEUE_FAMILY_IGNORED;
         if (external) ownership(cmd, source_->buffer(), ctx_.queue_family, true);
         const VkBufferCopy region{0, 0, points_ * 2 * sizeof(float)};
-        vkCmdCopyBuffer(cmd, source_->buffer(), positions_.buffer, 1, &region);
+        vkCmdCopyBuffer(cmd, source_->buffer(), positions_->buffer(), 1, &region);
         after_transfer(cmd);
         if (external) ownership(cmd, source_->buffer(), ctx_.queue_family, false);
       },
@@ -67,47 +65,15 @@ void LayoutStream::consume() {
 }
 
 void LayoutStream::write_source(const float* xy, bool wait_consumed) {
-  const VkDeviceSize bytes = points_ * 2 * sizeof(float);
-  struct Staging {
-    VkDevice device;
-    GpuBuffer b;
-    ~Staging() { destroy_buffer(device, b); }
-  } staging{ctx_.device, {}};
-  ensure_buffer(ctx_.physical, ctx_.device, staging.b, bytes, VK_BUFFER_USAGE_TRANSFER_SRC_BIT,
-                MemoryKind::Host);
-  write_buffer(ctx_.device, staging.b, xy, bytes);
-  submit_and_wait(
-      ctx_.device, ctx_.queue, ctx_.pool,
-      [&](VkCommandBuffer cmd) {
-        const VkBufferCopy region{0, 0, bytes};
-        vkCmdCopyBuffer(cmd, staging.b.buffer, source_->buffer(), 1, &region);
-        after_transfer(cmd);
-      },
-      wait_consumed ? consumed_->handle() : VK_NULL_HANDLE, VK_PIPELINE_STAGE_TRANSFER_BIT,
-      ready_->handle());
+  source_->write(xy, points_ * 2 * sizeof(float), wait_consumed ? consumed_.get() : nullptr,
+                 ready_.get());
 }
 
 std::vector<float> LayoutStream::read_positions() {
-  const VkDeviceSize bytes = points_ * 2 * sizeof(float);
-  struct Staging {
-    VkDevice device;
-    GpuBuffer b;
-    ~Staging() { destroy_buffer(device, b); }
-  } staging{ctx_.device, {}};
-  ensure_buffer(ctx_.physical, ctx_.device, staging.b, bytes, VK_BUFFER_USAGE_TRANSFER_DST_BIT,
-                MemoryKind::HostCached);
-  submit_and_wait(ctx_.device, ctx_.queue, ctx_.pool, [&](VkCommandBuffer cmd) {
-    const VkBufferCopy region{0, 0, bytes};
-    vkCmdCopyBuffer(cmd, positions_.buffer, staging.b.buffer, 1, &region);
-    VkMemoryBarrier barrier{VK_STRUCTURE_TYPE_MEMORY_BARRIER};
-    barrier.srcAccessMask = VK_ACCESS_TRANSFER_WRITE_BIT;
-    barrier.dstAccessMask = VK_ACCESS_HOST_READ_BIT;
-    vkCmdPipelineBarrier(cmd, VK_PIPELINE_STAGE_TRANSFER_BIT, VK_PIPELINE_STAGE_HOST_BIT, 0, 1,
-                         &barrier, 0, nullptr, 0, nullptr);
-  });
-  std::vector<float> out(points_ * 2);
-  read_buffer(ctx_.device, staging.b, out.data(), bytes);
-  return out;
+  const std::vector<std::uint8_t> bytes = positions_->read();
+  std::vector<float> xy(points_ * 2);
+  std::memcpy(xy.data(), bytes.data(), xy.size() * sizeof(float));
+  return xy;
 }
 
 }  // namespace orrery::render

@@ -29,7 +29,7 @@ class LayoutStream {
   SharedSemaphore& ready() { return *ready_; }
   SharedSemaphore& consumed() { return *consumed_; }
   // What the point pipelines draw (use_positions), device-local.
-  VkBuffer positions() const { return positions_.buffer; }
+  VkBuffer positions() const { return positions_->buffer(); }
 
   // Waits (on the device) for `ready`, copies the source into positions(), signals `consumed`,
   // and waits for the copy to finish. Not while a frame drawing positions() is in flight.
@@ -47,7 +47,7 @@ class LayoutStream {
   bool exportable_;
   std::unique_ptr<SharedBuffer> source_;
   std::unique_ptr<SharedSemaphore> ready_, consumed_;
-  GpuBuffer positions_;
+  std::unique_ptr<SharedBuffer> positions_;  // not exported
 };
 
 }  // namespace orrery::render

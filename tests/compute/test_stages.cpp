@@ -83,6 +83,14 @@ DenseMatrix blobs(int n, int d, int k, double spread) {
   return x;
 }
 
+// The generator's data at `cells` x `genes` (its other defaults).
+SynthOptions synth_of(std::int64_t cells, std::int32_t genes) {
+  SynthOptions so;
+  so.n_cells = cells;
+  so.n_genes = genes;
+  return so;
+}
+
 // Writes `o` as a synthetic store in `dir`; returns its path.
 std::string synth_store(const QTemporaryDir& dir, const SynthOptions& o) {
   const std::string path = dir.filePath("synth.h5ad").toStdString();
@@ -117,9 +125,7 @@ class TestStages : public QObject {
   // parameters, and a change before the graph (or another store's shape) reuses nothing.
   void pipelineReusesUnchangedStages() {
     QTemporaryDir dir;
-    SynthOptions so;
-    so.n_cells = 900;
-    so.n_genes = 400;
+    SynthOptions so = synth_of(900, 400);
     io::Store store = io::open_store(synth_store(dir, so));
     Progress quiet;
     auto cpu = make_cpu_backend();
@@ -250,9 +256,7 @@ class TestStages : public QObject {
   // every value 0), and UMAP with negative_sample_rate 0 makes a finite layout.
   void medianTargetSumReachesLaterReaders() {
     QTemporaryDir dir;
-    SynthOptions so;
-    so.n_cells = 600;
-    so.n_genes = 300;
+    SynthOptions so = synth_of(600, 300);
     io::Store store = io::open_store(synth_store(dir, so));
     PipelineParams p;
     p.update_from_json(nlohmann::json::parse(
@@ -283,9 +287,7 @@ class TestStages : public QObject {
   // that are the (ddof = 1) variances of X_pca's columns, ratios summing below 1.
   void pcaHundredComponents() {
     QTemporaryDir dir;
-    SynthOptions so;
-    so.n_cells = 700;
-    so.n_genes = 500;
+    SynthOptions so = synth_of(700, 500);
     const std::string path = synth_store(dir, so);
     PipelineParams p;
     p.update_from_json(nlohmann::json::parse(
@@ -316,9 +318,7 @@ class TestStages : public QObject {
   void medianTargetSum() {
     QTemporaryDir dir;
     const std::string in = dir.filePath("median.h5ad").toStdString();
-    SynthOptions so;
-    so.n_cells = 300;
-    so.n_genes = 500;
+    SynthOptions so = synth_of(300, 500);
     CsrMatrix counts = SynthGenerator(so).rows(0, so.n_cells);
     auto write = [&](const CsrMatrix& m) {
       io::AnnDataWriter w(in);
@@ -387,9 +387,7 @@ class TestStages : public QObject {
   void resultCarriesInputLayers() {
     QTemporaryDir dir;
     const std::string in = dir.filePath("with-layer.h5ad").toStdString();
-    SynthOptions so;
-    so.n_cells = 500;
-    so.n_genes = 600;
+    SynthOptions so = synth_of(500, 600);
     const CsrMatrix counts = SynthGenerator(so).rows(0, so.n_cells);
     {
       io::AnnDataWriter w(in);
@@ -438,9 +436,7 @@ class TestStages : public QObject {
   // zarr -> h5ad); anndata checks the result against the input.
   void resultCarriesRawVarmObspUns() {
     QTemporaryDir dir;
-    SynthOptions so;
-    so.n_cells = 400;
-    so.n_genes = 500;
+    SynthOptions so = synth_of(400, 500);
     const QString plain = QString::fromStdString(synth_store(dir, so));
     const QString script = ORRERY_SOURCE_DIR "/tests/compute/anndata_extras.py";
     for (const auto& [in, out] : {std::pair<QString, QString>{"in.h5ad", "out.zarr"},
@@ -489,9 +485,7 @@ class TestStages : public QObject {
   // kept genes (checked by brute force here).
   void pipelineFlagsHighlyExpressedGenes() {
     QTemporaryDir dir;
-    SynthOptions so;
-    so.n_cells = 600;
-    so.n_genes = 800;
+    SynthOptions so = synth_of(600, 800);
     const std::string path = synth_store(dir, so);
     Progress quiet;
     PipelineParams p;
@@ -664,9 +658,7 @@ class TestStages : public QObject {
   // seurat_v3's standardised variances equal a dense recomputation from the returned clip values,
   // and the selection is the top n of them.
   void seuratV3MatchesDenseFormula() {
-    SynthOptions so;
-    so.n_cells = 500;
-    so.n_genes = 400;
+    SynthOptions so = synth_of(500, 400);
     SynthGenerator gen(so);
     CsrMatrix m = gen.rows(0, so.n_cells);
     std::vector<double> sum(400, 0), sumsq(400, 0);
@@ -1554,9 +1546,7 @@ class TestStages : public QObject {
   // and Wilcoxon included), and clusters that recover the planted ones.
   void pipelineDeterministicAcrossThreadCounts() {
     QTemporaryDir dir;
-    SynthOptions so;
-    so.n_cells = 2000;
-    so.n_genes = 1500;
+    SynthOptions so = synth_of(2000, 1500);
     so.n_clusters = 6;
     const std::string path = synth_store(dir, so);
     PipelineParams p;
@@ -1600,9 +1590,7 @@ class TestStages : public QObject {
   // differ from the zero-centred run's.
   void scaleWithoutCentering() {
     QTemporaryDir dir;
-    SynthOptions so;
-    so.n_cells = 900;
-    so.n_genes = 400;
+    SynthOptions so = synth_of(900, 400);
     const std::string path = synth_store(dir, so);
     auto run = [&](const char* scale_json) {
       PipelineParams p;
@@ -1665,9 +1653,7 @@ class TestStages : public QObject {
   // batches out [batch * genes + gene]; a transposed layout would mix genes across batches.
   void seuratV3BatchesMatchDenseSums() {
     QTemporaryDir dir;
-    SynthOptions so;
-    so.n_cells = 1500;
-    so.n_genes = 600;
+    SynthOptions so = synth_of(1500, 600);
     so.n_clusters = 3;
     const std::string path = synth_store(dir, so);
     PipelineParams p;
@@ -1772,9 +1758,7 @@ class TestStages : public QObject {
   // The backends' QC and moment passes (the CPU's here; test_cuda_parity holds the device's to
   // them): the same numbers whatever the chunking, equal to serial sums over all cells.
   void qcAndMomentPassesIndependentOfChunks() {
-    SynthOptions so;
-    so.n_cells = 4000;
-    so.n_genes = 900;
+    SynthOptions so = synth_of(4000, 900);
     SynthGenerator gen(so);
     auto scaled = [&](std::int64_t r0, std::int64_t r1) {
       CsrMatrix c = gen.rows(r0, r1);
