@@ -1,6 +1,7 @@
 #include "compute_thread.hpp"
 
 #include <QDateTime>
+#include <QDirIterator>
 #include <QFileInfo>
 
 #include <QColor>
@@ -106,16 +107,33 @@ std::vector<std::string> stored_embedding_keys(const io::Store& store) {
   return keys;
 }
 
+// A store's size and newest modification and status-change times (over every file of a .zarr
+// directory), to tell whether it changed since an earlier run; "" when it cannot be read.
+QString store_stamp(const QString& path) {
+  const QFileInfo root(path);
+  if (!root.exists()) return {};
+  qint64 bytes = 0, files = 0, modified = 0;
+  const auto add = [&](const QFileInfo& f) {
+    bytes += f.size();
+    ++files;
+    modified = std::max({modified, f.lastModified().toMSecsSinceEpoch(),
+                         f.metadataChangeTime().toMSecsSinceEpoch()});
+  };
+  if (root.isDir()) {
+    for (QDirIterator it(path, QDir::Files | QDir::Hidden, QDirIterator::Subdirectories);
+         it.hasNext();) {
+      it.next();
+      add(it.fileInfo());
+    }
+  } else {
+    add(root);
+  }
+  return QString("%1 files, %2 bytes, %3").arg(files).arg(bytes).arg(modified);
+}
+
 // The store's first embedding (of `keys`, stored_embedding_keys') coloured by its first categorical
 // obs column that has stored colours (as scanpy leaves leiden / cell_type after plotting), else its
 // first categorical one of at most 1000 categories; null when it holds no embedding.
-// A store's size and modification time (a .zarr directory's own), to tell whether it changed.
-QString store_stamp(const QString& path) {
-  const QFileInfo info(path);
-  return QString::number(info.size()) + "@" +
-         QString::number(info.lastModified().toMSecsSinceEpoch());
-}
-
 std::shared_ptr<StoredPreview> stored_preview(const io::Store& store, const QString& path,
                                               const std::vector<std::string>& keys) {
   if (keys.empty()) return nullptr;
@@ -229,18 +247,20 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     hooks.on_umap_epoch = [&](int epoch, int n_epochs, const DenseMatrix& emb) {
       if (epoch - last_emitted < 25 && epoch != n_epochs) return;
       last_emitted = epoch;
-      emit layoutStep(std::make_shared<const std::vector<float>>(emb.values));
+      emit layoutStep(std::make_shared<const std::vector<float>>(emb.values), stream_generation());
     };
-    if (qc_path_ == path) hooks.reuse_qc = qc_;
+    if (qc_path_ == path && !stamp.isEmpty() && qc_stamp_ == stamp) hooks.reuse_qc = qc_;
     // A re-run on the store on screen (not a store just opened) keeps the stages whose
     // parameters did not change.
     if (preview_wanted) result_path_.clear();  // a store opened (again): computed afresh
-    if (!preview_wanted && result_ && result_path_ == path && result_stamp_ == store_stamp(path)) {
+    if (!preview_wanted && result_ && result_path_ == path && !stamp.isEmpty() &&
+        result_stamp_ == stamp) {
       hooks.reuse = result_.get();
       hooks.reuse_params = &params_;
     }
     hooks.on_qc = [&](std::shared_ptr<const compute::QcMetrics> metrics) {
       qc_path_ = path;
+      qc_stamp_ = stamp;
       qc_ = metrics;
       emit qcReady(std::move(metrics));
     };
@@ -291,8 +311,13 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     active_ = nullptr;
   }
   // The run's end first, so the window's busy state is settled when the outcome arrives.
+  emit streamFinished(stream_generation());
   emit runEnded();
   outcome();
+}
+
+quint64 ComputeWorker::stream_generation() const {
+  return layout_channel_ ? layout_channel_->generation() : 0;
 }
 
 void ComputeWorker::save(const QString& path,

@@ -82,6 +82,7 @@ class ComputeWorker : public QObject {
   void setLayoutChannel(std::shared_ptr<compute::LayoutChannel> channel) {
     layout_channel_ = std::move(channel);
   }
+  quint64 stream_generation() const;
 
  public slots:
   // `preview`: emit storedPreview first when the store holds an embedding (a store just
@@ -112,7 +113,11 @@ class ComputeWorker : public QObject {
 
  signals:
   void progress(const QString& stage, double fraction);
-  void layoutStep(std::shared_ptr<const std::vector<float>> xy);
+  // A layout through the host; `stream`: the layout channel's generation then (0: none), the
+  // stream this layout ends (UmapView::endStreamedLayout).
+  void layoutStep(std::shared_ptr<const std::vector<float>> xy, quint64 stream);
+  // A run ended (before its outcome): the layout stream it may have opened ends with it.
+  void streamFinished(quint64 stream);
   void qcReady(std::shared_ptr<const orrery::compute::QcMetrics> metrics);
   // The opened store described as by `orrery info`, before the first pass over X.
   void storeOpened(const QString& summary);
@@ -144,7 +149,7 @@ class ComputeWorker : public QObject {
   QString result_path_;
   QString result_stamp_;
   // QC metrics of the last store opened, reused when only thresholds or later stages change.
-  QString qc_path_;
+  QString qc_path_, qc_stamp_;
   std::shared_ptr<const compute::QcMetrics> qc_;
 };
 

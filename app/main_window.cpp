@@ -281,13 +281,13 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     emit runProgress(stage, f);
   });
   connect(w, &ComputeWorker::layoutStep, this,
-          [this](std::shared_ptr<const std::vector<float>> xy) {
+          [this](std::shared_ptr<const std::vector<float>> xy, quint64 stream) {
             // While UMAP optimises, draw the layout in one neutral colour.
             // The first step of a run refits: the view may hold a stored embedding's scale.
             // Streamed from the device (UmapView::layoutChannel()), the final layout comes here
             // and ends the stream's drawing.
             layout_fitted_ = layout_fitted_ || view_->drawingStreamedLayout();
-            view_->endStreamedLayout(false);
+            view_->endStreamedLayout(false, stream);
             std::vector<std::int32_t> labels(xy->size() / 2, 0);
             view_->setPoints(render::categorical_points(*xy, labels, {"#808080"}),
                              !layout_fitted_ || view_->points().size() == 0);
@@ -295,6 +295,9 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
           });
   // A run cancelled by a newer request ends after that request was queued: the window is busy
   // until every requested run has ended.
+  // A run's stream ends with it (cancelled, failed): its last layout stays, from the host.
+  connect(w, &ComputeWorker::streamFinished, this,
+          [this](quint64 stream) { view_->endStreamedLayout(true, stream); });
   connect(w, &ComputeWorker::runEnded, this, [this] {
     pending_runs_ = std::max(0, pending_runs_ - 1);
     setRunning(pending_runs_ > 0);
@@ -318,7 +321,6 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     emit runFinished();
   });
   connect(w, &ComputeWorker::failed, this, [this](const QString& message) {
-    view_->endStreamedLayout(true);  // a streamed layout stays as it was, drawn from the host
     stage_label_->setText("Error");
     statusBar()->showMessage(message);
     // A failed embedding request leaves the box on the embedding drawn.
@@ -329,7 +331,6 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     emit runFailed(message);
   });
   connect(w, &ComputeWorker::cancelled, this, [this] {
-    view_->endStreamedLayout(true);
     stage_label_->setText("Cancelled");
     emit runCancelled();
   });

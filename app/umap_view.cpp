@@ -46,14 +46,9 @@ void UmapRenderer::releaseResources() {
     // The device goes: what is drawn from the stream is kept on the host, and the writer
     // stops until its next layout (the compute thread then draws through the host).
     view_->channel_->detach();
-    if (view_->stream_ && view_->drawingStreamedLayout()) {
-      try {
-        view_->settle(*view_->stream_, true);
-      } catch (const std::exception&) {  // a lost device: the placeholders stay
-        view_->streamed_version_.reset();
-        ++view_->version_;
-      }
-    }
+    if (view_->drawn_stream_ && view_->drawingStreamedLayout())
+      view_->settle(*view_->drawn_stream_, true);
+    view_->drawn_stream_ = nullptr;
     view_->stream_device_.reset();
     if (view_->stream_) view_->retired_streams_.push_back(std::move(view_->stream_));
     view_->retired_streams_.clear();  // each waits for the queue
@@ -73,7 +68,10 @@ VkBuffer UmapRenderer::takeStreamedLayout() {
   if (!v.retired_streams_.empty()) {  // replaced by the compute thread: destroyed here
     f->vkDeviceWaitIdle(v.device());
     for (const auto& old : v.retired_streams_)
-      if (old->positions() == drawn_positions_ && v.drawingStreamedLayout()) v.settle(*old, true);
+      if (old.get() == v.drawn_stream_) {
+        if (v.drawingStreamedLayout()) v.settle(*old, true);
+        v.drawn_stream_ = nullptr;
+      }
     v.retired_streams_.clear();
   }
   if (!v.stream_) return VK_NULL_HANDLE;
@@ -86,14 +84,8 @@ VkBuffer UmapRenderer::takeStreamedLayout() {
     } catch (const std::exception& e) {
       qWarning("the streamed layout stops: %s", e.what());
       v.channel_->close();  // the compute thread draws through the host from here on
-      if (v.drawingStreamedLayout()) {
-        try {
-          v.settle(*v.stream_, true);  // the copy failed: the buffer holds the last layout
-        } catch (const std::exception&) {
-          v.streamed_version_.reset();
-          ++v.version_;
-        }
-      }
+      // The copy failed: the drawn buffer still holds the last layout.
+      if (v.drawn_stream_ && v.drawingStreamedLayout()) v.settle(*v.drawn_stream_, true);
       return VK_NULL_HANDLE;
     }
     if (d->generation > v.ended_generation_ &&
@@ -107,6 +99,8 @@ VkBuffer UmapRenderer::takeStreamedLayout() {
                                                std::vector<std::int32_t>(n, 0), {"#808080"});
         v.streamed_version_ = ++v.version_;
       }
+      v.drawn_stream_ = v.stream_.get();
+      v.drawn_generation_ = d->generation;
       v.streamed_bounds_ = d->bounds;
       v.settled_ = false;
       if (d->version == 1 || !v.fitted_) {  // a run's first layout refits, as through the host
@@ -116,7 +110,8 @@ VkBuffer UmapRenderer::takeStreamedLayout() {
       ++v.streamed_layouts_;
     }
   }
-  return v.drawingStreamedLayout() ? v.stream_->positions() : VK_NULL_HANDLE;
+  return v.drawingStreamedLayout() && v.drawn_stream_ ? v.drawn_stream_->positions()
+                                                      : VK_NULL_HANDLE;
 }
 
 void UmapRenderer::startNextFrame() {
@@ -274,13 +269,19 @@ std::size_t UmapView::splatFrom() const {
 }
 
 void UmapView::settle(render::LayoutStream& stream, bool end) {
-  if (!settled_) {
-    const std::vector<float> xy = stream.read_positions();
-    points_.positions.resize(xy.size() / 2);
-    for (std::size_t i = 0; i < points_.positions.size(); ++i)
-      points_.positions[i] = {xy[2 * i], xy[2 * i + 1]};
+  try {
+    if (!settled_) {
+      const std::vector<float> xy = stream.read_positions();
+      points_.positions.resize(xy.size() / 2);
+      for (std::size_t i = 0; i < points_.positions.size(); ++i)
+        points_.positions[i] = {xy[2 * i], xy[2 * i + 1]};
+      gpu_select_version_.reset();  // the positions the device selection holds are older
+    }
+    settled_ = true;
+  } catch (const std::exception& e) {  // a lost device: the placeholders stay, drawn
+    qWarning("the streamed layout could not be read back: %s", e.what());
+    end = true;
   }
-  settled_ = true;
   if (end) {  // drawn from the host from here on: the same positions, uploaded
     streamed_version_.reset();
     ++version_;
@@ -290,15 +291,16 @@ void UmapView::settle(render::LayoutStream& stream, bool end) {
 
 void UmapView::settleStreamedLayout() {
   std::lock_guard lock(stream_mutex_);
-  if (drawingStreamedLayout() && stream_) settle(*stream_, false);
+  if (drawingStreamedLayout() && drawn_stream_) settle(*drawn_stream_, false);
 }
 
-void UmapView::endStreamedLayout(bool keep_positions) {
+void UmapView::endStreamedLayout(bool keep_positions, std::uint64_t generation) {
   std::lock_guard lock(stream_mutex_);
-  ended_generation_ = channel_->generation();
-  if (!drawingStreamedLayout()) return;
-  if (keep_positions && stream_) {
-    settle(*stream_, true);
+  ended_generation_ = std::max(ended_generation_, generation);
+  // Only the run's own stream (a later run's may already be drawn).
+  if (!drawingStreamedLayout() || drawn_generation_ > generation) return;
+  if (keep_positions && drawn_stream_) {
+    settle(*drawn_stream_, true);
   } else {
     streamed_version_.reset();
     ++version_;

@@ -95,11 +95,11 @@ class UmapView : public QVulkanWindow {
   // cannot share memory with CUDA (no external-memory extensions, another GPU), the channel
   // declines and the layout comes through the host (setPoints).
   std::shared_ptr<compute::LayoutChannel> layoutChannel() const { return channel_; }
-  // Stops drawing the layouts streamed so far (the current stream's: the next stream is drawn
-  // again), e.g. when the final layout comes through the host or the run ends otherwise; with
-  // `keep_positions` the points stay where the stream last put them. The first layout of a
-  // stream refits.
-  void endStreamedLayout(bool keep_positions);
+  // Stops drawing the layouts streamed up to the channel's open number `generation` (a run's
+  // own, from the compute thread; later streams are drawn again), e.g. when its final layout
+  // comes through the host or the run ends otherwise; with `keep_positions` the points stay
+  // where the stream last put them. The first layout of a stream refits.
+  void endStreamedLayout(bool keep_positions, std::uint64_t generation);
   // Whether the points drawn now are a streamed layout, and how many have been drawn.
   bool drawingStreamedLayout() const { return streamed_version_ == version_; }
   // Reads the streamed positions back into points() (export, selection: the host's copy is
@@ -165,9 +165,11 @@ class UmapView : public QVulkanWindow {
   std::optional<std::uint64_t> streamed_version_;  // the points version drawn from stream_
   compute::LayoutBounds streamed_bounds_;          // of the layout drawn from it
   bool settled_ = false;                           // points_ holds its positions
+  render::LayoutStream* drawn_stream_ = nullptr;   // stream_ or a retired one, while drawn
+  std::uint64_t drawn_generation_ = 0;
   std::uint64_t streamed_layouts_ = 0;
-  // Reads `stream`'s positions into points_; `end`: draws them from the host from now on.
-  // With stream_mutex_ held, on the GUI thread.
+  // Reads `stream`'s positions into points_; `end` (or a failed read): draws points_ from the
+  // host from now on. With stream_mutex_ held, on the GUI thread.
   void settle(render::LayoutStream& stream, bool end);
 };
 

@@ -1427,7 +1427,7 @@ with h5py.File(sys.argv[1], "r+") as f:
     // The final layout through the host ends the stream's drawing, without a refit.
     const glm::vec2 fitted = view->camera().to_pixels({-5.3f, 0});
     emit window_->computeThread()->worker()->layoutStep(
-        std::make_shared<const std::vector<float>>(blobs(-2, 2, 0)));
+        std::make_shared<const std::vector<float>>(blobs(-2, 2, 0)), channel->generation());
     QVERIFY(!view->drawingStreamedLayout());
     QCOMPARE(view->camera().to_pixels({-5.3f, 0}).x, fitted.x);
     img = grabView();
@@ -1450,7 +1450,10 @@ with h5py.File(sys.argv[1], "r+") as f:
     channel->delivered(0, {-8.3f, -0.3f, 8.3f, 0.3f});
     QVERIFY(QTest::qWaitFor([&] { return view->streamedLayouts() > layouts + 2; }, 10000));
     QVERIFY(view->drawingStreamedLayout());
-    emit window_->computeThread()->worker()->cancelled();
+    // An older run's end leaves it drawn; its own run's end keeps its last layout.
+    emit window_->computeThread()->worker()->streamFinished(channel->generation() - 1);
+    QVERIFY(view->drawingStreamedLayout());
+    emit window_->computeThread()->worker()->streamFinished(channel->generation());
     QVERIFY(!view->drawingStreamedLayout());
     QCOMPARE(view->points().positions[0], glm::vec2(third[0], third[1]));
     img = grabView();

@@ -135,24 +135,29 @@ class TestInterop : public QObject {
     };
     std::vector<Seen> seen;
     std::atomic<bool> done{false};
+    std::atomic<std::uint64_t> taken{0};
     std::thread renderer([&] {
       while (!done) {
         if (const auto d = channel.take()) {
           stream->consume();
           channel.copied();
           seen.push_back({*d, stream->read_positions()});
+          ++taken;
         }
       }
     });
     compute::UmapOptions uo;
-    uo.n_epochs = 200;
+    uo.n_epochs = 500;
     int epoch_calls = 0;
     const DenseMatrix emb = cuda_->umap(g.connectivities, compute::random_layout(n, 1), uo, quiet,
                                         [&](int, int, const DenseMatrix&) { ++epoch_calls; });
     cuda_->stream_layout_to(nullptr);
-    QTest::qWait(200);  // the renderer takes what is left
+    // The renderer takes what is left.
+    const bool drained =
+        QTest::qWaitFor([&] { return taken.load() == channel.deliveries(); }, 10000);
     done = true;
     renderer.join();
+    QVERIFY(drained);
     QCOMPARE(epoch_calls, 1);  // streamed: the host sees the final layout only
     QVERIFY2(seen.size() >= 2, qPrintable(QString::number(seen.size())));
     QCOMPARE(static_cast<int>(seen.size()), notified.load());
