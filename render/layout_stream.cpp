@@ -3,6 +3,7 @@
 #include <cstring>
 
 #include "vk_check.hpp"
+#include "vk_util.hpp"
 
 namespace orrery::render {
 namespace {

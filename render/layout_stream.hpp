@@ -11,7 +11,6 @@
 
 #include "interop.hpp"
 #include "offscreen.hpp"
-#include "vk_util.hpp"
 
 namespace orrery::render {
 
