@@ -87,14 +87,42 @@ class CpuMomentPass final : public MomentPass {
   GeneMoments m_;
 };
 
+// The chunk normalised in place by `backend`, where `n` says so.
+void log_normalize(Backend& backend, const LogNormalize& n, CsrMatrix& c) {
+  if (n.apply) backend.normalize_log1p(c, n.target_sum, n.excluded);
+}
+
 class CpuGramPass final : public GramPass {
  public:
-  explicit CpuGramPass(const ScaledColumns& columns) : gram_(columns) {}
-  void add(const CsrMatrix& lognorm) override { gram_.add(lognorm); }
+  CpuGramPass(Backend& backend, const ScaledColumns& columns, const LogNormalize& n)
+      : backend_(backend), normalize_(n), gram_(columns) {}
+  void add(CsrMatrix& counts) override {
+    log_normalize(backend_, normalize_, counts);
+    gram_.add(counts);
+  }
   GramSums finish() override { return gram_.sums(); }
 
  private:
+  Backend& backend_;
+  LogNormalize normalize_;
   GramAccumulator gram_;
+};
+
+class CpuProjectionPass final : public ProjectionPass {
+ public:
+  CpuProjectionPass(Backend& backend, const PcaModel& model, const ScaledColumns& columns,
+                    const LogNormalize& n)
+      : backend_(backend), model_(model), columns_(columns), normalize_(n) {}
+  void add(CsrMatrix& counts, DenseMatrix& out, std::int64_t row0) override {
+    log_normalize(backend_, normalize_, counts);
+    compute::project(model_, columns_, counts, out, row0);
+  }
+
+ private:
+  Backend& backend_;
+  const PcaModel& model_;
+  const ScaledColumns& columns_;
+  LogNormalize normalize_;
 };
 
 }  // namespace
@@ -109,13 +137,15 @@ std::unique_ptr<MomentPass> Backend::moment_pass(const MomentOptions& options) {
   return std::make_unique<CpuMomentPass>(*this, options);
 }
 
-void Backend::project(const PcaModel& model, const ScaledColumns& columns, const CsrMatrix& lognorm,
-                      DenseMatrix& out, std::int64_t row0) {
-  compute::project(model, columns, lognorm, out, row0);
+std::unique_ptr<GramPass> Backend::gram_pass(const ScaledColumns& columns,
+                                             const LogNormalize& normalize) {
+  return std::make_unique<CpuGramPass>(*this, columns, normalize);
 }
 
-std::unique_ptr<GramPass> Backend::gram_pass(const ScaledColumns& columns) {
-  return std::make_unique<CpuGramPass>(columns);
+std::unique_ptr<ProjectionPass> Backend::projection_pass(const PcaModel& model,
+                                                         const ScaledColumns& columns,
+                                                         const LogNormalize& normalize) {
+  return std::make_unique<CpuProjectionPass>(*this, model, columns, normalize);
 }
 
 PcaModel Backend::pca(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean, int n_comps) {

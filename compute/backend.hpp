@@ -69,12 +69,32 @@ class MomentPass {
   virtual GeneMoments finish() = 0;
 };
 
-// PCA's Gram pass (pca.hpp): chunks of log data in, the sums of W out.
+// normalize_total + log1p as the passes after the HVG selection apply it to the kept counts
+// they are given (normalize_log1p's arguments); with `apply` false the chunks are log data
+// already.
+struct LogNormalize {
+  bool apply = true;
+  double target_sum = 1e4;
+  const std::vector<char>* excluded = nullptr;  // outlives the pass
+};
+
+// PCA's Gram pass (pca.hpp): chunks of kept counts in (their values may be overwritten with the
+// log data), the sums of W out.
 class GramPass {
  public:
   virtual ~GramPass() = default;
-  virtual void add(const CsrMatrix& lognorm) = 0;
+  virtual void add(CsrMatrix& counts) = 0;
   virtual GramSums finish() = 0;
+};
+
+// PCA's projection (pca.hpp's project: (Z - mean) V): chunks of kept counts in, as the Gram
+// pass takes them; each chunk's rows go to rows [row0, ...) of `out`, which must outlive the
+// pass. A device pass may write them later: all are in `out` when finish() returns.
+class ProjectionPass {
+ public:
+  virtual ~ProjectionPass() = default;
+  virtual void add(CsrMatrix& counts, DenseMatrix& out, std::int64_t row0) = 0;
+  virtual void finish() {}
 };
 
 // Every stage has a CPU implementation (the defaults below); a device backend overrides the
@@ -98,12 +118,14 @@ class Backend {
                                           std::int64_t n_genes);
   // Moments of the log-normalised data (normalized here, with this backend's normalize_log1p).
   virtual std::unique_ptr<MomentPass> moment_pass(const MomentOptions& options);
-  // The Gram pass over the scaled HVG columns; `columns` outlives the pass.
-  virtual std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns);
-  // A chunk's rows projected on the model's axes into rows [row0, ...) of `out` (pca.hpp's
-  // project: (Z - mean) V from the scaled offsets).
-  virtual void project(const PcaModel& model, const ScaledColumns& columns,
-                       const CsrMatrix& lognorm, DenseMatrix& out, std::int64_t row0);
+  // The Gram pass over the scaled HVG columns of the chunks normalised as `normalize` says;
+  // `columns` outlives the pass.
+  virtual std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns,
+                                              const LogNormalize& normalize);
+  // The projection of such chunks on the model's axes; `model` and `columns` outlive the pass.
+  virtual std::unique_ptr<ProjectionPass> projection_pass(const PcaModel& model,
+                                                          const ScaledColumns& columns,
+                                                          const LogNormalize& normalize);
   // Top `n_comps` principal axes of a covariance matrix (pca_from_covariance's answer).
   virtual PcaModel pca(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean, int n_comps);
   // k nearest neighbours (knn.hpp's answer, chosen by options.method).

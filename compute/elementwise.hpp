@@ -55,4 +55,11 @@ ORRERY_HD inline float scale_value(float x, float mean, float inv_std, float max
   return z > max_value ? max_value : z;
 }
 
+// A log value's scaled value less the scaled zero of its column (z - z0): what PCA's Gram pass
+// and projection add, on the host and in the device's tiles.
+ORRERY_HD inline double scaled_offset(float x, float mean, float inv_std, float max_value) {
+  return static_cast<double>(scale_value(x, mean, inv_std, max_value)) -
+         static_cast<double>(scale_value(0.0f, mean, inv_std, max_value));
+}
+
 }  // namespace orrery::compute

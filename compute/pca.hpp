@@ -97,8 +97,7 @@ template <class F>
 void ScaledColumns::for_each_offset(const CsrMatrix& lognorm, std::int64_t r, F&& f) const {
   for (auto k = lognorm.indptr[r]; k < lognorm.indptr[r + 1]; ++k)
     if (const int c = column[lognorm.indices[k]]; c >= 0)
-      f(c, static_cast<double>(scale_value(lognorm.data[k], mean[c], inv_std[c], max_value)) -
-               zero(c));
+      f(c, scaled_offset(lognorm.data[k], mean[c], inv_std[c], max_value));
 }
 
 }  // namespace orrery::compute

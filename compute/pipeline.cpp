@@ -604,25 +604,34 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         scaled.mean[c] = p.scale_zero_center ? static_cast<float>(m) : 0.0f;
         scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
       }
-      std::unique_ptr<GramPass> gram = backend.gram_pass(scaled);
+      // Both passes take the kept counts and normalise them as they go (on the device, with a
+      // device backend).
+      const LogNormalize normalize{
+          .target_sum = params.target_sum,
+          .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes};
+      std::unique_ptr<GramPass> gram = backend.gram_pass(scaled, normalize);
       CsrMatrix c;  // reused by the Gram and projection passes
       for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
                      [&](const CsrMatrix& raw, std::int64_t r0) {
-                       log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
+                       kept_chunk(raw, r0, r, gene_map, c);
                        gram->add(c);
                      });
       const GramSums sums = gram->finish();
+      gram.reset();
       progress.report("pca: eigensolve", 0.0);
       r.pca = backend.pca(gram_covariance(scaled, sums), gram_mean(scaled, sums),
                           std::min(p.pca.n_comps, h));
       r.x_pca = DenseMatrix(n_kept_cells, static_cast<std::int64_t>(r.pca.variance.size()));
+      std::unique_ptr<ProjectionPass> projection =
+          backend.projection_pass(r.pca, scaled, normalize);
       std::int64_t out_row = 0;
       for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
                      [&](const CsrMatrix& raw, std::int64_t r0) {
-                       log_normalized_chunk(raw, r0, r, gene_map, params, backend, c);
-                       backend.project(r.pca, scaled, c, r.x_pca, out_row);
+                       kept_chunk(raw, r0, r, gene_map, c);
+                       projection->add(c, r.x_pca, out_row);
                        out_row += c.n_rows;
                      });
+      projection->finish();
     }
 
     {

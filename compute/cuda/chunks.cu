@@ -1,7 +1,9 @@
 #include "compute/cuda/chunks.cuh"
 
 #include <cstdlib>
+#include <cstring>
 #include <cub/device/device_radix_sort.cuh>
+#include <type_traits>
 
 #include "io/error.hpp"
 
@@ -62,17 +64,65 @@ void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out) {
   for (std::int64_t r = b.r0; r <= b.r1; ++r) out[r - b.r0] = c.indptr[r] - b.e0;
 }
 
-BlockOnDevice upload_block(Device& d, const CsrMatrix& c, const RowBlock& b) {
+BlockStager::Slot::Slot(Device& d) : indptr(d, 0), indices(d, 0), data(d, 0), per_row(d, 0) {}
+
+BlockStager::BlockStager(Device& d) : d_(d), slots_{Slot(d), Slot(d)} {}
+
+BlockStager::~BlockStager() {
+  cudaStreamSynchronize(copy_);
+  cudaStreamSynchronize(d_.stream);
+}
+
+BlockStager::Staged BlockStager::put(const CsrMatrix& c, const RowBlock& b,
+                                     const std::int32_t* per_row) {
   const std::int64_t rows = b.r1 - b.r0, nnz = b.e1 - b.e0;
-  std::vector<std::int64_t> offsets(static_cast<std::size_t>(rows) + 1);
-  block_offsets(c, b, offsets.data());
-  BlockOnDevice out{DeviceBuffer<std::int64_t>(d, rows + 1), DeviceBuffer<std::int32_t>(d, nnz),
-                    DeviceBuffer<float>(d, nnz), rows, nnz};
-  // Pageable copies return once the source is staged: `offsets` may go.
-  out.indptr.upload(offsets.data(), offsets.size());
-  out.indices.upload(c.indices.data() + b.e0, nnz);
-  out.data.upload(c.data.data() + b.e0, nnz);
-  return out;
+  // Everything reading the previous block is enqueued by now.
+  if (last_ >= 0) ORRERY_CUDA_CHECK(cudaEventRecord(slots_[last_].done, d_.stream));
+  Slot& s = slots_[next_];
+  last_ = next_;
+  next_ ^= 1;
+  // The slot's page-locked memory is free once its last copy is done; its device memory once
+  // the kernels of its last block are (the copy stream waits for that below).
+  if (s.used) ORRERY_CUDA_CHECK(cudaEventSynchronize(s.copied));
+  s.host_indptr.reserve(rows + 1);
+  s.host_indices.reserve(nnz);
+  s.host_data.reserve(nnz);
+  if (per_row) s.host_per_row.reserve(rows);
+  bool fresh = false;
+  auto fit = [&](auto& buffer, std::int64_t n) {
+    using T = std::remove_reference_t<decltype(*buffer.get())>;
+    if (static_cast<std::int64_t>(buffer.size()) >= n) return;
+    buffer = DeviceBuffer<T>(d_, static_cast<std::size_t>(n));
+    fresh = true;
+  };
+  fit(s.indptr, rows + 1);
+  fit(s.indices, nnz);
+  fit(s.data, nnz);
+  if (per_row) fit(s.per_row, rows);
+  // Allocations are ordered on the compute stream: the copy stream may use them after it.
+  if (fresh) d_.sync();
+  block_offsets(c, b, s.host_indptr.get());
+  if (nnz > 0) {
+    std::memcpy(s.host_indices.get(), c.indices.data() + b.e0, nnz * sizeof(std::int32_t));
+    std::memcpy(s.host_data.get(), c.data.data() + b.e0, nnz * sizeof(float));
+  }
+  if (per_row) std::memcpy(s.host_per_row.get(), per_row + b.r0, rows * sizeof(std::int32_t));
+  if (s.used) ORRERY_CUDA_CHECK(cudaStreamWaitEvent(copy_, s.done, 0));
+  const auto copy = [&](auto* to, const auto* from, std::int64_t n) {
+    if (n > 0)
+      ORRERY_CUDA_CHECK(
+          cudaMemcpyAsync(to, from, n * sizeof(*from), cudaMemcpyHostToDevice, copy_));
+  };
+  copy(s.indptr.get(), s.host_indptr.get(), rows + 1);
+  copy(s.indices.get(), s.host_indices.get(), nnz);
+  copy(s.data.get(), s.host_data.get(), nnz);
+  if (per_row) copy(s.per_row.get(), s.host_per_row.get(), rows);
+  ORRERY_CUDA_CHECK(cudaEventRecord(s.copied, copy_));
+  ORRERY_CUDA_CHECK(cudaStreamWaitEvent(d_.stream, s.copied, 0));
+  s.used = true;
+  return {s.indptr.get(), s.indices.get(),
+          s.data.get(),   per_row ? s.per_row.get() : nullptr,
+          rows,           nnz};
 }
 
 void rows_of_entries(Device& d, const std::int64_t* indptr, std::int64_t n_rows,

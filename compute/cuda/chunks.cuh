@@ -27,14 +27,47 @@ std::vector<RowBlock> row_blocks(const CsrMatrix& c);
 // The block's row offsets, relative to its first entry (b.r1 - b.r0 + 1 of them).
 void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out);
 
-// A row block of a chunk copied to the device (pageable copies, on d's stream).
-struct BlockOnDevice {
-  DeviceBuffer<std::int64_t> indptr;  // rows + 1 offsets relative to the block
-  DeviceBuffer<std::int32_t> indices;
-  DeviceBuffer<float> data;
-  std::int64_t rows, nnz;
+// Row blocks of chunks copied to the device through two page-locked buffers on a copy stream
+// of their own: the host fills one while the other's copy, and the kernels reading it, run.
+class BlockStager {
+ public:
+  explicit BlockStager(Device& d);
+  ~BlockStager();  // waits for both streams: nothing still reads a buffer when it goes
+  BlockStager(const BlockStager&) = delete;
+  BlockStager& operator=(const BlockStager&) = delete;
+
+  struct Staged {
+    std::int64_t* indptr;  // rows + 1 offsets relative to the block's first entry
+    std::int32_t* indices;
+    float* data;
+    std::int32_t* per_row;  // with put's per_row: one value per row of the block
+    std::int64_t rows, nnz;
+  };
+  // Block `b` of `c` on the device (and rows [b.r0, b.r1) of `per_row`, one value per row of
+  // the chunk, when given). d's stream waits for the copy; work enqueued on it until the
+  // next-but-one put() may read and overwrite the buffers. The host's arrays may go when put
+  // returns.
+  Staged put(const CsrMatrix& c, const RowBlock& b, const std::int32_t* per_row = nullptr);
+
+ private:
+  struct Slot {
+    explicit Slot(Device& d);
+    PinnedBuffer<std::int64_t> host_indptr;
+    PinnedBuffer<std::int32_t> host_indices;
+    PinnedBuffer<float> host_data;
+    PinnedBuffer<std::int32_t> host_per_row;
+    DeviceBuffer<std::int64_t> indptr;
+    DeviceBuffer<std::int32_t> indices;
+    DeviceBuffer<float> data;
+    DeviceBuffer<std::int32_t> per_row;
+    Event copied, done;
+    bool used = false;
+  };
+  Device& d_;
+  Stream copy_;
+  Slot slots_[2];
+  int next_ = 0, last_ = -1;
 };
-BlockOnDevice upload_block(Device& d, const CsrMatrix& c, const RowBlock& b);
 
 // row_of[k] = the row of entry k, for the n_rows rows of device offsets `indptr`.
 void rows_of_entries(Device& d, const std::int64_t* indptr, std::int64_t n_rows,

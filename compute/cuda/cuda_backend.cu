@@ -1,7 +1,8 @@
 // CUDA backend: device detection, a stream-ordered memory pool, and the stages that run on the
 // device — QC, normalize_total + log1p and the HVG moments per chunk (stats.cu), Wilcoxon's
-// statistics and ranks (wilcoxon.cu), PCA's Gram pass
-// (DSYRK on densified HVG tiles) and eigensolve (cuSOLVER syevd), kNN (exact: tiled SGEMM + per-row
+// statistics and ranks (wilcoxon.cu), PCA's Gram pass and projection
+// (kept counts staged through page-locked buffers, normalised on the device, densified HVG tiles
+// by DSYRK / DGEMM) and eigensolve (cuSOLVER syevd), kNN (exact: tiled SGEMM + per-row
 // top-k, distances recomputed exactly; approximate: an inverted file), the UMAP layout; and the
 // import of the renderer's buffers and semaphores (compute/external.hpp). The arithmetic that both
 // backends do is shared
@@ -25,6 +26,7 @@
 
 #include "compute/backend.hpp"
 #include "compute/cuda/check.cuh"
+#include "compute/cuda/chunks.cuh"
 #include "compute/cuda/device.cuh"
 #include "compute/cuda/fuzzy.cuh"
 #include "compute/cuda/leiden.cuh"
@@ -40,87 +42,227 @@ using namespace gpu;  // this file is the backend on top of device.cuh
 
 namespace {
 
-// ---- PCA: Gram pass -------------------------------------------------------------------------
+// ---- PCA: Gram pass and projection ----------------------------------------------------------
 
-// Scatters rows [r0, r0 + rows) of a chunk's offsets into a zeroed column-major rows x h tile.
-__global__ void scatter_offsets(const std::int64_t* start, const std::int32_t* column,
-                                const double* value, std::int64_t rows, double* tile) {
-  const std::int64_t warp = (static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x) / 32;
+// The scaled HVG columns on the device (ScaledColumns).
+struct DeviceColumns {
+  DeviceColumns(Device& d, const ScaledColumns& c)
+      : column(d, c.column.size()),
+        mean(d, c.mean.size()),
+        inv_std(d, c.inv_std.size()),
+        max_value(c.max_value) {
+    column.upload(c.column.data(), c.column.size());
+    mean.upload(c.mean.data(), c.mean.size());
+    inv_std.upload(c.inv_std.data(), c.inv_std.size());
+  }
+  DeviceBuffer<std::int32_t> column;
+  DeviceBuffer<float> mean, inv_std;
+  float max_value;
+};
+
+// Rows [0, rows) of a block of log data (offsets from `indptr`, relative to the block's first
+// entry) as their scaled offsets z - z0 in a zeroed column-major rows x h tile, one warp per row
+// (ScaledColumns::for_each_offset's values).
+__global__ void scatter_scaled(const std::int64_t* indptr, const std::int32_t* indices,
+                               const float* data, std::int64_t rows, const std::int32_t* column,
+                               const float* mean, const float* inv_std, float max_value,
+                               double* tile) {
+  const std::int64_t warp = global_thread() / 32;
   const int lane = threadIdx.x % 32;
   if (warp >= rows) return;
-  for (auto k = start[warp] - start[0] + lane; k < start[warp + 1] - start[0]; k += 32)
-    tile[static_cast<std::int64_t>(column[k]) * rows + warp] = value[k];
+  for (auto k = indptr[warp] + lane; k < indptr[warp + 1]; k += 32)
+    if (const int c = column[indices[k]]; c >= 0)
+      tile[static_cast<std::int64_t>(c) * rows + warp] =
+          scaled_offset(data[k], mean[c], inv_std[c], max_value);
 }
 
-// Densified tiles of a chunk's scaled offsets are at most 256 MiB: this many rows of h columns.
+__global__ void fill(double* x, std::int64_t n, double value) {
+  const std::int64_t i = global_thread();
+  if (i < n) x[i] = value;
+}
+
+// Densified tiles of scaled offsets are at most 256 MiB: this many rows of h columns.
 std::int64_t offset_tile_rows(int h) {
   return std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{h}));
 }
 
-// Rows [r0, r0 + rows) of `o` as a column-major rows x h tile on the device (zeros elsewhere);
-// the index buffers go back to the pool in stream order, after the scatter.
-DeviceBuffer<double> offset_tile(Device& d, const ScaledColumns::Offsets& o, std::int64_t r0,
-                                 std::int64_t rows, int h) {
-  const auto e0 = o.start[r0], e1 = o.start[r0 + rows];
-  DeviceBuffer<std::int64_t> start(d, rows + 1);
-  DeviceBuffer<std::int32_t> column(d, e1 - e0);
-  DeviceBuffer<double> value(d, e1 - e0);
-  DeviceBuffer<double> tile(d, rows * h);
-  start.upload(o.start.data() + r0, rows + 1);
-  column.upload(o.column.data() + e0, e1 - e0);
-  value.upload(o.value.data() + e0, e1 - e0);
-  tile.zero();
-  scatter_offsets<<<blocks_for(rows * 32, 256), 256, 0, d.stream>>>(start.get(), column.get(),
-                                                                    value.get(), rows, tile.get());
-  check_launch();
-  return tile;
-}
-
-class CudaGramPass final : public GramPass {
+// What the Gram pass and the projection share: chunks of kept counts staged to the device,
+// normalised there, and each row block's scaled offsets densified tile by tile.
+class ScaledTiles {
  public:
-  CudaGramPass(Device& d, const ScaledColumns& columns)
+  ScaledTiles(Device& d, const ScaledColumns& columns, const LogNormalize& n)
       : d_(d),
-        columns_(columns),
+        normalize_(n),
         h_(columns.width()),
-        ww_(d, static_cast<std::size_t>(h_) * h_),
-        w_(Eigen::VectorXd::Zero(h_)) {
-    ww_.zero();
+        tile_rows_(offset_tile_rows(h_)),
+        columns_(d, columns),
+        excluded_(d, n.apply && n.excluded ? n.excluded->size() : 0),
+        tile_(d, 0) {
+    if (excluded_.size()) excluded_.upload(n.excluded->data(), n.excluded->size());
+  }
+  int width() const { return h_; }
+
+  // visit(tile, rows, row): each tile of the chunk on d's stream, its first row in the chunk.
+  template <typename Visit>
+  void for_each_tile(CsrMatrix& chunk, Visit&& visit) {
+    for (const RowBlock& b : row_blocks(chunk)) {
+      const BlockStager::Staged s = stager_.put(chunk, b);
+      if (normalize_.apply)
+        normalize_log1p(d_, s.indptr, s.indices, excluded_.size() ? excluded_.get() : nullptr,
+                        s.data, s.rows, normalize_.target_sum);
+      for (std::int64_t t0 = 0; t0 < s.rows; t0 += tile_rows_) {
+        const std::int64_t rows = std::min(tile_rows_, s.rows - t0);
+        if (static_cast<std::int64_t>(tile_.size()) < rows * h_)
+          tile_ = DeviceBuffer<double>(d_, static_cast<std::size_t>(rows * h_));
+        ORRERY_CUDA_CHECK(cudaMemsetAsync(tile_.get(), 0, rows * h_ * sizeof(double), d_.stream));
+        scatter_scaled<<<blocks_for(rows * 32, 256), 256, 0, d_.stream>>>(
+            s.indptr + t0, s.indices, s.data, rows, columns_.column.get(), columns_.mean.get(),
+            columns_.inv_std.get(), columns_.max_value, tile_.get());
+        check_launch();
+        visit(tile_.get(), rows, b.r0 + t0);
+      }
+    }
   }
 
-  void add(const CsrMatrix& lognorm) override {
-    const ScaledColumns::Offsets o = columns_.offsets(lognorm);
-    for (std::size_t k = 0; k < o.column.size(); ++k) w_(o.column[k]) += o.value[k];
-    // DSYRK adds each densified tile's W^T W to the lower triangle.
-    const std::int64_t tile_rows = offset_tile_rows(h_);
-    for (std::int64_t r0 = 0; r0 < lognorm.n_rows; r0 += tile_rows) {
-      const std::int64_t rows = std::min(tile_rows, lognorm.n_rows - r0);
-      const DeviceBuffer<double> tile = offset_tile(d_, o, r0, rows, h_);
+ private:
+  Device& d_;
+  LogNormalize normalize_;
+  int h_;
+  std::int64_t tile_rows_;
+  DeviceColumns columns_;
+  DeviceBuffer<char> excluded_;
+  DeviceBuffer<double> tile_;  // reused in stream order
+  BlockStager stager_{d_};     // last: it waits for the kernels before the buffers above go
+};
+
+// W^T W by DSYRK and W^T 1 by DGEMV on each tile, added on the device.
+class CudaGramPass final : public GramPass {
+ public:
+  CudaGramPass(Device& d, const ScaledColumns& columns, const LogNormalize& n)
+      : d_(d),
+        h_(columns.width()),
+        ww_(d, static_cast<std::size_t>(h_) * h_),
+        w_(d, h_),
+        ones_(d, 0),
+        tiles_(d, columns, n) {
+    ww_.zero();
+    w_.zero();
+  }
+
+  void add(CsrMatrix& counts) override {
+    tiles_.for_each_tile(counts, [&](const double* tile, std::int64_t rows, std::int64_t) {
+      if (static_cast<std::int64_t>(ones_.size()) < rows) {
+        ones_ = DeviceBuffer<double>(d_, static_cast<std::size_t>(rows));
+        fill<<<blocks_for(rows, 256), 256, 0, d_.stream>>>(ones_.get(), rows, 1.0);
+        check_launch();
+      }
       const double one = 1.0;
       ORRERY_CUBLAS_CHECK(cublasDsyrk(d_.cublas(), CUBLAS_FILL_MODE_LOWER, CUBLAS_OP_T, h_,
-                                      static_cast<int>(rows), &one, tile.get(),
-                                      static_cast<int>(rows), &one, ww_.get(), h_));
-      d_.sync();  // the host offsets of this tile may go
-    }
-    n_ += lognorm.n_rows;
+                                      static_cast<int>(rows), &one, tile, static_cast<int>(rows),
+                                      &one, ww_.get(), h_));
+      ORRERY_CUBLAS_CHECK(cublasDgemv(d_.cublas(), CUBLAS_OP_T, static_cast<int>(rows), h_, &one,
+                                      tile, static_cast<int>(rows), ones_.get(), 1, &one, w_.get(),
+                                      1));
+    });
+    n_ += counts.n_rows;
   }
 
   GramSums finish() override {
     GramSums s;
     s.ww.resize(h_, h_);
+    s.w.resize(h_);
     ww_.download(s.ww.data(), ww_.size());  // column-major like Eigen's default
+    w_.download(s.w.data(), w_.size());
     d_.sync();
-    s.w = w_;
     s.n = n_;
     return s;
   }
 
  private:
   Device& d_;
-  const ScaledColumns& columns_;
   int h_;
-  DeviceBuffer<double> ww_;
-  Eigen::VectorXd w_;
+  DeviceBuffer<double> ww_, w_, ones_;
   std::int64_t n_ = 0;
+  ScaledTiles tiles_;
+};
+
+// (Z - mean) V = W V + (z0 - mean) V: each tile times the axes by DGEMM into the chunk's
+// column-major result, copied to page-locked memory; the shift is added on the host, as the CPU
+// adds it, when the next chunk's work is enqueued (or at finish).
+class CudaProjectionPass final : public ProjectionPass {
+ public:
+  CudaProjectionPass(Device& d, const PcaModel& model, const ScaledColumns& columns,
+                     const LogNormalize& n)
+      : d_(d),
+        k_(static_cast<int>(model.components.cols())),
+        v_(d, static_cast<std::size_t>(columns.width()) * model.components.cols()),
+        results_{Result(d), Result(d)},
+        tiles_(d, columns, n) {
+    const int h = columns.width();
+    Eigen::VectorXd z0(h);
+    for (int c = 0; c < h; ++c) z0(c) = columns.zero(c);
+    shift_ = (z0 - model.mean).transpose() * model.components;
+    v_.upload(model.components.data(), v_.size());  // h x k, column-major
+  }
+
+  void add(CsrMatrix& counts, DenseMatrix& out, std::int64_t row0) override {
+    const std::int64_t n = counts.n_rows;
+    if (n == 0 || k_ == 0) return;
+    Result& r = results_[next_];
+    next_ ^= 1;
+    const auto size = static_cast<std::size_t>(n) * k_;
+    if (r.device.size() < size) r.device = DeviceBuffer<double>(d_, size);
+    r.host.reserve(size);  // its last copy was waited for when it was written out
+    const int h = tiles_.width();
+    tiles_.for_each_tile(counts, [&](const double* tile, std::int64_t rows, std::int64_t row) {
+      const double one = 1.0, zero = 0.0;
+      ORRERY_CUBLAS_CHECK(cublasDgemm(d_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(rows),
+                                      k_, h, &one, tile, static_cast<int>(rows), v_.get(), h, &zero,
+                                      r.device.get() + row, static_cast<int>(n)));
+    });
+    ORRERY_CUDA_CHECK(cudaMemcpyAsync(r.host.get(), r.device.get(), size * sizeof(double),
+                                      cudaMemcpyDeviceToHost, d_.stream));
+    ORRERY_CUDA_CHECK(cudaEventRecord(r.copied, d_.stream));
+    r.pending = true;
+    r.out = &out;
+    r.row0 = row0;
+    r.rows = n;
+    write_out(results_[next_]);  // the previous chunk's, while the device works on this one
+  }
+
+  void finish() override {
+    write_out(results_[next_]);
+    write_out(results_[next_ ^ 1]);
+  }
+
+ private:
+  struct Result {
+    explicit Result(Device& d) : device(d, 0) {}
+    DeviceBuffer<double> device;
+    PinnedBuffer<double> host;
+    Event copied;
+    bool pending = false;
+    DenseMatrix* out = nullptr;
+    std::int64_t row0 = 0, rows = 0;
+  };
+
+  void write_out(Result& r) {
+    if (!r.pending) return;
+    ORRERY_CUDA_CHECK(cudaEventSynchronize(r.copied));
+    r.pending = false;
+    const double* p = r.host.get();
+    for (std::int64_t i = 0; i < r.rows; ++i)
+      for (int j = 0; j < k_; ++j)
+        r.out->at(r.row0 + i, j) = static_cast<float>(shift_(j) + p[j * r.rows + i]);
+  }
+
+  Device& d_;
+  int k_;
+  Eigen::RowVectorXd shift_;
+  DeviceBuffer<double> v_;
+  Result results_[2];
+  int next_ = 0;
+  ScaledTiles tiles_;  // last: its stager waits for the device before the buffers above go
 };
 
 // ---- kNN: exact -----------------------------------------------------------------------------
@@ -511,44 +653,18 @@ class CudaBackend final : public Backend {
     return out;
   }
 
-  // (Z - mean) V = W V + (z0 - mean) V: W's tiles densified on the device as for the Gram
-  // pass, times the axes by DGEMM; the shift added on the host, as the CPU adds it.
-  void project(const PcaModel& model, const ScaledColumns& columns, const CsrMatrix& lognorm,
-               DenseMatrix& out, std::int64_t row0) override {
-    const int h = columns.width();
-    const auto k = static_cast<int>(model.components.cols());
-    if (lognorm.n_rows == 0 || k == 0) return;
-    Eigen::VectorXd z0(h);
-    for (int c = 0; c < h; ++c) z0(c) = columns.zero(c);
-    const Eigen::RowVectorXd shift = (z0 - model.mean).transpose() * model.components;
-    DeviceBuffer<double> v(d_, static_cast<std::size_t>(h) * k);
-    v.upload(model.components.data(), v.size());  // h x k, column-major
-    const ScaledColumns::Offsets o = columns.offsets(lognorm);
-    const std::int64_t tile_rows = offset_tile_rows(h);
-    std::vector<double> result;
-    for (std::int64_t r0 = 0; r0 < lognorm.n_rows; r0 += tile_rows) {
-      const std::int64_t rows = std::min(tile_rows, lognorm.n_rows - r0);
-      const DeviceBuffer<double> tile = offset_tile(d_, o, r0, rows, h);
-      DeviceBuffer<double> projected(d_, rows * k);
-      const double one = 1.0, zero = 0.0;
-      ORRERY_CUBLAS_CHECK(cublasDgemm(d_.cublas(), CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(rows),
-                                      k, h, &one, tile.get(), static_cast<int>(rows), v.get(), h,
-                                      &zero, projected.get(), static_cast<int>(rows)));
-      result.resize(static_cast<std::size_t>(rows) * k);
-      projected.download(result.data(), result.size());
-      d_.sync();
-      for (std::int64_t r = 0; r < rows; ++r)
-        for (int j = 0; j < k; ++j)
-          out.at(row0 + r0 + r, j) = static_cast<float>(shift(j) + result[j * rows + r]);
-    }
-  }
-
-  std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns) override {
+  // On the host where W^T W would take more than half the free device memory.
+  std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns,
+                                      const LogNormalize& normalize) override {
     const double bytes = 8.0 * columns.width() * columns.width();
-    std::size_t free = 0, total = 0;
-    ORRERY_CUDA_CHECK(cudaMemGetInfo(&free, &total));
-    if (bytes > 0.5 * static_cast<double>(free)) return Backend::gram_pass(columns);
-    return std::make_unique<CudaGramPass>(d_, columns);
+    if (bytes > 0.5 * static_cast<double>(d_.available_bytes()))
+      return Backend::gram_pass(columns, normalize);
+    return std::make_unique<CudaGramPass>(d_, columns, normalize);
+  }
+  std::unique_ptr<ProjectionPass> projection_pass(const PcaModel& model,
+                                                  const ScaledColumns& columns,
+                                                  const LogNormalize& normalize) override {
+    return std::make_unique<CudaProjectionPass>(d_, model, columns, normalize);
   }
 
   PcaModel pca(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean,

@@ -103,18 +103,18 @@ class CudaQcPass final : public QcPass {
     const std::size_t base = append_cells(cells, percent_top_, c.n_rows);
     std::vector<char> keep_rows;
     for (const RowBlock& b : row_blocks(c)) {
-      const BlockOnDevice block = upload_block(d_, c, b);
+      const BlockStager::Staged block = stager_.put(c, b);
       const std::int64_t rows = block.rows, nnz = block.nnz;
-      const auto& indptr = block.indptr;
-      const auto& indices = block.indices;
-      const auto& data = block.data;
+      const std::int64_t* indptr = block.indptr;
+      const std::int32_t* indices = block.indices;
+      const float* data = block.data;
       const std::size_t at = base + static_cast<std::size_t>(b.r0);
 
       DeviceBuffer<std::int32_t> n_genes(d_, rows);
       DeviceBuffer<double> total(d_, rows), total_qc(d_, rows), pct_qc(d_, rows);
       qc_cells<<<blocks_for(rows, 128), 128, 0, d_.stream>>>(
-          indptr.get(), indices.get(), data.get(), rows, qc_genes_.get(), n_genes.get(),
-          total.get(), total_qc.get(), pct_qc.get());
+          indptr, indices, data, rows, qc_genes_.get(), n_genes.get(), total.get(), total_qc.get(),
+          pct_qc.get());
       check_launch();
       n_genes.download(cells.n_genes_by_counts.data() + at, rows);
       total.download(cells.total_counts.data() + at, rows);
@@ -124,15 +124,13 @@ class CudaQcPass final : public QcPass {
         DeviceBuffer<float> sorted(d_, nnz);
         std::size_t temp_bytes = 0;
         ORRERY_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeysDescending(
-            nullptr, temp_bytes, data.get(), sorted.get(), nnz, rows, indptr.get(),
-            indptr.get() + 1, d_.stream));
+            nullptr, temp_bytes, data, sorted.get(), nnz, rows, indptr, indptr + 1, d_.stream));
         DeviceBuffer<char> temp(d_, temp_bytes);
         ORRERY_CUDA_CHECK(cub::DeviceSegmentedSort::SortKeysDescending(
-            temp.get(), temp_bytes, data.get(), sorted.get(), nnz, rows, indptr.get(),
-            indptr.get() + 1, d_.stream));
+            temp.get(), temp_bytes, data, sorted.get(), nnz, rows, indptr, indptr + 1, d_.stream));
         DeviceBuffer<double> top(d_, static_cast<std::size_t>(m) * rows);
         qc_top<<<blocks_for(rows, 128), 128, 0, d_.stream>>>(
-            indptr.get(), sorted.get(), rows, top_n_.get(), m, total.get(), top.get());
+            indptr, sorted.get(), rows, top_n_.get(), m, total.get(), top.get());
         check_launch();
         for (int t = 0; t < m; ++t)
           ORRERY_CUDA_CHECK(cudaMemcpyAsync(cells.pct_counts_in_top[t].data() + at,
@@ -147,14 +145,13 @@ class CudaQcPass final : public QcPass {
       DeviceBuffer<char> kept_rows(d_, rows);
       kept_rows.upload(keep_rows.data(), keep_rows.size());
       DeviceBuffer<std::int32_t> row_of(d_, nnz);
-      rows_of_entries(d_, indptr.get(), rows, row_of.get());
-      const ColumnOrder order = order_by_column(d_, indices.get(), nnz, n_genes_);
+      rows_of_entries(d_, indptr, rows, row_of.get());
+      const ColumnOrder order = order_by_column(d_, indices, nnz, n_genes_);
       qc_genes_sums<<<blocks_for(n_genes_, 128), 128, 0, d_.stream>>>(
-          order.start.get(), order.perm.get(), row_of.get(), data.get(), n_genes_, kept_rows.get(),
+          order.start.get(), order.perm.get(), row_of.get(), data, n_genes_, kept_rows.get(),
           n_cells_.get(), total_.get(), kept_.get());
       check_launch();
-      // The host copies above were staged before upload returned; the device buffers are
-      // freed in stream order, after the kernels that read them.
+      // The device buffers are freed in stream order, after the kernels that read them.
     }
     n_cells_added_ += c.n_rows;
   }
@@ -180,6 +177,7 @@ class CudaQcPass final : public QcPass {
   DeviceBuffer<double> total_;
   DeviceBuffer<std::int64_t> kept_;
   std::int64_t n_cells_added_ = 0;
+  BlockStager stager_{d_};
 };
 
 // ---- moments of the log data ------------------------------------------------------------------
@@ -246,8 +244,7 @@ class CudaMomentPass final : public MomentPass {
         exp_sumsq_(d, o.expm1 ? o.n_genes : 0),
         batch_sum_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches),
         batch_sumsq_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches),
-        batch_seen_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches),
-        slots_{Slot(d), Slot(d)} {
+        batch_seen_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches) {
     if (o.excluded) excluded_.upload(o.excluded->data(), o.excluded->size());
     if (o.clip) {
       if (static_cast<std::int64_t>(o.clip->size()) != o.n_genes)
@@ -262,46 +259,22 @@ class CudaMomentPass final : public MomentPass {
     for (auto* b : {&sum_, &sumsq_, &exp_sum_, &exp_sumsq_, &batch_sum_, &batch_sumsq_}) b->zero();
     batch_seen_.zero();
     batch_cells_.assign(o.n_batches, 0);
-    d.sync();  // the copy stream may use what was allocated and zeroed on the compute stream
-  }
-
-  ~CudaMomentPass() override {
-    // Nothing may still read a slot's pinned or device memory when it goes.
-    cudaStreamSynchronize(copy_);
-    cudaStreamSynchronize(d_.stream);
   }
 
   void add(CsrMatrix& c, const std::int32_t* batch) override {
     if (batch)
       for (std::int64_t i = 0; i < c.n_rows; ++i) ++batch_cells_[batch[i]];
     for (const RowBlock& b : row_blocks(c)) {
-      const std::int64_t rows = b.r1 - b.r0, nnz = b.e1 - b.e0;
-      Slot& s = slots_[next_slot_];
-      next_slot_ ^= 1;
-      // The slot's pinned buffers are free once its last copy is done; its device buffers
-      // once the kernels that read them are (the copy stream waits for that below).
-      if (s.used) ORRERY_CUDA_CHECK(cudaEventSynchronize(s.copied));
-      if (s.grow(d_, rows, nnz, batch != nullptr)) d_.sync();
-      block_offsets(c, b, s.host_indptr.get());
-      std::memcpy(s.host_indices.get(), c.indices.data() + b.e0, nnz * sizeof(std::int32_t));
-      std::memcpy(s.host_data.get(), c.data.data() + b.e0, nnz * sizeof(float));
-      if (batch) std::memcpy(s.host_batch.get(), batch + b.r0, rows * sizeof(std::int32_t));
-      if (s.used) ORRERY_CUDA_CHECK(cudaStreamWaitEvent(copy_, s.done, 0));
-      copy(s.indptr.get(), s.host_indptr.get(), rows + 1);
-      copy(s.indices.get(), s.host_indices.get(), nnz);
-      copy(s.data.get(), s.host_data.get(), nnz);
-      if (batch) copy(s.batch.get(), s.host_batch.get(), rows);
-      ORRERY_CUDA_CHECK(cudaEventRecord(s.copied, copy_));
-      ORRERY_CUDA_CHECK(cudaStreamWaitEvent(d_.stream, s.copied, 0));
-
+      const BlockStager::Staged s = stager_.put(c, b, batch);
+      const std::int64_t rows = s.rows, nnz = s.nnz;
       if (o_.log_normalize)
-        normalize_log1p(d_, s.indptr.get(), s.indices.get(),
-                        o_.excluded ? excluded_.get() : nullptr, s.data.get(), rows, o_.target_sum);
+        normalize_log1p(d_, s.indptr, s.indices, o_.excluded ? excluded_.get() : nullptr, s.data,
+                        rows, o_.target_sum);
       DeviceBuffer<std::int32_t> row_of(d_, batch ? nnz : 0);
       if (batch) {
-        rows_of_entries(d_, s.indptr.get(), rows, row_of.get());
+        rows_of_entries(d_, s.indptr, rows, row_of.get());
       }
-      const ColumnOrder order = order_by_column(d_, s.indices.get(), nnz, o_.n_genes);
+      const ColumnOrder order = order_by_column(d_, s.indices, nnz, o_.n_genes);
       const MomentArrays m{o_.clip ? clip_.get() : nullptr,
                            o_.batch_clip ? batch_clip_.get() : nullptr,
                            sum_.get(),
@@ -312,11 +285,8 @@ class CudaMomentPass final : public MomentPass {
                            batch ? batch_sumsq_.get() : nullptr,
                            batch ? batch_seen_.get() : nullptr};
       gene_moments<<<blocks_for(o_.n_genes, 128), 128, 0, d_.stream>>>(
-          order.start.get(), order.perm.get(), row_of.get(), s.data.get(),
-          batch ? s.batch.get() : nullptr, o_.n_genes, m);
+          order.start.get(), order.perm.get(), row_of.get(), s.data, s.per_row, o_.n_genes, m);
       check_launch();
-      ORRERY_CUDA_CHECK(cudaEventRecord(s.done, d_.stream));
-      s.used = true;
     }
   }
 
@@ -340,49 +310,6 @@ class CudaMomentPass final : public MomentPass {
   }
 
  private:
-  // One of two chunk buffers: page-locked host memory, its device copy, and events saying
-  // when the copy and the kernels reading it are done.
-  struct Slot {
-    explicit Slot(Device& d) : indptr(d, 0), indices(d, 0), data(d, 0), batch(d, 0) {}
-    PinnedBuffer<std::int64_t> host_indptr;
-    PinnedBuffer<std::int32_t> host_indices;
-    PinnedBuffer<float> host_data;
-    PinnedBuffer<std::int32_t> host_batch;
-    DeviceBuffer<std::int64_t> indptr;
-    DeviceBuffer<std::int32_t> indices;
-    DeviceBuffer<float> data;
-    DeviceBuffer<std::int32_t> batch;
-    Event copied, done;
-    bool used = false;
-
-    // Room for a block; true when device memory was reallocated (the caller then waits for
-    // the compute stream, where the allocation is ordered, before the copy stream uses it).
-    bool grow(Device& d, std::int64_t rows, std::int64_t nnz, bool with_batch) {
-      host_indptr.reserve(rows + 1);
-      host_indices.reserve(nnz);
-      host_data.reserve(nnz);
-      if (with_batch) host_batch.reserve(rows);
-      bool fresh = false;
-      auto fit = [&](auto& buffer, std::int64_t n) {
-        using T = std::remove_reference_t<decltype(*buffer.get())>;
-        if (static_cast<std::int64_t>(buffer.size()) >= n) return;
-        buffer = DeviceBuffer<T>(d, static_cast<std::size_t>(n));
-        fresh = true;
-      };
-      fit(indptr, rows + 1);
-      fit(indices, nnz);
-      fit(data, nnz);
-      if (with_batch) fit(batch, rows);
-      return fresh;
-    }
-  };
-
-  template <typename T>
-  void copy(T* to, const T* from, std::int64_t n) {
-    if (n > 0)
-      ORRERY_CUDA_CHECK(cudaMemcpyAsync(to, from, n * sizeof(T), cudaMemcpyHostToDevice, copy_));
-  }
-
   Device& d_;
   MomentOptions o_;
   DeviceBuffer<char> excluded_;
@@ -390,9 +317,7 @@ class CudaMomentPass final : public MomentPass {
   DeviceBuffer<double> sum_, sumsq_, exp_sum_, exp_sumsq_, batch_sum_, batch_sumsq_;
   DeviceBuffer<char> batch_seen_;
   std::vector<std::int64_t> batch_cells_;
-  Stream copy_;
-  std::array<Slot, 2> slots_;
-  int next_slot_ = 0;
+  BlockStager stager_{d_};  // last: it waits for the kernels before the buffers above go
 };
 
 }  // namespace

@@ -23,8 +23,9 @@ void normalize_log1p(Device& d, const std::int64_t* indptr, const std::int32_t* 
 std::unique_ptr<QcPass> make_qc_pass(Device& d, const std::vector<char>& qc_genes,
                                      const std::vector<int>& percent_top, std::int64_t n_genes);
 
-// Chunks are copied through page-locked buffers on a second stream, two in flight, so the next
-// chunk is read from disk while this one is copied and reduced.
+// Chunks are copied through page-locked buffers on a second stream, two in flight
+// (chunks.cuh's BlockStager), so the next chunk is read from disk while this one is copied and
+// reduced. The QC pass copies the same way but waits for each block's cell metrics.
 std::unique_ptr<MomentPass> make_moment_pass(Device& d, const MomentOptions& options);
 
 }  // namespace orrery::compute::gpu

@@ -125,7 +125,7 @@ __global__ void rank_binned(const std::uint32_t* hist, std::int64_t width, int n
 // Calls visit(block) for every row block of every chunk of `source`: its values on the device,
 // each entry's row, the entries in column order, and the block's first row among all cells.
 struct DeviceBlock {
-  BlockOnDevice values;
+  BlockStager::Staged values;
   DeviceBuffer<std::int32_t> row_of;
   ColumnOrder order;
   std::int64_t first_row;
@@ -136,14 +136,15 @@ template <typename Visit>
 void for_each_device_block(Device& d, const ChunkSource& source, std::int64_t n_genes,
                            std::int64_t n_cells, Progress& progress, const char* stage, double from,
                            double to, Visit&& visit) {
+  BlockStager stager(d);
   source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
     for (const RowBlock& b : row_blocks(c)) {
-      BlockOnDevice on_device = upload_block(d, c, b);
+      const BlockStager::Staged on_device = stager.put(c, b);
       DeviceBuffer<std::int32_t> row_of(d, on_device.nnz);
-      rows_of_entries(d, on_device.indptr.get(), on_device.rows, row_of.get());
-      ColumnOrder order = order_by_column(d, on_device.indices.get(), on_device.nnz, n_genes);
-      DeviceBlock block{std::move(on_device), std::move(row_of), std::move(order), row0 + b.r0};
+      rows_of_entries(d, on_device.indptr, on_device.rows, row_of.get());
+      ColumnOrder order = order_by_column(d, on_device.indices, on_device.nnz, n_genes);
+      DeviceBlock block{on_device, std::move(row_of), std::move(order), row0 + b.r0};
       visit(block);
     }
     progress.report(stage, from + (to - from) * static_cast<double>(row0 + c.n_rows) /
@@ -182,8 +183,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
                         [&](const DeviceBlock& b) {
                           group_sums<<<blocks_for(n_genes, 128), 128, 0, d.stream>>>(
                               b.order.start.get(), b.order.perm.get(), b.row_of.get(),
-                              b.values.data.get(), cell_labels.get() + b.first_row, n_genes,
-                              sum.get(), nnz.get(), max_bits.get(), negative.get());
+                              b.values.data, cell_labels.get() + b.first_row, n_genes, sum.get(),
+                              nnz.get(), max_bits.get(), negative.get());
                           check_launch();
                         });
   t.sum.resize(table);
@@ -247,8 +248,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
                             [&](const DeviceBlock& b) {
                               bin_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
                                   b.order.start.get(), b.order.perm.get(), b.row_of.get(),
-                                  b.values.data.get(), cell_labels.get() + b.first_row, g0, g1,
-                                  n_groups, o.n_bins, bin_max, hist.get());
+                                  b.values.data, cell_labels.get() + b.first_row, g0, g1, n_groups,
+                                  o.n_bins, bin_max, hist.get());
                               check_launch();
                             });
       rank_binned<<<blocks_for(width, 128), 128, 0, d.stream>>>(
@@ -268,7 +269,7 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
                             [&](const DeviceBlock& b) {
                               gather_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
                                   b.order.start.get(), b.order.perm.get(), b.row_of.get(),
-                                  b.values.data.get(), cell_labels.get() + b.first_row, g0, g1,
+                                  b.values.data, cell_labels.get() + b.first_row, g0, g1,
                                   d_offset.get(), filled.get(), values.get(), value_labels.get());
                               check_launch();
                             });

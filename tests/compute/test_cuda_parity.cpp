@@ -40,9 +40,10 @@ CsrMatrix slice_rows(const CsrMatrix& m, std::int64_t r0, std::int64_t r1) {
   return c;
 }
 
-// Log-normalised synthetic rows and scaled columns over `h` of their genes (every third).
+// Synthetic counts, their log-normalised rows and scaled columns over `h` of their genes (every
+// third).
 struct GramCase {
-  std::vector<CsrMatrix> chunks;
+  std::vector<CsrMatrix> counts, chunks;
   compute::ScaledColumns columns;
 };
 
@@ -59,6 +60,7 @@ GramCase gram_case(std::int64_t cells, std::int32_t genes, int h) {
   for (int c = 0; c < h; ++c) g.columns.column[c * 3] = c;
   for (std::int64_t r0 = 0; r0 < cells; r0 += 1500) {
     CsrMatrix c = gen.rows(r0, std::min(cells, r0 + 1500));
+    g.counts.push_back(c);
     cpu->normalize_log1p(c, 1e4);
     for (std::int64_t k = 0; k < c.nnz(); ++k)
       if (const int col = g.columns.column[c.indices[k]]; col >= 0)
@@ -380,49 +382,73 @@ class TestCudaParity : public QObject {
     }
   }
 
-  // The Gram pass: both add the same products in double, in other orders: 1e-12 of the largest.
+  // The Gram pass on log data: both add the same products in double, in other orders: 1e-12 of
+  // the largest. From counts (each normalises them; the device's log1pf may differ from the
+  // host's by an ulp): 1e-6.
   void gramPass() {
     const GramCase g = gram_case(9000, 3000, 700);
-    auto a = cpu_->gram_pass(g.columns);
-    auto b = cuda_->gram_pass(g.columns);
-    for (const auto& c : g.chunks) {
-      a->add(c);
-      b->add(c);
+    for (const bool from_counts : {false, true}) {
+      const compute::LogNormalize normalize{.apply = from_counts, .target_sum = 1e4};
+      auto a = cpu_->gram_pass(g.columns, normalize);
+      auto b = cuda_->gram_pass(g.columns, normalize);
+      for (const auto& chunk : from_counts ? g.counts : g.chunks) {
+        CsrMatrix ca = chunk, cb = chunk;
+        a->add(ca);
+        b->add(cb);
+      }
+      const compute::GramSums sa = a->finish(), sb = b->finish();
+      const double tol = from_counts ? 1e-6 : 1e-12;
+      QCOMPARE(sb.n, sa.n);
+      QVERIFY((sa.w - sb.w).cwiseAbs().maxCoeff() <= tol * sa.w.cwiseAbs().maxCoeff());
+      const Eigen::MatrixXd la = sa.ww.triangularView<Eigen::Lower>();
+      const Eigen::MatrixXd lb = sb.ww.triangularView<Eigen::Lower>();
+      const double err = (la - lb).cwiseAbs().maxCoeff() / la.cwiseAbs().maxCoeff();
+      qInfo("gram pass (%s): max relative difference %.3g", from_counts ? "counts" : "log data",
+            err);
+      QVERIFY2(err <= tol, qPrintable(QString::number(err)));
+      QVERIFY(la.cwiseAbs().maxCoeff() > 0);
     }
-    const compute::GramSums sa = a->finish(), sb = b->finish();
-    QCOMPARE(sb.n, sa.n);
-    QVERIFY((sa.w - sb.w).cwiseAbs().maxCoeff() <= 1e-12 * sa.w.cwiseAbs().maxCoeff());
-    const Eigen::MatrixXd la = sa.ww.triangularView<Eigen::Lower>();
-    const Eigen::MatrixXd lb = sb.ww.triangularView<Eigen::Lower>();
-    const double err = (la - lb).cwiseAbs().maxCoeff() / la.cwiseAbs().maxCoeff();
-    QVERIFY2(err <= 1e-12, qPrintable(QString::number(err)));
-    QVERIFY(la.cwiseAbs().maxCoeff() > 0);
   }
 
   // Projection onto the PCs: the CPU sums each row's offsets times the axes, the device a
   // DGEMM of the densified tiles (zeros included), in other orders; the floats agree to 1e-5
-  // of the largest coordinate.
+  // of the largest coordinate, from log data and from counts. Chunks of different sizes, so
+  // a chunk's rows written late (the device pass writes one chunk behind) land in place.
   void projection() {
     const GramCase g = gram_case(9000, 3000, 600);
     compute::GramAccumulator acc(g.columns);
     for (const auto& c : g.chunks) acc.add(c);
     const compute::PcaModel model = cpu_->pca(acc.covariance(), acc.mean(), 40);
-    DenseMatrix a(9000, 40), b(9000, 40);
-    std::int64_t row = 0;
-    for (const auto& c : g.chunks) {
-      cpu_->project(model, g.columns, c, a, row);
-      cuda_->project(model, g.columns, c, b, row);
-      row += c.n_rows;
+    for (const bool from_counts : {false, true}) {
+      const compute::LogNormalize normalize{.apply = from_counts, .target_sum = 1e4};
+      DenseMatrix a(9000, 40), b(9000, 40);
+      auto pa = cpu_->projection_pass(model, g.columns, normalize);
+      auto pb = cuda_->projection_pass(model, g.columns, normalize);
+      std::int64_t row = 0;
+      for (const auto& c : from_counts ? g.counts : g.chunks) {
+        // 1500-row chunks, the last ones split in two
+        const std::int64_t half = row >= 6000 ? c.n_rows / 2 : c.n_rows;
+        for (const auto& [r0, r1] : {std::pair{std::int64_t{0}, half}, std::pair{half, c.n_rows}}) {
+          if (r0 == r1) continue;
+          CsrMatrix ca = slice_rows(c, r0, r1), cb = ca;
+          pa->add(ca, a, row);
+          pb->add(cb, b, row);
+          row += r1 - r0;
+        }
+      }
+      pa->finish();
+      pb->finish();
+      QCOMPARE(row, std::int64_t{9000});
+      double largest = 0, worst = 0;
+      for (std::size_t e = 0; e < a.values.size(); ++e) {
+        largest = std::max(largest, std::fabs(double(a.values[e])));
+        worst = std::max(worst, std::fabs(double(a.values[e]) - b.values[e]));
+      }
+      qInfo("projection cpu vs cuda (%s): max difference %.3g of largest %.3g",
+            from_counts ? "counts" : "log data", worst, largest);
+      QVERIFY(largest > 0);
+      QVERIFY2(worst <= 1e-5 * largest, qPrintable(QString::number(worst)));
     }
-    QCOMPARE(row, std::int64_t{9000});
-    double largest = 0, worst = 0;
-    for (std::size_t e = 0; e < a.values.size(); ++e) {
-      largest = std::max(largest, std::fabs(double(a.values[e])));
-      worst = std::max(worst, std::fabs(double(a.values[e]) - b.values[e]));
-    }
-    qInfo("projection cpu vs cuda: max difference %.3g of largest %.3g", worst, largest);
-    QVERIFY(largest > 0);
-    QVERIFY2(worst <= 1e-5 * largest, qPrintable(QString::number(worst)));
   }
 
   // Eigensolve: LAPACK dsyevr and cuSOLVER syevd on one covariance; variances to 1e-10 of the

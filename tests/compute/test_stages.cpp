@@ -989,6 +989,53 @@ class TestStages : public QObject {
     QVERIFY2(perr < 1e-5, qPrintable(QString::number(perr)));
   }
 
+  // The backend's Gram and projection passes take kept counts and normalise them (excluded genes
+  // left out of the totals) before adding: the sums and coordinates of normalising first and
+  // adding the log data, bit for bit; with apply false they take the log data as it is.
+  void backendPcaPassesNormalizeCounts() {
+    const CsrMatrix counts = SynthGenerator(synth_of(500, 300)).rows(0, 500);
+    std::vector<char> excluded(300, 0);
+    for (int g = 0; g < 300; g += 7) excluded[g] = 1;
+    ScaledColumns cols;
+    cols.column.assign(300, -1);
+    for (int g = 1; g < 300; g += 3) {
+      cols.column[g] = cols.width();
+      cols.mean.push_back(0.2f + 0.001f * g);
+      cols.inv_std.push_back(1.5f);
+    }
+    auto cpu = make_cpu_backend();
+    CsrMatrix lognorm = counts;
+    cpu->normalize_log1p(lognorm, 5e3, &excluded);
+    QVERIFY(lognorm.data != counts.data);
+    GramAccumulator want(cols);
+    want.add(lognorm);
+    const LogNormalize from_counts{.target_sum = 5e3, .excluded = &excluded};
+    const LogNormalize as_is{.apply = false};
+    for (const LogNormalize& n : {from_counts, as_is}) {
+      auto gram = cpu->gram_pass(cols, n);
+      CsrMatrix chunk = n.apply ? counts : lognorm;
+      gram->add(chunk);
+      const GramSums got = gram->finish();
+      QCOMPARE(got.n, std::int64_t{500});
+      QVERIFY(got.w == want.sums().w);
+      QVERIFY(got.ww == want.sums().ww);
+    }
+    const PcaModel model = pca_from_covariance(want.covariance(), want.mean(), 6);
+    DenseMatrix expect(500, 6), got(500, 6);
+    project(model, cols, lognorm, expect, 0);
+    auto pass = cpu->projection_pass(model, cols, from_counts);
+    CsrMatrix chunk = counts;
+    pass->add(chunk, got, 0);
+    pass->finish();
+    QVERIFY(got.values == expect.values);
+    // Without the excluded genes the totals differ, and so do the coordinates.
+    auto other = cpu->projection_pass(model, cols, LogNormalize{.target_sum = 5e3});
+    chunk = counts;
+    DenseMatrix without(500, 6);
+    other->add(chunk, without, 0);
+    QVERIFY(without.values != expect.values);
+  }
+
   // hvg.batch_key: one batch gives the unbatched answer; with several, the per-batch selections
   // combine as scanpy's (counted per gene, averaged moments, top genes by batches then mean
   // normalised dispersion), and the result carries highly_variable_nbatches/_intersection.
