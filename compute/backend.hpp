@@ -89,7 +89,8 @@ class GramPass {
 
 // PCA's projection (pca.hpp's project: (Z - mean) V): chunks of kept counts in, as the Gram
 // pass takes them; each chunk's rows go to rows [row0, ...) of `out`, which must outlive the
-// pass. A device pass may write them later: all are in `out` when finish() returns.
+// pass. A device pass may write them later: all are in `out` once finish() has returned
+// (required; without it the last chunk's rows may be missing).
 class ProjectionPass {
  public:
   virtual ~ProjectionPass() = default;

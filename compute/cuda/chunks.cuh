@@ -44,9 +44,9 @@ class BlockStager {
     std::int64_t rows, nnz;
   };
   // Block `b` of `c` on the device (and rows [b.r0, b.r1) of `per_row`, one value per row of
-  // the chunk, when given). d's stream waits for the copy; work enqueued on it until the
-  // next-but-one put() may read and overwrite the buffers. The host's arrays may go when put
-  // returns.
+  // the chunk, when given). d's stream waits for the copy; work enqueued on it before the next
+  // put() may read and overwrite the buffers (that put marks the end of their use, so the
+  // copy after it may overwrite them). The host's arrays may go when put returns.
   Staged put(const CsrMatrix& c, const RowBlock& b, const std::int32_t* per_row = nullptr);
 
  private:

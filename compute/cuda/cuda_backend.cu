@@ -81,9 +81,14 @@ __global__ void fill(double* x, std::int64_t n, double value) {
   if (i < n) x[i] = value;
 }
 
-// Densified tiles of scaled offsets are at most 256 MiB: this many rows of h columns.
+// Densified tiles of scaled offsets are at most 256 MiB: this many rows of h columns, or
+// ORRERY_CUDA_TILE_ROWS where smaller (tests make it small to split blocks into tiles).
 std::int64_t offset_tile_rows(int h) {
-  return std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{h}));
+  const std::int64_t rows =
+      std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{std::max(h, 1)}));
+  const char* env = std::getenv("ORRERY_CUDA_TILE_ROWS");
+  const long long n = env ? std::atoll(env) : 0;
+  return n > 0 && n < rows ? n : rows;
 }
 
 // What the Gram pass and the projection share: chunks of kept counts staged to the device,
@@ -210,6 +215,7 @@ class CudaProjectionPass final : public ProjectionPass {
     if (n == 0 || k_ == 0) return;
     Result& r = results_[next_];
     next_ ^= 1;
+    write_out(r);  // written out already unless an earlier add threw after taking it
     const auto size = static_cast<std::size_t>(n) * k_;
     if (r.device.size() < size) r.device = DeviceBuffer<double>(d_, size);
     r.host.reserve(size);  // its last copy was waited for when it was written out

@@ -131,12 +131,12 @@ struct DeviceBlock {
   std::int64_t first_row;
 };
 
-// Progress goes from `from` to `to` over the cells.
+// Progress goes from `from` to `to` over the cells. One `stager` serves every pass of a
+// rank_genes_groups (its page-locked buffers are costly to make).
 template <typename Visit>
-void for_each_device_block(Device& d, const ChunkSource& source, std::int64_t n_genes,
-                           std::int64_t n_cells, Progress& progress, const char* stage, double from,
-                           double to, Visit&& visit) {
-  BlockStager stager(d);
+void for_each_device_block(Device& d, BlockStager& stager, const ChunkSource& source,
+                           std::int64_t n_genes, std::int64_t n_cells, Progress& progress,
+                           const char* stage, double from, double to, Visit&& visit) {
   source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
     for (const RowBlock& b : row_blocks(c)) {
@@ -169,6 +169,7 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   for (auto s : t.size) active += s;
   const std::size_t table = static_cast<std::size_t>(n_groups) * n_genes;
 
+  BlockStager stager(d);
   DeviceBuffer<std::int32_t> cell_labels(d, labels.size());
   cell_labels.upload(labels.data(), labels.size());
   DeviceBuffer<double> sum(d, table);
@@ -179,8 +180,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   nnz.zero();
   max_bits.zero();
   negative.zero();
-  for_each_device_block(d, source, n_genes, n_cells, progress, "markers: statistics", 0.0, 1.0,
-                        [&](const DeviceBlock& b) {
+  for_each_device_block(d, stager, source, n_genes, n_cells, progress, "markers: statistics", 0.0,
+                        1.0, [&](const DeviceBlock& b) {
                           group_sums<<<blocks_for(n_genes, 128), 128, 0, d.stream>>>(
                               b.order.start.get(), b.order.perm.get(), b.row_of.get(),
                               b.values.data, cell_labels.get() + b.first_row, n_genes, sum.get(),
@@ -244,8 +245,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
     if (binned) {
       DeviceBuffer<std::uint32_t> hist(d, static_cast<std::size_t>(width) * n_groups * o.n_bins);
       hist.zero();
-      for_each_device_block(d, source, n_genes, n_cells, progress, "markers: ranks", from, to,
-                            [&](const DeviceBlock& b) {
+      for_each_device_block(d, stager, source, n_genes, n_cells, progress, "markers: ranks", from,
+                            to, [&](const DeviceBlock& b) {
                               bin_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
                                   b.order.start.get(), b.order.perm.get(), b.row_of.get(),
                                   b.values.data, cell_labels.get() + b.first_row, g0, g1, n_groups,
@@ -265,8 +266,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
       filled.zero();
       DeviceBuffer<float> values(d, entries), sorted(d, entries);
       DeviceBuffer<std::int32_t> value_labels(d, entries), sorted_labels(d, entries);
-      for_each_device_block(d, source, n_genes, n_cells, progress, "markers: ranks", from, to,
-                            [&](const DeviceBlock& b) {
+      for_each_device_block(d, stager, source, n_genes, n_cells, progress, "markers: ranks", from,
+                            to, [&](const DeviceBlock& b) {
                               gather_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
                                   b.order.start.get(), b.order.perm.get(), b.row_of.get(),
                                   b.values.data, cell_labels.get() + b.first_row, g0, g1,

@@ -117,6 +117,19 @@ class TestCudaParity : public QObject {
                qPrintable(QString("%1[%2]: cpu %3 cuda %4").arg(what).arg(i).arg(a[i]).arg(b[i])));
   }
 
+  // With `on`, device row blocks of at most 60000 entries and Gram/projection tiles of 64 rows
+  // until the returned guard goes.
+  static auto small_blocks_and_tiles(bool on) {
+    if (on) {
+      qputenv("ORRERY_CUDA_BLOCK_ENTRIES", "60000");
+      qputenv("ORRERY_CUDA_TILE_ROWS", "64");
+    }
+    return qScopeGuard([] {
+      qunsetenv("ORRERY_CUDA_BLOCK_ENTRIES");
+      qunsetenv("ORRERY_CUDA_TILE_ROWS");
+    });
+  }
+
   static void compare(const CsrMatrix& a, const CsrMatrix& b, float rel_tol) {
     QCOMPARE(a.indptr, b.indptr);
     QCOMPARE(a.indices, b.indices);
@@ -385,9 +398,13 @@ class TestCudaParity : public QObject {
   // The Gram pass on log data: both add the same products in double, in other orders: 1e-12 of
   // the largest. From counts (each normalises them; the device's log1pf may differ from the
   // host's by an ulp): 1e-6.
+  // Variant 2: from counts, device blocks of at most 60000 entries and tiles of 64 rows, so
+  // chunks come in several blocks and blocks in several tiles.
   void gramPass() {
     const GramCase g = gram_case(9000, 3000, 700);
-    for (const bool from_counts : {false, true}) {
+    for (const int variant : {0, 1, 2}) {
+      const bool from_counts = variant > 0;
+      const auto restore = small_blocks_and_tiles(variant == 2);
       const compute::LogNormalize normalize{.apply = from_counts, .target_sum = 1e4};
       auto a = cpu_->gram_pass(g.columns, normalize);
       auto b = cuda_->gram_pass(g.columns, normalize);
@@ -403,8 +420,7 @@ class TestCudaParity : public QObject {
       const Eigen::MatrixXd la = sa.ww.triangularView<Eigen::Lower>();
       const Eigen::MatrixXd lb = sb.ww.triangularView<Eigen::Lower>();
       const double err = (la - lb).cwiseAbs().maxCoeff() / la.cwiseAbs().maxCoeff();
-      qInfo("gram pass (%s): max relative difference %.3g", from_counts ? "counts" : "log data",
-            err);
+      qInfo("gram pass (variant %d): max relative difference %.3g", variant, err);
       QVERIFY2(err <= tol, qPrintable(QString::number(err)));
       QVERIFY(la.cwiseAbs().maxCoeff() > 0);
     }
@@ -412,14 +428,17 @@ class TestCudaParity : public QObject {
 
   // Projection onto the PCs: the CPU sums each row's offsets times the axes, the device a
   // DGEMM of the densified tiles (zeros included), in other orders; the floats agree to 1e-5
-  // of the largest coordinate, from log data and from counts. Chunks of different sizes, so
-  // a chunk's rows written late (the device pass writes one chunk behind) land in place.
+  // of the largest coordinate, from log data and from counts (variant 2: in small blocks and
+  // tiles, as gramPass). Chunks of different sizes, so a chunk's rows written late (the device
+  // pass writes one chunk behind) land in place.
   void projection() {
     const GramCase g = gram_case(9000, 3000, 600);
     compute::GramAccumulator acc(g.columns);
     for (const auto& c : g.chunks) acc.add(c);
     const compute::PcaModel model = cpu_->pca(acc.covariance(), acc.mean(), 40);
-    for (const bool from_counts : {false, true}) {
+    for (const int variant : {0, 1, 2}) {
+      const bool from_counts = variant > 0;
+      const auto restore = small_blocks_and_tiles(variant == 2);
       const compute::LogNormalize normalize{.apply = from_counts, .target_sum = 1e4};
       DenseMatrix a(9000, 40), b(9000, 40);
       auto pa = cpu_->projection_pass(model, g.columns, normalize);
@@ -444,8 +463,8 @@ class TestCudaParity : public QObject {
         largest = std::max(largest, std::fabs(double(a.values[e])));
         worst = std::max(worst, std::fabs(double(a.values[e]) - b.values[e]));
       }
-      qInfo("projection cpu vs cuda (%s): max difference %.3g of largest %.3g",
-            from_counts ? "counts" : "log data", worst, largest);
+      qInfo("projection cpu vs cuda (variant %d): max difference %.3g of largest %.3g", variant,
+            worst, largest);
       QVERIFY(largest > 0);
       QVERIFY2(worst <= 1e-5 * largest, qPrintable(QString::number(worst)));
     }
