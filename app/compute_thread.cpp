@@ -363,9 +363,9 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
     options.reference = 1;
     options.gene_nnz_bound = result_->kept_gene_n_cells;
     auto markers = backend_->rank_genes_groups(
-        compute::log_normalized_source(*store_, *result_, params_, *backend_),
-        static_cast<std::int64_t>(n), static_cast<std::int64_t>(result_->kept_genes.size()), labels,
-        2, options, progress);
+        compute::kept_counts_source(*store_, *result_, params_),
+        compute::log_normalize_of(*result_, params_), static_cast<std::int64_t>(n),
+        static_cast<std::int64_t>(result_->kept_genes.size()), labels, 2, options, progress);
     emit selectionMarkers(
         std::make_shared<const std::vector<MarkerRow>>(top_markers(markers[0], *store_, *result_)));
   } catch (const std::exception& e) {

@@ -158,11 +158,21 @@ DenseMatrix Backend::umap(const CsrMatrix& graph, DenseMatrix init, const UmapOp
 }
 
 std::vector<GroupMarkers> Backend::rank_genes_groups(const ChunkSource& source,
+                                                     const LogNormalize& normalize,
                                                      std::int64_t n_cells, std::int64_t n_genes,
                                                      const std::vector<std::int32_t>& labels,
                                                      int n_groups, const WilcoxonOptions& options,
                                                      Progress& progress) {
-  return compute::rank_genes_groups(source, n_cells, n_genes, labels, n_groups, options, progress);
+  if (!normalize.apply)
+    return compute::rank_genes_groups(source, n_cells, n_genes, labels, n_groups, options,
+                                      progress);
+  const ChunkSource lognorm = [&](const ChunkVisitor& visit) {
+    source([&](CsrMatrix& chunk, std::int64_t row0) {
+      log_normalize(*this, normalize, chunk);
+      visit(chunk, row0);
+    });
+  };
+  return compute::rank_genes_groups(lognorm, n_cells, n_genes, labels, n_groups, options, progress);
 }
 
 KnnResult Backend::knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress) {

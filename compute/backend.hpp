@@ -131,8 +131,10 @@ class Backend {
   virtual PcaModel pca(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean, int n_comps);
   // k nearest neighbours (knn.hpp's answer, chosen by options.method).
   virtual KnnResult knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress);
-  // Marker genes (wilcoxon.hpp's rank_genes_groups; the same arithmetic: wilcoxon_math.hpp).
+  // Marker genes (wilcoxon.hpp's rank_genes_groups; the same arithmetic: wilcoxon_math.hpp) of
+  // the chunks `source` gives, normalised as `normalize` says.
   virtual std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source,
+                                                      const LogNormalize& normalize,
                                                       std::int64_t n_cells, std::int64_t n_genes,
                                                       const std::vector<std::int32_t>& labels,
                                                       int n_groups, const WilcoxonOptions& options,

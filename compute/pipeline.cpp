@@ -11,6 +11,9 @@
 #include <unordered_map>
 #include <variant>
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include "spectral.hpp"
 
 namespace orrery::compute {
@@ -104,13 +107,19 @@ std::vector<std::int32_t> kept_gene_map(const PipelineResult& r) {
   return map;
 }
 
+LogNormalize log_normalize_of(const PipelineResult& r, const PipelineParams& p) {
+  // target_sum <= 0 (scanpy's None): the median the run found, kept in the result.
+  return {.apply = true,
+          .target_sum = p.target_sum > 0 ? p.target_sum : r.target_sum,
+          .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes};
+}
+
 void log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
                           const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
                           Backend& backend, CsrMatrix& out) {
   kept_chunk(raw, row0, r, gene_map, out);
-  // target_sum <= 0 (scanpy's None): the median the run found, kept in the result.
-  backend.normalize_log1p(out, p.target_sum > 0 ? p.target_sum : r.target_sum,
-                          r.excluded_genes.empty() ? nullptr : &r.excluded_genes);
+  const LogNormalize n = log_normalize_of(r, p);
+  backend.normalize_log1p(out, n.target_sum, n.excluded);
 }
 
 CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
@@ -122,29 +131,39 @@ CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResu
 
 void kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
                 const std::vector<std::int32_t>& gene_map, CsrMatrix& out) {
-  // Sized once for the whole chunk (and kept between chunks when `out` is reused): growing by
-  // push_back would copy and fault in fresh pages several times per chunk.
-  out.n_rows = 0;
+  // Every pass after the filter runs this over the whole matrix: rows in parallel, each kept
+  // row's kept entries counted, then written at their offsets. `out`'s buffers are sized once
+  // per chunk (and kept between chunks when `out` is reused).
+  std::vector<std::int64_t> rows;  // the chunk's kept rows
+  rows.reserve(static_cast<std::size_t>(raw.n_rows));
+  for (std::int64_t i = 0; i < raw.n_rows; ++i)
+    if (r.cell_mask[row0 + i]) rows.push_back(i);
+  const auto n = static_cast<std::int64_t>(rows.size());
+  out.n_rows = n;
   out.n_cols = static_cast<std::int64_t>(r.kept_genes.size());
-  out.indptr.clear();
-  out.indices.clear();
-  out.data.clear();
-  out.indptr.reserve(static_cast<std::size_t>(raw.n_rows) + 1);
-  out.indices.reserve(static_cast<std::size_t>(raw.nnz()));
-  out.data.reserve(static_cast<std::size_t>(raw.nnz()));
-  out.indptr.push_back(0);
-  for (std::int64_t i = 0; i < raw.n_rows; ++i) {
-    if (!r.cell_mask[row0 + i]) continue;
-    for (auto k = raw.indptr[i]; k < raw.indptr[i + 1]; ++k) {
-      const auto g = gene_map[raw.indices[k]];
-      if (g >= 0) {
-        out.indices.push_back(g);
-        out.data.push_back(raw.data[k]);
-      }
+  out.indptr.assign(static_cast<std::size_t>(n) + 1, 0);
+  constexpr std::int64_t kGrain = 256;
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kGrain), [&](const auto& range) {
+    for (std::int64_t j = range.begin(); j < range.end(); ++j) {
+      std::int64_t kept = 0;
+      for (auto k = raw.indptr[rows[j]]; k < raw.indptr[rows[j] + 1]; ++k)
+        kept += gene_map[raw.indices[k]] >= 0;
+      out.indptr[j + 1] = kept;
     }
-    out.indptr.push_back(out.nnz());
-    ++out.n_rows;
-  }
+  });
+  for (std::int64_t j = 0; j < n; ++j) out.indptr[j + 1] += out.indptr[j];
+  out.indices.resize(static_cast<std::size_t>(out.indptr[n]));
+  out.data.resize(static_cast<std::size_t>(out.indptr[n]));
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kGrain), [&](const auto& range) {
+    for (std::int64_t j = range.begin(); j < range.end(); ++j) {
+      auto at = out.indptr[j];
+      for (auto k = raw.indptr[rows[j]]; k < raw.indptr[rows[j] + 1]; ++k)
+        if (const auto g = gene_map[raw.indices[k]]; g >= 0) {
+          out.indices[at] = g;
+          out.data[at++] = raw.data[k];
+        }
+    }
+  });
 }
 
 namespace {
@@ -285,19 +304,36 @@ HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
 
 }  // namespace
 
-ChunkSource log_normalized_source(io::Store& store, const PipelineResult& r,
-                                  const PipelineParams& p, Backend& backend) {
-  return [&store, &r, p, &backend](const ChunkVisitor& visit) {
+namespace {
+
+// The kept chunks of the store, each passed through `normalize` (nullptr: as they are).
+ChunkSource kept_source(io::Store& store, const PipelineResult& r, const PipelineParams& p,
+                        Backend* normalize) {
+  return [&store, &r, p, normalize](const ChunkVisitor& visit) {
     const auto gene_map = kept_gene_map(r);
     io::RowChunkReader& x = *store.X;
     std::int64_t out_row = 0;
     CsrMatrix c;  // reused from chunk to chunk
     io::for_each_chunk(x, x.rows_for_budget(p.chunk_bytes), [&](CsrMatrix& raw, std::int64_t r0) {
-      log_normalized_chunk(raw, r0, r, gene_map, p, backend, c);
+      if (normalize)
+        log_normalized_chunk(raw, r0, r, gene_map, p, *normalize, c);
+      else
+        kept_chunk(raw, r0, r, gene_map, c);
       visit(c, out_row);
       out_row += c.n_rows;
     });
   };
+}
+
+}  // namespace
+
+ChunkSource kept_counts_source(io::Store& store, const PipelineResult& r, const PipelineParams& p) {
+  return kept_source(store, r, p, nullptr);
+}
+
+ChunkSource log_normalized_source(io::Store& store, const PipelineResult& r,
+                                  const PipelineParams& p, Backend& backend) {
+  return kept_source(store, r, p, &backend);
 }
 
 bool keep_cell(const CellQc& qc, std::int64_t i, const PipelineParams& p) {
@@ -606,9 +642,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       }
       // Both passes take the kept counts and normalise them as they go (on the device, with a
       // device backend).
-      const LogNormalize normalize{
-          .target_sum = params.target_sum,
-          .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes};
+      const LogNormalize normalize = log_normalize_of(r, params);
       std::unique_ptr<GramPass> gram = backend.gram_pass(scaled, normalize);
       CsrMatrix c;  // reused by the Gram and projection passes
       for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
@@ -681,9 +715,9 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     StageClock clock(r, "markers", n_kept_cells, progress, x);
     WilcoxonOptions wilcoxon = p.wilcoxon;
     wilcoxon.gene_nnz_bound = r.kept_gene_n_cells;  // expressing cells per gene, from the filter
-    r.markers =
-        backend.rank_genes_groups(log_normalized_source(store, r, params, backend), n_kept_cells,
-                                  n_kept_genes, r.leiden, r.n_clusters, wilcoxon, progress);
+    r.markers = backend.rank_genes_groups(kept_counts_source(store, r, params),
+                                          log_normalize_of(r, params), n_kept_cells, n_kept_genes,
+                                          r.leiden, r.n_clusters, wilcoxon, progress);
   }
   progress.report("done", 1.0);
   return r;

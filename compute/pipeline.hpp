@@ -148,7 +148,14 @@ void log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const Pipelin
                           Backend& backend, CsrMatrix& out);
 std::vector<std::int32_t> kept_gene_map(const PipelineResult& result);
 
-// The log-normalised kept cells x kept genes as a chunk source (row indices among kept cells).
+// How the stages after the HVG selection normalise kept counts: params' target_sum, or the
+// median the run found where it is null; normalize_total's excluded genes.
+LogNormalize log_normalize_of(const PipelineResult& result, const PipelineParams& params);
+
+// The kept cells x kept genes as a chunk source (row indices among kept cells): their counts,
+// or log-normalised by `backend`.
+ChunkSource kept_counts_source(io::Store& store, const PipelineResult& result,
+                               const PipelineParams& params);
 ChunkSource log_normalized_source(io::Store& store, const PipelineResult& result,
                                   const PipelineParams& params, Backend& backend);
 

@@ -16,8 +16,9 @@
 
 namespace orrery::compute {
 
-// Calls `visit(chunk, first_row)` for consecutive row chunks covering all cells, in order.
-using ChunkVisitor = std::function<void(const CsrMatrix&, std::int64_t)>;
+// Calls `visit(chunk, first_row)` for consecutive row chunks covering all cells, in order. Each
+// call makes its chunks afresh: a visitor may overwrite a chunk's values (to normalise them).
+using ChunkVisitor = std::function<void(CsrMatrix&, std::int64_t)>;
 using ChunkSource = std::function<void(const ChunkVisitor&)>;
 
 struct WilcoxonOptions {

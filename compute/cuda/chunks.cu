@@ -5,6 +5,7 @@
 #include <cub/device/device_radix_sort.cuh>
 #include <type_traits>
 
+#include "compute/parallel_copy.hpp"
 #include "io/error.hpp"
 
 namespace orrery::compute::gpu {
@@ -102,11 +103,9 @@ BlockStager::Staged BlockStager::put(const CsrMatrix& c, const RowBlock& b,
   // Allocations are ordered on the compute stream: the copy stream may use them after it.
   if (fresh) d_.sync();
   block_offsets(c, b, s.host_indptr.get());
-  if (nnz > 0) {
-    std::memcpy(s.host_indices.get(), c.indices.data() + b.e0, nnz * sizeof(std::int32_t));
-    std::memcpy(s.host_data.get(), c.data.data() + b.e0, nnz * sizeof(float));
-  }
-  if (per_row) std::memcpy(s.host_per_row.get(), per_row + b.r0, rows * sizeof(std::int32_t));
+  parallel_copy(s.host_indices.get(), c.indices.data() + b.e0, nnz * sizeof(std::int32_t));
+  parallel_copy(s.host_data.get(), c.data.data() + b.e0, nnz * sizeof(float));
+  if (per_row) parallel_copy(s.host_per_row.get(), per_row + b.r0, rows * sizeof(std::int32_t));
   if (s.used) ORRERY_CUDA_CHECK(cudaStreamWaitEvent(copy_, s.done, 0));
   const auto copy = [&](auto* to, const auto* from, std::int64_t n) {
     if (n > 0)

@@ -640,21 +640,23 @@ class CudaBackend final : public Backend {
     return gpu::make_moment_pass(d_, options);
   }
 
-  // Each group against the rest on the device; two groups compared with one as the reference
-  // are the other against the rest; other comparisons with a reference run on the CPU.
-  std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int64_t n_cells,
+  // Each group against the rest on the device (counts normalised there); two groups compared
+  // with one as the reference are the other against the rest; other comparisons with a
+  // reference run on the CPU.
+  std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source,
+                                              const LogNormalize& normalize, std::int64_t n_cells,
                                               std::int64_t n_genes,
                                               const std::vector<std::int32_t>& labels, int n_groups,
                                               const WilcoxonOptions& options,
                                               Progress& progress) override {
     wilcoxon_uses_bins(options, labels, n_cells, n_groups);  // the CPU's errors first
     if (options.reference >= 0 && n_groups != 2)
-      return Backend::rank_genes_groups(source, n_cells, n_genes, labels, n_groups, options,
-                                        progress);
+      return Backend::rank_genes_groups(source, normalize, n_cells, n_genes, labels, n_groups,
+                                        options, progress);
     WilcoxonOptions vs_rest = options;
     vs_rest.reference = -1;
-    std::vector<GroupMarkers> out =
-        gpu::rank_genes_groups(d_, source, n_cells, n_genes, labels, n_groups, vs_rest, progress);
+    std::vector<GroupMarkers> out = gpu::rank_genes_groups(d_, source, normalize, n_cells, n_genes,
+                                                           labels, n_groups, vs_rest, progress);
     if (options.reference >= 0) out.erase(out.begin() + options.reference);
     return out;
   }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "compute/cuda/chunks.cuh"
+#include "compute/cuda/stats.cuh"
 #include "compute/wilcoxon_math.hpp"
 
 namespace orrery::compute::gpu {
@@ -131,16 +132,35 @@ struct DeviceBlock {
   std::int64_t first_row;
 };
 
-// Progress goes from `from` to `to` over the cells. One `stager` serves every pass of a
-// rank_genes_groups (its page-locked buffers are costly to make).
+// The chunks of one rank_genes_groups on the device: copied through one stager for all of its
+// passes (its page-locked buffers are costly to make), then normalised as `normalize` says.
+struct DeviceChunks {
+  DeviceChunks(Device& d, const ChunkSource& source, const LogNormalize& normalize)
+      : source(source),
+        normalize(normalize),
+        excluded(d, normalize.apply && normalize.excluded ? normalize.excluded->size() : 0),
+        stager(d) {
+    if (excluded.size()) excluded.upload(normalize.excluded->data(), excluded.size());
+  }
+  const ChunkSource& source;
+  LogNormalize normalize;
+  DeviceBuffer<char> excluded;
+  BlockStager stager;
+};
+
+// Progress goes from `from` to `to` over the cells.
 template <typename Visit>
-void for_each_device_block(Device& d, BlockStager& stager, const ChunkSource& source,
-                           std::int64_t n_genes, std::int64_t n_cells, Progress& progress,
-                           const char* stage, double from, double to, Visit&& visit) {
-  source([&](const CsrMatrix& c, std::int64_t row0) {
+void for_each_device_block(Device& d, DeviceChunks& chunks, std::int64_t n_genes,
+                           std::int64_t n_cells, Progress& progress, const char* stage, double from,
+                           double to, Visit&& visit) {
+  chunks.source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
     for (const RowBlock& b : row_blocks(c)) {
-      const BlockStager::Staged on_device = stager.put(c, b);
+      const BlockStager::Staged on_device = chunks.stager.put(c, b);
+      if (chunks.normalize.apply)
+        normalize_log1p(d, on_device.indptr, on_device.indices,
+                        chunks.excluded.size() ? chunks.excluded.get() : nullptr, on_device.data,
+                        on_device.rows, chunks.normalize.target_sum);
       DeviceBuffer<std::int32_t> row_of(d, on_device.nnz);
       rows_of_entries(d, on_device.indptr, on_device.rows, row_of.get());
       ColumnOrder order = order_by_column(d, on_device.indices, on_device.nnz, n_genes);
@@ -155,11 +175,12 @@ void for_each_device_block(Device& d, BlockStager& stager, const ChunkSource& so
 }  // namespace
 
 std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source,
-                                            std::int64_t n_cells, std::int64_t n_genes,
+                                            const LogNormalize& normalize, std::int64_t n_cells,
+                                            std::int64_t n_genes,
                                             const std::vector<std::int32_t>& labels, int n_groups,
                                             const WilcoxonOptions& o, Progress& progress) {
   const bool binned = wilcoxon_uses_bins(o, labels, n_cells, n_groups);
-  if (n_genes == 0)  // nothing to launch kernels over
+  if (n_genes == 0)  // nothing to launch kernels over (and no values to normalise)
     return compute::rank_genes_groups(source, n_cells, 0, labels, n_groups, o, progress);
   RankSumTable t;
   t.size.assign(n_groups, 0);
@@ -169,7 +190,7 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   for (auto s : t.size) active += s;
   const std::size_t table = static_cast<std::size_t>(n_groups) * n_genes;
 
-  BlockStager stager(d);
+  DeviceChunks chunks(d, source, normalize);
   DeviceBuffer<std::int32_t> cell_labels(d, labels.size());
   cell_labels.upload(labels.data(), labels.size());
   DeviceBuffer<double> sum(d, table);
@@ -180,8 +201,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   nnz.zero();
   max_bits.zero();
   negative.zero();
-  for_each_device_block(d, stager, source, n_genes, n_cells, progress, "markers: statistics", 0.0,
-                        1.0, [&](const DeviceBlock& b) {
+  for_each_device_block(d, chunks, n_genes, n_cells, progress, "markers: statistics", 0.0, 1.0,
+                        [&](const DeviceBlock& b) {
                           group_sums<<<blocks_for(n_genes, 128), 128, 0, d.stream>>>(
                               b.order.start.get(), b.order.perm.get(), b.row_of.get(),
                               b.values.data, cell_labels.get() + b.first_row, n_genes, sum.get(),
@@ -245,8 +266,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
     if (binned) {
       DeviceBuffer<std::uint32_t> hist(d, static_cast<std::size_t>(width) * n_groups * o.n_bins);
       hist.zero();
-      for_each_device_block(d, stager, source, n_genes, n_cells, progress, "markers: ranks", from,
-                            to, [&](const DeviceBlock& b) {
+      for_each_device_block(d, chunks, n_genes, n_cells, progress, "markers: ranks", from, to,
+                            [&](const DeviceBlock& b) {
                               bin_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
                                   b.order.start.get(), b.order.perm.get(), b.row_of.get(),
                                   b.values.data, cell_labels.get() + b.first_row, g0, g1, n_groups,
@@ -266,8 +287,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
       filled.zero();
       DeviceBuffer<float> values(d, entries), sorted(d, entries);
       DeviceBuffer<std::int32_t> value_labels(d, entries), sorted_labels(d, entries);
-      for_each_device_block(d, stager, source, n_genes, n_cells, progress, "markers: ranks", from,
-                            to, [&](const DeviceBlock& b) {
+      for_each_device_block(d, chunks, n_genes, n_cells, progress, "markers: ranks", from, to,
+                            [&](const DeviceBlock& b) {
                               gather_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
                                   b.order.start.get(), b.order.perm.get(), b.row_of.get(),
                                   b.values.data, cell_labels.get() + b.first_row, g0, g1,

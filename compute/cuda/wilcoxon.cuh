@@ -7,13 +7,16 @@
 
 #include <vector>
 
+#include "compute/backend.hpp"
 #include "compute/cuda/device.cuh"
 #include "compute/wilcoxon.hpp"
 
 namespace orrery::compute::gpu {
 
+// `source`'s chunks are normalised on the device as `normalize` says.
 std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source,
-                                            std::int64_t n_cells, std::int64_t n_genes,
+                                            const LogNormalize& normalize, std::int64_t n_cells,
+                                            std::int64_t n_genes,
                                             const std::vector<std::int32_t>& labels, int n_groups,
                                             const WilcoxonOptions& options, Progress& progress);
 

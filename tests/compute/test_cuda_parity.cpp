@@ -130,6 +130,8 @@ class TestCudaParity : public QObject {
     });
   }
 
+  static constexpr compute::LogNormalize as_is{.apply = false};  // chunks of log data
+
   static void compare(const CsrMatrix& a, const CsrMatrix& b, float rel_tol) {
     QCOMPARE(a.indptr, b.indptr);
     QCOMPARE(a.indices, b.indices);
@@ -315,14 +317,26 @@ class TestCudaParity : public QObject {
   // means of the others differ in rounding (total minus group), so 1e-12 there.
   void wilcoxon() {
     const std::int64_t n = 7000, genes = 1200;
-    CsrMatrix all = synth_rows(n, genes);
+    const CsrMatrix counts = synth_rows(n, genes);
+    CsrMatrix all = counts;
     cpu_->normalize_log1p(all, 1e4);
+    // The counts normalised by the device, with some genes out of the totals.
+    std::vector<char> excluded(genes, 0);
+    for (std::int64_t g = 0; g < genes; g += 9) excluded[g] = 1;
+    CsrMatrix device_log = counts;
+    cuda_->normalize_log1p(device_log, 1e4, &excluded);
     std::vector<std::int32_t> labels(n);
     for (std::int64_t i = 0; i < n; ++i) labels[i] = static_cast<std::int32_t>(i * 13 % 6) - 1;
-    auto source = [&](const compute::ChunkVisitor& visit) {
-      for (std::int64_t r0 = 0; r0 < n; r0 += 2400)
-        visit(slice_rows(all, r0, std::min(n, r0 + 2400)), r0);
+    // Chunks of 2400 rows of `m`, made afresh (a visitor may overwrite them).
+    const auto source_of = [n](const CsrMatrix& m) -> compute::ChunkSource {
+      return [&m, n](const compute::ChunkVisitor& visit) {
+        for (std::int64_t r0 = 0; r0 < n; r0 += 2400) {
+          CsrMatrix c = slice_rows(m, r0, std::min(n, r0 + 2400));
+          visit(c, r0);
+        }
+      };
     };
+    const compute::ChunkSource source = source_of(all);
     compute::Progress progress;
     for (const char* method : {"exact", "binned", "exact-small-blocks"}) {
       // Device row blocks of at most 4000 entries: a chunk's cells come in several blocks.
@@ -333,8 +347,8 @@ class TestCudaParity : public QObject {
       o.method = small ? "exact" : method;
       o.tie_correct = true;
       o.n_bins = 64;
-      const auto a = cpu_->rank_genes_groups(source, n, genes, labels, 5, o, progress);
-      const auto b = cuda_->rank_genes_groups(source, n, genes, labels, 5, o, progress);
+      const auto a = cpu_->rank_genes_groups(source, as_is, n, genes, labels, 5, o, progress);
+      const auto b = cuda_->rank_genes_groups(source, as_is, n, genes, labels, 5, o, progress);
       QCOMPARE(b.size(), a.size());
       for (std::size_t g = 0; g < a.size(); ++g) {
         same_bits(a[g].scores, b[g].scores, "scores");
@@ -345,14 +359,27 @@ class TestCudaParity : public QObject {
         same_bits(a[g].pct_out, b[g].pct_out, "pct_out");
         QCOMPARE(b[g].order, a[g].order);
       }
+      // From counts the device normalises each block as its normalize_log1p does: the same
+      // numbers as from that log data.
+      const compute::LogNormalize from_counts{.target_sum = 1e4, .excluded = &excluded};
+      const auto c = cuda_->rank_genes_groups(source_of(counts), from_counts, n, genes, labels, 5,
+                                              o, progress);
+      const auto d =
+          cuda_->rank_genes_groups(source_of(device_log), as_is, n, genes, labels, 5, o, progress);
+      QCOMPARE(c.size(), d.size());
+      for (std::size_t g = 0; g < c.size(); ++g) {
+        same_bits(d[g].scores, c[g].scores, "scores from counts");
+        same_bits(d[g].pvals, c[g].pvals, "pvals from counts");
+        same_bits(d[g].logfoldchanges, c[g].logfoldchanges, "logfoldchanges from counts");
+      }
     }
     std::vector<std::int32_t> two(n);
     for (std::int64_t i = 0; i < n; ++i) two[i] = i % 7 == 0 ? 0 : 1;
     compute::WilcoxonOptions o;
     o.method = "exact";
     o.reference = 1;
-    const auto a = cpu_->rank_genes_groups(source, n, genes, two, 2, o, progress);
-    const auto b = cuda_->rank_genes_groups(source, n, genes, two, 2, o, progress);
+    const auto a = cpu_->rank_genes_groups(source, as_is, n, genes, two, 2, o, progress);
+    const auto b = cuda_->rank_genes_groups(source, as_is, n, genes, two, 2, o, progress);
     QCOMPARE(b.size(), std::size_t{1});
     QCOMPARE(b[0].group, 0);
     same_bits(a[0].scores, b[0].scores, "scores");
@@ -379,15 +406,18 @@ class TestCudaParity : public QObject {
     std::vector<std::int32_t> labels(n);
     for (std::int64_t i = 0; i < n; ++i) labels[i] = static_cast<std::int32_t>(i % 3);
     auto source = [&](const compute::ChunkVisitor& visit) {
-      for (std::int64_t r0 = 0; r0 < n; r0 += 100000) visit(slice_rows(all, r0, r0 + 100000), r0);
+      for (std::int64_t r0 = 0; r0 < n; r0 += 100000) {
+        CsrMatrix c = slice_rows(all, r0, r0 + 100000);
+        visit(c, r0);
+      }
     };
     compute::Progress progress;
     for (const char* method : {"exact", "binned"}) {
       compute::WilcoxonOptions o;
       o.method = method;
       o.tie_correct = true;
-      const auto a = cpu_->rank_genes_groups(source, n, genes, labels, 3, o, progress);
-      const auto b = cuda_->rank_genes_groups(source, n, genes, labels, 3, o, progress);
+      const auto a = cpu_->rank_genes_groups(source, as_is, n, genes, labels, 3, o, progress);
+      const auto b = cuda_->rank_genes_groups(source, as_is, n, genes, labels, 3, o, progress);
       for (std::size_t g = 0; g < a.size(); ++g) {
         same_bits(a[g].scores, b[g].scores, "scores");
         same_bits(a[g].pvals, b[g].pvals, "pvals");
@@ -718,13 +748,13 @@ class TestCudaParity : public QObject {
     qInfo("pbmc3k cpu vs cuda: kNN recall %.5f, Leiden ARI %.4f", recall, ari);
     QCOMPARE(r2.leiden_flavor, std::string("parallel"));  // igraph's on the CPU
     QVERIFY2(ari >= 0.9, qPrintable(QString::number(ari)));
-    // Markers of the CPU's clusters from each backend's log data (the device's values may
-    // differ by an ulp, so ties may break otherwise): top-10 genes per cluster nearly the same.
-    compute::PipelineParams resolved = p;
-    resolved.target_sum = p.target_sum > 0 ? p.target_sum : 1e4;
+    // Markers of the CPU's clusters, each backend normalising the counts (the device's values
+    // may differ by an ulp, so ties may break otherwise): top-10 genes per cluster nearly the
+    // same.
     std::vector<std::vector<compute::GroupMarkers>> m;
     for (compute::Backend* b : {cpu_.get(), cuda_.get()})
-      m.push_back(b->rank_genes_groups(compute::log_normalized_source(s1, r1, resolved, *b),
+      m.push_back(b->rank_genes_groups(compute::kept_counts_source(s1, r1, p),
+                                       compute::log_normalize_of(r1, p),
                                        static_cast<std::int64_t>(r1.kept_cells.size()),
                                        static_cast<std::int64_t>(r1.kept_genes.size()), r1.leiden,
                                        r1.n_clusters, p.wilcoxon, progress));

@@ -28,6 +28,7 @@
 #include "compute/leiden.hpp"
 #include "compute/loess.hpp"
 #include "compute/metrics.hpp"
+#include "compute/parallel_copy.hpp"
 #include "compute/pca.hpp"
 #include "compute/pipeline.hpp"
 #include "compute/result_writer.hpp"
@@ -989,10 +990,25 @@ class TestStages : public QObject {
     QVERIFY2(perr < 1e-5, qPrintable(QString::number(perr)));
   }
 
-  // The backend's Gram and projection passes take kept counts and normalise them (excluded genes
-  // left out of the totals) before adding: the sums and coordinates of normalising first and
-  // adding the log data, bit for bit; with apply false they take the log data as it is.
-  void backendPcaPassesNormalizeCounts() {
+  // parallel_copy: every byte in place, for sizes below, at and above its piece boundaries.
+  void parallelCopyCopiesEveryByte() {
+    std::vector<unsigned char> from((std::size_t{21} << 20) + 13);
+    Rng rng(3);
+    for (auto& b : from) b = static_cast<unsigned char>(rng.next());
+    for (const std::size_t n : {std::size_t{0}, std::size_t{1000}, (std::size_t{8} << 20) - 1,
+                                std::size_t{8} << 20, from.size()}) {
+      std::vector<unsigned char> to(from.size() + 1, 0xAB);
+      parallel_copy(to.data(), from.data(), n);
+      QVERIFY(std::equal(from.begin(), from.begin() + static_cast<std::ptrdiff_t>(n), to.begin()));
+      QCOMPARE(to[n], static_cast<unsigned char>(0xAB));  // nothing beyond
+    }
+  }
+
+  // The backend's Gram and projection passes and its markers take kept counts and normalise
+  // them (excluded genes left out of the totals): the sums, coordinates and scores of
+  // normalising first and passing the log data, bit for bit; with apply false they take the log
+  // data as it is.
+  void backendPassesNormalizeCounts() {
     const CsrMatrix counts = SynthGenerator(synth_of(500, 300)).rows(0, 500);
     std::vector<char> excluded(300, 0);
     for (int g = 0; g < 300; g += 7) excluded[g] = 1;
@@ -1034,6 +1050,40 @@ class TestStages : public QObject {
     DenseMatrix without(500, 6);
     other->add(chunk, without, 0);
     QVERIFY(without.values != expect.values);
+
+    std::vector<std::int32_t> labels(500);
+    for (int i = 0; i < 500; ++i) labels[i] = i % 3;
+    const auto source_of = [](const CsrMatrix& m) -> ChunkSource {
+      return [&m](const ChunkVisitor& visit) {
+        for (std::int64_t r0 = 0; r0 < m.n_rows; r0 += 170) {
+          const std::int64_t r1 = std::min(m.n_rows, r0 + 170);
+          CsrMatrix c;
+          c.n_rows = r1 - r0;
+          c.n_cols = m.n_cols;
+          c.indptr.clear();
+          for (auto r = r0; r <= r1; ++r) c.indptr.push_back(m.indptr[r] - m.indptr[r0]);
+          c.indices.assign(m.indices.begin() + m.indptr[r0], m.indices.begin() + m.indptr[r1]);
+          c.data.assign(m.data.begin() + m.indptr[r0], m.data.begin() + m.indptr[r1]);
+          visit(c, r0);
+        }
+      };
+    };
+    Progress quiet;
+    WilcoxonOptions wo;
+    wo.method = "exact";
+    const auto want_markers = rank_genes_groups(source_of(lognorm), 500, 300, labels, 3, wo, quiet);
+    for (const LogNormalize& n : {from_counts, as_is}) {
+      const auto got_markers = cpu->rank_genes_groups(source_of(n.apply ? counts : lognorm), n, 500,
+                                                      300, labels, 3, wo, quiet);
+      QCOMPARE(got_markers.size(), want_markers.size());
+      for (std::size_t g = 0; g < want_markers.size(); ++g) {
+        QVERIFY(got_markers[g].scores == want_markers[g].scores);
+        QVERIFY(got_markers[g].logfoldchanges == want_markers[g].logfoldchanges);
+      }
+    }
+    const auto raw_markers = cpu->rank_genes_groups(source_of(counts), as_is, 500, 300, labels, 3,
+                                                    wo, quiet);  // counts taken as log data
+    QVERIFY(raw_markers[0].logfoldchanges != want_markers[0].logfoldchanges);
   }
 
   // hvg.batch_key: one batch gives the unbatched answer; with several, the per-batch selections
