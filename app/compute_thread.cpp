@@ -291,6 +291,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     snap->qc_reused = result->qc_reused;
     for (const auto& stage : result->reused_stages)
       snap->reused_stages << QString::fromStdString(stage);
+    for (const auto& w : result->warnings) snap->warnings << QString::fromStdString(w);
     snap->seconds = timer.elapsed() / 1000.0;
 
     backend->stream_layout_to(nullptr);

@@ -66,6 +66,7 @@ struct RunSnapshot {
   // Stages taken from the previous run because nothing they depend on changed
   // (PipelineHooks::reuse): an Apply that changes Leiden's resolution re-runs Leiden only.
   QStringList reused_stages;
+  QStringList warnings;  // what the run warned of (PipelineResult::warnings)
   double seconds = 0;
 };
 

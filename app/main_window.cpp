@@ -566,6 +566,7 @@ void MainWindow::setRunning(bool running) {
   running_ = running;
   cancel_->setEnabled(running);
   progress_->setVisible(running);
+  if (running) stage_label_->setToolTip({});  // the last run's warnings go with it
 }
 
 void MainWindow::openStore(const QString& path) {
@@ -674,7 +675,12 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   stage_label_->setText(QString("Done in %1 s").arg(s.seconds, 0, 'f', 1) +
                         (s.reused_stages.isEmpty()
                              ? QString()
-                             : " (unchanged, kept: " + s.reused_stages.join(", ") + ")"));
+                             : " (unchanged, kept: " + s.reused_stages.join(", ") + ")") +
+                        (s.warnings.isEmpty() ? QString()
+                                              : QString(" · %1 warning%2 (hover to read)")
+                                                    .arg(s.warnings.size())
+                                                    .arg(s.warnings.size() == 1 ? "" : "s")));
+  stage_label_->setToolTip(s.warnings.join("\n"));
   summary_label_->setText(QString("%1 of %2 cells, %3 genes, %4 clusters · %5")
                               .arg(s.n_cells)
                               .arg(s.n_cells_total)

@@ -6,6 +6,8 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "compute/knn.hpp"
 #include "compute/layout_channel.hpp"
@@ -106,6 +108,9 @@ class Backend {
   virtual std::string name() const = 0;
   // The pipeline stages this backend runs on its device ("" for the CPU backend).
   virtual std::string device_stages() const { return ""; }
+  // The stages it ran on the host instead, each with why, since the last call (the pipeline
+  // passes them on as warnings).
+  std::vector<std::string> take_host_fallbacks() { return std::exchange(host_fallbacks_, {}); }
   // Peak device memory taken so far (0 without a device).
   virtual std::int64_t device_peak_bytes() const { return 0; }
   // In place: each row scaled to sum to target_sum, then log1p. With `excluded` (one flag per
@@ -161,6 +166,12 @@ class Backend {
   // with the same labels).
   virtual std::vector<std::int32_t> leiden(const CsrMatrix& graph, const LeidenOptions& options,
                                            Progress& progress);
+
+ protected:
+  void note_host_fallback(std::string why) { host_fallbacks_.push_back(std::move(why)); }
+
+ private:
+  std::vector<std::string> host_fallbacks_;
 };
 
 std::unique_ptr<Backend> make_cpu_backend();

@@ -259,7 +259,9 @@ json report_json(const PipelineResult& r, const PipelineParams& p) {
           {"leiden_flavor", r.leiden_flavor},
           {"umap_init", r.umap_init},
           {"reused_stages", r.reused_stages},
+          {"warnings", r.warnings},
           {"peak_rss_mib", peak_rss_mib()},
+          {"device_peak_mib", static_cast<double>(r.device_peak_bytes) / (1 << 20)},
           {"stages", stages}};
 }
 

@@ -400,6 +400,12 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                     std::to_string(r.n_genes_total) + ")");
   r.backend_note = backend.name();
   r.leiden_flavor = backend.leiden_flavor(p.leiden);
+  const std::size_t warned_before = progress.warnings().size();
+  backend.take_host_fallbacks();  // an earlier run's, not this one's
+  // Stages the backend ran on its host instead of its device, as warnings.
+  const auto warn_of_fallbacks = [&] {
+    for (const std::string& why : backend.take_host_fallbacks()) progress.warn(why);
+  };
   if (const std::string on_device = backend.device_stages(); !on_device.empty())
     progress.warn(backend.name() + " backend runs " + on_device + " on the device; " +
                   (r.leiden_flavor == "igraph"
@@ -668,11 +674,13 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       projection->finish();
     }
 
+    warn_of_fallbacks();
     {
       StageClock clock(r, "neighbors", n_kept_cells, progress, x);
       r.knn = backend.knn(r.x_pca, p.neighbors, progress);
       r.graph = backend.fuzzy_simplicial_set(r.knn, 1.0);
     }
+    warn_of_fallbacks();
   }
   const auto n_kept_genes = static_cast<std::int64_t>(r.kept_genes.size());
   const auto n_kept_cells = static_cast<std::int64_t>(r.kept_cells.size());
@@ -719,6 +727,10 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                                           log_normalize_of(r, params), n_kept_cells, n_kept_genes,
                                           r.leiden, r.n_clusters, wilcoxon, progress);
   }
+  warn_of_fallbacks();
+  const std::vector<std::string> warned = progress.warnings();
+  r.warnings.assign(warned.begin() + static_cast<std::ptrdiff_t>(warned_before), warned.end());
+  r.device_peak_bytes = backend.device_peak_bytes();
   progress.report("done", 1.0);
   return r;
 }

@@ -92,6 +92,8 @@ struct PipelineResult {
   std::string leiden_flavor;  // the flavour that ran: "igraph" or "parallel"
   std::string umap_init;      // how the layout was initialised (and why, after a fallback)
   std::vector<std::string> reused_stages;  // taken from PipelineHooks::reuse, in stage order
+  std::vector<std::string> warnings;       // what the run warned of, in order
+  std::int64_t device_peak_bytes = 0;      // the backend's device memory high-water mark
 };
 
 // QC metrics of a store, reusable across runs that change only thresholds or later stages.

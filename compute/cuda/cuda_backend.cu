@@ -604,7 +604,8 @@ class CudaBackend final : public Backend {
   std::string device_stages() const override {
     return "QC, normalize_total + log1p, the HVG moments, the PCA Gram pass, eigensolve and "
            "projection, kNN, the fuzzy simplicial set, the UMAP layout, Leiden (parallel "
-           "flavour), Wilcoxon ranks";
+           "flavour), Wilcoxon ranks (each where the device has the memory; a warning names a "
+           "stage that runs on the host instead)";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
   bool stream_layout_to(LayoutChannel* channel) override {
@@ -650,9 +651,12 @@ class CudaBackend final : public Backend {
                                               const WilcoxonOptions& options,
                                               Progress& progress) override {
     wilcoxon_uses_bins(options, labels, n_cells, n_groups);  // the CPU's errors first
-    if (options.reference >= 0 && n_groups != 2)
+    if (options.reference >= 0 && n_groups != 2) {
+      note_host_fallback("markers: comparisons against a reference group among " +
+                         std::to_string(n_groups) + " groups run on the host");
       return Backend::rank_genes_groups(source, normalize, n_cells, n_genes, labels, n_groups,
                                         options, progress);
+    }
     WilcoxonOptions vs_rest = options;
     vs_rest.reference = -1;
     std::vector<GroupMarkers> out = gpu::rank_genes_groups(d_, source, normalize, n_cells, n_genes,
@@ -665,8 +669,13 @@ class CudaBackend final : public Backend {
   std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns,
                                       const LogNormalize& normalize) override {
     const double bytes = 8.0 * columns.width() * columns.width();
-    if (bytes > 0.5 * static_cast<double>(d_.available_bytes()))
+    if (bytes > 0.5 * static_cast<double>(d_.available_bytes())) {
+      note_host_fallback("pca: the Gram pass runs on the host: W^T W of " +
+                         std::to_string(columns.width()) + " genes (" +
+                         std::to_string(static_cast<std::int64_t>(bytes) >> 20) +
+                         " MiB) would take more than half the free device memory");
       return Backend::gram_pass(columns, normalize);
+    }
     return std::make_unique<CudaGramPass>(d_, columns, normalize);
   }
   std::unique_ptr<ProjectionPass> projection_pass(const PcaModel& model,
@@ -846,8 +855,15 @@ class CudaBackend final : public Backend {
     const std::size_t m = knn.distances.size();
     // ~200 bytes per kNN slot at the union's peak (entry pairs, their sorted copies, the
     // compaction); the host's union where that is not free.
-    if (m == 0 || knn.k > kMaxK || knn.indices.size() != m || 200 * m > d_.available_bytes())
+    if (m == 0 || knn.k > kMaxK || knn.indices.size() != m || 200 * m > d_.available_bytes()) {
+      if (m > 0)
+        note_host_fallback("neighbors: the fuzzy simplicial set runs on the host (" +
+                           (knn.k > kMaxK ? "k above " + std::to_string(kMaxK)
+                                          : "~" + std::to_string((200 * m) >> 20) +
+                                                " MiB of device memory needed, more than is free") +
+                           ")");
       return Backend::fuzzy_simplicial_set(knn, local_connectivity, set_op_mix_ratio);
+    }
     const DeviceMemberships on = memberships_on_device(knn, local_connectivity);
     return gpu::fuzzy_union(d_, on.idx.get(), on.dist.get(), on.w.get(), knn.n, knn.k,
                             set_op_mix_ratio);

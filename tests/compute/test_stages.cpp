@@ -121,6 +121,53 @@ class TestStages : public QObject {
     QCOMPARE(scale_value(-20.0f, 0.0f, 1.0f, 10.0f), -20.0f);  // scanpy 1.9 clips above only
   }
 
+  // A run's warnings, its backend's host fallbacks among them, are in the result and the
+  // report, each once and in order; none from an earlier run on the same Progress.
+  void pipelineReportsWarningsAndFallbacks() {
+    // A device backend stand-in whose Gram pass falls back to the host.
+    class FallingBack final : public Backend {
+     public:
+      std::string name() const override { return "falling-back"; }
+      void normalize_log1p(CsrMatrix& c, double t, const std::vector<char>* e) override {
+        cpu_->normalize_log1p(c, t, e);
+      }
+      std::unique_ptr<GramPass> gram_pass(const ScaledColumns& columns,
+                                          const LogNormalize& n) override {
+        note_host_fallback("pca: the Gram pass runs on the host (test)");
+        return Backend::gram_pass(columns, n);
+      }
+
+     private:
+      std::unique_ptr<Backend> cpu_ = make_cpu_backend();
+    };
+    QTemporaryDir dir;
+    io::Store store = io::open_store(synth_store(dir, synth_of(700, 300)));
+    PipelineParams p;
+    p.hvg.n_top_genes = 150;
+    p.markers = false;
+    class Quiet final : public Progress {
+      void on_warning(std::string_view) override {}
+    } progress;
+    auto cpu = make_cpu_backend();
+    const PipelineResult plain = run_pipeline(store, p, *cpu, progress);
+    QVERIFY(plain.warnings.empty());
+    QCOMPARE(plain.device_peak_bytes, std::int64_t{0});
+    p.neighbors.method = "ivf";  // the CPU backend runs NN-descent instead, and says so
+    FallingBack falling;
+    const PipelineResult r = run_pipeline(store, p, falling, progress);
+    QCOMPARE(r.warnings, std::vector<std::string>(
+                             {"pca: the Gram pass runs on the host (test)",
+                              "neighbors: ivf runs on the CUDA backend; NN-descent here"}));
+    const nlohmann::json report = report_json(r, p);
+    QCOMPARE(report["warnings"].get<std::vector<std::string>>(), r.warnings);
+    QCOMPARE(report["device_peak_mib"].get<double>(), 0.0);
+    // The next run on the same Progress reports only its own.
+    const PipelineResult again = run_pipeline(store, p, *cpu, progress);
+    QCOMPARE(again.warnings, std::vector<std::string>(
+                                 {"neighbors: ivf runs on the CUDA backend; NN-descent here"}));
+    QCOMPARE(progress.warnings().size(), std::size_t{3});
+  }
+
   // A parameter change re-runs only the stages after it (PipelineHooks::reuse): each reused
   // stage equals the earlier run's, each recomputed one equals a fresh run with the new
   // parameters, and a change before the graph (or another store's shape) reuses nothing.
