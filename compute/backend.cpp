@@ -87,17 +87,12 @@ class CpuMomentPass final : public MomentPass {
   GeneMoments m_;
 };
 
-// The chunk normalised in place by `backend`, where `n` says so.
-void log_normalize(Backend& backend, const LogNormalize& n, CsrMatrix& c) {
-  if (n.apply) backend.normalize_log1p(c, n.target_sum, n.excluded);
-}
-
 class CpuGramPass final : public GramPass {
  public:
   CpuGramPass(Backend& backend, const ScaledColumns& columns, const LogNormalize& n)
       : backend_(backend), normalize_(n), gram_(columns) {}
   void add(CsrMatrix& counts) override {
-    log_normalize(backend_, normalize_, counts);
+    backend_.log_normalize(counts, normalize_);
     gram_.add(counts);
   }
   GramSums finish() override { return gram_.sums(); }
@@ -114,7 +109,7 @@ class CpuProjectionPass final : public ProjectionPass {
                     const LogNormalize& n)
       : backend_(backend), model_(model), columns_(columns), normalize_(n) {}
   void add(CsrMatrix& counts, DenseMatrix& out, std::int64_t row0) override {
-    log_normalize(backend_, normalize_, counts);
+    backend_.log_normalize(counts, normalize_);
     compute::project(model_, columns_, counts, out, row0);
   }
 
@@ -163,16 +158,18 @@ std::vector<GroupMarkers> Backend::rank_genes_groups(const ChunkSource& source,
                                                      const std::vector<std::int32_t>& labels,
                                                      int n_groups, const WilcoxonOptions& options,
                                                      Progress& progress) {
-  if (!normalize.apply)
-    return compute::rank_genes_groups(source, n_cells, n_genes, labels, n_groups, options,
-                                      progress);
-  const ChunkSource lognorm = [&](const ChunkVisitor& visit) {
-    source([&](CsrMatrix& chunk, std::int64_t row0) {
-      log_normalize(*this, normalize, chunk);
+  return compute::rank_genes_groups(log_normalized(source, normalize, *this), n_cells, n_genes,
+                                    labels, n_groups, options, progress);
+}
+
+ChunkSource log_normalized(ChunkSource counts, const LogNormalize& n, Backend& backend) {
+  if (!n.apply) return counts;
+  return [counts = std::move(counts), n, &backend](const ChunkVisitor& visit) {
+    counts([&](CsrMatrix& chunk, std::int64_t row0) {
+      backend.log_normalize(chunk, n);
       visit(chunk, row0);
     });
   };
-  return compute::rank_genes_groups(lognorm, n_cells, n_genes, labels, n_groups, options, progress);
 }
 
 KnnResult Backend::knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress) {

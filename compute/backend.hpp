@@ -12,6 +12,7 @@
 #include "compute/knn.hpp"
 #include "compute/layout_channel.hpp"
 #include "compute/leiden.hpp"
+#include "compute/log_normalize.hpp"
 #include "compute/pca.hpp"
 #include "compute/qc.hpp"
 #include "compute/umap.hpp"
@@ -71,15 +72,6 @@ class MomentPass {
   virtual GeneMoments finish() = 0;
 };
 
-// normalize_total + log1p as the passes after the HVG selection apply it to the kept counts
-// they are given (normalize_log1p's arguments); with `apply` false the chunks are log data
-// already.
-struct LogNormalize {
-  bool apply = true;
-  double target_sum = 1e4;
-  const std::vector<char>* excluded = nullptr;  // outlives the pass
-};
-
 // PCA's Gram pass (pca.hpp): chunks of kept counts in (their values may be overwritten with the
 // log data), the sums of W out.
 class GramPass {
@@ -118,6 +110,10 @@ class Backend {
   // exclude_highly_expressed) but are scaled like the others.
   virtual void normalize_log1p(CsrMatrix& chunk, double target_sum,
                                const std::vector<char>* excluded = nullptr) = 0;
+  // normalize_log1p as `n` says (nothing where it does not apply).
+  void log_normalize(CsrMatrix& chunk, const LogNormalize& n) {
+    if (n.apply) normalize_log1p(chunk, n.target_sum, n.excluded);
+  }
   // QC of every cell and gene; `qc_genes` (one flag per gene) outlives the pass.
   virtual std::unique_ptr<QcPass> qc_pass(const std::vector<char>& qc_genes,
                                           const std::vector<int>& percent_top,
@@ -173,6 +169,9 @@ class Backend {
  private:
   std::vector<std::string> host_fallbacks_;
 };
+
+// The chunks of `counts`, each normalised by `backend` as `n` says before `visit` sees it.
+ChunkSource log_normalized(ChunkSource counts, const LogNormalize& n, Backend& backend);
 
 std::unique_ptr<Backend> make_cpu_backend();
 

@@ -142,13 +142,17 @@ PcaModel pca_from_eigenpairs(const Eigen::MatrixXd& covariance, const Eigen::Vec
   return model;
 }
 
-void project(const PcaModel& model, const ScaledColumns& columns, const CsrMatrix& lognorm,
-             DenseMatrix& out, std::int64_t row0) {
-  // (Z - mean) V = W V + (z0 - mean) V for every row.
+Eigen::RowVectorXd projection_shift(const PcaModel& model, const ScaledColumns& columns) {
   const int h = columns.width();
   Eigen::VectorXd z0(h);
   for (int c = 0; c < h; ++c) z0(c) = columns.zero(c);
-  const Eigen::RowVectorXd shift = (z0 - model.mean).transpose() * model.components;
+  return (z0 - model.mean).transpose() * model.components;
+}
+
+void project(const PcaModel& model, const ScaledColumns& columns, const CsrMatrix& lognorm,
+             DenseMatrix& out, std::int64_t row0) {
+  // (Z - mean) V = W V + (z0 - mean) V for every row.
+  const Eigen::RowVectorXd shift = projection_shift(model, columns);
   const Eigen::Index k = model.components.cols();
   tbb::parallel_for(std::int64_t{0}, lognorm.n_rows, [&](std::int64_t r) {
     Eigen::RowVectorXd p = shift;

@@ -84,6 +84,10 @@ PcaModel pca_from_covariance(const Eigen::MatrixXd& covariance, const Eigen::Vec
 PcaModel pca_from_eigenpairs(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& mean,
                              const std::vector<double>& values, const Eigen::MatrixXd& vectors);
 
+// What every row's projection starts from: (z0 - mean) * components, the projection of a row
+// of zeros (Z - mean = W + (z0 - mean) for W's offsets).
+Eigen::RowVectorXd projection_shift(const PcaModel& model, const ScaledColumns& columns);
+
 // Projects the scaled rows of a chunk of log data onto the model, (Z - mean) * components, into
 // rows [row0, row0 + chunk rows) of `out`.
 void project(const PcaModel& model, const ScaledColumns& columns, const CsrMatrix& lognorm,

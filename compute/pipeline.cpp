@@ -118,8 +118,7 @@ void log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const Pipelin
                           const std::vector<std::int32_t>& gene_map, const PipelineParams& p,
                           Backend& backend, CsrMatrix& out) {
   kept_chunk(raw, row0, r, gene_map, out);
-  const LogNormalize n = log_normalize_of(r, p);
-  backend.normalize_log1p(out, n.target_sum, n.excluded);
+  backend.log_normalize(out, log_normalize_of(r, p));
 }
 
 CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
@@ -304,36 +303,23 @@ HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
 
 }  // namespace
 
-namespace {
-
-// The kept chunks of the store, each passed through `normalize` (nullptr: as they are).
-ChunkSource kept_source(io::Store& store, const PipelineResult& r, const PipelineParams& p,
-                        Backend* normalize) {
-  return [&store, &r, p, normalize](const ChunkVisitor& visit) {
+ChunkSource kept_counts_source(io::Store& store, const PipelineResult& r, const PipelineParams& p) {
+  return [&store, &r, chunk_bytes = p.chunk_bytes](const ChunkVisitor& visit) {
     const auto gene_map = kept_gene_map(r);
     io::RowChunkReader& x = *store.X;
     std::int64_t out_row = 0;
     CsrMatrix c;  // reused from chunk to chunk
-    io::for_each_chunk(x, x.rows_for_budget(p.chunk_bytes), [&](CsrMatrix& raw, std::int64_t r0) {
-      if (normalize)
-        log_normalized_chunk(raw, r0, r, gene_map, p, *normalize, c);
-      else
-        kept_chunk(raw, r0, r, gene_map, c);
+    io::for_each_chunk(x, x.rows_for_budget(chunk_bytes), [&](CsrMatrix& raw, std::int64_t r0) {
+      kept_chunk(raw, r0, r, gene_map, c);
       visit(c, out_row);
       out_row += c.n_rows;
     });
   };
 }
 
-}  // namespace
-
-ChunkSource kept_counts_source(io::Store& store, const PipelineResult& r, const PipelineParams& p) {
-  return kept_source(store, r, p, nullptr);
-}
-
 ChunkSource log_normalized_source(io::Store& store, const PipelineResult& r,
                                   const PipelineParams& p, Backend& backend) {
-  return kept_source(store, r, p, &backend);
+  return log_normalized(kept_counts_source(store, r, p), log_normalize_of(r, p), backend);
 }
 
 bool keep_cell(const CellQc& qc, std::int64_t i, const PipelineParams& p) {

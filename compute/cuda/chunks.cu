@@ -1,7 +1,6 @@
 #include "compute/cuda/chunks.cuh"
 
 #include <cstdlib>
-#include <cstring>
 #include <cub/device/device_radix_sort.cuh>
 #include <type_traits>
 
@@ -39,11 +38,14 @@ __global__ void column_starts(const std::uint32_t* sorted, std::int64_t n, std::
 
 }  // namespace
 
-std::int64_t max_block_entries() {
-  constexpr std::int64_t kLimit = std::int64_t{1} << 30;
-  const char* env = std::getenv("ORRERY_CUDA_BLOCK_ENTRIES");
+std::int64_t env_cap(const char* name, std::int64_t limit) {
+  const char* env = std::getenv(name);
   const long long n = env ? std::atoll(env) : 0;
-  return n > 0 && n < kLimit ? n : kLimit;
+  return n > 0 && n < limit ? n : limit;
+}
+
+std::int64_t max_block_entries() {
+  return env_cap("ORRERY_CUDA_BLOCK_ENTRIES", std::int64_t{1} << 30);
 }
 
 std::vector<RowBlock> row_blocks(const CsrMatrix& c) {
@@ -67,7 +69,15 @@ void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out) {
 
 BlockStager::Slot::Slot(Device& d) : indptr(d, 0), indices(d, 0), data(d, 0), per_row(d, 0) {}
 
-BlockStager::BlockStager(Device& d) : d_(d), slots_{Slot(d), Slot(d)} {}
+BlockStager::BlockStager(Device& d) : d_(d), excluded_(d, 0), slots_{Slot(d), Slot(d)} {}
+
+BlockStager::BlockStager(Device& d, const LogNormalize& normalize)
+    : d_(d),
+      normalize_(normalize),
+      excluded_(d, normalize.apply && normalize.excluded ? normalize.excluded->size() : 0),
+      slots_{Slot(d), Slot(d)} {
+  if (excluded_.size()) excluded_.upload(normalize.excluded->data(), excluded_.size());
+}
 
 BlockStager::~BlockStager() {
   cudaStreamSynchronize(copy_);
@@ -119,6 +129,10 @@ BlockStager::Staged BlockStager::put(const CsrMatrix& c, const RowBlock& b,
   ORRERY_CUDA_CHECK(cudaEventRecord(s.copied, copy_));
   ORRERY_CUDA_CHECK(cudaStreamWaitEvent(d_.stream, s.copied, 0));
   s.used = true;
+  if (normalize_.apply)
+    normalize_log1p(d_, s.indptr.get(), s.indices.get(),
+                    excluded_.size() ? excluded_.get() : nullptr, s.data.get(), rows,
+                    normalize_.target_sum);
   return {s.indptr.get(), s.indices.get(),
           s.data.get(),   per_row ? s.per_row.get() : nullptr,
           rows,           nnz};

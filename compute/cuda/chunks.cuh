@@ -7,9 +7,14 @@
 #include <vector>
 
 #include "compute/cuda/device.cuh"
+#include "compute/log_normalize.hpp"
 #include "io/matrix.hpp"
 
 namespace orrery::compute::gpu {
+
+// `limit`, or the environment variable `name` where it is a positive number below it (tests
+// make blocks and tiles small that way).
+std::int64_t env_cap(const char* name, std::int64_t limit);
 
 // A block of a chunk goes to the device whole: entry ids within it are int32. At most 2^30
 // entries, or ORRERY_CUDA_BLOCK_ENTRIES (tests make it small to split chunks into blocks).
@@ -27,11 +32,20 @@ std::vector<RowBlock> row_blocks(const CsrMatrix& c);
 // The block's row offsets, relative to its first entry (b.r1 - b.r0 + 1 of them).
 void block_offsets(const CsrMatrix& c, const RowBlock& b, std::int64_t* out);
 
+// In place on the device: rows [0, n_rows) of a CSR block (offsets relative to the block)
+// normalised to target_sum and log1p'd (stats.cu). `excluded` (one flag per column, or nullptr)
+// as Backend::normalize_log1p.
+void normalize_log1p(Device& d, const std::int64_t* indptr, const std::int32_t* indices,
+                     const char* excluded, float* data, std::int64_t n_rows, double target_sum);
+
 // Row blocks of chunks copied to the device through two page-locked buffers on a copy stream
 // of their own: the host fills one while the other's copy, and the kernels reading it, run.
+// Given a LogNormalize that applies, each block's counts are normalised on the device once
+// copied.
 class BlockStager {
  public:
   explicit BlockStager(Device& d);
+  BlockStager(Device& d, const LogNormalize& normalize);
   ~BlockStager();  // waits for both streams: nothing still reads a buffer when it goes
   BlockStager(const BlockStager&) = delete;
   BlockStager& operator=(const BlockStager&) = delete;
@@ -64,6 +78,8 @@ class BlockStager {
     bool used = false;
   };
   Device& d_;
+  LogNormalize normalize_{false, 0.0, nullptr};
+  DeviceBuffer<char> excluded_;  // normalize_'s excluded genes on the device
   Stream copy_;
   Slot slots_[2];
   int next_ = 0, last_ = -1;

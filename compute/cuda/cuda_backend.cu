@@ -84,11 +84,9 @@ __global__ void fill(double* x, std::int64_t n, double value) {
 // Densified tiles of scaled offsets are at most 256 MiB: this many rows of h columns, or
 // ORRERY_CUDA_TILE_ROWS where smaller (tests make it small to split blocks into tiles).
 std::int64_t offset_tile_rows(int h) {
-  const std::int64_t rows =
-      std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{std::max(h, 1)}));
-  const char* env = std::getenv("ORRERY_CUDA_TILE_ROWS");
-  const long long n = env ? std::atoll(env) : 0;
-  return n > 0 && n < rows ? n : rows;
+  return env_cap(
+      "ORRERY_CUDA_TILE_ROWS",
+      std::max<std::int64_t>(1, (std::int64_t{256} << 20) / (8 * std::int64_t{std::max(h, 1)})));
 }
 
 // What the Gram pass and the projection share: chunks of kept counts staged to the device,
@@ -97,24 +95,18 @@ class ScaledTiles {
  public:
   ScaledTiles(Device& d, const ScaledColumns& columns, const LogNormalize& n)
       : d_(d),
-        normalize_(n),
         h_(columns.width()),
         tile_rows_(offset_tile_rows(h_)),
         columns_(d, columns),
-        excluded_(d, n.apply && n.excluded ? n.excluded->size() : 0),
-        tile_(d, 0) {
-    if (excluded_.size()) excluded_.upload(n.excluded->data(), n.excluded->size());
-  }
+        tile_(d, 0),
+        stager_(d, n) {}
   int width() const { return h_; }
 
   // visit(tile, rows, row): each tile of the chunk on d's stream, its first row in the chunk.
   template <typename Visit>
   void for_each_tile(CsrMatrix& chunk, Visit&& visit) {
     for (const RowBlock& b : row_blocks(chunk)) {
-      const BlockStager::Staged s = stager_.put(chunk, b);
-      if (normalize_.apply)
-        normalize_log1p(d_, s.indptr, s.indices, excluded_.size() ? excluded_.get() : nullptr,
-                        s.data, s.rows, normalize_.target_sum);
+      const BlockStager::Staged s = stager_.put(chunk, b);  // normalised where asked
       for (std::int64_t t0 = 0; t0 < s.rows; t0 += tile_rows_) {
         const std::int64_t rows = std::min(tile_rows_, s.rows - t0);
         if (static_cast<std::int64_t>(tile_.size()) < rows * h_)
@@ -131,13 +123,11 @@ class ScaledTiles {
 
  private:
   Device& d_;
-  LogNormalize normalize_;
   int h_;
   std::int64_t tile_rows_;
   DeviceColumns columns_;
-  DeviceBuffer<char> excluded_;
   DeviceBuffer<double> tile_;  // reused in stream order
-  BlockStager stager_{d_};     // last: it waits for the kernels before the buffers above go
+  BlockStager stager_;         // last: it waits for the kernels before the buffers above go
 };
 
 // W^T W by DSYRK and W^T 1 by DGEMV on each tile, added on the device.
@@ -203,10 +193,7 @@ class CudaProjectionPass final : public ProjectionPass {
         v_(d, static_cast<std::size_t>(columns.width()) * model.components.cols()),
         results_{Result(d), Result(d)},
         tiles_(d, columns, n) {
-    const int h = columns.width();
-    Eigen::VectorXd z0(h);
-    for (int c = 0; c < h; ++c) z0(c) = columns.zero(c);
-    shift_ = (z0 - model.mean).transpose() * model.components;
+    shift_ = projection_shift(model, columns);
     v_.upload(model.components.data(), v_.size());  // h x k, column-major
   }
 

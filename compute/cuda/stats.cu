@@ -3,10 +3,7 @@
 #include "compute/cuda/stats.cuh"
 
 #include <algorithm>
-#include <array>
-#include <cstring>
 #include <cub/device/device_segmented_sort.cuh>
-#include <type_traits>
 #include <vector>
 
 #include "compute/cuda/chunks.cuh"
@@ -235,7 +232,6 @@ class CudaMomentPass final : public MomentPass {
   CudaMomentPass(Device& d, const MomentOptions& o)
       : d_(d),
         o_(o),
-        excluded_(d, o.excluded ? o.excluded->size() : 0),
         clip_(d, o.clip ? o.clip->size() : 0),
         batch_clip_(d, o.batch_clip ? o.batch_clip->size() : 0),
         sum_(d, o.n_genes),
@@ -245,7 +241,6 @@ class CudaMomentPass final : public MomentPass {
         batch_sum_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches),
         batch_sumsq_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches),
         batch_seen_(d, static_cast<std::size_t>(o.n_genes) * o.n_batches) {
-    if (o.excluded) excluded_.upload(o.excluded->data(), o.excluded->size());
     if (o.clip) {
       if (static_cast<std::int64_t>(o.clip->size()) != o.n_genes)
         throw Error("", "hvg", "one clip value per gene is required");
@@ -265,11 +260,8 @@ class CudaMomentPass final : public MomentPass {
     if (batch)
       for (std::int64_t i = 0; i < c.n_rows; ++i) ++batch_cells_[batch[i]];
     for (const RowBlock& b : row_blocks(c)) {
-      const BlockStager::Staged s = stager_.put(c, b, batch);
+      const BlockStager::Staged s = stager_.put(c, b, batch);  // normalised where asked
       const std::int64_t rows = s.rows, nnz = s.nnz;
-      if (o_.log_normalize)
-        normalize_log1p(d_, s.indptr, s.indices, o_.excluded ? excluded_.get() : nullptr, s.data,
-                        rows, o_.target_sum);
       DeviceBuffer<std::int32_t> row_of(d_, batch ? nnz : 0);
       if (batch) {
         rows_of_entries(d_, s.indptr, rows, row_of.get());
@@ -312,12 +304,12 @@ class CudaMomentPass final : public MomentPass {
  private:
   Device& d_;
   MomentOptions o_;
-  DeviceBuffer<char> excluded_;
   DeviceBuffer<double> clip_, batch_clip_;
   DeviceBuffer<double> sum_, sumsq_, exp_sum_, exp_sumsq_, batch_sum_, batch_sumsq_;
   DeviceBuffer<char> batch_seen_;
   std::vector<std::int64_t> batch_cells_;
-  BlockStager stager_{d_};  // last: it waits for the kernels before the buffers above go
+  // Last: it waits for the kernels before the buffers above go.
+  BlockStager stager_{d_, LogNormalize{o_.log_normalize, o_.target_sum, o_.excluded}};
 };
 
 }  // namespace

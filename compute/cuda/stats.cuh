@@ -10,15 +10,10 @@
 #include <memory>
 
 #include "compute/backend.hpp"
+#include "compute/cuda/chunks.cuh"
 #include "compute/cuda/device.cuh"
 
 namespace orrery::compute::gpu {
-
-// In place on the device: rows [0, n_rows) of a CSR block (offsets relative to the block)
-// normalised to target_sum and log1p'd. `excluded` (one flag per column, or nullptr) as
-// Backend::normalize_log1p.
-void normalize_log1p(Device& d, const std::int64_t* indptr, const std::int32_t* indices,
-                     const char* excluded, float* data, std::int64_t n_rows, double target_sum);
 
 std::unique_ptr<QcPass> make_qc_pass(Device& d, const std::vector<char>& qc_genes,
                                      const std::vector<int>& percent_top, std::int64_t n_genes);

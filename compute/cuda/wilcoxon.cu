@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "compute/cuda/chunks.cuh"
-#include "compute/cuda/stats.cuh"
 #include "compute/wilcoxon_math.hpp"
 
 namespace orrery::compute::gpu {
@@ -133,18 +132,9 @@ struct DeviceBlock {
 };
 
 // The chunks of one rank_genes_groups on the device: copied through one stager for all of its
-// passes (its page-locked buffers are costly to make), then normalised as `normalize` says.
+// passes (its page-locked buffers are costly to make), which normalises them as asked.
 struct DeviceChunks {
-  DeviceChunks(Device& d, const ChunkSource& source, const LogNormalize& normalize)
-      : source(source),
-        normalize(normalize),
-        excluded(d, normalize.apply && normalize.excluded ? normalize.excluded->size() : 0),
-        stager(d) {
-    if (excluded.size()) excluded.upload(normalize.excluded->data(), excluded.size());
-  }
   const ChunkSource& source;
-  LogNormalize normalize;
-  DeviceBuffer<char> excluded;
   BlockStager stager;
 };
 
@@ -157,10 +147,6 @@ void for_each_device_block(Device& d, DeviceChunks& chunks, std::int64_t n_genes
     progress.check();
     for (const RowBlock& b : row_blocks(c)) {
       const BlockStager::Staged on_device = chunks.stager.put(c, b);
-      if (chunks.normalize.apply)
-        normalize_log1p(d, on_device.indptr, on_device.indices,
-                        chunks.excluded.size() ? chunks.excluded.get() : nullptr, on_device.data,
-                        on_device.rows, chunks.normalize.target_sum);
       DeviceBuffer<std::int32_t> row_of(d, on_device.nnz);
       rows_of_entries(d, on_device.indptr, on_device.rows, row_of.get());
       ColumnOrder order = order_by_column(d, on_device.indices, on_device.nnz, n_genes);
@@ -190,7 +176,7 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   for (auto s : t.size) active += s;
   const std::size_t table = static_cast<std::size_t>(n_groups) * n_genes;
 
-  DeviceChunks chunks(d, source, normalize);
+  DeviceChunks chunks{source, BlockStager(d, normalize)};
   DeviceBuffer<std::int32_t> cell_labels(d, labels.size());
   cell_labels.upload(labels.data(), labels.size());
   DeviceBuffer<double> sum(d, table);

@@ -6,6 +6,7 @@
 
 #include <cmath>
 
+#include "common/chunks.hpp"
 #include "common/shared.hpp"
 #include "compute/backend.hpp"
 #include "compute/metrics.hpp"
@@ -16,6 +17,7 @@
 #include "io/store.hpp"
 
 using namespace orrery;
+using test::slice_rows;
 
 namespace {
 
@@ -25,19 +27,6 @@ CsrMatrix synth_rows(std::int64_t cells, std::int64_t genes) {
   o.n_cells = cells;
   o.n_genes = genes;
   return compute::SynthGenerator(o).rows(0, cells);
-}
-
-// Rows [r0, r1) of `m` as a chunk of their own.
-CsrMatrix slice_rows(const CsrMatrix& m, std::int64_t r0, std::int64_t r1) {
-  CsrMatrix c;
-  c.n_rows = r1 - r0;
-  c.n_cols = m.n_cols;
-  const auto e0 = m.indptr[r0], e1 = m.indptr[r1];
-  c.indptr.clear();
-  for (std::int64_t r = r0; r <= r1; ++r) c.indptr.push_back(m.indptr[r] - e0);
-  c.indices.assign(m.indices.begin() + e0, m.indices.begin() + e1);
-  c.data.assign(m.data.begin() + e0, m.data.begin() + e1);
-  return c;
 }
 
 // Synthetic counts, their log-normalised rows and scaled columns over `h` of their genes (every
@@ -117,13 +106,11 @@ class TestCudaParity : public QObject {
                qPrintable(QString("%1[%2]: cpu %3 cuda %4").arg(what).arg(i).arg(a[i]).arg(b[i])));
   }
 
-  // With `on`, device row blocks of at most 60000 entries and Gram/projection tiles of 64 rows
-  // until the returned guard goes.
-  static auto small_blocks_and_tiles(bool on) {
-    if (on) {
-      qputenv("ORRERY_CUDA_BLOCK_ENTRIES", "60000");
-      qputenv("ORRERY_CUDA_TILE_ROWS", "64");
-    }
+  // Device row blocks of at most `entries` and Gram/projection tiles of at most `tile_rows`
+  // (0: the default) until the returned guard goes.
+  static auto small_blocks(int entries, int tile_rows = 0) {
+    if (entries > 0) qputenv("ORRERY_CUDA_BLOCK_ENTRIES", QByteArray::number(entries));
+    if (tile_rows > 0) qputenv("ORRERY_CUDA_TILE_ROWS", QByteArray::number(tile_rows));
     return qScopeGuard([] {
       qunsetenv("ORRERY_CUDA_BLOCK_ENTRIES");
       qunsetenv("ORRERY_CUDA_TILE_ROWS");
@@ -188,9 +175,8 @@ class TestCudaParity : public QObject {
   void qcPass() {
     // Chunks split into device blocks of at most 3000 entries too (one block otherwise).
     for (const float factor : {1.0f, 0.37f, -1.0f}) {
-      const bool small_blocks = factor < 0;
-      if (small_blocks) qputenv("ORRERY_CUDA_BLOCK_ENTRIES", "3000");
-      auto restore = qScopeGuard([] { qunsetenv("ORRERY_CUDA_BLOCK_ENTRIES"); });
+      const bool tiny = factor < 0;
+      const auto restore = small_blocks(tiny ? 3000 : 0);
       CsrMatrix all = synth_rows(12000, 2500);
       for (auto& v : all.data) v *= std::fabs(factor);
       std::vector<char> qc_genes(2500, 0);
@@ -241,8 +227,7 @@ class TestCudaParity : public QObject {
     for (const int variant : {0, 1, 2}) {
       const bool with_batches = variant > 0;
       // Variant 2: device blocks of at most 5000 entries, so one chunk fills both copy buffers.
-      if (variant == 2) qputenv("ORRERY_CUDA_BLOCK_ENTRIES", "5000");
-      auto restore = qScopeGuard([] { qunsetenv("ORRERY_CUDA_BLOCK_ENTRIES"); });
+      const auto restore = small_blocks(variant == 2 ? 5000 : 0);
       const compute::MomentOptions o{.n_genes = genes,
                                      .expm1 = with_batches,
                                      .n_batches = with_batches ? 3 : 0,
@@ -341,8 +326,7 @@ class TestCudaParity : public QObject {
     for (const char* method : {"exact", "binned", "exact-small-blocks"}) {
       // Device row blocks of at most 4000 entries: a chunk's cells come in several blocks.
       const bool small = std::string(method) == "exact-small-blocks";
-      if (small) qputenv("ORRERY_CUDA_BLOCK_ENTRIES", "4000");
-      auto restore = qScopeGuard([] { qunsetenv("ORRERY_CUDA_BLOCK_ENTRIES"); });
+      const auto restore = small_blocks(small ? 4000 : 0);
       compute::WilcoxonOptions o;
       o.method = small ? "exact" : method;
       o.tie_correct = true;
@@ -434,7 +418,7 @@ class TestCudaParity : public QObject {
     const GramCase g = gram_case(9000, 3000, 700);
     for (const int variant : {0, 1, 2}) {
       const bool from_counts = variant > 0;
-      const auto restore = small_blocks_and_tiles(variant == 2);
+      const auto restore = small_blocks(variant == 2 ? 60000 : 0, variant == 2 ? 64 : 0);
       const compute::LogNormalize normalize{.apply = from_counts, .target_sum = 1e4};
       auto a = cpu_->gram_pass(g.columns, normalize);
       auto b = cuda_->gram_pass(g.columns, normalize);
@@ -468,7 +452,7 @@ class TestCudaParity : public QObject {
     const compute::PcaModel model = cpu_->pca(acc.covariance(), acc.mean(), 40);
     for (const int variant : {0, 1, 2}) {
       const bool from_counts = variant > 0;
-      const auto restore = small_blocks_and_tiles(variant == 2);
+      const auto restore = small_blocks(variant == 2 ? 60000 : 0, variant == 2 ? 64 : 0);
       const compute::LogNormalize normalize{.apply = from_counts, .target_sum = 1e4};
       DenseMatrix a(9000, 40), b(9000, 40);
       auto pa = cpu_->projection_pass(model, g.columns, normalize);

@@ -19,6 +19,7 @@
 
 #include <Eigen/Dense>
 #include <nlohmann/json.hpp>
+#include "common/chunks.hpp"
 #include "common/errors.hpp"
 #include "common/python.hpp"
 #include "compute/backend.hpp"
@@ -1037,6 +1038,46 @@ class TestStages : public QObject {
     QVERIFY2(perr < 1e-5, qPrintable(QString::number(perr)));
   }
 
+  // kept_chunk (rows in parallel) against a plain filter written here: masked rows and genes
+  // dropped, genes renumbered, values kept, for a chunk starting at a later store row and an
+  // `out` reused from a larger chunk.
+  void keptChunkFiltersRowsAndGenes() {
+    const CsrMatrix all = SynthGenerator(synth_of(3000, 500)).rows(0, 3000);
+    PipelineResult r;
+    r.n_genes_total = 500;
+    r.cell_mask.assign(4000, 1);
+    for (int i = 0; i < 4000; i += 7) r.cell_mask[i] = 0;
+    for (int g = 0; g < 500; ++g)
+      if (g % 3) r.kept_genes.push_back(g);
+    const auto map = kept_gene_map(r);
+    CsrMatrix out = kept_chunk(all, 0, r, map);  // the larger chunk `out` is reused from
+    QVERIFY(out.n_rows > 2000);
+    for (const std::int64_t row0 : {std::int64_t{1000}, std::int64_t{0}}) {
+      const std::int64_t n = row0 ? 2000 : 3000;
+      const CsrMatrix chunk = test::slice_rows(all, 0, n);
+      CsrMatrix want;
+      want.n_cols = static_cast<std::int64_t>(r.kept_genes.size());
+      want.indptr.clear();
+      want.indptr.push_back(0);
+      for (std::int64_t i = 0; i < n; ++i) {
+        if (!r.cell_mask[row0 + i]) continue;
+        for (auto k = chunk.indptr[i]; k < chunk.indptr[i + 1]; ++k)
+          if (chunk.indices[k] % 3) {
+            want.indices.push_back(chunk.indices[k] - chunk.indices[k] / 3 - 1);
+            want.data.push_back(chunk.data[k]);
+          }
+        want.indptr.push_back(static_cast<std::int64_t>(want.indices.size()));
+        ++want.n_rows;
+      }
+      kept_chunk(chunk, row0, r, map, out);
+      QCOMPARE(out.n_rows, want.n_rows);
+      QCOMPARE(out.n_cols, want.n_cols);
+      QCOMPARE(out.indptr, want.indptr);
+      QCOMPARE(out.indices, want.indices);
+      QCOMPARE(out.data, want.data);
+    }
+  }
+
   // parallel_copy: every byte in place, for sizes below, at and above its piece boundaries.
   void parallelCopyCopiesEveryByte() {
     std::vector<unsigned char> from((std::size_t{21} << 20) + 13);
@@ -1103,14 +1144,7 @@ class TestStages : public QObject {
     const auto source_of = [](const CsrMatrix& m) -> ChunkSource {
       return [&m](const ChunkVisitor& visit) {
         for (std::int64_t r0 = 0; r0 < m.n_rows; r0 += 170) {
-          const std::int64_t r1 = std::min(m.n_rows, r0 + 170);
-          CsrMatrix c;
-          c.n_rows = r1 - r0;
-          c.n_cols = m.n_cols;
-          c.indptr.clear();
-          for (auto r = r0; r <= r1; ++r) c.indptr.push_back(m.indptr[r] - m.indptr[r0]);
-          c.indices.assign(m.indices.begin() + m.indptr[r0], m.indices.begin() + m.indptr[r1]);
-          c.data.assign(m.data.begin() + m.indptr[r0], m.data.begin() + m.indptr[r1]);
+          CsrMatrix c = test::slice_rows(m, r0, std::min(m.n_rows, r0 + 170));
           visit(c, r0);
         }
       };
@@ -2008,15 +2042,7 @@ class TestStages : public QObject {
     }
     auto source = [&](const ChunkVisitor& visit) {
       for (std::int64_t r0 : {std::int64_t{0}, std::int64_t{100}, std::int64_t{211}}) {
-        const std::int64_t r1 = r0 == 0 ? 100 : r0 == 100 ? 211 : n;
-        CsrMatrix c;
-        c.n_rows = r1 - r0;
-        c.n_cols = genes;
-        c.indptr.clear();
-        for (std::int64_t r = r0; r <= r1; ++r) c.indptr.push_back(all.indptr[r] - all.indptr[r0]);
-        c.indices.assign(all.indices.begin() + all.indptr[r0],
-                         all.indices.begin() + all.indptr[r1]);
-        c.data.assign(all.data.begin() + all.indptr[r0], all.data.begin() + all.indptr[r1]);
+        CsrMatrix c = test::slice_rows(all, r0, r0 == 0 ? 100 : r0 == 100 ? 211 : n);
         visit(c, r0);
       }
     };
