@@ -57,6 +57,10 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   n_neighbors_ = spin(2, 200, "neighbours per cell, the cell included (scanpy's n_neighbors)");
   n_pcs_ = spin(0, 100, "principal components used for the neighbours (0: all)");
   metric_ = combo({"euclidean", "cosine"}, "distance in PCA space");
+  knn_method_ = combo({"auto", "exact", "nndescent", "ivf"},
+                      "exact: every pair (tiled GEMM on the GPU); nndescent: approximate, CPU; "
+                      "ivf: approximate inverted file, CUDA backend; auto: exact up to 50k cells "
+                      "(4M on the GPU), else nndescent (ivf on the GPU)");
   min_dist_ = dspin(0, 3, 0.05, 2, "UMAP min_dist");
   init_ = combo({"spectral", "pca", "random"}, "UMAP initial layout");
   n_epochs_ = spin(0, 100000, "UMAP epochs (0: 500 up to 10k cells, else 200)");
@@ -82,6 +86,7 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   form->addRow("Neighbours", n_neighbors_);
   form->addRow("PCs for kNN", n_pcs_);
   form->addRow("Metric", metric_);
+  form->addRow("kNN method", knn_method_);
   form->addRow("UMAP min_dist", min_dist_);
   form->addRow("UMAP init", init_);
   form->addRow("UMAP epochs", n_epochs_);
@@ -122,6 +127,7 @@ void ParamsPanel::setParams(const compute::PipelineParams& p) {
   n_neighbors_->setValue(p.neighbors.n_neighbors);
   n_pcs_->setValue(p.neighbors.n_pcs);
   metric_->setCurrentText(QString::fromStdString(p.neighbors.metric));
+  knn_method_->setCurrentText(QString::fromStdString(p.neighbors.method));
   min_dist_->setValue(p.umap.min_dist);
   init_->setCurrentText(QString::fromStdString(p.umap.init));
   n_epochs_->setValue(p.umap.n_epochs);
@@ -155,6 +161,7 @@ compute::PipelineParams ParamsPanel::applyTo(compute::PipelineParams p) const {
   p.neighbors.n_neighbors = n_neighbors_->value();
   p.neighbors.n_pcs = n_pcs_->value();
   p.neighbors.metric = metric_->currentText().toStdString();
+  p.neighbors.method = knn_method_->currentText().toStdString();
   p.umap.min_dist = min_dist_->value();
   p.umap.init = init_->currentText().toStdString();
   p.umap.n_epochs = n_epochs_->value();

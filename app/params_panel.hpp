@@ -34,6 +34,7 @@ class ParamsPanel : public QWidget {
   QSpinBox* nTopGenes() const { return n_top_; }
   QDoubleSpinBox* resolution() const { return resolution_; }
   QComboBox* leidenFlavor() const { return leiden_flavor_; }
+  QComboBox* knnMethod() const { return knn_method_; }
   QPushButton* applyButton() const { return apply_; }
   QPushButton* resetButton() const { return reset_; }
 
@@ -52,6 +53,7 @@ class ParamsPanel : public QWidget {
   QSpinBox* n_neighbors_;
   QSpinBox* n_pcs_;
   QComboBox* metric_;
+  QComboBox* knn_method_;
   QDoubleSpinBox* min_dist_;
   QComboBox* init_;
   QSpinBox* n_epochs_;

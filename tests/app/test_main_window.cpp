@@ -1463,6 +1463,30 @@ with h5py.File(sys.argv[1], "r+") as f:
     view->setStreamWithoutCuda(false);
   }
 
+  // A run's warnings reach the status bar: counted in the stage label, listed in its tooltip,
+  // cleared when the next run starts. Here the CPU backend's note that it runs NN-descent when
+  // the inverted file (a CUDA method) is asked for.
+  void runWarningsInStatusBar() {
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    window_->openStore(demo_);  // the store before was a bad one
+    QVERIFY(done.wait(300000));
+    auto* label = window_->findChild<QLabel*>("stageLabel");
+    QVERIFY(window_->snapshot()->warnings.isEmpty());
+    QVERIFY2(!label->text().contains("warning"), qPrintable(label->text()));
+    app::ParamsPanel* panel = window_->paramsPanel();
+    QCOMPARE(panel->knnMethod()->currentText(), QString("auto"));
+    panel->knnMethod()->setCurrentText("ivf");
+    QTest::mouseClick(panel->applyButton(), Qt::LeftButton);
+    QVERIFY(window_->isRunning());
+    QVERIFY(label->toolTip().isEmpty());
+    QVERIFY(done.wait(300000));
+    QCOMPARE(window_->snapshot()->warnings,
+             QStringList({"neighbors: ivf runs on the CUDA backend; NN-descent here"}));
+    QVERIFY2(label->text().contains("1 warning (hover to read)"), qPrintable(label->text()));
+    QCOMPARE(label->toolTip(), QString("neighbors: ivf runs on the CUDA backend; NN-descent here"));
+    QCOMPARE(QString::fromStdString(window_->params().neighbors.method), QString("ivf"));
+  }
+
   void cleanupTestCase() { window_.reset(); }
 };
 
