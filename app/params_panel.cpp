@@ -57,10 +57,13 @@ ParamsPanel::ParamsPanel(QWidget* parent) : QWidget(parent) {
   n_neighbors_ = spin(2, 200, "neighbours per cell, the cell included (scanpy's n_neighbors)");
   n_pcs_ = spin(0, 100, "principal components used for the neighbours (0: all)");
   metric_ = combo({"euclidean", "cosine"}, "distance in PCA space");
+  const compute::KnnOptions knn_defaults;
   knn_method_ = combo({"auto", "exact", "nndescent", "ivf"},
-                      "exact: every pair (tiled GEMM on the GPU); nndescent: approximate, CPU; "
-                      "ivf: approximate inverted file, CUDA backend; auto: exact up to 50k cells "
-                      "(4M on the GPU), else nndescent (ivf on the GPU)");
+                      QString("exact: every pair (tiled GEMM on the GPU); nndescent: approximate, "
+                              "CPU; ivf: approximate inverted file, CUDA backend; auto: exact up "
+                              "to %1 cells (%2 on the GPU), else nndescent (ivf on the GPU)")
+                          .arg(knn_defaults.exact_max_cells)
+                          .arg(knn_defaults.gpu_exact_max_cells));
   min_dist_ = dspin(0, 3, 0.05, 2, "UMAP min_dist");
   init_ = combo({"spectral", "pca", "random"}, "UMAP initial layout");
   n_epochs_ = spin(0, 100000, "UMAP epochs (0: 500 up to 10k cells, else 200)");
