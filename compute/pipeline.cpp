@@ -7,6 +7,7 @@
 #include <cmath>
 #include <limits>
 #include <nlohmann/json.hpp>
+#include <numeric>
 #include <optional>
 #include <unordered_map>
 #include <variant>
@@ -161,6 +162,88 @@ void kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r
           out.indices[at] = g;
           out.data[at++] = raw.data[k];
         }
+    }
+  });
+}
+
+HvgColumns hvg_columns(const PipelineResult& r, bool rest) {
+  HvgColumns c;
+  c.rest = rest;
+  const auto h = static_cast<std::int32_t>(r.hvg_genes.size());
+  c.width = h + (rest ? 1 : 0);
+  c.of_store_gene.assign(static_cast<std::size_t>(r.n_genes_total), -1);
+  if (rest)
+    for (std::size_t k = 0; k < r.kept_genes.size(); ++k)
+      if (r.excluded_genes.empty() || !r.excluded_genes[k])
+        c.of_store_gene[r.kept_genes[k]] = HvgColumns::kRest;
+  for (std::int32_t col = 0; col < h; ++col) c.of_store_gene[r.kept_genes[r.hvg_genes[col]]] = col;
+  if (!r.excluded_genes.empty()) {
+    c.excluded.assign(static_cast<std::size_t>(c.width), 0);
+    for (std::int32_t col = 0; col < h; ++col) c.excluded[col] = r.excluded_genes[r.hvg_genes[col]];
+  }
+  return c;
+}
+
+LogNormalize HvgColumns::normalize(const LogNormalize& kept) const {
+  return {.apply = kept.apply,
+          .target_sum = kept.target_sum,
+          .excluded = excluded.empty() ? nullptr : &excluded};
+}
+
+std::vector<std::int32_t> HvgColumns::scaled_column() const {
+  std::vector<std::int32_t> column(static_cast<std::size_t>(width));
+  std::iota(column.begin(), column.end(), 0);
+  if (rest) column.back() = -1;
+  return column;
+}
+
+void hvg_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
+               const HvgColumns& columns, CsrMatrix& out) {
+  // As kept_chunk, with each row's rest summed (in double, as the backends sum totals) in the
+  // counting walk. Store genes are in increasing order within a row, and so are HVG columns.
+  const auto& map = columns.of_store_gene;
+  std::vector<std::int64_t> rows;
+  rows.reserve(static_cast<std::size_t>(raw.n_rows));
+  for (std::int64_t i = 0; i < raw.n_rows; ++i)
+    if (r.cell_mask[row0 + i]) rows.push_back(i);
+  const auto n = static_cast<std::int64_t>(rows.size());
+  std::vector<float> rest(columns.rest ? static_cast<std::size_t>(n) : 0);
+  out.n_rows = n;
+  out.n_cols = columns.width;
+  out.indptr.assign(static_cast<std::size_t>(n) + 1, 0);
+  constexpr std::int64_t kGrain = 256;
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kGrain), [&](const auto& range) {
+    for (std::int64_t j = range.begin(); j < range.end(); ++j) {
+      std::int64_t kept = 0;
+      double sum = 0;
+      for (auto k = raw.indptr[rows[j]]; k < raw.indptr[rows[j] + 1]; ++k) {
+        const auto c = map[raw.indices[k]];
+        kept += c >= 0;
+        if (c == HvgColumns::kRest) sum += raw.data[k];
+      }
+      if (columns.rest) {
+        rest[j] = static_cast<float>(sum);
+        kept += sum != 0;
+      }
+      out.indptr[j + 1] = kept;
+    }
+  });
+  for (std::int64_t j = 0; j < n; ++j) out.indptr[j + 1] += out.indptr[j];
+  out.indices.resize(static_cast<std::size_t>(out.indptr[n]));
+  out.data.resize(static_cast<std::size_t>(out.indptr[n]));
+  const auto last = static_cast<GeneIndex>(columns.width - 1);
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kGrain), [&](const auto& range) {
+    for (std::int64_t j = range.begin(); j < range.end(); ++j) {
+      auto at = out.indptr[j];
+      for (auto k = raw.indptr[rows[j]]; k < raw.indptr[rows[j] + 1]; ++k)
+        if (const auto c = map[raw.indices[k]]; c >= 0) {
+          out.indices[at] = c;
+          out.data[at++] = raw.data[k];
+        }
+      if (columns.rest && rest[j] != 0) {
+        out.indices[at] = last;
+        out.data[at] = rest[j];
+      }
     }
   });
 }
@@ -599,8 +682,6 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
 
     // Scale statistics of the HVG columns (log data), then Pass C (Gram) and Pass D (projection).
     const auto h = static_cast<std::int32_t>(r.hvg_genes.size());
-    std::vector<std::int32_t> hvg_col(n_kept_genes, -1);
-    for (std::int32_t c = 0; c < h; ++c) hvg_col[r.hvg_genes[c]] = c;
     {
       StageClock clock(r, "pca", n_kept_cells, progress, x);
       std::vector<double> sum(h, 0), sumsq(h, 0);
@@ -621,7 +702,13 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
           sumsq[col] = m.sumsq[r.hvg_genes[col]];
         }
       }
-      ScaledColumns scaled{.column = hvg_col,
+      // Both passes take the kept counts of the HVG columns (and the rest of each cell's
+      // total) and normalise them as they go (on the device, with a device backend). The Gram
+      // pass keeps them in memory, within pca_cache_bytes, for the projection.
+      const LogNormalize kept_normalize = log_normalize_of(r, params);
+      const HvgColumns narrow = hvg_columns(r, kept_normalize.apply);
+      const LogNormalize normalize = narrow.normalize(kept_normalize);
+      ScaledColumns scaled{.column = narrow.scaled_column(),
                            .mean = std::vector<float>(h),
                            .inv_std = std::vector<float>(h),
                            .max_value = p.scale_max_value};
@@ -632,14 +719,20 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         scaled.mean[c] = p.scale_zero_center ? static_cast<float>(m) : 0.0f;
         scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
       }
-      // Both passes take the kept counts and normalise them as they go (on the device, with a
-      // device backend).
-      const LogNormalize normalize = log_normalize_of(r, params);
       std::unique_ptr<GramPass> gram = backend.gram_pass(scaled, normalize);
+      std::vector<CsrMatrix> cache;
+      std::size_t cache_bytes = 0;
+      bool caching = p.pca_cache_bytes > 0;
       CsrMatrix c;  // reused by the Gram and projection passes
       for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
                      [&](const CsrMatrix& raw, std::int64_t r0) {
-                       kept_chunk(raw, r0, r, gene_map, c);
+                       hvg_chunk(raw, r0, r, narrow, c);
+                       if (caching && (cache_bytes += c.bytes()) <= p.pca_cache_bytes) {
+                         cache.push_back(c);  // before the pass normalises `c` in place
+                       } else if (caching) {
+                         caching = false;
+                         std::vector<CsrMatrix>().swap(cache);
+                       }
                        gram->add(c);
                      });
       const GramSums sums = gram->finish();
@@ -651,12 +744,24 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       std::unique_ptr<ProjectionPass> projection =
           backend.projection_pass(r.pca, scaled, normalize);
       std::int64_t out_row = 0;
-      for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
-                     [&](const CsrMatrix& raw, std::int64_t r0) {
-                       kept_chunk(raw, r0, r, gene_map, c);
-                       projection->add(c, r.x_pca, out_row);
-                       out_row += c.n_rows;
-                     });
+      if (caching) {
+        r.pca_cache_bytes = static_cast<std::int64_t>(cache_bytes);
+        for (CsrMatrix& chunk : cache) {
+          progress.check();
+          projection->add(chunk, r.x_pca, out_row);
+          out_row += chunk.n_rows;
+          chunk = CsrMatrix{};  // each cached chunk is read once
+          progress.report("pca: project (from memory)",
+                          static_cast<double>(out_row) / static_cast<double>(n_kept_cells));
+        }
+      } else {
+        for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
+                       [&](const CsrMatrix& raw, std::int64_t r0) {
+                         hvg_chunk(raw, r0, r, narrow, c);
+                         projection->add(c, r.x_pca, out_row);
+                         out_row += c.n_rows;
+                       });
+      }
       projection->finish();
     }
 

@@ -49,6 +49,9 @@ struct PipelineParams {
   bool markers = true;  // rank_genes_groups(groupby=leiden) after clustering
   WilcoxonOptions wilcoxon{};
   std::size_t chunk_bytes = std::size_t{256} << 20;
+  // PCA's Gram pass keeps the kept cells' HVG columns in memory up to this size, and the
+  // projection then reads them there instead of the store (0: always read the store again).
+  std::size_t pca_cache_bytes = std::size_t{2048} << 20;
   std::string backend = "auto";
 
   // Reads the keys present in `j` (e.g. {"leiden": {"resolution": 1.0}}), rejecting unknown
@@ -94,6 +97,9 @@ struct PipelineResult {
   std::vector<std::string> reused_stages;  // taken from PipelineHooks::reuse, in stage order
   std::vector<std::string> warnings;       // what the run warned of, in order
   std::int64_t device_peak_bytes = 0;      // the backend's device memory high-water mark
+  // The HVG columns PCA's projection read from memory (0: it read the store; see
+  // PipelineParams::pca_cache_bytes).
+  std::int64_t pca_cache_bytes = 0;
 };
 
 // QC metrics of a store, reusable across runs that change only thresholds or later stages.
@@ -149,6 +155,26 @@ void log_normalized_chunk(const CsrMatrix& raw, std::int64_t row0, const Pipelin
                           const std::vector<std::int32_t>& gene_map, const PipelineParams& params,
                           Backend& backend, CsrMatrix& out);
 std::vector<std::int32_t> kept_gene_map(const PipelineResult& result);
+
+// PCA's passes read only the HVG columns of the kept counts. normalize_total needs each cell's
+// whole total, so with `rest` one more, last column carries the rest of it (the kept genes that
+// are neither HVG nor excluded); the totals, and so the normalised HVG values, are those of the
+// kept rows (exactly, for counts whose totals are integers below 2^24).
+struct HvgColumns {
+  static constexpr std::int32_t kRest = -2;
+  std::vector<std::int32_t> of_store_gene;  // narrow column, kRest, or -1 (not read)
+  std::int64_t width = 0;                   // HVG columns, plus one with the rest
+  std::vector<char> excluded;               // per narrow column; empty when none is excluded
+  bool rest = false;
+
+  // The pass's normalisation and scaled columns over the narrow columns (both refer to this).
+  LogNormalize normalize(const LogNormalize& kept) const;
+  std::vector<std::int32_t> scaled_column() const;  // HVG column c -> c, the rest -> -1
+};
+HvgColumns hvg_columns(const PipelineResult& result, bool rest);
+// The kept cells' rows of a chunk starting at store row `row0`, in `columns`' narrow columns.
+void hvg_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& result,
+               const HvgColumns& columns, CsrMatrix& out);
 
 // How the stages after the HVG selection normalise kept counts: params' target_sum, or the
 // median the run found where it is null; normalize_total's excluded genes.

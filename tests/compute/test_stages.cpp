@@ -14,6 +14,7 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <numeric>
 #include <random>
 #include <thread>
 
@@ -1078,6 +1079,98 @@ class TestStages : public QObject {
     }
   }
 
+  // PCA's narrow chunks: the HVG columns of the kept counts and the rest of each cell's total.
+  // Normalised, their HVG values are those of the kept chunk's, bit for bit, with genes left out
+  // of the totals among the HVGs and among the others.
+  void hvgChunkKeepsTheTotals() {
+    const CsrMatrix all = SynthGenerator(synth_of(1500, 400)).rows(0, 1500);
+    PipelineResult r;
+    r.n_genes_total = 400;
+    r.cell_mask.assign(1500, 1);
+    for (int i = 0; i < 1500; i += 5) r.cell_mask[i] = 0;
+    for (int g = 0; g < 400; ++g)
+      if (g % 4) r.kept_genes.push_back(g);
+    const auto n_kept = static_cast<std::int32_t>(r.kept_genes.size());
+    for (std::int32_t k = 0; k < n_kept; k += 3) r.hvg_genes.push_back(k);
+    r.excluded_genes.assign(static_cast<std::size_t>(n_kept), 0);
+    for (std::int32_t k = 0; k < n_kept; k += 7) r.excluded_genes[k] = 1;  // HVGs and others
+    const LogNormalize kept_normalize{
+        .apply = true, .target_sum = 1e4, .excluded = &r.excluded_genes};
+    const HvgColumns narrow = hvg_columns(r, true);
+    const auto h = static_cast<std::int32_t>(r.hvg_genes.size());
+    QCOMPARE(narrow.width, std::int64_t{h} + 1);
+    std::vector<std::int32_t> want_scaled(h + 1, -1);
+    std::iota(want_scaled.begin(), want_scaled.begin() + h, 0);
+    QCOMPARE(narrow.scaled_column(), want_scaled);
+    std::vector<std::int32_t> hvg_of_kept(n_kept, -1);
+    for (std::int32_t c = 0; c < h; ++c) hvg_of_kept[r.hvg_genes[c]] = c;
+
+    auto cpu = make_cpu_backend();
+    CsrMatrix kept, narrowed;
+    const CsrMatrix chunk = test::slice_rows(all, 500, 1500);
+    kept_chunk(chunk, 500, r, kept_gene_map(r), kept);
+    hvg_chunk(chunk, 500, r, narrow, narrowed);
+    QCOMPARE(narrowed.n_rows, kept.n_rows);
+    QCOMPARE(narrowed.n_cols, std::int64_t{h} + 1);
+    // The rest column: the counts of the kept genes neither HVG nor excluded.
+    std::int64_t rows_with_rest = 0;
+    for (std::int64_t i = 0; i < kept.n_rows; ++i) {
+      double rest = 0;
+      for (auto k = kept.indptr[i]; k < kept.indptr[i + 1]; ++k)
+        if (hvg_of_kept[kept.indices[k]] < 0 && !r.excluded_genes[kept.indices[k]])
+          rest += kept.data[k];
+      const auto last = narrowed.indptr[i + 1] - 1;
+      const bool has_rest = last >= narrowed.indptr[i] && narrowed.indices[last] == h;
+      QCOMPARE(has_rest ? static_cast<double>(narrowed.data[last]) : 0.0, rest);
+      rows_with_rest += has_rest;
+    }
+    QVERIFY(rows_with_rest > kept.n_rows / 2);
+    cpu->log_normalize(kept, kept_normalize);
+    cpu->log_normalize(narrowed, narrow.normalize(kept_normalize));
+    for (std::int64_t i = 0; i < kept.n_rows; ++i) {
+      std::vector<std::pair<std::int32_t, float>> want, got;
+      for (auto k = kept.indptr[i]; k < kept.indptr[i + 1]; ++k)
+        if (const auto c = hvg_of_kept[kept.indices[k]]; c >= 0) want.emplace_back(c, kept.data[k]);
+      for (auto k = narrowed.indptr[i]; k < narrowed.indptr[i + 1]; ++k)
+        if (narrowed.indices[k] < h) got.emplace_back(narrowed.indices[k], narrowed.data[k]);
+      QVERIFY2(got == want, qPrintable(QString("row %1").arg(i)));
+    }
+    // Log data (no normalisation): no rest column; nothing excluded, no mask.
+    r.excluded_genes.clear();
+    const HvgColumns plain = hvg_columns(r, false);
+    QCOMPARE(plain.width, std::int64_t{h});
+    QVERIFY(plain.excluded.empty());
+    QCOMPARE(plain.normalize(kept_normalize).excluded, nullptr);
+    hvg_chunk(chunk, 500, r, plain, narrowed);
+    for (auto c : narrowed.indices) QVERIFY(c < h);
+  }
+
+  // PCA's projection reads the Gram pass's HVG columns from memory when they fit
+  // pca_cache_bytes, and the store again when they do not: the same X_pca either way.
+  void pcaProjectsFromMemoryWhenItFits() {
+    QTemporaryDir dir;
+    io::Store store = io::open_store(synth_store(dir, synth_of(900, 500)));
+    PipelineParams p;
+    p.update_from_json(nlohmann::json::parse(
+        R"({"normalize": {"exclude_highly_expressed": true, "max_fraction": 0.02},
+            "hvg": {"n_top_genes": 200}, "markers": false, "umap": {"n_epochs": 5}})"));
+    p.chunk_bytes = 64 << 10;  // several chunks
+    Progress quiet;
+    auto cpu = make_cpu_backend();
+    const PipelineResult cached = run_pipeline(store, p, *cpu, quiet);
+    QVERIFY(cached.pca_cache_bytes > 0);
+    QVERIFY(std::count(cached.excluded_genes.begin(), cached.excluded_genes.end(), 1) > 0);
+    QCOMPARE(report_json(cached, p)["pca_cache_mib"].get<double>(),
+             static_cast<double>(cached.pca_cache_bytes) / (1 << 20));
+    for (const double mib : {0.0, 0.05}) {  // never, and overflowing after a chunk or two
+      PipelineParams q = p;
+      q.update_from_json({{"pca_cache_mib", mib}});
+      const PipelineResult read = run_pipeline(store, q, *cpu, quiet);
+      QCOMPARE(read.pca_cache_bytes, std::int64_t{0});
+      QCOMPARE(read.x_pca.values, cached.x_pca.values);
+    }
+  }
+
   // parallel_copy: every byte in place, for sizes below, at and above its piece boundaries.
   void parallelCopyCopiesEveryByte() {
     std::vector<unsigned char> from((std::size_t{21} << 20) + 13);
@@ -1679,6 +1772,7 @@ class TestStages : public QObject {
     expect(R"({"neighbors": {"metric": "manhattan"}})", "neighbors.metric");
     expect(R"({"umap": {"min_dist": 5}})", "umap.min_dist");
     expect(R"({"chunk_mib": 0})", "chunk_mib");
+    expect(R"({"pca_cache_mib": -1})", "pca_cache_mib");
     expect(R"({"frobnicate": 1})", "frobnicate");
     // The markers section (README's example), and scanpy's own spellings from notebooks.
     PipelineParams m;
