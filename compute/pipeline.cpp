@@ -14,7 +14,9 @@
 
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/parallel_reduce.h>
 
+#include "elementwise.hpp"
 #include "spectral.hpp"
 
 namespace orrery::compute {
@@ -295,16 +297,45 @@ std::vector<std::int32_t> batch_of_kept_cells(const io::Store& store, const Pipe
 
 // One moment pass of `backend` over the kept cells' counts of kept genes (`batch`: each kept
 // cell's batch, or empty).
+// The largest value a chunk of kept counts log-normalises to: each cell's largest count
+// normalised by the cell's total (normalize_log1p_value does not decrease with the count), 0
+// for none.
+float log_normalized_max(const CsrMatrix& counts, const LogNormalize& n) {
+  return tbb::parallel_reduce(
+      tbb::blocked_range<std::int64_t>(0, counts.n_rows, 1024), 0.0f,
+      [&](const auto& range, float best) {
+        for (std::int64_t i = range.begin(); i < range.end(); ++i) {
+          const auto b = counts.indptr[i], e = counts.indptr[i + 1];
+          if (b == e) continue;
+          double total = 0;
+          float largest = counts.data[b];
+          for (auto k = b; k < e; ++k) {
+            if (!n.excluded || !(*n.excluded)[counts.indices[k]]) total += counts.data[k];
+            largest = std::max(largest, counts.data[k]);
+          }
+          best = std::max(best, normalize_log1p_value(largest, total, n.target_sum));
+        }
+        return best;
+      },
+      [](float a, float b) { return std::max(a, b); });
+}
+
+// A moment pass over the kept counts; with `log_max` (log-normalising passes), the largest log
+// value too (log_normalized_max, on the host: the passes leave the counts to the backend).
 GeneMoments kept_moments(io::RowChunkReader& x, const PipelineResult& r,
                          const std::vector<std::int32_t>& gene_map, std::size_t chunk_bytes,
                          Backend& backend, const MomentOptions& options,
                          const std::vector<std::int32_t>& batch, Progress& progress,
-                         std::string_view stage) {
+                         std::string_view stage, float* log_max = nullptr) {
   std::unique_ptr<MomentPass> pass = backend.moment_pass(options);
   std::int64_t kept_row = 0;
   CsrMatrix c;  // reused from chunk to chunk
+  if (log_max) *log_max = 0;
+  const LogNormalize normalize{
+      .apply = true, .target_sum = options.target_sum, .excluded = options.excluded};
   for_each_chunk(x, chunk_bytes, progress, stage, [&](const CsrMatrix& raw, std::int64_t r0) {
     kept_chunk(raw, r0, r, gene_map, c);
+    if (log_max) *log_max = std::max(*log_max, log_normalized_max(c, normalize));
     pass->add(c, batch.empty() ? nullptr : batch.data() + kept_row);
     kept_row += c.n_rows;
   });
@@ -383,6 +414,68 @@ HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
   }
   return seurat_v3_combine(per_batch, mean[0], var[0], p.hvg);
 }
+
+// The passes of PCA over the kept cells' narrow HVG columns (hvg_chunk). The first reads the
+// store and keeps its chunks in memory when all of them fit params.pca_cache_bytes; the later
+// ones then read them there, and the last frees them as it goes.
+class NarrowPasses {
+ public:
+  NarrowPasses(io::RowChunkReader& x, const PipelineResult& r, const HvgColumns& columns,
+               const PipelineParams& p, Progress& progress)
+      : x_(x), r_(r), columns_(columns), p_(p), progress_(progress) {}
+
+  // Visits every chunk (rows numbered among kept cells); the visitor may overwrite it.
+  void run(std::string_view stage, bool last, const ChunkVisitor& visit) {
+    std::int64_t row = 0;
+    if (cached_) {
+      const std::string what = std::string(stage) + " (from memory)";
+      for (CsrMatrix& chunk : cache_) {
+        progress_.check();
+        if (last) {
+          visit(chunk, row);
+        } else {
+          c_ = chunk;  // the visitor may normalise its chunk in place
+          visit(c_, row);
+        }
+        row += chunk.n_rows;
+        if (last) chunk = CsrMatrix{};
+        progress_.report(what,
+                         static_cast<double>(row) / static_cast<double>(r_.kept_cells.size()));
+      }
+      if (last) cache_.clear();
+      return;
+    }
+    bool caching = first_ && !last && p_.pca_cache_bytes > 0;
+    first_ = false;
+    for_each_chunk(x_, p_.chunk_bytes, progress_, stage,
+                   [&](const CsrMatrix& raw, std::int64_t r0) {
+                     hvg_chunk(raw, r0, r_, columns_, c_);
+                     if (caching && (bytes_ += c_.bytes()) <= p_.pca_cache_bytes) {
+                       cache_.push_back(c_);  // before the visitor overwrites it
+                     } else if (caching) {
+                       caching = false;
+                       std::vector<CsrMatrix>().swap(cache_);
+                       bytes_ = 0;
+                     }
+                     visit(c_, row);
+                     row += c_.n_rows;
+                   });
+    cached_ = caching;
+  }
+  // What the passes read from memory (0: every pass read the store).
+  std::int64_t cached_bytes() const { return static_cast<std::int64_t>(bytes_); }
+
+ private:
+  io::RowChunkReader& x_;
+  const PipelineResult& r_;
+  const HvgColumns& columns_;
+  const PipelineParams& p_;
+  Progress& progress_;
+  std::vector<CsrMatrix> cache_;
+  std::size_t bytes_ = 0;
+  bool first_ = true, cached_ = false;
+  CsrMatrix c_;  // the chunk visited, its buffers reused
+};
 
 }  // namespace
 
@@ -498,6 +591,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     r.target_sum = params.target_sum = old.target_sum;
     r.hvg = old.hvg;
     r.hvg_genes = old.hvg_genes;
+    r.log_max = old.log_max;
     r.pca = old.pca;
     r.x_pca = old.x_pca;
     r.knn = old.knn;
@@ -643,7 +737,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                           .n_batches = n_batches,
                           .target_sum = params.target_sum,
                           .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
-                         batch, progress, "hvg");
+                         batch, progress, "hvg", &r.log_max);
         log_sum = std::move(m.sum);
         log_sumsq = std::move(m.sumsq);
         std::vector<double> mean(n_kept_genes), var(n_kept_genes);
@@ -684,6 +778,12 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     const auto h = static_cast<std::int32_t>(r.hvg_genes.size());
     {
       StageClock clock(r, "pca", n_kept_cells, progress, x);
+      // PCA's passes read only the kept cells' HVG columns (and the rest of each cell's total)
+      // and normalise them as they go (on the device, with a device backend).
+      const LogNormalize kept_normalize = log_normalize_of(r, params);
+      const HvgColumns narrow = hvg_columns(r, kept_normalize.apply);
+      const LogNormalize normalize = narrow.normalize(kept_normalize);
+      NarrowPasses passes(x, r, narrow, p, progress);
       std::vector<double> sum(h, 0), sumsq(h, 0);
       if (!log_sum.empty()) {  // the HVG pass already summed the log data of every kept gene
         for (std::int32_t c = 0; c < h; ++c) {
@@ -691,23 +791,16 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
           sumsq[c] = log_sumsq[r.hvg_genes[c]];
         }
       } else {  // seurat_v3 ranked counts: the log data's moments take a pass of their own
-        const GeneMoments m =
-            kept_moments(x, r, gene_map, p.chunk_bytes, backend,
-                         {.n_genes = n_kept_genes,
-                          .target_sum = params.target_sum,
-                          .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
-                         {}, progress, "pca: scale");
-        for (std::int32_t col = 0; col < h; ++col) {
-          sum[col] = m.sum[r.hvg_genes[col]];
-          sumsq[col] = m.sumsq[r.hvg_genes[col]];
-        }
+        std::unique_ptr<MomentPass> moments =
+            backend.moment_pass({.n_genes = narrow.width,
+                                 .target_sum = normalize.target_sum,
+                                 .excluded = normalize.excluded});
+        passes.run("pca: scale", false,
+                   [&](CsrMatrix& c, std::int64_t) { moments->add(c, nullptr); });
+        const GeneMoments m = moments->finish();
+        std::copy_n(m.sum.begin(), h, sum.begin());
+        std::copy_n(m.sumsq.begin(), h, sumsq.begin());
       }
-      // Both passes take the kept counts of the HVG columns (and the rest of each cell's
-      // total) and normalise them as they go (on the device, with a device backend). The Gram
-      // pass keeps them in memory, within pca_cache_bytes, for the projection.
-      const LogNormalize kept_normalize = log_normalize_of(r, params);
-      const HvgColumns narrow = hvg_columns(r, kept_normalize.apply);
-      const LogNormalize normalize = narrow.normalize(kept_normalize);
       ScaledColumns scaled{.column = narrow.scaled_column(),
                            .mean = std::vector<float>(h),
                            .inv_std = std::vector<float>(h),
@@ -720,21 +813,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         scaled.inv_std[c] = v > 0 ? static_cast<float>(1.0 / std::sqrt(v)) : 1.0f;
       }
       std::unique_ptr<GramPass> gram = backend.gram_pass(scaled, normalize);
-      std::vector<CsrMatrix> cache;
-      std::size_t cache_bytes = 0;
-      bool caching = p.pca_cache_bytes > 0;
-      CsrMatrix c;  // reused by the Gram and projection passes
-      for_each_chunk(x, p.chunk_bytes, progress, "pca: gram",
-                     [&](const CsrMatrix& raw, std::int64_t r0) {
-                       hvg_chunk(raw, r0, r, narrow, c);
-                       if (caching && (cache_bytes += c.bytes()) <= p.pca_cache_bytes) {
-                         cache.push_back(c);  // before the pass normalises `c` in place
-                       } else if (caching) {
-                         caching = false;
-                         std::vector<CsrMatrix>().swap(cache);
-                       }
-                       gram->add(c);
-                     });
+      passes.run("pca: gram", false, [&](CsrMatrix& c, std::int64_t) { gram->add(c); });
       const GramSums sums = gram->finish();
       gram.reset();
       progress.report("pca: eigensolve", 0.0);
@@ -743,26 +822,10 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       r.x_pca = DenseMatrix(n_kept_cells, static_cast<std::int64_t>(r.pca.variance.size()));
       std::unique_ptr<ProjectionPass> projection =
           backend.projection_pass(r.pca, scaled, normalize);
-      std::int64_t out_row = 0;
-      if (caching) {
-        r.pca_cache_bytes = static_cast<std::int64_t>(cache_bytes);
-        for (CsrMatrix& chunk : cache) {
-          progress.check();
-          projection->add(chunk, r.x_pca, out_row);
-          out_row += chunk.n_rows;
-          chunk = CsrMatrix{};  // each cached chunk is read once
-          progress.report("pca: project (from memory)",
-                          static_cast<double>(out_row) / static_cast<double>(n_kept_cells));
-        }
-      } else {
-        for_each_chunk(x, p.chunk_bytes, progress, "pca: project",
-                       [&](const CsrMatrix& raw, std::int64_t r0) {
-                         hvg_chunk(raw, r0, r, narrow, c);
-                         projection->add(c, r.x_pca, out_row);
-                         out_row += c.n_rows;
-                       });
-      }
+      passes.run("pca: project", true,
+                 [&](CsrMatrix& c, std::int64_t row) { projection->add(c, r.x_pca, row); });
       projection->finish();
+      r.pca_cache_bytes = passes.cached_bytes();
     }
 
     warn_of_fallbacks();
@@ -814,6 +877,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     StageClock clock(r, "markers", n_kept_cells, progress, x);
     WilcoxonOptions wilcoxon = p.wilcoxon;
     wilcoxon.gene_nnz_bound = r.kept_gene_n_cells;  // expressing cells per gene, from the filter
+    // The bins' upper edge is the data's maximum, which the HVG pass found (not seurat_v3's).
+    if (wilcoxon.bin_max <= 0 && r.log_max > 0) wilcoxon.bin_max = r.log_max;
     r.markers = backend.rank_genes_groups(kept_counts_source(store, r, params),
                                           log_normalize_of(r, params), n_kept_cells, n_kept_genes,
                                           r.leiden, r.n_clusters, wilcoxon, progress);

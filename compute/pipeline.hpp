@@ -80,6 +80,9 @@ struct PipelineResult {
   double target_sum = 0;                // normalize_total's: the given one or the median total
   HvgResult hvg;                        // over kept genes
   std::vector<std::int32_t> hvg_genes;  // positions among kept genes
+  // The largest log value of the kept cells and genes, when the HVG pass read the log data (0
+  // when it did not: seurat_v3); the binned markers' upper bin edge.
+  float log_max = 0;
   PcaModel pca;
   DenseMatrix x_pca;  // kept cells x n_comps
   KnnResult knn;

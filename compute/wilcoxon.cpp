@@ -173,13 +173,18 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
     }
     return g1;
   };
-  // Exact ranks with per-gene bounds known beforehand: the statistics pass also gathers the
-  // first block's entries, which saves one pass over the data.
-  const bool early = !binned && o.gene_nnz_bound.size() == static_cast<std::size_t>(n_genes);
-  const std::int64_t early_end = early ? block_end(0, o.gene_nnz_bound) : 0;
-  std::vector<std::vector<Entry>> early_entries(static_cast<std::size_t>(early_end));
-  for (std::int64_t g = 0; g < early_end; ++g)
+  // Exact ranks with per-gene bounds known beforehand, or binned ranks with the bins' upper edge
+  // given: the statistics pass also gathers the first block's entries or histograms, which
+  // saves one pass over the data.
+  const bool early =
+      binned ? o.bin_max > 0 : o.gene_nnz_bound.size() == static_cast<std::size_t>(n_genes);
+  const std::int64_t early_end = !early ? 0 : block_end(0, o.gene_nnz_bound);
+  std::vector<std::vector<Entry>> early_entries(binned ? 0 : static_cast<std::size_t>(early_end));
+  for (std::int64_t g = 0; g < static_cast<std::int64_t>(early_entries.size()); ++g)
     early_entries[g].reserve(static_cast<std::size_t>(o.gene_nnz_bound[g]));
+  std::vector<std::vector<std::uint32_t>> early_hist(
+      binned ? static_cast<std::size_t>(early_end) : 0,
+      std::vector<std::uint32_t>(static_cast<std::size_t>(n_groups) * o.n_bins, 0));
 
   source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
@@ -194,7 +199,12 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
         ++nnz[at];
         max_value = std::max(max_value, v);
         negative = negative || v < 0;
-        if (c.indices[k] < early_end) early_entries[c.indices[k]].push_back({v, l});
+        if (c.indices[k] >= early_end) continue;
+        if (!binned)
+          early_entries[c.indices[k]].push_back({v, l});
+        else if (v > 0)  // negative data are refused after the pass
+          ++early_hist[c.indices[k]][static_cast<std::size_t>(l) * o.n_bins +
+                                     wilcoxon_bin(v, o.bin_max, o.n_bins)];
       }
     }
     progress.report("markers: statistics", static_cast<double>(row0 + c.n_rows) / n_cells);
@@ -227,6 +237,8 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
     std::vector<std::vector<std::uint32_t>> hist;
     if (gathered) {
       entries = std::move(early_entries);
+      hist = std::move(early_hist);
+      entries.resize(static_cast<std::size_t>(width));
     } else {
       entries.resize(static_cast<std::size_t>(width));
       if (binned)

@@ -93,7 +93,7 @@ __global__ void bin_entries(const std::int64_t* start, const std::int32_t* perm,
     const auto k = perm[p];
     const float v = data[k];
     const std::int32_t l = labels[row_of[k]];
-    if (v == 0.0f || l < 0) continue;
+    if (!(v > 0.0f) || l < 0) continue;  // negative data are refused after the statistics
     ++h[wilcoxon_bin(v, bin_max, n_bins) * n_groups + l];
   }
 }
@@ -177,6 +177,29 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   const std::size_t table = static_cast<std::size_t>(n_groups) * n_genes;
 
   DeviceChunks chunks{source, BlockStager(d, normalize)};
+  // Gene blocks [g0, g1) whose entries (sort input, output and the sort's own copies: 24 bytes
+  // each) or histograms fit in a quarter of the free device memory (at least the options' block
+  // size), the rest left to each chunk's blocks while gathering.
+  const std::size_t budget = std::max(o.block_bytes, d.available_bytes() / 4);
+  auto block_end = [&](std::int64_t g0, const std::vector<std::int64_t>& gene_nnz) {
+    std::int64_t g1 = g0;
+    std::size_t bytes = 0;
+    while (g1 < n_genes) {
+      const std::size_t need = binned ? sizeof(std::uint32_t) * n_groups * o.n_bins
+                                      : 3 * (sizeof(float) + sizeof(std::int32_t)) *
+                                            static_cast<std::size_t>(gene_nnz[g1]);
+      if (g1 > g0 && bytes + need > budget) break;
+      bytes += need;
+      ++g1;
+    }
+    return g1;
+  };
+  // Binned with the bins' edge given: the statistics pass fills the first block's histograms
+  // too, which saves one pass over the data (as the CPU's rank_genes_groups).
+  const std::int64_t early_end = binned && o.bin_max > 0 ? block_end(0, {}) : 0;
+  DeviceBuffer<std::uint32_t> early_hist(
+      d, static_cast<std::size_t>(early_end) * n_groups * (early_end ? o.n_bins : 0));
+  early_hist.zero();
   DeviceBuffer<std::int32_t> cell_labels(d, labels.size());
   cell_labels.upload(labels.data(), labels.size());
   DeviceBuffer<double> sum(d, table);
@@ -193,6 +216,12 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
                               b.order.start.get(), b.order.perm.get(), b.row_of.get(),
                               b.values.data, cell_labels.get() + b.first_row, n_genes, sum.get(),
                               nnz.get(), max_bits.get(), negative.get());
+                          check_launch();
+                          if (early_end == 0) return;
+                          bin_entries<<<blocks_for(early_end, 128), 128, 0, d.stream>>>(
+                              b.order.start.get(), b.order.perm.get(), b.row_of.get(),
+                              b.values.data, cell_labels.get() + b.first_row, 0, early_end,
+                              n_groups, o.n_bins, o.bin_max, early_hist.get());
                           check_launch();
                         });
   t.sum.resize(table);
@@ -218,22 +247,10 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   t.r_in.assign(table, 0.0);
   t.tie_sum.assign(n_genes, 0.0);
 
-  // Gene blocks whose entries (sort input, output and the sort's own copies: 24 bytes each) or
-  // histograms fit in a quarter of the free device memory (at least the options' block size),
-  // the rest left to each chunk's blocks while gathering.
-  const std::size_t budget = std::max(o.block_bytes, d.available_bytes() / 4);
   std::int64_t g0 = 0;
   while (g0 < n_genes) {
-    std::int64_t g1 = g0;
-    std::size_t bytes = 0;
-    while (g1 < n_genes) {
-      const std::size_t need = binned ? sizeof(std::uint32_t) * n_groups * o.n_bins
-                                      : 3 * (sizeof(float) + sizeof(std::int32_t)) *
-                                            static_cast<std::size_t>(gene_nnz[g1]);
-      if (g1 > g0 && bytes + need > budget) break;
-      bytes += need;
-      ++g1;
-    }
+    const bool gathered = g0 == 0 && early_end > 0;  // the statistics pass filled the block
+    const std::int64_t g1 = gathered ? early_end : block_end(g0, gene_nnz);
     const std::int64_t width = g1 - g0;
     const double from = static_cast<double>(g0) / n_genes, to = static_cast<double>(g1) / n_genes;
     std::vector<double> zeros(static_cast<std::size_t>(width) * n_groups), zeros_total(width);
@@ -250,16 +267,20 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
     r_in.zero();
 
     if (binned) {
-      DeviceBuffer<std::uint32_t> hist(d, static_cast<std::size_t>(width) * n_groups * o.n_bins);
-      hist.zero();
-      for_each_device_block(d, chunks, n_genes, n_cells, progress, "markers: ranks", from, to,
-                            [&](const DeviceBlock& b) {
-                              bin_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
-                                  b.order.start.get(), b.order.perm.get(), b.row_of.get(),
-                                  b.values.data, cell_labels.get() + b.first_row, g0, g1, n_groups,
-                                  o.n_bins, bin_max, hist.get());
-                              check_launch();
-                            });
+      DeviceBuffer<std::uint32_t> hist =
+          gathered ? std::move(early_hist)
+                   : DeviceBuffer<std::uint32_t>(
+                         d, static_cast<std::size_t>(width) * n_groups * o.n_bins);
+      if (!gathered) hist.zero();
+      if (!gathered)
+        for_each_device_block(d, chunks, n_genes, n_cells, progress, "markers: ranks", from, to,
+                              [&](const DeviceBlock& b) {
+                                bin_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
+                                    b.order.start.get(), b.order.perm.get(), b.row_of.get(),
+                                    b.values.data, cell_labels.get() + b.first_row, g0, g1,
+                                    n_groups, o.n_bins, bin_max, hist.get());
+                                check_launch();
+                              });
       rank_binned<<<blocks_for(width, 128), 128, 0, d.stream>>>(
           hist.get(), width, o.n_bins, d_zeros.get(), d_zeros_total.get(), n_groups, r_in.get(),
           tie_sum.get());

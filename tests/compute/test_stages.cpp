@@ -14,8 +14,10 @@
 #include <cmath>
 #include <functional>
 #include <map>
+#include <mutex>
 #include <numeric>
 #include <random>
+#include <set>
 #include <thread>
 
 #include <Eigen/Dense>
@@ -1145,30 +1147,80 @@ class TestStages : public QObject {
     for (auto c : narrowed.indices) QVERIFY(c < h);
   }
 
-  // PCA's projection reads the Gram pass's HVG columns from memory when they fit
-  // pca_cache_bytes, and the store again when they do not: the same X_pca either way.
-  void pcaProjectsFromMemoryWhenItFits() {
+  // PCA's passes after the first read its HVG columns from memory when they fit
+  // pca_cache_bytes, and the store again when they do not: the same X_pca either way, for
+  // cell_ranger (Gram pass, then projection) and seurat_v3 (scale moments first).
+  void pcaReadsFromMemoryWhenItFits() {
     QTemporaryDir dir;
     io::Store store = io::open_store(synth_store(dir, synth_of(900, 500)));
+    for (const char* flavor : {"cell_ranger", "seurat_v3"}) {
+      PipelineParams p;
+      p.update_from_json(nlohmann::json::parse(
+          R"({"normalize": {"exclude_highly_expressed": true, "max_fraction": 0.02},
+              "hvg": {"n_top_genes": 200}, "markers": false, "umap": {"n_epochs": 5}})"));
+      p.hvg.flavor = flavor;
+      p.chunk_bytes = 64 << 10;  // several chunks
+      class Stages final : public Progress {
+       public:
+        std::set<std::string> seen;
+        std::mutex mutex;
+        void report(std::string_view stage, double) override {
+          std::lock_guard<std::mutex> lock(mutex);
+          seen.emplace(stage);
+        }
+      } progress;
+      auto cpu = make_cpu_backend();
+      const PipelineResult cached = run_pipeline(store, p, *cpu, progress);
+      QVERIFY(cached.pca_cache_bytes > 0);
+      QVERIFY(std::count(cached.excluded_genes.begin(), cached.excluded_genes.end(), 1) > 0);
+      QCOMPARE(report_json(cached, p)["pca_cache_mib"].get<double>(),
+               static_cast<double>(cached.pca_cache_bytes) / (1 << 20));
+      const bool v3 = p.hvg.flavor == "seurat_v3";
+      QCOMPARE(progress.seen.count("pca: gram (from memory)"), std::size_t{v3});
+      QCOMPARE(progress.seen.count("pca: project (from memory)"), std::size_t{1});
+      for (const double mib : {0.0, 0.05}) {  // never, and overflowing after a chunk or two
+        PipelineParams q = p;
+        q.update_from_json({{"pca_cache_mib", mib}});
+        progress.seen.clear();
+        const PipelineResult read = run_pipeline(store, q, *cpu, progress);
+        QCOMPARE(read.pca_cache_bytes, std::int64_t{0});
+        QCOMPARE(progress.seen.count("pca: project (from memory)"), std::size_t{0});
+        QCOMPARE(read.x_pca.values, cached.x_pca.values);
+      }
+    }
+  }
+
+  // The HVG pass finds the log data's maximum (exactly: the largest value the later passes
+  // normalise to), and the binned markers take it as their bins' edge: the markers of a data
+  // maximum found by their own extra pass.
+  void pipelineBinsMarkersAtTheLogMaximum() {
+    QTemporaryDir dir;
+    io::Store store = io::open_store(synth_store(dir, synth_of(700, 400)));
     PipelineParams p;
     p.update_from_json(nlohmann::json::parse(
         R"({"normalize": {"exclude_highly_expressed": true, "max_fraction": 0.02},
-            "hvg": {"n_top_genes": 200}, "markers": false, "umap": {"n_epochs": 5}})"));
-    p.chunk_bytes = 64 << 10;  // several chunks
+            "hvg": {"n_top_genes": 200}, "markers": {"method": "binned", "n_bins": 50},
+            "umap": {"n_epochs": 5}})"));
     Progress quiet;
     auto cpu = make_cpu_backend();
-    const PipelineResult cached = run_pipeline(store, p, *cpu, quiet);
-    QVERIFY(cached.pca_cache_bytes > 0);
-    QVERIFY(std::count(cached.excluded_genes.begin(), cached.excluded_genes.end(), 1) > 0);
-    QCOMPARE(report_json(cached, p)["pca_cache_mib"].get<double>(),
-             static_cast<double>(cached.pca_cache_bytes) / (1 << 20));
-    for (const double mib : {0.0, 0.05}) {  // never, and overflowing after a chunk or two
-      PipelineParams q = p;
-      q.update_from_json({{"pca_cache_mib", mib}});
-      const PipelineResult read = run_pipeline(store, q, *cpu, quiet);
-      QCOMPARE(read.pca_cache_bytes, std::int64_t{0});
-      QCOMPARE(read.x_pca.values, cached.x_pca.values);
-    }
+    const PipelineResult r = run_pipeline(store, p, *cpu, quiet);
+    float want = 0;
+    const ChunkSource lognorm = log_normalized_source(store, r, p, *cpu);
+    lognorm([&](const CsrMatrix& c, std::int64_t) {
+      for (float v : c.data) want = std::max(want, v);
+    });
+    QVERIFY(want > 0);
+    QCOMPARE(r.log_max, want);
+    const auto markers = rank_genes_groups(lognorm, static_cast<std::int64_t>(r.kept_cells.size()),
+                                           static_cast<std::int64_t>(r.kept_genes.size()), r.leiden,
+                                           r.n_clusters, p.wilcoxon, quiet);
+    QCOMPARE(r.markers.size(), markers.size());
+    for (std::size_t k = 0; k < markers.size(); ++k)
+      QCOMPARE(r.markers[k].scores, markers[k].scores);
+    // seurat_v3's pass reads counts: no maximum, and the markers find it themselves.
+    p.hvg.flavor = "seurat_v3";
+    p.markers = false;
+    QCOMPARE(run_pipeline(store, p, *cpu, quiet).log_max, 0.0f);
   }
 
   // parallel_copy: every byte in place, for sizes below, at and above its piece boundaries.
@@ -2187,8 +2239,28 @@ class TestStages : public QObject {
         }
         WilcoxonOptions o{
             .tie_correct = true, .method = method, .n_bins = 10, .reference = reference};
-        const auto markers = rank_genes_groups(source, n, genes, labels, groups, o, progress);
+        int passes = 0;
+        auto counted = [&](const ChunkVisitor& visit) {
+          ++passes;
+          source(visit);
+        };
+        const auto markers = rank_genes_groups(counted, n, genes, labels, groups, o, progress);
         QCOMPARE(static_cast<int>(markers.size()), reference < 0 ? groups : groups - 1);
+        if (binned) {
+          // With the bins' edge given (here the data's maximum, as found without it), the
+          // statistics pass fills the histograms too: the same ranks in one pass instead of two.
+          QCOMPARE(passes, 2);
+          WilcoxonOptions given = o;
+          given.bin_max = max_value;
+          passes = 0;
+          const auto once = rank_genes_groups(counted, n, genes, labels, groups, given, progress);
+          QCOMPARE(passes, 1);
+          QCOMPARE(once.size(), markers.size());
+          for (std::size_t k = 0; k < once.size(); ++k) {
+            QCOMPARE(once[k].scores, markers[k].scores);
+            QCOMPARE(once[k].pvals, markers[k].pvals);
+          }
+        }
         double worst = 0;
         for (const auto& m : markers)
           for (std::int64_t g = 0; g < genes; ++g) {
