@@ -225,7 +225,7 @@ void hvg_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
       }
       if (columns.rest) {
         rest[j] = static_cast<float>(sum);
-        kept += sum != 0;
+        kept += rest[j] != 0;  // as the writing walk tests it
       }
       out.indptr[j + 1] = kept;
     }
@@ -728,6 +728,11 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         // Moments of the log data (cell_ranger, and scale's statistics) and of expm1 (seurat);
         // with a batch key, the flavor's moments per batch too.
         const bool seurat = p.hvg.flavor == "seurat";
+        // The binned markers' bins end at the log data's maximum, found here on the way.
+        const bool binned_markers =
+            p.markers &&
+            (p.wilcoxon.method == "binned" ||
+             (p.wilcoxon.method == "auto" && n_kept_cells > p.wilcoxon.exact_max_cells));
         const std::vector<std::int32_t> batch = batch_of_kept_cells(store, r, p.hvg.batch_key);
         const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
         GeneMoments m =
@@ -737,7 +742,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                           .n_batches = n_batches,
                           .target_sum = params.target_sum,
                           .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
-                         batch, progress, "hvg", &r.log_max);
+                         batch, progress, "hvg", binned_markers ? &r.log_max : nullptr);
         log_sum = std::move(m.sum);
         log_sumsq = std::move(m.sumsq);
         std::vector<double> mean(n_kept_genes), var(n_kept_genes);

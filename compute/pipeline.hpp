@@ -80,8 +80,8 @@ struct PipelineResult {
   double target_sum = 0;                // normalize_total's: the given one or the median total
   HvgResult hvg;                        // over kept genes
   std::vector<std::int32_t> hvg_genes;  // positions among kept genes
-  // The largest log value of the kept cells and genes, when the HVG pass read the log data (0
-  // when it did not: seurat_v3); the binned markers' upper bin edge.
+  // The largest log value of the kept cells and genes, found by the HVG pass when it reads the
+  // log data (not seurat_v3's) and the markers will be binned (else 0): their bins' upper edge.
   float log_max = 0;
   PcaModel pca;
   DenseMatrix x_pca;  // kept cells x n_comps
@@ -100,8 +100,8 @@ struct PipelineResult {
   std::vector<std::string> reused_stages;  // taken from PipelineHooks::reuse, in stage order
   std::vector<std::string> warnings;       // what the run warned of, in order
   std::int64_t device_peak_bytes = 0;      // the backend's device memory high-water mark
-  // The HVG columns PCA's projection read from memory (0: it read the store; see
-  // PipelineParams::pca_cache_bytes).
+  // The HVG columns PCA's later passes read from memory (0: they read the store, or PCA did not
+  // run; see PipelineParams::pca_cache_bytes).
   std::int64_t pca_cache_bytes = 0;
 };
 

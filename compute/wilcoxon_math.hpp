@@ -75,10 +75,12 @@ ORRERY_HD inline double log_fold_change(double mean_in, double mean_out) {
   return log2((expm1(mean_in) + 1e-9) / (expm1(mean_out) + 1e-9));
 }
 
-// wilcoxon_binned: the bin of a value in (0, bin_max] among n_bins (values above go last).
+// wilcoxon_binned: the bin of a value in (0, bin_max] among n_bins (values above, infinity and
+// NaN go last; the float is compared before its conversion, which would be undefined for them).
 ORRERY_HD inline int wilcoxon_bin(float v, float bin_max, int n_bins) {
-  const int b = static_cast<int>(v / bin_max * static_cast<float>(n_bins));
-  return b < n_bins - 1 ? b : n_bins - 1;
+  const float x = v / bin_max * static_cast<float>(n_bins);
+  if (!(x < static_cast<float>(n_bins - 1))) return n_bins - 1;
+  return x > 0.0f ? static_cast<int>(x) : 0;
 }
 
 }  // namespace orrery::compute

@@ -1,7 +1,6 @@
 // HDF5 files as an Element tree through the C API: rows are read by hyperslab, so an array is
 // never loaded whole unless asked for, and HDF5 does the type conversion and the filters.
 #include <tbb/parallel_for.h>
-#include <zlib.h>
 
 #include <algorithm>
 #include <atomic>
@@ -14,6 +13,7 @@
 
 #include "element.hpp"
 #include "hdf5_handle.hpp"
+#include "inflate.hpp"
 #include "utf8.hpp"
 
 namespace orrery::io {
@@ -413,10 +413,7 @@ class Hdf5Element final : public Element {
     std::atomic<std::int64_t> bad{-1};
     tbb::parallel_for(hsize_t{0}, c1 - c0, [&](hsize_t i) {
       std::vector<unsigned char> plain(chunk_bytes), unshuffled;
-      uLongf length = static_cast<uLongf>(chunk_bytes);
-      if (uncompress(plain.data(), &length, raw[i].data(), static_cast<uLong>(raw[i].size())) !=
-              Z_OK ||
-          length != chunk_bytes) {
+      if (!inflate_exact(raw[i].data(), raw[i].size(), plain.data(), chunk_bytes)) {
         bad.store(static_cast<std::int64_t>((c0 + i) * chunk));
         return;
       }

@@ -9,6 +9,8 @@
 #include <cstring>
 #include <memory>
 
+#include "inflate.hpp"
+
 namespace orrery::io::zarr {
 
 namespace {
@@ -30,6 +32,10 @@ void check_size(std::size_t declared, std::size_t expected, std::size_t limit,
 
 Bytes inflate_any(const Bytes& in, std::size_t expected, std::size_t limit, const std::string& file,
                   const std::string& element, const std::string& id) {
+  if (expected != 0 && expected <= limit) {  // the usual case, whole-buffer; else zlib says why
+    Bytes out(expected);
+    if (inflate_exact(in.data(), in.size(), out.data(), expected)) return out;
+  }
   z_stream zs{};
   if (inflateInit2(&zs, 15 + 32) != Z_OK) bad(file, element, id, "zlib init failed");
   std::unique_ptr<z_stream, int (*)(z_stream*)> guard(&zs, inflateEnd);

@@ -7,7 +7,7 @@ packages=(
   build-essential cmake ninja-build pkg-config git time bc
   qt6-base-dev qt6-base-dev-tools qt6-svg-dev libgl-dev libxkbcommon-dev
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-tools
-  libhdf5-dev liblzf-dev libblosc-dev libzstd-dev liblz4-dev zlib1g-dev
+  libhdf5-dev liblzf-dev libblosc-dev libzstd-dev liblz4-dev zlib1g-dev libdeflate-dev
   libeigen3-dev libopenblas-dev libigraph-dev libarpack2-dev libglpk-dev libplfit-dev libgmp-dev libxml2-dev
   libtbb-dev libglm-dev
   libimgui-dev nlohmann-json3-dev

@@ -179,8 +179,11 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
   DeviceChunks chunks{source, BlockStager(d, normalize)};
   // Gene blocks [g0, g1) whose entries (sort input, output and the sort's own copies: 24 bytes
   // each) or histograms fit in a quarter of the free device memory (at least the options' block
-  // size), the rest left to each chunk's blocks while gathering.
-  const std::size_t budget = std::max(o.block_bytes, d.available_bytes() / 4);
+  // size), the rest left to each chunk's blocks while gathering. ORRERY_CUDA_GENE_BLOCK_BYTES
+  // caps it (tests: several gene blocks on small data).
+  const auto budget = static_cast<std::size_t>(
+      env_cap("ORRERY_CUDA_GENE_BLOCK_BYTES",
+              static_cast<std::int64_t>(std::max(o.block_bytes, d.available_bytes() / 4))));
   auto block_end = [&](std::int64_t g0, const std::vector<std::int64_t>& gene_nnz) {
     std::int64_t g1 = g0;
     std::size_t bytes = 0;

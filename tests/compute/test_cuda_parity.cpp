@@ -323,18 +323,24 @@ class TestCudaParity : public QObject {
     };
     const compute::ChunkSource source = source_of(all);
     compute::Progress progress;
-    for (const char* method : {"exact", "binned", "binned-given-edge", "exact-small-blocks"}) {
+    for (const char* method : {"exact", "binned", "binned-given-edge", "binned-given-edge-blocks",
+                               "exact-small-blocks"}) {
       // Device row blocks of at most 4000 entries: a chunk's cells come in several blocks.
       const bool small = std::string(method) == "exact-small-blocks";
       // The bins' edge given (below the data's maximum: the largest values share the last
-      // bin): both fill the histograms in the statistics pass.
-      const bool given = std::string(method) == "binned-given-edge";
+      // bin): both fill the first gene block's histograms in the statistics pass; "-blocks":
+      // gene blocks of 100 genes (5 groups x 64 bins x 4 bytes each), so later ones follow.
+      const bool given = std::string(method).rfind("binned-given-edge", 0) == 0;
+      const bool gene_blocks = std::string(method) == "binned-given-edge-blocks";
+      if (gene_blocks) qputenv("ORRERY_CUDA_GENE_BLOCK_BYTES", "128000");
+      const auto unset = qScopeGuard([] { qunsetenv("ORRERY_CUDA_GENE_BLOCK_BYTES"); });
       const auto restore = small_blocks(small ? 4000 : 0);
       compute::WilcoxonOptions o;
       o.method = small ? "exact" : given ? "binned" : method;
       o.tie_correct = true;
       o.n_bins = 64;
       if (given) o.bin_max = 4.0f;
+      if (gene_blocks) o.block_bytes = 128000;  // the CPU's blocks alike
       const auto a = cpu_->rank_genes_groups(source, as_is, n, genes, labels, 5, o, progress);
       const auto b = cuda_->rank_genes_groups(source, as_is, n, genes, labels, 5, o, progress);
       QCOMPARE(b.size(), a.size());

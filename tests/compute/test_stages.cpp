@@ -1192,10 +1192,34 @@ class TestStages : public QObject {
 
   // The HVG pass finds the log data's maximum (exactly: the largest value the later passes
   // normalise to), and the binned markers take it as their bins' edge: the markers of a data
-  // maximum found by their own extra pass.
+  // maximum found by their own extra pass, with one pass over the store instead of two. Passes
+  // counted by the rows the store gives: QC, the highly expressed genes, HVG, PCA (its later
+  // passes from memory), markers.
   void pipelineBinsMarkersAtTheLogMaximum() {
+    class Counting final : public io::RowChunkReader {
+     public:
+      explicit Counting(std::unique_ptr<io::RowChunkReader> x) : x_(std::move(x)) {}
+      std::int64_t n_rows() const override { return x_->n_rows(); }
+      std::int64_t n_cols() const override { return x_->n_cols(); }
+      std::int64_t nnz() const override { return x_->nnz(); }
+      CsrMatrix read_rows(std::int64_t r0, std::int64_t r1) override {
+        rows += r1 - r0;
+        return x_->read_rows(r0, r1);
+      }
+      void read_rows_into(std::int64_t r0, std::int64_t r1, CsrMatrix& out) override {
+        rows += r1 - r0;
+        x_->read_rows_into(r0, r1, out);
+      }
+      std::atomic<std::int64_t> rows{0};
+
+     private:
+      std::unique_ptr<io::RowChunkReader> x_;
+    };
     QTemporaryDir dir;
     io::Store store = io::open_store(synth_store(dir, synth_of(700, 400)));
+    auto* counting = new Counting(std::move(store.X));
+    store.X.reset(counting);
+    const std::int64_t n = store.X->n_rows();
     PipelineParams p;
     p.update_from_json(nlohmann::json::parse(
         R"({"normalize": {"exclude_highly_expressed": true, "max_fraction": 0.02},
@@ -1204,6 +1228,7 @@ class TestStages : public QObject {
     Progress quiet;
     auto cpu = make_cpu_backend();
     const PipelineResult r = run_pipeline(store, p, *cpu, quiet);
+    QCOMPARE(counting->rows.load(), 5 * n);
     float want = 0;
     const ChunkSource lognorm = log_normalized_source(store, r, p, *cpu);
     lognorm([&](const CsrMatrix& c, std::int64_t) {
@@ -1217,10 +1242,16 @@ class TestStages : public QObject {
     QCOMPARE(r.markers.size(), markers.size());
     for (std::size_t k = 0; k < markers.size(); ++k)
       QCOMPARE(r.markers[k].scores, markers[k].scores);
-    // seurat_v3's pass reads counts: no maximum, and the markers find it themselves.
-    p.hvg.flavor = "seurat_v3";
-    p.markers = false;
+    // Exact markers need no maximum (and the HVG pass does not look for one).
+    p.wilcoxon.method = "exact";
     QCOMPARE(run_pipeline(store, p, *cpu, quiet).log_max, 0.0f);
+    // seurat_v3's HVG passes (two) read counts: no maximum, and the markers find it themselves
+    // (two passes); PCA's scale pass reads the store, its Gram pass and projection memory.
+    p.wilcoxon.method = "binned";
+    p.hvg.flavor = "seurat_v3";
+    counting->rows = 0;
+    QCOMPARE(run_pipeline(store, p, *cpu, quiet).log_max, 0.0f);
+    QCOMPARE(counting->rows.load(), 7 * n);
   }
 
   // parallel_copy: every byte in place, for sizes below, at and above its piece boundaries.
@@ -2260,6 +2291,13 @@ class TestStages : public QObject {
             QCOMPARE(once[k].scores, markers[k].scores);
             QCOMPARE(once[k].pvals, markers[k].pvals);
           }
+          // Gene blocks of three: the statistics pass fills the first, nine passes the others.
+          given.block_bytes = sizeof(std::uint32_t) * groups * 10 * 3;
+          passes = 0;
+          const auto blocks = rank_genes_groups(counted, n, genes, labels, groups, given, progress);
+          QCOMPARE(passes, 10);
+          for (std::size_t k = 0; k < blocks.size(); ++k)
+            QCOMPARE(blocks[k].scores, markers[k].scores);
         }
         double worst = 0;
         for (const auto& m : markers)

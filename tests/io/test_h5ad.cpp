@@ -1,5 +1,6 @@
 // h5ad round trips: Orrery writes, Orrery reads back; Debian's anndata writes (CSR, dense,
 // int counts), Orrery reads value for value; hostile files give errors naming file and element.
+#include <zlib.h>
 #include <QtTest/QtTest>
 
 #include <chrono>
@@ -13,6 +14,7 @@
 #include "io/anndata_writer.hpp"
 #include "io/error.hpp"
 #include "io/hdf5_guard.hpp"
+#include "io/inflate.hpp"
 #include "io/store.hpp"
 
 using namespace orrery;
@@ -48,6 +50,36 @@ class TestH5ad : public QObject {
   QString path(const char* name) { return tmp_.filePath(name); }
 
  private slots:
+  // inflate_exact (libdeflate) decodes zlib and gzip streams of a known size, and refuses a
+  // corrupt byte (checksum), a truncated stream and a size other than the one asked.
+  void inflateExact() {
+    std::vector<unsigned char> plain(300000);
+    for (std::size_t i = 0; i < plain.size(); ++i)
+      plain[i] = static_cast<unsigned char>((i * 2654435761u >> 13) % 7 + (i % 1000 < 10 ? i : 0));
+    for (const int window : {15, 16 + 15}) {  // zlib, gzip
+      z_stream zs{};
+      QCOMPARE(deflateInit2(&zs, 6, Z_DEFLATED, window, 8, Z_DEFAULT_STRATEGY), Z_OK);
+      std::vector<unsigned char> packed(deflateBound(&zs, plain.size()));
+      zs.next_in = plain.data();
+      zs.avail_in = static_cast<uInt>(plain.size());
+      zs.next_out = packed.data();
+      zs.avail_out = static_cast<uInt>(packed.size());
+      QCOMPARE(deflate(&zs, Z_FINISH), Z_STREAM_END);
+      packed.resize(zs.total_out);
+      deflateEnd(&zs);
+      QVERIFY(packed.size() < plain.size() / 4);
+      std::vector<unsigned char> out(plain.size() + 1, 0);
+      QVERIFY(io::inflate_exact(packed.data(), packed.size(), out.data(), plain.size()));
+      QVERIFY(std::equal(plain.begin(), plain.end(), out.begin()));
+      QVERIFY(!io::inflate_exact(packed.data(), packed.size(), out.data(), plain.size() + 1));
+      QVERIFY(!io::inflate_exact(packed.data(), packed.size(), out.data(), plain.size() - 1));
+      QVERIFY(!io::inflate_exact(packed.data(), packed.size() - 9, out.data(), plain.size()));
+      std::vector<unsigned char> corrupt = packed;
+      corrupt[corrupt.size() - 6] ^= 0x40;  // in the stream's last bytes or its checksum
+      QVERIFY(!io::inflate_exact(corrupt.data(), corrupt.size(), out.data(), plain.size()));
+    }
+  }
+
   void writeThenRead() {
     const QString file = path("small.h5ad");
     {
