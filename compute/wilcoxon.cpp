@@ -1,6 +1,7 @@
 #include "wilcoxon.hpp"
 
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <cmath>
@@ -144,6 +145,39 @@ bool wilcoxon_uses_bins(const WilcoxonOptions& o, const std::vector<std::int32_t
   return o.method == "binned" || (o.method == "auto" && n_cells > o.exact_max_cells);
 }
 
+namespace {
+
+// Gene ranges a chunk's entries are split into, so that each range goes to one thread.
+std::int64_t gene_parts(std::int64_t width) {
+  return std::min<std::int64_t>(width, 2 * tbb::this_task_arena::max_concurrency());
+}
+
+// f(part, label, gene, value) for each labelled non-zero entry of `c` (rows' genes increasing)
+// whose gene is in [g0, g1). The genes are split into `parts` ranges visited in parallel, so
+// no two threads touch one gene's statistics, and each gene's entries come in row order (the
+// serial order: sums and gathered entries are the same to the bit).
+template <class F>
+void for_labelled_entries(const CsrMatrix& c, const std::int32_t* labels, std::int64_t g0,
+                          std::int64_t g1, std::int64_t parts, F&& f) {
+  const std::int64_t width = g1 - g0;
+  tbb::parallel_for(std::int64_t{0}, parts, [&](std::int64_t part) {
+    const auto lo = static_cast<GeneIndex>(g0 + width * part / parts);
+    const auto hi = static_cast<GeneIndex>(g0 + width * (part + 1) / parts);
+    for (std::int64_t r = 0; r < c.n_rows; ++r) {
+      const std::int32_t l = labels[r];
+      if (l < 0) continue;
+      const GeneIndex* begin = c.indices.data() + c.indptr[r];
+      const GeneIndex* end = c.indices.data() + c.indptr[r + 1];
+      for (const GeneIndex* it = std::lower_bound(begin, end, lo); it != end && *it < hi; ++it) {
+        const float v = c.data[it - c.indices.data()];
+        if (v != 0.0f) f(part, l, *it, v);
+      }
+    }
+  });
+}
+
+}  // namespace
+
 std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int64_t n_cells,
                                             std::int64_t n_genes,
                                             const std::vector<std::int32_t>& labels, int n_groups,
@@ -186,29 +220,31 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
       binned ? static_cast<std::size_t>(early_end) : 0,
       std::vector<std::uint32_t>(static_cast<std::size_t>(n_groups) * o.n_bins, 0));
 
+  const std::int64_t parts = gene_parts(n_genes);
+  std::vector<float> part_max(static_cast<std::size_t>(parts), 0.0f);
+  std::vector<char> part_negative(part_max.size(), 0);
   source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
-    for (std::int64_t r = 0; r < c.n_rows; ++r) {
-      const auto l = labels[row0 + r];
-      if (l < 0) continue;
-      for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k) {
-        const float v = c.data[k];
-        if (v == 0.0f) continue;
-        const std::size_t at = static_cast<std::size_t>(l) * n_genes + c.indices[k];
-        sum[at] += v;
-        ++nnz[at];
-        max_value = std::max(max_value, v);
-        negative = negative || v < 0;
-        if (c.indices[k] >= early_end) continue;
-        if (!binned)
-          early_entries[c.indices[k]].push_back({v, l});
-        else if (v > 0)  // negative data are refused after the pass
-          ++early_hist[c.indices[k]][static_cast<std::size_t>(l) * o.n_bins +
-                                     wilcoxon_bin(v, o.bin_max, o.n_bins)];
-      }
-    }
+    for_labelled_entries(c, labels.data() + row0, 0, n_genes, parts,
+                         [&](std::int64_t part, std::int32_t l, GeneIndex gene, float v) {
+                           const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
+                           sum[at] += v;
+                           ++nnz[at];
+                           part_max[part] = std::max(part_max[part], v);
+                           if (v < 0) part_negative[part] = 1;
+                           if (gene >= early_end) return;
+                           if (!binned)
+                             early_entries[gene].push_back({v, l});
+                           else if (v > 0)  // negative data are refused after the pass
+                             ++early_hist[gene][static_cast<std::size_t>(l) * o.n_bins +
+                                                wilcoxon_bin(v, o.bin_max, o.n_bins)];
+                         });
     progress.report("markers: statistics", static_cast<double>(row0 + c.n_rows) / n_cells);
   });
+  for (std::size_t part = 0; part < part_max.size(); ++part) {
+    max_value = std::max(max_value, part_max[part]);
+    negative = negative || part_negative[part];
+  }
   if (binned && negative)
     throw Error("", "rank_genes_groups.method", "binned ranks need non-negative data");
   const float bin_max = o.bin_max > 0 ? o.bin_max : std::max(max_value, 1e-12f);
@@ -250,23 +286,14 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
     if (!gathered)
       source([&](const CsrMatrix& c, std::int64_t row0) {
         progress.check();
-        for (std::int64_t r = 0; r < c.n_rows; ++r) {
-          const auto l = labels[row0 + r];
-          if (l < 0) continue;
-          const auto* begin = c.indices.data() + c.indptr[r];
-          const auto* end = c.indices.data() + c.indptr[r + 1];
-          for (const auto* it = std::lower_bound(begin, end, static_cast<GeneIndex>(g0));
-               it != end && *it < g1; ++it) {
-            const float v = c.data[it - c.indices.data()];
-            if (v == 0.0f) continue;
-            if (binned) {
-              const int b = wilcoxon_bin(v, bin_max, o.n_bins);
-              ++hist[*it - g0][static_cast<std::size_t>(l) * o.n_bins + b];
-            } else {
-              entries[*it - g0].push_back({v, l});
-            }
-          }
-        }
+        for_labelled_entries(c, labels.data() + row0, g0, g1, gene_parts(width),
+                             [&](std::int64_t, std::int32_t l, GeneIndex gene, float v) {
+                               if (binned)
+                                 ++hist[gene - g0][static_cast<std::size_t>(l) * o.n_bins +
+                                                   wilcoxon_bin(v, bin_max, o.n_bins)];
+                               else
+                                 entries[gene - g0].push_back({v, l});
+                             });
       });
 
     tbb::parallel_for(std::int64_t{0}, width, [&](std::int64_t w) {
