@@ -1,5 +1,6 @@
 #include "wilcoxon.hpp"
 
+#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
 #include <tbb/task_arena.h>
 
@@ -149,8 +150,18 @@ namespace {
 
 // Gene ranges a chunk's entries are split into, so that each range goes to one thread.
 std::int64_t gene_parts(std::int64_t width) {
-  return std::min<std::int64_t>(width, 2 * tbb::this_task_arena::max_concurrency());
+  const auto threads = std::min<std::int64_t>(
+      tbb::this_task_arena::max_concurrency(),
+      static_cast<std::int64_t>(
+          tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism)));
+  return std::min<std::int64_t>(width, 2 * std::max<std::int64_t>(threads, 1));
 }
+
+// A part's maximum and sign, on a cache line of its own (written for every entry).
+struct alignas(64) PartExtremes {
+  float max = 0.0f;
+  bool negative = false;
+};
 
 // f(part, label, gene, value) for each labelled non-zero entry of `c` (rows' genes increasing)
 // whose gene is in [g0, g1). The genes are split into `parts` ranges visited in parallel, so
@@ -221,8 +232,7 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
       std::vector<std::uint32_t>(static_cast<std::size_t>(n_groups) * o.n_bins, 0));
 
   const std::int64_t parts = gene_parts(n_genes);
-  std::vector<float> part_max(static_cast<std::size_t>(parts), 0.0f);
-  std::vector<char> part_negative(part_max.size(), 0);
+  std::vector<PartExtremes> extremes(static_cast<std::size_t>(parts));
   source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
     for_labelled_entries(c, labels.data() + row0, 0, n_genes, parts,
@@ -230,8 +240,9 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
                            const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
                            sum[at] += v;
                            ++nnz[at];
-                           part_max[part] = std::max(part_max[part], v);
-                           if (v < 0) part_negative[part] = 1;
+                           PartExtremes& x = extremes[part];
+                           x.max = std::max(x.max, v);
+                           x.negative = x.negative || v < 0;
                            if (gene >= early_end) return;
                            if (!binned)
                              early_entries[gene].push_back({v, l});
@@ -241,9 +252,9 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
                          });
     progress.report("markers: statistics", static_cast<double>(row0 + c.n_rows) / n_cells);
   });
-  for (std::size_t part = 0; part < part_max.size(); ++part) {
-    max_value = std::max(max_value, part_max[part]);
-    negative = negative || part_negative[part];
+  for (const PartExtremes& x : extremes) {
+    max_value = std::max(max_value, x.max);
+    negative = negative || x.negative;
   }
   if (binned && negative)
     throw Error("", "rank_genes_groups.method", "binned ranks need non-negative data");

@@ -18,6 +18,7 @@ namespace orrery::compute {
 
 // Calls `visit(chunk, first_row)` for consecutive row chunks covering all cells, in order. Each
 // call makes its chunks afresh: a visitor may overwrite a chunk's values (to normalise them).
+// Each row's genes are in increasing order (the stores' readers sort them).
 using ChunkVisitor = std::function<void(CsrMatrix&, std::int64_t)>;
 using ChunkSource = std::function<void(const ChunkVisitor&)>;
 

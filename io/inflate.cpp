@@ -8,7 +8,8 @@ namespace orrery::io {
 
 bool inflate_exact(const unsigned char* in, std::size_t in_size, unsigned char* out,
                    std::size_t out_size) {
-  // libdeflate's decompressors are not shared between threads; one per thread, made once.
+  // libdeflate's decompressors are not shared between threads: one per thread, made at its
+  // first chunk (the reader's read-ahead threads are new for each chunk; allocating is cheap).
   thread_local const std::unique_ptr<libdeflate_decompressor, void (*)(libdeflate_decompressor*)>
       decompressor(libdeflate_alloc_decompressor(), libdeflate_free_decompressor);
   if (!decompressor) return false;

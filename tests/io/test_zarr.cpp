@@ -213,6 +213,16 @@ void TestZarr::hostileStores() {
   p = copy_of("v2-none-bigendian.zarr", "short.zarr");
   rewrite(p / "X" / "data" / "1", [](std::string& s) { s.resize(s.size() - 4); });
   expect_error(p.string(), "X/data");
+  // Deflate chunks damaged: gzip's CRC and zlib's Adler-32 no longer match, a stream cut short.
+  p = copy_of("v2-gzip.zarr", "badgzip.zarr");
+  rewrite(p / "X" / "data" / "0", [](std::string& s) { s[s.size() - 6] ^= 0x55; });
+  expect_error(p.string(), "X/data");
+  p = copy_of("v2-zlib.zarr", "badzlib.zarr");
+  rewrite(p / "X" / "data" / "0", [](std::string& s) { s[s.size() - 2] ^= 0x55; });
+  expect_error(p.string(), "X/data");
+  p = copy_of("v2-gzip.zarr", "cutgzip.zarr");
+  rewrite(p / "X" / "data" / "0", [](std::string& s) { s.resize(s.size() / 2); });
+  expect_error(p.string(), "X/data");
   // A v3 chunk whose crc32c no longer matches.
   p = copy_of("v3-gzip-crc32c.zarr", "badcrc.zarr");
   rewrite(p / "var" / "means" / "c" / "0", [](std::string& s) { s[s.size() - 1] ^= 0x55; });
