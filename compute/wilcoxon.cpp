@@ -1,14 +1,13 @@
 #include "wilcoxon.hpp"
 
-#include <tbb/global_control.h>
 #include <tbb/parallel_for.h>
-#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <numeric>
 
+#include "by_columns.hpp"
 #include "io/error.hpp"
 #include "wilcoxon_math.hpp"
 
@@ -148,43 +147,25 @@ bool wilcoxon_uses_bins(const WilcoxonOptions& o, const std::vector<std::int32_t
 
 namespace {
 
-// Gene ranges a chunk's entries are split into, so that each range goes to one thread.
-std::int64_t gene_parts(std::int64_t width) {
-  const auto threads = std::min<std::int64_t>(
-      tbb::this_task_arena::max_concurrency(),
-      static_cast<std::int64_t>(
-          tbb::global_control::active_value(tbb::global_control::max_allowed_parallelism)));
-  return std::min<std::int64_t>(width, 2 * std::max<std::int64_t>(threads, 1));
-}
-
-// A part's maximum and sign, on a cache line of its own (written for every entry).
+// A column range's maximum and sign, on a cache line of its own (written for every entry).
 struct alignas(64) PartExtremes {
   float max = 0.0f;
   bool negative = false;
 };
 
 // f(part, label, gene, value) for each labelled non-zero entry of `c` (rows' genes increasing)
-// whose gene is in [g0, g1). The genes are split into `parts` ranges visited in parallel, so
-// no two threads touch one gene's statistics, and each gene's entries come in row order (the
-// serial order: sums and gathered entries are the same to the bit).
+// whose gene is in [g0, g1), by column ranges in parallel (by_columns.hpp): no two threads
+// touch one gene's statistics, and each gene's entries come in row order (the serial order:
+// sums and gathered entries are the same to the bit).
 template <class F>
 void for_labelled_entries(const CsrMatrix& c, const std::int32_t* labels, std::int64_t g0,
-                          std::int64_t g1, std::int64_t parts, F&& f) {
-  const std::int64_t width = g1 - g0;
-  tbb::parallel_for(std::int64_t{0}, parts, [&](std::int64_t part) {
-    const auto lo = static_cast<GeneIndex>(g0 + width * part / parts);
-    const auto hi = static_cast<GeneIndex>(g0 + width * (part + 1) / parts);
-    for (std::int64_t r = 0; r < c.n_rows; ++r) {
-      const std::int32_t l = labels[r];
-      if (l < 0) continue;
-      const GeneIndex* begin = c.indices.data() + c.indptr[r];
-      const GeneIndex* end = c.indices.data() + c.indptr[r + 1];
-      for (const GeneIndex* it = std::lower_bound(begin, end, lo); it != end && *it < hi; ++it) {
-        const float v = c.data[it - c.indices.data()];
-        if (v != 0.0f) f(part, l, *it, v);
-      }
-    }
-  });
+                          std::int64_t g1, F&& f) {
+  for_each_entry_by_column_ranges(c, g0, g1,
+                                  [&](std::int64_t part, std::int64_t r, std::int64_t k) {
+                                    const std::int32_t l = labels[r];
+                                    const float v = c.data[k];
+                                    if (l >= 0 && v != 0.0f) f(part, l, c.indices[k], v);
+                                  });
 }
 
 }  // namespace
@@ -231,11 +212,10 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
       binned ? static_cast<std::size_t>(early_end) : 0,
       std::vector<std::uint32_t>(static_cast<std::size_t>(n_groups) * o.n_bins, 0));
 
-  const std::int64_t parts = gene_parts(n_genes);
-  std::vector<PartExtremes> extremes(static_cast<std::size_t>(parts));
+  std::vector<PartExtremes> extremes(static_cast<std::size_t>(kColumnRanges));
   source([&](const CsrMatrix& c, std::int64_t row0) {
     progress.check();
-    for_labelled_entries(c, labels.data() + row0, 0, n_genes, parts,
+    for_labelled_entries(c, labels.data() + row0, 0, n_genes,
                          [&](std::int64_t part, std::int32_t l, GeneIndex gene, float v) {
                            const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
                            sum[at] += v;
@@ -297,7 +277,7 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
     if (!gathered)
       source([&](const CsrMatrix& c, std::int64_t row0) {
         progress.check();
-        for_labelled_entries(c, labels.data() + row0, g0, g1, gene_parts(width),
+        for_labelled_entries(c, labels.data() + row0, g0, g1,
                              [&](std::int64_t, std::int32_t l, GeneIndex gene, float v) {
                                if (binned)
                                  ++hist[gene - g0][static_cast<std::size_t>(l) * o.n_bins +
