@@ -131,41 +131,69 @@ CsrMatrix kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResu
   return out;
 }
 
-void kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
-                const std::vector<std::int32_t>& gene_map, CsrMatrix& out) {
-  // Every pass after the filter runs this over the whole matrix: rows in parallel, each kept
-  // row's kept entries counted, then written at their offsets. `out`'s buffers are sized once
-  // per chunk (and kept between chunks when `out` is reused).
+namespace {
+
+// The kept cells' rows of a chunk starting at store row `row0`, each entry's column through
+// `map`: >= 0 that column, -1 dropped, HvgColumns::kRest summed (in double, as the backends sum
+// totals) into the row's last column when `rest`. Every pass after the filter runs this over
+// the whole matrix: rows in parallel, each kept row's entries counted, then written at their
+// offsets; `out`'s buffers are sized once per chunk (and kept between chunks when reused).
+// Store genes are in increasing order within a row, and `map` keeps that order.
+void mapped_chunk(const CsrMatrix& raw, std::int64_t row0, const std::vector<char>& cell_mask,
+                  const std::vector<std::int32_t>& map, std::int64_t n_cols, bool rest,
+                  CsrMatrix& out) {
   std::vector<std::int64_t> rows;  // the chunk's kept rows
   rows.reserve(static_cast<std::size_t>(raw.n_rows));
   for (std::int64_t i = 0; i < raw.n_rows; ++i)
-    if (r.cell_mask[row0 + i]) rows.push_back(i);
+    if (cell_mask[row0 + i]) rows.push_back(i);
   const auto n = static_cast<std::int64_t>(rows.size());
+  std::vector<float> rest_of(rest ? static_cast<std::size_t>(n) : 0);
   out.n_rows = n;
-  out.n_cols = static_cast<std::int64_t>(r.kept_genes.size());
+  out.n_cols = n_cols;
   out.indptr.assign(static_cast<std::size_t>(n) + 1, 0);
   constexpr std::int64_t kGrain = 256;
   tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kGrain), [&](const auto& range) {
     for (std::int64_t j = range.begin(); j < range.end(); ++j) {
       std::int64_t kept = 0;
-      for (auto k = raw.indptr[rows[j]]; k < raw.indptr[rows[j] + 1]; ++k)
-        kept += gene_map[raw.indices[k]] >= 0;
+      double sum = 0;
+      for (auto k = raw.indptr[rows[j]]; k < raw.indptr[rows[j] + 1]; ++k) {
+        const auto c = map[raw.indices[k]];
+        kept += c >= 0;
+        if (rest && c == HvgColumns::kRest) sum += raw.data[k];
+      }
+      if (rest) {
+        rest_of[j] = static_cast<float>(sum);
+        kept += rest_of[j] != 0;  // as the writing walk tests it
+      }
       out.indptr[j + 1] = kept;
     }
   });
   for (std::int64_t j = 0; j < n; ++j) out.indptr[j + 1] += out.indptr[j];
   out.indices.resize(static_cast<std::size_t>(out.indptr[n]));
   out.data.resize(static_cast<std::size_t>(out.indptr[n]));
+  const auto last = static_cast<GeneIndex>(n_cols - 1);
   tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kGrain), [&](const auto& range) {
     for (std::int64_t j = range.begin(); j < range.end(); ++j) {
       auto at = out.indptr[j];
       for (auto k = raw.indptr[rows[j]]; k < raw.indptr[rows[j] + 1]; ++k)
-        if (const auto g = gene_map[raw.indices[k]]; g >= 0) {
-          out.indices[at] = g;
+        if (const auto c = map[raw.indices[k]]; c >= 0) {
+          out.indices[at] = c;
           out.data[at++] = raw.data[k];
         }
+      if (rest && rest_of[j] != 0) {
+        out.indices[at] = last;
+        out.data[at] = rest_of[j];
+      }
     }
   });
+}
+
+}  // namespace
+
+void kept_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
+                const std::vector<std::int32_t>& gene_map, CsrMatrix& out) {
+  mapped_chunk(raw, row0, r.cell_mask, gene_map, static_cast<std::int64_t>(r.kept_genes.size()),
+               false, out);
 }
 
 HvgColumns hvg_columns(const PipelineResult& r, bool rest) {
@@ -201,53 +229,7 @@ std::vector<std::int32_t> HvgColumns::scaled_column() const {
 
 void hvg_chunk(const CsrMatrix& raw, std::int64_t row0, const PipelineResult& r,
                const HvgColumns& columns, CsrMatrix& out) {
-  // As kept_chunk, with each row's rest summed (in double, as the backends sum totals) in the
-  // counting walk. Store genes are in increasing order within a row, and so are HVG columns.
-  const auto& map = columns.of_store_gene;
-  std::vector<std::int64_t> rows;
-  rows.reserve(static_cast<std::size_t>(raw.n_rows));
-  for (std::int64_t i = 0; i < raw.n_rows; ++i)
-    if (r.cell_mask[row0 + i]) rows.push_back(i);
-  const auto n = static_cast<std::int64_t>(rows.size());
-  std::vector<float> rest(columns.rest ? static_cast<std::size_t>(n) : 0);
-  out.n_rows = n;
-  out.n_cols = columns.width;
-  out.indptr.assign(static_cast<std::size_t>(n) + 1, 0);
-  constexpr std::int64_t kGrain = 256;
-  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kGrain), [&](const auto& range) {
-    for (std::int64_t j = range.begin(); j < range.end(); ++j) {
-      std::int64_t kept = 0;
-      double sum = 0;
-      for (auto k = raw.indptr[rows[j]]; k < raw.indptr[rows[j] + 1]; ++k) {
-        const auto c = map[raw.indices[k]];
-        kept += c >= 0;
-        if (c == HvgColumns::kRest) sum += raw.data[k];
-      }
-      if (columns.rest) {
-        rest[j] = static_cast<float>(sum);
-        kept += rest[j] != 0;  // as the writing walk tests it
-      }
-      out.indptr[j + 1] = kept;
-    }
-  });
-  for (std::int64_t j = 0; j < n; ++j) out.indptr[j + 1] += out.indptr[j];
-  out.indices.resize(static_cast<std::size_t>(out.indptr[n]));
-  out.data.resize(static_cast<std::size_t>(out.indptr[n]));
-  const auto last = static_cast<GeneIndex>(columns.width - 1);
-  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, kGrain), [&](const auto& range) {
-    for (std::int64_t j = range.begin(); j < range.end(); ++j) {
-      auto at = out.indptr[j];
-      for (auto k = raw.indptr[rows[j]]; k < raw.indptr[rows[j] + 1]; ++k)
-        if (const auto c = map[raw.indices[k]]; c >= 0) {
-          out.indices[at] = c;
-          out.data[at++] = raw.data[k];
-        }
-      if (columns.rest && rest[j] != 0) {
-        out.indices[at] = last;
-        out.data[at] = rest[j];
-      }
-    }
-  });
+  mapped_chunk(raw, row0, r.cell_mask, columns.of_store_gene, columns.width, columns.rest, out);
 }
 
 namespace {

@@ -105,6 +105,17 @@ std::string synth_store(const QTemporaryDir& dir, const SynthOptions& o) {
   return path;
 }
 
+// A filter's result that drops every cell_step-th cell and every gene_step-th gene.
+PipelineResult filtered_result(int n_cells, int n_genes, int cell_step, int gene_step) {
+  PipelineResult r;
+  r.n_genes_total = n_genes;
+  r.cell_mask.assign(static_cast<std::size_t>(n_cells), 1);
+  for (int i = 0; i < n_cells; i += cell_step) r.cell_mask[i] = 0;
+  for (int g = 0; g < n_genes; ++g)
+    if (g % gene_step) r.kept_genes.push_back(g);
+  return r;
+}
+
 }  // namespace
 
 class TestStages : public QObject {
@@ -1047,12 +1058,7 @@ class TestStages : public QObject {
   // `out` reused from a larger chunk.
   void keptChunkFiltersRowsAndGenes() {
     const CsrMatrix all = SynthGenerator(synth_of(3000, 500)).rows(0, 3000);
-    PipelineResult r;
-    r.n_genes_total = 500;
-    r.cell_mask.assign(4000, 1);
-    for (int i = 0; i < 4000; i += 7) r.cell_mask[i] = 0;
-    for (int g = 0; g < 500; ++g)
-      if (g % 3) r.kept_genes.push_back(g);
+    const PipelineResult r = filtered_result(4000, 500, 7, 3);
     const auto map = kept_gene_map(r);
     CsrMatrix out = kept_chunk(all, 0, r, map);  // the larger chunk `out` is reused from
     QVERIFY(out.n_rows > 2000);
@@ -1087,12 +1093,7 @@ class TestStages : public QObject {
   // of the totals among the HVGs and among the others.
   void hvgChunkKeepsTheTotals() {
     const CsrMatrix all = SynthGenerator(synth_of(1500, 400)).rows(0, 1500);
-    PipelineResult r;
-    r.n_genes_total = 400;
-    r.cell_mask.assign(1500, 1);
-    for (int i = 0; i < 1500; i += 5) r.cell_mask[i] = 0;
-    for (int g = 0; g < 400; ++g)
-      if (g % 4) r.kept_genes.push_back(g);
+    PipelineResult r = filtered_result(1500, 400, 5, 4);
     const auto n_kept = static_cast<std::int32_t>(r.kept_genes.size());
     for (std::int32_t k = 0; k < n_kept; k += 3) r.hvg_genes.push_back(k);
     r.excluded_genes.assign(static_cast<std::size_t>(n_kept), 0);
