@@ -711,10 +711,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         // with a batch key, the flavor's moments per batch too.
         const bool seurat = p.hvg.flavor == "seurat";
         // The binned markers' bins end at the log data's maximum, found here on the way.
-        const bool binned_markers =
-            p.markers &&
-            (p.wilcoxon.method == "binned" ||
-             (p.wilcoxon.method == "auto" && n_kept_cells > p.wilcoxon.exact_max_cells));
+        const bool binned_markers = p.markers && wilcoxon_binned(p.wilcoxon, n_kept_cells);
         const std::vector<std::int32_t> batch = batch_of_kept_cells(store, r, p.hvg.batch_key);
         const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
         GeneMoments m =

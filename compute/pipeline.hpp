@@ -49,8 +49,8 @@ struct PipelineParams {
   bool markers = true;  // rank_genes_groups(groupby=leiden) after clustering
   WilcoxonOptions wilcoxon{};
   std::size_t chunk_bytes = std::size_t{256} << 20;
-  // PCA's Gram pass keeps the kept cells' HVG columns in memory up to this size, and the
-  // projection then reads them there instead of the store (0: always read the store again).
+  // PCA's first pass keeps the kept cells' HVG columns in memory up to this size, and its later
+  // passes read them there instead of the store (0: every pass reads the store).
   std::size_t pca_cache_bytes = std::size_t{2048} << 20;
   std::string backend = "auto";
 

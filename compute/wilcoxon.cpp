@@ -130,6 +130,10 @@ std::vector<double> benjamini_hochberg(const std::vector<double>& pvals) {
   return adj;
 }
 
+bool wilcoxon_binned(const WilcoxonOptions& o, std::int64_t n_cells) {
+  return o.method == "binned" || (o.method == "auto" && n_cells > o.exact_max_cells);
+}
+
 bool wilcoxon_uses_bins(const WilcoxonOptions& o, const std::vector<std::int32_t>& labels,
                         std::int64_t n_cells, int n_groups) {
   if (static_cast<std::int64_t>(labels.size()) != n_cells)
@@ -142,7 +146,7 @@ bool wilcoxon_uses_bins(const WilcoxonOptions& o, const std::vector<std::int32_t
   if (o.reference >= n_groups) throw Error("", "rank_genes_groups.reference", "no such group");
   for (auto l : labels)
     if (l >= n_groups) throw Error("", "rank_genes_groups", "label out of range");
-  return o.method == "binned" || (o.method == "auto" && n_cells > o.exact_max_cells);
+  return wilcoxon_binned(o, n_cells);
 }
 
 namespace {
@@ -265,7 +269,6 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
     if (gathered) {
       entries = std::move(early_entries);
       hist = std::move(early_hist);
-      entries.resize(static_cast<std::size_t>(width));
     } else {
       entries.resize(static_cast<std::size_t>(width));
       if (binned)
@@ -279,10 +282,10 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
         progress.check();
         for_labelled_entries(c, labels.data() + row0, g0, g1,
                              [&](std::int64_t, std::int32_t l, GeneIndex gene, float v) {
-                               if (binned)
+                               if (binned && v > 0)  // as the statistics pass (and CUDA)
                                  ++hist[gene - g0][static_cast<std::size_t>(l) * o.n_bins +
                                                    wilcoxon_bin(v, bin_max, o.n_bins)];
-                               else
+                               else if (!binned)
                                  entries[gene - g0].push_back({v, l});
                              });
       });

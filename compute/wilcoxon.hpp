@@ -61,6 +61,8 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
 
 // Checks the options, labels and groups (Error naming the field otherwise) and says whether
 // the ranks are binned (method "binned", or "auto" above exact_max_cells).
+// Whether `options` rank n_cells cells by bins (binned, or auto above exact_max_cells).
+bool wilcoxon_binned(const WilcoxonOptions& options, std::int64_t n_cells);
 bool wilcoxon_uses_bins(const WilcoxonOptions& options, const std::vector<std::int32_t>& labels,
                         std::int64_t n_cells, int n_groups);
 
