@@ -16,12 +16,7 @@ class CpuQcPass final : public QcPass {
   }
   void add(const CsrMatrix& c, CellQc& cells,
            const std::function<bool(std::int64_t)>& keep) override {
-    accumulate_qc(c, qc_genes_, percent_top_, cells, genes_);
-    keep_.resize(static_cast<std::size_t>(c.n_rows));
-    for (std::int64_t i = 0; i < c.n_rows; ++i) keep_[i] = keep(i);
-    for_each_entry_by_columns(c, [&](std::int64_t i, std::int64_t k) {
-      if (keep_[i] && c.data[k] > 0) ++kept_[c.indices[k]];
-    });
+    accumulate_qc(c, qc_genes_, percent_top_, cells, genes_, keep, &kept_);
   }
   void finish(GeneQc& genes, std::vector<std::int64_t>& n_cells_kept) override {
     genes = std::move(genes_);
@@ -33,7 +28,6 @@ class CpuQcPass final : public QcPass {
   std::vector<int> percent_top_;
   GeneQc genes_;
   std::vector<std::int64_t> kept_;
-  std::vector<char> keep_;
 };
 
 class CpuMomentPass final : public MomentPass {

@@ -34,7 +34,9 @@ std::size_t append_cells(CellQc& cells, const std::vector<int>& percent_top, std
 }
 
 void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
-                   const std::vector<int>& percent_top, CellQc& cells, GeneQc& genes) {
+                   const std::vector<int>& percent_top, CellQc& cells, GeneQc& genes,
+                   const std::function<bool(std::int64_t)>& keep,
+                   std::vector<std::int64_t>* n_cells_kept) {
   const std::size_t base = append_cells(cells, percent_top, chunk.n_rows);
   const std::size_t largest =
       percent_top.empty() ? 0 : static_cast<std::size_t>(percent_top.back());
@@ -66,12 +68,18 @@ void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
                        s.total, &cells.pct_counts_in_top[t][at], 0);
     }
   });
+  std::vector<char> kept;
+  if (n_cells_kept) {
+    kept.resize(n);
+    for (std::size_t r = 0; r < n; ++r) kept[r] = keep(static_cast<std::int64_t>(r));
+  }
   // Per gene, each gene's cells in order (the same sums as a serial pass).
-  for_each_entry_by_columns(chunk, [&](std::int64_t, std::int64_t k) {
+  for_each_entry_by_columns(chunk, [&](std::int64_t r, std::int64_t k) {
     const float v = chunk.data[k];
     const auto g = chunk.indices[k];
     genes.n_cells_by_counts[g] += v > 0.0f;
     genes.total_counts[g] += v;
+    if (n_cells_kept && kept[r] && v > 0.0f) ++(*n_cells_kept)[g];
   });
   genes.n_cells += chunk.n_rows;
 }

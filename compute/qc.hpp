@@ -42,8 +42,12 @@ std::vector<char> genes_with_prefix(const std::vector<std::string>& names,
 std::size_t append_cells(CellQc& cells, const std::vector<int>& percent_top, std::int64_t n);
 
 // Appends the chunk's cells to `cells` and adds its counts to `genes` (sized n_cols beforehand).
-// `percent_top` (ascending N) must be the same for every chunk of a pass.
+// `percent_top` (ascending N) must be the same for every chunk of a pass. With `n_cells_kept`
+// (sized n_cols), the same walk over the genes counts the cells with a count > 0 that `keep`
+// keeps (keep(i): row i of the chunk, asked once its metrics are in `cells`).
 void accumulate_qc(const CsrMatrix& chunk, const std::vector<char>& qc_genes,
-                   const std::vector<int>& percent_top, CellQc& cells, GeneQc& genes);
+                   const std::vector<int>& percent_top, CellQc& cells, GeneQc& genes,
+                   const std::function<bool(std::int64_t)>& keep = {},
+                   std::vector<std::int64_t>* n_cells_kept = nullptr);
 
 }  // namespace orrery::compute

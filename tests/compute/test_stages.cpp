@@ -2088,7 +2088,8 @@ class TestStages : public QObject {
   }
 
   // Per-column sums over fixed column ranges in parallel are the serial sums bit for bit, with
-  // one thread or two, on values whose float sum depends on the order of addition.
+  // one thread or two, on values whose float sum depends on the order of addition; empty, sparse
+  // and nearly full rows, over all columns and over a column range.
   void columnSumsIndependentOfThreads() {
     CsrMatrix c;
     c.n_rows = 3000;
@@ -2096,8 +2097,9 @@ class TestStages : public QObject {
     std::mt19937_64 rng(7);
     std::uniform_real_distribution<float> unit(0.0f, 1.0f);
     for (std::int64_t r = 0; r < c.n_rows; ++r) {
+      const float density = r % 5 == 0 ? 0.0f : r % 7 == 0 ? 0.95f : 0.2f;
       for (GeneIndex g = 0; g < c.n_cols; ++g)
-        if (unit(rng) < 0.2f) {
+        if (unit(rng) < density) {
           c.indices.push_back(g);
           c.data.push_back(unit(rng) * std::pow(10.0f, std::floor(unit(rng) * 7.0f) - 3.0f));
         }
@@ -2119,6 +2121,32 @@ class TestStages : public QObject {
       QCOMPARE(sums, serial);
       for (std::int64_t r = 0; r < c.n_rows; ++r)
         QCOMPARE(visits[r], c.indptr[r + 1] - c.indptr[r]);
+      // Columns [100, 690) only: each of their entries once, in its column's range, in order.
+      const std::int64_t c0 = 100, c1 = 690;
+      std::vector<double> range_sums(c.n_cols, 0.0);
+      std::vector<std::int64_t> last_row(c.n_cols, -1);
+      std::atomic<std::int64_t> outside{0}, wrong_part{0}, out_of_order{0}, n_visits{0};
+      compute::for_each_entry_by_column_ranges(
+          c, c0, c1, [&](std::int64_t part, std::int64_t r, std::int64_t k) {
+            const GeneIndex g = c.indices[k];
+            ++n_visits;
+            if (g < c0 || g >= c1) return void(++outside);
+            if (g < c0 + (c1 - c0) * part / compute::kColumnRanges ||
+                g >= c0 + (c1 - c0) * (part + 1) / compute::kColumnRanges)
+              ++wrong_part;
+            if (last_row[g] >= r) ++out_of_order;
+            last_row[g] = r;
+            range_sums[g] += c.data[k];
+          });
+      QCOMPARE(outside.load(), std::int64_t{0});
+      QCOMPARE(wrong_part.load(), std::int64_t{0});
+      QCOMPARE(out_of_order.load(), std::int64_t{0});
+      std::int64_t in_range = 0;
+      for (std::int64_t k = 0; k < c.nnz(); ++k)
+        in_range += c.indices[k] >= c0 && c.indices[k] < c1;
+      QCOMPARE(n_visits.load(), in_range);
+      for (GeneIndex g = 0; g < c.n_cols; ++g)
+        QCOMPARE(range_sums[g], g >= c0 && g < c1 ? serial[g] : 0.0);
     }
   }
 
