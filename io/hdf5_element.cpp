@@ -419,8 +419,10 @@ class Hdf5Element final : public Element {
       }
       if (shuffle) {  // HDF5's shuffle: byte j of every element, then byte j + 1, ...
         unshuffled.resize(chunk_bytes);
-        for (std::size_t j = 0; j < size; ++j)
-          for (std::size_t e = 0; e < chunk; ++e) unshuffled[e * size + j] = plain[j * chunk + e];
+        if (size == 4)
+          unshuffle<4>(plain.data(), chunk, unshuffled.data());
+        else
+          unshuffle<8>(plain.data(), chunk, unshuffled.data());
         plain.swap(unshuffled);
       }
       const auto first = static_cast<std::int64_t>((c0 + i) * chunk);
@@ -456,6 +458,14 @@ class Hdf5Element final : public Element {
     return true;
   }
 
+  // HDF5's shuffle undone for `n` elements of `Size` bytes: element e's byte j is at j * n + e.
+  // Elements written in order, each from its bytes' `Size` streams.
+  template <std::size_t Size>
+  static void unshuffle(const unsigned char* from, std::size_t n, unsigned char* to) {
+    for (std::size_t e = 0; e < n; ++e)
+      for (std::size_t j = 0; j < Size; ++j) to[e * Size + j] = from[j * n + e];
+  }
+
   // Elements of type Src (little-endian bytes at `from`) converted to `type` into `out` from
   // index `at`; integers out of the target's range are clamped, as HDF5 converts them.
   template <typename Src>
@@ -463,6 +473,19 @@ class Hdf5Element final : public Element {
                              std::size_t at) {
     auto each = [&](auto* dst) {
       using Dst = std::remove_pointer_t<decltype(dst)>;
+      if constexpr (std::is_same_v<Src, Dst>) {  // the usual case: the stored type itself
+        std::memcpy(dst + at, from, n * sizeof(Src));
+        return;
+      } else if constexpr (std::is_integral_v<Src> && std::is_integral_v<Dst> &&
+                           std::numeric_limits<Src>::digits <= std::numeric_limits<Dst>::digits &&
+                           (std::is_signed_v<Dst> || !std::is_signed_v<Src>)) {
+        for (std::size_t i = 0; i < n; ++i) {  // every value fits: no clamping
+          Src v;
+          std::memcpy(&v, from + i * sizeof(Src), sizeof(Src));
+          dst[at + i] = static_cast<Dst>(v);
+        }
+        return;
+      }
       for (std::size_t i = 0; i < n; ++i) {
         Src v;
         std::memcpy(&v, from + i * sizeof(Src), sizeof(Src));
