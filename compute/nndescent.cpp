@@ -1,6 +1,8 @@
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <unordered_set>
 
@@ -56,6 +58,17 @@ struct Update {
   std::int32_t a, b;
   float d;
 };
+
+// Calls visit(lo, hi) for ranges [lo, hi) that cut [0, n), one range per thread. A visitor that
+// walks its sources in the serial order and acts only on targets in [lo, hi) does to each target
+// what a serial walk does, in the same order: the answer does not depend on the number of ranges.
+template <typename F>
+void for_each_target_range(std::int64_t n, F&& visit) {
+  const std::int64_t parts =
+      std::clamp<std::int64_t>(tbb::this_task_arena::max_concurrency(), 1, 16);
+  tbb::parallel_for(std::int64_t{0}, parts,
+                    [&](std::int64_t p) { visit(n * p / parts, n * (p + 1) / parts); });
+}
 
 }  // namespace
 
@@ -115,7 +128,7 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
       if (c < cap) l[c++] = j;
     };
     // Forward lists first (each point's own neighbours), then reverse ones while room remains.
-    for (std::int64_t i = 0; i < n; ++i)
+    tbb::parallel_for(std::int64_t{0}, n, [&](std::int64_t i) {
       for (int c = 0; c < k; ++c) {
         const auto j = heaps.index[i * k + c];
         if (j < 0) continue;
@@ -126,15 +139,22 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
           add(old_list, old_count, i, j);
         }
       }
+    });
+    // Reverse entries go to j's list in the order of i, as in a serial walk. Each thread owns
+    // the lists of a range of j; the forward entries it reads (below forward_*[i]) stay put.
     std::vector<int> forward_new(new_count), forward_old(old_count);
-    for (std::int64_t i = 0; i < n; ++i) {
-      for (int t = 0; t < forward_new[i]; ++t)
-        add(new_list, new_count, new_list[i * cap + t], static_cast<std::int32_t>(i));
-      for (int t = 0; t < forward_old[i]; ++t)
-        add(old_list, old_count, old_list[i * cap + t], static_cast<std::int32_t>(i));
-    }
+    for_each_target_range(n, [&](std::int64_t lo, std::int64_t hi) {
+      for (std::int64_t i = 0; i < n; ++i) {
+        for (int t = 0; t < forward_new[i]; ++t)
+          if (const auto j = new_list[i * cap + t]; j >= lo && j < hi)
+            add(new_list, new_count, j, static_cast<std::int32_t>(i));
+        for (int t = 0; t < forward_old[i]; ++t)
+          if (const auto j = old_list[i * cap + t]; j >= lo && j < hi)
+            add(old_list, old_count, j, static_cast<std::int32_t>(i));
+      }
+    });
 
-    std::int64_t changes = 0;
+    std::atomic<std::int64_t> changes{0};
     for (std::int64_t b0 = 0; b0 < n; b0 += batch) {
       progress.check();
       const std::int64_t b1 = std::min(n, b0 + batch);
@@ -144,25 +164,35 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
         const std::int32_t* nw = new_list.data() + u * cap;
         const std::int32_t* od = old_list.data() + u * cap;
         const int nn = new_count[u], no = old_count[u];
+        // A pair neither of whose lists would take it now never will: the lists' worst
+        // distances only fall while the updates are pushed (no heap changes during this loop).
+        auto offer = [&](std::int32_t a, std::int32_t b) {
+          const float d = sq_dist(point(a), point(b), dims);
+          if (d < heaps.dist[a * k + k - 1] || d < heaps.dist[b * k + k - 1])
+            out.push_back({a, b, d});
+        };
         for (int a = 0; a < nn; ++a) {
-          for (int c = a + 1; c < nn; ++c)
-            out.push_back({nw[a], nw[c], sq_dist(point(nw[a]), point(nw[c]), dims)});
+          for (int c = a + 1; c < nn; ++c) offer(nw[a], nw[c]);
           for (int c = 0; c < no; ++c)
-            if (nw[a] != od[c])
-              out.push_back({nw[a], od[c], sq_dist(point(nw[a]), point(od[c]), dims)});
+            if (nw[a] != od[c]) offer(nw[a], od[c]);
         }
       });
-      for (std::int64_t u = b0; u < b1; ++u)
-        for (const auto& up : updates[u - b0]) {
-          changes += heaps.push(up.a, up.b, up.d);
-          changes += heaps.push(up.b, up.a, up.d);
-        }
+      // Each thread pushes into the heaps of its range of points, in the serial order.
+      for_each_target_range(n, [&](std::int64_t lo, std::int64_t hi) {
+        std::int64_t mine = 0;
+        for (std::int64_t u = b0; u < b1; ++u)
+          for (const auto& up : updates[u - b0]) {
+            if (up.a >= lo && up.a < hi) mine += heaps.push(up.a, up.b, up.d);
+            if (up.b >= lo && up.b < hi) mine += heaps.push(up.b, up.a, up.d);
+          }
+        changes += mine;
+      });
     }
     progress.report("neighbors", static_cast<double>(iter + 1) / o.max_iterations);
-    if (static_cast<double>(changes) < o.delta * static_cast<double>(n) * k) break;
+    if (static_cast<double>(changes.load()) < o.delta * static_cast<double>(n) * k) break;
   }
 
-  for (std::int64_t i = 0; i < n; ++i) {
+  tbb::parallel_for(std::int64_t{0}, n, [&](std::int64_t i) {
     r.indices[i * k_out] = i;
     r.distances[i * k_out] = 0.0f;
     for (int c = 0; c < k; ++c) {
@@ -170,7 +200,7 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
       r.indices[i * k_out + 1 + c] = heaps.index[i * k + c];
       r.distances[i * k_out + 1 + c] = o.metric == "cosine" ? d2 / 2.0f : std::sqrt(d2);
     }
-  }
+  });
   return r;
 }
 
