@@ -196,7 +196,7 @@ int main(int argc, char** argv) try {
       out["stages"]["qc"][backends[b].first] = {{"seconds", s}, {"rows_per_s", a.cells / s}};
       t0 = now();
       auto pass = backends[b].second->moment_pass(
-          {.n_genes = a.genes, .expm1 = true, .n_batches = 0, .target_sum = 1e4});
+          {.n_genes = a.genes, .expm1 = true, .n_batches = 0, .normalize = {.target_sum = 1e4}});
       CsrMatrix scratch;
       for (const auto& c : chunks) {
         scratch = c;  // the pass may overwrite its input

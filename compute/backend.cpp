@@ -46,7 +46,7 @@ class CpuMomentPass final : public MomentPass {
     m_.batch_cells.assign(o.n_batches, 0);
   }
   void add(CsrMatrix& c, const std::int32_t* batch) override {
-    if (o_.log_normalize) backend_.normalize_log1p(c, o_.target_sum, o_.excluded);
+    backend_.log_normalize(c, o_.normalize);
     if (batch)
       for (std::int64_t i = 0; i < c.n_rows; ++i) ++m_.batch_cells[batch[i]];
     const auto n = static_cast<std::size_t>(o_.n_genes);

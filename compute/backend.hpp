@@ -42,12 +42,11 @@ struct MomentOptions {
   std::int64_t n_genes = 0;
   bool expm1 = false;  // seurat's moments of expm1(log data)
   int n_batches = 0;   // 0: no batch key
-  double target_sum = 1e4;
-  const std::vector<char>* excluded = nullptr;  // normalize_total's excluded genes, or none
-  // seurat_v3 works on the counts themselves, and its second pass on counts clipped above per
+  // How the counts are log-normalised (target sum, excluded genes). seurat_v3 works on the
+  // counts themselves (normalize.apply false), and its second pass on counts clipped above per
   // gene: `clip` (one per gene) for the all-cell sums, `batch_clip` ([batch * n_genes + gene])
   // for the batch sums.
-  bool log_normalize = true;
+  LogNormalize normalize;
   const std::vector<double>* clip = nullptr;
   const std::vector<double>* batch_clip = nullptr;
 };
@@ -72,8 +71,10 @@ class MomentPass {
   virtual GeneMoments finish() = 0;
 };
 
-// PCA's Gram pass (pca.hpp): chunks of kept counts in (their values may be overwritten with the
-// log data), the sums of W out.
+// PCA's Gram pass (pca.hpp): chunks of counts in, the sums of W out. The pipeline gives it the
+// kept cells' HVG columns plus the rest of each cell's total (pipeline.hpp's HvgColumns), or log
+// data; `columns` and the LogNormalize say which columns are scaled and how they normalise.
+// Their values may be overwritten with the log data.
 class GramPass {
  public:
   virtual ~GramPass() = default;
@@ -81,10 +82,10 @@ class GramPass {
   virtual GramSums finish() = 0;
 };
 
-// PCA's projection (pca.hpp's project: (Z - mean) V): chunks of kept counts in, as the Gram
-// pass takes them; each chunk's rows go to rows [row0, ...) of `out`, which must outlive the
-// pass. A device pass may write them later: all are in `out` once finish() has returned
-// (required; without it the last chunk's rows may be missing).
+// PCA's projection (pca.hpp's project: (Z - mean) V): chunks in as the Gram pass takes them; each
+// chunk's rows go to rows [row0, ...) of `out`, which must outlive the pass. A device pass may
+// write them later: all are in `out` once finish() has returned (required; without it the last
+// chunk's rows may be missing).
 class ProjectionPass {
  public:
   virtual ~ProjectionPass() = default;

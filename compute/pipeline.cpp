@@ -313,11 +313,9 @@ GeneMoments kept_moments(io::RowChunkReader& x, const PipelineResult& r,
   std::int64_t kept_row = 0;
   CsrMatrix c;  // reused from chunk to chunk
   if (log_max) *log_max = 0;
-  const LogNormalize normalize{
-      .apply = true, .target_sum = options.target_sum, .excluded = options.excluded};
   for_each_chunk(x, chunk_bytes, progress, stage, [&](const CsrMatrix& raw, std::int64_t r0) {
     kept_chunk(raw, r0, r, gene_map, c);
-    if (log_max) *log_max = std::max(*log_max, log_normalized_max(c, normalize));
+    if (log_max) *log_max = std::max(*log_max, log_normalized_max(c, options.normalize));
     pass->add(c, batch.empty() ? nullptr : batch.data() + kept_row);
     kept_row += c.n_rows;
   });
@@ -339,7 +337,7 @@ HvgResult seurat_v3_hvg(io::RowChunkReader& x, const PipelineResult& r,
                         {.n_genes = n_genes,
                          .expm1 = false,
                          .n_batches = n_batches,
-                         .log_normalize = false,
+                         .normalize = {.apply = false},
                          .clip = clip,
                          .batch_clip = batch_clip},
                         batch, progress, stage);
@@ -714,14 +712,12 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         const bool binned_markers = p.markers && wilcoxon_binned(p.wilcoxon, n_kept_cells);
         const std::vector<std::int32_t> batch = batch_of_kept_cells(store, r, p.hvg.batch_key);
         const int n_batches = batch.empty() ? 0 : *std::max_element(batch.begin(), batch.end()) + 1;
-        GeneMoments m =
-            kept_moments(x, r, gene_map, p.chunk_bytes, backend,
-                         {.n_genes = n_kept_genes,
-                          .expm1 = seurat,
-                          .n_batches = n_batches,
-                          .target_sum = params.target_sum,
-                          .excluded = r.excluded_genes.empty() ? nullptr : &r.excluded_genes},
-                         batch, progress, "hvg", binned_markers ? &r.log_max : nullptr);
+        GeneMoments m = kept_moments(x, r, gene_map, p.chunk_bytes, backend,
+                                     {.n_genes = n_kept_genes,
+                                      .expm1 = seurat,
+                                      .n_batches = n_batches,
+                                      .normalize = log_normalize_of(r, params)},
+                                     batch, progress, "hvg", binned_markers ? &r.log_max : nullptr);
         log_sum = std::move(m.sum);
         log_sumsq = std::move(m.sumsq);
         std::vector<double> mean(n_kept_genes), var(n_kept_genes);
@@ -776,9 +772,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         }
       } else {  // seurat_v3 ranked counts: the log data's moments take a pass of their own
         std::unique_ptr<MomentPass> moments =
-            backend.moment_pass({.n_genes = narrow.width,
-                                 .target_sum = normalize.target_sum,
-                                 .excluded = normalize.excluded});
+            backend.moment_pass({.n_genes = narrow.width, .normalize = normalize});
         passes.run("pca: scale", false,
                    [&](CsrMatrix& c, std::int64_t) { moments->add(c, nullptr); });
         const GeneMoments m = moments->finish();

@@ -309,7 +309,7 @@ class CudaMomentPass final : public MomentPass {
   DeviceBuffer<char> batch_seen_;
   std::vector<std::int64_t> batch_cells_;
   // Last: it waits for the kernels before the buffers above go.
-  BlockStager stager_{d_, LogNormalize{o_.log_normalize, o_.target_sum, o_.excluded}};
+  BlockStager stager_{d_, o_.normalize};
 };
 
 }  // namespace

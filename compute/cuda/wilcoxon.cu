@@ -274,8 +274,8 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
           gathered ? std::move(early_hist)
                    : DeviceBuffer<std::uint32_t>(
                          d, static_cast<std::size_t>(width) * n_groups * o.n_bins);
-      if (!gathered) hist.zero();
-      if (!gathered)
+      if (!gathered) {  // this block's histograms were not filled by the statistics pass
+        hist.zero();
         for_each_device_block(d, chunks, n_genes, n_cells, progress, "markers: ranks", from, to,
                               [&](const DeviceBlock& b) {
                                 bin_entries<<<blocks_for(width, 128), 128, 0, d.stream>>>(
@@ -284,6 +284,7 @@ std::vector<GroupMarkers> rank_genes_groups(Device& d, const ChunkSource& source
                                     n_groups, o.n_bins, bin_max, hist.get());
                                 check_launch();
                               });
+      }
       rank_binned<<<blocks_for(width, 128), 128, 0, d.stream>>>(
           hist.get(), width, o.n_bins, d_zeros.get(), d_zeros_total.get(), n_groups, r_in.get(),
           tie_sum.get());

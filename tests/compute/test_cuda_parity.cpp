@@ -228,11 +228,11 @@ class TestCudaParity : public QObject {
       const bool with_batches = variant > 0;
       // Variant 2: device blocks of at most 5000 entries, so one chunk fills both copy buffers.
       const auto restore = small_blocks(variant == 2 ? 5000 : 0);
-      const compute::MomentOptions o{.n_genes = genes,
-                                     .expm1 = with_batches,
-                                     .n_batches = with_batches ? 3 : 0,
-                                     .target_sum = 1e4,
-                                     .excluded = with_batches ? &excluded : nullptr};
+      const compute::MomentOptions o{
+          .n_genes = genes,
+          .expm1 = with_batches,
+          .n_batches = with_batches ? 3 : 0,
+          .normalize = {.target_sum = 1e4, .excluded = with_batches ? &excluded : nullptr}};
       compute::GeneMoments m[2];
       compute::Backend* backends[2] = {cpu_.get(), cuda_.get()};
       for (int b = 0; b < 2; ++b) {
@@ -271,7 +271,7 @@ class TestCudaParity : public QObject {
     for (std::int64_t g = 0; g < genes; ++g) clip[g] = 1.0 + (g % 7) / 3.0;
     for (std::size_t k = 0; k < batch_clip.size(); ++k) batch_clip[k] = 0.4 + (k % 5) / 3.0;
     for (const int variant : {0, 1, 2}) {
-      compute::MomentOptions o{.n_genes = genes, .log_normalize = false};
+      compute::MomentOptions o{.n_genes = genes, .normalize = {.apply = false}};
       if (variant == 1) o.clip = &clip;
       if (variant == 2) {
         o.n_batches = 4;

@@ -229,8 +229,8 @@ class TestPbmc3k : public QObject {
     QCOMPARE(t.rows.size(), result_.kept_genes.size());
     const auto n_genes = static_cast<std::int64_t>(result_.kept_genes.size());
     auto backend = compute::make_cpu_backend();
-    auto pass =
-        backend->moment_pass({.n_genes = n_genes, .expm1 = true, .target_sum = result_.target_sum});
+    auto pass = backend->moment_pass(
+        {.n_genes = n_genes, .expm1 = true, .normalize = {.target_sum = result_.target_sum}});
     const auto gene_map = compute::kept_gene_map(result_);
     io::for_each_chunk(*store_.X, 500, [&](CsrMatrix& chunk, std::int64_t row0) {
       CsrMatrix kept = compute::kept_chunk(chunk, row0, result_, gene_map);

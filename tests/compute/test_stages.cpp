@@ -2178,7 +2178,7 @@ class TestStages : public QObject {
     for (std::size_t v = 0; v < cuts.size(); ++v) {
       auto qc = cpu->qc_pass(mt, top, so.n_genes);
       auto mp = cpu->moment_pass(
-          {.n_genes = so.n_genes, .expm1 = true, .n_batches = 2, .target_sum = 1e4});
+          {.n_genes = so.n_genes, .expm1 = true, .n_batches = 2, .normalize = {.target_sum = 1e4}});
       for (std::size_t j = 0; j + 1 < cuts[v].size(); ++j) {
         const std::int64_t r0 = cuts[v][j];
         CsrMatrix c = scaled(r0, cuts[v][j + 1]);
