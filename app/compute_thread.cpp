@@ -363,6 +363,10 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
     compute::WilcoxonOptions options = params_.wilcoxon;
     options.reference = 1;
     options.gene_nnz_bound = result_->kept_gene_n_cells;
+    // Every kept cell in one of the groups: the log data's maximum over them is the run's (when
+    // it binned its markers), and the binned ranks need no pass to find it.
+    if (!reference && options.bin_max <= 0 && result_->log_max > 0)
+      options.bin_max = result_->log_max;
     auto markers = backend_->rank_genes_groups(
         compute::kept_counts_source(*store_, *result_, params_),
         compute::log_normalize_of(*result_, params_), static_cast<std::int64_t>(n),
