@@ -2,8 +2,9 @@
 // of N points in 40 Gaussian blobs in 20 dimensions, with the CUDA backend's parallel flavour
 // when a device exists. Prints one JSON object: seconds, clusters and quality (modularity with
 // resolution 1) per flavour, the ARI between them, and whether the device's labels are the
-// CPU's.
-// Usage: orrery_bench_leiden [N] [--no-igraph]   (default 300000)
+// CPU's. With --umap-epochs E, also the CPU's UMAP layout of the same graph over E epochs
+// (seconds per epoch; the layout starts from the points' first two coordinates).
+// Usage: orrery_bench_leiden [N] [--no-igraph] [--umap-epochs E]   (default 300000)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -43,9 +44,12 @@ DenseMatrix blobs(std::int64_t n, int dims, int k) {
 int main(int argc, char** argv) try {
   std::int64_t n = 300000;
   bool igraph = true;
+  int umap_epochs = 0;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--no-igraph") == 0)
       igraph = false;
+    else if (std::strcmp(argv[i], "--umap-epochs") == 0 && i + 1 < argc)
+      umap_epochs = std::atoi(argv[++i]);
     else
       n = std::atoll(argv[i]);
   }
@@ -54,10 +58,19 @@ int main(int argc, char** argv) try {
   const double t0 = now();
   compute::KnnOptions ko;
   ko.n_neighbors = 15;
+  const DenseMatrix points = blobs(n, 20, 40);
   const compute::FuzzyGraph g =
-      compute::fuzzy_simplicial_set(compute::nn_descent_knn(blobs(n, 20, 40), ko, quiet));
+      compute::fuzzy_simplicial_set(compute::nn_descent_knn(points, ko, quiet));
   out["graph_seconds"] = now() - t0;
   out["graph_nnz"] = g.connectivities.nnz();
+  if (umap_epochs > 0) {
+    compute::UmapOptions uo;
+    uo.n_epochs = umap_epochs;
+    const DenseMatrix init = compute::initial_layout_from_pca(points, 0);
+    const double t = now();
+    compute::umap_layout(g.connectivities, init, uo, quiet);
+    out["umap_seconds_per_epoch"] = (now() - t) / umap_epochs;
+  }
 
   auto run = [&](compute::Backend& backend, const std::string& flavor) {
     compute::LeidenOptions o;
