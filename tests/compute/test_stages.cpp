@@ -979,6 +979,42 @@ class TestStages : public QObject {
     QCOMPARE(again.indices, approx.indices);
   }
 
+  // Many identical points (cells with the same PCA coordinates): the random projection trees cut
+  // them in halves rather than by a plane, and each copy's neighbours are other copies, at
+  // distance 0; the other points keep their recall.
+  void nnDescentOnDuplicatePoints() {
+    const int n = 6000, copies = 4000, k = 15;
+    DenseMatrix x = blobs(n, 10, 8, 6.0);
+    for (int i = 1; i < copies; ++i)
+      for (int d = 0; d < 10; ++d) x.at(i, d) = x.at(0, d);
+    Progress p;
+    const KnnOptions o{.n_neighbors = k};
+    const KnnResult approx = nn_descent_knn(x, o, p);
+    for (std::int64_t i = 0; i < n; ++i) {
+      QCOMPARE(approx.indices[i * k], i);
+      for (int c = 1; c < k; ++c) {
+        const auto j = approx.indices[i * k + c];
+        QVERIFY(j >= 0 && j < n && j != i);
+        if (i < copies) {
+          QVERIFY2(j < copies, qPrintable(QString("%1 -> %2").arg(i).arg(j)));
+          QCOMPARE(approx.distances[i * k + c], 0.0f);
+        }
+      }
+    }
+    const KnnResult exact = exact_knn(x, o, p);
+    // Recall over the other points only (the copies' lists are any 14 of 3999 equals).
+    std::int64_t hit = 0, total = 0;
+    for (std::int64_t i = copies; i < n; ++i) {
+      std::set<std::int64_t> truth(exact.indices.begin() + i * k + 1,
+                                   exact.indices.begin() + (i + 1) * k);
+      for (int c = 1; c < k; ++c) hit += truth.count(approx.indices[i * k + c]);
+      total += k - 1;
+    }
+    qInfo("NN-descent with 4000 copies of one point: recall %.4f on the other 2000",
+          double(hit) / total);
+    QVERIFY(double(hit) / total >= 0.95);
+  }
+
   // The layout keeps clusters together: 10 well separated blobs in 20-D, and each point's 10
   // nearest neighbours in the 2-D embedding come from its own blob. The same with 1 and 2
   // threads, byte for byte.
