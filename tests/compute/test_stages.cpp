@@ -2186,6 +2186,63 @@ class TestStages : public QObject {
     }
   }
 
+  // pct_counts_in_top_N: whole counts (counted, not sorted) and other values (sorted) both give
+  // the sums of each cell's values sorted largest first, added in that order, bit for bit: counts
+  // below and above 256, stored zeros, N beyond a cell's values, empty cells, and cells with a
+  // fractional, negative or NaN value.
+  void topNPercentsOfCountsAndOtherValues() {
+    CsrMatrix c;
+    c.n_cols = 3000;
+    std::mt19937_64 rng(11);
+    std::uniform_int_distribution<int> small(0, 40), column(0, 2999);
+    const int n_rows = 400;
+    for (int r = 0; r < n_rows; ++r) {
+      const int len = r % 9 == 0 ? 0 : r % 4 == 0 ? 120 : 900;  // N = 500 beyond some cells
+      std::set<int> cols;
+      while (static_cast<int>(cols.size()) < len) cols.insert(column(rng));
+      for (int g : cols) {
+        float v = static_cast<float>(small(rng));                   // zeros stored too
+        if (g % 13 == 0) v = static_cast<float>(small(rng) * 997);  // above 256
+        c.indices.push_back(g);
+        c.data.push_back(v);
+      }
+      if (len > 0 && r % 7 == 3) c.data.back() += 0.25f;  // not counts: the sorted path
+      if (len > 0 && r % 11 == 5) c.data[c.indptr.back()] = -2.0f;
+      if (len > 0 && r == 17) c.data.back() = NAN;
+      c.indptr.push_back(static_cast<std::int64_t>(c.data.size()));
+    }
+    c.n_rows = n_rows;
+    const std::vector<int> top{1, 50, 100, 200, 500};
+    CellQc cells;
+    GeneQc genes;
+    genes.n_cells_by_counts.assign(c.n_cols, 0);
+    genes.total_counts.assign(c.n_cols, 0.0);
+    accumulate_qc(c, {}, top, cells, genes);
+    for (int r = 0; r < n_rows; ++r) {
+      std::vector<float> v(c.data.begin() + c.indptr[r], c.data.begin() + c.indptr[r + 1]);
+      double total = 0;  // in stored order, as cell_sums adds them
+      for (float x : v) total += x;
+      if (r == 17) {  // NaN: no ordering to check, and NaN shares
+        for (std::size_t t = 0; t < top.size(); ++t)
+          QVERIFY(std::isnan(cells.pct_counts_in_top[t][r]));
+        continue;
+      }
+      std::sort(v.begin(), v.end(), std::greater<>());
+      for (std::size_t t = 0; t < top.size(); ++t) {
+        double sum = 0;
+        for (std::size_t i = 0; i < std::min<std::size_t>(top[t], v.size()); ++i) sum += v[i];
+        const double want = total > 0 ? 100.0 * sum / total : NAN;
+        const double got = cells.pct_counts_in_top[t][r];
+        QVERIFY2(std::memcmp(&want, &got, sizeof got) == 0 || (std::isnan(want) && std::isnan(got)),
+                 qPrintable(QString("cell %1, top %2: %3 vs %4")
+                                .arg(r)
+                                .arg(top[t])
+                                .arg(got, 0, 'g', 17)
+                                .arg(want, 0, 'g', 17)));
+      }
+    }
+  }
+
   // The backends' QC and moment passes (the CPU's here; test_cuda_parity holds the device's to
   // them): the same numbers whatever the chunking, equal to serial sums over all cells.
   void qcAndMomentPassesIndependentOfChunks() {
