@@ -45,8 +45,9 @@ struct KnnResult {
 KnnResult exact_knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress);
 
 // Approximate kNN by NN-descent (Dong, Charikar & Li 2011): neighbours of neighbours refine a
-// random graph. Distances are computed in parallel, heap updates applied in a fixed order, so
-// the result depends on the seed only, not on the thread count.
+// first graph from random projection trees (as pynndescent's), filled up with random points
+// where a list is short. Distances are computed in parallel, heap updates applied in a fixed order,
+// so the result depends on the seed only, not on the thread count.
 KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& options, Progress& progress);
 
 // Chooses by options.method and the number of points.

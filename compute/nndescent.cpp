@@ -198,12 +198,14 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
   // only fall while updates are pushed, and no list changes while they are made.
   auto offer = [&](std::vector<Update>& out, std::int32_t a, std::int32_t b) {
     const float d = sq_dist(point(a), point(b), dims);
-    if (d < heaps.dist[a * k + k - 1] || d < heaps.dist[b * k + k - 1]) out.push_back({a, b, d});
+    const float* dist = heaps.dist.data() + k - 1;  // worst distances, at i * k + k - 1
+    if (d < dist[std::int64_t{a} * k] || d < dist[std::int64_t{b} * k]) out.push_back({a, b, d});
   };
   // Random projection trees: the points of a leaf are each other's first candidates. Six trees
   // of leaves up to 24 points (orrery_bench_leiden's 1.3M blobs in 20 dimensions, 2 cores: the
   // descent converges in 8 iterations, 45.7 s, where from random lists it stopped unconverged
-  // at 12, 65.5 s; test_stages' 200k cells: half the time at the same recall).
+  // at 12, 65.5 s, the fuzzy graph aside; test_stages' 200k cells: half the time at the same
+  // recall).
   constexpr int kTrees = 6;
   const std::int64_t leaf = std::max(24, k + 1);
   std::vector<std::vector<std::int32_t>> tree_order(kTrees);
