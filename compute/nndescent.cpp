@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cmath>
 #include <unordered_set>
+#include <utility>
 
 #include "io/error.hpp"
 #include "knn.hpp"
@@ -69,16 +70,57 @@ struct Update {
   float d;
 };
 
-// Calls visit(lo, hi) for ranges [lo, hi) that cut [0, n), one range per thread. A visitor that
-// walks its sources in the serial order and acts only on targets in [lo, hi) does to each target
-// what a serial walk does, in the same order: the answer does not depend on the number of ranges.
-template <typename F>
-void for_each_target_range(std::int64_t n, F&& visit) {
+// Items that sources [0, m) hand over for targets in [0, n), regrouped so that one thread takes
+// all the items of a range of targets, in the order a serial loop over the sources would have
+// handed them over: what the items do to a target then does not depend on the threads.
+// emit(u, put) calls put(target, item) for each item of source u, the same items in the same
+// order each time (it is called twice: to count, then to fill). apply(begin, end) gets each
+// range's items on one thread, once per `window` sources (which bounds the items held).
+template <typename Item, typename Emit, typename Apply>
+void regroup_by_target(std::int64_t n, std::int64_t m, std::int64_t window, Emit&& emit,
+                       Apply&& apply) {
   const std::int64_t parts =
-      std::clamp<std::int64_t>(tbb::this_task_arena::max_concurrency(), 1, 16);
-  tbb::parallel_for(std::int64_t{0}, parts,
-                    [&](std::int64_t p) { visit(n * p / parts, n * (p + 1) / parts); });
+      std::clamp<std::int64_t>(tbb::this_task_arena::max_concurrency(), 1, 64);
+  const auto part_of = [&](std::int64_t target) { return target * parts / n; };
+  constexpr std::int64_t kBlock = 256;  // sources counted and filled together, in order
+  std::vector<std::int64_t> at;
+  std::vector<std::vector<Item>> items(static_cast<std::size_t>(parts));
+  for (std::int64_t s0 = 0; s0 < m; s0 += window) {
+    const std::int64_t s1 = std::min(m, s0 + window), blocks = (s1 - s0 + kBlock - 1) / kBlock;
+    auto block_sources = [&](std::int64_t b, auto&& each) {
+      for (std::int64_t u = s0 + b * kBlock; u < std::min(s1, s0 + (b + 1) * kBlock); ++u) each(u);
+    };
+    at.assign(static_cast<std::size_t>(blocks * parts), 0);  // [block * parts + part]
+    tbb::parallel_for(std::int64_t{0}, blocks, [&](std::int64_t b) {
+      std::int64_t* count = at.data() + b * parts;
+      block_sources(b, [&](std::int64_t u) {
+        emit(u, [&](std::int64_t target, const Item&) { ++count[part_of(target)]; });
+      });
+    });
+    for (std::int64_t p = 0; p < parts; ++p) {  // counts to each block's first position
+      std::int64_t total = 0;
+      for (std::int64_t b = 0; b < blocks; ++b) total += std::exchange(at[b * parts + p], total);
+      items[p].resize(static_cast<std::size_t>(total));
+    }
+    tbb::parallel_for(std::int64_t{0}, blocks, [&](std::int64_t b) {
+      std::int64_t* next = at.data() + b * parts;
+      block_sources(b, [&](std::int64_t u) {
+        emit(u, [&](std::int64_t target, const Item& item) {
+          const auto p = part_of(target);
+          items[p][next[p]++] = item;
+        });
+      });
+    });
+    tbb::parallel_for(std::int64_t{0}, parts, [&](std::int64_t p) {
+      apply(items[p].data(), items[p].data() + items[p].size());
+    });
+  }
 }
+
+struct Push {
+  std::int32_t target, other;
+  float d;
+};
 
 std::uint64_t mix(std::uint64_t seed, std::uint64_t salt) {
   std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (salt + 1);
@@ -179,19 +221,24 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
   Heaps heaps(n, k);
   const std::int64_t batch = 1 << 15;
   std::vector<std::vector<Update>> updates(batch);
-  // Each thread pushes updates[0, count) into the heaps of its range of points, in the serial
-  // order (updates[0]'s first); returns how many the heaps took.
+  // Pushes updates[0, count) into the heaps, each point's in the serial order (updates[0]'s
+  // first, each update to a then to b), a range of points per thread; returns how many the
+  // heaps took.
   auto push_updates = [&](std::int64_t count) {
     std::atomic<std::int64_t> taken{0};
-    for_each_target_range(n, [&](std::int64_t lo, std::int64_t hi) {
-      std::int64_t mine = 0;
-      for (std::int64_t u = 0; u < count; ++u)
-        for (const auto& up : updates[u]) {
-          if (up.a >= lo && up.a < hi) mine += heaps.push(up.a, up.b, up.d);
-          if (up.b >= lo && up.b < hi) mine += heaps.push(up.b, up.a, up.d);
-        }
-      taken += mine;
-    });
+    regroup_by_target<Push>(
+        n, count, 4096,
+        [&](std::int64_t u, auto&& put) {
+          for (const auto& up : updates[u]) {
+            put(up.a, Push{up.a, up.b, up.d});
+            put(up.b, Push{up.b, up.a, up.d});
+          }
+        },
+        [&](const Push* p, const Push* end) {
+          std::int64_t mine = 0;
+          for (; p != end; ++p) mine += heaps.push(p->target, p->other, p->d);
+          taken += mine;
+        });
     return taken.load();
   };
   // A pair neither of whose lists would take it now never will: the lists' worst distances
@@ -269,19 +316,29 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
         }
       }
     });
-    // Reverse entries go to j's list in the order of i, as in a serial walk. Each thread owns
-    // the lists of a range of j; the forward entries it reads (below forward_*[i]) stay put.
+    // Reverse entries go to j's list in the order of i, as in a serial walk, from the forward
+    // entries (the first forward_*[i] of i's lists, which stay put while the lists grow).
     std::vector<int> forward_new(new_count), forward_old(old_count);
-    for_each_target_range(n, [&](std::int64_t lo, std::int64_t hi) {
-      for (std::int64_t i = 0; i < n; ++i) {
-        for (int t = 0; t < forward_new[i]; ++t)
-          if (const auto j = new_list[i * cap + t]; j >= lo && j < hi)
-            add(new_list, new_count, j, static_cast<std::int32_t>(i));
-        for (int t = 0; t < forward_old[i]; ++t)
-          if (const auto j = old_list[i * cap + t]; j >= lo && j < hi)
-            add(old_list, old_count, j, static_cast<std::int32_t>(i));
-      }
-    });
+    struct Reverse {
+      std::int32_t target, source;
+      bool fresh;
+    };
+    regroup_by_target<Reverse>(
+        n, n, 1 << 16,
+        [&](std::int64_t i, auto&& put) {
+          const auto source = static_cast<std::int32_t>(i);
+          for (int t = 0; t < forward_new[i]; ++t)
+            put(new_list[i * cap + t], Reverse{new_list[i * cap + t], source, true});
+          for (int t = 0; t < forward_old[i]; ++t)
+            put(old_list[i * cap + t], Reverse{old_list[i * cap + t], source, false});
+        },
+        [&](const Reverse* r, const Reverse* end) {
+          for (; r != end; ++r)
+            if (r->fresh)
+              add(new_list, new_count, r->target, r->source);
+            else
+              add(old_list, old_count, r->target, r->source);
+        });
 
     std::atomic<std::int64_t> changes{0};
     for (std::int64_t b0 = 0; b0 < n; b0 += batch) {

@@ -974,9 +974,17 @@ class TestStages : public QObject {
       for (int c = 2; c < 15; ++c)
         QVERIFY(approx.distances[i * 15 + c] >= approx.distances[i * 15 + c - 1]);
     }
-    // Seeded: the same graph again.
+    // Seeded: the same graph again, also in arenas of 1 and 5 threads (the heap updates are
+    // regrouped into as many target ranges as the arena has threads).
     KnnResult again = nn_descent_knn(x, o, p);
     QCOMPARE(again.indices, approx.indices);
+    for (int threads : {1, 5}) {
+      tbb::task_arena arena(threads);
+      KnnResult other;
+      arena.execute([&] { other = nn_descent_knn(x, o, p); });
+      QCOMPARE(other.indices, approx.indices);
+      QCOMPARE(other.distances, approx.distances);
+    }
   }
 
   // Many identical points (cells with the same PCA coordinates): the random projection trees cut
