@@ -122,13 +122,6 @@ struct Push {
   float d;
 };
 
-std::uint64_t mix(std::uint64_t seed, std::uint64_t salt) {
-  std::uint64_t z = seed + 0x9e3779b97f4a7c15ULL * (salt + 1);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
-
 // A random projection tree (pynndescent's initialisation): a node is cut by the hyperplane
 // halfway between two of its points drawn at random, until it has at most `leaf` points.
 // Returns the points in leaf order, and in `leaf_start` each leaf's first position (then n).
@@ -182,8 +175,9 @@ std::vector<std::int32_t> rp_tree(const float* x, std::int64_t n, int dims, std:
     std::int64_t cut = lo;
     if (cut == node.begin || cut == node.end) cut = node.begin + size / 2;  // no cut: halves
     // The upper half is pushed first, so leaves come out in order.
-    stack.push_back({cut, node.end, mix(node.seed, 2)});
-    stack.push_back({node.begin, cut, mix(node.seed, 1)});
+    const std::uint64_t low_seed = rng.next(), high_seed = rng.next();
+    stack.push_back({cut, node.end, high_seed});
+    stack.push_back({node.begin, cut, low_seed});
   }
   leaf_start.push_back(n);
   return order;
@@ -257,9 +251,11 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
   const std::int64_t leaf = std::max(24, k + 1);
   std::vector<std::vector<std::int32_t>> tree_order(kTrees);
   std::vector<std::vector<std::int64_t>> tree_leaves(kTrees);
+  std::uint64_t tree_seed[kTrees];
+  Rng seeds(o.seed ^ 0x7265e5eedULL);
+  for (auto& seed : tree_seed) seed = seeds.next();
   tbb::parallel_for(0, kTrees, [&](int t) {
-    tree_order[t] = rp_tree(x.data(), n, dims, leaf,
-                            mix(o.seed, 1000 + static_cast<std::uint64_t>(t)), tree_leaves[t]);
+    tree_order[t] = rp_tree(x.data(), n, dims, leaf, tree_seed[t], tree_leaves[t]);
   });
   for (int t = 0; t < kTrees; ++t) {
     progress.check();
