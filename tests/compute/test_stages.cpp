@@ -985,6 +985,15 @@ class TestStages : public QObject {
       QCOMPARE(other.indices, approx.indices);
       QCOMPARE(other.distances, approx.distances);
     }
+    // Past 65536 points the reverse lists are regrouped in several windows of sources too.
+    const DenseMatrix many = blobs(70000, 4, 30, 3.0);
+    KnnResult runs[2];
+    for (int threads : {1, 3}) {
+      tbb::task_arena arena(threads);
+      arena.execute([&] { runs[threads / 2] = nn_descent_knn(many, o, p); });
+    }
+    QCOMPARE(runs[1].indices, runs[0].indices);
+    QCOMPARE(runs[1].distances, runs[0].distances);
   }
 
   // Many identical points (cells with the same PCA coordinates): the random projection trees cut
