@@ -65,6 +65,7 @@ float sq_dist(const float* a, const float* b, int d) {
   return s;
 }
 
+// A pair of points and their distance: a candidate for a's list and b's (as a push: for a's).
 struct Update {
   std::int32_t a, b;
   float d;
@@ -116,11 +117,6 @@ void regroup_by_target(std::int64_t n, std::int64_t m, std::int64_t window, Emit
     });
   }
 }
-
-struct Push {
-  std::int32_t target, other;
-  float d;
-};
 
 // A random projection tree (pynndescent's initialisation): a node is cut by the hyperplane
 // halfway between two of its points drawn at random, until it has at most `leaf` points.
@@ -220,17 +216,17 @@ KnnResult nn_descent_knn(const DenseMatrix& points, const KnnOptions& o, Progres
   // heaps took.
   auto push_updates = [&](std::int64_t count) {
     std::atomic<std::int64_t> taken{0};
-    regroup_by_target<Push>(
+    regroup_by_target<Update>(
         n, count, 4096,
         [&](std::int64_t u, auto&& put) {
           for (const auto& up : updates[u]) {
-            put(up.a, Push{up.a, up.b, up.d});
-            put(up.b, Push{up.b, up.a, up.d});
+            put(up.a, up);
+            put(up.b, Update{up.b, up.a, up.d});
           }
         },
-        [&](const Push* p, const Push* end) {
+        [&](const Update* p, const Update* end) {
           std::int64_t mine = 0;
-          for (; p != end; ++p) mine += heaps.push(p->target, p->other, p->d);
+          for (; p != end; ++p) mine += heaps.push(p->a, p->b, p->d);
           taken += mine;
         });
     return taken.load();
