@@ -53,7 +53,7 @@ void take_seed(const json& section, const std::string& where, std::uint64_t& see
 void PipelineParams::update_from_json(const json& j) {
   reject_unknown(j, "",
                  {"qc", "normalize", "hvg", "scale", "pca", "neighbors", "umap", "leiden",
-                  "markers", "chunk_mib", "pca_cache_mib", "backend"});
+                  "markers", "chunk_mib", "pca_cache_mib", "gene_cache_mib", "backend"});
   if (j.contains("qc")) {
     const auto& s = j["qc"];
     reject_unknown(s, "qc",
@@ -181,6 +181,12 @@ void PipelineParams::update_from_json(const json& j) {
     require(mib >= 0 && mib <= 1 << 24, "pca_cache_mib", "must be between 0 and 16777216");
     pca_cache_bytes = static_cast<std::size_t>(mib * 1024 * 1024);
   }
+  if (j.contains("gene_cache_mib")) {
+    double mib = 0;
+    take(j, "", "gene_cache_mib", mib);
+    require(mib >= 0 && mib <= 1 << 24, "gene_cache_mib", "must be between 0 and 16777216");
+    gene_cache_bytes = static_cast<std::size_t>(mib * 1024 * 1024);
+  }
   take(j, "", "backend", backend);
   validate();
 }
@@ -269,6 +275,8 @@ json report_json(const PipelineResult& r, const PipelineParams& p) {
           {"peak_rss_mib", peak_rss_mib()},
           {"device_peak_mib", static_cast<double>(r.device_peak_bytes) / (1 << 20)},
           {"pca_cache_mib", static_cast<double>(r.pca_cache_bytes) / (1 << 20)},
+          {"gene_cache_mib",
+           r.counts_by_gene ? static_cast<double>(r.counts_by_gene->bytes()) / (1 << 20) : 0.0},
           {"stages", stages}};
 }
 

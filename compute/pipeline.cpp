@@ -857,9 +857,22 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     wilcoxon.gene_nnz_bound = r.kept_gene_n_cells;  // expressing cells per gene, from the filter
     // The bins' upper edge is the data's maximum, which the HVG pass found (not seurat_v3's).
     if (wilcoxon.bin_max <= 0 && r.log_max > 0) wilcoxon.bin_max = r.log_max;
-    r.markers = backend.rank_genes_groups(kept_counts_source(store, r, params),
-                                          log_normalize_of(r, params), n_kept_cells, n_kept_genes,
-                                          r.leiden, r.n_clusters, wilcoxon, progress);
+    // Exact ranks read the counts once per gene block: from memory after the first pass, when
+    // they fit (the first one reads the store and keeps them gene by gene).
+    const bool several_passes = !wilcoxon_uses_bins(wilcoxon, r.leiden, n_kept_cells, r.n_clusters);
+    if (p.gene_cache_bytes > 0 && (several_passes || hooks.keep_counts_by_gene)) {
+      const LogNormalize n = log_normalize_of(r, params);
+      CachingSource cached(kept_counts_source(store, r, params), p.chunk_bytes,
+                           GeneMajorBuilder(n_kept_cells, n_kept_genes, p.gene_cache_bytes,
+                                            n.excluded, r.kept_gene_n_cells));
+      r.markers = backend.rank_genes_groups(cached.source(), n, n_kept_cells, n_kept_genes,
+                                            r.leiden, r.n_clusters, wilcoxon, progress);
+      r.counts_by_gene = cached.counts();
+    } else {
+      r.markers = backend.rank_genes_groups(kept_counts_source(store, r, params),
+                                            log_normalize_of(r, params), n_kept_cells, n_kept_genes,
+                                            r.leiden, r.n_clusters, wilcoxon, progress);
+    }
   }
   warn_of_fallbacks();
   const std::vector<std::string> warned = progress.warnings();

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend.hpp"
+#include "gene_major.hpp"
 #include "hvg.hpp"
 #include "io/store.hpp"
 #include "knn.hpp"
@@ -52,6 +53,10 @@ struct PipelineParams {
   // PCA's first pass keeps the kept cells' HVG columns in memory up to this size, and its later
   // passes read them there instead of the store (0: every pass reads the store).
   std::size_t pca_cache_bytes = std::size_t{2048} << 20;
+  // The kept counts may be held gene by gene in memory (GeneMajorCounts) up to this size: exact
+  // markers then read the store once instead of once per gene block, and the viewer's gene
+  // search and selection markers read memory (0: never; past it, they read the store).
+  std::size_t gene_cache_bytes = std::size_t{4096} << 20;
   std::string backend = "auto";
 
   // Reads the keys present in `j` (e.g. {"leiden": {"resolution": 1.0}}), rejecting unknown
@@ -103,6 +108,9 @@ struct PipelineResult {
   // The HVG columns PCA's later passes read from memory (0: they read the store, or PCA did not
   // run; see PipelineParams::pca_cache_bytes).
   std::int64_t pca_cache_bytes = 0;
+  // The kept counts gene by gene, when the markers pass kept them (see
+  // PipelineParams::gene_cache_bytes and PipelineHooks::keep_counts_by_gene); else null.
+  std::shared_ptr<const GeneMajorCounts> counts_by_gene;
 };
 
 // QC metrics of a store, reusable across runs that change only thresholds or later stages.
@@ -125,6 +133,9 @@ struct PipelineHooks {
   // and the markers (after Leiden) each on their own. PipelineResult::reused_stages names them.
   const PipelineResult* reuse = nullptr;
   const PipelineParams* reuse_params = nullptr;
+  // The markers pass keeps the kept counts gene by gene (PipelineResult::counts_by_gene) within
+  // params.gene_cache_bytes even when it reads them once (binned), for the caller's later use.
+  bool keep_counts_by_gene = false;
 };
 
 // Which stages a run of `params` on a store of n_cells x n_genes with the backend named

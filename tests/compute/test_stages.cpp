@@ -28,6 +28,7 @@
 #include "common/python.hpp"
 #include "compute/backend.hpp"
 #include "compute/elementwise.hpp"
+#include "compute/gene_major.hpp"
 #include "compute/hvg.hpp"
 #include "compute/layout_channel.hpp"
 #include "compute/leiden.hpp"
@@ -139,6 +140,127 @@ class TestStages : public QObject {
 
   // A run's warnings, its backend's host fallbacks among them, are in the result and the
   // report, each once and in order; none from an earlier run on the same Progress.
+  // The gene-major cache gives back every stored count bit for bit (small and large whole
+  // counts, fractions, negatives, -0, NaN, explicit zeros, long gaps), replays the rows as the
+  // original chunks, normalises as the CPU backend, and gives up past its budget.
+  void geneMajorCountsRoundTrip() {
+    const std::int64_t n_rows = 3000, n_cols = 300;
+    CsrMatrix m;
+    m.n_rows = n_rows;
+    m.n_cols = n_cols;
+    std::mt19937 rng(11);
+    const float odd[] = {0.0f,    -0.0f,    0.5f,          -3.0f, 14.0f,         15.0f,    16.0f,
+                         1000.0f, 70000.0f, 2147483648.0f, 1e30f, std::nanf(""), INFINITY, 1.0f};
+    for (std::int64_t r = 0; r < n_rows; ++r) {
+      // Gene g appears with probability depending on g: dense genes, sparse ones (long gaps),
+      // and genes seen only in the last rows.
+      for (std::int32_t g = 0; g < n_cols; ++g) {
+        const double p = g < 20 ? 0.9 : g < 200 ? 0.05 : g < 290 ? 0.003 : (r > 2990 ? 0.5 : 0);
+        if (std::uniform_real_distribution<double>(0, 1)(rng) >= p) continue;
+        const auto pick = rng() % 10;
+        m.indices.push_back(g);
+        m.data.push_back(pick < 7 ? static_cast<float>(1 + rng() % 9)
+                                  : odd[rng() % (sizeof odd / sizeof odd[0])]);
+      }
+      m.indptr.push_back(m.nnz());
+    }
+    std::vector<char> excluded(n_cols, 0);
+    excluded[3] = excluded[150] = 1;
+    const auto build = [&](std::size_t budget, const std::vector<char>* ex,
+                           const std::vector<std::int64_t>& bound = {}) {
+      GeneMajorBuilder b(n_rows, n_cols, budget, ex, bound);
+      std::int64_t r0 = 0;
+      for (std::int64_t n : {1, 700, 299, 1000, 1000}) {
+        const CsrMatrix c = test::slice_rows(m, r0, r0 + n);
+        b.add(c, r0);
+        b.add(c, r0);  // a later pass's chunk: ignored
+        r0 += n;
+      }
+      return b.finish();
+    };
+    const auto counts = build(std::size_t{64} << 20, &excluded);
+    QVERIFY(counts);
+    QCOMPARE(counts->nnz(), m.nnz());
+    QCOMPARE(counts->n_rows(), n_rows);
+    QCOMPARE(counts->n_cols(), n_cols);
+    // Gene by gene: the stored entries in row order, the same bits.
+    std::vector<std::vector<std::pair<std::int64_t, float>>> by_gene(n_cols);
+    for (std::int64_t r = 0; r < n_rows; ++r)
+      for (auto k = m.indptr[r]; k < m.indptr[r + 1]; ++k)
+        by_gene[m.indices[k]].emplace_back(r, m.data[k]);
+    for (std::int32_t g = 0; g < n_cols; ++g) {
+      std::vector<std::pair<std::int64_t, float>> got;
+      counts->for_each(g, [&](std::int64_t r, float v) { got.emplace_back(r, v); });
+      QCOMPARE(got.size(), by_gene[g].size());
+      for (std::size_t i = 0; i < got.size(); ++i) {
+        QCOMPARE(got[i].first, by_gene[g][i].first);
+        QVERIFY(std::memcmp(&got[i].second, &by_gene[g][i].second, sizeof(float)) == 0);
+      }
+    }
+    // Replayed as row chunks (twice: each call starts over), the original matrix.
+    for (std::size_t chunk_bytes : {std::size_t{1}, std::size_t{100000}, std::size_t{1} << 30}) {
+      for (int call = 0; call < 2; ++call) {
+        CsrMatrix all;
+        all.n_rows = 0;
+        std::int64_t calls = 0;
+        counts->source(chunk_bytes)([&](CsrMatrix& c, std::int64_t row0) {
+          QCOMPARE(row0, all.n_rows);
+          QCOMPARE(c.n_cols, n_cols);
+          for (std::int64_t r = 0; r < c.n_rows; ++r) {
+            for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k) {
+              all.indices.push_back(c.indices[k]);
+              all.data.push_back(c.data[k]);
+            }
+            all.indptr.push_back(all.nnz());
+          }
+          all.n_rows += c.n_rows;
+          ++calls;
+          c.data.assign(c.data.size(), 0.0f);  // visitors may overwrite their chunk
+        });
+        QCOMPARE(all.n_rows, n_rows);
+        QVERIFY(all.indptr == m.indptr);
+        QVERIFY(all.indices == m.indices);
+        QVERIFY(std::memcmp(all.data.data(), m.data.data(), m.data.size() * sizeof(float)) == 0);
+        if (chunk_bytes == 1) QCOMPARE(calls, n_rows);
+        if (chunk_bytes == std::size_t{1} << 30) QCOMPARE(calls, std::int64_t{1});
+      }
+    }
+    // Normalised columns equal the CPU backend's pass, bit for bit: with the builder's
+    // exclusion, with none, and with another (totals summed afresh from the columns).
+    auto cpu = make_cpu_backend();
+    std::vector<char> other(n_cols, 0);
+    other[7] = 1;
+    const std::vector<char>* exclusions[] = {&excluded, nullptr, &other};
+    for (const std::vector<char>* ex : exclusions) {
+      CsrMatrix normalised = m;
+      cpu->normalize_log1p(normalised, 1e4, ex);
+      for (std::int32_t g : {0, 3, 25, 250, 295}) {
+        const std::vector<float> v = counts->values(g, {.target_sum = 1e4, .excluded = ex});
+        std::vector<float> want(n_rows, 0.0f);
+        for (std::int64_t r = 0; r < n_rows; ++r)
+          for (auto k = m.indptr[r]; k < m.indptr[r + 1]; ++k)
+            if (m.indices[k] == g) want[r] = normalised.data[k];
+        QVERIFY(std::memcmp(v.data(), want.data(), want.size() * sizeof(float)) == 0);
+      }
+    }
+    // Counts as they are (the chunks were log data already).
+    const std::vector<float> raw = counts->values(0, {.apply = false});
+    for (auto [r, v] : by_gene[0]) QVERIFY(std::memcmp(&raw[r], &v, sizeof v) == 0);
+    QVERIFY_THROWS_EXCEPTION(Error, counts->values(static_cast<std::int32_t>(n_cols), {}));
+    // Budgets: over it while building, over it at once by the bounds, and rows missing.
+    QVERIFY(!build(counts->bytes() / 2, &excluded));
+    QVERIFY(build(counts->bytes() * 2, nullptr));
+    std::vector<std::int64_t> bound(n_cols, n_rows);
+    QVERIFY(build(900000, nullptr));  // fits: the bounds say it might not
+    QVERIFY(!build(900000, nullptr, bound));
+    GeneMajorBuilder partial(n_rows, n_cols, std::size_t{64} << 20, nullptr);
+    partial.add(test::slice_rows(m, 0, 10), 0);
+    QVERIFY(!partial.finish());
+    // A chunk of another width is an error, not a silent mix-up.
+    GeneMajorBuilder wrong(n_rows, n_cols + 1, std::size_t{64} << 20, nullptr);
+    QVERIFY_THROWS_EXCEPTION(Error, wrong.add(test::slice_rows(m, 0, 10), 0));
+  }
+
   void pipelineReportsWarningsAndFallbacks() {
     // A device backend stand-in whose Gram pass falls back to the host.
     class FallingBack final : public Backend {
@@ -182,6 +304,70 @@ class TestStages : public QObject {
     QCOMPARE(again.warnings, std::vector<std::string>(
                                  {"neighbors: ivf runs on the CUDA backend; NN-descent here"}));
     QCOMPARE(progress.warnings().size(), std::size_t{3});
+  }
+
+  // Exact markers read the store once and their later gene blocks from the gene-major counts:
+  // the markers equal those of passes that each read the store, and the counts kept are the
+  // store's (their log values those of a pass). Binned markers keep them only when asked.
+  void markersReadCountsOnceFromMemory() {
+    QTemporaryDir dir;
+    io::Store store = io::open_store(synth_store(dir, synth_of(1500, 600)));
+    Progress quiet;
+    auto cpu = make_cpu_backend();
+    PipelineParams p;
+    p.update_from_json(
+        nlohmann::json::parse(R"({"hvg": {"n_top_genes": 200}, "markers": {"method": "exact"}})"));
+    p.wilcoxon.block_bytes = 64 << 10;  // several gene blocks, so several passes
+    PipelineParams from_store = p;
+    from_store.update_from_json({{"gene_cache_mib", 0}});
+    const PipelineResult a = run_pipeline(store, from_store, *cpu, quiet);
+    const PipelineResult b = run_pipeline(store, p, *cpu, quiet);
+    QVERIFY(!a.counts_by_gene);
+    QVERIFY(b.counts_by_gene);
+    QVERIFY(b.n_clusters >= 2);
+    QCOMPARE(b.markers.size(), a.markers.size());
+    const auto same = [](const std::vector<double>& x, const std::vector<double>& y) {
+      return x.size() == y.size() &&
+             std::memcmp(x.data(), y.data(), x.size() * sizeof(double)) == 0;
+    };
+    for (std::size_t g = 0; g < a.markers.size(); ++g) {
+      QVERIFY(same(a.markers[g].scores, b.markers[g].scores));
+      QVERIFY(same(a.markers[g].pvals, b.markers[g].pvals));
+      QVERIFY(same(a.markers[g].logfoldchanges, b.markers[g].logfoldchanges));
+      QVERIFY(same(a.markers[g].pct_in, b.markers[g].pct_in));
+      QVERIFY(a.markers[g].order == b.markers[g].order);
+    }
+    const GeneMajorCounts& counts = *b.counts_by_gene;
+    QCOMPARE(counts.n_rows(), static_cast<std::int64_t>(b.kept_cells.size()));
+    QCOMPARE(counts.n_cols(), static_cast<std::int64_t>(b.kept_genes.size()));
+    QVERIFY(report_json(b, p)["gene_cache_mib"].get<double>() > 0);
+    QCOMPARE(report_json(a, p)["gene_cache_mib"].get<double>(), 0.0);
+    std::vector<std::vector<float>> pass(counts.n_cols(),
+                                         std::vector<float>(counts.n_rows(), 0.0f));
+    std::int64_t nnz = 0;
+    log_normalized_source(store, b, p, *cpu)([&](const CsrMatrix& c, std::int64_t row0) {
+      nnz += c.nnz();
+      for (std::int64_t r = 0; r < c.n_rows; ++r)
+        for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k)
+          pass[c.indices[k]][row0 + r] = c.data[k];
+    });
+    QCOMPARE(counts.nnz(), nnz);
+    for (std::int32_t g = 0; g < counts.n_cols(); g += 7)
+      QVERIFY(counts.values(g, log_normalize_of(b, p)) == pass[g]);
+    // Binned ranks read the counts once: kept for the caller only when the hooks ask.
+    PipelineParams binned = p;
+    binned.update_from_json(nlohmann::json::parse(R"({"markers": {"method": "binned"}})"));
+    QVERIFY(!run_pipeline(store, binned, *cpu, quiet).counts_by_gene);
+    PipelineHooks keep;
+    keep.keep_counts_by_gene = true;
+    const PipelineResult c = run_pipeline(store, binned, *cpu, quiet, keep);
+    QVERIFY(c.counts_by_gene);
+    QCOMPARE(c.counts_by_gene->nnz(), nnz);
+    // Past the budget nothing is kept and the markers are the same.
+    binned.update_from_json({{"gene_cache_mib", 0.01}});
+    const PipelineResult d = run_pipeline(store, binned, *cpu, quiet, keep);
+    QVERIFY(!d.counts_by_gene);
+    QVERIFY(same(d.markers[0].scores, c.markers[0].scores));
   }
 
   // A parameter change re-runs only the stages after it (PipelineHooks::reuse): each reused

@@ -1,0 +1,255 @@
+#include "compute/gene_major.hpp"
+
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
+#include <algorithm>
+#include <cmath>
+
+#include "compute/by_columns.hpp"
+#include "compute/elementwise.hpp"
+#include "io/error.hpp"
+
+namespace orrery::compute {
+namespace {
+
+void put_varint(std::vector<std::uint8_t>& out, std::uint64_t v) {
+  while (v >= 0x80) {
+    out.push_back(static_cast<std::uint8_t>(v | 0x80));
+    v >>= 7;
+  }
+  out.push_back(static_cast<std::uint8_t>(v));
+}
+
+// One entry after the gap (rows skipped since the last entry); see the header's encoding.
+void put(std::vector<std::uint8_t>& out, std::uint64_t gap, float v) {
+  const bool whole = v >= 0.0f && v < 4294967296.0f && v == std::floor(v) && !std::signbit(v);
+  if (whole && v >= 1.0f && v <= 15.0f && gap < 15) {
+    out.push_back(static_cast<std::uint8_t>(gap << 4 | static_cast<std::uint32_t>(v)));
+  } else if (whole && v >= 1.0f && v <= 14.0f) {
+    out.push_back(static_cast<std::uint8_t>(0xF0 | static_cast<std::uint32_t>(v)));
+    put_varint(out, gap);
+  } else if (whole) {
+    out.push_back(0xF0);
+    put_varint(out, gap);
+    put_varint(out, static_cast<std::uint64_t>(v));
+  } else {
+    out.push_back(0xFF);
+    put_varint(out, gap);
+    std::uint8_t raw[sizeof v];
+    std::memcpy(raw, &v, sizeof v);
+    out.insert(out.end(), raw, raw + sizeof v);
+  }
+}
+
+// A row's total as CpuBackend::normalize_log1p sums it: in column order, in double.
+double row_total(const CsrMatrix& c, std::int64_t r, const std::vector<char>& excluded) {
+  double total = 0.0;
+  for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k)
+    if (excluded.empty() || !excluded[c.indices[k]]) total += c.data[k];
+  return total;
+}
+
+}  // namespace
+
+std::size_t GeneMajorCounts::bytes() const {
+  std::size_t n = totals_.capacity() * sizeof(double) + excluded_.capacity();
+  for (const auto& g : genes_) n += g.capacity() + sizeof g;
+  return n;
+}
+
+bool GeneMajorCounts::excludes_as_built(const std::vector<char>* excluded) const {
+  const bool none =
+      !excluded || std::find(excluded->begin(), excluded->end(), 1) == excluded->end();
+  return none ? excluded_.empty() : *excluded == excluded_;
+}
+
+std::vector<double> GeneMajorCounts::totals(const std::vector<char>* excluded) const {
+  if (excludes_as_built(excluded)) return totals_;
+  if (excluded && static_cast<std::int64_t>(excluded->size()) != n_cols())
+    throw Error("", "excluded genes", "one flag per column expected");
+  // Column by column, so each row's entries are added in column order as a row pass adds them.
+  std::vector<double> totals(static_cast<std::size_t>(n_rows_), 0.0);
+  for (std::int32_t g = 0; g < static_cast<std::int32_t>(genes_.size()); ++g)
+    if (!excluded || !(*excluded)[g])
+      for_each(g, [&](std::int64_t row, float v) { totals[row] += v; });
+  return totals;
+}
+
+std::vector<float> GeneMajorCounts::values(std::int32_t g, const LogNormalize& n) const {
+  if (g < 0 || g >= n_cols())
+    throw Error("", "gene", "column " + std::to_string(g) + " is out of range");
+  std::vector<float> out(static_cast<std::size_t>(n_rows_), 0.0f);
+  if (!n.apply) {
+    for_each(g, [&](std::int64_t row, float v) { out[row] = v; });
+    return out;
+  }
+  const std::vector<double> afresh =
+      excludes_as_built(n.excluded) ? std::vector<double>{} : totals(n.excluded);
+  const std::vector<double>& t = excludes_as_built(n.excluded) ? totals_ : afresh;
+  for_each(g, [&](std::int64_t row, float v) {
+    out[row] = normalize_log1p_value(v, t[row], n.target_sum);
+  });
+  return out;
+}
+
+ChunkSource GeneMajorCounts::source(std::size_t chunk_bytes) const {
+  return [this, chunk_bytes](const ChunkVisitor& visit) {
+    const std::int64_t n_cols = this->n_cols();
+    // Rows per chunk from the mean row: the chunk's CsrMatrix bytes near chunk_bytes.
+    const double per_row = 8.0 + 8.0 * static_cast<double>(nnz_) / std::max<double>(1, n_rows_);
+    const auto rows = static_cast<std::int64_t>(
+        std::clamp(static_cast<double>(chunk_bytes) / per_row, 1.0,
+                   static_cast<double>(std::max<std::int64_t>(n_rows_, 1))));
+    // Per column: where its next entry starts, and the row of the entry before it.
+    std::vector<std::size_t> at(genes_.size(), 0);
+    std::vector<std::int64_t> last(genes_.size(), -1);
+    const auto bound = [&](std::int64_t part) {
+      return static_cast<std::int32_t>(n_cols * part / kColumnRanges);
+    };
+    struct Entry {
+      std::int32_t row, col;
+      float v;
+    };
+    std::vector<std::vector<Entry>> entries(kColumnRanges);
+    std::vector<std::int64_t> counts;  // counts[part * n + r]: then each part's offsets in row r
+    CsrMatrix c;
+    c.n_cols = n_cols;
+    for (std::int64_t r0 = 0; r0 < n_rows_; r0 += rows) {
+      const std::int64_t n = std::min(rows, n_rows_ - r0), r1 = r0 + n;
+      counts.assign(static_cast<std::size_t>(kColumnRanges * n), 0);
+      // Each range of columns decodes its entries below r1, in column order, counting per row.
+      tbb::parallel_for(std::int64_t{0}, kColumnRanges, [&](std::int64_t part) {
+        std::vector<Entry>& out = entries[part];
+        out.clear();
+        std::int64_t* count = counts.data() + part * n;
+        for (std::int32_t g = bound(part); g < bound(part + 1); ++g) {
+          const std::vector<std::uint8_t>& bytes = genes_[g];
+          const std::uint8_t* p = bytes.data() + at[g];
+          const std::uint8_t* end = bytes.data() + bytes.size();
+          std::int64_t row = last[g];
+          while (p < end) {
+            std::int64_t next = row;
+            float v = 0;
+            const std::uint8_t* after = decode(p, next, v);
+            if (next >= r1) break;
+            out.push_back({static_cast<std::int32_t>(next - r0), g, v});
+            ++count[next - r0];
+            row = next;
+            p = after;
+          }
+          at[g] = static_cast<std::size_t>(p - bytes.data());
+          last[g] = row;
+        }
+      });
+      // Row r's entries: part 0's, then part 1's, ... (columns increasing).
+      c.n_rows = n;
+      c.indptr.assign(static_cast<std::size_t>(n) + 1, 0);
+      std::int64_t offset = 0;
+      for (std::int64_t r = 0; r < n; ++r) {
+        c.indptr[r] = offset;
+        for (std::int64_t part = 0; part < kColumnRanges; ++part) {
+          std::int64_t& k = counts[part * n + r];
+          const std::int64_t m = k;
+          k = offset;
+          offset += m;
+        }
+      }
+      c.indptr[n] = offset;
+      c.indices.resize(static_cast<std::size_t>(offset));
+      c.data.resize(static_cast<std::size_t>(offset));
+      tbb::parallel_for(std::int64_t{0}, kColumnRanges, [&](std::int64_t part) {
+        std::int64_t* next = counts.data() + part * n;
+        for (const Entry& e : entries[part]) {
+          const std::int64_t k = next[e.row]++;
+          c.indices[k] = e.col;
+          c.data[k] = e.v;
+        }
+      });
+      visit(c, r0);
+    }
+  };
+}
+
+GeneMajorBuilder::GeneMajorBuilder(std::int64_t n_rows, std::int64_t n_cols,
+                                   std::size_t budget_bytes, const std::vector<char>* excluded,
+                                   const std::vector<std::int64_t>& nnz_bound)
+    : budget_(budget_bytes) {
+  if (n_rows < 0 || n_cols < 0 || n_cols > INT32_MAX ||
+      (excluded && static_cast<std::int64_t>(excluded->size()) != n_cols) ||
+      (!nnz_bound.empty() && static_cast<std::int64_t>(nnz_bound.size()) != n_cols))
+    throw Error("", "gene-major counts", "shape of the excluded columns or bounds does not match");
+  std::size_t least = static_cast<std::size_t>(n_rows) * sizeof(double);
+  for (auto b : nnz_bound) least += static_cast<std::size_t>(std::max<std::int64_t>(b, 0));
+  if (least > budget_) {
+    gave_up_ = true;
+    return;
+  }
+  counts_ = std::make_unique<GeneMajorCounts>();
+  counts_->n_rows_ = n_rows;
+  counts_->genes_.resize(static_cast<std::size_t>(n_cols));
+  if (excluded && std::find(excluded->begin(), excluded->end(), 1) != excluded->end())
+    counts_->excluded_ = *excluded;
+  counts_->totals_.assign(static_cast<std::size_t>(n_rows), 0.0);
+  for (std::size_t g = 0; g < nnz_bound.size(); ++g)
+    counts_->genes_[g].reserve(static_cast<std::size_t>(std::max<std::int64_t>(nnz_bound[g], 0)));
+  last_row_.assign(static_cast<std::size_t>(n_cols), -1);
+}
+
+void GeneMajorBuilder::give_up() {
+  gave_up_ = true;
+  counts_.reset();
+  std::vector<std::int64_t>().swap(last_row_);
+}
+
+void GeneMajorBuilder::add(const CsrMatrix& chunk, std::int64_t row0) {
+  if (gave_up_ || row0 != next_row_ || chunk.n_rows == 0) return;
+  GeneMajorCounts& m = *counts_;
+  if (chunk.n_cols != m.n_cols() || row0 + chunk.n_rows > m.n_rows_)
+    throw Error("", "gene-major counts", "a chunk does not fit the shape being built");
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, chunk.n_rows, 256), [&](const auto& rs) {
+    for (std::int64_t r = rs.begin(); r < rs.end(); ++r)
+      m.totals_[row0 + r] = row_total(chunk, r, m.excluded_);
+  });
+  for_each_entry_by_column_ranges(
+      chunk, 0, chunk.n_cols, [&](std::int64_t, std::int64_t r, std::int64_t k) {
+        const GeneIndex g = chunk.indices[k];
+        const std::int64_t row = row0 + r;
+        put(m.genes_[g], static_cast<std::uint64_t>(row - last_row_[g] - 1), chunk.data[k]);
+        last_row_[g] = row;
+      });
+  m.nnz_ += chunk.nnz();
+  next_row_ += chunk.n_rows;
+  if (m.bytes() > budget_) give_up();
+}
+
+std::shared_ptr<const GeneMajorCounts> GeneMajorBuilder::finish() {
+  if (gave_up_ || next_row_ != counts_->n_rows_) {
+    give_up();
+    return nullptr;
+  }
+  for (auto& g : counts_->genes_)
+    if (g.capacity() > g.size() + g.size() / 8) g.shrink_to_fit();
+  std::vector<std::int64_t>().swap(last_row_);
+  gave_up_ = true;  // nothing more to add: the counts leave with the caller
+  return std::shared_ptr<const GeneMajorCounts>(std::move(counts_));
+}
+
+ChunkSource tee_source(ChunkSource inner, GeneMajorBuilder& builder) {
+  return [inner = std::move(inner), &builder](const ChunkVisitor& visit) {
+    inner([&](CsrMatrix& chunk, std::int64_t row0) {
+      builder.add(chunk, row0);
+      visit(chunk, row0);
+    });
+  };
+}
+
+ChunkSource CachingSource::source() {
+  return [this](const ChunkVisitor& visit) {
+    if (counts_) return counts_->source(chunk_bytes_)(visit);
+    tee_source(inner_, builder_)(visit);
+    if (!builder_.gave_up()) counts_ = builder_.finish();
+  };
+}
+
+}  // namespace orrery::compute

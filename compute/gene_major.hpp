@@ -1,0 +1,154 @@
+// The kept counts held in memory gene by gene, compressed: a gene's values over every kept cell
+// without a pass over the store (the viewer's gene search), and passes that replay the counts in
+// row chunks instead of reading it (comparing a selection against the rest). Built from one pass
+// of kept-count chunks under a byte budget; past the budget it is dropped and callers read the
+// store as before.
+//
+// Encoding, per gene, entries in row order: the gap to the previous entry's row and the count.
+// A whole count 1..15 after a gap below 15 is one byte (gap in the high nibble, count in the
+// low); a count 1..14 after a longer gap is 0xF0 + count and the gap as a varint; other whole
+// counts below 2^32 are 0xF0, the gap and the count as varints; anything else (fractions,
+// negatives, -0, NaN) is 0xFF, the gap as a varint and the float's four bytes. Counts read back
+// are the same floats, bit for bit.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <memory>
+#include <vector>
+
+#include "compute/log_normalize.hpp"
+#include "compute/wilcoxon.hpp"
+#include "io/matrix.hpp"
+
+namespace orrery::compute {
+
+class GeneMajorCounts {
+ public:
+  std::int64_t n_rows() const { return n_rows_; }
+  std::int64_t n_cols() const { return static_cast<std::int64_t>(genes_.size()); }
+  std::int64_t nnz() const { return nnz_; }
+  // What the encoded genes and the row totals take.
+  std::size_t bytes() const;
+
+  // Calls f(row, count) for column g's stored entries, rows increasing.
+  template <typename F>
+  void for_each(std::int32_t g, F&& f) const {
+    const std::vector<std::uint8_t>& bytes = genes_[static_cast<std::size_t>(g)];
+    const std::uint8_t* p = bytes.data();
+    const std::uint8_t* end = p + bytes.size();
+    std::int64_t row = -1;
+    float v = 0;
+    while (p < end) p = decode(p, row, v), f(row, v);
+  }
+
+  // Column g over all rows, normalised and log1p'd as `n` says with the row totals the counts
+  // give (those of the passes' normalize_log1p on the CPU, bit for bit); zeros elsewhere. The
+  // totals of the builder's excluded columns are kept; other exclusions sum them afresh.
+  std::vector<float> values(std::int32_t g, const LogNormalize& n) const;
+
+  // The counts as consecutive row chunks of about `chunk_bytes` (CsrMatrix::bytes), rows in
+  // order and each row's columns increasing, as a store's kept-count source gives them. The
+  // source refers to this object, which must outlive its calls.
+  ChunkSource source(std::size_t chunk_bytes) const;
+
+  // One entry: advances p past it and row to its row, sets v to its count.
+  static const std::uint8_t* decode(const std::uint8_t* p, std::int64_t& row, float& v) {
+    const std::uint8_t b = *p++;
+    if (b < 0xF0) {
+      row += 1 + (b >> 4);
+      v = static_cast<float>(b & 15);
+      return p;
+    }
+    std::uint64_t gap = 0;
+    p = varint(p, gap);
+    row += 1 + static_cast<std::int64_t>(gap);
+    if (b != 0xF0 && b != 0xFF) {
+      v = static_cast<float>(b & 15);
+      return p;
+    }
+    if (b == 0xF0) {
+      std::uint64_t count = 0;
+      p = varint(p, count);
+      v = static_cast<float>(count);
+      return p;
+    }
+    std::memcpy(&v, p, sizeof v);
+    return p + sizeof v;
+  }
+
+ private:
+  friend class GeneMajorBuilder;
+  static const std::uint8_t* varint(const std::uint8_t* p, std::uint64_t& out) {
+    int shift = 0;
+    out = 0;
+    while (*p & 0x80) out |= std::uint64_t{*p++ & 0x7Fu} << shift, shift += 7;
+    out |= std::uint64_t{*p++} << shift;
+    return p;
+  }
+
+  // Whether `excluded` (null: none) leaves out the columns the builder's did.
+  bool excludes_as_built(const std::vector<char>* excluded) const;
+  // Row totals without the `excluded` columns.
+  std::vector<double> totals(const std::vector<char>* excluded) const;
+
+  std::int64_t n_rows_ = 0, nnz_ = 0;
+  std::vector<std::vector<std::uint8_t>> genes_;
+  std::vector<char> excluded_;  // the builder's (empty: none)
+  std::vector<double> totals_;  // per row, of the counts outside excluded_, in column order
+};
+
+// Builds a GeneMajorCounts from the consecutive row chunks of one pass over kept counts.
+class GeneMajorBuilder {
+ public:
+  // `nnz_bound`: per column, an upper bound of its stored entries (e.g. the kept genes' cell
+  // counts) or empty. When their sum, at one byte each, is already over `budget_bytes` the
+  // builder gives up at once. The row totals are kept without the `excluded` columns (null:
+  // none), as normalize_total sums them.
+  GeneMajorBuilder(std::int64_t n_rows, std::int64_t n_cols, std::size_t budget_bytes,
+                   const std::vector<char>* excluded,
+                   const std::vector<std::int64_t>& nnz_bound = {});
+
+  // Takes the chunk of rows [row0, row0 + chunk.n_rows) when row0 is where the last one ended;
+  // other chunks (a later pass of the same source) are ignored. Past the budget the builder
+  // frees what it holds and gives up.
+  void add(const CsrMatrix& chunk, std::int64_t row0);
+  bool gave_up() const { return gave_up_; }
+  // The counts once every row was added within the budget, else null (and the builder empty).
+  std::shared_ptr<const GeneMajorCounts> finish();
+
+ private:
+  void give_up();
+
+  std::size_t budget_;
+  std::int64_t next_row_ = 0;
+  bool gave_up_ = false;
+  std::vector<std::int64_t> last_row_;  // per column
+  std::unique_ptr<GeneMajorCounts> counts_;
+};
+
+// `inner`, with every chunk also given to `builder` before the visitor sees it (the visitor
+// may then overwrite it). Both must outlive the source's calls.
+ChunkSource tee_source(ChunkSource inner, GeneMajorBuilder& builder);
+
+// A source for passes that read the same counts several times (exact Wilcoxon: one pass per
+// gene block): the first call reads `inner` and keeps the counts gene by gene; once a call has
+// read every row within the budget, the later ones replay them from memory in chunks of about
+// `chunk_bytes`. source() refers to this object.
+class CachingSource {
+ public:
+  CachingSource(ChunkSource inner, std::size_t chunk_bytes, GeneMajorBuilder builder)
+      : inner_(std::move(inner)), chunk_bytes_(chunk_bytes), builder_(std::move(builder)) {}
+  ChunkSource source();
+  // The counts a complete first call kept (null before, or past the budget).
+  std::shared_ptr<const GeneMajorCounts> counts() const { return counts_; }
+
+ private:
+  ChunkSource inner_;
+  std::size_t chunk_bytes_;
+  GeneMajorBuilder builder_;
+  std::shared_ptr<const GeneMajorCounts> counts_;
+};
+
+}  // namespace orrery::compute
