@@ -4,6 +4,7 @@
 #include <QDirIterator>
 #include <QFileInfo>
 
+#include <unistd.h>
 #include <QColor>
 #include <QElapsedTimer>
 #include <QMetaObject>
@@ -217,6 +218,8 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
   QElapsedTimer timer;
   timer.start();
   std::function<void()> outcome;
+  std::shared_ptr<const compute::GeneMajorCounts> previous_counts;  // while a re-run runs
+  bool done = false;
   try {
     emit this->progress("open", 0.0);
     io::OpenOptions open_options;
@@ -258,6 +261,13 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       hooks.reuse = result_.get();
       hooks.reuse_params = &params_;
     }
+    // The markers pass keeps the kept counts gene by gene for gene search and selections. The
+    // last run's are let go first unless this run may keep its cells and genes.
+    hooks.keep_counts_by_gene = true;
+    if (hooks.reuse) previous_counts = counts_;
+    counts_.reset();
+    compute::PipelineParams run_params = params;
+    run_params.gene_cache_bytes = counts_budget(params);
     hooks.on_qc = [&](std::shared_ptr<const compute::QcMetrics> metrics) {
       qc_path_ = path;
       qc_stamp_ = stamp;
@@ -265,7 +275,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       emit qcReady(std::move(metrics));
     };
     auto result = std::make_unique<compute::PipelineResult>(
-        compute::run_pipeline(*store, params, *backend, progress, hooks));
+        compute::run_pipeline(*store, run_params, *backend, progress, hooks));
 
     auto snap = std::make_shared<RunSnapshot>();
     snap->store_path = path;
@@ -297,16 +307,26 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     backend->stream_layout_to(nullptr);
     store_ = std::move(store);
     backend_ = std::move(backend);
+    // A run that took its markers from the last one kept no counts: the last run's serve when
+    // the cells, genes and excluded genes are the same.
+    if (result->counts_by_gene)
+      counts_ = result->counts_by_gene;
+    else if (previous_counts && result_ && result->kept_cells == result_->kept_cells &&
+             result->kept_genes == result_->kept_genes &&
+             result->excluded_genes == result_->excluded_genes)
+      counts_ = std::move(previous_counts);
     result_ = std::move(result);
-    params_ = params;
+    params_ = run_params;
     result_path_ = path;
     result_stamp_ = stamp;
     outcome = [this, snap] { emit finished(snap); };
+    done = true;
   } catch (const Cancelled&) {
     outcome = [this] { emit cancelled(); };
   } catch (const std::exception& e) {
     outcome = [this, message = QString::fromUtf8(e.what())] { emit failed(message); };
   }
+  if (!done && previous_counts) counts_ = std::move(previous_counts);  // result_: the last run's
   {
     std::lock_guard lock(progress_mutex_);
     active_ = nullptr;
@@ -315,6 +335,55 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
   emit streamFinished(stream_generation());
   emit runEnded();
   outcome();
+}
+
+std::size_t ComputeWorker::counts_budget(const compute::PipelineParams& params) {
+  // A quarter of the machine's memory at most, whatever the parameters allow.
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  const std::size_t quarter =
+      pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 4
+                            : std::size_t{1} << 30;
+  return std::min(params.gene_cache_bytes, quarter);
+}
+
+void ComputeWorker::with_kept_counts(const std::function<void(const compute::ChunkSource&)>& pass) {
+  if (counts_) {
+    pass(counts_->source(params_.chunk_bytes));
+    return;
+  }
+  const compute::LogNormalize n = compute::log_normalize_of(*result_, params_);
+  compute::GeneMajorBuilder builder(static_cast<std::int64_t>(result_->kept_cells.size()),
+                                    static_cast<std::int64_t>(result_->kept_genes.size()),
+                                    params_.gene_cache_bytes, n.excluded,
+                                    result_->kept_gene_n_cells);
+  pass(compute::tee_source(compute::kept_counts_source(*store_, *result_, params_), builder));
+  counts_ = builder.finish();
+}
+
+void ComputeWorker::for_each_gene_value(
+    const std::vector<std::int32_t>& columns,
+    const std::function<void(std::size_t, std::int64_t, float)>& visit) {
+  const compute::LogNormalize n = compute::log_normalize_of(*result_, params_);
+  if (counts_) {
+    for (std::size_t k = 0; k < columns.size(); ++k) {
+      const std::vector<float> v = counts_->values(columns[k], n);
+      for (std::size_t row = 0; row < v.size(); ++row)
+        if (v[row] != 0.0f) visit(k, static_cast<std::int64_t>(row), v[row]);
+    }
+    return;
+  }
+  with_kept_counts([&](const compute::ChunkSource& counts) {
+    compute::log_normalized(counts, n, *backend_)([&](const CsrMatrix& c, std::int64_t row0) {
+      for (std::int64_t r = 0; r < c.n_rows; ++r) {
+        const auto* b = c.indices.data() + c.indptr[r];
+        const auto* e = c.indices.data() + c.indptr[r + 1];
+        for (std::size_t k = 0; k < columns.size(); ++k) {
+          const auto* at = std::lower_bound(b, e, columns[k]);
+          if (at != e && *at == columns[k]) visit(k, row0 + r, c.data[at - c.indices.data()]);
+        }
+      }
+    });
+  });
 }
 
 quint64 ComputeWorker::stream_generation() const {
@@ -367,10 +436,12 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
     // it binned its markers), and the binned ranks need no pass to find it.
     if (!reference && options.bin_max <= 0 && result_->log_max > 0)
       options.bin_max = result_->log_max;
-    auto markers = backend_->rank_genes_groups(
-        compute::kept_counts_source(*store_, *result_, params_),
-        compute::log_normalize_of(*result_, params_), static_cast<std::int64_t>(n),
-        static_cast<std::int64_t>(result_->kept_genes.size()), labels, 2, options, progress);
+    std::vector<compute::GroupMarkers> markers;
+    with_kept_counts([&](const compute::ChunkSource& counts) {
+      markers = backend_->rank_genes_groups(
+          counts, compute::log_normalize_of(*result_, params_), static_cast<std::int64_t>(n),
+          static_cast<std::int64_t>(result_->kept_genes.size()), labels, 2, options, progress);
+    });
     emit selectionMarkers(
         std::make_shared<const std::vector<MarkerRow>>(top_markers(markers[0], *store_, *result_)));
   } catch (const std::exception& e) {
@@ -456,21 +527,11 @@ void ComputeWorker::dotPlot(const QStringList& genes,
     std::vector<std::int64_t> expressing(n_groups * n_genes, 0), size(n_groups, 0);
     for (auto l : *labels)
       if (l >= 0 && static_cast<std::size_t>(l) < n_groups) ++size[l];
-    compute::log_normalized_source(*store_, *result_, params_,
-                                   *backend_)([&](const CsrMatrix& c, std::int64_t row0) {
-      for (std::int64_t r = 0; r < c.n_rows; ++r) {
-        const auto l = (*labels)[row0 + r];
-        if (l < 0 || static_cast<std::size_t>(l) >= n_groups) continue;
-        const auto* b = c.indices.data() + c.indptr[r];
-        const auto* e = c.indices.data() + c.indptr[r + 1];
-        for (std::size_t k = 0; k < n_genes; ++k) {
-          const auto* at = std::lower_bound(b, e, column[k]);
-          if (at == e || *at != column[k]) continue;
-          const float v = c.data[at - c.indices.data()];
-          sum[l * n_genes + k] += v;
-          expressing[l * n_genes + k] += v > 0;
-        }
-      }
+    for_each_gene_value(column, [&](std::size_t k, std::int64_t row, float v) {
+      const auto l = (*labels)[row];
+      if (l < 0 || static_cast<std::size_t>(l) >= n_groups) return;
+      sum[l * n_genes + k] += v;
+      expressing[l * n_genes + k] += v > 0;
     });
     data->mean.resize(sum.size());
     data->fraction.resize(sum.size());
@@ -516,15 +577,7 @@ void ComputeWorker::geneValues(const QString& gene) {
     if (g < 0)
       throw Error(store_->path, name, "gene was filtered out (seen in fewer than min_cells cells)");
     auto values = std::make_shared<std::vector<float>>(result_->kept_cells.size(), 0.0f);
-    compute::log_normalized_source(*store_, *result_, params_,
-                                   *backend_)([&](const CsrMatrix& c, std::int64_t row0) {
-      for (std::int64_t r = 0; r < c.n_rows; ++r) {
-        const auto* b = c.indices.data() + c.indptr[r];
-        const auto* e = c.indices.data() + c.indptr[r + 1];
-        const auto* at = std::lower_bound(b, e, g);
-        if (at != e && *at == g) (*values)[row0 + r] = c.data[at - c.indices.data()];
-      }
-    });
+    for_each_gene_value({g}, [&](std::size_t, std::int64_t row, float v) { (*values)[row] = v; });
     emit geneReady(gene, std::move(values));
   } catch (const std::exception& e) {
     emit failed(QString::fromUtf8(e.what()));

@@ -84,6 +84,10 @@ class ComputeWorker : public QObject {
     layout_channel_ = std::move(channel);
   }
   quint64 stream_generation() const;
+  // What the kept counts held gene by gene take (0: none held; passes read the store).
+  std::int64_t counts_bytes() const {
+    return counts_ ? static_cast<std::int64_t>(counts_->bytes()) : 0;
+  }
 
  public slots:
   // `preview`: emit storedPreview first when the store holds an embedding (a store just
@@ -145,6 +149,19 @@ class ComputeWorker : public QObject {
   std::shared_ptr<compute::LayoutChannel> layout_channel_;
   std::unique_ptr<compute::PipelineResult> result_;
   compute::PipelineParams params_;
+  // result_'s kept counts gene by gene (from its markers pass, or the first pass after it that
+  // read them within the budget), or null: gene search, dot plots and selection markers then
+  // read memory instead of the store.
+  std::shared_ptr<const compute::GeneMajorCounts> counts_;
+  // What the counts may take: params' gene_cache_bytes, at most a quarter of the memory.
+  static std::size_t counts_budget(const compute::PipelineParams& params);
+  // Runs `pass` over the kept counts: from memory when held, else from the store, keeping them
+  // gene by gene for the next pass when they fit counts_budget().
+  void with_kept_counts(const std::function<void(const compute::ChunkSource&)>& pass);
+  // Calls visit(k, row, value) with the log-normalised values of kept gene columns[k] (rows
+  // increasing for each k; rows of zero value may be left out).
+  void for_each_gene_value(const std::vector<std::int32_t>& columns,
+                           const std::function<void(std::size_t, std::int64_t, float)>& visit);
   // The store result_ was computed on, and its file's size and modification time then (a
   // store changed on disk, or opened again, is not reused).
   QString result_path_;

@@ -1487,7 +1487,86 @@ with h5py.File(sys.argv[1], "r+") as f:
     QCOMPARE(QString::fromStdString(window_->params().neighbors.method), QString("ivf"));
   }
 
+  // The compute worker's gene values, dot plot and selection markers are the same numbers from
+  // the counts its run kept gene by gene, from counts kept by the first query after a run
+  // without markers, and from passes over the store (gene_cache_mib 0).
+  void workerReadsCountsFromMemoryAsFromStore() {
+    compute::PipelineParams memory;
+    compute::PipelineParams lazy = memory, store = memory;
+    lazy.update_from_json({{"markers", {{"enabled", false}}}});
+    store.update_from_json({{"gene_cache_mib", 0}});
+    WorkerOutputs a, b, c;
+    QStringList genes;  // the first run's top markers of clusters 0, 1 and 2
+    worker_outputs(memory, genes, a, true, true);
+    worker_outputs(lazy, genes, b, false, true);
+    worker_outputs(store, genes, c, false, false);
+    if (QTest::currentTestFailed()) return;
+    for (const WorkerOutputs* other : {&b, &c}) {
+      QVERIFY(other->genes == a.genes);
+      QVERIFY(other->dot_mean == a.dot_mean);
+      QVERIFY(other->dot_fraction == a.dot_fraction);
+      QCOMPARE(other->markers.size(), a.markers.size());
+      for (std::size_t i = 0; i < a.markers.size(); ++i) {
+        QCOMPARE(other->markers[i].gene, a.markers[i].gene);
+        QCOMPARE(other->markers[i].score, a.markers[i].score);
+        QCOMPARE(other->markers[i].pval_adj, a.markers[i].pval_adj);
+      }
+    }
+    // The values are the marker genes': higher in their cluster.
+    QVERIFY(std::count_if(a.genes[0].begin(), a.genes[0].end(), [](float v) { return v > 0; }) >
+            10);
+  }
+
   void cleanupTestCase() { window_.reset(); }
+
+ private:
+  struct WorkerOutputs {
+    std::vector<std::vector<float>> genes;
+    std::vector<double> dot_mean, dot_fraction;
+    std::vector<app::MarkerRow> markers;
+  };
+  // A worker's run on the demo with `params`, then the values of `genes` (when empty: the top
+  // markers of clusters 0 to 2), their dot plot by cluster and cluster 0's cells against the
+  // rest. `held_after_run`: the run kept the counts; `held_after_query`: the first query did
+  // (else they stay in the store).
+  void worker_outputs(const compute::PipelineParams& params, QStringList& genes, WorkerOutputs& out,
+                      bool held_after_run, bool held_after_query) {
+    app::ComputeWorker w;
+    QSignalSpy finished(&w, &app::ComputeWorker::finished);
+    QSignalSpy failed(&w, &app::ComputeWorker::failed);
+    w.run(demo_, params, false);
+    QCOMPARE(failed.count(), 0);
+    QCOMPARE(finished.count(), 1);
+    const auto snap = finished.first().first().value<std::shared_ptr<const app::RunSnapshot>>();
+    QCOMPARE(w.counts_bytes() > 0, held_after_run);
+    QSignalSpy gene(&w, &app::ComputeWorker::geneReady);
+    for (int c = 0; genes.size() < 3 && c < 3; ++c)
+      genes << QString::fromStdString(snap->markers.at(c).at(0).gene);
+    for (const QString& g : genes) {
+      w.geneValues(g);
+      QCOMPARE(w.counts_bytes() > 0, held_after_query);
+    }
+    QCOMPARE(failed.count(), 0);
+    QCOMPARE(gene.count(), 3);
+    for (const auto& args : gene)
+      out.genes.push_back(*args.at(1).value<std::shared_ptr<const std::vector<float>>>());
+    QSignalSpy dot(&w, &app::ComputeWorker::dotPlotReady);
+    QStringList groups;
+    for (std::size_t g = 0; g < snap->cluster_sizes.size(); ++g) groups << QString::number(g);
+    w.dotPlot(genes, std::make_shared<const std::vector<std::int32_t>>(snap->labels), groups);
+    QCOMPARE(dot.count(), 1);
+    const auto data = dot.first().first().value<std::shared_ptr<const app::DotPlotData>>();
+    out.dot_mean = data->mean;
+    out.dot_fraction = data->fraction;
+    QSignalSpy markers(&w, &app::ComputeWorker::selectionMarkers);
+    auto selection = std::make_shared<std::vector<bool>>(snap->labels.size());
+    for (std::size_t i = 0; i < selection->size(); ++i) (*selection)[i] = snap->labels[i] == 0;
+    w.compareSelection(selection);
+    QCOMPARE(failed.count(), 0);
+    QCOMPARE(markers.count(), 1);
+    out.markers =
+        *markers.first().first().value<std::shared_ptr<const std::vector<app::MarkerRow>>>();
+  }
 };
 
 QTEST_MAIN(TestMainWindow)
