@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <exception>
+#include <thread>
 
 #include "compute/by_columns.hpp"
 #include "compute/elementwise.hpp"
@@ -93,80 +95,134 @@ std::vector<float> GeneMajorCounts::values(std::int32_t g, const LogNormalize& n
   return out;
 }
 
-ChunkSource GeneMajorCounts::source(std::size_t chunk_bytes) const {
-  return [this, chunk_bytes](const ChunkVisitor& visit) {
-    const std::int64_t n_cols = this->n_cols();
+namespace {
+
+// The rows of GeneMajorCounts as CSR chunks, one after another: each column keeps where its next
+// entry starts.
+class Replay {
+ public:
+  Replay(const GeneMajorCounts& m, const std::vector<std::vector<std::uint8_t>>& genes,
+         std::size_t chunk_bytes)
+      : m_(m),
+        genes_(genes),
+        at_(genes.size(), 0),
+        last_(genes.size(), -1),
+        entries_(kColumnRanges) {
     // Rows per chunk from the mean row: the chunk's CsrMatrix bytes near chunk_bytes.
-    const double per_row = 8.0 + 8.0 * static_cast<double>(nnz_) / std::max<double>(1, n_rows_);
-    const auto rows = static_cast<std::int64_t>(
-        std::clamp(static_cast<double>(chunk_bytes) / per_row, 1.0,
-                   static_cast<double>(std::max<std::int64_t>(n_rows_, 1))));
-    // Per column: where its next entry starts, and the row of the entry before it.
-    std::vector<std::size_t> at(genes_.size(), 0);
-    std::vector<std::int64_t> last(genes_.size(), -1);
+    const double rows = static_cast<double>(std::max<std::int64_t>(m.n_rows(), 1));
+    const double per_row = 8.0 + 8.0 * static_cast<double>(m.nnz()) / rows;
+    rows_ = static_cast<std::int64_t>(
+        std::clamp(static_cast<double>(chunk_bytes) / per_row, 1.0, rows));
+  }
+
+  // The next chunk into `c` and its first row; false after the last.
+  bool next(CsrMatrix& c, std::int64_t& first) {
+    const std::int64_t r0 = r0_, n = std::min(rows_, m_.n_rows() - r0), r1 = r0 + n;
+    if (n <= 0) return false;
+    r0_ = r1;
+    first = r0;
+    const std::int64_t n_cols = m_.n_cols();
     const auto bound = [&](std::int64_t part) {
       return static_cast<std::int32_t>(n_cols * part / kColumnRanges);
     };
-    struct Entry {
-      std::int32_t row, col;
-      float v;
-    };
-    std::vector<std::vector<Entry>> entries(kColumnRanges);
-    std::vector<std::int64_t> counts;  // counts[part * n + r]: then each part's offsets in row r
-    CsrMatrix c;
-    c.n_cols = n_cols;
-    for (std::int64_t r0 = 0; r0 < n_rows_; r0 += rows) {
-      const std::int64_t n = std::min(rows, n_rows_ - r0), r1 = r0 + n;
-      counts.assign(static_cast<std::size_t>(kColumnRanges * n), 0);
-      // Each range of columns decodes its entries below r1, in column order, counting per row.
-      tbb::parallel_for(std::int64_t{0}, kColumnRanges, [&](std::int64_t part) {
-        std::vector<Entry>& out = entries[part];
-        out.clear();
-        std::int64_t* count = counts.data() + part * n;
-        for (std::int32_t g = bound(part); g < bound(part + 1); ++g) {
-          const std::vector<std::uint8_t>& bytes = genes_[g];
-          const std::uint8_t* p = bytes.data() + at[g];
-          const std::uint8_t* end = bytes.data() + bytes.size();
-          std::int64_t row = last[g];
-          while (p < end) {
-            std::int64_t next = row;
-            float v = 0;
-            const std::uint8_t* after = decode(p, next, v);
-            if (next >= r1) break;
-            out.push_back({static_cast<std::int32_t>(next - r0), g, v});
-            ++count[next - r0];
-            row = next;
-            p = after;
-          }
-          at[g] = static_cast<std::size_t>(p - bytes.data());
-          last[g] = row;
+    counts_.assign(static_cast<std::size_t>(kColumnRanges * n), 0);
+    // Each range of columns decodes its entries below r1, in column order, counting per row.
+    tbb::parallel_for(std::int64_t{0}, kColumnRanges, [&](std::int64_t part) {
+      std::vector<Entry>& out = entries_[part];
+      out.clear();
+      std::int64_t* count = counts_.data() + part * n;
+      for (std::int32_t g = bound(part); g < bound(part + 1); ++g) {
+        const std::vector<std::uint8_t>& bytes = genes_[g];
+        const std::uint8_t* p = bytes.data() + at_[g];
+        const std::uint8_t* end = bytes.data() + bytes.size();
+        std::int64_t row = last_[g];
+        while (p < end) {
+          std::int64_t next = row;
+          float v = 0;
+          const std::uint8_t* after = GeneMajorCounts::decode(p, next, v);
+          if (next >= r1) break;
+          out.push_back({static_cast<std::int32_t>(next - r0), g, v});
+          ++count[next - r0];
+          row = next;
+          p = after;
         }
-      });
-      // Row r's entries: part 0's, then part 1's, ... (columns increasing).
-      c.n_rows = n;
-      c.indptr.assign(static_cast<std::size_t>(n) + 1, 0);
-      std::int64_t offset = 0;
-      for (std::int64_t r = 0; r < n; ++r) {
-        c.indptr[r] = offset;
-        for (std::int64_t part = 0; part < kColumnRanges; ++part) {
-          std::int64_t& k = counts[part * n + r];
-          const std::int64_t m = k;
-          k = offset;
-          offset += m;
-        }
+        at_[g] = static_cast<std::size_t>(p - bytes.data());
+        last_[g] = row;
       }
-      c.indptr[n] = offset;
-      c.indices.resize(static_cast<std::size_t>(offset));
-      c.data.resize(static_cast<std::size_t>(offset));
-      tbb::parallel_for(std::int64_t{0}, kColumnRanges, [&](std::int64_t part) {
-        std::int64_t* next = counts.data() + part * n;
-        for (const Entry& e : entries[part]) {
-          const std::int64_t k = next[e.row]++;
-          c.indices[k] = e.col;
-          c.data[k] = e.v;
+    });
+    // Row r's entries: part 0's, then part 1's, ... (columns increasing).
+    c.n_rows = n;
+    c.n_cols = n_cols;
+    c.indptr.assign(static_cast<std::size_t>(n) + 1, 0);
+    std::int64_t offset = 0;
+    for (std::int64_t r = 0; r < n; ++r) {
+      c.indptr[r] = offset;
+      for (std::int64_t part = 0; part < kColumnRanges; ++part) {
+        std::int64_t& k = counts_[part * n + r];
+        const std::int64_t entries = k;
+        k = offset;
+        offset += entries;
+      }
+    }
+    c.indptr[n] = offset;
+    c.indices.resize(static_cast<std::size_t>(offset));
+    c.data.resize(static_cast<std::size_t>(offset));
+    tbb::parallel_for(std::int64_t{0}, kColumnRanges, [&](std::int64_t part) {
+      std::int64_t* next = counts_.data() + part * n;
+      for (const Entry& e : entries_[part]) {
+        const std::int64_t k = next[e.row]++;
+        c.indices[k] = e.col;
+        c.data[k] = e.v;
+      }
+    });
+    return true;
+  }
+
+ private:
+  struct Entry {
+    std::int32_t row, col;
+    float v;
+  };
+  const GeneMajorCounts& m_;
+  const std::vector<std::vector<std::uint8_t>>& genes_;
+  std::vector<std::size_t> at_;              // per column: where its next entry starts
+  std::vector<std::int64_t> last_;           // per column: the row of the entry before it
+  std::vector<std::vector<Entry>> entries_;  // per column range, the chunk's entries
+  std::vector<std::int64_t> counts_;         // [part * n + r]: entries, then offsets, in row r
+  std::int64_t rows_ = 1, r0_ = 0;
+};
+
+}  // namespace
+
+ChunkSource GeneMajorCounts::source(std::size_t chunk_bytes) const {
+  return [this, chunk_bytes](const ChunkVisitor& visit) {
+    Replay replay(*this, genes_, chunk_bytes);
+    // The next chunk is built on a second thread while `visit` works on this one, as a store's
+    // reader reads ahead.
+    CsrMatrix c, ahead;
+    std::int64_t row0 = 0, ahead_row0 = 0;
+    bool more = replay.next(c, row0);
+    while (more) {
+      bool ahead_more = false;
+      std::exception_ptr error;
+      std::thread producer([&] {
+        try {
+          ahead_more = replay.next(ahead, ahead_row0);
+        } catch (...) {
+          error = std::current_exception();
         }
       });
-      visit(c, r0);
+      try {
+        visit(c, row0);
+      } catch (...) {
+        producer.join();
+        throw;
+      }
+      producer.join();
+      if (error) std::rethrow_exception(error);
+      std::swap(c, ahead);
+      row0 = ahead_row0;
+      more = ahead_more;
     }
   };
 }
@@ -246,7 +302,7 @@ ChunkSource tee_source(ChunkSource inner, GeneMajorBuilder& builder) {
 
 ChunkSource CachingSource::source() {
   return [this](const ChunkVisitor& visit) {
-    if (counts_) return counts_->source(chunk_bytes_)(visit);
+    if (counts_) return counts_->source()(visit);
     tee_source(inner_, builder_)(visit);
     if (!builder_.gave_up()) counts_ = builder_.finish();
   };

@@ -862,7 +862,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     const bool several_passes = !wilcoxon_uses_bins(wilcoxon, r.leiden, n_kept_cells, r.n_clusters);
     if (p.gene_cache_bytes > 0 && (several_passes || hooks.keep_counts_by_gene)) {
       const LogNormalize n = log_normalize_of(r, params);
-      CachingSource cached(kept_counts_source(store, r, params), p.chunk_bytes,
+      CachingSource cached(kept_counts_source(store, r, params),
                            GeneMajorBuilder(n_kept_cells, n_kept_genes, p.gene_cache_bytes,
                                             n.excluded, r.kept_gene_n_cells));
       r.markers = backend.rank_genes_groups(cached.source(), n, n_kept_cells, n_kept_genes,
