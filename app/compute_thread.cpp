@@ -348,7 +348,7 @@ std::size_t ComputeWorker::counts_budget(const compute::PipelineParams& params) 
 
 void ComputeWorker::with_kept_counts(const std::function<void(const compute::ChunkSource&)>& pass) {
   if (counts_) {
-    pass(counts_->source(params_.chunk_bytes));
+    pass(counts_->source());
     return;
   }
   const compute::LogNormalize n = compute::log_normalize_of(*result_, params_);
@@ -437,11 +437,15 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
     if (!reference && options.bin_max <= 0 && result_->log_max > 0)
       options.bin_max = result_->log_max;
     std::vector<compute::GroupMarkers> markers;
-    with_kept_counts([&](const compute::ChunkSource& counts) {
-      markers = backend_->rank_genes_groups(
-          counts, compute::log_normalize_of(*result_, params_), static_cast<std::int64_t>(n),
-          static_cast<std::int64_t>(result_->kept_genes.size()), labels, 2, options, progress);
-    });
+    if (counts_)  // each gene ranked from memory (on the CPU, whichever the backend)
+      markers = compute::rank_genes_groups(*counts_, compute::log_normalize_of(*result_, params_),
+                                           labels, 2, options, progress);
+    else
+      with_kept_counts([&](const compute::ChunkSource& counts) {
+        markers = backend_->rank_genes_groups(
+            counts, compute::log_normalize_of(*result_, params_), static_cast<std::int64_t>(n),
+            static_cast<std::int64_t>(result_->kept_genes.size()), labels, 2, options, progress);
+      });
     emit selectionMarkers(
         std::make_shared<const std::vector<MarkerRow>>(top_markers(markers[0], *store_, *result_)));
   } catch (const std::exception& e) {

@@ -55,6 +55,12 @@ class GeneMajorCounts {
   // stay in cache), but each costs its consumer a little: 40k cells x 5k genes, 41M entries,
   // 2 cores: 0.77 s in chunks of 256 MiB, 0.26 s in 4 MiB, 0.30 s in 16 MiB (a store pass:
   // 0.76 s); binned markers over 200k x 28k cells took 15.5 s on chunks of 4 MiB, 14.7 s on 16.
+  // Each row's total without the `excluded` columns (null: none), as normalize_total sums it
+  // (kept from the build when the builder excluded the same columns).
+  std::vector<double> totals(const std::vector<char>* excluded) const;
+  // Whether `excluded` (null: none) leaves out the columns the builder's did.
+  bool excludes_as_built(const std::vector<char>* excluded) const;
+
   static constexpr std::size_t kReplayChunkBytes = std::size_t{16} << 20;
   ChunkSource source(std::size_t chunk_bytes = kReplayChunkBytes) const;
 
@@ -92,11 +98,6 @@ class GeneMajorCounts {
     out |= std::uint64_t{*p++} << shift;
     return p;
   }
-
-  // Whether `excluded` (null: none) leaves out the columns the builder's did.
-  bool excludes_as_built(const std::vector<char>* excluded) const;
-  // Row totals without the `excluded` columns.
-  std::vector<double> totals(const std::vector<char>* excluded) const;
 
   std::int64_t n_rows_ = 0, nnz_ = 0;
   std::vector<std::vector<std::uint8_t>> genes_;

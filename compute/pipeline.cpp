@@ -857,14 +857,38 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     wilcoxon.gene_nnz_bound = r.kept_gene_n_cells;  // expressing cells per gene, from the filter
     // The bins' upper edge is the data's maximum, which the HVG pass found (not seurat_v3's).
     if (wilcoxon.bin_max <= 0 && r.log_max > 0) wilcoxon.bin_max = r.log_max;
-    // Exact ranks read the counts once per gene block: from memory after the first pass, when
-    // they fit (the first one reads the store and keeps them gene by gene).
+    // Exact ranks read the counts once per gene block. When the counts fit gene_cache_bytes one
+    // pass keeps them gene by gene; the CPU then ranks each gene from memory, and a device
+    // backend replays them for its later passes.
     const bool several_passes = !wilcoxon_uses_bins(wilcoxon, r.leiden, n_kept_cells, r.n_clusters);
-    if (p.gene_cache_bytes > 0 && (several_passes || hooks.keep_counts_by_gene)) {
-      const LogNormalize n = log_normalize_of(r, params);
-      CachingSource cached(kept_counts_source(store, r, params),
-                           GeneMajorBuilder(n_kept_cells, n_kept_genes, p.gene_cache_bytes,
-                                            n.excluded, r.kept_gene_n_cells));
+    const LogNormalize n = log_normalize_of(r, params);
+    const auto builder = [&] {
+      return GeneMajorBuilder(n_kept_cells, n_kept_genes, p.gene_cache_bytes, n.excluded,
+                              r.kept_gene_n_cells);
+    };
+    const bool cache = p.gene_cache_bytes > 0 && (several_passes || hooks.keep_counts_by_gene);
+    if (cache && backend.name() == "cpu") {
+      GeneMajorBuilder keep = builder();
+      struct OverBudget {};  // ends the pass: the counts do not fit after all
+      try {
+        if (!keep.gave_up())
+          tee_source(kept_counts_source(store, r, params),
+                     keep)([&](CsrMatrix& c, std::int64_t row0) {
+            progress.check();
+            if (keep.gave_up()) throw OverBudget{};
+            progress.report("markers: reading the counts", static_cast<double>(row0 + c.n_rows) /
+                                                               static_cast<double>(n_kept_cells));
+          });
+      } catch (const OverBudget&) {
+      }
+      r.counts_by_gene = keep.finish();
+      r.markers =
+          r.counts_by_gene
+              ? rank_genes_groups(*r.counts_by_gene, n, r.leiden, r.n_clusters, wilcoxon, progress)
+              : backend.rank_genes_groups(kept_counts_source(store, r, params), n, n_kept_cells,
+                                          n_kept_genes, r.leiden, r.n_clusters, wilcoxon, progress);
+    } else if (cache) {
+      CachingSource cached(kept_counts_source(store, r, params), builder());
       r.markers = backend.rank_genes_groups(cached.source(), n, n_kept_cells, n_kept_genes,
                                             r.leiden, r.n_clusters, wilcoxon, progress);
       r.counts_by_gene = cached.counts();

@@ -7,7 +7,11 @@
 #include <limits>
 #include <numeric>
 
+#include <atomic>
+
 #include "by_columns.hpp"
+#include "elementwise.hpp"
+#include "gene_major.hpp"
 #include "io/error.hpp"
 #include "wilcoxon_math.hpp"
 
@@ -172,6 +176,81 @@ void for_labelled_entries(const CsrMatrix& c, const std::int32_t* labels, std::i
                                   });
 }
 
+// What ranking one gene needs of the whole: group sizes, and per group l and gene the sums and
+// non-zero counts at [l * n_genes + gene].
+struct GroupStats {
+  const std::vector<std::int64_t>& size;
+  const std::vector<double>& sum;
+  const std::vector<std::int64_t>& nnz;
+  std::int64_t n_genes, active;
+  int n_groups;
+};
+
+// Ranks one gene, exact from its non-zero entries (sorted here) or binned from its histogram
+// ([l * n_bins + b]; then `e` is unused), and fills each group's statistics for it in `out`.
+void rank_gene(std::int64_t gene, std::vector<Entry> e, const std::uint32_t* hist,
+               const GroupStats& st, const WilcoxonOptions& o, std::vector<GroupMarkers>& out) {
+  const bool binned = hist != nullptr;
+  const int n_groups = st.n_groups;
+  const std::int64_t n_genes = st.n_genes;
+  const auto& size = st.size;
+  const auto& sum = st.sum;
+  const auto& nnz = st.nnz;
+  const std::int64_t active = st.active;
+  std::vector<double> weights;
+  if (binned) {
+    // One entry per (bin, label) with its count as weight; bins are tie blocks.
+    e.clear();
+    for (int b = 0; b < o.n_bins; ++b)
+      for (int l = 0; l < n_groups; ++l)
+        if (auto count = hist[static_cast<std::size_t>(l) * o.n_bins + b]) {
+          e.push_back({static_cast<float>(b + 1), l});
+          weights.push_back(count);
+        }
+  } else {
+    std::sort(e.begin(), e.end());
+  }
+  auto weight = [&](std::size_t j) { return binned ? weights[j] : 1.0; };
+  auto zeros_of = [&](int l) {
+    return static_cast<double>(size[l] - nnz[static_cast<std::size_t>(l) * n_genes + gene]);
+  };
+  double total_sum = 0, total_nnz = 0;
+  for (int l = 0; l < n_groups; ++l) {
+    total_sum += sum[static_cast<std::size_t>(l) * n_genes + gene];
+    total_nnz += nnz[static_cast<std::size_t>(l) * n_genes + gene];
+  }
+  if (o.reference < 0) {
+    // Each group against all other cells: one walk ranks the gene for every group.
+    std::vector<double> zeros(n_groups), r_in(n_groups, 0.0);
+    for (int l = 0; l < n_groups; ++l) zeros[l] = zeros_of(l);
+    const double zeros_total = static_cast<double>(active) - total_nnz;
+    const double tie_sum = rank_sums_vs_rest(
+        SortedEntries{e.data(), binned ? weights.data() : nullptr},
+        static_cast<std::int64_t>(e.size()), zeros.data(), zeros_total, n_groups, r_in.data());
+    for (int l = 0; l < n_groups; ++l) {
+      const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
+      const double n_in = static_cast<double>(size[l]);
+      fill_marker(out[l], gene, r_in[l], tie_sum, n_in, static_cast<double>(active) - n_in, sum[at],
+                  total_sum - sum[at], static_cast<double>(nnz[at]),
+                  total_nnz - static_cast<double>(nnz[at]), o.tie_correct);
+    }
+  } else {
+    // Against a reference group: each group's universe is itself and the reference.
+    const int ref = o.reference;
+    const std::size_t rat = static_cast<std::size_t>(ref) * n_genes + gene;
+    for (int l = 0; l < n_groups; ++l) {
+      if (l == ref) continue;
+      const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
+      const RankSums s = rank_sums(
+          e, l, zeros_of(l), zeros_of(l) + zeros_of(ref),
+          [&](std::int32_t x) { return x == l || x == ref; }, weight);
+      fill_marker(out[l], gene, s.r_in, s.tie_sum, static_cast<double>(size[l]),
+                  static_cast<double>(size[ref]), sum[at], sum[rat], static_cast<double>(nnz[at]),
+                  static_cast<double>(nnz[rat]), o.tie_correct);
+    }
+  }
+}
+
 }  // namespace
 
 std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int64_t n_cells,
@@ -290,66 +369,121 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
                              });
       });
 
+    const GroupStats stats{size, sum, nnz, n_genes, active, n_groups};
     tbb::parallel_for(std::int64_t{0}, width, [&](std::int64_t w) {
-      const std::int64_t gene = g0 + w;
-      std::vector<Entry> e;
-      std::vector<double> weights;
-      if (binned) {
-        // One entry per (bin, label) with its count as weight; bins are tie blocks.
-        for (int b = 0; b < o.n_bins; ++b)
-          for (int l = 0; l < n_groups; ++l)
-            if (auto count = hist[w][static_cast<std::size_t>(l) * o.n_bins + b]) {
-              e.push_back({static_cast<float>(b + 1), l});
-              weights.push_back(count);
-            }
-      } else {
-        e = std::move(entries[w]);
-        std::sort(e.begin(), e.end());
-      }
-      auto weight = [&](std::size_t j) { return binned ? weights[j] : 1.0; };
-      auto zeros_of = [&](int l) {
-        return static_cast<double>(size[l] - nnz[static_cast<std::size_t>(l) * n_genes + gene]);
-      };
-      double total_sum = 0, total_nnz = 0;
-      for (int l = 0; l < n_groups; ++l) {
-        total_sum += sum[static_cast<std::size_t>(l) * n_genes + gene];
-        total_nnz += nnz[static_cast<std::size_t>(l) * n_genes + gene];
-      }
-      if (o.reference < 0) {
-        // Each group against all other cells: one walk ranks the gene for every group.
-        std::vector<double> zeros(n_groups), r_in(n_groups, 0.0);
-        for (int l = 0; l < n_groups; ++l) zeros[l] = zeros_of(l);
-        const double zeros_total = static_cast<double>(active) - total_nnz;
-        const double tie_sum = rank_sums_vs_rest(
-            SortedEntries{e.data(), binned ? weights.data() : nullptr},
-            static_cast<std::int64_t>(e.size()), zeros.data(), zeros_total, n_groups, r_in.data());
-        for (int l = 0; l < n_groups; ++l) {
-          const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
-          const double n_in = static_cast<double>(size[l]);
-          fill_marker(out[l], gene, r_in[l], tie_sum, n_in, static_cast<double>(active) - n_in,
-                      sum[at], total_sum - sum[at], static_cast<double>(nnz[at]),
-                      total_nnz - static_cast<double>(nnz[at]), o.tie_correct);
-        }
-      } else {
-        // Against a reference group: each group's universe is itself and the reference.
-        const int ref = o.reference;
-        const std::size_t rat = static_cast<std::size_t>(ref) * n_genes + gene;
-        for (int l = 0; l < n_groups; ++l) {
-          if (l == ref) continue;
-          const std::size_t at = static_cast<std::size_t>(l) * n_genes + gene;
-          const RankSums s = rank_sums(
-              e, l, zeros_of(l), zeros_of(l) + zeros_of(ref),
-              [&](std::int32_t x) { return x == l || x == ref; }, weight);
-          fill_marker(out[l], gene, s.r_in, s.tie_sum, static_cast<double>(size[l]),
-                      static_cast<double>(size[ref]), sum[at], sum[rat],
-                      static_cast<double>(nnz[at]), static_cast<double>(nnz[rat]), o.tie_correct);
-        }
-      }
+      if (binned)
+        rank_gene(g0 + w, {}, hist[w].data(), stats, o, out);
+      else
+        rank_gene(g0 + w, std::move(entries[w]), nullptr, stats, o, out);
     });
     progress.report("markers: ranks", static_cast<double>(g1) / n_genes);
     g0 = g1;
   }
 
+  finish_markers(out, o.reference);
+  return out;
+}
+
+std::vector<GroupMarkers> rank_genes_groups(const GeneMajorCounts& counts,
+                                            const LogNormalize& normalize,
+                                            const std::vector<std::int32_t>& labels, int n_groups,
+                                            const WilcoxonOptions& o, Progress& progress) {
+  const std::int64_t n_cells = counts.n_rows(), n_genes = counts.n_cols();
+  const bool binned = wilcoxon_uses_bins(o, labels, n_cells, n_groups);
+  std::vector<std::int64_t> size(n_groups, 0);
+  for (auto l : labels)
+    if (l >= 0) ++size[l];
+  std::int64_t active = 0;
+  for (auto s : size) active += s;
+  const std::vector<double> totals =
+      normalize.apply ? counts.totals(normalize.excluded) : std::vector<double>{};
+  // Each row's values of the whole counts 1 to 15 (most entries), made once: log1p per entry
+  // was most of the time. The same arithmetic, so the same bits.
+  constexpr int kSmall = 15;
+  std::vector<float> small(normalize.apply ? static_cast<std::size_t>(n_cells) * kSmall : 0);
+  if (normalize.apply)
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_cells, 1024), [&](const auto& rows) {
+      for (std::int64_t r = rows.begin(); r < rows.end(); ++r)
+        for (int c = 1; c <= kSmall; ++c)
+          small[r * kSmall + c - 1] =
+              normalize_log1p_value(static_cast<float>(c), totals[r], normalize.target_sum);
+    });
+  // A labelled cell's value of one entry, as the passes' normalize_log1p makes it.
+  const auto value = [&](std::int64_t row, float count) {
+    if (!normalize.apply) return count;
+    if (count >= 1.0f && count <= static_cast<float>(kSmall)) {
+      const int c = static_cast<int>(count);
+      if (static_cast<float>(c) == count) return small[row * kSmall + c - 1];
+    }
+    return normalize_log1p_value(count, totals[row], normalize.target_sum);
+  };
+  // Genes in blocks, so progress and cancellation are seen between them.
+  constexpr std::int64_t kBlock = 512;
+  const auto for_gene_blocks = [&](const char* stage, auto&& per_gene) {
+    for (std::int64_t g0 = 0; g0 < n_genes; g0 += kBlock) {
+      progress.check();
+      const std::int64_t g1 = std::min(n_genes, g0 + kBlock);
+      tbb::parallel_for(tbb::blocked_range<std::int64_t>(g0, g1, 4), [&](const auto& genes) {
+        for (std::int64_t g = genes.begin(); g < genes.end(); ++g) per_gene(g);
+      });
+      progress.report(stage, static_cast<double>(g1) / static_cast<double>(n_genes));
+    }
+  };
+  // Binned ranks need the bins' upper edge (the data maximum unless given) and non-negative
+  // data; both over the labelled non-zero values, as the pass over chunks finds them.
+  std::atomic<bool> negative = false;
+  float bin_max = o.bin_max;
+  if (binned && bin_max <= 0) {
+    std::vector<float> max_of(static_cast<std::size_t>(n_genes), 0.0f);
+    for_gene_blocks("markers: maximum", [&](std::int64_t g) {
+      float m = 0.0f;
+      counts.for_each(static_cast<std::int32_t>(g), [&](std::int64_t row, float c) {
+        if (labels[row] < 0) return;
+        const float v = value(row, c);
+        if (v < 0) negative = true;
+        m = std::max(m, v);
+      });
+      max_of[g] = m;
+    });
+    const float max_value = *std::max_element(max_of.begin(), max_of.end());
+    bin_max = std::max(max_value, 1e-12f);
+  }
+  if (binned && negative)
+    throw Error("", "rank_genes_groups.method", "binned ranks need non-negative data");
+
+  std::vector<GroupMarkers> out(n_groups);
+  for (int g = 0; g < n_groups; ++g) {
+    out[g].group = g;
+    for (auto* v :
+         {&out[g].scores, &out[g].pvals, &out[g].logfoldchanges, &out[g].pct_in, &out[g].pct_out})
+      v->assign(n_genes, kNaN);
+  }
+  std::vector<double> sum(static_cast<std::size_t>(n_groups) * n_genes, 0.0);
+  std::vector<std::int64_t> nnz(static_cast<std::size_t>(n_groups) * n_genes, 0);
+  const GroupStats stats{size, sum, nnz, n_genes, active, n_groups};
+  const std::size_t hist_size = binned ? static_cast<std::size_t>(n_groups) * o.n_bins : 0;
+  for_gene_blocks("markers: ranks", [&](std::int64_t g) {
+    std::vector<Entry> entries;
+    std::vector<std::uint32_t> hist(hist_size, 0);
+    // Each group's sum in row order, as a pass over chunks adds it.
+    counts.for_each(static_cast<std::int32_t>(g), [&](std::int64_t row, float c) {
+      const std::int32_t l = labels[row];
+      const float v = value(row, c);
+      if (l < 0 || v == 0.0f) return;
+      const std::size_t at = static_cast<std::size_t>(l) * n_genes + g;
+      sum[at] += v;
+      ++nnz[at];
+      if (!binned)
+        entries.push_back({v, l});
+      else if (v > 0)
+        ++hist[static_cast<std::size_t>(l) * o.n_bins + wilcoxon_bin(v, bin_max, o.n_bins)];
+      else if (v < 0)
+        negative = true;
+    });
+    rank_gene(g, std::move(entries), binned ? hist.data() : nullptr, stats, o, out);
+  });
+  if (binned && negative)
+    throw Error("", "rank_genes_groups.method", "binned ranks need non-negative data");
   finish_markers(out, o.reference);
   return out;
 }

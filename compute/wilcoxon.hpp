@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "io/matrix.hpp"
+#include "log_normalize.hpp"
 #include "progress.hpp"
 
 namespace orrery::compute {
@@ -56,6 +57,15 @@ struct GroupMarkers {
 // `labels[cell]` in [0, n_groups) or -1 to leave the cell out of every comparison.
 std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int64_t n_cells,
                                             std::int64_t n_genes,
+                                            const std::vector<std::int32_t>& labels, int n_groups,
+                                            const WilcoxonOptions& options, Progress& progress);
+
+class GeneMajorCounts;
+// The same markers from counts held gene by gene (gene_major.hpp), normalised as `normalize`
+// says with the CPU backend's arithmetic (bit for bit what the CPU gives from a pass over the
+// same counts), without a pass: each gene is ranked from its own entries, genes in parallel.
+std::vector<GroupMarkers> rank_genes_groups(const GeneMajorCounts& counts,
+                                            const LogNormalize& normalize,
                                             const std::vector<std::int32_t>& labels, int n_groups,
                                             const WilcoxonOptions& options, Progress& progress);
 
