@@ -50,12 +50,18 @@ int main(int argc, char** argv) try {
 
   double t = now();
   std::int64_t nnz = 0;
-  compute::kept_counts_source(store, r, p)([&](CsrMatrix& c, std::int64_t) { nnz += c.nnz(); });
+  std::vector<std::int64_t> per_gene(static_cast<std::size_t>(g), 0);  // the builder's bounds
+  compute::kept_counts_source(store, r, p)([&](CsrMatrix& c, std::int64_t) {
+    nnz += c.nnz();
+    for (auto j : c.indices) ++per_gene[j];
+  });
   out["nnz"] = nnz;
   out["pass_seconds"] = now() - t;
 
   t = now();
-  compute::GeneMajorBuilder builder(n, g, budget, nullptr);
+  // With bounds, as the pipeline gives its kept genes' cell counts: each column's bytes are
+  // reserved once (without them, growing the columns took a third more time).
+  compute::GeneMajorBuilder builder(n, g, budget, nullptr, per_gene);
   compute::tee_source(compute::kept_counts_source(store, r, p),
                       builder)([](CsrMatrix&, std::int64_t) {});
   const auto counts = builder.finish();

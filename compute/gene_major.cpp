@@ -101,13 +101,8 @@ namespace {
 // entry starts.
 class Replay {
  public:
-  Replay(const GeneMajorCounts& m, const std::vector<std::vector<std::uint8_t>>& genes,
-         std::size_t chunk_bytes)
-      : m_(m),
-        genes_(genes),
-        at_(genes.size(), 0),
-        last_(genes.size(), -1),
-        entries_(kColumnRanges) {
+  Replay(const GeneMajorCounts& m, std::size_t chunk_bytes)
+      : m_(m), cursor_(static_cast<std::size_t>(m.n_cols())), entries_(kColumnRanges) {
     // Rows per chunk from the mean row: the chunk's CsrMatrix bytes near chunk_bytes.
     const double rows = static_cast<double>(std::max<std::int64_t>(m.n_rows(), 1));
     const double per_row = 8.0 + 8.0 * static_cast<double>(m.nnz()) / rows;
@@ -131,24 +126,11 @@ class Replay {
       std::vector<Entry>& out = entries_[part];
       out.clear();
       std::int64_t* count = counts_.data() + part * n;
-      for (std::int32_t g = bound(part); g < bound(part + 1); ++g) {
-        const std::vector<std::uint8_t>& bytes = genes_[g];
-        const std::uint8_t* p = bytes.data() + at_[g];
-        const std::uint8_t* end = bytes.data() + bytes.size();
-        std::int64_t row = last_[g];
-        while (p < end) {
-          std::int64_t next = row;
-          float v = 0;
-          const std::uint8_t* after = GeneMajorCounts::decode(p, next, v);
-          if (next >= r1) break;
-          out.push_back({static_cast<std::int32_t>(next - r0), g, v});
-          ++count[next - r0];
-          row = next;
-          p = after;
-        }
-        at_[g] = static_cast<std::size_t>(p - bytes.data());
-        last_[g] = row;
-      }
+      for (std::int32_t g = bound(part); g < bound(part + 1); ++g)
+        m_.for_each_below(g, cursor_[g], r1, [&](std::int64_t row, float v) {
+          out.push_back({static_cast<std::int32_t>(row - r0), g, v});
+          ++count[row - r0];
+        });
     });
     // Row r's entries: part 0's, then part 1's, ... (columns increasing).
     c.n_rows = n;
@@ -184,11 +166,9 @@ class Replay {
     float v;
   };
   const GeneMajorCounts& m_;
-  const std::vector<std::vector<std::uint8_t>>& genes_;
-  std::vector<std::size_t> at_;              // per column: where its next entry starts
-  std::vector<std::int64_t> last_;           // per column: the row of the entry before it
-  std::vector<std::vector<Entry>> entries_;  // per column range, the chunk's entries
-  std::vector<std::int64_t> counts_;         // [part * n + r]: entries, then offsets, in row r
+  std::vector<GeneMajorCounts::Cursor> cursor_;  // per column
+  std::vector<std::vector<Entry>> entries_;      // per column range, the chunk's entries
+  std::vector<std::int64_t> counts_;             // [part * n + r]: entries, then offsets, in row r
   std::int64_t rows_ = 1, r0_ = 0;
 };
 
@@ -196,7 +176,7 @@ class Replay {
 
 ChunkSource GeneMajorCounts::source(std::size_t chunk_bytes) const {
   return [this, chunk_bytes](const ChunkVisitor& visit) {
-    Replay replay(*this, genes_, chunk_bytes);
+    Replay replay(*this, chunk_bytes);
     // The next chunk is built on a second thread while `visit` works on this one, as a store's
     // reader reads ahead.
     CsrMatrix c, ahead;
@@ -244,6 +224,7 @@ GeneMajorBuilder::GeneMajorBuilder(std::int64_t n_rows, std::int64_t n_cols,
   counts_ = std::make_unique<GeneMajorCounts>();
   counts_->n_rows_ = n_rows;
   counts_->genes_.resize(static_cast<std::size_t>(n_cols));
+  counts_->col_nnz_.assign(static_cast<std::size_t>(n_cols), 0);
   if (excluded && std::find(excluded->begin(), excluded->end(), 1) != excluded->end())
     counts_->excluded_ = *excluded;
   counts_->totals_.assign(static_cast<std::size_t>(n_rows), 0.0);
@@ -273,6 +254,7 @@ void GeneMajorBuilder::add(const CsrMatrix& chunk, std::int64_t row0) {
         const std::int64_t row = row0 + r;
         put(m.genes_[g], static_cast<std::uint64_t>(row - last_row_[g] - 1), chunk.data[k]);
         last_row_[g] = row;
+        ++m.col_nnz_[g];
       });
   m.nnz_ += chunk.nnz();
   next_row_ += chunk.n_rows;

@@ -43,6 +43,34 @@ class GeneMajorCounts {
     while (p < end) p = decode(p, row, v), f(row, v);
   }
 
+  // Where a walk over a column has got to: its next entry's byte and the row before it.
+  struct Cursor {
+    std::size_t at = 0;
+    std::int64_t row = -1;
+  };
+  // Calls f(row, count) for column g's entries from `cursor` on whose rows are below `end_row`,
+  // rows increasing, and moves the cursor past them.
+  template <typename F>
+  void for_each_below(std::int32_t g, Cursor& cursor, std::int64_t end_row, F&& f) const {
+    const std::vector<std::uint8_t>& bytes = genes_[static_cast<std::size_t>(g)];
+    const std::uint8_t* p = bytes.data() + cursor.at;
+    const std::uint8_t* end = bytes.data() + bytes.size();
+    std::int64_t row = cursor.row;
+    while (p < end) {
+      std::int64_t next = row;
+      float v = 0;
+      const std::uint8_t* after = decode(p, next, v);
+      if (next >= end_row) break;
+      f(next, v);
+      row = next;
+      p = after;
+    }
+    cursor.at = static_cast<std::size_t>(p - bytes.data());
+    cursor.row = row;
+  }
+  // Column g's stored entries.
+  std::int64_t nnz(std::int32_t g) const { return col_nnz_[static_cast<std::size_t>(g)]; }
+
   // Column g over all rows, normalised and log1p'd as `n` says with the row totals the counts
   // give (those of the passes' normalize_log1p on the CPU, bit for bit); zeros elsewhere. The
   // totals of the builder's excluded columns are kept; other exclusions sum them afresh.
@@ -101,8 +129,9 @@ class GeneMajorCounts {
 
   std::int64_t n_rows_ = 0, nnz_ = 0;
   std::vector<std::vector<std::uint8_t>> genes_;
-  std::vector<char> excluded_;  // the builder's (empty: none)
-  std::vector<double> totals_;  // per row, of the counts outside excluded_, in column order
+  std::vector<std::int64_t> col_nnz_;  // per column
+  std::vector<char> excluded_;         // the builder's (empty: none)
+  std::vector<double> totals_;         // per row, of the counts outside excluded_, in column order
 };
 
 // Builds a GeneMajorCounts from the consecutive row chunks of one pass over kept counts.

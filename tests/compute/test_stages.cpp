@@ -192,6 +192,16 @@ class TestStages : public QObject {
       std::vector<std::pair<std::int64_t, float>> got;
       counts->for_each(g, [&](std::int64_t r, float v) { got.emplace_back(r, v); });
       QCOMPARE(got.size(), by_gene[g].size());
+      QCOMPARE(counts->nnz(g), static_cast<std::int64_t>(got.size()));
+      // Walked in row blocks with a cursor: the same entries.
+      GeneMajorCounts::Cursor cursor;
+      std::size_t walked = 0;
+      for (std::int64_t r1 : {0, 1, 500, 2999, 3000, 3000})
+        counts->for_each_below(g, cursor, r1, [&](std::int64_t r, float) {
+          QVERIFY(r < r1 && walked < got.size() && r == got[walked].first);
+          ++walked;
+        });
+      QCOMPARE(walked, got.size());
       for (std::size_t i = 0; i < got.size(); ++i) {
         QCOMPARE(got[i].first, by_gene[g][i].first);
         QVERIFY(std::memcmp(&got[i].second, &by_gene[g][i].second, sizeof(float)) == 0);
@@ -311,7 +321,8 @@ class TestStages : public QObject {
   // the rest and against a reference, cells left out, tie correction, normalised with and
   // without excluded genes, and counts taken as they are.
   void markersByGeneEqualChunkPasses() {
-    const std::int64_t n_rows = 1200, n_cols = 150;
+    // Rows over two of the ranking's row blocks (8192), and gene blocks of a few genes.
+    const std::int64_t n_rows = 20000, n_cols = 150;
     CsrMatrix m;
     m.n_rows = n_rows;
     m.n_cols = n_cols;
@@ -339,8 +350,8 @@ class TestStages : public QObject {
     auto cpu = make_cpu_backend();
     Progress quiet;
     const ChunkSource chunks = [&](const ChunkVisitor& visit) {
-      for (std::int64_t r0 = 0; r0 < n_rows; r0 += 250) {
-        CsrMatrix c = test::slice_rows(m, r0, std::min(n_rows, r0 + 250));
+      for (std::int64_t r0 = 0; r0 < n_rows; r0 += 2500) {
+        CsrMatrix c = test::slice_rows(m, r0, std::min(n_rows, r0 + 2500));
         visit(c, r0);
       }
     };
@@ -362,6 +373,7 @@ class TestStages : public QObject {
             o.reference = reference;
             o.tie_correct = reference < 0;
             o.n_bins = 50;
+            o.block_bytes = reference < 0 ? std::size_t{512} << 20 : 100000;
             const auto by_pass = rank_genes_groups(log_normalized(chunks, n, *cpu), n_rows, n_cols,
                                                    labels, 3, o, quiet);
             const auto by_gene = rank_genes_groups(*counts, n, labels, 3, o, quiet);
