@@ -315,6 +315,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
              result->kept_genes == result_->kept_genes &&
              result->excluded_genes == result_->excluded_genes)
       counts_ = std::move(previous_counts);
+    snap->counts_mib = static_cast<double>(counts_bytes()) / (1 << 20);
     result_ = std::move(result);
     params_ = run_params;
     result_path_ = path;

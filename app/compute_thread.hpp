@@ -68,6 +68,9 @@ struct RunSnapshot {
   QStringList reused_stages;
   QStringList warnings;  // what the run warned of (PipelineResult::warnings)
   double seconds = 0;
+  // The kept counts held gene by gene after the run (0: gene search and selections read the
+  // store until a first query keeps them).
+  double counts_mib = 0;
 };
 
 class ComputeWorker : public QObject {

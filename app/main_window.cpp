@@ -687,6 +687,14 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
                               .arg(s.n_genes)
                               .arg(s.cluster_sizes.size())
                               .arg(s.backend_note));
+  summary_label_->setToolTip(
+      s.counts_mib > 0
+          ? QString("The kept counts are in memory (%1 MiB): gene colours, dot plots and "
+                    "selection markers read them, not the store.")
+                .arg(s.counts_mib, 0, 'f', 0)
+          : QString("The kept counts are not in memory (over gene_cache_mib or a quarter of the "
+                    "machine's memory, or no markers pass): gene colours, dot plots and "
+                    "selection markers read the store."));
 }
 
 void MainWindow::showPreview(std::shared_ptr<const StoredPreview> preview) {

@@ -1539,6 +1539,7 @@ with h5py.File(sys.argv[1], "r+") as f:
     QCOMPARE(finished.count(), 1);
     const auto snap = finished.first().first().value<std::shared_ptr<const app::RunSnapshot>>();
     QCOMPARE(w.counts_bytes() > 0, held_after_run);
+    QCOMPARE(snap->counts_mib > 0, held_after_run);
     QSignalSpy gene(&w, &app::ComputeWorker::geneReady);
     for (int c = 0; genes.size() < 3 && c < 3; ++c)
       genes << QString::fromStdString(snap->markers.at(c).at(0).gene);
