@@ -264,7 +264,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     // The markers pass keeps the kept counts gene by gene for gene search and selections. The
     // last run's are let go first unless this run may keep its cells and genes.
     hooks.keep_counts_by_gene = true;
-    if (hooks.reuse) previous_counts = counts_;
+    if (hooks.reuse) previous_counts = hooks.counts_by_gene = counts_;
     counts_.reset();
     compute::PipelineParams run_params = params;
     run_params.gene_cache_bytes = counts_budget(params);

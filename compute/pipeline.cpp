@@ -867,7 +867,18 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                               r.kept_gene_n_cells);
     };
     const bool cache = p.gene_cache_bytes > 0 && (several_passes || hooks.keep_counts_by_gene);
-    if (cache && backend.name() == "cpu") {
+    const std::shared_ptr<const GeneMajorCounts> held =
+        reuse.graph && hooks.counts_by_gene && hooks.counts_by_gene->n_rows() == n_kept_cells &&
+                hooks.counts_by_gene->n_cols() == n_kept_genes
+            ? hooks.counts_by_gene
+            : nullptr;
+    if (held) {
+      r.counts_by_gene = held;
+      r.markers = backend.name() == "cpu"
+                      ? rank_genes_groups(*held, n, r.leiden, r.n_clusters, wilcoxon, progress)
+                      : backend.rank_genes_groups(held->source(), n, n_kept_cells, n_kept_genes,
+                                                  r.leiden, r.n_clusters, wilcoxon, progress);
+    } else if (cache && backend.name() == "cpu") {
       GeneMajorBuilder keep = builder();
       struct OverBudget {};  // ends the pass: the counts do not fit after all
       try {

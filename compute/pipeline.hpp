@@ -136,6 +136,10 @@ struct PipelineHooks {
   // The markers pass keeps the kept counts gene by gene (PipelineResult::counts_by_gene) within
   // params.gene_cache_bytes even when it reads them once (binned), for the caller's later use.
   bool keep_counts_by_gene = false;
+  // The counts_by_gene of `reuse`'s run: when this run takes its graph from that run (the same
+  // cells, genes and normalisation), the markers read them instead of the store (then they
+  // are this run's counts_by_gene too).
+  std::shared_ptr<const GeneMajorCounts> counts_by_gene;
 };
 
 // Which stages a run of `params` on a store of n_cells x n_genes with the backend named

@@ -465,6 +465,26 @@ class TestStages : public QObject {
     const PipelineResult c = run_pipeline(store, binned, *cpu, quiet, keep);
     QVERIFY(c.counts_by_gene);
     QCOMPARE(c.counts_by_gene->nnz(), nnz);
+    // A re-run that takes the graph from c (Leiden's resolution changed) ranks from c's counts
+    // (no store pass): the same markers as a fresh run with the new resolution.
+    PipelineParams finer = binned;
+    finer.leiden.resolution = 1.4;
+    PipelineHooks again = keep;
+    again.reuse = &c;
+    again.reuse_params = &binned;
+    again.counts_by_gene = c.counts_by_gene;
+    const PipelineResult e = run_pipeline(store, finer, *cpu, quiet, again);
+    QVERIFY(e.counts_by_gene == c.counts_by_gene);
+    QVERIFY(e.markers.size() >= 2);
+    QVERIFY(std::find(e.reused_stages.begin(), e.reused_stages.end(), "neighbors") !=
+            e.reused_stages.end());
+    const PipelineResult fresh = run_pipeline(store, finer, *cpu, quiet);
+    QVERIFY(fresh.leiden == e.leiden);
+    QCOMPARE(e.markers.size(), fresh.markers.size());
+    for (std::size_t g = 0; g < e.markers.size(); ++g) {
+      QVERIFY(same(e.markers[g].scores, fresh.markers[g].scores));
+      QVERIFY(e.markers[g].order == fresh.markers[g].order);
+    }
     // Past the budget nothing is kept and the markers are the same.
     binned.update_from_json({{"gene_cache_mib", 0.01}});
     const PipelineResult d = run_pipeline(store, binned, *cpu, quiet, keep);
