@@ -9,6 +9,7 @@
 #include <QElapsedTimer>
 #include <QMetaObject>
 #include <QSaveFile>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
@@ -262,12 +263,17 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       hooks.reuse_params = &params_;
     }
     // The markers pass keeps the kept counts gene by gene for gene search and selections. The
-    // last run's are let go first unless this run may keep its cells and genes.
+    // last run's are let go first (two sets could take twice the budget) unless this run keeps
+    // its graph, so its cells, genes and normalisation, and they fit the budget.
     hooks.keep_counts_by_gene = true;
-    if (hooks.reuse) previous_counts = hooks.counts_by_gene = counts_;
-    counts_.reset();
     compute::PipelineParams run_params = params;
     run_params.gene_cache_bytes = counts_budget(params);
+    if (hooks.reuse && counts_ && counts_->bytes() <= run_params.gene_cache_bytes &&
+        compute::reusable_stages(hooks, params, store->n_obs(), store->n_vars(), backend->name())
+            .graph)
+      previous_counts = hooks.counts_by_gene = counts_;
+    counts_.reset();
+    if (result_) result_->counts_by_gene.reset();
     hooks.on_qc = [&](std::shared_ptr<const compute::QcMetrics> metrics) {
       qc_path_ = path;
       qc_stamp_ = stamp;
@@ -373,17 +379,10 @@ void ComputeWorker::for_each_gene_value(
     }
     return;
   }
+  // From the store, normalised with the host's arithmetic as the counts in memory give them
+  // (whatever the backend).
   with_kept_counts([&](const compute::ChunkSource& counts) {
-    compute::log_normalized(counts, n, *backend_)([&](const CsrMatrix& c, std::int64_t row0) {
-      for (std::int64_t r = 0; r < c.n_rows; ++r) {
-        const auto* b = c.indices.data() + c.indptr[r];
-        const auto* e = c.indices.data() + c.indptr[r + 1];
-        for (std::size_t k = 0; k < columns.size(); ++k) {
-          const auto* at = std::lower_bound(b, e, columns[k]);
-          if (at != e && *at == columns[k]) visit(k, row0 + r, c.data[at - c.indices.data()]);
-        }
-      }
-    });
+    compute::for_each_column_value(counts, columns, n, visit);
   });
 }
 

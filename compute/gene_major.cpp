@@ -44,18 +44,11 @@ void put(std::vector<std::uint8_t>& out, std::uint64_t gap, float v) {
   }
 }
 
-// A row's total as CpuBackend::normalize_log1p sums it: in column order, in double.
-double row_total(const CsrMatrix& c, std::int64_t r, const std::vector<char>& excluded) {
-  double total = 0.0;
-  for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k)
-    if (excluded.empty() || !excluded[c.indices[k]]) total += c.data[k];
-  return total;
-}
-
 }  // namespace
 
 std::size_t GeneMajorCounts::bytes() const {
-  std::size_t n = totals_.capacity() * sizeof(double) + excluded_.capacity();
+  std::size_t n = totals_.capacity() * sizeof(double) + excluded_.capacity() +
+                  col_nnz_.capacity() * sizeof(std::int64_t);
   for (const auto& g : genes_) n += g.capacity() + sizeof g;
   return n;
 }
@@ -107,7 +100,7 @@ class Replay {
     const double rows = static_cast<double>(std::max<std::int64_t>(m.n_rows(), 1));
     const double per_row = 8.0 + 8.0 * static_cast<double>(m.nnz()) / rows;
     rows_ = static_cast<std::int64_t>(
-        std::clamp(static_cast<double>(chunk_bytes) / per_row, 1.0, rows));
+        std::clamp(static_cast<double>(chunk_bytes) / per_row, 1.0, std::min(rows, 1e9)));
   }
 
   // The next chunk into `c` and its first row; false after the last.
@@ -215,7 +208,10 @@ GeneMajorBuilder::GeneMajorBuilder(std::int64_t n_rows, std::int64_t n_cols,
       (excluded && static_cast<std::int64_t>(excluded->size()) != n_cols) ||
       (!nnz_bound.empty() && static_cast<std::int64_t>(nnz_bound.size()) != n_cols))
     throw Error("", "gene-major counts", "shape of the excluded columns or bounds does not match");
-  std::size_t least = static_cast<std::size_t>(n_rows) * sizeof(double);
+  // The row totals, each column's vector and count, and a byte for each bounded entry.
+  std::size_t least = static_cast<std::size_t>(n_rows) * sizeof(double) +
+                      static_cast<std::size_t>(n_cols) *
+                          (sizeof(std::vector<std::uint8_t>) + 2 * sizeof(std::int64_t));
   for (auto b : nnz_bound) least += static_cast<std::size_t>(std::max<std::int64_t>(b, 0));
   if (least > budget_) {
     gave_up_ = true;
@@ -244,18 +240,23 @@ void GeneMajorBuilder::add(const CsrMatrix& chunk, std::int64_t row0) {
   GeneMajorCounts& m = *counts_;
   if (chunk.n_cols != m.n_cols() || row0 + chunk.n_rows > m.n_rows_)
     throw Error("", "gene-major counts", "a chunk does not fit the shape being built");
-  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, chunk.n_rows, 256), [&](const auto& rs) {
-    for (std::int64_t r = rs.begin(); r < rs.end(); ++r)
-      m.totals_[row0 + r] = row_total(chunk, r, m.excluded_);
-  });
-  for_each_entry_by_column_ranges(
-      chunk, 0, chunk.n_cols, [&](std::int64_t, std::int64_t r, std::int64_t k) {
-        const GeneIndex g = chunk.indices[k];
-        const std::int64_t row = row0 + r;
-        put(m.genes_[g], static_cast<std::uint64_t>(row - last_row_[g] - 1), chunk.data[k]);
-        last_row_[g] = row;
-        ++m.col_nnz_[g];
-      });
+  try {  // a chunk half written (out of memory) cannot be taken again: give up instead
+    tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, chunk.n_rows, 256), [&](const auto& rs) {
+      for (std::int64_t r = rs.begin(); r < rs.end(); ++r)
+        m.totals_[row0 + r] = row_total(chunk, r, &m.excluded_);
+    });
+    for_each_entry_by_column_ranges(
+        chunk, 0, chunk.n_cols, [&](std::int64_t, std::int64_t r, std::int64_t k) {
+          const GeneIndex g = chunk.indices[k];
+          const std::int64_t row = row0 + r;
+          put(m.genes_[g], static_cast<std::uint64_t>(row - last_row_[g] - 1), chunk.data[k]);
+          last_row_[g] = row;
+          ++m.col_nnz_[g];
+        });
+  } catch (...) {
+    give_up();
+    throw;
+  }
   m.nnz_ += chunk.nnz();
   next_row_ += chunk.n_rows;
   if (m.bytes() > budget_) give_up();
@@ -271,6 +272,30 @@ std::shared_ptr<const GeneMajorCounts> GeneMajorBuilder::finish() {
   std::vector<std::int64_t>().swap(last_row_);
   gave_up_ = true;  // nothing more to add: the counts leave with the caller
   return std::shared_ptr<const GeneMajorCounts>(std::move(counts_));
+}
+
+void for_each_column_value(const ChunkSource& counts, const std::vector<std::int32_t>& columns,
+                           const LogNormalize& n,
+                           const std::function<void(std::size_t, std::int64_t, float)>& visit) {
+  std::vector<double> totals;
+  counts([&](const CsrMatrix& c, std::int64_t row0) {
+    totals.resize(static_cast<std::size_t>(c.n_rows));
+    if (n.apply)
+      tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, c.n_rows, 256), [&](const auto& rs) {
+        for (std::int64_t r = rs.begin(); r < rs.end(); ++r)
+          totals[r] = row_total(c, r, n.excluded);
+      });
+    for (std::int64_t r = 0; r < c.n_rows; ++r) {
+      const GeneIndex* b = c.indices.data() + c.indptr[r];
+      const GeneIndex* e = c.indices.data() + c.indptr[r + 1];
+      for (std::size_t k = 0; k < columns.size(); ++k) {
+        const GeneIndex* at = std::lower_bound(b, e, columns[k]);
+        if (at == e || *at != columns[k]) continue;
+        const float count = c.data[at - c.indices.data()];
+        visit(k, row0 + r, n.apply ? normalize_log1p_value(count, totals[r], n.target_sum) : count);
+      }
+    }
+  });
 }
 
 ChunkSource tee_source(ChunkSource inner, GeneMajorBuilder& builder) {

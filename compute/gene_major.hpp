@@ -15,6 +15,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <memory>
 #include <vector>
 
@@ -162,6 +163,14 @@ class GeneMajorBuilder {
   std::vector<std::int64_t> last_row_;  // per column
   std::unique_ptr<GeneMajorCounts> counts_;
 };
+
+// Calls visit(k, row, value) for the stored entries of columns[k] in the chunks of `counts`
+// (kept counts), rows increasing for each k, their values normalised and log1p'd as `n` says
+// with the host's arithmetic (those GeneMajorCounts::values gives), without normalising the
+// rest of the matrix.
+void for_each_column_value(const ChunkSource& counts, const std::vector<std::int32_t>& columns,
+                           const LogNormalize& n,
+                           const std::function<void(std::size_t, std::int64_t, float)>& visit);
 
 // `inner`, with every chunk also given to `builder` before the visitor sees it (the visitor
 // may then overwrite it). Both must outlive the source's calls.

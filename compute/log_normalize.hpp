@@ -2,6 +2,7 @@
 // backends' passes and the CUDA staging (no Eigen: the CUDA sources include it on their own).
 #pragma once
 
+#include <cstdint>
 #include <vector>
 
 namespace orrery::compute {
@@ -13,5 +14,17 @@ struct LogNormalize {
   double target_sum = 1e4;
   const std::vector<char>* excluded = nullptr;  // outlives the pass
 };
+
+// A row's total as normalize_total sums it on the CPU: its stored values in column order, in
+// double, leaving out `excluded` columns (null or empty: none). Every host path that
+// normalises uses it, so their values agree to the bit.
+template <typename Csr>
+double row_total(const Csr& c, std::int64_t r, const std::vector<char>* excluded) {
+  const bool none = !excluded || excluded->empty();
+  double total = 0.0;
+  for (auto k = c.indptr[r]; k < c.indptr[r + 1]; ++k)
+    if (none || !(*excluded)[c.indices[k]]) total += c.data[k];
+  return total;
+}
 
 }  // namespace orrery::compute

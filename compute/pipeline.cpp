@@ -869,7 +869,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     const bool cache = p.gene_cache_bytes > 0 && (several_passes || hooks.keep_counts_by_gene);
     const std::shared_ptr<const GeneMajorCounts> held =
         reuse.graph && hooks.counts_by_gene && hooks.counts_by_gene->n_rows() == n_kept_cells &&
-                hooks.counts_by_gene->n_cols() == n_kept_genes
+                hooks.counts_by_gene->n_cols() == n_kept_genes &&
+                hooks.counts_by_gene->bytes() <= p.gene_cache_bytes
             ? hooks.counts_by_gene
             : nullptr;
     if (held) {

@@ -13,9 +13,7 @@ class CpuBackend final : public Backend {
                        const std::vector<char>* excluded) override {
     tbb::parallel_for(std::int64_t{0}, chunk.n_rows, [&](std::int64_t r) {
       const auto b = chunk.indptr[r], e = chunk.indptr[r + 1];
-      double total = 0.0;
-      for (auto k = b; k < e; ++k)
-        if (!excluded || !(*excluded)[chunk.indices[k]]) total += chunk.data[k];
+      const double total = row_total(chunk, r, excluded);
       for (auto k = b; k < e; ++k)
         chunk.data[k] = normalize_log1p_value(chunk.data[k], total, target_sum);
     });

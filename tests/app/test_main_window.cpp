@@ -1508,13 +1508,45 @@ with h5py.File(sys.argv[1], "r+") as f:
       QCOMPARE(other->markers.size(), a.markers.size());
       for (std::size_t i = 0; i < a.markers.size(); ++i) {
         QCOMPARE(other->markers[i].gene, a.markers[i].gene);
-        QCOMPARE(other->markers[i].score, a.markers[i].score);
-        QCOMPARE(other->markers[i].pval_adj, a.markers[i].pval_adj);
+        QVERIFY(other->markers[i].score == a.markers[i].score);  // to the bit, not fuzzily
+        QVERIFY(other->markers[i].pval_adj == a.markers[i].pval_adj);
+        QVERIFY(other->markers[i].logfoldchange == a.markers[i].logfoldchange);
       }
     }
     // The values are the marker genes': higher in their cluster.
     QVERIFY(std::count_if(a.genes[0].begin(), a.genes[0].end(), [](float v) { return v > 0; }) >
             10);
+  }
+
+  // A re-run that keeps the graph keeps the counts in memory (its markers ranked from them);
+  // gene_cache_mib 0 lets them go; a re-run that changes the cells' genes keeps new ones.
+  void workerKeepsCountsAcrossReruns() {
+    app::ComputeWorker w;
+    QSignalSpy finished(&w, &app::ComputeWorker::finished);
+    QSignalSpy failed(&w, &app::ComputeWorker::failed);
+    compute::PipelineParams p;
+    w.run(demo_, p, false);
+    const std::int64_t held = w.counts_bytes();
+    QVERIFY(held > 0);
+    compute::PipelineParams finer = p;
+    finer.leiden.resolution = 1.2;
+    w.run(demo_, finer, false);
+    QCOMPARE(failed.count(), 0);
+    QCOMPARE(finished.count(), 2);
+    const auto snap = finished.last().first().value<std::shared_ptr<const app::RunSnapshot>>();
+    QVERIFY(snap->reused_stages.contains("neighbors"));
+    QVERIFY(!snap->reused_stages.contains("markers"));
+    QCOMPARE(w.counts_bytes(), held);
+    QCOMPARE(snap->counts_mib, static_cast<double>(held) / (1 << 20));
+    compute::PipelineParams none = finer;
+    none.update_from_json({{"gene_cache_mib", 0}});
+    w.run(demo_, none, false);
+    QCOMPARE(w.counts_bytes(), std::int64_t{0});
+    compute::PipelineParams fewer = p;
+    fewer.min_cells = 20;  // other genes kept: other counts
+    w.run(demo_, fewer, false);
+    QCOMPARE(failed.count(), 0);
+    QVERIFY(w.counts_bytes() > 0 && w.counts_bytes() < held);
   }
 
   void cleanupTestCase() { window_.reset(); }

@@ -316,6 +316,46 @@ class TestStages : public QObject {
     QCOMPARE(progress.warnings().size(), std::size_t{3});
   }
 
+  // A caching source reads its inner source once when the counts fit (exact markers' gene
+  // blocks then replay them: the same markers as passes over the chunks), and every time when
+  // they do not.
+  void cachingSourceReadsOnce() {
+    QTemporaryDir dir;
+    io::Store store = io::open_store(synth_store(dir, synth_of(900, 300)));
+    const std::int64_t n = store.n_obs(), g = store.n_vars();
+    int reads = 0;
+    const ChunkSource inner = [&](const ChunkVisitor& visit) {
+      ++reads;
+      io::for_each_chunk(*store.X, 200, [&](CsrMatrix& c, std::int64_t r0) { visit(c, r0); });
+    };
+    std::vector<std::int32_t> labels(n);
+    for (std::int64_t i = 0; i < n; ++i) labels[i] = static_cast<std::int32_t>(i % 3);
+    WilcoxonOptions o;
+    o.method = "exact";
+    o.block_bytes = 20000;  // many gene blocks: one pass over the chunks each
+    auto cpu = make_cpu_backend();
+    Progress quiet;
+    const LogNormalize norm{.target_sum = 1e4};
+    const auto want = cpu->rank_genes_groups(inner, norm, n, g, labels, 3, o, quiet);
+    const int passes = reads;
+    QVERIFY(passes > 3);
+    reads = 0;
+    CachingSource cached(inner, GeneMajorBuilder(n, g, std::size_t{64} << 20, nullptr));
+    const auto got = cpu->rank_genes_groups(cached.source(), norm, n, g, labels, 3, o, quiet);
+    QCOMPARE(reads, 1);
+    QVERIFY(cached.counts());
+    for (std::size_t l = 0; l < want.size(); ++l) {
+      QVERIFY(std::memcmp(got[l].scores.data(), want[l].scores.data(),
+                          want[l].scores.size() * sizeof(double)) == 0);
+      QVERIFY(got[l].order == want[l].order);
+    }
+    reads = 0;
+    CachingSource small(inner, GeneMajorBuilder(n, g, 1000, nullptr));
+    cpu->rank_genes_groups(small.source(), norm, n, g, labels, 3, o, quiet);
+    QCOMPARE(reads, passes);
+    QVERIFY(!small.counts());
+  }
+
   // Markers ranked gene by gene from the gene-major counts equal those of passes over row
   // chunks on the CPU, bit for bit: exact and binned (edge given or found), each group against
   // the rest and against a reference, cells left out, tie correction, normalised with and
@@ -337,7 +377,7 @@ class TestStages : public QObject {
         const auto pick = rng() % 20;
         m.data.push_back(pick == 0   ? 0.5f * static_cast<float>(1 + rng() % 7)
                          : pick == 1 ? static_cast<float>(16 + rng() % 300)
-                                     : static_cast<float>(1 + rng() % (labels[r] == 0 ? 12 : 4)));
+                                     : static_cast<float>(1 + rng() % (labels[r] == 0 ? 15 : 4)));
       }
       m.indptr.push_back(m.nnz());
     }
