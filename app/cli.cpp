@@ -193,9 +193,14 @@ int cmd_run(const Args& a, const std::string& store_path) {
                  static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),
                  store.format.c_str());
   auto result = compute::run_pipeline(store, params, *backend, progress);
+  // The counts the markers kept are not written: let them go before the copy of X.
+  const double counts_mib =
+      result.counts_by_gene ? static_cast<double>(result.counts_by_gene->bytes()) / (1 << 20) : 0;
+  result.counts_by_gene.reset();
   compute::write_result_h5ad(store, result, params, *backend, a.out, progress, nullptr,
                              zarr_format(a), !a.results_only);
   auto report = compute::report_json(result, params);
+  report["gene_cache_mib"] = counts_mib;
   report["input"] = store_path;
   report["output"] = a.out;
   if (!a.report.empty()) write_report(a.report, report);

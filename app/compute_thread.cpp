@@ -4,7 +4,6 @@
 #include <QDirIterator>
 #include <QFileInfo>
 
-#include <unistd.h>
 #include <QColor>
 #include <QElapsedTimer>
 #include <QMetaObject>
@@ -267,7 +266,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     // its graph, so its cells, genes and normalisation, and they fit the budget.
     hooks.keep_counts_by_gene = true;
     compute::PipelineParams run_params = params;
-    run_params.gene_cache_bytes = counts_budget(params);
+    run_params.gene_cache_bytes = compute::gene_cache_budget(params);
     if (hooks.reuse && counts_ && counts_->bytes() <= run_params.gene_cache_bytes &&
         compute::reusable_stages(hooks, params, store->n_obs(), store->n_vars(), backend->name())
             .graph)
@@ -342,15 +341,6 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
   emit streamFinished(stream_generation());
   emit runEnded();
   outcome();
-}
-
-std::size_t ComputeWorker::counts_budget(const compute::PipelineParams& params) {
-  // A quarter of the machine's memory at most, whatever the parameters allow.
-  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-  const std::size_t quarter =
-      pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 4
-                            : std::size_t{1} << 30;
-  return std::min(params.gene_cache_bytes, quarter);
 }
 
 void ComputeWorker::with_kept_counts(const std::function<void(const compute::ChunkSource&)>& pass) {

@@ -156,8 +156,6 @@ class ComputeWorker : public QObject {
   // read them within the budget), or null: gene search, dot plots and selection markers then
   // read memory instead of the store.
   std::shared_ptr<const compute::GeneMajorCounts> counts_;
-  // What the counts may take: params' gene_cache_bytes, at most a quarter of the memory.
-  static std::size_t counts_budget(const compute::PipelineParams& params);
   // Runs `pass` over the kept counts: from memory when held, else from the store, keeping them
   // gene by gene for the next pass when they fit counts_budget().
   void with_kept_counts(const std::function<void(const compute::ChunkSource&)>& pass);

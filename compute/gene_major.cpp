@@ -212,7 +212,8 @@ GeneMajorBuilder::GeneMajorBuilder(std::int64_t n_rows, std::int64_t n_cols,
   std::size_t least = static_cast<std::size_t>(n_rows) * sizeof(double) +
                       static_cast<std::size_t>(n_cols) *
                           (sizeof(std::vector<std::uint8_t>) + 2 * sizeof(std::int64_t));
-  for (auto b : nnz_bound) least += static_cast<std::size_t>(std::max<std::int64_t>(b, 0));
+  for (auto b : nnz_bound)
+    least += static_cast<std::size_t>(std::max<std::int64_t>(b, 0));  // a byte each at least
   if (least > budget_) {
     gave_up_ = true;
     return;
@@ -224,8 +225,14 @@ GeneMajorBuilder::GeneMajorBuilder(std::int64_t n_rows, std::int64_t n_cols,
   if (excluded && std::find(excluded->begin(), excluded->end(), 1) != excluded->end())
     counts_->excluded_ = *excluded;
   counts_->totals_.assign(static_cast<std::size_t>(n_rows), 0.0);
-  for (std::size_t g = 0; g < nnz_bound.size(); ++g)
-    counts_->genes_[g].reserve(static_cast<std::size_t>(std::max<std::int64_t>(nnz_bound[g], 0)));
+  // Each column's bytes at the bound: one per entry where entries are a few rows apart, two
+  // (escape and gap) or three where they are further (the mean gap) — so most columns do not
+  // grow by doubling while they are built.
+  for (std::size_t g = 0; g < nnz_bound.size(); ++g) {
+    const std::int64_t b = std::max<std::int64_t>(nnz_bound[g], 0);
+    const std::int64_t gap = b > 0 ? n_rows / b : 0;
+    counts_->genes_[g].reserve(static_cast<std::size_t>(b * (gap < 15 ? 1 : gap < 128 ? 2 : 3)));
+  }
   last_row_.assign(static_cast<std::size_t>(n_cols), -1);
 }
 

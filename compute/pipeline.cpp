@@ -1,6 +1,7 @@
 #include "pipeline.hpp"
 
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -96,6 +97,14 @@ void for_each_kept_cell(io::RowChunkReader& x, const PipelineResult& r,
 }
 
 }  // namespace
+
+std::size_t gene_cache_budget(const PipelineParams& p) {
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  const std::size_t quarter =
+      pages > 0 && page > 0 ? static_cast<std::size_t>(pages) * static_cast<std::size_t>(page) / 4
+                            : std::size_t{1} << 30;
+  return std::min(p.gene_cache_bytes, quarter);
+}
 
 double peak_rss_mib() {
   rusage u{};
@@ -863,14 +872,14 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     const bool several_passes = !wilcoxon_uses_bins(wilcoxon, r.leiden, n_kept_cells, r.n_clusters);
     const LogNormalize n = log_normalize_of(r, params);
     const auto builder = [&] {
-      return GeneMajorBuilder(n_kept_cells, n_kept_genes, p.gene_cache_bytes, n.excluded,
+      return GeneMajorBuilder(n_kept_cells, n_kept_genes, gene_cache_budget(p), n.excluded,
                               r.kept_gene_n_cells);
     };
     const bool cache = p.gene_cache_bytes > 0 && (several_passes || hooks.keep_counts_by_gene);
     const std::shared_ptr<const GeneMajorCounts> held =
         reuse.graph && hooks.counts_by_gene && hooks.counts_by_gene->n_rows() == n_kept_cells &&
                 hooks.counts_by_gene->n_cols() == n_kept_genes &&
-                hooks.counts_by_gene->bytes() <= p.gene_cache_bytes
+                hooks.counts_by_gene->bytes() <= gene_cache_budget(p)
             ? hooks.counts_by_gene
             : nullptr;
     if (held) {

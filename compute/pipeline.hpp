@@ -152,6 +152,10 @@ ReusableStages reusable_stages(const PipelineHooks& hooks, const PipelineParams&
                                std::int64_t n_cells, std::int64_t n_genes,
                                const std::string& backend_name);
 
+// What the kept counts held gene by gene may take: params' gene_cache_bytes, and at most a
+// quarter of the machine's memory.
+std::size_t gene_cache_budget(const PipelineParams& params);
+
 // The cell filter: whether cell i passes the QC thresholds of `params`.
 bool keep_cell(const CellQc& qc, std::int64_t i, const PipelineParams& params);
 std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& params);
