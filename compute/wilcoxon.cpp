@@ -176,6 +176,18 @@ void for_labelled_entries(const CsrMatrix& c, const std::int32_t* labels, std::i
                                   });
 }
 
+// Each group's markers before any gene is ranked: every statistic NaN.
+std::vector<GroupMarkers> unranked(int n_groups, std::int64_t n_genes) {
+  std::vector<GroupMarkers> out(n_groups);
+  for (int g = 0; g < n_groups; ++g) {
+    out[g].group = g;
+    for (auto* v :
+         {&out[g].scores, &out[g].pvals, &out[g].logfoldchanges, &out[g].pct_in, &out[g].pct_out})
+      v->assign(n_genes, kNaN);
+  }
+  return out;
+}
+
 // What ranking one gene needs of the whole: group sizes, and per group l and gene the sums and
 // non-zero counts at [l * n_genes + gene].
 struct GroupStats {
@@ -323,13 +335,7 @@ std::vector<GroupMarkers> rank_genes_groups(const ChunkSource& source, std::int6
     throw Error("", "rank_genes_groups.method", "binned ranks need non-negative data");
   const float bin_max = o.bin_max > 0 ? o.bin_max : std::max(max_value, 1e-12f);
 
-  std::vector<GroupMarkers> out(n_groups);
-  for (int g = 0; g < n_groups; ++g) {
-    out[g].group = g;
-    for (auto* v :
-         {&out[g].scores, &out[g].pvals, &out[g].logfoldchanges, &out[g].pct_in, &out[g].pct_out})
-      v->assign(n_genes, kNaN);
-  }
+  std::vector<GroupMarkers> out = unranked(n_groups, n_genes);
   std::int64_t active = 0;
   for (auto s : size) active += s;
 
@@ -455,13 +461,7 @@ std::vector<GroupMarkers> rank_genes_groups(const GeneMajorCounts& counts,
   if (binned && negative)
     throw Error("", "rank_genes_groups.method", "binned ranks need non-negative data");
 
-  std::vector<GroupMarkers> out(n_groups);
-  for (int g = 0; g < n_groups; ++g) {
-    out[g].group = g;
-    for (auto* v :
-         {&out[g].scores, &out[g].pvals, &out[g].logfoldchanges, &out[g].pct_in, &out[g].pct_out})
-      v->assign(n_genes, kNaN);
-  }
+  std::vector<GroupMarkers> out = unranked(n_groups, n_genes);
   std::vector<double> sum(static_cast<std::size_t>(n_groups) * n_genes, 0.0);
   std::vector<std::int64_t> nnz(static_cast<std::size_t>(n_groups) * n_genes, 0);
   const GroupStats stats{size, sum, nnz, n_genes, active, n_groups};
