@@ -8,7 +8,6 @@
 #include <QElapsedTimer>
 #include <QMetaObject>
 #include <QSaveFile>
-
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
