@@ -4,7 +4,9 @@
 // pipeline's result; plus the longest the UI event loop went without running a 10 ms timer
 // (the UI thread never runs a stage, so this stays small) and the process's peak RSS. Runs
 // the real MainWindow, so it needs a display (Xvfb) and a Vulkan driver (lavapipe here).
-// Usage: orrery_bench_gui_open STORE [--until preview|qc|done] [--timeout SECONDS]
+// With --gene NAME (or `top`: cluster 0's top marker) after --until done, also the seconds
+// from asking to colour by that gene until it is shown (gene_s).
+// Usage: orrery_bench_gui_open STORE [--until preview|qc|done] [--timeout SECONDS] [--gene NAME]
 #include <sys/resource.h>
 
 #include <QApplication>
@@ -27,7 +29,9 @@ int main(int argc, char** argv) {
   }
   std::string until = "qc";
   double timeout = 3600;
+  QString gene;
   for (int i = 2; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--gene")) gene = QString::fromLocal8Bit(argv[i + 1]);
     if (!std::strcmp(argv[i], "--until")) until = argv[i + 1];
     if (!std::strcmp(argv[i], "--timeout")) timeout = std::atof(argv[i + 1]);
   }
@@ -45,7 +49,7 @@ int main(int argc, char** argv) {
   window.show();
 
   QElapsedTimer clock;
-  std::optional<double> summary, preview, preview_frame, qc, done;
+  std::optional<double> summary, preview, preview_frame, qc, done, gene_asked, gene_shown;
   double longest_stall = 0, stall_ended = 0;
   qint64 last_tick = 0;
   QString failure, preview_what;
@@ -62,7 +66,18 @@ int main(int argc, char** argv) {
   QObject::connect(&window, &orrery::app::MainWindow::previewShown,
                    [&] { frames_at_preview = window.umapView()->framesRendered(); });
   QObject::connect(w, &orrery::app::ComputeWorker::qcReady, [&] { qc = now(); });
-  QObject::connect(&window, &orrery::app::MainWindow::runFinished, [&] { done = now(); });
+  QObject::connect(&window, &orrery::app::MainWindow::runFinished, [&] {
+    done = now();
+    if (gene.isEmpty() || until != "done") return;
+    const auto& markers = window.snapshot()->markers;
+    if (gene == "top" && !markers.empty() && !markers[0].empty())
+      gene = QString::fromStdString(markers[0][0].gene);
+    gene_asked = now();
+    window.colorByGene(gene);
+  });
+  QObject::connect(&window, &orrery::app::MainWindow::geneShown, [&] {
+    if (gene_asked) gene_shown = now();
+  });
   QObject::connect(&window, &orrery::app::MainWindow::runFailed,
                    [&](const QString& message) { failure = message; });
   QTimer tick;
@@ -76,7 +91,8 @@ int main(int argc, char** argv) {
     last_tick = t;
     if (preview && !preview_frame && window.umapView()->framesRendered() > frames_at_preview)
       preview_frame = now();
-    const bool finished = !failure.isEmpty() || now() > timeout || done || (until == "qc" && qc) ||
+    const bool finished = !failure.isEmpty() || now() > timeout ||
+                          (done && (!gene_asked || gene_shown)) || (until == "qc" && qc) ||
                           (until == "preview" && preview_frame);
     if (finished) app.quit();
   });
@@ -94,11 +110,13 @@ int main(int argc, char** argv) {
   std::printf(
       "{\"store\": \"%s\", \"summary_s\": %s, \"preview_s\": %s, \"preview_drawn_s\": %s, "
       "\"preview\": \"%s\", \"qc_s\": %s, \"done_s\": %s, \"longest_ui_stall_s\": %.3f, "
-      "\"stall_ended_s\": %.2f, "
+      "\"stall_ended_s\": %.2f, \"gene\": \"%s\", \"gene_s\": %s, "
       "\"peak_rss_mib\": %.0f, \"error\": \"%s\"}\n",
       argv[1], qPrintable(field(summary)), qPrintable(field(preview)),
       qPrintable(field(preview_frame)), qPrintable(preview_what), qPrintable(field(qc)),
-      qPrintable(field(done)), longest_stall, stall_ended, usage.ru_maxrss / 1024.0,
-      qPrintable(failure));
+      qPrintable(field(done)), longest_stall, stall_ended, qPrintable(gene),
+      qPrintable(field(gene_shown && gene_asked ? std::optional<double>(*gene_shown - *gene_asked)
+                                                : std::nullopt)),
+      usage.ru_maxrss / 1024.0, qPrintable(failure));
   return failure.isEmpty() ? 0 : 1;
 }
