@@ -4,7 +4,8 @@
 // (what the viewer's gene search did) and from memory, a replay of the counts as row chunks,
 // and binned Wilcoxon markers of a 10 % selection against the rest from the store, replayed
 // from memory, and ranked gene by gene from memory. Prints one JSON object.
-// Usage: orrery_bench_gene_cache STORE [BUDGET_MIB]   (default 16384)
+// Usage: orrery_bench_gene_cache STORE [BUDGET_MIB]   (default 16384; REPLAY_MIB=N in the
+// environment replays in chunks of N MiB instead of GeneMajorCounts::kReplayChunkBytes)
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>

@@ -79,9 +79,9 @@ std::vector<float> GeneMajorCounts::values(std::int32_t g, const LogNormalize& n
     for_each(g, [&](std::int64_t row, float v) { out[row] = v; });
     return out;
   }
-  const std::vector<double> afresh =
-      excludes_as_built(n.excluded) ? std::vector<double>{} : totals(n.excluded);
-  const std::vector<double>& t = excludes_as_built(n.excluded) ? totals_ : afresh;
+  const bool as_built = excludes_as_built(n.excluded);
+  const std::vector<double> afresh = as_built ? std::vector<double>{} : totals(n.excluded);
+  const std::vector<double>& t = as_built ? totals_ : afresh;
   for_each(g, [&](std::int64_t row, float v) {
     out[row] = normalize_log1p_value(v, t[row], n.target_sum);
   });

@@ -33,17 +33,6 @@ class GeneMajorCounts {
   // What the encoded genes and the row totals take.
   std::size_t bytes() const;
 
-  // Calls f(row, count) for column g's stored entries, rows increasing.
-  template <typename F>
-  void for_each(std::int32_t g, F&& f) const {
-    const std::vector<std::uint8_t>& bytes = genes_[static_cast<std::size_t>(g)];
-    const std::uint8_t* p = bytes.data();
-    const std::uint8_t* end = p + bytes.size();
-    std::int64_t row = -1;
-    float v = 0;
-    while (p < end) p = decode(p, row, v), f(row, v);
-  }
-
   // Where a walk over a column has got to: its next entry's byte and the row before it.
   struct Cursor {
     std::size_t at = 0;
@@ -69,6 +58,12 @@ class GeneMajorCounts {
     cursor.at = static_cast<std::size_t>(p - bytes.data());
     cursor.row = row;
   }
+  // Calls f(row, count) for column g's stored entries, rows increasing.
+  template <typename F>
+  void for_each(std::int32_t g, F&& f) const {
+    Cursor from_start;
+    for_each_below(g, from_start, INT64_MAX, f);
+  }
   // Column g's stored entries.
   std::int64_t nnz(std::int32_t g) const { return col_nnz_[static_cast<std::size_t>(g)]; }
 
@@ -77,6 +72,12 @@ class GeneMajorCounts {
   // totals of the builder's excluded columns are kept; other exclusions sum them afresh.
   std::vector<float> values(std::int32_t g, const LogNormalize& n) const;
 
+  // Each row's total without the `excluded` columns (null: none), as normalize_total sums it
+  // (kept from the build when the builder excluded the same columns).
+  std::vector<double> totals(const std::vector<char>* excluded) const;
+  // Whether `excluded` (null: none) leaves out the columns the builder's did.
+  bool excludes_as_built(const std::vector<char>* excluded) const;
+
   // The counts as consecutive row chunks of about `chunk_bytes` (CsrMatrix::bytes), rows in
   // order and each row's columns increasing, as a store's kept-count source gives them. The
   // source refers to this object, which must outlive its calls; it builds the next chunk on a
@@ -84,12 +85,6 @@ class GeneMajorCounts {
   // stay in cache), but each costs its consumer a little: 40k cells x 5k genes, 41M entries,
   // 2 cores: 0.77 s in chunks of 256 MiB, 0.26 s in 4 MiB, 0.30 s in 16 MiB (a store pass:
   // 0.76 s); binned markers over 200k x 28k cells took 15.5 s on chunks of 4 MiB, 14.7 s on 16.
-  // Each row's total without the `excluded` columns (null: none), as normalize_total sums it
-  // (kept from the build when the builder excluded the same columns).
-  std::vector<double> totals(const std::vector<char>* excluded) const;
-  // Whether `excluded` (null: none) leaves out the columns the builder's did.
-  bool excludes_as_built(const std::vector<char>* excluded) const;
-
   static constexpr std::size_t kReplayChunkBytes = std::size_t{16} << 20;
   ChunkSource source(std::size_t chunk_bytes = kReplayChunkBytes) const;
 

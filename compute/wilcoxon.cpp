@@ -3,11 +3,10 @@
 #include <tbb/parallel_for.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <numeric>
-
-#include <atomic>
 
 #include "by_columns.hpp"
 #include "elementwise.hpp"
