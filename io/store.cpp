@@ -12,6 +12,7 @@
 #include "anndata_reader.hpp"
 #include "error.hpp"
 #include "mtx_reader.hpp"
+#include "text_reader.hpp"
 
 namespace orrery::io {
 
@@ -141,12 +142,14 @@ Store open_store(const std::string& path, const OpenOptions& options) {
   namespace fs = std::filesystem;
   if (!fs::exists(path)) throw Error(path, "", "no such file or folder");
   if (is_mtx_store(path)) return open_mtx(path, options);
+  if (is_text_matrix(path)) return open_text_matrix(path, options);
   if (fs::is_regular_file(path) && has_hdf5_signature(path)) return open_h5ad(path, options);
   if (fs::is_directory(path) &&
       (fs::exists(fs::path(path) / ".zgroup") || fs::exists(fs::path(path) / "zarr.json")))
     return open_zarr(path, options);
   throw Error(path, "",
-              "unrecognised store (expected .h5ad, .zarr, 10x .h5 or a Matrix Market folder)");
+              "unrecognised store (expected .h5ad, .zarr, 10x .h5, a Matrix Market folder or a "
+              ".csv/.tsv/.txt table)");
 }
 
 namespace {

@@ -1,7 +1,7 @@
 // Opening a store: io::open_store(path) recognises h5ad files, zarr v2/v3 directories, Cell Ranger
-// .h5 files and 10x Matrix Market folders, and returns obs/var plus X as a RowChunkReader, which
-// hands out rows [r0, r1) as CSR so that passes over the data are bounded by the chunk, not by
-// the dataset.
+// .h5 files, 10x Matrix Market folders and dense text tables, and returns obs/var plus X as a
+// RowChunkReader, which hands out rows [r0, r1) as CSR so that passes over the data are bounded by
+// the chunk, not by the dataset.
 #pragma once
 
 #include <cstdint>
@@ -44,9 +44,13 @@ class RowChunkReader {
   double waited_seconds_ = 0;
 };
 
+// Which way a dense text table (.csv, .tsv, .txt) holds its matrix. Guess: from its names (cell
+// barcodes, Ensembl gene ids) and else its shape (more rows than columns: genes in rows).
+enum class TextLayout { Guess, CellsInRows, GenesInRows };
+
 struct Store {
   std::string path;
-  std::string format;  // "h5ad", "zarr", "10x-h5", "mtx"
+  std::string format;  // "h5ad", "zarr", "10x-h5", "mtx", "text"
   DataFrame obs;       // index = cell barcodes / obs_names
   DataFrame var;       // index = gene names (unique), column "gene_ids" when known
   std::unique_ptr<RowChunkReader> X;
@@ -56,6 +60,8 @@ struct Store {
   std::vector<std::string> layer_keys;
   std::vector<std::string> uns_keys;
   bool has_raw = false;  // raw/X present
+  // Text tables: which way the rows went (CellsInRows or GenesInRows, never Guess).
+  TextLayout text_layout = TextLayout::Guess;
   // AnnData stores: the tree, for reading layers, raw/X, obsm and obsp (null for other formats).
   std::shared_ptr<const Element> root;
 
@@ -75,6 +81,7 @@ struct OpenOptions {
   std::size_t transpose_bytes = std::size_t{1} << 30;
   // False: AnnData stores are opened without X (Store::X stays null), e.g. to check obs/var.
   bool open_x = true;
+  TextLayout text_layout = TextLayout::Guess;
 };
 
 Store open_store(const std::string& path, const OpenOptions& options = {});

@@ -10,7 +10,7 @@ seconds=${1:-600}
 out=${2:-/tmp/orrery-fuzz}
 shift $(( $# > 2 ? 2 : $# ))
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(mtx zarr h5ad)
+[ ${#targets[@]} -eq 0 ] && targets=(mtx zarr h5ad text)
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DORRERY_FUZZ=ON \
   -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 ninja -C build-fuzz >/dev/null

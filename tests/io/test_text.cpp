@@ -1,0 +1,315 @@
+// Dense text tables (.csv, .tsv, .txt, gzipped or not): the real R-written tables in ../shared
+// (Seurat's pbmc_small against the same cells of PBMC 3k, CellBench's Drop-seq mixture), each
+// dialect and layout giving the same matrix, the temporary-store paths, annotation tables, and
+// hostile input (each an orrery::Error naming the file and line).
+#include <QtTest/QtTest>
+
+#include <zlib.h>
+
+#include <fstream>
+#include <map>
+
+#include "common/errors.hpp"
+#include "common/shared.hpp"
+#include "io/error.hpp"
+#include "io/store.hpp"
+#include "io/text_reader.hpp"
+
+using namespace orrery;
+
+namespace {
+
+CsrMatrix all_rows(io::Store& s) {
+  return s.X->read_rows(0, s.n_obs());
+}
+
+void write_file(const std::filesystem::path& p, const std::string& text) {
+  std::ofstream(p, std::ios::binary) << text;
+}
+
+void write_gzip(const std::filesystem::path& p, const std::string& text) {
+  gzFile f = gzopen(p.string().c_str(), "wb");
+  QVERIFY(f);
+  QCOMPARE(gzwrite(f, text.data(), static_cast<unsigned>(text.size())),
+           static_cast<int>(text.size()));
+  QCOMPARE(gzclose(f), Z_OK);
+}
+
+// The value at (cell, gene) of a CSR matrix (0 where nothing is stored).
+float at(const CsrMatrix& m, std::int64_t cell, std::int32_t gene) {
+  const auto* b = m.indices.data() + m.indptr[cell];
+  const auto* e = m.indices.data() + m.indptr[cell + 1];
+  const auto* p = std::lower_bound(b, e, gene);
+  return p != e && *p == gene ? m.data[p - m.indices.data()] : 0.0f;
+}
+
+// The 3 cells x 4 genes every small table below holds.
+const float kCounts[3][4] = {{1, 0, 2.5f, 0}, {0, 0, 0, 7}, {3, 1, 0, 0}};
+const char* kCells[3] = {"c1", "c,2", "c\"3"};
+
+void expect_small(io::Store& s, bool names = true) {
+  QCOMPARE(s.format, std::string("text"));
+  QCOMPARE(s.n_obs(), 3);
+  QCOMPARE(s.n_vars(), 4);
+  QCOMPARE(s.X->nnz(), 5);
+  const CsrMatrix m = all_rows(s);
+  for (int c = 0; c < 3; ++c)
+    for (int g = 0; g < 4; ++g) QCOMPARE(at(m, c, g), kCounts[c][g]);
+  if (!names) return;
+  for (int c = 0; c < 3; ++c) QCOMPARE(s.obs.index[c], std::string(kCells[c]));
+  // Gene names made unique as anndata does.
+  QCOMPARE(s.var.index, (std::vector<std::string>{"MT-A", "B", "C", "B-1"}));
+}
+
+}  // namespace
+
+class TestText : public QObject {
+  Q_OBJECT
+  QTemporaryDir tmp_;
+  std::filesystem::path data_;
+
+  std::filesystem::path file(const std::string& name) {
+    return std::filesystem::path(tmp_.path().toStdString()) / name;
+  }
+
+ private slots:
+  void initTestCase() {
+    data_ = test::shared_dir() / "data";
+    if (!std::filesystem::exists(data_ / "pbmc_small") ||
+        !std::filesystem::exists(data_ / "cellbench"))
+      QSKIP(qPrintable(QString("pbmc_small / cellbench data not found under %1")
+                           .arg(QString::fromStdString(data_.string()))));
+  }
+
+  // Seurat's pbmc_small (tab-separated, genes in rows, R's header without a row-names field):
+  // every value equals the same cell and gene of the PBMC 3k Matrix Market files.
+  void pbmcSmallEqualsPbmc3k() {
+    io::Store small = io::open_store((data_ / "pbmc_small" / "pbmc_raw.txt").string());
+    QCOMPARE(small.format, std::string("text"));
+    QVERIFY2(small.x_encoding.find("genes in rows") != std::string::npos, small.x_encoding.c_str());
+    QCOMPARE(small.n_obs(), 80);
+    QCOMPARE(small.n_vars(), 230);
+    QCOMPARE(small.X->nnz(), 4456);
+    io::Store full = io::open_store(test::pbmc3k_dir().string());
+    std::map<std::string, std::int64_t> cell_of, gene_of;
+    for (std::size_t i = 0; i < full.obs.index.size(); ++i) cell_of[full.obs.index[i]] = i;
+    for (std::size_t i = 0; i < full.var.index.size(); ++i) gene_of[full.var.index[i]] = i;
+    const CsrMatrix s = all_rows(small), f = all_rows(full);
+    double total = 0;
+    for (std::int64_t c = 0; c < small.n_obs(); ++c) {
+      const auto fc = cell_of.find(small.obs.index[c] + "-1");
+      QVERIFY2(fc != cell_of.end(), small.obs.index[c].c_str());
+      for (std::int32_t g = 0; g < small.n_vars(); ++g) {
+        const auto fg = gene_of.find(small.var.index[g]);
+        QVERIFY2(fg != gene_of.end(), small.var.index[g].c_str());
+        QCOMPARE(at(s, c, g), at(f, fc->second, static_cast<std::int32_t>(fg->second)));
+        total += at(s, c, g);
+      }
+    }
+    QVERIFY(total > 0);
+  }
+
+  // CellBench's Drop-seq mixture: a gzipped R CSV, quoted names, Ensembl ids in rows.
+  void cellbenchShapeAndTotals() {
+    io::Store s = io::open_store((data_ / "cellbench" / "sc_dropseq.count.csv.gz").string());
+    QVERIFY2(s.x_encoding.find("genes in rows (guessed: the rows are named like Ensembl") !=
+                 std::string::npos,
+             s.x_encoding.c_str());
+    QCOMPARE(s.n_obs(), 225);
+    QCOMPARE(s.n_vars(), 15127);
+    const CsrMatrix m = all_rows(s);
+    QCOMPARE(m.nnz(), 1290921);
+    double total = 0;
+    float most = 0;
+    for (float v : m.data) {
+      total += v;
+      most = std::max(most, v);
+    }
+    QCOMPARE(total, 5830998.0);
+    QCOMPARE(most, 2324.0f);
+    QCOMPARE(s.obs.index.front(), std::string("CELL_000001"));
+    QCOMPARE(s.var.index.front(), std::string("ENSG00000223849"));
+    // The first line of values: ENSG00000223849 has 1 in CELL_000005 and 2 in CELL_000007.
+    QCOMPARE(at(m, 4, 0), 1.0f);
+    QCOMPARE(at(m, 6, 0), 2.0f);
+    QCOMPARE(at(m, 5, 0), 0.0f);
+  }
+
+  // R's write.csv / write.table, pandas' to_csv, tab- and space-separated text, gzip, each
+  // layout: the same matrix and names.
+  void dialectsAndLayouts_data() {
+    QTest::addColumn<QString>("name");
+    QTest::addColumn<QString>("text");
+    QTest::addColumn<int>("layout");  // io::TextLayout
+    const int guess = static_cast<int>(io::TextLayout::Guess);
+    const int cells = static_cast<int>(io::TextLayout::CellsInRows);
+    const int genes = static_cast<int>(io::TextLayout::GenesInRows);
+    // Genes in rows as R writes them (write.csv): no field over the row names.
+    QTest::newRow("R csv, genes in rows") << "r.csv"
+                                          << "\"c1\",\"c,2\",\"c\"\"3\"\n"
+                                             "\"MT-A\",1,0,3\n\"B\",0,0,1\n\"C\",2.5,0,0\n"
+                                             "\"B\",0,7,0\n"
+                                          << guess;
+    QTest::newRow("pandas csv, cells in rows, CRLF")
+        << "p.csv"
+        << "cell,MT-A,B,C,B\r\nc1,1,0,2.5,0\r\n\"c,2\",0,0,0,7.0\r\n\"c\"\"3\",3,1e0,0,0\r\n"
+        << cells;
+    QTest::newRow("pandas csv, empty index name")
+        << "q.csv"
+        << ",MT-A,B,C,B\nc1,1,0,2.5,0\n\"c,2\",0,0,0,7\n\"c\"\"3\",3,1,0,-0\n"
+        << cells;
+    QTest::newRow("tsv, genes in rows, blank lines")
+        << "t.tsv"
+        << "gene\tc1\tc,2\tc\"3\n\nMT-A\t1\t0\t3\nB\t0\t0\t1\nC\t2.5\t0\t0\nB\t0\t7\t0\n\n"
+        << genes;
+    QTest::newRow("space-separated txt") << "s.txt"
+                                         << "c1 \"c,2\" \"c\"\"3\"\n"
+                                            "MT-A  1 0 3\n  B 0 0 1\nC 2.5 0 0 \nB 0 7 +0\n"
+                                         << genes;
+  }
+  void dialectsAndLayouts() {
+    QFETCH(QString, name);
+    QFETCH(QString, text);
+    QFETCH(int, layout);
+    io::OpenOptions options;
+    options.text_layout = static_cast<io::TextLayout>(layout);
+    write_file(file(name.toStdString()), text.toStdString());
+    io::Store plain = io::open_store(file(name.toStdString()).string(), options);
+    expect_small(plain);
+    write_gzip(file(name.toStdString() + ".gz"), text.toStdString());
+    io::Store gz = io::open_store(file(name.toStdString() + ".gz").string(), options);
+    expect_small(gz);
+  }
+
+  // Without a header or row names the names are made up; the layout can be said.
+  void numbersOnly() {
+    write_file(file("numbers.csv"), "1,0,2.5,0\n0,0,0,7\n3,1,0,0\n");
+    io::Store s = io::open_store(file("numbers.csv").string());
+    QVERIFY2(s.x_encoding.find("cells in rows (guessed: no more rows than columns)") !=
+                 std::string::npos,
+             s.x_encoding.c_str());
+    expect_small(s, false);
+    QCOMPARE(s.obs.index.back(), std::string("cell2"));
+    QCOMPARE(s.var.index.back(), std::string("gene3"));
+    io::OpenOptions transposed;
+    transposed.text_layout = io::TextLayout::GenesInRows;
+    io::Store t = io::open_store(file("numbers.csv").string(), transposed);
+    QCOMPARE(t.n_obs(), 4);
+    QCOMPARE(t.n_vars(), 3);
+    QCOMPARE(at(all_rows(t), 3, 1), 7.0f);
+  }
+
+  // Above the conversion budget: a temporary CSR store, cell blocks dealt in one pass (genes in
+  // rows) or streamed (cells in rows); both equal the in-memory matrix.
+  void temporaryStoreEqualsInMemory() {
+    const std::string path = (data_ / "pbmc_small" / "pbmc_raw.txt").string();
+    for (const auto layout : {io::TextLayout::GenesInRows, io::TextLayout::CellsInRows}) {
+      io::OpenOptions memory, blocks;
+      memory.text_layout = blocks.text_layout = layout;
+      blocks.transpose_bytes = 4096;  // ~512 entries a block
+      io::Store a = io::open_store(path, memory), b = io::open_store(path, blocks);
+      QVERIFY2(a.x_encoding.find("in memory") != std::string::npos, a.x_encoding.c_str());
+      QVERIFY2(b.x_encoding.find("temporary CSR store") != std::string::npos, b.x_encoding.c_str());
+      const CsrMatrix x = all_rows(a), y = all_rows(b);
+      QCOMPARE(y.indptr, x.indptr);
+      QCOMPARE(y.indices, x.indices);
+      QCOMPARE(y.data, x.data);
+    }
+  }
+
+  // Guesses from names: barcodes in the header mean genes in rows, barcodes down the rows
+  // cells in rows, whatever the shape.
+  void guessesFromNames() {
+    write_file(file("barcodes-across.csv"),
+               ",AAACATACAACCAC-1,AAACATTGAGCTAC-1\nG1,1,0\nG2,0,2\nG3,0,0\n");
+    QVERIFY(io::open_store(file("barcodes-across.csv").string())
+                .x_encoding.find("genes in rows (guessed: the columns are named like cell "
+                                 "barcodes)") != std::string::npos);
+    write_file(file("barcodes-down.csv"),
+               ",G1,G2\nAAACATACAACCAC-1,1,0\nAAACATTGAGCTAC-1,0,2\nAAACATTGATCAGC-1,0,0\n");
+    io::Store down = io::open_store(file("barcodes-down.csv").string());
+    QCOMPARE(down.n_obs(), 3);
+    QCOMPARE(down.n_vars(), 2);
+  }
+
+  // A table of strings (cell annotations): CellBench's metadata, R's header.
+  void annotationTable() {
+    const io::TextTable t =
+        io::read_text_table((data_ / "cellbench" / "sc_dropseq.metadata.csv.gz").string());
+    QCOMPARE(t.rows.size(), std::size_t{225});
+    QCOMPARE(t.columns.size(), std::size_t{15});
+    QCOMPARE(t.index_name, std::string());
+    const auto line = std::find(t.columns.begin(), t.columns.end(), "cell_line_demuxlet");
+    QVERIFY(line != t.columns.end());
+    std::map<std::string, int> n;
+    for (const auto& row : t.cells) ++n[row[line - t.columns.begin()]];
+    QCOMPARE(n["H1975"], 86);
+    QCOMPARE(n["HCC827"], 70);
+    QCOMPARE(n["H2228"], 69);
+    QCOMPARE(t.rows.front(), std::string("CELL_000001"));
+    // pandas' index name is kept.
+    write_file(file("meta.tsv"), "barcode\tlabel\nA\tx y\nB\t\n");
+    const io::TextTable p = io::read_text_table(file("meta.tsv").string());
+    QCOMPARE(p.index_name, std::string("barcode"));
+    QCOMPARE(p.columns, std::vector<std::string>{"label"});
+    QCOMPARE(p.cells[0][0], std::string("x y"));
+    QCOMPARE(p.cells[1][0], std::string());
+  }
+
+  void hostileInput_data() {
+    QTest::addColumn<QByteArray>("text");
+    QTest::addColumn<QString>("message");
+    QTest::newRow("empty") << QByteArray("") << "empty file";
+    QTest::newRow("blank") << QByteArray("\n  \n") << "empty file";
+    QTest::newRow("header only") << QByteArray("a,b\n") << "a header but no rows";
+    QTest::newRow("names only") << QByteArray("a\nx\ny\n") << "no columns of values";
+    QTest::newRow("ragged") << QByteArray("a,b\ng,1,2\nh,1\n")
+                            << "line 3: 2 fields where the rows before have 3";
+    QTest::newRow("header mismatch")
+        << QByteArray("a,b,c,d\ng,1\n") << "line 2: 2 fields, but the header";
+    QTest::newRow("NA") << QByteArray("a,b\ng,1,2\nh,NA,1\n")
+                        << "line 3, column 2: 'NA' is not a finite number";
+    QTest::newRow("NaN") << QByteArray("a,b\ng,1,nan\n")
+                         << "line 2, column 3: 'nan' is not a finite number";
+    QTest::newRow("inf") << QByteArray("a,b\ng,inf,1\n") << "'inf' is not a finite number";
+    QTest::newRow("overflow") << QByteArray("a,b\ng,1e999,1\n") << "'1e999' is not a finite number";
+    QTest::newRow("empty value") << QByteArray("a,b\ng,,1\n") << "line 2, column 2: '' is not";
+    QTest::newRow("open quote") << QByteArray("a,b\n\"g,1,1\n")
+                                << "line 2, field 1: a quote is not closed";
+    QTest::newRow("after quote") << QByteArray("a,b\n\"g\"x,1,1\n") << "text after a closing quote";
+    QTest::newRow("not utf-8 row")
+        << QByteArray("a,b\ng\xff,1,1\n") << "line 2: the row name is not UTF-8";
+    QTest::newRow("not utf-8 header") << QByteArray("a\xfe,b\ng,1,1\n") << "header: column name";
+  }
+  void hostileInput() {
+    QFETCH(QByteArray, text);
+    QFETCH(QString, message);
+    const auto path = file(std::string("hostile-") + QTest::currentDataTag() + ".csv");
+    write_file(path, text.toStdString());
+    const QString what = test::error_message([&] { io::open_store(path.string()); });
+    QVERIFY2(what.contains(QString::fromStdString(path.filename().string())), qPrintable(what));
+    QVERIFY2(what.contains(message), qPrintable(what));
+  }
+
+  // A truncated gzip stream is an error naming the file, not a short matrix.
+  void truncatedGzip() {
+    std::string text = "a,b\n";
+    for (int i = 0; i < 20000; ++i)
+      text.append("g")
+          .append(std::to_string(i))
+          .append(",")
+          .append(std::to_string(i % 7))
+          .append(",1\n");
+    write_gzip(file("whole.csv.gz"), text);
+    std::ifstream in(file("whole.csv.gz"), std::ios::binary);
+    std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    write_file(file("cut.csv.gz"), bytes.substr(0, bytes.size() / 2));
+    QCOMPARE(io::open_store(file("whole.csv.gz").string()).n_vars(), 20000);
+    const QString what = test::error_message([&] { io::open_store(file("cut.csv.gz").string()); });
+    QVERIFY2(what.contains("cut.csv.gz") && what.contains("truncated or corrupt"),
+             qPrintable(what));
+  }
+};
+
+QTEST_GUILESS_MAIN(TestText)
+#include "test_text.moc"
