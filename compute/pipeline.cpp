@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
@@ -497,6 +498,47 @@ bool keep_cell(const CellQc& qc, std::int64_t i, const PipelineParams& p) {
   return keep;
 }
 
+// Why too few cells pass: each threshold that removes cells, how many it removes on its own
+// and the metric's median, so that the error says which bound to relax.
+std::string qc_losses(const CellQc& qc, const PipelineParams& p) {
+  const std::size_t n = qc.total_counts.size();
+  std::string out;
+  auto bound = [&](const std::string& name, double limit, const char* metric, auto&& value,
+                   auto&& removes) {
+    std::int64_t removed = 0;
+    std::vector<double> values(n);
+    for (std::size_t i = 0; i < n; ++i) {
+      values[i] = value(i);
+      removed += removes(values[i]) ? 1 : 0;
+    }
+    if (removed == 0) return;
+    std::nth_element(values.begin(), values.begin() + n / 2, values.end());
+    char text[200];
+    std::snprintf(text, sizeof text, "%s%s %g removes %lld (median %s %g)", out.empty() ? "" : "; ",
+                  name.c_str(), limit, static_cast<long long>(removed), metric, values[n / 2]);
+    out += text;
+  };
+  auto genes = [&](std::size_t i) { return static_cast<double>(qc.n_genes_by_counts[i]); };
+  auto counts = [&](std::size_t i) { return qc.total_counts[i]; };
+  bound("qc.min_genes", p.min_genes, "n_genes_by_counts", genes,
+        [&](double v) { return v < p.min_genes; });
+  if (p.max_genes > 0)
+    bound("qc.max_genes", p.max_genes, "n_genes_by_counts", genes,
+          [&](double v) { return v > p.max_genes; });
+  if (p.max_pct_qc > 0)
+    bound(
+        "qc.max_pct_mito", p.max_pct_qc, "pct_counts_mt",
+        [&](std::size_t i) { return qc.pct_counts_qc[i]; },
+        [&](double v) { return !(v < p.max_pct_qc); });
+  if (p.min_counts > 0)
+    bound("qc.min_counts", p.min_counts, "total_counts", counts,
+          [&](double v) { return v < p.min_counts; });
+  if (p.max_counts > 0)
+    bound("qc.max_counts", p.max_counts, "total_counts", counts,
+          [&](double v) { return v > p.max_counts; });
+  return out.empty() ? out : ": " + out + " (0 turns an upper bound off)";
+}
+
 std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& p) {
   std::int64_t kept = 0;
   for (std::size_t i = 0; i < qc.total_counts.size(); ++i)
@@ -631,9 +673,10 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
         if (r.cell_mask[i]) r.kept_cells.push_back(i);
       }
       if (r.kept_cells.size() < 3)
-        throw Error(
-            store.path, "filter",
-            "only " + std::to_string(r.kept_cells.size()) + " cells pass the QC thresholds");
+        throw Error(store.path, "filter",
+                    "only " + std::to_string(r.kept_cells.size()) + " of " +
+                        std::to_string(r.n_cells_total) + " cells pass the QC thresholds" +
+                        qc_losses(r.cell_qc, p));
       std::vector<std::int64_t> n_cells = std::move(n_cells_kept);
       if (n_cells.empty()) {
         n_cells.assign(r.n_genes_total, 0);
