@@ -32,15 +32,18 @@ constexpr const char* kUsage = R"(usage:
                                   run the pipeline on the demo dataset without a window
   orrery run STORE -o OUT.h5ad [--params P.json] [--backend cpu|cuda|auto] [--threads N]
                    [--report R.json] [--quiet] [--zarr-format 2|3] [--results-only]
+                   [--text-layout genes|cells]
   orrery synth -o OUT.h5ad [--cells N] [--genes N] [--clusters K] [--seed S] [--zarr-format 2|3]
-  orrery info STORE
-  orrery check STORE [--chunk-mib M]
+  orrery info STORE [--text-layout genes|cells]
+  orrery check STORE [--chunk-mib M] [--text-layout genes|cells]
                                   read every row of X in chunks of M MiB (default 256; also the
                                   block size of a CSC or Matrix Market conversion): reports
                                   corrupt data by file and element, rows/s and peak memory
 
-STORE is an .h5ad file, a .zarr directory (v2 or v3), a Cell Ranger .h5 file or a 10x Matrix
-Market folder (matrix.mtx[.gz], genes/features, barcodes). An OUT ending in .zarr is written as
+STORE is an .h5ad file, a .zarr directory (v2 or v3), a Cell Ranger .h5 file, a 10x Matrix
+Market folder (matrix.mtx[.gz], genes/features, barcodes) or a dense text table (.csv, .tsv,
+.tab, .txt, each also .gz) with names in its header and first column. Whether the table holds
+genes or cells in rows is guessed from its names and shape; --text-layout says it. An OUT ending in .zarr is written as
 a zarr directory store, version 2 unless --zarr-format 3. --results-only leaves out X, the
 input's layers and raw (an AnnData whose X is None): obs, var, obsm, obsp, uns and varm only.
 )";
@@ -80,7 +83,7 @@ struct Args {
   std::vector<std::string> positional;
   std::string out, report, params, backend, threads;
   std::string cells, genes, clusters, seed;
-  std::string chunk_mib, zarr_format;
+  std::string chunk_mib, zarr_format, text_layout;
   bool quiet = false;
   bool results_only = false;
 };
@@ -115,6 +118,8 @@ Args parse(int argc, char** argv, int first) {
       value(a.chunk_mib);
     else if (s == "--zarr-format")
       value(a.zarr_format);
+    else if (s == "--text-layout")
+      value(a.text_layout);
     else if (s == "--quiet" || s == "-q")
       a.quiet = true;
     else if (s == "--results-only")
@@ -144,6 +149,15 @@ long long to_int(const std::string& s, const char* field, long long lo, long lon
 
 int zarr_format(const Args& a) {
   return a.zarr_format.empty() ? 2 : static_cast<int>(to_int(a.zarr_format, "--zarr-format", 2, 3));
+}
+
+io::TextLayout text_layout(const Args& a) {
+  if (a.text_layout.empty()) return io::TextLayout::Guess;
+  if (a.text_layout == "genes") return io::TextLayout::GenesInRows;
+  if (a.text_layout == "cells") return io::TextLayout::CellsInRows;
+  throw Error(
+      "", "--text-layout",
+      "expected genes (a row per gene) or cells (a row per cell), got '" + a.text_layout + "'");
 }
 
 void write_report(const std::string& path, const nlohmann::json& j) {
@@ -187,6 +201,7 @@ int cmd_run(const Args& a, const std::string& store_path) {
   if (!a.quiet) std::fprintf(stderr, "%s\n", note.c_str());
   io::OpenOptions open_options;
   open_options.progress = [&](std::string_view what, double f) { progress.report(what, f); };
+  open_options.text_layout = text_layout(a);
   io::Store store = io::open_store(store_path, open_options);
   if (!a.quiet)
     std::fprintf(stderr, "%s: %lld cells x %lld genes (%s)\n", store_path.c_str(),
@@ -232,8 +247,11 @@ int cmd_synth(const Args& a) {
   return 0;
 }
 
-int cmd_info(const std::string& path) {
-  io::Store store = io::open_store(path);
+int cmd_info(const Args& a) {
+  const std::string& path = a.positional[0];
+  io::OpenOptions options;
+  options.text_layout = text_layout(a);
+  io::Store store = io::open_store(path, options);
   std::fputs(io::describe_store(store, path).c_str(), stdout);
   return 0;
 }
@@ -247,6 +265,7 @@ int cmd_check(const Args& a) {
   options.progress = [&](std::string_view what, double f) { progress.report(what, f); };
   // A CSC X or a Matrix Market file larger than the chunk is converted in blocks of the chunk.
   options.transpose_bytes = static_cast<std::size_t>(mib) << 20;
+  options.text_layout = text_layout(a);
   const auto t0 = std::chrono::steady_clock::now();
   io::Store store = io::open_store(a.positional[0], options);
   const auto t_open = std::chrono::steady_clock::now();
@@ -315,7 +334,7 @@ int run_cli(int argc, char** argv) {
     }
     if (cmd == "info") {
       if (a.positional.size() != 1) throw Error("", "info", "expected one STORE argument");
-      return cmd_info(a.positional[0]);
+      return cmd_info(a);
     }
   } catch (const Cancelled&) {
     std::fprintf(stderr, "\norrery: cancelled; no output written\n");

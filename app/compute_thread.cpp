@@ -206,7 +206,7 @@ void ComputeWorker::reset_cancel() {
 }
 
 void ComputeWorker::run(const QString& path, const compute::PipelineParams& params,
-                        bool preview_wanted) {
+                        bool preview_wanted, int text_layout) {
   SignalProgress progress(this);
   {
     std::lock_guard lock(progress_mutex_);
@@ -226,9 +226,15 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       progress.check();
       progress.report(what, f);
     };
-    const QString stamp = store_stamp(path);  // before reading: a later change shows
+    open_options.text_layout = static_cast<io::TextLayout>(text_layout);
+    // Before reading, so that a later change shows; a table read the other way round is
+    // another matrix, whose QC and results are not the first one's.
+    QString stamp = store_stamp(path);
+    if (!stamp.isEmpty() && text_layout != static_cast<int>(io::TextLayout::Guess))
+      stamp += QString(" layout %1").arg(text_layout);
     auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
     emit storeOpened(QString::fromStdString(io::describe_store(*store, path.toStdString())));
+    emit storeFormat(QString::fromStdString(store->format), static_cast<int>(store->text_layout));
     // A damaged obsm entry costs the preview and the embedding box, not the run.
     std::vector<std::string> embedding_keys;
     try {
@@ -621,10 +627,12 @@ ComputeThread::~ComputeThread() {
   thread_.wait();
 }
 
-void ComputeThread::run(const QString& path, const compute::PipelineParams& params, bool preview) {
+void ComputeThread::run(const QString& path, const compute::PipelineParams& params, bool preview,
+                        io::TextLayout text_layout) {
   worker_->reset_cancel();
   QMetaObject::invokeMethod(worker_, "run", Qt::QueuedConnection, Q_ARG(QString, path),
-                            Q_ARG(orrery::compute::PipelineParams, params), Q_ARG(bool, preview));
+                            Q_ARG(orrery::compute::PipelineParams, params), Q_ARG(bool, preview),
+                            Q_ARG(int, static_cast<int>(text_layout)));
 }
 
 void ComputeThread::compareSelection(std::shared_ptr<const std::vector<bool>> selection,

@@ -95,7 +95,9 @@ class ComputeWorker : public QObject {
  public slots:
   // `preview`: emit storedPreview first when the store holds an embedding (a store just
   // opened; re-runs keep their result on screen).
-  void run(const QString& path, const orrery::compute::PipelineParams& params, bool preview);
+  // `text_layout`: an io::TextLayout, how a text table's rows are read.
+  void run(const QString& path, const orrery::compute::PipelineParams& params, bool preview,
+           int text_layout = 0);
   // `zarr_format` (2 or 3) when `path` ends in .zarr; without `with_matrices` the results only
   // (no X, layers or raw: compute::write_result_h5ad).
   void save(const QString& path,
@@ -129,6 +131,9 @@ class ComputeWorker : public QObject {
   void qcReady(std::shared_ptr<const orrery::compute::QcMetrics> metrics);
   // The opened store described as by `orrery info`, before the first pass over X.
   void storeOpened(const QString& summary);
+  // With storeOpened: the store's format ("h5ad", "text", ...) and, for a text table, the
+  // io::TextLayout its rows were read with.
+  void storeFormat(const QString& format, int text_layout);
   // After storeOpened, when the store holds an embedding; the pipeline then runs.
   void storedPreview(std::shared_ptr<const orrery::app::StoredPreview> preview);
   void embeddingReady(const QString& key, std::shared_ptr<const std::vector<float>> xy);
@@ -178,7 +183,8 @@ class ComputeThread : public QObject {
   explicit ComputeThread(QObject* parent = nullptr);
   ~ComputeThread() override;
   ComputeWorker* worker() const { return worker_; }
-  void run(const QString& path, const compute::PipelineParams& params, bool preview = false);
+  void run(const QString& path, const compute::PipelineParams& params, bool preview = false,
+           io::TextLayout text_layout = io::TextLayout::Guess);
   void save(const QString& path, std::shared_ptr<const compute::ClusterAnnotation> annotation = {},
             int zarr_format = 2, bool with_matrices = true);
   void compareSelection(std::shared_ptr<const std::vector<bool>> selection,

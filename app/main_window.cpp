@@ -303,6 +303,10 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     setRunning(pending_runs_ > 0);
   });
   connect(w, &ComputeWorker::storeOpened, store_info_, &QPlainTextEdit::setPlainText);
+  connect(w, &ComputeWorker::storeFormat, this, [this](const QString& format, int layout) {
+    text_layout_read_ = static_cast<io::TextLayout>(layout);
+    transpose_action_->setEnabled(format == "text");
+  });
   connect(w, &ComputeWorker::storedPreview, this, &MainWindow::showPreview);
   connect(w, &ComputeWorker::embeddingReady, this,
           [this](const QString& key, std::shared_ptr<const std::vector<float>> xy) {
@@ -424,7 +428,8 @@ void MainWindow::buildMenus() {
   QAction* open = file->addAction("&Open...", this, [this] {
     const QString path = QFileDialog::getOpenFileName(
         this, "Open store", QString(),
-        "AnnData (*.h5ad);;Cell Ranger (*.h5);;Matrix Market (*.mtx *.mtx.gz);;All files (*)");
+        "AnnData (*.h5ad);;Cell Ranger (*.h5);;Matrix Market (*.mtx *.mtx.gz);;"
+        "Text tables (*.csv *.tsv *.tab *.txt *.csv.gz *.tsv.gz *.tab.gz *.txt.gz);;All files (*)");
     if (!path.isEmpty()) openStore(path);
   });
   open->setShortcut(QKeySequence::Open);
@@ -434,6 +439,13 @@ void MainWindow::buildMenus() {
     if (!path.isEmpty()) openStore(path);
   });
   open_dir->setShortcut(QKeySequence("Ctrl+Shift+O"));
+  // A text table's rows are guessed to be genes or cells (names, shape): the other reading.
+  transpose_action_ = file->addAction("Reopen the table &transposed", this, [this] {
+    openStore(path_, text_layout_read_ == io::TextLayout::GenesInRows
+                         ? io::TextLayout::CellsInRows
+                         : io::TextLayout::GenesInRows);
+  });
+  transpose_action_->setEnabled(false);
   recent_menu_ = file->addMenu("Open &recent");
   fillRecentMenu();
   QAction* png = file->addAction("Export view as &PNG...", this, [this] {
@@ -569,7 +581,7 @@ void MainWindow::setRunning(bool running) {
   if (running) stage_label_->setToolTip({});  // the last run's warnings go with it
 }
 
-void MainWindow::openStore(const QString& path) {
+void MainWindow::openStore(const QString& path, io::TextLayout text_layout) {
   // The previous store's result leaves with its points: nothing may be picked, lassoed,
   // edited or re-coloured against it while the new store's preview or layout is on screen.
   snapshot_.reset();
@@ -589,6 +601,8 @@ void MainWindow::openStore(const QString& path) {
   fillMarkerTable({});
   violin_->clear();
   path_ = path;
+  text_layout_ = text_layout;
+  transpose_action_->setEnabled(false);  // until the store says it is a table
   params_ = params_panel_->applyTo(compute::PipelineParams{});
   rememberRecent(path);
   setWindowTitle("Orrery — " + path);
@@ -605,7 +619,7 @@ void MainWindow::startRun(bool preview) {
   pending_embedding_ = embedding_;
   ++pending_runs_;
   setRunning(true);
-  compute_->run(path_, params_, preview);
+  compute_->run(path_, params_, preview, text_layout_);
 }
 
 void MainWindow::cancelRun() {

@@ -40,7 +40,8 @@ class MainWindow : public QMainWindow {
   explicit MainWindow(QVulkanInstance* vulkan, QWidget* parent = nullptr);
   ~MainWindow() override;
 
-  void openStore(const QString& path);
+  // `text_layout`: how a text table's rows are read (guessed unless said).
+  void openStore(const QString& path, io::TextLayout text_layout = io::TextLayout::Guess);
   UmapView* umapView() const { return view_; }
   ComputeThread* computeThread() const { return compute_.get(); }
   std::shared_ptr<const RunSnapshot> snapshot() const { return snapshot_; }
@@ -194,6 +195,10 @@ class MainWindow : public QMainWindow {
   QPlainTextEdit* store_info_ = nullptr;
   QDockWidget* markers_dock_ = nullptr;
   QAction* compare_action_ = nullptr;
+  // File > Reopen the table transposed: enabled while a text table is open.
+  QAction* transpose_action_ = nullptr;
+  io::TextLayout text_layout_ = io::TextLayout::Guess;       // asked for path_
+  io::TextLayout text_layout_read_ = io::TextLayout::Guess;  // how the table was read
   QAction* set_a_action_ = nullptr;
   QAction* compare_a_action_ = nullptr;
   std::shared_ptr<const std::vector<bool>> group_a_;

@@ -3,6 +3,8 @@
 // cluster colours in it; cancel a run; export PNG and .h5ad and read them back.
 #include <QtTest/QtTest>
 
+#include <fstream>
+
 #include <QCompleter>
 #include <QElapsedTimer>
 #include <QMimeData>
@@ -1309,6 +1311,50 @@ with h5py.File(sys.argv[1], "r+") as f:
     QVERIFY(done.wait(300000));
     QCOMPARE(window_->snapshot()->store_path, demo_);
     QCOMPARE(window_->recentFiles().value(0), QFileInfo(demo_).absoluteFilePath());
+  }
+
+  // A text table opens with its rows guessed (here: more rows than columns, so genes), and
+  // File > Reopen the table transposed reads them as cells; other stores disable it.
+  void textTableReopensTransposed() {
+    const QString csv = tmp_.filePath("table.csv");
+    {
+      std::ofstream out(csv.toStdString());
+      for (int c = 0; c < 300; ++c) out << (c ? "," : "") << "\"cell " << c << "\"";
+      out << "\n";
+      std::uint64_t state = 42;
+      for (int g = 0; g < 400; ++g) {
+        out << "\"G" << g << "\"";
+        for (int c = 0; c < 300; ++c) {
+          state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+          out << "," << (state >> 33) % 6;  // a sixth are zeros
+        }
+        out << "\n";
+      }
+    }
+    QAction* transpose = nullptr;
+    for (QAction* a : window_->findChildren<QAction*>())
+      if (a->text() == "Reopen the table &transposed") transpose = a;
+    QVERIFY(transpose);
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    window_->openStore(csv);
+    QVERIFY(done.wait(300000));
+    QCOMPARE(window_->snapshot()->n_cells_total, 300);
+    QCOMPARE(window_->snapshot()->n_genes_total, 400);
+    QVERIFY2(window_->storeSummary().contains("genes in rows (guessed: more rows than columns)"),
+             qPrintable(window_->storeSummary()));
+    QVERIFY(transpose->isEnabled());
+    transpose->trigger();
+    QVERIFY(done.wait(300000));
+    QCOMPARE(window_->snapshot()->n_cells_total, 400);
+    QCOMPARE(window_->snapshot()->n_genes_total, 300);
+    QCOMPARE(window_->snapshot()->cell_names.front(), std::string("G0"));
+    QVERIFY2(window_->storeSummary().contains("cells in rows (as asked)"),
+             qPrintable(window_->storeSummary()));
+    QVERIFY(transpose->isEnabled());
+    window_->openStore(demo_);
+    QVERIFY(!transpose->isEnabled());
+    QVERIFY(done.wait(300000));
+    QVERIFY(!transpose->isEnabled());
   }
 
   void badStoreReportsAnError() {
