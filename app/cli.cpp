@@ -19,6 +19,7 @@
 #include "compute/result_writer.hpp"
 #include "compute/synth.hpp"
 #include "demo.hpp"
+#include "io/annotations.hpp"
 #include "io/error.hpp"
 #include "io/store.hpp"
 
@@ -32,7 +33,7 @@ constexpr const char* kUsage = R"(usage:
                                   run the pipeline on the demo dataset without a window
   orrery run STORE -o OUT.h5ad [--params P.json] [--backend cpu|cuda|auto] [--threads N]
                    [--report R.json] [--quiet] [--zarr-format 2|3] [--results-only]
-                   [--text-layout genes|cells]
+                   [--text-layout genes|cells] [--obs TABLE.csv ...]
   orrery synth -o OUT.h5ad [--cells N] [--genes N] [--clusters K] [--seed S] [--zarr-format 2|3]
   orrery info STORE [--text-layout genes|cells]
   orrery check STORE [--chunk-mib M] [--text-layout genes|cells]
@@ -43,9 +44,12 @@ constexpr const char* kUsage = R"(usage:
 STORE is an .h5ad file, a .zarr directory (v2 or v3), a Cell Ranger .h5 file, a 10x Matrix
 Market folder (matrix.mtx[.gz], genes/features, barcodes) or a dense text table (.csv, .tsv,
 .tab, .txt, each also .gz) with names in its header and first column. Whether the table holds
-genes or cells in rows is guessed from its names and shape; --text-layout says it. An OUT ending in .zarr is written as
-a zarr directory store, version 2 unless --zarr-format 3. --results-only leaves out X, the
-input's layers and raw (an AnnData whose X is None): obs, var, obsm, obsp, uns and varm only.
+genes or cells in rows is guessed from its names and shape; --text-layout says it. --obs adds
+the columns of a table of cell annotations (.csv/.tsv, a row per cell named as the store's
+cells) to obs before the run: written with the results, usable as hvg.batch_key. An OUT
+ending in .zarr is written as a zarr directory store, version 2 unless --zarr-format 3.
+--results-only leaves out X, the input's layers and raw (an AnnData whose X is None): obs,
+var, obsm, obsp, uns and varm only.
 )";
 
 compute::Progress* g_progress = nullptr;
@@ -81,6 +85,7 @@ class TerminalProgress final : public compute::Progress {
 
 struct Args {
   std::vector<std::string> positional;
+  std::vector<std::string> obs_tables;
   std::string out, report, params, backend, threads;
   std::string cells, genes, clusters, seed;
   std::string chunk_mib, zarr_format, text_layout;
@@ -120,6 +125,8 @@ Args parse(int argc, char** argv, int first) {
       value(a.zarr_format);
     else if (s == "--text-layout")
       value(a.text_layout);
+    else if (s == "--obs")
+      value(a.obs_tables.emplace_back());
     else if (s == "--quiet" || s == "-q")
       a.quiet = true;
     else if (s == "--results-only")
@@ -207,6 +214,22 @@ int cmd_run(const Args& a, const std::string& store_path) {
     std::fprintf(stderr, "%s: %lld cells x %lld genes (%s)\n", store_path.c_str(),
                  static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),
                  store.format.c_str());
+  for (const std::string& table : a.obs_tables) {
+    io::CellAnnotations found =
+        io::annotations_for_cells(io::read_text_table(table), store.obs.index, table);
+    const auto names =
+        io::add_obs_columns(store.obs, std::move(found.columns), compute::is_result_obs_column);
+    if (a.quiet) continue;
+    std::string list;
+    for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
+    std::fprintf(
+        stderr, "%s: %s for %lld cells%s%s\n", table.c_str(), list.c_str(),
+        static_cast<long long>(found.matched),
+        found.added_suffix ? " (their names with -1 added)" : "",
+        found.unmatched
+            ? (", " + std::to_string(found.unmatched) + " rows naming no cell left out").c_str()
+            : "");
+  }
   auto result = compute::run_pipeline(store, params, *backend, progress);
   // The counts the markers kept are not written: let them go before the copy of X.
   const double counts_mib =

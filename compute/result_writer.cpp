@@ -81,6 +81,16 @@ ColumnValues subset(const ColumnValues& values, const std::vector<CellIndex>& ro
 }
 
 // The input's own columns, kept for the kept rows unless the result has a column of that name.
+}  // namespace
+
+bool is_result_obs_column(const std::string& name) {
+  return name == "n_genes_by_counts" || name == "total_counts" || name == "total_counts_mt" ||
+         name == "pct_counts_mt" || name == "leiden" ||
+         (name.starts_with("pct_counts_in_top_") && name.ends_with("_genes"));
+}
+
+namespace {
+
 void carry_columns(const DataFrame& input, const std::vector<CellIndex>& rows, DataFrame& out) {
   for (const auto& c : input.columns)
     if (!out.find(c.name))

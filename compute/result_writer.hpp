@@ -15,6 +15,10 @@ struct ClusterAnnotation {
   std::vector<std::string> names, colors;
 };
 
+// Whether the written obs has a column of this name from the run itself (QC, leiden): an input
+// column so named is not carried, so imported annotations take another name.
+bool is_result_obs_column(const std::string& name);
+
 // `with_matrices` false: the results only (obs, var, obsm, obsp, uns, varm), without X, the
 // input's layers and raw, as an AnnData whose X is None: at atlas scale the matrices are most
 // of the bytes and the input already holds them.

@@ -30,7 +30,18 @@ expect_error "NaN" "$orrery" run "$tmp/mtx" -o "$tmp/out.h5ad"
 : > "$tmp/mtx/matrix.mtx"
 expect_error "matrix.mtx" "$orrery" run "$tmp/mtx" -o "$tmp/out.h5ad"
 
+# Text tables: a value that is not a number, a ragged row, a layout that is neither.
+printf 'c1,c2\ng1,1,NA\n' > "$tmp/na.csv"
+expect_error "na.csv: line 2, column 3: 'NA' is not a finite number" "$orrery" run "$tmp/na.csv" -o "$tmp/out.h5ad"
+printf 'c1,c2\ng1,1,2\ng2,1\n' > "$tmp/ragged.tsv"
+expect_error "ragged.tsv: line 3" "$orrery" info "$tmp/ragged.tsv"
+printf 'c1,c2\ng1,1,2\n' > "$tmp/ok.csv"
+expect_error "text-layout" "$orrery" info "$tmp/ok.csv" --text-layout sideways
+
 "$orrery" synth -o "$tmp/small.h5ad" --cells 400 --genes 1000 --quiet || fail "synth failed"
+# Annotations that name no cell, or a cell twice.
+printf 'cell,label\nnobody,x\n' > "$tmp/strangers.csv"
+expect_error "strangers.csv: row names: none of its 1 rows names a cell" "$orrery" run "$tmp/small.h5ad" -o "$tmp/out.h5ad" --obs "$tmp/strangers.csv"
 # A uns group hard-linked into itself: the guard's walk and the copy of uns both stop at it.
 cp "$tmp/small.h5ad" "$tmp/cycle.h5ad"
 /usr/bin/python3 -c "import h5py, sys; f = h5py.File(sys.argv[1], 'a'); f.require_group('uns/a')['loop'] = f['uns']" "$tmp/cycle.h5ad" || fail "cannot make cycle.h5ad"

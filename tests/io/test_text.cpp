@@ -6,11 +6,13 @@
 
 #include <zlib.h>
 
+#include <cmath>
 #include <fstream>
 #include <map>
 
 #include "common/errors.hpp"
 #include "common/shared.hpp"
+#include "io/annotations.hpp"
 #include "io/error.hpp"
 #include "io/store.hpp"
 #include "io/text_reader.hpp"
@@ -254,6 +256,100 @@ class TestText : public QObject {
     QCOMPARE(p.columns, std::vector<std::string>{"label"});
     QCOMPARE(p.cells[0][0], std::string("x y"));
     QCOMPARE(p.cells[1][0], std::string());
+  }
+
+  // Annotation columns typed as pandas reads them and anndata keeps them; cells the table
+  // leaves out, and missing markers, are missing values.
+  void cellAnnotationsTyped() {
+    write_file(file("annotations.csv"),
+               "cell,count,score,flag,label,partial,maybe,empty\n"
+               "b,3,0.5,TRUE,T cell,1,FALSE,NA\n"
+               "a,-2,1e3,FALSE,B cell,NA,,\n"
+               "c,7,2,True,B cell,5,true,\n"
+               "zz,1,1,FALSE,other,1,TRUE,\n");
+    const io::TextTable t = io::read_text_table(file("annotations.csv").string());
+    const std::vector<std::string> cells = {"a", "b", "c", "d"};
+    io::CellAnnotations found = io::annotations_for_cells(t, cells, "annotations.csv");
+    QCOMPARE(found.matched, 3);
+    QCOMPARE(found.unmatched, 1);  // zz
+    QVERIFY(!found.added_suffix);
+    QCOMPARE(found.columns.size(), std::size_t{7});
+    const auto doubles = [&](int j) {
+      return std::get<std::vector<double>>(found.columns[j].values);
+    };
+    // d has no row: int and bool columns become anndata's nullable ones.
+    QCOMPARE(found.columns[0].nullable, std::string("nullable-integer"));
+    QCOMPARE(doubles(0)[0], -2.0);
+    QCOMPARE(doubles(0)[2], 7.0);
+    QVERIFY(std::isnan(doubles(0)[3]));
+    QCOMPARE(found.columns[1].nullable, std::string());
+    QCOMPARE(doubles(1)[0], 1000.0);
+    QCOMPARE(doubles(1)[1], 0.5);
+    QCOMPARE(found.columns[2].nullable, std::string("nullable-boolean"));
+    QCOMPARE(doubles(2)[1], 1.0);
+    QCOMPARE(doubles(2)[0], 0.0);
+    const auto& label = std::get<Categorical>(found.columns[3].values);
+    QCOMPARE(label.categories, (std::vector<std::string>{"B cell", "T cell", "other"}));
+    QCOMPARE(label.codes, (std::vector<std::int32_t>{0, 1, 0, -1}));
+    QVERIFY(std::isnan(doubles(4)[0]));  // "NA"
+    QCOMPARE(doubles(4)[2], 5.0);
+    QVERIFY(std::isnan(doubles(5)[0]));  // "" is missing too
+    QCOMPARE(doubles(5)[2], 1.0);
+    QVERIFY(std::isnan(doubles(6)[1]));  // a column of nothing: float NaN
+    // Every cell named: plain int64 and bool columns.
+    io::CellAnnotations all = io::annotations_for_cells(t, {"a", "b", "c"}, "annotations.csv");
+    QCOMPARE(std::get<std::vector<std::int64_t>>(all.columns[0].values),
+             (std::vector<std::int64_t>{-2, 3, 7}));
+    QCOMPARE(std::get<std::vector<bool>>(all.columns[2].values),
+             (std::vector<bool>{false, true, true}));
+    // Names taken get a suffix.
+    DataFrame obs;
+    obs.index = {"a", "b", "c"};
+    obs.columns.push_back({"label", std::vector<double>(3)});
+    const auto names = io::add_obs_columns(obs, std::move(all.columns), [](const std::string& n) {
+      return n == "count" || n == "count_1";
+    });
+    QCOMPARE(names[0], std::string("count_2"));
+    QCOMPARE(names[3], std::string("label_1"));
+    QCOMPARE(obs.columns.size(), std::size_t{8});
+  }
+
+  // Cell Ranger's barcodes written without "-1" (Seurat's pbmc_small) match PBMC 3k's cells.
+  void cellAnnotationsMatchBarcodesWithoutSuffix() {
+    io::Store full = io::open_store(test::pbmc3k_dir().string());
+    const std::string meta = (data_ / "pbmc_small" / "pbmc_small_meta.tsv").string();
+    io::CellAnnotations found =
+        io::annotations_for_cells(io::read_text_table(meta), full.obs.index, meta);
+    QCOMPARE(found.matched, 80);
+    QVERIFY(found.added_suffix);
+    QCOMPARE(found.columns[0].name, std::string("RNA_snn_res.1"));
+    // Seurat's clusters are whole numbers: int, nullable (2620 cells are not in the table).
+    QCOMPARE(found.columns[0].nullable, std::string("nullable-integer"));
+    const auto& res = std::get<std::vector<double>>(found.columns[0].values);
+    QCOMPARE(std::count_if(res.begin(), res.end(), [](double v) { return v == 0.0; }), 36);
+    QCOMPARE(std::count_if(res.begin(), res.end(), [](double v) { return std::isnan(v); }), 2620);
+    const auto& letters = std::get<Categorical>(found.columns[2].values);
+    QCOMPARE(letters.categories, (std::vector<std::string>{"A", "B"}));
+  }
+
+  void cellAnnotationsRefused() {
+    write_file(file("twice.csv"), "cell,x\na,1\nb,2\na,3\n");
+    QString what = test::error_message([&] {
+      io::annotations_for_cells(io::read_text_table(file("twice.csv").string()), {"a", "b"},
+                                "twice.csv");
+    });
+    QVERIFY2(what.contains("twice.csv: row names: 'a' names rows 1 and 3"), qPrintable(what));
+    write_file(file("strangers.csv"), "cell,x\np,1\nq,2\n");
+    what = test::error_message([&] {
+      io::annotations_for_cells(io::read_text_table(file("strangers.csv").string()), {"a", "b"},
+                                "strangers.csv");
+    });
+    QVERIFY2(what.contains("none of its 2 rows names a cell of the store (its first: 'p'; the "
+                           "store's first cell: 'a')"),
+             qPrintable(what));
+    write_file(file("numbers.csv"), "1,2\n3,4\n");
+    what = test::error_message([&] { io::read_text_table(file("numbers.csv").string()); });
+    QVERIFY2(what.contains("needs a header of column names"), qPrintable(what));
   }
 
   void hostileInput_data() {

@@ -1,0 +1,36 @@
+// Cell annotations from a table (a row per cell, named as the store's cells: a CSV of labels
+// from another tool, a demultiplexer's calls) as obs columns, typed as anndata holds them after
+// pandas read the table: whole numbers int64, other numbers float64, TRUE/FALSE bool (nullable
+// integer or boolean where some cells have no value), anything else categorical with sorted
+// categories.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "dataframe.hpp"
+#include "text_reader.hpp"
+
+namespace orrery::io {
+
+struct CellAnnotations {
+  std::vector<Column> columns;  // a value for every cell of the store, missing where none
+  std::int64_t matched = 0;     // table rows that name a cell
+  std::int64_t unmatched = 0;   // table rows that name none (left out)
+  // Rows matched by adding "-1" to their names: Cell Ranger's barcodes written without it.
+  bool added_suffix = false;
+};
+
+// The columns of `table` (read from `file`) for `cells`, the store's obs names. A name twice
+// in the table, or no row naming any cell, is an error naming the file.
+CellAnnotations annotations_for_cells(const TextTable& table, const std::vector<std::string>& cells,
+                                      const std::string& file);
+
+// Adds `columns` to `obs`. A name obs already has, or one `taken` claims (the pipeline's own
+// columns), gets "_1", "_2", ... appended. Returns the names given, in order.
+std::vector<std::string> add_obs_columns(DataFrame& obs, std::vector<Column> columns,
+                                         const std::function<bool(const std::string&)>& taken);
+
+}  // namespace orrery::io
