@@ -19,6 +19,7 @@
 #include "compute/result_writer.hpp"
 #include "csv.hpp"
 #include "io/anndata_reader.hpp"
+#include "io/annotations.hpp"
 
 namespace orrery::app {
 
@@ -234,6 +235,22 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       stamp += QString(" layout %1").arg(text_layout);
     auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
     emit storeOpened(QString::fromStdString(io::describe_store(*store, path.toStdString())));
+    // Annotations imported into this store come back with it (a table gone since is a
+    // warning of the run); another store leaves them behind.
+    QStringList import_warnings;
+    if (imported_for_ != path) {
+      imported_for_.clear();
+      imported_tables_.clear();
+    }
+    for (const QString& table : QStringList(imported_tables_)) {
+      try {
+        QString summary;
+        add_annotations(*store, table, summary);
+      } catch (const std::exception& e) {
+        imported_tables_.removeAll(table);
+        import_warnings << QString("annotations not imported again: ") + e.what();
+      }
+    }
     emit storeFormat(QString::fromStdString(store->format), static_cast<int>(store->text_layout));
     // A damaged obsm entry costs the preview and the embedding box, not the run.
     std::vector<std::string> embedding_keys;
@@ -312,6 +329,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     for (const auto& stage : result->reused_stages)
       snap->reused_stages << QString::fromStdString(stage);
     for (const auto& w : result->warnings) snap->warnings << QString::fromStdString(w);
+    snap->warnings << import_warnings;
     snap->seconds = timer.elapsed() / 1000.0;
 
     backend->stream_layout_to(nullptr);
@@ -443,6 +461,49 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
       });
     emit selectionMarkers(
         std::make_shared<const std::vector<MarkerRow>>(top_markers(markers[0], *store_, *result_)));
+  } catch (const std::exception& e) {
+    emit failed(QString::fromUtf8(e.what()));
+  }
+}
+
+std::vector<std::string> ComputeWorker::add_annotations(io::Store& store, const QString& table,
+                                                        QString& summary) const {
+  const std::string file = table.toStdString();
+  io::CellAnnotations found =
+      io::annotations_for_cells(io::read_text_table(file), store.obs.index, file);
+  const auto names =
+      io::add_obs_columns(store.obs, std::move(found.columns), compute::is_result_obs_column);
+  summary = QString("%1: %2 column(s) for %3 of %4 cells")
+                .arg(QFileInfo(table).fileName())
+                .arg(names.size())
+                .arg(found.matched)
+                .arg(store.n_obs());
+  if (found.added_suffix) summary += " (names with -1 added)";
+  if (found.unmatched) summary += QString("; %1 rows naming no cell left out").arg(found.unmatched);
+  return names;
+}
+
+void ComputeWorker::importAnnotations(const QString& table) {
+  if (!store_ || !result_) {
+    emit failed("no store open: open and run a store before importing annotations");
+    return;
+  }
+  try {
+    QString summary;
+    const auto names = add_annotations(*store_, table, summary);
+    const QString store_path = QString::fromStdString(store_->path);
+    if (imported_for_ != store_path) imported_tables_.clear();
+    imported_for_ = store_path;
+    imported_tables_ << table;
+    QStringList added, numeric, categorical;
+    for (const auto& n : names) added << QString::fromStdString(n);
+    for_each_numeric_obs(*store_, *result_, [&](const std::string& name, const KeptValues&) {
+      numeric << QString::fromStdString(name);
+    });
+    for (const auto& c : store_->obs.columns)
+      if (std::holds_alternative<Categorical>(c.values))
+        categorical << QString::fromStdString(c.name);
+    emit annotationsImported(added, numeric, categorical, summary);
   } catch (const std::exception& e) {
     emit failed(QString::fromUtf8(e.what()));
   }
@@ -648,6 +709,11 @@ void ComputeThread::dotPlot(const QStringList& genes,
   QMetaObject::invokeMethod(worker_, "dotPlot", Qt::QueuedConnection, Q_ARG(QStringList, genes),
                             Q_ARG(std::shared_ptr<const std::vector<std::int32_t>>, labels),
                             Q_ARG(QStringList, groups));
+}
+
+void ComputeThread::importAnnotations(const QString& table) {
+  QMetaObject::invokeMethod(worker_, "importAnnotations", Qt::QueuedConnection,
+                            Q_ARG(QString, table));
 }
 
 void ComputeThread::exportQc(const QString& path, const compute::PipelineParams& thresholds) {

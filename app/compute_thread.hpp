@@ -120,6 +120,9 @@ class ComputeWorker : public QObject {
   // cell passes `thresholds`), written on this thread to a temporary file renamed on success;
   // saved(path) or failed().
   void exportQc(const QString& path, const orrery::compute::PipelineParams& thresholds);
+  // Adds the columns of a table of cell annotations (.csv/.tsv, a row per cell) to the open
+  // store's obs, and again each time a run reopens that store: annotationsImported or failed().
+  void importAnnotations(const QString& table);
 
  signals:
   void progress(const QString& stage, double fraction);
@@ -143,6 +146,10 @@ class ComputeWorker : public QObject {
   void selectionMarkers(std::shared_ptr<const std::vector<orrery::app::MarkerRow>> rows);
   void dotPlotReady(std::shared_ptr<const orrery::app::DotPlotData> data);
   void categoriesReady(std::shared_ptr<const orrery::app::ObsCategories> categories);
+  // The columns a table added (`added`), the store's numeric and categorical obs columns one
+  // can colour by now, and a line saying what was matched.
+  void annotationsImported(const QStringList& added, const QStringList& numeric,
+                           const QStringList& categorical, const QString& summary);
   void failed(const QString& message);
   void cancelled();
   // After every run, however it ended, just before finished, failed or cancelled.
@@ -157,6 +164,12 @@ class ComputeWorker : public QObject {
   std::shared_ptr<compute::LayoutChannel> layout_channel_;
   std::unique_ptr<compute::PipelineResult> result_;
   compute::PipelineParams params_;
+  // Tables of cell annotations imported into store `imported_for_`'s obs, in order.
+  QString imported_for_;
+  QStringList imported_tables_;
+  // Adds `table`'s columns to `store`'s obs; returns their names and sets `summary`.
+  std::vector<std::string> add_annotations(io::Store& store, const QString& table,
+                                           QString& summary) const;
   // result_'s kept counts gene by gene (from its markers pass, or the first pass after it that
   // read them within the budget), or null: gene search, dot plots and selection markers then
   // read memory instead of the store.
@@ -194,6 +207,7 @@ class ComputeThread : public QObject {
                const QStringList& groups);
   void exportQc(const QString& path, const compute::PipelineParams& thresholds);
   void storedEmbedding(const QString& key);
+  void importAnnotations(const QString& table);
   void cancel() { worker_->cancel(); }
 
  private:

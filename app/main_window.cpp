@@ -334,6 +334,23 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     if (!property("quietErrors").toBool()) QMessageBox::critical(this, "Orrery", message);
     emit runFailed(message);
   });
+  connect(w, &ComputeWorker::annotationsImported, this,
+          [this](const QStringList& added, const QStringList& numeric,
+                 const QStringList& categorical, const QString& summary) {
+            setSearchNames(categorical, numeric);
+            stage_label_->setText(summary);
+            emit annotationsImported(added, summary);
+            if (added.isEmpty() || !snapshot_) return;
+            // The table's first column of labels (else its first column) colours the cells.
+            QString first = added.first();
+            for (const QString& a : added)
+              if (categorical.contains(a)) {
+                first = a;
+                break;
+              }
+            search_->setText(first);
+            colorByGene(first);
+          });
   connect(w, &ComputeWorker::cancelled, this, [this] {
     stage_label_->setText("Cancelled");
     emit runCancelled();
@@ -446,6 +463,13 @@ void MainWindow::buildMenus() {
                          : io::TextLayout::GenesInRows);
   });
   transpose_action_->setEnabled(false);
+  import_action_ = file->addAction("&Import cell annotations (CSV/TSV)...", this, [this] {
+    const QString path = QFileDialog::getOpenFileName(
+        this, "Import cell annotations: a row per cell, named as the store's cells", QString(),
+        "Tables (*.csv *.tsv *.tab *.txt *.csv.gz *.tsv.gz *.tab.gz *.txt.gz);;All files (*)");
+    if (!path.isEmpty()) importAnnotations(path);
+  });
+  import_action_->setEnabled(false);
   recent_menu_ = file->addMenu("Open &recent");
   fillRecentMenu();
   QAction* png = file->addAction("Export view as &PNG...", this, [this] {
@@ -603,6 +627,7 @@ void MainWindow::openStore(const QString& path, io::TextLayout text_layout) {
   path_ = path;
   text_layout_ = text_layout;
   transpose_action_->setEnabled(false);  // until the store says it is a table
+  import_action_->setEnabled(false);     // until its result is on screen
   params_ = params_panel_->applyTo(compute::PipelineParams{});
   rememberRecent(path);
   setWindowTitle("Orrery — " + path);
@@ -666,17 +691,12 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
   gene_values_.reset();
   obs_categories_.reset();
   {
-    QStringList genes;
-    for (const auto& o : s.obs_categorical) genes << QString::fromStdString(o);
-    params_panel_->setBatchColumns(s.obs_categorical);
-    for (const auto& o : s.obs_numeric) genes << QString::fromStdString(o);
-    for (const auto& g : s.gene_names) genes << QString::fromStdString(g);
-    if (QCompleter* old = search_->completer()) old->deleteLater();
-    auto* completer = new QCompleter(genes, search_);
-    completer->setCaseSensitivity(Qt::CaseInsensitive);
-    completer->setFilterMode(Qt::MatchContains);
-    search_->setCompleter(completer);
+    QStringList categorical, numeric;
+    for (const auto& o : s.obs_categorical) categorical << QString::fromStdString(o);
+    for (const auto& o : s.obs_numeric) numeric << QString::fromStdString(o);
+    setSearchNames(categorical, numeric);
   }
+  import_action_->setEnabled(true);
   if (!keep_edits) {
     names_.clear();
     for (std::size_t c = 0; c < s.cluster_sizes.size(); ++c) names_.push_back(std::to_string(c));
@@ -829,6 +849,26 @@ void MainWindow::applyMarkerFilter() {
                       markers_->item(r, 2)->data(Qt::DisplayRole).toDouble() >= min_lfc;
     markers_->setRowHidden(r, !show);
   }
+}
+
+void MainWindow::setSearchNames(const QStringList& categorical, const QStringList& numeric) {
+  std::vector<std::string> batch_columns;
+  for (const auto& c : categorical) batch_columns.push_back(c.toStdString());
+  params_panel_->setBatchColumns(batch_columns);
+  QStringList names = categorical + numeric;
+  if (snapshot_)
+    for (const auto& g : snapshot_->gene_names) names << QString::fromStdString(g);
+  if (QCompleter* old = search_->completer()) old->deleteLater();
+  auto* completer = new QCompleter(names, search_);
+  completer->setCaseSensitivity(Qt::CaseInsensitive);
+  completer->setFilterMode(Qt::MatchContains);
+  search_->setCompleter(completer);
+}
+
+void MainWindow::importAnnotations(const QString& table) {
+  if (!snapshot_) return;
+  stage_label_->setText("Importing " + QFileInfo(table).fileName() + "...");
+  compute_->importAnnotations(table);
 }
 
 void MainWindow::colorByGene(const QString& gene) {

@@ -113,6 +113,8 @@ class MainWindow : public QMainWindow {
   void showEmbedding(const QString& key);
   // Colours the UMAP by a gene's expression (viridis, 1st-99th percentile); empty: by cluster.
   void colorByGene(const QString& gene);
+  // Adds a table's cell annotations (.csv/.tsv) to obs and colours by its first column.
+  void importAnnotations(const QString& table);
   // Cluster annotation edits (written by saveStore as the obs "leiden" categorical and colours).
   void renameCluster(int cluster, const QString& name);
   void recolorCluster(int cluster, const QColor& color);
@@ -135,6 +137,8 @@ class MainWindow : public QMainWindow {
  signals:
   void runFinished();
   void runFailed(const QString& message);
+  // A table's cell annotations were added to obs as these columns; `summary`: what matched.
+  void annotationsImported(const QStringList& columns, const QString& summary);
   void runCancelled();
   void runProgress(const QString& stage, double fraction);
   void selectionChanged(long long n_selected);
@@ -197,6 +201,10 @@ class MainWindow : public QMainWindow {
   QAction* compare_action_ = nullptr;
   // File > Reopen the table transposed: enabled while a text table is open.
   QAction* transpose_action_ = nullptr;
+  // File > Import cell annotations: enabled while a result is on screen.
+  QAction* import_action_ = nullptr;
+  // The colour-by box's completions: categorical and numeric obs columns, then kept genes.
+  void setSearchNames(const QStringList& categorical, const QStringList& numeric);
   io::TextLayout text_layout_ = io::TextLayout::Guess;       // asked for path_
   io::TextLayout text_layout_read_ = io::TextLayout::Guess;  // how the table was read
   QAction* set_a_action_ = nullptr;

@@ -1313,6 +1313,60 @@ with h5py.File(sys.argv[1], "r+") as f:
     QCOMPARE(window_->recentFiles().value(0), QFileInfo(demo_).absoluteFilePath());
   }
 
+  // File > Import cell annotations: a table's columns join obs, the cells are coloured by its
+  // labels, cells it leaves out are missing, and a re-run of the same store keeps them.
+  void importedAnnotationsColourAndSurviveReruns() {
+    if (!window_->snapshot() || window_->snapshot()->store_path != demo_) {
+      QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+      window_->openStore(demo_);
+      QVERIFY(done.wait(300000));
+    }
+    auto snap = window_->snapshot();
+    const QString table = tmp_.filePath("labels.csv");
+    {
+      std::ofstream out(table.toStdString());
+      out << "barcode,score,group\n";
+      for (std::size_t i = 0; i + 10 < snap->cell_names.size(); ++i)
+        out << snap->cell_names[i] << "," << i << "," << (i % 2 ? "odd" : "even") << "\n";
+      out << "stranger,1,even\n";
+    }
+    QSignalSpy imported(window_.get(), &app::MainWindow::annotationsImported);
+    QSignalSpy shown(window_.get(), &app::MainWindow::geneShown);
+    window_->importAnnotations(table);
+    QVERIFY(imported.wait(60000));
+    QCOMPARE(imported.first().first().toStringList(), (QStringList{"score", "group"}));
+    const QString summary = imported.first().at(1).toString();
+    QVERIFY2(summary.contains(QString("2 column(s) for %1 of %2 cells")
+                                  .arg(snap->cell_names.size() - 10)
+                                  .arg(snap->n_cells_total)) &&
+                 summary.contains("1 rows naming no cell left out"),
+             qPrintable(summary));
+    QVERIFY(shown.count() > 0 || shown.wait(60000));
+    auto cats = window_->obsCategories();
+    QVERIFY(cats);
+    QCOMPARE(cats->name, QString("group"));
+    QCOMPARE(cats->categories, (std::vector<std::string>{"even", "odd"}));
+    QCOMPARE(cats->codes.size(), snap->cell_names.size());
+    QCOMPARE(cats->codes[0], 0);
+    QCOMPARE(cats->codes[1], 1);
+    QCOMPARE(cats->codes.back(), -1);  // not in the table
+    // The search box offers the new columns.
+    QCompleter* completer = window_->geneSearch()->completer();
+    QStringList offered;
+    for (int r = 0; r < completer->model()->rowCount(); ++r)
+      offered << completer->model()->index(r, 0).data().toString();
+    QVERIFY(offered.contains("group") && offered.contains("score"));
+    // Reopened, the store has them again.
+    QSignalSpy done(window_.get(), &app::MainWindow::runFinished);
+    window_->openStore(demo_);
+    QVERIFY(done.wait(300000));
+    const auto& s = *window_->snapshot();
+    QVERIFY(std::find(s.obs_categorical.begin(), s.obs_categorical.end(), "group") !=
+            s.obs_categorical.end());
+    QVERIFY(std::find(s.obs_numeric.begin(), s.obs_numeric.end(), "score") != s.obs_numeric.end());
+    window_->colorByGene("");
+  }
+
   // A text table opens with its rows guessed (here: more rows than columns, so genes), and
   // File > Reopen the table transposed reads them as cells; other stores disable it.
   void textTableReopensTransposed() {
