@@ -33,7 +33,7 @@ constexpr const char* kUsage = R"(usage:
                                   run the pipeline on the demo dataset without a window
   orrery run STORE -o OUT.h5ad [--params P.json] [--backend cpu|cuda|auto] [--threads N]
                    [--report R.json] [--quiet] [--zarr-format 2|3] [--results-only]
-                   [--text-layout genes|cells] [--obs TABLE.csv ...]
+                   [--text-layout genes|cells] [--obs TABLE.csv]...
   orrery synth -o OUT.h5ad [--cells N] [--genes N] [--clusters K] [--seed S] [--zarr-format 2|3]
   orrery info STORE [--text-layout genes|cells]
   orrery check STORE [--chunk-mib M] [--text-layout genes|cells]

@@ -228,20 +228,24 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       progress.report(what, f);
     };
     open_options.text_layout = static_cast<io::TextLayout>(text_layout);
-    // Before reading, so that a later change shows; a table read the other way round is
-    // another matrix, whose QC and results are not the first one's.
-    QString stamp = store_stamp(path);
-    if (!stamp.isEmpty() && text_layout != static_cast<int>(io::TextLayout::Guess))
-      stamp += QString(" layout %1").arg(text_layout);
-    auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
-    emit storeOpened(QString::fromStdString(io::describe_store(*store, path.toStdString())));
-    // Annotations imported into this store come back with it (a table gone since is a
-    // warning of the run); another store leaves them behind.
-    QStringList import_warnings;
+    // Annotation tables imported into another store stay with it.
     if (imported_for_ != path) {
       imported_for_.clear();
       imported_tables_.clear();
     }
+    // The stamp is taken before reading, so that a later change shows. The tables imported
+    // into the store are part of it (a batch key may name their columns).
+    QString stamp = store_stamp(path);
+    auto store = std::make_unique<io::Store>(io::open_store(path.toStdString(), open_options));
+    // A table read the other way round is another matrix: its QC and results are not reused.
+    if (!stamp.isEmpty() && store->format == "text")
+      stamp += QString(" layout %1").arg(static_cast<int>(store->text_layout));
+    for (const QString& table : imported_tables_)  // as importAnnotations appends them
+      if (!stamp.isEmpty()) stamp += " + " + store_stamp(table);
+    emit storeOpened(QString::fromStdString(io::describe_store(*store, path.toStdString())));
+    // Annotations imported into this store come back with it (a table gone since is a
+    // warning of the run).
+    QStringList import_warnings;
     for (const QString& table : QStringList(imported_tables_)) {
       try {
         QString summary;
@@ -251,7 +255,8 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
         import_warnings << QString("annotations not imported again: ") + e.what();
       }
     }
-    emit storeFormat(QString::fromStdString(store->format), static_cast<int>(store->text_layout));
+    emit storeFormat(path, QString::fromStdString(store->format),
+                     static_cast<int>(store->text_layout));
     // A damaged obsm entry costs the preview and the embedding box, not the run.
     std::vector<std::string> embedding_keys;
     try {
@@ -495,6 +500,10 @@ void ComputeWorker::importAnnotations(const QString& table) {
     if (imported_for_ != store_path) imported_tables_.clear();
     imported_for_ = store_path;
     imported_tables_ << table;
+    // The result on screen stays reusable: nothing in it could use the new columns yet.
+    const QString table_stamp = " + " + store_stamp(table);
+    if (result_path_ == store_path && !result_stamp_.isEmpty()) result_stamp_ += table_stamp;
+    if (qc_path_ == store_path && !qc_stamp_.isEmpty()) qc_stamp_ += table_stamp;
     QStringList added, numeric, categorical;
     for (const auto& n : names) added << QString::fromStdString(n);
     for_each_numeric_obs(*store_, *result_, [&](const std::string& name, const KeptValues&) {

@@ -136,7 +136,7 @@ class ComputeWorker : public QObject {
   void storeOpened(const QString& summary);
   // With storeOpened: the store's format ("h5ad", "text", ...) and, for a text table, the
   // io::TextLayout its rows were read with.
-  void storeFormat(const QString& format, int text_layout);
+  void storeFormat(const QString& path, const QString& format, int text_layout);
   // After storeOpened, when the store holds an embedding; the pipeline then runs.
   void storedPreview(std::shared_ptr<const orrery::app::StoredPreview> preview);
   void embeddingReady(const QString& key, std::shared_ptr<const std::vector<float>> xy);

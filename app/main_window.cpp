@@ -303,10 +303,12 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     setRunning(pending_runs_ > 0);
   });
   connect(w, &ComputeWorker::storeOpened, store_info_, &QPlainTextEdit::setPlainText);
-  connect(w, &ComputeWorker::storeFormat, this, [this](const QString& format, int layout) {
-    text_layout_read_ = static_cast<io::TextLayout>(layout);
-    transpose_action_->setEnabled(format == "text");
-  });
+  connect(w, &ComputeWorker::storeFormat, this,
+          [this](const QString& path, const QString& format, int layout) {
+            if (path != path_) return;  // a cancelled run's store
+            text_layout_read_ = static_cast<io::TextLayout>(layout);
+            transpose_action_->setEnabled(format == "text");
+          });
   connect(w, &ComputeWorker::storedPreview, this, &MainWindow::showPreview);
   connect(w, &ComputeWorker::embeddingReady, this,
           [this](const QString& key, std::shared_ptr<const std::vector<float>> xy) {

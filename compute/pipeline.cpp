@@ -506,16 +506,19 @@ std::string qc_losses(const CellQc& qc, const PipelineParams& p) {
   auto bound = [&](const std::string& name, double limit, const char* metric, auto&& value,
                    auto&& removes) {
     std::int64_t removed = 0;
-    std::vector<double> values(n);
+    std::vector<double> values;  // the finite ones (a cell without counts has no % mt)
     for (std::size_t i = 0; i < n; ++i) {
-      values[i] = value(i);
-      removed += removes(values[i]) ? 1 : 0;
+      const double v = value(i);
+      removed += removes(v) ? 1 : 0;
+      if (std::isfinite(v)) values.push_back(v);
     }
     if (removed == 0) return;
-    std::nth_element(values.begin(), values.begin() + n / 2, values.end());
+    if (values.empty()) values.push_back(std::numeric_limits<double>::quiet_NaN());
+    const std::size_t half = values.size() / 2;
+    std::nth_element(values.begin(), values.begin() + half, values.end());
     char text[200];
     std::snprintf(text, sizeof text, "%s%s %g removes %lld (median %s %g)", out.empty() ? "" : "; ",
-                  name.c_str(), limit, static_cast<long long>(removed), metric, values[n / 2]);
+                  name.c_str(), limit, static_cast<long long>(removed), metric, values[half]);
     out += text;
   };
   auto genes = [&](std::size_t i) { return static_cast<double>(qc.n_genes_by_counts[i]); };

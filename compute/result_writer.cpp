@@ -80,7 +80,6 @@ ColumnValues subset(const ColumnValues& values, const std::vector<CellIndex>& ro
       values);
 }
 
-// The input's own columns, kept for the kept rows unless the result has a column of that name.
 }  // namespace
 
 bool is_result_obs_column(const std::string& name) {
@@ -91,6 +90,7 @@ bool is_result_obs_column(const std::string& name) {
 
 namespace {
 
+// The input's own columns, kept for the kept rows unless the result has a column of that name.
 void carry_columns(const DataFrame& input, const std::vector<CellIndex>& rows, DataFrame& out) {
   for (const auto& c : input.columns)
     if (!out.find(c.name))

@@ -126,8 +126,9 @@ CellAnnotations annotations_for_cells(const TextTable& table, const std::vector<
   for (std::size_t r = 0; r < table.rows.size(); ++r)
     if (!seen.emplace(table.rows[r], r).second)
       throw Error(file, "row names",
-                  "'" + table.rows[r] + "' names rows " + std::to_string(seen[table.rows[r]] + 1) +
-                      " and " + std::to_string(r + 1) + ": each cell once");
+                  "'" + table.rows[r] + "' names data rows " +
+                      std::to_string(seen[table.rows[r]] + 1) + " and " + std::to_string(r + 1) +
+                      ": each cell once");
 
   CellAnnotations out;
   std::vector<std::int64_t> row_of(cells.size(), -1);

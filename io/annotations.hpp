@@ -1,8 +1,9 @@
 // Cell annotations from a table (a row per cell, named as the store's cells: a CSV of labels
-// from another tool, a demultiplexer's calls) as obs columns, typed as anndata holds them after
-// pandas read the table: whole numbers int64, other numbers float64, TRUE/FALSE bool (nullable
-// integer or boolean where some cells have no value), anything else categorical with sorted
-// categories.
+// from another tool, a demultiplexer's calls) as obs columns, typed as pandas reads such a table
+// and anndata writes it: whole numbers int64, other numbers float64, TRUE/FALSE bool, anything
+// else categorical with sorted categories. Where some cells have no value, whole numbers and
+// booleans become anndata's nullable integer / boolean (pandas' read_csv would make them float64
+// and object), so that labels like Seurat's cluster numbers stay whole.
 #pragma once
 
 #include <cstdint>

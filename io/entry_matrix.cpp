@@ -46,6 +46,8 @@ bool LineReader::next(std::string& line) {
     if (!line.empty() && line.back() == '\n') break;
   }
   while (!line.empty() && (line.back() == '\n' || line.back() == '\r')) line.pop_back();
+  // A UTF-8 byte order mark (Excel's "CSV UTF-8", pandas' utf-8-sig) is not part of a name.
+  if (line_no_ == 0 && line.rfind("\xef\xbb\xbf", 0) == 0) line.erase(0, 3);
   ++line_no_;
   return true;
 }
@@ -82,13 +84,16 @@ void fill_cells(CsrMatrix& m, std::int64_t c0, std::int64_t c1, const std::strin
   sort_rows(m, file, "entries");
 }
 
-// Pass 2 when the whole matrix fits in memory.
+// Pass 2 when the whole matrix fits in memory; `report(fraction)` follows (and may cancel).
 CsrMatrix whole_matrix(const std::string& file, const EntryCounts& counts,
-                       const EntryStreamFactory& open) {
+                       const EntryStreamFactory& open, const std::function<void(double)>& report) {
   const std::unique_ptr<EntryStream> entries = open();
   CsrMatrix m = csr_with_row_lengths(counts.row_nnz, 0, counts.n_cells, counts.n_genes);
-  fill_cells(m, 0, counts.n_cells, file,
-             [&](auto& g, auto& c, auto& v) { return entries->next(g, c, v); });
+  std::int64_t seen = 0;
+  fill_cells(m, 0, counts.n_cells, file, [&](auto& g, auto& c, auto& v) {
+    if (++seen % (1 << 20) == 0) report(static_cast<double>(seen) / counts.nnz);
+    return entries->next(g, c, v);
+  });
   return m;
 }
 
@@ -206,7 +211,9 @@ std::unique_ptr<RowChunkReader> cells_from_entries(const std::string& file, cons
   if (static_cast<std::size_t>(counts.nnz) * 8 <=
       std::max<std::size_t>(options.transpose_bytes, 8)) {
     if (encoding) *encoding += ", parsed into CSR in memory";
-    return make_memory_reader(whole_matrix(file, counts, open));
+    return make_memory_reader(whole_matrix(file, counts, open, [&](double f) {
+      if (options.progress) options.progress("reading " + what, f);
+    }));
   }
   if (encoding) *encoding += ", via a temporary CSR store";
   // Larger than the budget: cell blocks written to a temporary CSR store; sorted files take one
@@ -232,7 +239,7 @@ std::unique_ptr<RowChunkReader> cells_from_entries(const std::string& file, cons
           buckets->fill(c0, c1, block);
           return;
         }
-        if (!counts.sorted) {  // a block of more than 2^31 cells: a pass of its own
+        if (!counts.sorted) {  // no buckets (a block above 2^31 cells, or 512 blocks): a pass each
           const std::unique_ptr<EntryStream> entries = open();
           fill_cells(block, c0, c1, file,
                      [&](auto& g, auto& c, auto& v) { return entries->next(g, c, v); });

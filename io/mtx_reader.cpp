@@ -102,6 +102,8 @@ class EntryReader final : public EntryStream {
       if (g < 1 || g > n_genes_ || c < 1 || c > n_cells_)
         fail("index out of range (" + std::to_string(g) + ", " + std::to_string(c) + ")");
       if (!std::isfinite(v)) fail("value is NaN or Inf");
+      if (std::fabs(v) > std::numeric_limits<float>::max())
+        fail("value is beyond single precision (the matrix's floats)");
       if (seen_ >= nnz_)
         throw Error(file_, "entries", "more entries than the declared nnz " + std::to_string(nnz_));
       ++seen_;

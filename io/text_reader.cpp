@@ -4,7 +4,9 @@
 #include <charconv>
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <string_view>
 
 #include "entry_matrix.hpp"
@@ -22,17 +24,36 @@ const char* separator_name(Separator s) {
   return s == Separator::Comma ? "comma" : s == Separator::Tab ? "tab" : "space";
 }
 
-// The separator of a table from its first line, outside quoted names: a tab if it has one,
-// else a comma if it has one, else runs of spaces.
-Separator separator_of(const std::string& first_line) {
+// A line's separator outside quoted names: a tab if it has one, else a comma if it has one.
+std::optional<Separator> separator_in(const std::string& line) {
   bool quoted = false, comma = false;
-  for (char c : first_line) {
+  for (char c : line) {
     if (c == '"') quoted = !quoted;
     if (quoted) continue;
     if (c == '\t') return Separator::Tab;
     comma = comma || c == ',';
   }
-  return comma ? Separator::Comma : Separator::Space;
+  if (comma) return Separator::Comma;
+  return std::nullopt;
+}
+
+std::string lower(std::string s) {
+  for (char& c : s)
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  return s;
+}
+
+// A table's separator: the first line's, else the second's (R's header of a one-column table
+// has none), else the name's (.csv, .tsv, .tab), else runs of spaces.
+Separator separator_of(const std::string& file, const std::string& first,
+                       const std::string& second) {
+  if (const auto s = separator_in(first)) return *s;
+  if (const auto s = separator_in(second)) return *s;
+  std::string name = lower(fs::path(file).filename().string());
+  if (name.ends_with(".gz")) name.resize(name.size() - 3);
+  if (name.ends_with(".csv")) return Separator::Comma;
+  if (name.ends_with(".tsv") || name.ends_with(".tab")) return Separator::Tab;
+  return Separator::Space;
 }
 
 bool blank(const std::string& line) {
@@ -133,8 +154,12 @@ Format read_format(const std::string& file, std::vector<std::string>* header_fie
   std::string first, second;
   if (!next_line(lines, first)) throw Error(file, "", "empty file: no header and no rows");
   const long first_no = lines.line_no();
+  if (first.rfind("\xff\xfe", 0) == 0 || first.rfind("\xfe\xff", 0) == 0)
+    throw Error(file, "", "UTF-16 text; save the table as UTF-8");
+  const bool has_second = next_line(lines, second);
+  const long second_no = lines.line_no();
   Format f;
-  f.sep = separator_of(first);
+  f.sep = separator_of(file, first, second);
   std::vector<std::string_view> head, row;
   split_fields(first, f.sep, file, first_no, head);
   double v = 0;
@@ -144,8 +169,8 @@ Format read_format(const std::string& file, std::vector<std::string>* header_fie
     f.fields = head.size();
     return f;
   }
-  if (!next_line(lines, second)) throw Error(file, "", "a header but no rows");
-  split_fields(second, f.sep, file, lines.line_no(), row);
+  if (!has_second) throw Error(file, "", "a header but no rows");
+  split_fields(second, f.sep, file, second_no, row);
   f.fields = row.size();
   std::size_t skip = 0;
   if (row.size() == head.size() + 1) {  // R: the header has no field over the row names
@@ -156,7 +181,7 @@ Format read_format(const std::string& file, std::vector<std::string>* header_fie
     skip = f.row_names ? 1 : 0;
     if (f.row_names && index_name) *index_name = std::string(head.front());
   } else {
-    throw Error(file, "line " + std::to_string(lines.line_no()),
+    throw Error(file, "line " + std::to_string(second_no),
                 std::to_string(row.size()) + " fields, but the header (line " +
                     std::to_string(first_no) + ") has " + std::to_string(head.size()));
   }
@@ -195,6 +220,9 @@ void row_values(const std::vector<std::string_view>& fields, const Format& f,
     if (!parse_number(fields[c], v) || !std::isfinite(v))
       throw Error(file, "line " + std::to_string(line_no) + ", column " + std::to_string(c + 1),
                   "'" + shown(fields[c]) + "' is not a finite number");
+    if (std::fabs(v) > std::numeric_limits<float>::max())
+      throw Error(file, "line " + std::to_string(line_no) + ", column " + std::to_string(c + 1),
+                  "'" + shown(fields[c]) + "' is beyond single precision (the matrix's floats)");
     if (v != 0.0) visit(static_cast<std::int64_t>(c - first), static_cast<float>(v));
   }
 }
@@ -202,8 +230,8 @@ void row_values(const std::vector<std::string_view>& fields, const Format& f,
 // The second and later passes: the table's nonzero values as (gene, cell, value).
 class TextEntries final : public EntryStream {
  public:
-  TextEntries(const std::string& file, const Format& f, bool genes_in_rows)
-      : file_(file), format_(f), genes_in_rows_(genes_in_rows), lines_(file) {}
+  TextEntries(const std::string& file, const Format& f, bool genes_in_rows, std::int64_t n_rows)
+      : file_(file), format_(f), genes_in_rows_(genes_in_rows), n_rows_(n_rows), lines_(file) {}
 
   bool next(std::int32_t& gene, std::int64_t& cell, float& value) override {
     while (at_ == row_.size()) {
@@ -225,10 +253,9 @@ class TextEntries final : public EntryStream {
       }
       header_done_ = true;
       split_fields(line_, format_.sep, file_, lines_.line_no(), fields_);
-      if (fields_.size() != format_.fields)
+      if (fields_.size() != format_.fields || ++row_no_ >= n_rows_)
         throw Error(file_, "line " + std::to_string(lines_.line_no()),
-                    "the file changed while it was read (fields per line differ between passes)");
-      ++row_no_;
+                    "the file changed while it was read (its rows differ between passes)");
       row_.clear();
       at_ = 0;
       row_values(fields_, format_, file_, lines_.line_no(),
@@ -241,6 +268,7 @@ class TextEntries final : public EntryStream {
   std::string file_;
   Format format_;
   bool genes_in_rows_;
+  std::int64_t n_rows_;  // as the first pass counted them
   LineReader lines_;
   std::string line_;
   std::vector<std::string_view> fields_;
@@ -306,12 +334,6 @@ bool guess_genes_in_rows(const std::vector<std::string>& row_names,
   return n_rows > n_cols;
 }
 
-std::string lower(std::string s) {
-  for (char& c : s)
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  return s;
-}
-
 }  // namespace
 
 bool is_text_matrix(const std::string& path) {
@@ -332,7 +354,7 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
 
   // Pass 1: the names and each row's and column's entries.
   std::vector<std::int64_t> row_nnz, col_nnz(static_cast<std::size_t>(n_cols), 0);
-  std::int64_t nnz = 0;
+  std::int64_t nnz = 0, values = 0, next_report = 1 << 20;
   {
     LineReader lines(path);
     for_each_row(lines, format, path, [&](long line_no, const std::vector<std::string_view>& f) {
@@ -349,8 +371,12 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
       });
       row_nnz.push_back(in_row);
       nnz += in_row;
-      if (row_nnz.size() % 4096 == 0 && options.progress)
+      // Progress (and, through it, Cancel) every million or so values, however wide the rows.
+      values += n_cols;
+      if (values >= next_report && options.progress) {
+        next_report = values + (1 << 20);
         options.progress("counting the text table's values", lines.fraction());
+      }
     });
   }
   const auto n_rows = static_cast<std::int64_t>(row_nnz.size());
@@ -374,10 +400,12 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
   store.format = "text";
   store.text_layout = genes_in_rows ? TextLayout::GenesInRows : TextLayout::CellsInRows;
   std::string encoding = std::string("dense text, ") + separator_name(format.sep) + "-separated, " +
-                         (genes_in_rows ? "genes" : "cells") + " in rows (" + why + ")";
+                         (format.row_names ? "names in the first column"
+                                           : "no row names (the first column holds numbers)") +
+                         ", " + (genes_in_rows ? "genes" : "cells") + " in rows (" + why + ")";
   store.X = cells_from_entries(
       path, "the text table", counts,
-      [&] { return std::make_unique<TextEntries>(path, format, genes_in_rows); }, options,
+      [&] { return std::make_unique<TextEntries>(path, format, genes_in_rows, n_rows); }, options,
       &encoding);
   store.x_encoding = std::move(encoding);
 

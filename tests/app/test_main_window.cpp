@@ -1361,6 +1361,7 @@ with h5py.File(sys.argv[1], "r+") as f:
     window_->openStore(demo_);
     QVERIFY(done.wait(300000));
     const auto& s = *window_->snapshot();
+    QVERIFY(s.qc_reused);  // the table joined the store's stamp when it was imported
     QVERIFY(std::find(s.obs_categorical.begin(), s.obs_categorical.end(), "group") !=
             s.obs_categorical.end());
     QVERIFY(std::find(s.obs_numeric.begin(), s.obs_numeric.end(), "score") != s.obs_numeric.end());

@@ -187,8 +187,8 @@ class TestText : public QObject {
   void numbersOnly() {
     write_file(file("numbers.csv"), "1,0,2.5,0\n0,0,0,7\n3,1,0,0\n");
     io::Store s = io::open_store(file("numbers.csv").string());
-    QVERIFY2(s.x_encoding.find("cells in rows (guessed: no more rows than columns)") !=
-                 std::string::npos,
+    QVERIFY2(s.x_encoding.find("no row names (the first column holds numbers), cells in rows "
+                               "(guessed: no more rows than columns)") != std::string::npos,
              s.x_encoding.c_str());
     expect_small(s, false);
     QCOMPARE(s.obs.index.back(), std::string("cell2"));
@@ -332,13 +332,34 @@ class TestText : public QObject {
     QCOMPARE(letters.categories, (std::vector<std::string>{"A", "B"}));
   }
 
+  // R's write.table of a one-column table: its header has no separator, the rows tell it; a
+  // UTF-8 byte order mark (Excel, pandas' utf-8-sig) is not part of the first name.
+  void oneColumnTablesAndByteOrderMarks() {
+    write_file(file("one.tsv"), "label\ncell_a\tB cell\ncell_b\tT cell\n");
+    io::TextTable t = io::read_text_table(file("one.tsv").string());
+    QCOMPARE(t.columns, std::vector<std::string>{"label"});
+    QCOMPARE(t.cells[1][0], std::string("T cell"));
+    write_file(file("one.csv"), "\"label\"\n\"cell_a\",\"B cell\"\n");
+    t = io::read_text_table(file("one.csv").string());
+    QCOMPARE(t.rows, std::vector<std::string>{"cell_a"});
+    QCOMPARE(t.cells[0][0], std::string("B cell"));
+    write_file(file("bom.csv"), "\xef\xbb\xbf,g1,g2\nc1,1,0\nc2,0,3\n");
+    io::Store s = io::open_store(file("bom.csv").string());
+    QCOMPARE(s.obs.index, (std::vector<std::string>{"c1", "c2"}));
+    QCOMPARE(s.var.index, (std::vector<std::string>{"g1", "g2"}));
+    QVERIFY2(s.x_encoding.find("names in the first column") != std::string::npos,
+             s.x_encoding.c_str());
+    write_file(file("bom-r.csv"), "\xef\xbb\xbf\"c1\",\"c2\"\n\"g1\",1,0\n");
+    QCOMPARE(io::read_text_table(file("bom-r.csv").string()).columns.front(), std::string("c1"));
+  }
+
   void cellAnnotationsRefused() {
     write_file(file("twice.csv"), "cell,x\na,1\nb,2\na,3\n");
     QString what = test::error_message([&] {
       io::annotations_for_cells(io::read_text_table(file("twice.csv").string()), {"a", "b"},
                                 "twice.csv");
     });
-    QVERIFY2(what.contains("twice.csv: row names: 'a' names rows 1 and 3"), qPrintable(what));
+    QVERIFY2(what.contains("twice.csv: row names: 'a' names data rows 1 and 3"), qPrintable(what));
     write_file(file("strangers.csv"), "cell,x\np,1\nq,2\n");
     what = test::error_message([&] {
       io::annotations_for_cells(io::read_text_table(file("strangers.csv").string()), {"a", "b"},
@@ -375,6 +396,13 @@ class TestText : public QObject {
     QTest::newRow("after quote") << QByteArray("a,b\n\"g\"x,1,1\n") << "text after a closing quote";
     QTest::newRow("not utf-8 row")
         << QByteArray("a,b\ng\xff,1,1\n") << "line 2: the row name is not UTF-8";
+    QTest::newRow("beyond float") << QByteArray("a,b\ng,1e39,1\n")
+                                  << "line 2, column 2: '1e39' is beyond single precision";
+    QTest::newRow("utf-16") << QByteArray(
+                                   "\xff\xfe"
+                                   "a\0,\0b\0\n\0",
+                                   12)
+                            << "UTF-16 text; save the table as UTF-8";
     QTest::newRow("not utf-8 header") << QByteArray("a\xfe,b\ng,1,1\n") << "header: column name";
   }
   void hostileInput() {
