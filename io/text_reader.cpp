@@ -1,6 +1,7 @@
 #include "text_reader.hpp"
 
 #include <algorithm>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -131,8 +132,25 @@ struct Format {
   Separator sep = Separator::Comma;
   bool header = true;
   bool row_names = true;
+  // Columns of names before the values: 0 without row names, 2 or more where other names
+  // follow them (GEO's gene id then symbol).
+  std::size_t name_columns = 1;
   std::size_t fields = 0;  // on every row
 };
+
+// Not a name: a value, however badly written (1e999, -.5, inf), or how R and pandas write a
+// missing one.
+bool value_like(std::string_view f) {
+  if (f.empty() || f == "NA" || f == "N/A") return true;
+  if (f.front() == '+' || f.front() == '-') f.remove_prefix(1);
+  if (f.empty()) return false;
+  if ((f.front() >= '0' && f.front() <= '9') ||
+      (f.front() == '.' && f.size() > 1 && f[1] >= '0' && f[1] <= '9'))
+    return true;
+  std::string lower_f(f.substr(0, 8));
+  for (char& c : lower_f) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  return lower_f == "nan" || lower_f == "inf" || lower_f == "infinity";
+}
 
 std::string shown(std::string_view f) {
   std::string s(f.substr(0, 40));
@@ -166,6 +184,7 @@ Format read_format(const std::string& file, std::vector<std::string>* header_fie
   f.header = !std::all_of(head.begin(), head.end(), [&](auto h) { return parse_number(h, v); });
   if (!f.header) {
     f.row_names = false;
+    f.name_columns = 0;
     f.fields = head.size();
     return f;
   }
@@ -185,6 +204,10 @@ Format read_format(const std::string& file, std::vector<std::string>* header_fie
                 std::to_string(row.size()) + " fields, but the header (line " +
                     std::to_string(first_no) + ") has " + std::to_string(head.size()));
   }
+  // More names after the row names (a symbol after an id): the fields before the first number.
+  f.name_columns = f.row_names ? 1 : 0;
+  if (f.row_names)
+    while (f.name_columns + 1 < row.size() && !value_like(row[f.name_columns])) ++f.name_columns;
   if (header_fields)
     for (std::size_t i = skip; i < head.size(); ++i) header_fields->emplace_back(head[i]);
   return f;
@@ -214,7 +237,7 @@ void for_each_row(LineReader& lines, const Format& f, const std::string& file, R
 template <typename Visit>
 void row_values(const std::vector<std::string_view>& fields, const Format& f,
                 const std::string& file, long line_no, Visit&& visit) {
-  const std::size_t first = f.row_names ? 1 : 0;
+  const std::size_t first = f.name_columns;
   for (std::size_t c = first; c < fields.size(); ++c) {
     double v = 0;
     if (!parse_number(fields[c], v) || !std::isfinite(v))
@@ -348,9 +371,18 @@ bool is_text_matrix(const std::string& path) {
 Store open_text_matrix(const std::string& path, const OpenOptions& options) {
   std::vector<std::string> col_names, row_names;
   const Format format = read_format(path, &col_names, nullptr);
-  const std::int64_t n_cols = static_cast<std::int64_t>(format.fields) - (format.row_names ? 1 : 0);
+  const std::int64_t n_cols =
+      static_cast<std::int64_t>(format.fields) - static_cast<std::int64_t>(format.name_columns);
   if (n_cols <= 0) throw Error(path, "header", "no columns of values, only names");
   require_utf8(col_names, path, "header", "column name");
+  // The header's names over the further name columns, then the values' names.
+  const std::size_t extra = format.name_columns > 1 ? format.name_columns - 1 : 0;
+  std::vector<std::string> extra_headers;
+  if (extra > 0) {
+    extra_headers.assign(col_names.begin(), col_names.begin() + static_cast<std::ptrdiff_t>(extra));
+    col_names.erase(col_names.begin(), col_names.begin() + static_cast<std::ptrdiff_t>(extra));
+  }
+  std::vector<std::vector<std::string>> extra_names(extra);
 
   // Pass 1: the names and each row's and column's entries.
   std::vector<std::int64_t> row_nnz, col_nnz(static_cast<std::size_t>(n_cols), 0);
@@ -363,6 +395,12 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
           throw Error(path, "line " + std::to_string(line_no),
                       "the row name is not UTF-8; re-encode the file as UTF-8");
         row_names.emplace_back(f.front());
+        for (std::size_t k = 0; k < extra; ++k) {
+          if (!valid_utf8(f[k + 1]))
+            throw Error(path, "line " + std::to_string(line_no),
+                        "a name is not UTF-8; re-encode the file as UTF-8");
+          extra_names[k].emplace_back(f[k + 1]);
+        }
       }
       std::int64_t in_row = 0;
       row_values(f, format, path, line_no, [&](std::int64_t c, float) {
@@ -399,10 +437,13 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
   store.path = path;
   store.format = "text";
   store.text_layout = genes_in_rows ? TextLayout::GenesInRows : TextLayout::CellsInRows;
+  const std::string names =
+      !format.row_names ? "no row names (the first column holds numbers)"
+      : extra == 0      ? "names in the first column"
+                        : "names in the first " + std::to_string(format.name_columns) + " columns";
   std::string encoding = std::string("dense text, ") + separator_name(format.sep) + "-separated, " +
-                         (format.row_names ? "names in the first column"
-                                           : "no row names (the first column holds numbers)") +
-                         ", " + (genes_in_rows ? "genes" : "cells") + " in rows (" + why + ")";
+                         names + ", " + (genes_in_rows ? "genes" : "cells") + " in rows (" + why +
+                         ")";
   store.X = cells_from_entries(
       path, "the text table", counts,
       [&] { return std::make_unique<TextEntries>(path, format, genes_in_rows, n_rows); }, options,
@@ -414,6 +455,21 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
       for (std::int64_t i = 0; i < n; ++i) names.push_back(prefix + std::to_string(i));
     return names;
   };
+  // The further name columns describe the rows: Ensembl ids then symbols are read as 10x's
+  // features are (symbols as var names, the ids as gene_ids), others keep their header names.
+  DataFrame& rows = genes_in_rows ? store.var : store.obs;
+  if (genes_in_rows && extra > 0 && share(row_names, ensembl_like) >= 0.5 &&
+      share(extra_names[0], ensembl_like) < 0.5) {
+    rows.columns.push_back({"gene_ids", std::move(row_names)});
+    row_names = std::move(extra_names[0]);
+    extra_headers.erase(extra_headers.begin());
+    extra_names.erase(extra_names.begin());
+  }
+  for (std::size_t k = 0; k < extra_names.size(); ++k) {
+    std::string name = extra_headers[k];
+    if (name.empty() || rows.find(name)) name = "names_" + std::to_string(k + 2);
+    rows.columns.push_back({name, std::move(extra_names[k])});
+  }
   std::vector<std::string>& cells = genes_in_rows ? col_names : row_names;
   std::vector<std::string>& genes = genes_in_rows ? row_names : col_names;
   store.obs.index = named(std::move(cells), counts.n_cells, "cell");

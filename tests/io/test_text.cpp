@@ -353,6 +353,38 @@ class TestText : public QObject {
     QCOMPARE(io::read_text_table(file("bom-r.csv").string()).columns.front(), std::string("c1"));
   }
 
+  // GEO's tables often name each gene twice (an Ensembl id, then a symbol): the symbols become
+  // var names and the ids gene_ids, as with 10x features. Other name columns join obs or var.
+  void furtherNameColumns() {
+    write_file(file("geo.tsv"),
+               "gene_id\tsymbol\tAAACATACAACCAC-1\tAAACATTGAGCTAC-1\n"
+               "ENSG00000000003\tTSPAN6\t1\t0\nENSG00000000005\tTNMD\t0\t2\n"
+               "ENSG00000000419\tDPM1\t3\t0\n");
+    io::Store geo = io::open_store(file("geo.tsv").string());
+    QVERIFY2(
+        geo.x_encoding.find("names in the first 2 columns, genes in rows") != std::string::npos,
+        geo.x_encoding.c_str());
+    QCOMPARE(geo.var.index, (std::vector<std::string>{"TSPAN6", "TNMD", "DPM1"}));
+    const Column* ids = geo.var.find("gene_ids");
+    QVERIFY(ids);
+    QCOMPARE(std::get<std::vector<std::string>>(ids->values)[2], std::string("ENSG00000000419"));
+    QCOMPARE(geo.obs.index.front(), std::string("AAACATACAACCAC-1"));
+    const CsrMatrix m = all_rows(geo);
+    QCOMPARE(at(m, 0, 2), 3.0f);
+    QCOMPARE(at(m, 1, 1), 2.0f);
+    QCOMPARE(m.nnz(), 3);
+    // R's header (no field over the row names), cells in rows, a sample column.
+    write_file(file("samples.csv"),
+               "\"sample\",\"g1\",\"g2\"\n\"c1\",\"s1\",1,0\n\"c2\",\"s2\",0,2\n");
+    io::Store s = io::open_store(file("samples.csv").string());
+    QCOMPARE(s.obs.index, (std::vector<std::string>{"c1", "c2"}));
+    QCOMPARE(s.var.index, (std::vector<std::string>{"g1", "g2"}));
+    const Column* sample = s.obs.find("sample");
+    QVERIFY(sample);
+    QCOMPARE(std::get<std::vector<std::string>>(sample->values),
+             (std::vector<std::string>{"s1", "s2"}));
+  }
+
   void cellAnnotationsRefused() {
     write_file(file("twice.csv"), "cell,x\na,1\nb,2\na,3\n");
     QString what = test::error_message([&] {
@@ -386,6 +418,8 @@ class TestText : public QObject {
         << QByteArray("a,b,c,d\ng,1\n") << "line 2: 2 fields, but the header";
     QTest::newRow("NA") << QByteArray("a,b\ng,1,2\nh,NA,1\n")
                         << "line 3, column 2: 'NA' is not a finite number";
+    QTest::newRow("NA first") << QByteArray("a,b\ng,NA,1\n")
+                              << "line 2, column 2: 'NA' is not a finite number";
     QTest::newRow("NaN") << QByteArray("a,b\ng,1,nan\n")
                          << "line 2, column 3: 'nan' is not a finite number";
     QTest::newRow("inf") << QByteArray("a,b\ng,inf,1\n") << "'inf' is not a finite number";
