@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # `orrery run` on CellBench's Drop-seq CSV (genes in rows, gzipped) with its metadata table as
 # --obs; Debian's anndata then reads the result: the imported columns typed as pandas would
-# (categorical lines, int64 counts, bool flags), and Leiden's clusters against the lines.
+# (categorical lines, int64 counts, bool flags), Leiden's clusters against the lines, and an
+# imported column as hvg.batch_key.
 # Usage: run_cellbench.sh ORRERY SOURCE_DIR OUT.h5ad
 set -euo pipefail
 orrery=$1 src=$2 out=$3
@@ -44,4 +45,16 @@ right = sum(n for _, n in best.values())
 assert right / len(sng) >= 0.97, (right, pairs)
 assert len({line for line, _ in best.values()}) == 3, best
 print("cellbench ok:", len(best), "clusters,", right, "of", len(sng), "singlets in their line's")
+PY
+# An imported column as the HVG batch key (demuxlet's singlet / doublet call: two batches).
+echo '{"qc": {"max_genes": 0}, "hvg": {"batch_key": "demuxlet_cls"}}' >"$params"
+"$orrery" run "$data/sc_dropseq.count.csv.gz" -o "$out" --params "$params" --backend cpu \
+  --obs "$data/sc_dropseq.metadata.csv.gz" --quiet
+/usr/bin/python3 - "$out" <<'PY'
+import sys
+import anndata
+v = anndata.read_h5ad(sys.argv[1]).var
+n = v["highly_variable_nbatches"]
+assert n.min() == 0 and n.max() == 2, n.describe()
+print("batch key from --obs ok:", n.value_counts().to_dict())
 PY
