@@ -447,7 +447,8 @@ void MainWindow::buildMenus() {
   QAction* open = file->addAction("&Open...", this, [this] {
     const QString path = QFileDialog::getOpenFileName(
         this, "Open store", QString(),
-        "AnnData (*.h5ad);;Cell Ranger (*.h5);;Matrix Market (*.mtx *.mtx.gz);;"
+        "Stores (*.h5ad *.h5 *.mtx *.mtx.gz *.csv *.tsv *.tab *.txt *.csv.gz *.tsv.gz *.tab.gz "
+        "*.txt.gz);;AnnData (*.h5ad);;Cell Ranger (*.h5);;Matrix Market (*.mtx *.mtx.gz);;"
         "Text tables (*.csv *.tsv *.tab *.txt *.csv.gz *.tsv.gz *.tab.gz *.txt.gz);;All files (*)");
     if (!path.isEmpty()) openStore(path);
   });
