@@ -383,6 +383,7 @@ void ComputeWorker::with_kept_counts(const std::function<void(const compute::Chu
                                     result_->kept_gene_n_cells);
   pass(compute::tee_source(compute::kept_counts_source(*store_, *result_, params_), builder));
   counts_ = builder.finish();
+  if (counts_) emit countsKept(static_cast<double>(counts_bytes()) / (1 << 20));
 }
 
 void ComputeWorker::for_each_gene_value(

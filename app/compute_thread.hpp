@@ -146,6 +146,9 @@ class ComputeWorker : public QObject {
   void selectionMarkers(std::shared_ptr<const std::vector<orrery::app::MarkerRow>> rows);
   void dotPlotReady(std::shared_ptr<const orrery::app::DotPlotData> data);
   void categoriesReady(std::shared_ptr<const orrery::app::ObsCategories> categories);
+  // A query after the run kept the counts gene by gene (`mib` of memory): the next ones read
+  // them, not the store.
+  void countsKept(double mib);
   // The columns a table added (`added`), the store's numeric and categorical obs columns one
   // can colour by now, and a line saying what was matched.
   void annotationsImported(const QStringList& added, const QStringList& numeric,

@@ -336,6 +336,7 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
     if (!property("quietErrors").toBool()) QMessageBox::critical(this, "Orrery", message);
     emit runFailed(message);
   });
+  connect(w, &ComputeWorker::countsKept, this, &MainWindow::setCountsTooltip);
   connect(w, &ComputeWorker::annotationsImported, this,
           [this](const QStringList& added, const QStringList& numeric,
                  const QStringList& categorical, const QString& summary) {
@@ -724,14 +725,17 @@ void MainWindow::showSnapshot(std::shared_ptr<const RunSnapshot> snap) {
                               .arg(s.n_genes)
                               .arg(s.cluster_sizes.size())
                               .arg(s.backend_note));
+  setCountsTooltip(s.counts_mib);
+}
+
+void MainWindow::setCountsTooltip(double mib) {
   summary_label_->setToolTip(
-      s.counts_mib > 0
-          ? QString("The kept counts are in memory (%1 MiB): gene colours, dot plots and "
-                    "selection markers read them, not the store.")
-                .arg(s.counts_mib, 0, 'f', 0)
-          : QString("The kept counts are not in memory (over gene_cache_mib or a quarter of the "
-                    "machine's memory, or no markers pass): gene colours, dot plots and "
-                    "selection markers read the store."));
+      mib > 0 ? QString("The kept counts are in memory (%1 MiB): gene colours, dot plots and "
+                        "selection markers read them, not the store.")
+                    .arg(mib, 0, 'f', 0)
+              : QString("The kept counts are not in memory (over gene_cache_mib or a quarter of "
+                        "the machine's memory, or no markers pass): gene colours, dot plots and "
+                        "selection markers read the store."));
 }
 
 void MainWindow::showPreview(std::shared_ptr<const StoredPreview> preview) {

@@ -205,6 +205,8 @@ class MainWindow : public QMainWindow {
   QAction* import_action_ = nullptr;
   // The colour-by box's completions: categorical and numeric obs columns, then kept genes.
   void setSearchNames(const QStringList& categorical, const QStringList& numeric);
+  // The summary's tooltip: whether the kept counts are in memory (`mib` > 0) or read.
+  void setCountsTooltip(double mib);
   io::TextLayout text_layout_ = io::TextLayout::Guess;       // asked for path_
   io::TextLayout text_layout_read_ = io::TextLayout::Guess;  // how the table was read
   QAction* set_a_action_ = nullptr;

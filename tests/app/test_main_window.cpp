@@ -1643,6 +1643,19 @@ with h5py.File(sys.argv[1], "r+") as f:
     none.update_from_json({{"gene_cache_mib", 0}});
     w.run(demo_, none, false);
     QCOMPARE(w.counts_bytes(), std::int64_t{0});
+    // Without markers no pass keeps them; the first gene query does, and says so.
+    compute::PipelineParams unmarked = p;
+    unmarked.markers = false;
+    w.run(demo_, unmarked, false);
+    QCOMPARE(w.counts_bytes(), std::int64_t{0});
+    QSignalSpy kept(&w, &app::ComputeWorker::countsKept);
+    QSignalSpy gene(&w, &app::ComputeWorker::geneReady);
+    w.geneValues(QString::fromStdString(
+        finished.last().first().value<std::shared_ptr<const app::RunSnapshot>>()->gene_names[0]));
+    QCOMPARE(gene.count(), 1);
+    QCOMPARE(kept.count(), 1);
+    QVERIFY(w.counts_bytes() > 0);
+    QCOMPARE(kept.first().first().toDouble(), static_cast<double>(w.counts_bytes()) / (1 << 20));
     compute::PipelineParams fewer = p;
     fewer.min_cells = 20;  // other genes kept: other counts
     w.run(demo_, fewer, false);
