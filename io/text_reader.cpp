@@ -38,6 +38,19 @@ std::optional<Separator> separator_in(const std::string& line) {
   return std::nullopt;
 }
 
+// The genes x cells `table` (a row per gene) as cells x genes: cell c has `cell_nnz[c]` entries.
+CsrMatrix cells_of(const CsrMatrix& table, const std::vector<std::int64_t>& cell_nnz) {
+  CsrMatrix m = csr_with_row_lengths(cell_nnz, 0, table.n_cols, table.n_rows);
+  std::vector<std::int64_t> at(m.indptr.begin(), m.indptr.end() - 1);
+  for (std::int64_t g = 0; g < table.n_rows; ++g)
+    for (auto k = table.indptr[g]; k < table.indptr[g + 1]; ++k) {
+      const auto c = static_cast<std::size_t>(table.indices[k]);
+      m.indices[at[c]] = static_cast<GeneIndex>(g);
+      m.data[at[c]++] = table.data[k];
+    }
+  return m;
+}
+
 std::string lower(std::string s) {
   for (char& c : s)
     if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
@@ -384,9 +397,13 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
   }
   std::vector<std::vector<std::string>> extra_names(extra);
 
-  // Pass 1: the names and each row's and column's entries.
+  // Pass 1: the names and each row's and column's entries. The values are kept as read (a CSR
+  // row per line) while 16 bytes an entry, enough to transpose them, fit the conversion budget:
+  // then there is no second pass.
   std::vector<std::int64_t> row_nnz, col_nnz(static_cast<std::size_t>(n_cols), 0);
   std::int64_t nnz = 0, values = 0, next_report = 1 << 20;
+  CsrMatrix table;  // indptr starts as {0}
+  bool keep = n_cols <= INT32_MAX;
   {
     LineReader lines(path);
     for_each_row(lines, format, path, [&](long line_no, const std::vector<std::string_view>& f) {
@@ -403,12 +420,23 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
         }
       }
       std::int64_t in_row = 0;
-      row_values(f, format, path, line_no, [&](std::int64_t c, float) {
+      row_values(f, format, path, line_no, [&](std::int64_t c, float v) {
         ++col_nnz[static_cast<std::size_t>(c)];
         ++in_row;
+        if (keep) {
+          table.indices.push_back(static_cast<GeneIndex>(c));
+          table.data.push_back(v);
+        }
       });
       row_nnz.push_back(in_row);
       nnz += in_row;
+      if (keep) {
+        table.indptr.push_back(static_cast<std::int64_t>(table.indices.size()));
+        if (static_cast<std::size_t>(nnz) * 16 > options.transpose_bytes) {
+          keep = false;
+          table = CsrMatrix{};
+        }
+      }
       // Progress (and, through it, Cancel) every million or so values, however wide the rows.
       values += n_cols;
       if (values >= next_report && options.progress) {
@@ -444,10 +472,18 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
   std::string encoding = std::string("dense text, ") + separator_name(format.sep) + "-separated, " +
                          names + ", " + (genes_in_rows ? "genes" : "cells") + " in rows (" + why +
                          ")";
-  store.X = cells_from_entries(
-      path, "the text table", counts,
-      [&] { return std::make_unique<TextEntries>(path, format, genes_in_rows, n_rows); }, options,
-      &encoding);
+  if (keep) {
+    table.n_rows = n_rows;
+    table.n_cols = n_cols;
+    store.X =
+        make_memory_reader(genes_in_rows ? cells_of(table, counts.row_nnz) : std::move(table));
+    encoding += ", parsed into CSR in memory in one pass";
+  } else {
+    store.X = cells_from_entries(
+        path, "the text table", counts,
+        [&] { return std::make_unique<TextEntries>(path, format, genes_in_rows, n_rows); }, options,
+        &encoding);
+  }
   store.x_encoding = std::move(encoding);
 
   auto named = [](std::vector<std::string> names, std::int64_t n, const char* prefix) {

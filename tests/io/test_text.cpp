@@ -206,16 +206,26 @@ class TestText : public QObject {
   void temporaryStoreEqualsInMemory() {
     const std::string path = (data_ / "pbmc_small" / "pbmc_raw.txt").string();
     for (const auto layout : {io::TextLayout::GenesInRows, io::TextLayout::CellsInRows}) {
-      io::OpenOptions memory, blocks;
-      memory.text_layout = blocks.text_layout = layout;
-      blocks.transpose_bytes = 4096;  // ~512 entries a block
-      io::Store a = io::open_store(path, memory), b = io::open_store(path, blocks);
-      QVERIFY2(a.x_encoding.find("in memory") != std::string::npos, a.x_encoding.c_str());
-      QVERIFY2(b.x_encoding.find("temporary CSR store") != std::string::npos, b.x_encoding.c_str());
-      const CsrMatrix x = all_rows(a), y = all_rows(b);
-      QCOMPARE(y.indptr, x.indptr);
-      QCOMPARE(y.indices, x.indices);
-      QCOMPARE(y.data, x.data);
+      // 4456 entries: kept from the first pass (16 bytes each fit), a second pass into memory
+      // (8 fit), a temporary store of ~512-entry blocks.
+      io::OpenOptions one_pass, two_passes, blocks;
+      one_pass.text_layout = two_passes.text_layout = blocks.text_layout = layout;
+      two_passes.transpose_bytes = 50000;
+      blocks.transpose_bytes = 4096;
+      io::Store a = io::open_store(path, one_pass), b = io::open_store(path, two_passes),
+                c = io::open_store(path, blocks);
+      QVERIFY2(a.x_encoding.ends_with("parsed into CSR in memory in one pass"),
+               a.x_encoding.c_str());
+      QVERIFY2(b.x_encoding.ends_with("parsed into CSR in memory"), b.x_encoding.c_str());
+      QVERIFY2(c.x_encoding.find("temporary CSR store") != std::string::npos, c.x_encoding.c_str());
+      const CsrMatrix x = all_rows(a);
+      for (io::Store* s : {&b, &c}) {
+        const CsrMatrix y = all_rows(*s);
+        QCOMPARE(y.n_rows, x.n_rows);
+        QCOMPARE(y.indptr, x.indptr);
+        QCOMPARE(y.indices, x.indices);
+        QCOMPARE(y.data, x.data);
+      }
     }
   }
 
