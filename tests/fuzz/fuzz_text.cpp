@@ -1,5 +1,6 @@
 // libFuzzer: a dense text table. Any input must parse or raise orrery::Error, as a count
-// matrix (in memory, and through the temporary store's block passes) and as an annotation table.
+// matrix (one pass, two passes into memory, and the temporary store's blocks) and as an
+// annotation table.
 #include <cstdint>
 
 #include "io/error.hpp"
@@ -9,7 +10,7 @@
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
   const auto file = orrery::fuzz::scratch() / "table.csv";
   orrery::fuzz::write_file(file, data, size);
-  for (const std::size_t budget : {std::size_t{1} << 30, std::size_t{64}}) {
+  for (const std::size_t budget : {std::size_t{1} << 30, std::size_t{256}, std::size_t{64}}) {
     try {
       orrery::io::OpenOptions options;
       options.transpose_bytes = budget;
