@@ -222,13 +222,8 @@ int cmd_run(const Args& a, const std::string& store_path) {
     if (a.quiet) continue;
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    std::fprintf(
-        stderr, "%s: %s for %lld cells%s%s\n", table.c_str(), list.c_str(),
-        static_cast<long long>(found.matched),
-        found.added_suffix ? " (their names with -1 added)" : "",
-        found.unmatched
-            ? (", " + std::to_string(found.unmatched) + " rows naming no cell left out").c_str()
-            : "");
+    std::fprintf(stderr, "%s: %s: %s\n", table.c_str(),
+                 io::describe_import(found, names.size(), store.n_obs()).c_str(), list.c_str());
   }
   auto result = compute::run_pipeline(store, params, *backend, progress);
   // The counts the markers kept are not written: let them go before the copy of X.

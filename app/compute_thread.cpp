@@ -63,6 +63,15 @@ void for_each_numeric_obs(const io::Store& store, const compute::PipelineResult&
         c.values);
 }
 
+// The obs and QC columns one can colour by: numeric ones (for_each_numeric_obs) and categorical.
+void colourable_obs(const io::Store& store, const compute::PipelineResult& r,
+                    std::vector<std::string>& numeric, std::vector<std::string>& categorical) {
+  for_each_numeric_obs(
+      store, r, [&](const std::string& name, const KeptValues&) { numeric.push_back(name); });
+  for (const auto& c : store.obs.columns)
+    if (std::holds_alternative<Categorical>(c.values)) categorical.push_back(c.name);
+}
+
 // A categorical column for `cells` (all cells when null), with the store's colours when it has
 // one per category, else the categorical palette.
 std::shared_ptr<ObsCategories> categories_of(const std::string& name, const Categorical& cat,
@@ -322,11 +331,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
     for (auto l : result->leiden) ++snap->cluster_sizes[l];
     for (auto c : result->kept_cells) snap->cell_names.push_back(store->obs.index[c]);
     for (auto g : result->kept_genes) snap->gene_names.push_back(store->var.index[g]);
-    for_each_numeric_obs(*store, *result, [&](const std::string& name, const KeptValues&) {
-      snap->obs_numeric.push_back(name);
-    });
-    for (const auto& c : store->obs.columns)
-      if (std::holds_alternative<Categorical>(c.values)) snap->obs_categorical.push_back(c.name);
+    colourable_obs(*store, *result, snap->obs_numeric, snap->obs_categorical);
     for (const auto& m : result->markers) snap->markers.push_back(top_markers(m, *store, *result));
     snap->stored_embeddings = embedding_keys;
     snap->backend_note = QString::fromStdString(note);
@@ -479,13 +484,8 @@ std::vector<std::string> ComputeWorker::add_annotations(io::Store& store, const 
       io::annotations_for_cells(io::read_text_table(file), store.obs.index, file);
   const auto names =
       io::add_obs_columns(store.obs, std::move(found.columns), compute::is_result_obs_column);
-  summary = QString("%1: %2 column(s) for %3 of %4 cells")
-                .arg(QFileInfo(table).fileName())
-                .arg(names.size())
-                .arg(found.matched)
-                .arg(store.n_obs());
-  if (found.added_suffix) summary += " (names with -1 added)";
-  if (found.unmatched) summary += QString("; %1 rows naming no cell left out").arg(found.unmatched);
+  summary = QFileInfo(table).fileName() + ": " +
+            QString::fromStdString(io::describe_import(found, names.size(), store.n_obs()));
   return names;
 }
 
@@ -507,12 +507,10 @@ void ComputeWorker::importAnnotations(const QString& table) {
     if (qc_path_ == store_path && !qc_stamp_.isEmpty()) qc_stamp_ += table_stamp;
     QStringList added, numeric, categorical;
     for (const auto& n : names) added << QString::fromStdString(n);
-    for_each_numeric_obs(*store_, *result_, [&](const std::string& name, const KeptValues&) {
-      numeric << QString::fromStdString(name);
-    });
-    for (const auto& c : store_->obs.columns)
-      if (std::holds_alternative<Categorical>(c.values))
-        categorical << QString::fromStdString(c.name);
+    std::vector<std::string> numeric_names, categorical_names;
+    colourable_obs(*store_, *result_, numeric_names, categorical_names);
+    for (const auto& n : numeric_names) numeric << QString::fromStdString(n);
+    for (const auto& n : categorical_names) categorical << QString::fromStdString(n);
     emit annotationsImported(added, numeric, categorical, summary);
   } catch (const std::exception& e) {
     emit failed(QString::fromUtf8(e.what()));

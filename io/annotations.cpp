@@ -26,9 +26,7 @@ bool as_integer(const std::string& f, std::int64_t& v) {
 }
 
 bool as_number(const std::string& f, double& v) {
-  const char* b = f.data() + (!f.empty() && f[0] == '+' ? 1 : 0);
-  const auto [end, ec] = std::from_chars(b, f.data() + f.size(), v);
-  return ec == std::errc() && end == f.data() + f.size() && b != end && std::isfinite(v);
+  return parse_number(f, v) && std::isfinite(v);
 }
 
 // pandas reads these as booleans.
@@ -158,6 +156,16 @@ CellAnnotations annotations_for_cells(const TextTable& table, const std::vector<
   for (std::size_t j = 0; j < table.columns.size(); ++j)
     out.columns.push_back(typed_column(table, j, row_of));
   return out;
+}
+
+std::string describe_import(const CellAnnotations& found, std::size_t n_columns,
+                            std::int64_t n_cells) {
+  std::string s = std::to_string(n_columns) + " column(s) for " + std::to_string(found.matched) +
+                  " of " + std::to_string(n_cells) + " cells";
+  if (found.added_suffix) s += " (names with -1 added)";
+  if (found.unmatched)
+    s += "; " + std::to_string(found.unmatched) + " rows naming no cell left out";
+  return s;
 }
 
 std::vector<std::string> add_obs_columns(DataFrame& obs, std::vector<Column> columns,

@@ -1,7 +1,6 @@
 #include "text_reader.hpp"
 
 #include <algorithm>
-#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <filesystem>
@@ -133,13 +132,6 @@ void split_fields(std::string& line, Separator sep, const std::string& file, lon
   }
 }
 
-bool parse_number(std::string_view f, double& v) {
-  if (!f.empty() && f.front() == '+') f.remove_prefix(1);
-  if (f.empty()) return false;
-  const auto [end, ec] = std::from_chars(f.data(), f.data() + f.size(), v);
-  return ec == std::errc() && end == f.data() + f.size();
-}
-
 // How a table's lines are laid out, from its first two lines.
 struct Format {
   Separator sep = Separator::Comma;
@@ -160,9 +152,8 @@ bool value_like(std::string_view f) {
   if ((f.front() >= '0' && f.front() <= '9') ||
       (f.front() == '.' && f.size() > 1 && f[1] >= '0' && f[1] <= '9'))
     return true;
-  std::string lower_f(f.substr(0, 8));
-  for (char& c : lower_f) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  return lower_f == "nan" || lower_f == "inf" || lower_f == "infinity";
+  const std::string word = lower(std::string(f.substr(0, 8)));
+  return word == "nan" || word == "inf" || word == "infinity";
 }
 
 std::string shown(std::string_view f) {
@@ -253,12 +244,12 @@ void row_values(const std::vector<std::string_view>& fields, const Format& f,
   const std::size_t first = f.name_columns;
   for (std::size_t c = first; c < fields.size(); ++c) {
     double v = 0;
-    if (!parse_number(fields[c], v) || !std::isfinite(v))
-      throw Error(file, "line " + std::to_string(line_no) + ", column " + std::to_string(c + 1),
-                  "'" + shown(fields[c]) + "' is not a finite number");
-    if (std::fabs(v) > std::numeric_limits<float>::max())
-      throw Error(file, "line " + std::to_string(line_no) + ", column " + std::to_string(c + 1),
-                  "'" + shown(fields[c]) + "' is beyond single precision (the matrix's floats)");
+    const bool number = parse_number(fields[c], v) && std::isfinite(v);
+    if (!number || std::fabs(v) > std::numeric_limits<float>::max())
+      throw Error(
+          file, "line " + std::to_string(line_no) + ", column " + std::to_string(c + 1),
+          "'" + shown(fields[c]) + "' is " +
+              (number ? "beyond single precision (the matrix's floats)" : "not a finite number"));
     if (v != 0.0) visit(static_cast<std::int64_t>(c - first), static_cast<float>(v));
   }
 }
@@ -371,6 +362,13 @@ bool guess_genes_in_rows(const std::vector<std::string>& row_names,
 }
 
 }  // namespace
+
+bool parse_number(std::string_view f, double& v) {
+  if (!f.empty() && f.front() == '+') f.remove_prefix(1);
+  if (f.empty()) return false;
+  const auto [end, ec] = std::from_chars(f.data(), f.data() + f.size(), v);
+  return ec == std::errc() && end == f.data() + f.size();
+}
 
 bool is_text_matrix(const std::string& path) {
   std::error_code ec;

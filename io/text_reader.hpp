@@ -6,11 +6,16 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "store.hpp"
 
 namespace orrery::io {
+
+// A number as the tables write them: what std::from_chars reads, a leading '+' allowed, and
+// nothing else in the field (NaN and inf included: callers check finiteness).
+bool parse_number(std::string_view field, double& v);
 
 // A regular file named *.csv, *.tsv, *.tab or *.txt, each also with .gz.
 bool is_text_matrix(const std::string& path);
