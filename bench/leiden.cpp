@@ -3,8 +3,11 @@
 // when a device exists. Prints one JSON object: seconds, clusters and quality (modularity with
 // resolution 1) per flavour, the ARI between them, and whether the device's labels are the
 // CPU's. With --umap-epochs E, also the CPU's UMAP layout of the same graph over E epochs
-// (seconds per epoch; the layout starts from the points' first two coordinates).
-// Usage: orrery_bench_leiden [N] [--no-igraph] [--umap-epochs E]   (default 300000)
+// (seconds per epoch; the layout starts from the points' first two coordinates). With
+// --spectral, the spectral initial layout of that graph (seconds and its note). With
+// --no-leiden, no Leiden.
+// Usage: orrery_bench_leiden [N] [--no-igraph] [--no-leiden] [--umap-epochs E] [--spectral]
+//        (default N: 300000)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,6 +20,7 @@
 #include "compute/leiden.hpp"
 #include "compute/metrics.hpp"
 #include "compute/rng.hpp"
+#include "compute/spectral.hpp"
 #include "compute/umap.hpp"
 
 using namespace orrery;
@@ -45,9 +49,14 @@ int main(int argc, char** argv) try {
   std::int64_t n = 300000;
   bool igraph = true;
   int umap_epochs = 0;
+  bool spectral = false, leiden = true;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--no-igraph") == 0)
       igraph = false;
+    else if (std::strcmp(argv[i], "--no-leiden") == 0)
+      leiden = false;
+    else if (std::strcmp(argv[i], "--spectral") == 0)
+      spectral = true;
     else if (std::strcmp(argv[i], "--umap-epochs") == 0 && i + 1 < argc)
       umap_epochs = std::atoi(argv[++i]);
     else
@@ -70,6 +79,19 @@ int main(int argc, char** argv) try {
     const double t = now();
     compute::umap_layout(g.connectivities, init, uo, quiet);
     out["umap_seconds_per_epoch"] = (now() - t) / umap_epochs;
+  }
+  if (spectral) {
+    const double t = now();
+    const compute::SpectralResult s = compute::spectral_layout(g.connectivities, points, 0);
+    out["spectral_seconds"] = now() - t;
+    out["spectral_note"] = s.note;
+    double sum = 0;  // the layout itself, to compare builds
+    for (float v : s.embedding.values) sum += v;
+    out["spectral_sum"] = sum;
+  }
+  if (!leiden) {
+    std::printf("%s\n", out.dump(1).c_str());
+    return 0;
   }
 
   auto run = [&](compute::Backend& backend, const std::string& flavor) {

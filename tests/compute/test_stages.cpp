@@ -1939,6 +1939,34 @@ class TestStages : public QObject {
     QVERIFY(frac >= 0.98);
   }
 
+  // The eigensolver's products run over rows in parallel: one thread or three, the same layout
+  // (a 90 x 70 lattice: several blocks of rows).
+  void spectralLayoutSameOnAnyThreads() {
+    const int w = 90, n = w * 70;
+    CsrMatrix g;
+    g.n_rows = g.n_cols = n;
+    for (int v = 0; v < n; ++v) {
+      for (int u : {v - w, v - 1, v + 1, v + w}) {
+        if (u < 0 || u >= n || (u == v - 1 && v % w == 0) || (u == v + 1 && v % w == w - 1))
+          continue;
+        g.indices.push_back(u);
+        g.data.push_back(1.0f + 0.01f * static_cast<float>((u * 7 + v) % 5));
+      }
+      g.indptr.push_back(g.nnz());
+    }
+    std::vector<std::vector<float>> layouts;
+    for (int threads : {1, 3}) {
+      tbb::task_arena arena(threads);
+      arena.execute([&] {
+        const SpectralResult r = spectral_layout(g, DenseMatrix(n, 2), 0);
+        QCOMPARE(r.note, std::string("spectral"));
+        layouts.push_back(r.embedding.values);
+      });
+    }
+    QCOMPARE(layouts.size(), std::size_t{2});
+    QVERIFY(layouts[0] == layouts[1]);
+  }
+
   // On a 30 x 20 lattice graph the two smallest non-trivial Laplacian eigenvectors are the
   // lowest cosine modes along each side: the layout recovers the lattice's coordinates.
   void spectralLayoutOfLattice() {
