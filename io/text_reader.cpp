@@ -183,9 +183,12 @@ Format read_format(const std::string& file, std::vector<std::string>* header_fie
   Format f;
   f.sep = separator_of(file, first, second);
   std::vector<std::string_view> head, row;
+  // A quoted field is a name, even a number's (R quotes every column name it writes).
+  const bool quoted = first.find('"') != std::string::npos;
   split_fields(first, f.sep, file, first_no, head);
   double v = 0;
-  f.header = !std::all_of(head.begin(), head.end(), [&](auto h) { return parse_number(h, v); });
+  f.header =
+      quoted || !std::all_of(head.begin(), head.end(), [&](auto h) { return parse_number(h, v); });
   if (!f.header) {
     f.row_names = false;
     f.name_columns = 0;

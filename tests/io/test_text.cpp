@@ -359,6 +359,11 @@ class TestText : public QObject {
     QCOMPARE(s.var.index, (std::vector<std::string>{"g1", "g2"}));
     QVERIFY2(s.x_encoding.find("names in the first column") != std::string::npos,
              s.x_encoding.c_str());
+    // R quotes column names, numbers too: still a header.
+    write_file(file("numbered.csv"), "\"1\",\"2\"\n\"g1\",1,0\n\"g2\",0,3\n\"g3\",0,0\n");
+    io::Store numbered = io::open_store(file("numbered.csv").string());
+    QCOMPARE(numbered.obs.index, (std::vector<std::string>{"1", "2"}));
+    QCOMPARE(numbered.var.index, (std::vector<std::string>{"g1", "g2", "g3"}));
     write_file(file("bom-r.csv"), "\xef\xbb\xbf\"c1\",\"c2\"\n\"g1\",1,0\n");
     QCOMPARE(io::read_text_table(file("bom-r.csv").string()).columns.front(), std::string("c1"));
   }
