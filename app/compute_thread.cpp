@@ -265,6 +265,7 @@ void ComputeWorker::run(const QString& path, const compute::PipelineParams& para
       }
     }
     emit storeFormat(path, QString::fromStdString(store->format),
+                     QString::fromStdString(store->x_encoding),
                      static_cast<int>(store->text_layout));
     // A damaged obsm entry costs the preview and the embedding box, not the run.
     std::vector<std::string> embedding_keys;

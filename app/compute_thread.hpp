@@ -134,9 +134,11 @@ class ComputeWorker : public QObject {
   void qcReady(std::shared_ptr<const orrery::compute::QcMetrics> metrics);
   // The opened store described as by `orrery info`, before the first pass over X.
   void storeOpened(const QString& summary);
-  // With storeOpened: the store's format ("h5ad", "text", ...) and, for a text table, the
-  // io::TextLayout its rows were read with.
-  void storeFormat(const QString& path, const QString& format, int text_layout);
+  // With storeOpened: the store's format ("h5ad", "text", ...), how X is held (x_encoding:
+  // for a text table, which way its rows were read and why) and, for a text table, that
+  // io::TextLayout.
+  void storeFormat(const QString& path, const QString& format, const QString& encoding,
+                   int text_layout);
   // After storeOpened, when the store holds an embedding; the pipeline then runs.
   void storedPreview(std::shared_ptr<const orrery::app::StoredPreview> preview);
   void embeddingReady(const QString& key, std::shared_ptr<const std::vector<float>> xy);

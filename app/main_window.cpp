@@ -304,10 +304,16 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
   });
   connect(w, &ComputeWorker::storeOpened, store_info_, &QPlainTextEdit::setPlainText);
   connect(w, &ComputeWorker::storeFormat, this,
-          [this](const QString& path, const QString& format, int layout) {
+          [this](const QString& path, const QString& format, const QString& encoding, int layout) {
             if (path != path_) return;  // a cancelled run's store
             text_layout_read_ = static_cast<io::TextLayout>(layout);
             transpose_action_->setEnabled(format == "text");
+            // Which way a table was read is a guess the user should see, and can undo.
+            if (format == "text")
+              statusBar()->showMessage("Read as " + encoding +
+                                           ". File > Reopen the table transposed reads it the "
+                                           "other way.",
+                                       30000);
           });
   connect(w, &ComputeWorker::storedPreview, this, &MainWindow::showPreview);
   connect(w, &ComputeWorker::embeddingReady, this,

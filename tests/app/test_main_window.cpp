@@ -9,6 +9,7 @@
 #include <QElapsedTimer>
 #include <QMimeData>
 #include <QSettings>
+#include <QStatusBar>
 #include <QTimer>
 #include <QUrl>
 #include <QVulkanInstance>
@@ -1397,6 +1398,10 @@ with h5py.File(sys.argv[1], "r+") as f:
     QCOMPARE(window_->snapshot()->n_genes_total, 400);
     QVERIFY2(window_->storeSummary().contains("genes in rows (guessed: more rows than columns)"),
              qPrintable(window_->storeSummary()));
+    QVERIFY2(window_->statusBar()->currentMessage().contains(
+                 "genes in rows (guessed: more rows than columns)") &&
+                 window_->statusBar()->currentMessage().contains("Reopen the table transposed"),
+             qPrintable(window_->statusBar()->currentMessage()));
     QVERIFY(transpose->isEnabled());
     transpose->trigger();
     QVERIFY(done.wait(300000));
