@@ -680,6 +680,11 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                     "only " + std::to_string(r.kept_cells.size()) + " of " +
                         std::to_string(r.n_cells_total) + " cells pass the QC thresholds" +
                         qc_losses(r.cell_qc, p));
+      // Thresholds made for one dataset (the tutorial's max_genes 2500 for PBMC 3k) can remove
+      // most of another's cells: a quarter or more lost is worth saying, and why.
+      if (static_cast<double>(r.kept_cells.size()) < 0.75 * static_cast<double>(r.n_cells_total))
+        progress.warn("QC kept " + std::to_string(r.kept_cells.size()) + " of " +
+                      std::to_string(r.n_cells_total) + " cells" + qc_losses(r.cell_qc, p));
       std::vector<std::int64_t> n_cells = std::move(n_cells_kept);
       if (n_cells.empty()) {
         n_cells.assign(r.n_genes_total, 0);

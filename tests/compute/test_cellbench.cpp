@@ -77,6 +77,27 @@ class TestCellbench : public QObject {
     QCOMPARE(found.size(), std::size_t{3});  // no line is lost inside another's cluster
     QVERIFY(r.n_clusters >= 3 && r.n_clusters <= 6);
   }
+
+  // Thresholds that remove a quarter or more of the cells let the run go on, and say so: which
+  // bound removed how many, with the metric's median.
+  void qcWarnsWhenThresholdsRemoveMany() {
+    io::Store store = io::open_store((dir_ / "sc_dropseq.count.csv.gz").string());
+    compute::PipelineParams params;
+    params.max_genes = 5000;
+    params.markers = false;
+    params.umap.n_epochs = 5;
+    auto backend = compute::make_cpu_backend();
+    compute::Progress progress;
+    const compute::PipelineResult r = compute::run_pipeline(store, params, *backend, progress);
+    const auto kept = static_cast<int>(r.kept_cells.size());
+    QVERIFY(kept > 3 && kept < 225 * 3 / 4);
+    const std::string expected = "QC kept " + std::to_string(kept) +
+                                 " of 225 cells: qc.max_genes 5000 removes " +
+                                 std::to_string(225 - kept) + " (median n_genes_by_counts ";
+    QVERIFY2(std::any_of(r.warnings.begin(), r.warnings.end(),
+                         [&](const std::string& w) { return w.rfind(expected, 0) == 0; }),
+             qPrintable(QString::fromStdString(expected)));
+  }
 };
 
 QTEST_GUILESS_MAIN(TestCellbench)
