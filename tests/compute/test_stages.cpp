@@ -293,12 +293,25 @@ class TestStages : public QObject {
     PipelineParams p;
     p.hvg.n_top_genes = 150;
     p.markers = false;
+    p.min_genes = 50;  // 300 genes: the tutorial's 200 would remove a quarter (a warning, below)
     class Quiet final : public Progress {
       void on_warning(std::string_view) override {}
     } progress;
     auto cpu = make_cpu_backend();
     const PipelineResult plain = run_pipeline(store, p, *cpu, progress);
     QVERIFY(plain.warnings.empty());
+    {
+      PipelineParams strict = p;
+      strict.min_genes = 200;
+      Quiet own;
+      const PipelineResult r = run_pipeline(store, strict, *cpu, own);
+      QVERIFY(r.kept_cells.size() * 4 < 700 * 3);
+      QCOMPARE(r.warnings.size(), std::size_t{1});
+      QVERIFY2(r.warnings[0].rfind("QC kept " + std::to_string(r.kept_cells.size()) +
+                                       " of 700 cells: qc.min_genes 200 removes ",
+                                   0) == 0,
+               r.warnings[0].c_str());
+    }
     QCOMPARE(plain.device_peak_bytes, std::int64_t{0});
     p.neighbors.method = "ivf";  // the CPU backend runs NN-descent instead, and says so
     FallingBack falling;
