@@ -308,12 +308,16 @@ MainWindow::MainWindow(QVulkanInstance* vulkan, QWidget* parent)
             if (path != path_) return;  // a cancelled run's store
             text_layout_read_ = static_cast<io::TextLayout>(layout);
             transpose_action_->setEnabled(format == "text");
-            // Which way a table was read is a guess the user should see, and can undo.
-            if (format == "text")
+            // Which way a table was read is a guess the user should see, and can undo: said
+            // once per table and reading (a message hides the stage label while it shows).
+            const QString announced = path + "\n" + QString::number(layout);
+            if (format == "text" && announced != layout_announced_) {
+              layout_announced_ = announced;
               statusBar()->showMessage("Read as " + encoding +
                                            ". File > Reopen the table transposed reads it the "
                                            "other way.",
-                                       30000);
+                                       15000);
+            }
           });
   connect(w, &ComputeWorker::storedPreview, this, &MainWindow::showPreview);
   connect(w, &ComputeWorker::embeddingReady, this,

@@ -209,6 +209,7 @@ class MainWindow : public QMainWindow {
   void setCountsTooltip(double mib);
   io::TextLayout text_layout_ = io::TextLayout::Guess;       // asked for path_
   io::TextLayout text_layout_read_ = io::TextLayout::Guess;  // how the table was read
+  QString layout_announced_;  // the table and reading the status bar last described
   QAction* set_a_action_ = nullptr;
   QAction* compare_a_action_ = nullptr;
   std::shared_ptr<const std::vector<bool>> group_a_;

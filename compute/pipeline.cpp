@@ -498,6 +498,8 @@ bool keep_cell(const CellQc& qc, std::int64_t i, const PipelineParams& p) {
   return keep;
 }
 
+namespace {
+
 // Why too few cells pass: each threshold that removes cells, how many it removes on its own
 // and the metric's median, so that the error says which bound to relax.
 std::string qc_losses(const CellQc& qc, const PipelineParams& p) {
@@ -541,6 +543,16 @@ std::string qc_losses(const CellQc& qc, const PipelineParams& p) {
           [&](double v) { return v > p.max_counts; });
   return out.empty() ? out : ": " + out + " (0 turns an upper bound off)";
 }
+
+// Thresholds made for one dataset (the tutorial's max_genes 2500 for PBMC 3k) can remove most
+// of another's cells: a quarter or more lost is worth a warning, and why.
+void warn_of_qc_losses(const PipelineResult& r, const PipelineParams& p, Progress& progress) {
+  if (static_cast<double>(r.kept_cells.size()) < 0.75 * static_cast<double>(r.n_cells_total))
+    progress.warn("QC kept " + std::to_string(r.kept_cells.size()) + " of " +
+                  std::to_string(r.n_cells_total) + " cells" + qc_losses(r.cell_qc, p));
+}
+
+}  // namespace
 
 std::int64_t count_kept_cells(const CellQc& qc, const PipelineParams& p) {
   std::int64_t kept = 0;
@@ -619,6 +631,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     r.cell_mask = old.cell_mask;
     r.gene_mask = old.gene_mask;
     r.kept_cells = old.kept_cells;
+    warn_of_qc_losses(r, p, progress);  // a re-run warns as the first run did
     r.kept_genes = old.kept_genes;
     r.kept_gene_n_cells = old.kept_gene_n_cells;
     r.excluded_genes = old.excluded_genes;
@@ -680,11 +693,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
                     "only " + std::to_string(r.kept_cells.size()) + " of " +
                         std::to_string(r.n_cells_total) + " cells pass the QC thresholds" +
                         qc_losses(r.cell_qc, p));
-      // Thresholds made for one dataset (the tutorial's max_genes 2500 for PBMC 3k) can remove
-      // most of another's cells: a quarter or more lost is worth saying, and why.
-      if (static_cast<double>(r.kept_cells.size()) < 0.75 * static_cast<double>(r.n_cells_total))
-        progress.warn("QC kept " + std::to_string(r.kept_cells.size()) + " of " +
-                      std::to_string(r.n_cells_total) + " cells" + qc_losses(r.cell_qc, p));
+      warn_of_qc_losses(r, p, progress);
       std::vector<std::int64_t> n_cells = std::move(n_cells_kept);
       if (n_cells.empty()) {
         n_cells.assign(r.n_genes_total, 0);

@@ -3,6 +3,7 @@
 #include <igraph/igraph.h>
 #include <tbb/blocked_range.h>
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <cmath>
@@ -55,16 +56,20 @@ struct Operator {
 // threads (ARPACK calls this hundreds of times on a large graph).
 igraph_error_t multiply(igraph_real_t* to, const igraph_real_t* from, int n, void* extra) {
   const auto& op = *static_cast<const Operator*>(extra);
-  tbb::parallel_for(tbb::blocked_range<int>(0, n, 2048), [&](const tbb::blocked_range<int>& r) {
-    for (int i = r.begin(); i < r.end(); ++i) {
-      const auto v = (*op.members)[i];
-      double sum = 0.0;
-      for (auto k = op.g->indptr[v]; k < op.g->indptr[v + 1]; ++k) {
-        const auto j = (*op.local)[op.g->indices[k]];
-        sum += op.g->data[k] * op.inv_sqrt_degree[j] * from[j];
+  // Isolated: while it waits, this thread (holding igraph's mutex) takes no other task that
+  // might want the mutex too.
+  tbb::this_task_arena::isolate([&] {
+    tbb::parallel_for(tbb::blocked_range<int>(0, n, 2048), [&](const tbb::blocked_range<int>& r) {
+      for (int i = r.begin(); i < r.end(); ++i) {
+        const auto v = (*op.members)[i];
+        double sum = 0.0;
+        for (auto k = op.g->indptr[v]; k < op.g->indptr[v + 1]; ++k) {
+          const auto j = (*op.local)[op.g->indices[k]];
+          sum += op.g->data[k] * op.inv_sqrt_degree[j] * from[j];
+        }
+        to[i] = op.inv_sqrt_degree[i] * sum;
       }
-      to[i] = op.inv_sqrt_degree[i] * sum;
-    }
+    });
   });
   return IGRAPH_SUCCESS;
 }

@@ -68,6 +68,9 @@ void sort_by_value(std::vector<Entry>& e) {
     std::swap(from, to);
   }
   if (from != e.data()) std::copy(from, from + n, e.data());
+  // A thread keeps its scratch for the next gene, unless it far outgrew a typical one.
+  if (scratch.capacity() > (std::size_t{1} << 20) && scratch.capacity() > 8 * n)
+    std::vector<Entry>().swap(scratch);
 }
 
 // Rank sums of `in` (group) within the universe {in, other}: zeros (count per label known)

@@ -143,17 +143,15 @@ struct Format {
   std::size_t fields = 0;  // on every row
 };
 
-// Not a name: a value, however badly written (1e999, -.5, inf), or how R and pandas write a
-// missing one.
+// Not a name: a number, however large (1e999), or how R and pandas write a missing one. Names
+// may start with digits ("0610005C13Rik", "7SK").
 bool value_like(std::string_view f) {
   if (f.empty() || f == "NA" || f == "N/A") return true;
-  if (f.front() == '+' || f.front() == '-') f.remove_prefix(1);
-  if (f.empty()) return false;
-  if ((f.front() >= '0' && f.front() <= '9') ||
-      (f.front() == '.' && f.size() > 1 && f[1] >= '0' && f[1] <= '9'))
-    return true;
-  const std::string word = lower(std::string(f.substr(0, 8)));
-  return word == "nan" || word == "inf" || word == "infinity";
+  if (f.front() == '+') f.remove_prefix(1);
+  double v = 0;
+  const auto [end, ec] = std::from_chars(f.data(), f.data() + f.size(), v);
+  return end == f.data() + f.size() && end != f.data() &&
+         (ec == std::errc() || ec == std::errc::result_out_of_range);
 }
 
 std::string shown(std::string_view f) {
@@ -399,8 +397,8 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
   std::vector<std::vector<std::string>> extra_names(extra);
 
   // Pass 1: the names and each row's and column's entries. The values are kept as read (a CSR
-  // row per line) while 16 bytes an entry, enough to transpose them, fit the conversion budget:
-  // then there is no second pass.
+  // row per line) while 24 bytes an entry fit the conversion budget (their vectors' spare
+  // capacity, and the transposed copy): then there is no second pass.
   std::vector<std::int64_t> row_nnz, col_nnz(static_cast<std::size_t>(n_cols), 0);
   std::int64_t nnz = 0, values = 0, next_report = 1 << 20;
   CsrMatrix table;  // indptr starts as {0}
@@ -433,7 +431,7 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
       nnz += in_row;
       if (keep) {
         table.indptr.push_back(static_cast<std::int64_t>(table.indices.size()));
-        if (static_cast<std::size_t>(nnz) * 16 > options.transpose_bytes) {
+        if (static_cast<std::size_t>(nnz) * 24 > options.transpose_bytes) {
           keep = false;
           table = CsrMatrix{};
         }
@@ -504,7 +502,7 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
   }
   for (std::size_t k = 0; k < extra_names.size(); ++k) {
     std::string name = extra_headers[k];
-    if (name.empty() || rows.find(name)) name = "names_" + std::to_string(k + 2);
+    for (int n = 2; name.empty() || rows.find(name); ++n) name = "names_" + std::to_string(n);
     rows.columns.push_back({name, std::move(extra_names[k])});
   }
   std::vector<std::string>& cells = genes_in_rows ? col_names : row_names;

@@ -311,6 +311,17 @@ class TestStages : public QObject {
                                        " of 700 cells: qc.min_genes 200 removes ",
                                    0) == 0,
                r.warnings[0].c_str());
+      // A re-run that takes the graph from this one (only Leiden changed) warns the same.
+      PipelineParams finer = strict;
+      finer.leiden.resolution = 1.5;
+      PipelineHooks hooks;
+      hooks.reuse = &r;
+      hooks.reuse_params = &strict;
+      Quiet again;
+      const PipelineResult rerun = run_pipeline(store, finer, *cpu, again, hooks);
+      QVERIFY(std::find(rerun.reused_stages.begin(), rerun.reused_stages.end(), "neighbors") !=
+              rerun.reused_stages.end());
+      QCOMPARE(rerun.warnings, r.warnings);
     }
     QCOMPARE(plain.device_peak_bytes, std::int64_t{0});
     p.neighbors.method = "ivf";  // the CPU backend runs NN-descent instead, and says so

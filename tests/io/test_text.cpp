@@ -206,7 +206,7 @@ class TestText : public QObject {
   void temporaryStoreEqualsInMemory() {
     const std::string path = (data_ / "pbmc_small" / "pbmc_raw.txt").string();
     for (const auto layout : {io::TextLayout::GenesInRows, io::TextLayout::CellsInRows}) {
-      // 4456 entries: kept from the first pass (16 bytes each fit), a second pass into memory
+      // 4456 entries: kept from the first pass (24 bytes each fit), a second pass into memory
       // (8 fit), a temporary store of ~512-entry blocks.
       io::OpenOptions one_pass, two_passes, blocks;
       one_pass.text_layout = two_passes.text_layout = blocks.text_layout = layout;
@@ -384,6 +384,13 @@ class TestText : public QObject {
     QVERIFY(ids);
     QCOMPARE(std::get<std::vector<std::string>>(ids->values)[2], std::string("ENSG00000000419"));
     QCOMPARE(geo.obs.index.front(), std::string("AAACATACAACCAC-1"));
+    // Symbols may start with digits (mouse tables sorted by symbol begin so).
+    write_file(file("mouse.tsv"),
+               "gene_id\tsymbol\tAAACATACAACCAC-1\nENSMUSG00000109644\t0610005C13Rik\t2\n"
+               "ENSMUSG00000108652\t0610006L08Rik\t0\n");
+    io::Store mouse = io::open_store(file("mouse.tsv").string());
+    QCOMPARE(mouse.var.index, (std::vector<std::string>{"0610005C13Rik", "0610006L08Rik"}));
+    QCOMPARE(mouse.X->nnz(), 1);
     const CsrMatrix m = all_rows(geo);
     QCOMPARE(at(m, 0, 2), 3.0f);
     QCOMPARE(at(m, 1, 1), 2.0f);
