@@ -18,23 +18,29 @@ namespace fs = std::filesystem;
 namespace orrery::io {
 namespace {
 
-enum class Separator { Comma, Tab, Space };
+enum class Separator { Comma, Tab, Semicolon, Space };
 
 const char* separator_name(Separator s) {
-  return s == Separator::Comma ? "comma" : s == Separator::Tab ? "tab" : "space";
+  return s == Separator::Comma       ? "comma"
+         : s == Separator::Tab       ? "tab"
+         : s == Separator::Semicolon ? "semicolon"
+                                     : "space";
 }
 
-// A line's separator outside quoted names: a tab if it has one, else a comma if it has one.
+// A line's separator outside quoted names: a tab if it has one, else the commoner of commas and
+// semicolons (Excel writes semicolons where the decimal mark is a comma).
 std::optional<Separator> separator_in(const std::string& line) {
-  bool quoted = false, comma = false;
+  bool quoted = false;
+  std::size_t commas = 0, semicolons = 0;
   for (char c : line) {
     if (c == '"') quoted = !quoted;
     if (quoted) continue;
     if (c == '\t') return Separator::Tab;
-    comma = comma || c == ',';
+    commas += c == ',' ? 1 : 0;
+    semicolons += c == ';' ? 1 : 0;
   }
-  if (comma) return Separator::Comma;
-  return std::nullopt;
+  if (commas == 0 && semicolons == 0) return std::nullopt;
+  return semicolons > commas ? Separator::Semicolon : Separator::Comma;
 }
 
 // The genes x cells `table` (a row per gene) as cells x genes: cell c has `cell_nnz[c]` entries.
@@ -79,9 +85,10 @@ void split_fields(std::string& line, Separator sep, const std::string& file, lon
                   std::vector<std::string_view>& fields) {
   fields.clear();
   auto is_sep = [sep](char c) {
-    return sep == Separator::Comma ? c == ','
-           : sep == Separator::Tab ? c == '\t'
-                                   : c == ' ' || c == '\t';
+    return sep == Separator::Comma       ? c == ','
+           : sep == Separator::Tab       ? c == '\t'
+           : sep == Separator::Semicolon ? c == ';'
+                                         : c == ' ' || c == '\t';
   };
   auto fail = [&](const std::string& what) {
     throw Error(file,

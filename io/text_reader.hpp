@@ -1,8 +1,9 @@
 // Dense tables as text (.csv, .tsv, .tab, .txt, gzipped or not), as R's write.csv/write.table,
 // pandas' to_csv and many GEO supplements hold count matrices and cell annotations: a header of
 // column names (R leaves out the row names' field), then a line per row with its name first;
-// comma-, tab- or space-separated, fields quoted or not. A count table is read as a store whose
-// X holds genes in rows (R's way, transposed here) or cells in rows (pandas'): see TextLayout.
+// comma-, tab-, semicolon- or space-separated, fields quoted or not. A count table is read as a
+// store whose X holds genes in rows (R's way, transposed here) or cells in rows (pandas'): see
+// TextLayout.
 #pragma once
 
 #include <string>

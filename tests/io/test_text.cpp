@@ -160,6 +160,10 @@ class TestText : public QObject {
         << "q.csv"
         << ",MT-A,B,C,B\nc1,1,0,2.5,0\n\"c,2\",0,0,0,7\n\"c\"\"3\",3,1,0,-0\n"
         << cells;
+    QTest::newRow("semicolons (Excel with a decimal comma locale)")
+        << "e.csv"
+        << "cell;MT-A;B;C;B\nc1;1;0;2.5;0\n\"c,2\";0;0;0;7\n\"c\"\"3\";3;1;0;0\n"
+        << cells;
     QTest::newRow("tsv, genes in rows, blank lines")
         << "t.tsv"
         << "gene\tc1\tc,2\tc\"3\n\nMT-A\t1\t0\t3\nB\t0\t0\t1\nC\t2.5\t0\t0\nB\t0\t7\t0\n\n"
