@@ -215,15 +215,12 @@ int cmd_run(const Args& a, const std::string& store_path) {
                  static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),
                  store.format.c_str());
   for (const std::string& table : a.obs_tables) {
-    io::CellAnnotations found =
-        io::annotations_for_cells(io::read_text_table(table), store.obs.index, table);
-    const auto names =
-        io::add_obs_columns(store.obs, std::move(found.columns), compute::is_result_obs_column);
+    std::string summary;
+    const auto names = io::import_annotations(store, table, compute::is_result_obs_column, summary);
     if (a.quiet) continue;
     std::string list;
     for (const auto& n : names) list += (list.empty() ? "" : ", ") + n;
-    std::fprintf(stderr, "%s: %s: %s\n", table.c_str(),
-                 io::describe_import(found, names.size(), store.n_obs()).c_str(), list.c_str());
+    std::fprintf(stderr, "%s: %s: %s\n", table.c_str(), summary.c_str(), list.c_str());
   }
   auto result = compute::run_pipeline(store, params, *backend, progress);
   // The counts the markers kept are not written: let them go before the copy of X.

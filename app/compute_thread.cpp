@@ -480,13 +480,10 @@ void ComputeWorker::compareSelection(std::shared_ptr<const std::vector<bool>> se
 
 std::vector<std::string> ComputeWorker::add_annotations(io::Store& store, const QString& table,
                                                         QString& summary) const {
-  const std::string file = table.toStdString();
-  io::CellAnnotations found =
-      io::annotations_for_cells(io::read_text_table(file), store.obs.index, file);
+  std::string said;
   const auto names =
-      io::add_obs_columns(store.obs, std::move(found.columns), compute::is_result_obs_column);
-  summary = QFileInfo(table).fileName() + ": " +
-            QString::fromStdString(io::describe_import(found, names.size(), store.n_obs()));
+      io::import_annotations(store, table.toStdString(), compute::is_result_obs_column, said);
+  summary = QFileInfo(table).fileName() + ": " + QString::fromStdString(said);
   return names;
 }
 

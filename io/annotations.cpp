@@ -183,4 +183,13 @@ std::vector<std::string> add_obs_columns(DataFrame& obs, std::vector<Column> col
   return names;
 }
 
+std::vector<std::string> import_annotations(Store& store, const std::string& table,
+                                            const std::function<bool(const std::string&)>& taken,
+                                            std::string& summary) {
+  CellAnnotations found = annotations_for_cells(read_text_table(table), store.obs.index, table);
+  const auto names = add_obs_columns(store.obs, std::move(found.columns), taken);
+  summary = describe_import(found, names.size(), store.n_obs());
+  return names;
+}
+
 }  // namespace orrery::io

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "dataframe.hpp"
+#include "store.hpp"
 #include "text_reader.hpp"
 
 namespace orrery::io {
@@ -38,5 +39,12 @@ std::string describe_import(const CellAnnotations& found, std::size_t n_columns,
 // columns), gets "_1", "_2", ... appended. Returns the names given, in order.
 std::vector<std::string> add_obs_columns(DataFrame& obs, std::vector<Column> columns,
                                          const std::function<bool(const std::string&)>& taken);
+
+// All of it for one file: reads `table`, matches it to `store`'s cells and adds its columns to
+// the store's obs (names as add_obs_columns gives them, returned); `summary` gets
+// describe_import's line.
+std::vector<std::string> import_annotations(Store& store, const std::string& table,
+                                            const std::function<bool(const std::string&)>& taken,
+                                            std::string& summary);
 
 }  // namespace orrery::io

@@ -62,14 +62,20 @@ std::string lower(std::string s) {
   return s;
 }
 
+// A table file's name in lower case without ".gz": what its extension says.
+std::string table_name(const std::string& path) {
+  std::string name = lower(fs::path(path).filename().string());
+  if (name.ends_with(".gz")) name.resize(name.size() - 3);
+  return name;
+}
+
 // A table's separator: the first line's, else the second's (R's header of a one-column table
 // has none), else the name's (.csv, .tsv, .tab), else runs of spaces.
 Separator separator_of(const std::string& file, const std::string& first,
                        const std::string& second) {
   if (const auto s = separator_in(first)) return *s;
   if (const auto s = separator_in(second)) return *s;
-  std::string name = lower(fs::path(file).filename().string());
-  if (name.ends_with(".gz")) name.resize(name.size() - 3);
+  const std::string name = table_name(file);
   if (name.ends_with(".csv")) return Separator::Comma;
   if (name.ends_with(".tsv") || name.ends_with(".tab")) return Separator::Tab;
   return Separator::Space;
@@ -381,8 +387,7 @@ bool parse_number(std::string_view f, double& v) {
 bool is_text_matrix(const std::string& path) {
   std::error_code ec;
   if (!fs::is_regular_file(path, ec)) return false;
-  std::string name = lower(fs::path(path).filename().string());
-  if (name.ends_with(".gz")) name.resize(name.size() - 3);
+  const std::string name = table_name(path);
   return name.ends_with(".csv") || name.ends_with(".tsv") || name.ends_with(".tab") ||
          name.ends_with(".txt");
 }
@@ -413,18 +418,13 @@ Store open_text_matrix(const std::string& path, const OpenOptions& options) {
   {
     LineReader lines(path);
     for_each_row(lines, format, path, [&](long line_no, const std::vector<std::string_view>& f) {
-      if (format.row_names) {
-        if (!valid_utf8(f.front()))
+      for (std::size_t k = 0; k < format.name_columns; ++k)
+        if (!valid_utf8(f[k]))
           throw Error(path, "line " + std::to_string(line_no),
-                      "the row name is not UTF-8; re-encode the file as UTF-8");
-        row_names.emplace_back(f.front());
-        for (std::size_t k = 0; k < extra; ++k) {
-          if (!valid_utf8(f[k + 1]))
-            throw Error(path, "line " + std::to_string(line_no),
-                        "a name is not UTF-8; re-encode the file as UTF-8");
-          extra_names[k].emplace_back(f[k + 1]);
-        }
-      }
+                      (k == 0 ? std::string("the row name") : "name " + std::to_string(k + 1)) +
+                          " is not UTF-8; re-encode the file as UTF-8");
+      if (format.row_names) row_names.emplace_back(f.front());
+      for (std::size_t k = 0; k < extra; ++k) extra_names[k].emplace_back(f[k + 1]);
       std::int64_t in_row = 0;
       row_values(f, format, path, line_no, [&](std::int64_t c, float v) {
         ++col_nnz[static_cast<std::size_t>(c)];

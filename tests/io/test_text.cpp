@@ -463,6 +463,8 @@ class TestText : public QObject {
                                    "a\0,\0b\0\n\0",
                                    12)
                             << "UTF-16 text; save the table as UTF-8";
+    QTest::newRow("not utf-8 symbol")
+        << QByteArray("id,symbol,c1\ng1,s\xff,1\n") << "line 2: name 2 is not UTF-8";
     QTest::newRow("not utf-8 header") << QByteArray("a\xfe,b\ng,1,1\n") << "header: column name";
   }
   void hostileInput() {
