@@ -15,7 +15,8 @@ trap 'rm -rf "$stage"' EXIT
 mkdir -p "$stage/bin" "$stage/lib" "$stage/shared/data/pbmc3k/filtered_gene_bc_matrices" "$out"
 programs=("$build/tests/test_cuda_parity" "$build/tests/test_interop" "$build/tests/test_offscreen"
           "$build/orrery_bench_gpu" "$build/orrery-cli"
-          "$build/orrery_bench_render" "$build/orrery_bench_leiden")
+          "$build/orrery_bench_render" "$build/orrery_bench_leiden"
+          "$build/orrery_bench_umap_stream")
 cp "${programs[@]}" "$stage/bin/"
 # glibc stays the target's own (it is newer there and backward compatible), and so do the CUDA
 # libraries (hundreds of MiB; run_checks.sh finds the target's toolkit).

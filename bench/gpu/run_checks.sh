@@ -5,7 +5,12 @@
 # out the parity suite / stage bench / Vulkan part; PARITY_TESTS names parity test functions
 # to run alone; E2E_CELLS=N adds the end-to-end CLI run (see below); LEIDEN_CELLS=N adds the
 # Leiden flavours on an N-cell blob graph (orrery_bench_leiden: igraph, parallel on the host
-# cores and on the device, and whether the device's labels are the host's).
+# cores and on the device, and whether the device's labels are the host's); E2E_FORMAT=zarr
+# writes the end-to-end store as zarr (blosc-lz4: synth is then bound by its parallel
+# generator, not by serial deflate); STREAM_CELLS=N adds what streaming the UMAP layout into the
+# renderer costs (orrery_bench_umap_stream); RENDER_SIZES lists the render bench's point counts
+# ("" for none). DEADLINE=S (seconds from the start, default 540) bounds every step's timeout,
+# so that a slow step leaves the later ones out instead of outrunning the lease.
 # Usage: run_checks.sh [BENCH_ARGS...]
 set -uo pipefail
 root=$(cd "$(dirname "$0")" && pwd)
@@ -22,19 +27,42 @@ for lib in $(ldd "$root"/bin/* | awk '/not found/ {print $1}' | sort -u); do
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv |
   tee "$out/device.txt"
+deadline=${DEADLINE:-540}
+# At most $1 seconds, and no later than the deadline; 0 when too little is left to start.
+budget() {
+  local left=$((deadline - SECONDS))
+  [ "$left" -lt 10 ] && { echo 0; return; }
+  [ "$1" -lt "$left" ] && echo "$1" || echo "$left"
+}
+# run_for MAX CMD...: CMD under `timeout`, or a line saying it was left out.
+run_for() {
+  local t
+  t=$(budget "$1")
+  shift
+  if [ "$t" = 0 ]; then
+    echo "LEFT OUT (deadline): $*"
+    return 124
+  fi
+  timeout -k 5 "$t" "$@"
+}
 if [ -z "${SKIP_PARITY:-}" ]; then
-  # shellcheck disable=SC2086  # PARITY_TESTS: test function names, word-split on purpose
-  timeout 300 "$root/bin/test_cuda_parity" ${PARITY_TESTS:-} -o "$out/parity.txt",txt -o -,txt 2>&1 |
-    tail -40
-  echo "parity exit: ${PIPESTATUS[0]}"
+  # One process per test function: a crash or a sticky CUDA error in one leaves the others' results.
+  : >"$out/parity.txt"
+  for f in ${PARITY_TESTS:-$("$root/bin/test_cuda_parity" -functions | sed 's/()$//')}; do
+    run_for 150 "$root/bin/test_cuda_parity" "$f" -o -,txt >>"$out/parity.txt" 2>&1
+    echo "parity $f exit: $?" | tee -a "$out/parity.txt"
+  done
+  grep -E '^(PASS|FAIL!|SKIP|XFAIL|XPASS) ' "$out/parity.txt" | grep -v -E '::(initTestCase|cleanupTestCase)\(\)'
+  grep -E -A1 '^FAIL!' "$out/parity.txt" | head -60
+  grep -E '^(QWARN|QINFO|QDEBUG)' "$out/parity.txt" | head -40
 fi
 if [ -z "${SKIP_BENCH:-}" ]; then
-  timeout 300 "$root/bin/orrery_bench_gpu" "$@" 2>"$out/bench.err" | tee "$out/bench.json"
+  run_for 300 "$root/bin/orrery_bench_gpu" "$@" 2>"$out/bench.err" | tee "$out/bench.json"
   echo "bench exit: ${PIPESTATUS[0]}"
   tail -5 "$out/bench.err"
 fi
 if [ -n "${LEIDEN_CELLS:-}" ]; then
-  timeout 300 "$root/bin/orrery_bench_leiden" "$LEIDEN_CELLS" | tee "$out/leiden.json"
+  run_for 300 "$root/bin/orrery_bench_leiden" "$LEIDEN_CELLS" | tee "$out/leiden.json"
   echo "leiden bench exit: ${PIPESTATUS[0]}"
 fi
 if [ -n "${E2E_CELLS:-}" ]; then
@@ -42,18 +70,21 @@ if [ -n "${E2E_CELLS:-}" ]; then
   # made here (and, with E2E_CPU=1, the CPU backend on the same store), reports as JSON. The
   # output leaves out X (--results-only): at 11M cells the store (~31 GB) and a full copy would
   # not fit the machine's 64 GB disk.
-  store=/tmp/orrery-e2e-$E2E_CELLS.h5ad
-  /usr/bin/time -f "synth: %e s, peak RSS %M KB" "$root/bin/orrery-cli" synth -o "$store" \
-    --cells "$E2E_CELLS" --genes 28000 --quiet
+  store=/tmp/orrery-e2e-$E2E_CELLS.${E2E_FORMAT:-h5ad}
+  # (bash's `time`: the image may lack /usr/bin/time; the reports hold the peak RSS.)
+  TIMEFORMAT="synth: %R s wall"
+  time run_for 300 "$root/bin/orrery-cli" synth -o "$store" --cells "$E2E_CELLS" --genes 28000 \
+    --quiet
   for backend in cuda ${E2E_CPU:+cpu}; do
-    /usr/bin/time -f "run $backend: %e s, peak RSS %M KB" timeout 540 "$root/bin/orrery-cli" run \
-      "$store" -o "/tmp/orrery-e2e-out-$backend.h5ad" --backend "$backend" --quiet --results-only \
-      --report "$out/e2e-$backend-$E2E_CELLS.json"
+    TIMEFORMAT="run $backend: %R s wall"
+    time run_for 540 "$root/bin/orrery-cli" run "$store" -o "/tmp/orrery-e2e-out-$backend.h5ad" \
+      --backend "$backend" --quiet --results-only --report "$out/e2e-$backend-$E2E_CELLS.json"
     echo "e2e $backend exit: $?"
     cat "$out/e2e-$backend-$E2E_CELLS.json"
     rm -f "/tmp/orrery-e2e-out-$backend.h5ad"
   done
 fi
+[ -n "${E2E_CELLS:-}" ] && rm -rf "/tmp/orrery-e2e-$E2E_CELLS."*
 [ -n "${SKIP_RENDER:-}" ] && exit 0
 # The renderer on the GPU's own Vulkan driver (its loader's libraries carried as .debs, see
 # RESULTS.md): CUDA-Vulkan interop and offscreen pixel tests, frame times at 1M and 11M points,
@@ -62,12 +93,16 @@ icd=$(find /usr/local/nvidia /usr/share/vulkan /etc/vulkan -name 'nvidia_icd*.js
 echo "Vulkan ICD: ${icd:-none found}"
 [ -n "$icd" ] && export VK_DRIVER_FILES=$icd && cat "$icd"
 export VK_LOADER_DEBUG=error
-timeout 120 "$root/bin/test_interop" -o "$out/interop.txt",txt -o -,txt 2>&1 | tail -20
+run_for 120 "$root/bin/test_interop" -o "$out/interop.txt",txt -o -,txt 2>&1 | tail -20
 echo "interop exit: ${PIPESTATUS[0]}"
-timeout 120 "$root/bin/test_offscreen" -o "$out/offscreen.txt",txt -o -,txt 2>&1 | tail -4
+run_for 120 "$root/bin/test_offscreen" -o "$out/offscreen.txt",txt -o -,txt 2>&1 | tail -4
 echo "offscreen exit: ${PIPESTATUS[0]}"
-for n in 1000000 11000000; do
+if [ -n "${STREAM_CELLS:-}" ]; then
+  run_for 200 "$root/bin/orrery_bench_umap_stream" "$STREAM_CELLS" | tee "$out/stream.json"
+  echo "umap stream bench exit: ${PIPESTATUS[0]}"
+fi
+for n in ${RENDER_SIZES-1000000 11000000}; do
   for mode in ${RENDER_MODES:-sprites splat}; do
-    timeout 120 "$root/bin/orrery_bench_render" "$n" 60 1920 1080 3 "$mode" | tee -a "$out/render.json"
+    run_for 120 "$root/bin/orrery_bench_render" "$n" 60 1920 1080 3 "$mode" | tee -a "$out/render.json"
   done
 done

@@ -783,6 +783,7 @@ class CudaBackend final : public Backend {
       }
       layout_channel_->delivered(epoch, {f[0], f[1], f[2], f[3]});
     };
+    Event epoch_done[2];
     for (int epoch = 0; epoch < n_epochs; ++epoch) {
       if (epoch % 10 == 0) {
         progress.check();
@@ -801,6 +802,12 @@ class CudaBackend final : public Backend {
           prev.get(), y.get(), n, {a, b}, o, epoch, n_epochs);
       umap_epoch<<<blocks_for(n, 128), 128, 0, d_.stream>>>(u);
       check_launch();
+      // The host stays one epoch ahead of the device, no more: otherwise it queues every epoch
+      // in milliseconds, and progress, cancelling and the renderer's requests (which are served
+      // at the top of an epoch) all follow the queueing, not the optimisation: on an H200 the
+      // renderer got the first layout and the last, nothing between.
+      ORRERY_CUDA_CHECK(cudaEventRecord(epoch_done[epoch % 2], d_.stream));
+      if (epoch > 0) ORRERY_CUDA_CHECK(cudaEventSynchronize(epoch_done[(epoch - 1) % 2]));
     }
     if (streaming) stream_layout(n_epochs);
     y.download(emb.values.data(), emb.values.size());

@@ -159,7 +159,9 @@ class TestInterop : public QObject {
     renderer.join();
     QVERIFY(drained);
     QCOMPARE(epoch_calls, 1);  // streamed: the host sees the final layout only
-    QVERIFY2(seen.size() >= 2, qPrintable(QString::number(seen.size())));
+    // Layouts between the first and the last: the renderer is served while the device
+    // optimises (a host that queued every epoch at once served only those two).
+    QVERIFY2(seen.size() >= 3, qPrintable(QString::number(seen.size())));
     QCOMPARE(static_cast<int>(seen.size()), notified.load());
     for (std::size_t i = 0; i < seen.size(); ++i) {
       const Seen& s = seen[i];
