@@ -1,6 +1,10 @@
 #include "store.hpp"
 
+#include <tbb/blocked_range.h>
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -80,24 +84,41 @@ CsrMatrix csr_with_row_lengths(const std::vector<std::int64_t>& row_nnz, std::in
 }
 
 void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element) {
-  std::vector<std::pair<GeneIndex, float>> row;
-  for (std::int64_t r = 0; r < m.n_rows; ++r) {
-    const auto b = m.indptr[r], e = m.indptr[r + 1];
-    bool sorted = true;
-    for (auto k = b + 1; k < e && sorted; ++k) sorted = m.indices[k - 1] < m.indices[k];
-    if (sorted) continue;
-    row.clear();
-    for (auto k = b; k < e; ++k) row.emplace_back(m.indices[k], m.data[k]);
-    std::sort(row.begin(), row.end());
-    for (std::size_t k = 0; k < row.size(); ++k) {
-      if (k > 0 && row[k].first == row[k - 1].first)
-        throw Error(file, element,
-                    "duplicate entry for column " + std::to_string(row[k].first) + " in row " +
-                        std::to_string(r));
-      m.indices[b + k] = row[k].first;
-      m.data[b + k] = row[k].second;
-    }
-  }
+  // Rows in parallel; a row with a repeated column is noted, and the first such row (as a
+  // serial pass would find it) is reported once all are sorted.
+  std::atomic<std::int64_t> repeated{m.n_rows};
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, m.n_rows, 256),
+                    [&](const tbb::blocked_range<std::int64_t>& rows) {
+                      std::vector<std::pair<GeneIndex, float>> row;
+                      for (std::int64_t r = rows.begin(); r < rows.end(); ++r) {
+                        const auto b = m.indptr[r], e = m.indptr[r + 1];
+                        bool sorted = true;
+                        for (auto k = b + 1; k < e && sorted; ++k)
+                          sorted = m.indices[k - 1] < m.indices[k];
+                        if (sorted) continue;
+                        row.clear();
+                        for (auto k = b; k < e; ++k) row.emplace_back(m.indices[k], m.data[k]);
+                        std::sort(row.begin(), row.end());
+                        bool twice = false;
+                        for (std::size_t k = 0; k < row.size(); ++k) {
+                          twice = twice || (k > 0 && row[k].first == row[k - 1].first);
+                          m.indices[b + k] = row[k].first;
+                          m.data[b + k] = row[k].second;
+                        }
+                        if (twice) {
+                          std::int64_t seen = repeated.load();
+                          while (r < seen && !repeated.compare_exchange_weak(seen, r)) {
+                          }
+                        }
+                      }
+                    });
+  const std::int64_t r = repeated.load();
+  if (r == m.n_rows) return;
+  for (auto k = m.indptr[r] + 1; k < m.indptr[r + 1]; ++k)
+    if (m.indices[k] == m.indices[k - 1])
+      throw Error(file, element,
+                  "duplicate entry for column " + std::to_string(m.indices[k]) + " in row " +
+                      std::to_string(r));
 }
 
 namespace {

@@ -1,6 +1,8 @@
 // zarr v2 and v3 directory stores as an Element tree. Arrays are read chunk by chunk (missing
 // chunks are the fill value); v3 sharding reads one inner chunk's byte range from its shard.
 // Metadata is validated before anything is allocated: chunk shapes bound every decode.
+#include <tbb/parallel_for.h>
+
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -10,6 +12,7 @@
 #include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <type_traits>
 
 #include "element.hpp"
 #include "utf8.hpp"
@@ -316,6 +319,10 @@ void store_scalar(double v, const DType& d, std::uint8_t* out) {
 
 template <typename Src, typename Dst>
 void convert_run(const std::uint8_t* src, std::size_t n, Dst* dst) {
+  if constexpr (std::is_same_v<Src, Dst>) {
+    std::memcpy(dst, src, n * sizeof(Src));
+    return;
+  }
   for (std::size_t i = 0; i < n; ++i) {
     Src v;
     std::memcpy(&v, src + i * sizeof(Src), sizeof(Src));
@@ -567,6 +574,33 @@ class ZarrElement final : public Element {
     const std::int64_t cols = s.size() == 2 ? s[1] : 1;
     const std::int64_t c0 = inner[0], c1 = s.size() == 2 ? inner[1] : 1;
     const std::size_t size = meta_.dtype.size;
+    if (c1 == cols && end > begin) {
+      // Chunks of whole rows (every 1-D array, X/data and X/indices among them): a chunk's rows
+      // are one run in `out`, converted at once, and the chunks between the first and the last
+      // are decoded on all cores. The last goes through the cache, as the next range of a pass
+      // starts in it.
+      const auto index_of = [&](std::int64_t i0) {
+        std::vector<std::int64_t> index{i0};
+        if (s.size() == 2) index.push_back(0);
+        return index;
+      };
+      const auto put = [&](std::int64_t i0, const std::uint8_t* chunk) {
+        const std::int64_t r_lo = std::max(begin, i0 * c0), r_hi = std::min(end, (i0 + 1) * c0);
+        convert(chunk + static_cast<std::size_t>((r_lo - i0 * c0) * cols) * size, meta_.dtype,
+                static_cast<std::size_t>((r_hi - r_lo) * cols), type, out,
+                static_cast<std::size_t>((r_lo - begin) * cols));
+      };
+      const std::int64_t first = begin / c0, last = (end - 1) / c0;
+      put(first, numeric_chunk(index_of(first))->data());
+      if (last > first) {
+        put(last, numeric_chunk(index_of(last))->data());
+        tbb::parallel_for(first + 1, last, [&](std::int64_t i0) {
+          const Bytes chunk = decoded_numeric(index_of(i0));
+          put(i0, chunk.data());
+        });
+      }
+      return;
+    }
     for (std::int64_t i0 = begin / c0; i0 * c0 < end; ++i0) {
       for (std::int64_t i1 = 0; i1 * c1 < cols; ++i1) {
         std::vector<std::int64_t> index{i0};
@@ -792,6 +826,13 @@ class ZarrElement final : public Element {
   std::shared_ptr<const Bytes> numeric_chunk(const std::vector<std::int64_t>& index) const {
     std::lock_guard lock(mutex_);
     if (cached_ && cached_index_ == index) return cached_;
+    cached_ = std::make_shared<const Bytes>(decoded_numeric(index));
+    cached_index_ = index;
+    return cached_;
+  }
+
+  // A numeric chunk, decoded (no cache; safe on several threads at once).
+  Bytes decoded_numeric(const std::vector<std::int64_t>& index) const {
     auto raw = chunk_bytes(index);
     if (!raw) {
       raw.emplace(unit_bytes(meta_.dtype.size));
@@ -800,9 +841,7 @@ class ZarrElement final : public Element {
       for (std::size_t i = 0; i < raw->size(); i += one.size())
         std::memcpy(raw->data() + i, one.data(), one.size());
     }
-    cached_ = std::make_shared<const Bytes>(std::move(*raw));
-    cached_index_ = index;
-    return cached_;
+    return std::move(*raw);
   }
 
   // Appends the first `take` of a chunk's `per_chunk` strings.

@@ -261,6 +261,35 @@ class TestMtx : public QObject {
     QCOMPARE(names, want);
   }
 
+  // sort_rows (rows sorted on all cores): every row's entries by column with their values, and
+  // of several rows with a repeated column the first is reported, as a serial pass would.
+  void sortRowsReportsTheFirstRepeat() {
+    const std::int64_t rows = 5000;
+    CsrMatrix m;
+    m.n_rows = rows;
+    m.n_cols = 100;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      for (int k = 3; k >= 1; --k) {  // descending columns
+        m.indices.push_back(static_cast<GeneIndex>(r % 90 + 3 * k));
+        m.data.push_back(static_cast<float>(r) + 0.25f * static_cast<float>(k));
+      }
+      m.indptr.push_back(m.nnz());
+    }
+    CsrMatrix sorted = m;
+    io::sort_rows(sorted, "f", "X");
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (int k = 0; k < 3; ++k) {
+        const auto at = static_cast<std::size_t>(3 * r + k);
+        QCOMPARE(sorted.indices[at], static_cast<GeneIndex>(r % 90 + 3 * (k + 1)));
+        QCOMPARE(sorted.data[at], static_cast<float>(r) + 0.25f * static_cast<float>(k + 1));
+      }
+    for (const std::int64_t r : {4700, 2100, 3900}) m.indices[3 * r] = m.indices[3 * r + 1];
+    const QString what = test::error_message([&] { io::sort_rows(m, "f", "X"); });
+    QVERIFY2(what.contains("duplicate entry for column " + QString::number(2100 % 90 + 6) +
+                           " in row 2100"),
+             qPrintable(what));
+  }
+
  private:
   void compare(io::Store& a, io::Store& b) {
     QCOMPARE(a.n_obs(), b.n_obs());

@@ -12,6 +12,7 @@
 #include "common/python.hpp"
 #include "io/anndata_reader.hpp"
 #include "io/anndata_writer.hpp"
+#include "io/element.hpp"
 #include "io/error.hpp"
 #include "io/store.hpp"
 #include "io/tree_writer.hpp"
@@ -118,6 +119,7 @@ class TestZarr : public QObject {
   }
 
   void hostileStores();
+  void wholeRowChunks();
   void recordArrays_data();
   void recordArrays();
   void ourStoresReadBack_data();
@@ -244,6 +246,63 @@ void TestZarr::hostileStores() {
 
 QTEST_GUILESS_MAIN(TestZarr)
 #include "test_zarr.moc"
+
+// Arrays whose chunks hold whole rows are read a chunk per run, the chunks between the first and
+// the last decoded on all cores: values land where a chunk-by-chunk read puts them, converted,
+// a missing chunk reads as the fill value, and a damaged chunk in the middle of a range is an
+// error naming it.
+void TestZarr::wholeRowChunks() {
+  const fs::path root = dir() / "rows.zarr";
+  fs::remove_all(root);
+  fs::create_directories(root / "a");
+  fs::create_directories(root / "m");
+  std::ofstream(root / ".zgroup") << R"({"zarr_format": 2})";
+  std::ofstream(root / "a" / ".zarray")
+      << R"({"zarr_format": 2, "shape": [40], "chunks": [3], "dtype": "<i4",)"
+      << R"( "compressor": null, "fill_value": 7, "order": "C", "filters": null})";
+  std::vector<std::int64_t> want(40);
+  for (int c = 0; c * 3 < 40; ++c) {
+    std::int32_t v[3];
+    for (int i = 0; i < 3; ++i) v[i] = (c * 3 + i) * 10 - 55;
+    for (int i = 0; i < 3 && c * 3 + i < 40; ++i) want[c * 3 + i] = c == 5 ? 7 : v[i];
+    if (c != 5)  // never written: the fill value
+      std::ofstream(root / "a" / std::to_string(c), std::ios::binary)
+          .write(reinterpret_cast<const char*>(v), sizeof v);
+  }
+  std::ofstream(root / "m" / ".zarray")
+      << R"({"zarr_format": 2, "shape": [10, 3], "chunks": [4, 3], "dtype": "<f4",)"
+      << R"( "compressor": null, "fill_value": 0, "order": "C", "filters": null})";
+  std::vector<float> cells(12 * 3);
+  for (std::size_t i = 0; i < cells.size(); ++i) cells[i] = 0.5f * static_cast<float>(i);
+  for (int c = 0; c < 3; ++c)
+    std::ofstream(root / "m" / (std::to_string(c) + ".0"), std::ios::binary)
+        .write(reinterpret_cast<const char*>(cells.data() + c * 12), 12 * sizeof(float));
+
+  auto store = io::open_zarr_root(root.string());
+  const auto a = store->open("a");
+  for (const auto& [b, e] : std::vector<std::pair<int, int>>{{0, 40}, {1, 38}, {4, 5}, {2, 10}}) {
+    std::vector<std::int64_t> wide(e - b, -1);
+    a->read(b, e, io::NumType::I64, wide.data());
+    QCOMPARE(wide, std::vector<std::int64_t>(want.begin() + b, want.begin() + e));
+    std::vector<std::int32_t> same(e - b, -1);
+    a->read(b, e, io::NumType::I32, same.data());
+    for (int i = b; i < e; ++i) QCOMPARE(same[i - b], static_cast<std::int32_t>(want[i]));
+  }
+  const auto m = store->open("m");
+  std::vector<float> rows(8 * 3, -1.0f);
+  m->read(1, 9, io::NumType::F32, rows.data());
+  QCOMPARE(rows, std::vector<float>(cells.begin() + 3, cells.begin() + 27));
+  std::vector<double> as_double(10 * 3);
+  m->read(0, 10, io::NumType::F64, as_double.data());
+  for (std::size_t i = 0; i < as_double.size(); ++i) QCOMPARE(as_double[i], double(cells[i]));
+
+  rewrite(root / "a" / "8", [](std::string& s) { s.resize(5); });
+  const QString what = test::error_message([&] {
+    std::vector<std::int64_t> out(40);
+    io::open_zarr_root(root.string())->open("a")->read(0, 40, io::NumType::I64, out.data());
+  });
+  QVERIFY2(what.contains("a chunk 8") && what.contains("holds 5 bytes"), qPrintable(what));
+}
 
 void TestZarr::ourStoresReadBack_data() {
   QTest::addColumn<QString>("name");
