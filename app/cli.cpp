@@ -177,6 +177,10 @@ void write_report(const std::string& path, const nlohmann::json& j) {
   std::filesystem::rename(tmp, path);
 }
 
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
 int cmd_run(const Args& a, const std::string& store_path) {
   if (a.out.empty()) throw Error("", "-o", "output path required");
   compute::PipelineParams params;
@@ -209,7 +213,9 @@ int cmd_run(const Args& a, const std::string& store_path) {
   io::OpenOptions open_options;
   open_options.progress = [&](std::string_view what, double f) { progress.report(what, f); };
   open_options.text_layout = text_layout(a);
+  const auto opening = std::chrono::steady_clock::now();
   io::Store store = io::open_store(store_path, open_options);
+  const double open_seconds = seconds_since(opening);
   if (!a.quiet)
     std::fprintf(stderr, "%s: %lld cells x %lld genes (%s)\n", store_path.c_str(),
                  static_cast<long long>(store.n_obs()), static_cast<long long>(store.n_vars()),
@@ -227,9 +233,13 @@ int cmd_run(const Args& a, const std::string& store_path) {
   const double counts_mib =
       result.counts_by_gene ? static_cast<double>(result.counts_by_gene->bytes()) / (1 << 20) : 0;
   result.counts_by_gene.reset();
+  const auto writing = std::chrono::steady_clock::now();
   compute::write_result_h5ad(store, result, params, *backend, a.out, progress, nullptr,
                              zarr_format(a), !a.results_only);
   auto report = compute::report_json(result, params);
+  // Outside the stages: opening the store (names, obs/var) and writing the output.
+  report["open_seconds"] = open_seconds;
+  report["write_seconds"] = seconds_since(writing);
   report["gene_cache_mib"] = counts_mib;
   report["input"] = store_path;
   report["output"] = a.out;

@@ -33,6 +33,7 @@ print(json.dumps({
                             "read_wait_seconds": round(s.get("read_wait_seconds", 0), 3),
                             "peak_rss_mib": round(s["peak_rss_mib"], 1)} for s in r["stages"]},
     "total_seconds": round(sum(s["seconds"] for s in r["stages"]), 2),
+    "open_seconds": round(r.get("open_seconds", 0), 2), "write_seconds": round(r.get("write_seconds", 0), 2),
     "peak_rss_mib": round(int(sys.argv[3]) / 1024, 1)}))
 PY
 done

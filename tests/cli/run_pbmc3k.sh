@@ -26,5 +26,7 @@ assert all(0 <= s["read_wait_seconds"] <= s["seconds"] + 1e-6 for s in r["stages
 waits = {s["stage"]: s["read_wait_seconds"] for s in r["stages"]}
 assert waits["neighbors"] == 0 and waits["umap"] == 0 and waits["leiden"] == 0, waits
 assert waits["qc"] > 0, waits  # the first chunk is always waited for
+# Outside the stages: opening the store and writing the output (X among it: never instant).
+assert 0 <= r["open_seconds"] < 60 and r["write_seconds"] > 0, (r["open_seconds"], r["write_seconds"])
 print("report ok:", {s["stage"]: round(s["seconds"], 2) for s in r["stages"]})
 PY
