@@ -1,10 +1,12 @@
 #include "synth.hpp"
 
 #include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <future>
 #include <numeric>
 
 #include "io/anndata_writer.hpp"
@@ -161,25 +163,33 @@ DataFrame SynthGenerator::var() const {
 void write_synth_h5ad(const SynthOptions& o, const std::string& path, Progress& progress) {
   SynthGenerator gen(o);
   io::AnnDataWriter w(path, o.zarr_format);
-  // Chunks are generated a batch at a time in parallel and written in order.
+  // Chunks are generated a batch at a time on all cores, the next batch while the writer
+  // compresses and stores the last (two batches in memory: up to 32 chunks of 4096 cells).
   const std::int64_t step = 4096;
-  const std::size_t batch = 8;
+  const auto batch = static_cast<std::int64_t>(
+      std::clamp(2 * static_cast<std::size_t>(tbb::this_task_arena::max_concurrency()),
+                 std::size_t{8}, std::size_t{16}));
+  const auto generate = [&gen, &o, step, batch](std::int64_t from) {
+    const std::int64_t n = std::min<std::int64_t>(batch, (o.n_cells - from + step - 1) / step);
+    std::vector<CsrMatrix> out(static_cast<std::size_t>(std::max<std::int64_t>(n, 0)));
+    tbb::parallel_for(std::int64_t{0}, n, [&](std::int64_t b) {
+      const std::int64_t a = from + b * step;
+      out[static_cast<std::size_t>(b)] = gen.rows(a, std::min(o.n_cells, a + step));
+    });
+    return out;
+  };
+  std::future<std::vector<CsrMatrix>> next = std::async(std::launch::async, generate, 0);
   std::vector<CsrMatrix> ready;
   std::size_t next_ready = 0;
-  std::int64_t r0 = 0;
+  std::int64_t r0 = 0;  // the first cell of the batch `next` generates
   w.write_X(o.n_cells, o.n_genes, [&](CsrMatrix& chunk) {
     if (next_ready == ready.size()) {
       if (r0 >= o.n_cells) return false;
       progress.check();
-      const std::int64_t n_chunks =
-          std::min<std::int64_t>(batch, (o.n_cells - r0 + step - 1) / step);
-      ready.assign(n_chunks, CsrMatrix{});
-      tbb::parallel_for(std::int64_t{0}, n_chunks, [&](std::int64_t b) {
-        const std::int64_t a = r0 + b * step;
-        ready[b] = gen.rows(a, std::min(o.n_cells, a + step));
-      });
-      r0 = std::min(o.n_cells, r0 + n_chunks * step);
+      ready = next.get();
       next_ready = 0;
+      r0 = std::min(o.n_cells, r0 + batch * step);
+      if (r0 < o.n_cells) next = std::async(std::launch::async, generate, r0);
       progress.report("synth", static_cast<double>(r0) / o.n_cells);
     }
     chunk = std::move(ready[next_ready++]);

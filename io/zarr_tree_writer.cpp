@@ -5,6 +5,9 @@
 // attributes inside, chunk keys c/i/j, codecs bytes (little-endian) or vlen-utf8 then blosc-lz4,
 // strings as the "string" data type, record arrays as the "structured" data type with
 // fixed_length_utf32 or float fields, as zarr-python 3.1 writes numpy structured arrays.
+#include <tbb/parallel_for.h>
+#include <tbb/task_arena.h>
+
 #include <blosc.h>
 
 #include <algorithm>
@@ -115,7 +118,8 @@ class ZarrAppender final : public ArrayAppender {
   void finish() override;
 
  private:
-  void flush_chunk();
+  static std::size_t batch_chunks();
+  void flush_chunks();
   ZarrTreeWriter& w_;
   std::string path_;
   NumType type_;
@@ -165,11 +169,14 @@ class ZarrTreeWriter final : public TreeWriter {
           std::max<std::size_t>(1, kChunkBytes / std::max<std::size_t>(row, 1)));
       if (shape[0] > 0) chunks[0] = std::min(chunks[0], shape[0]);
       const std::size_t chunk_bytes = row * static_cast<std::size_t>(chunks[0]);
-      for (std::size_t at = 0, i = 0; at < total; at += chunk_bytes, ++i) {
+      const std::size_t n = (total + chunk_bytes - 1) / chunk_bytes;
+      if (n > 0) make_parent_of(path, key(0, shape.size()));
+      tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {  // compressed on all cores
+        const std::size_t at = i * chunk_bytes;
         Bytes chunk(chunk_bytes, 0);  // edge chunks are stored full size, zero padded
         std::memcpy(chunk.data(), bytes + at, std::min(chunk_bytes, total - at));
         write_chunk(path, key(i, shape.size()), chunk, size);
-      }
+      });
     }
     write_meta(path, shape, chunks, numeric_type(type), zero_of(type), Kind::Numeric,
                shape.empty() ? 0 : size, attrs);
@@ -261,6 +268,12 @@ class ZarrTreeWriter final : public TreeWriter {
 
   void close() override {}
 
+  // The folder a chunk key with a '/' (v3's "c/i") needs. Thread-safe: creating a folder that
+  // exists is no error.
+  void make_parent_of(const std::string& path, const std::string& name) {
+    if (name.find('/') != std::string::npos)
+      make_dir((fs::path(path) / name).parent_path().string());
+  }
   // Blosc-lz4 with byte shuffle at `typesize` (0: stored uncompressed, as zarr does for 0-d).
   void write_chunk(const std::string& path, const std::string& name, const Bytes& raw,
                    std::size_t typesize) {
@@ -275,8 +288,7 @@ class ZarrTreeWriter final : public TreeWriter {
       out.resize(static_cast<std::size_t>(n));
     }
     const fs::path file = root_ / path / name;
-    if (name.find('/') != std::string::npos)
-      make_dir((fs::path(path) / name).parent_path().string());
+    make_parent_of(path, name);
     std::ofstream f(file, std::ios::binary | std::ios::trunc);
     f.write(reinterpret_cast<const char*>(out.data()), static_cast<std::streamsize>(out.size()));
     if (!f) throw Error(root_.string(), path, "write failed (disk full?)");
@@ -383,25 +395,41 @@ class ZarrTreeWriter final : public TreeWriter {
 void ZarrAppender::append(const void* values, std::size_t count) {
   const auto* p = static_cast<const std::uint8_t*>(values);
   std::size_t left = count;
+  const std::size_t batch_elements = chunk_elements_ * batch_chunks();
   while (left > 0) {
-    const std::size_t room = chunk_elements_ - buffer_.size() / size_;
+    const std::size_t room = batch_elements - buffer_.size() / size_;
     const std::size_t take = std::min(room, left);
     buffer_.insert(buffer_.end(), p, p + take * size_);
     p += take * size_;
     left -= take;
     total_ += take;
-    if (buffer_.size() == chunk_elements_ * size_) flush_chunk();
+    if (buffer_.size() == batch_elements * size_) flush_chunks();
   }
 }
 
-void ZarrAppender::flush_chunk() {
-  buffer_.resize(chunk_elements_ * size_, 0);
-  w_.write_chunk(path_, w_.key(chunks_written_++, 1), buffer_, size_);
+std::size_t ZarrAppender::batch_chunks() {
+  return std::max<std::size_t>(
+      4, 2 * static_cast<std::size_t>(tbb::this_task_arena::max_concurrency()));
+}
+
+// The buffered chunks (the last one zero-padded), compressed and written on all cores.
+void ZarrAppender::flush_chunks() {
+  const std::size_t chunk_bytes = chunk_elements_ * size_;
+  const std::size_t n = (buffer_.size() + chunk_bytes - 1) / chunk_bytes;
+  if (n == 0) return;
+  buffer_.resize(n * chunk_bytes, 0);
+  w_.make_parent_of(path_, w_.key(chunks_written_, 1));
+  tbb::parallel_for(std::size_t{0}, n, [&](std::size_t c) {
+    const Bytes chunk(buffer_.begin() + static_cast<std::ptrdiff_t>(c * chunk_bytes),
+                      buffer_.begin() + static_cast<std::ptrdiff_t>((c + 1) * chunk_bytes));
+    w_.write_chunk(path_, w_.key(chunks_written_ + c, 1), chunk, size_);
+  });
+  chunks_written_ += n;
   buffer_.clear();
 }
 
 void ZarrAppender::finish() {
-  if (!buffer_.empty()) flush_chunk();
+  flush_chunks();
   w_.write_meta(path_, {static_cast<std::int64_t>(total_)},
                 {static_cast<std::int64_t>(chunk_elements_)}, w_.numeric_type(type_),
                 zero_of(type_), ZarrTreeWriter::Kind::Numeric, size_, attrs_);

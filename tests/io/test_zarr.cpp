@@ -120,6 +120,7 @@ class TestZarr : public QObject {
 
   void hostileStores();
   void wholeRowChunks();
+  void writerBatchesReadBack();
   void recordArrays_data();
   void recordArrays();
   void ourStoresReadBack_data();
@@ -302,6 +303,42 @@ void TestZarr::wholeRowChunks() {
     io::open_zarr_root(root.string())->open("a")->read(0, 40, io::NumType::I64, out.data());
   });
   QVERIFY2(what.contains("a chunk 8") && what.contains("holds 5 bytes"), qPrintable(what));
+}
+
+// The writer compresses and stores chunks on all cores, a batch at a time (appended arrays) or
+// all at once (whole arrays): appends straddling chunks and batches, and a 2-D array of several
+// chunks, read back value for value, in both zarr formats.
+void TestZarr::writerBatchesReadBack() {
+  for (const int format : {2, 3}) {
+    const fs::path root = dir() / ("batches-v" + std::to_string(format) + ".zarr");
+    fs::remove_all(root);
+    std::vector<float> appended, rows(300001 * 2);
+    for (std::size_t i = 0; i < rows.size(); ++i) rows[i] = static_cast<float>(i) * 0.25f;
+    {
+      auto w = io::make_zarr_writer(root.string(), format);
+      w->group("", {});
+      auto a = w->appender("appended", io::NumType::F32, {});
+      for (const std::size_t n : {7, 262144, 1000000, 3, 1500000, 11}) {
+        std::vector<float> part(n);
+        for (std::size_t i = 0; i < n; ++i)
+          part[i] = static_cast<float>((appended.size() + i) % 100003) - 7.5f;
+        a->append(part.data(), n);
+        appended.insert(appended.end(), part.begin(), part.end());
+      }
+      a->finish();
+      w->array("rows", io::NumType::F32, rows.data(), {300001, 2}, {});
+      w->close();
+    }
+    auto store = io::open_zarr_root(root.string());
+    const auto a = store->require("appended");
+    QCOMPARE(a->shape(), (std::vector<std::int64_t>{static_cast<std::int64_t>(appended.size())}));
+    std::vector<float> back(appended.size());
+    a->read(0, a->shape()[0], io::NumType::F32, back.data());
+    QVERIFY(back == appended);
+    std::vector<float> rows_back(rows.size());
+    store->require("rows")->read(0, 300001, io::NumType::F32, rows_back.data());
+    QVERIFY(rows_back == rows);
+  }
 }
 
 void TestZarr::ourStoresReadBack_data() {
