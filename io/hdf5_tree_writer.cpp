@@ -52,7 +52,8 @@ class ChunkWriter {
       for (std::size_t c = b0; c < b1; ++c) {
         const std::vector<hsize_t> offset = offset_of(first + c);
         const auto& z = out[c - b0];
-        if (z.empty() || H5Dwrite_chunk(d_, H5P_DEFAULT, 0, offset.data(), z.size(), z.data()) < 0)
+        if (z.empty()) throw Error(file_, path_, "cannot compress: no deflate compressor");
+        if (H5Dwrite_chunk(d_, H5P_DEFAULT, 0, offset.data(), z.size(), z.data()) < 0)
           throw Error(file_, path_, "write failed (disk full?)");
       }
     }

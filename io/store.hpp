@@ -102,7 +102,8 @@ std::string describe_store(const Store& store, const std::string& path);
 void make_unique(std::vector<std::string>& names);
 
 // Sorts each row's entries by column (stores may keep them in any order) and rejects duplicate
-// columns within a row with an error naming `file` and `element`.
+// columns within a row with an error naming `file` and `element` (the first such row). Rows are
+// sorted in parallel: `m.indptr` must be monotone and within the entries.
 void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element);
 
 // Rows [r0, r1) of an n_cols-column CSR matrix whose row lengths are `row_nnz`: indptr set,

@@ -7,6 +7,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <exception>
 #include <filesystem>
 #include <fstream>
 #include <mutex>
@@ -592,13 +593,25 @@ class ZarrElement final : public Element {
       };
       const std::int64_t first = begin / c0, last = (end - 1) / c0;
       put(first, numeric_chunk(index_of(first))->data());
-      if (last > first) {
-        put(last, numeric_chunk(index_of(last))->data());
-        tbb::parallel_for(first + 1, last, [&](std::int64_t i0) {
+      if (last == first) return;
+      // A damaged chunk is reported as a serial read would: the lowest one.
+      std::mutex failed_mutex;
+      std::int64_t failed_at = last;
+      std::exception_ptr failed;
+      tbb::parallel_for(first + 1, last, [&](std::int64_t i0) {
+        try {
           const Bytes chunk = decoded_numeric(index_of(i0));
           put(i0, chunk.data());
-        });
-      }
+        } catch (...) {
+          std::lock_guard lock(failed_mutex);
+          if (i0 < failed_at) {
+            failed_at = i0;
+            failed = std::current_exception();
+          }
+        }
+      });
+      if (failed) std::rethrow_exception(failed);
+      put(last, numeric_chunk(index_of(last))->data());
       return;
     }
     for (std::int64_t i0 = begin / c0; i0 * c0 < end; ++i0) {
@@ -768,10 +781,13 @@ class ZarrElement final : public Element {
     const std::uint64_t index_at = meta_.sharding->index_at_start ? 0 : file_size - index_bytes;
     std::lock_guard lock(shard_mutex_);
     if (shard_cache_key_ != p) {
-      shard_index_ = *read_bytes(p, index_at, index_bytes, file_, path_);
-      if (meta_.sharding->index_crc && zarr::crc32c(shard_index_.data(), n_inner * 16) !=
-                                           load_u32(shard_index_.data() + n_inner * 16))
+      // Checked before it replaces the cached index, so a bad one is never used later.
+      std::optional<Bytes> index = read_bytes(p, index_at, index_bytes, file_, path_);
+      if (!index) fail("shard " + p.filename().string() + " disappeared while reading");
+      if (meta_.sharding->index_crc &&
+          zarr::crc32c(index->data(), n_inner * 16) != load_u32(index->data() + n_inner * 16))
         fail("shard " + p.filename().string() + ": index checksum mismatch");
+      shard_index_ = std::move(*index);
       shard_cache_key_ = p;
     }
     const std::uint64_t offset = load_u64(shard_index_.data() + slot * 16);

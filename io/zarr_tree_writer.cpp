@@ -113,17 +113,19 @@ class ZarrAppender final : public ArrayAppender {
         size_(num_type_size(type)),
         attrs_(std::move(attrs)) {
     chunk_elements_ = kChunkBytes / size_;
+    // Chunks compressed together: twice the cores, 4 to 32 (1 MiB each, per array).
+    batch_chunks_ = std::clamp<std::size_t>(
+        2 * static_cast<std::size_t>(tbb::this_task_arena::max_concurrency()), 4, 32);
   }
   void append(const void* values, std::size_t count) override;
   void finish() override;
 
  private:
-  static std::size_t batch_chunks();
   void flush_chunks();
   ZarrTreeWriter& w_;
   std::string path_;
   NumType type_;
-  std::size_t size_, chunk_elements_;
+  std::size_t size_, chunk_elements_, batch_chunks_;
   Attrs attrs_;
   Bytes buffer_;
   std::size_t chunks_written_ = 0, total_ = 0;
@@ -395,7 +397,7 @@ class ZarrTreeWriter final : public TreeWriter {
 void ZarrAppender::append(const void* values, std::size_t count) {
   const auto* p = static_cast<const std::uint8_t*>(values);
   std::size_t left = count;
-  const std::size_t batch_elements = chunk_elements_ * batch_chunks();
+  const std::size_t batch_elements = chunk_elements_ * batch_chunks_;
   while (left > 0) {
     const std::size_t room = batch_elements - buffer_.size() / size_;
     const std::size_t take = std::min(room, left);
@@ -405,11 +407,6 @@ void ZarrAppender::append(const void* values, std::size_t count) {
     total_ += take;
     if (buffer_.size() == batch_elements * size_) flush_chunks();
   }
-}
-
-std::size_t ZarrAppender::batch_chunks() {
-  return std::max<std::size_t>(
-      4, 2 * static_cast<std::size_t>(tbb::this_task_arena::max_concurrency()));
 }
 
 // The buffered chunks (the last one zero-padded), compressed and written on all cores.
