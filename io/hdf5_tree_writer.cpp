@@ -82,15 +82,17 @@ class ChunkWriter {
     libdeflate_compressor* c = compressors.get(level_);
     z.clear();
     if (!c) return;
-    chunk.assign(chunk_bytes_, 0);
-    if (shuffle_) {  // HDF5's shuffle: byte j of every element, then byte j + 1, ...
+    chunk.resize(chunk_bytes_);  // every byte is written below: the values, then zeros
+    if (shuffle_) {              // HDF5's shuffle: byte j of every element, then byte j + 1, ...
       const std::size_t elements = chunk_bytes_ / size_, given = len / size_;
       for (std::size_t j = 0; j < size_; ++j) {
         unsigned char* to = chunk.data() + j * elements;
         for (std::size_t i = 0; i < given; ++i) to[i] = from[i * size_ + j];
+        std::fill(to + given, to + elements, 0);
       }
     } else {
       std::memcpy(chunk.data(), from, len);
+      std::fill(chunk.begin() + static_cast<std::ptrdiff_t>(len), chunk.end(), 0);
     }
     z.resize(libdeflate_zlib_compress_bound(c, chunk_bytes_));
     z.resize(libdeflate_zlib_compress(c, chunk.data(), chunk_bytes_, z.data(), z.size()));
