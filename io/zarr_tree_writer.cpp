@@ -175,8 +175,12 @@ class ZarrTreeWriter final : public TreeWriter {
       if (n > 0) make_parent_of(path, key(0, shape.size()));
       tbb::parallel_for(std::size_t{0}, n, [&](std::size_t i) {  // compressed on all cores
         const std::size_t at = i * chunk_bytes;
+        if (total - at >= chunk_bytes) {
+          write_chunk(path, key(i, shape.size()), bytes + at, chunk_bytes, size);
+          return;
+        }
         Bytes chunk(chunk_bytes, 0);  // edge chunks are stored full size, zero padded
-        std::memcpy(chunk.data(), bytes + at, std::min(chunk_bytes, total - at));
+        std::memcpy(chunk.data(), bytes + at, total - at);
         write_chunk(path, key(i, shape.size()), chunk, size);
       });
     }
@@ -279,13 +283,17 @@ class ZarrTreeWriter final : public TreeWriter {
   // Blosc-lz4 with byte shuffle at `typesize` (0: stored uncompressed, as zarr does for 0-d).
   void write_chunk(const std::string& path, const std::string& name, const Bytes& raw,
                    std::size_t typesize) {
+    write_chunk(path, name, raw.data(), raw.size(), typesize);
+  }
+  void write_chunk(const std::string& path, const std::string& name, const std::uint8_t* raw,
+                   std::size_t raw_size, std::size_t typesize) {
     Bytes out;
     if (typesize == 0) {
-      out = raw;
+      out.assign(raw, raw + raw_size);
     } else {
-      out.resize(raw.size() + BLOSC_MAX_OVERHEAD);
-      const int n = blosc_compress_ctx(5, BLOSC_SHUFFLE, typesize, raw.size(), raw.data(),
-                                       out.data(), out.size(), "lz4", 0, 1);
+      out.resize(raw_size + BLOSC_MAX_OVERHEAD);
+      const int n = blosc_compress_ctx(5, BLOSC_SHUFFLE, typesize, raw_size, raw, out.data(),
+                                       out.size(), "lz4", 0, 1);
       if (n <= 0) throw Error(root_.string(), path, "blosc compression failed");
       out.resize(static_cast<std::size_t>(n));
     }
@@ -417,9 +425,8 @@ void ZarrAppender::flush_chunks() {
   buffer_.resize(n * chunk_bytes, 0);
   w_.make_parent_of(path_, w_.key(chunks_written_, 1));
   tbb::parallel_for(std::size_t{0}, n, [&](std::size_t c) {
-    const Bytes chunk(buffer_.begin() + static_cast<std::ptrdiff_t>(c * chunk_bytes),
-                      buffer_.begin() + static_cast<std::ptrdiff_t>((c + 1) * chunk_bytes));
-    w_.write_chunk(path_, w_.key(chunks_written_ + c, 1), chunk, size_);
+    w_.write_chunk(path_, w_.key(chunks_written_ + c, 1), buffer_.data() + c * chunk_bytes,
+                   chunk_bytes, size_);
   });
   chunks_written_ += n;
   buffer_.clear();
