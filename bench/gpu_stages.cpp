@@ -1,10 +1,10 @@
 // GPU stage benchmark: the stages the CUDA backend runs (QC, HVG moments, normalize, PCA, kNN,
-// UMAP, Leiden, markers), timed on the CUDA and CPU backends on the same synthetic inputs, plus
-// host-to-device bandwidth (pageable and pinned). Prints one
-// JSON object: per stage seconds per backend, rows/s, peak device memory, and the checks that
-// make the timings meaningful (Gram agreement, kNN recall of the GPU's exact and inverted-file
-// searches against brute force on sampled queries).
-// Usage: orrery_bench_gpu [--cells N] [--genes G] [--hvg H] [--knn-cells N] [--dims D] [--k K]
+// UMAP and its spectral initial layout, Leiden, markers), timed on the CUDA and CPU backends on the
+// same synthetic inputs, plus host-to-device bandwidth (pageable and pinned). Prints one JSON
+// object: per stage seconds per backend, rows/s, peak device memory, and the checks that make the
+// timings meaningful (Gram agreement, kNN recall of the GPU's exact and inverted-file searches
+// against brute force on sampled queries). Usage: orrery_bench_gpu [--cells N] [--genes G] [--hvg
+// H] [--knn-cells N] [--dims D] [--k K]
 //                         [--cpu-knn-cells N] [--ivf-cells N] [--markers-exact-cells N]
 #include <tbb/parallel_for.h>
 
@@ -378,6 +378,26 @@ int main(int argc, char** argv) try {
     const double su = now() - t1;
     out["stages"]["umap"]["cuda"] = {
         {"cells", a.knn_cells}, {"seconds", su}, {"rows_per_s", a.knn_cells / su}};
+    // The spectral initial layout of the same graph: Lanczos with its vector work on the
+    // device (every component of 128 vertices and more), then the same iteration on the host's
+    // cores, and how far apart the two layouts are (in the [0, 10] box).
+    const double t4 = now();
+    const compute::SpectralResult on_gpu =
+        compute::spectral_layout(g.connectivities, x, 0, cuda->spectral_eigensolver(0));
+    const double s_gpu = now() - t4;
+    const double t5 = now();
+    const compute::SpectralResult on_cpu =
+        compute::spectral_layout(g.connectivities, x, 0, cpu->spectral_eigensolver(0));
+    const double s_cpu = now() - t5;
+    double most = 0;
+    for (std::size_t i = 0; i < on_cpu.embedding.values.size(); ++i)
+      most = std::max(most, static_cast<double>(std::fabs(on_cpu.embedding.values[i] -
+                                                          on_gpu.embedding.values[i])));
+    out["stages"]["spectral"]["cuda"] = {
+        {"cells", a.knn_cells}, {"seconds", s_gpu}, {"note", on_gpu.note}};
+    out["stages"]["spectral"]["cpu"] = {
+        {"cells", a.knn_cells}, {"seconds", s_cpu}, {"note", on_cpu.note}};
+    out["checks"]["spectral_max_difference"] = most;
     // Leiden, parallel flavour, on the same graph: the device, then the CPU twin (all host
     // threads), whose labels must be the device's.
     compute::LeidenOptions lo;

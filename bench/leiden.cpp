@@ -5,11 +5,15 @@
 // CPU's. With --umap-epochs E, also the CPU's UMAP layout of the same graph over E epochs
 // (seconds per epoch; the layout starts from the points' first two coordinates). With
 // --spectral, the spectral initial layout of that graph (seconds and its note). With
-// --no-leiden, no Leiden.
+// --no-leiden, no Leiden. With --graph STORE, the graph is a stored analysis's instead
+// (obsp/connectivities, and obsm/X_pca for placing its components) and N is ignored. With
+// --lanczos, also the spectral layout by the host's thick-restart Lanczos (the CUDA solver's
+// twin): seconds and its largest difference from ARPACK's layout.
 // Usage: orrery_bench_leiden [N] [--no-igraph] [--no-leiden] [--umap-epochs E] [--spectral]
-//        (default N: 300000)
+//        [--graph STORE] [--lanczos]  (default N: 300000)
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -22,6 +26,7 @@
 #include "compute/rng.hpp"
 #include "compute/spectral.hpp"
 #include "compute/umap.hpp"
+#include "io/anndata_reader.hpp"
 
 using namespace orrery;
 
@@ -49,7 +54,8 @@ int main(int argc, char** argv) try {
   std::int64_t n = 300000;
   bool igraph = true;
   int umap_epochs = 0;
-  bool spectral = false, leiden = true;
+  bool spectral = false, leiden = true, lanczos = false;
+  std::string graph_store;
   for (int i = 1; i < argc; ++i) {
     if (std::strcmp(argv[i], "--no-igraph") == 0)
       igraph = false;
@@ -57,19 +63,35 @@ int main(int argc, char** argv) try {
       leiden = false;
     else if (std::strcmp(argv[i], "--spectral") == 0)
       spectral = true;
+    else if (std::strcmp(argv[i], "--lanczos") == 0)
+      spectral = lanczos = true;
+    else if (std::strcmp(argv[i], "--graph") == 0 && i + 1 < argc)
+      graph_store = argv[++i];
     else if (std::strcmp(argv[i], "--umap-epochs") == 0 && i + 1 < argc)
       umap_epochs = std::atoi(argv[++i]);
     else
       n = std::atoll(argv[i]);
   }
-  nlohmann::json out = {{"cells", n}};
   compute::Progress quiet;
   const double t0 = now();
-  compute::KnnOptions ko;
-  ko.n_neighbors = 15;
-  const DenseMatrix points = blobs(n, 20, 40);
-  const compute::FuzzyGraph g =
-      compute::fuzzy_simplicial_set(compute::nn_descent_knn(points, ko, quiet));
+  DenseMatrix points;
+  compute::FuzzyGraph g;
+  if (graph_store.empty()) {
+    compute::KnnOptions ko;
+    ko.n_neighbors = 15;
+    points = blobs(n, 20, 40);
+    g = compute::fuzzy_simplicial_set(compute::nn_descent_knn(points, ko, quiet));
+  } else {
+    io::OpenOptions oo;
+    oo.open_x = false;
+    const io::Store store = io::open_store(graph_store, oo);
+    n = store.n_obs();
+    std::shared_ptr<const io::Element> graph =
+        store.root->require("obsp")->require("connectivities");
+    g.connectivities = io::open_matrix(graph, n, n, oo)->read_rows(0, n);
+    points = io::read_dense(*store.root->require("obsm")->require("X_pca"), n);
+  }
+  nlohmann::json out = {{"cells", n}};
   out["graph_seconds"] = now() - t0;
   out["graph_nnz"] = g.connectivities.nnz();
   if (umap_epochs > 0) {
@@ -88,6 +110,17 @@ int main(int argc, char** argv) try {
     double sum = 0;  // the layout itself, to compare builds
     for (float v : s.embedding.values) sum += v;
     out["spectral_sum"] = sum;
+    if (lanczos) {  // the device solver's host twin in place of ARPACK, and how far apart
+      const double t2 = now();
+      const compute::SpectralResult l = compute::spectral_layout(
+          g.connectivities, points, 0, compute::host_lanczos_eigensolver());
+      out["lanczos_seconds"] = now() - t2;
+      double most = 0;
+      for (std::size_t i = 0; i < l.embedding.values.size(); ++i)
+        most = std::max(
+            most, static_cast<double>(std::fabs(l.embedding.values[i] - s.embedding.values[i])));
+      out["lanczos_max_difference"] = most;  // in the [0, 10] box
+    }
   }
   if (!leiden) {
     std::printf("%s\n", out.dump(1).c_str());

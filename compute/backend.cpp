@@ -141,6 +141,10 @@ PcaModel Backend::pca(const Eigen::MatrixXd& covariance, const Eigen::VectorXd& 
   return pca_from_covariance(covariance, mean, n_comps);
 }
 
+ComponentEigensolver Backend::spectral_eigensolver(std::int64_t /*device_min_vertices*/) {
+  return host_lanczos_eigensolver();
+}
+
 DenseMatrix Backend::umap(const CsrMatrix& graph, DenseMatrix init, const UmapOptions& options,
                           Progress& progress, const EpochCallback& on_epoch) {
   return umap_layout(graph, std::move(init), options, progress, on_epoch);

@@ -15,6 +15,7 @@
 #include "compute/log_normalize.hpp"
 #include "compute/pca.hpp"
 #include "compute/qc.hpp"
+#include "compute/spectral.hpp"
 #include "compute/umap.hpp"
 #include "compute/wilcoxon.hpp"
 #include "io/matrix.hpp"
@@ -153,6 +154,11 @@ class Backend {
   // asks, and the epoch callback is called only for the final layout. nullptr stops it. Returns
   // false where the backend cannot (the CPU backend: the host upload path applies).
   virtual bool stream_layout_to(LayoutChannel* /*channel*/) { return false; }
+  // The eigensolver spectral_layout uses on each connected component: thick-restart Lanczos
+  // (spectral.hpp's spectral_lanczos); a device backend runs it on the device for components of
+  // at least `device_min_vertices` vertices (on smaller ones the transfers cost more than the
+  // host's products).
+  virtual ComponentEigensolver spectral_eigensolver(std::int64_t device_min_vertices = 50000);
   // UMAP's SGD layout (umap_layout's answer, same arithmetic: umap_step.hpp).
   virtual DenseMatrix umap(const CsrMatrix& graph, DenseMatrix init, const UmapOptions& options,
                            Progress& progress, const EpochCallback& on_epoch);

@@ -899,7 +899,8 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       init = random_layout(r.x_pca.rows, p.umap.seed);
       r.umap_init = "random";
     } else {
-      SpectralResult s = spectral_layout(r.graph.connectivities, r.x_pca, p.umap.seed);
+      SpectralResult s = spectral_layout(r.graph.connectivities, r.x_pca, p.umap.seed,
+                                         backend.spectral_eigensolver());
       init = std::move(s.embedding);
       r.umap_init = std::move(s.note);
     }

@@ -6,11 +6,13 @@
 #include <tbb/task_arena.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <limits>
 #include <mutex>
 #include <numeric>
 
+#include "lanczos.hpp"
 #include "leiden.hpp"
 #include "rng.hpp"
 
@@ -44,53 +46,129 @@ int components(const CsrMatrix& g, std::vector<std::int32_t>& label) {
   return count;
 }
 
-struct Operator {
-  const CsrMatrix* g;
-  const std::vector<std::int64_t>* members;  // global vertex ids of the component
-  const std::vector<std::int64_t>* local;    // global -> local index
-  std::vector<double> inv_sqrt_degree;
-};
-
-// y = D^-1/2 W D^-1/2 x on one component: its largest eigenvalues are 1 - the Laplacian's
-// smallest. Rows in parallel, each summed in the same order: the same vector on any number of
-// threads (ARPACK calls this hundreds of times on a large graph).
+// y = A x: rows in parallel, each summed in the same order, so the same vector on any number of
+// threads.
 igraph_error_t multiply(igraph_real_t* to, const igraph_real_t* from, int n, void* extra) {
-  const auto& op = *static_cast<const Operator*>(extra);
+  const auto& a = *static_cast<const SymmetricCsr*>(extra);
   // Isolated: while it waits, this thread (holding igraph's mutex) takes no other task that
   // might want the mutex too.
   tbb::this_task_arena::isolate([&] {
     tbb::parallel_for(tbb::blocked_range<int>(0, n, 2048), [&](const tbb::blocked_range<int>& r) {
       for (int i = r.begin(); i < r.end(); ++i) {
-        const auto v = (*op.members)[i];
         double sum = 0.0;
-        for (auto k = op.g->indptr[v]; k < op.g->indptr[v + 1]; ++k) {
-          const auto j = (*op.local)[op.g->indices[k]];
-          sum += op.g->data[k] * op.inv_sqrt_degree[j] * from[j];
-        }
-        to[i] = op.inv_sqrt_degree[i] * sum;
+        for (auto k = a.indptr[i]; k < a.indptr[i + 1]; ++k)
+          sum += a.weights[k] * from[a.indices[k]];
+        to[i] = sum;
       }
     });
   });
   return IGRAPH_SUCCESS;
 }
 
-// Two non-trivial eigenvectors of one component (rows in `members` order), or false.
-// False, with the reason in `why`, where the component has no spectral layout.
-bool component_spectral(const CsrMatrix& g, const std::vector<std::int64_t>& members,
-                        const std::vector<std::int64_t>& local, std::vector<double>& out,
-                        std::string& why) {
-  const int n = static_cast<int>(members.size());
-  Operator op{&g, &members, &local, std::vector<double>(n, 0.0)};
-  for (int i = 0; i < n; ++i) {
-    double d = 0.0;
-    const auto v = members[i];
-    for (auto k = g.indptr[v]; k < g.indptr[v + 1]; ++k) d += g.data[k];
-    if (!(d > 0) || !std::isfinite(d)) {  // no eigenproblem to solve
-      why = "a non-finite edge weight";
-      return false;
-    }
-    op.inv_sqrt_degree[i] = 1.0 / std::sqrt(d);
+}  // namespace
+
+ComponentOperator component_operator(const CsrMatrix& g, const std::vector<std::int64_t>& members,
+                                     const std::vector<std::int64_t>& local, std::string& why) {
+  const auto n = static_cast<std::int64_t>(members.size());
+  // Whether a vertex is in this component: edges out of it (one-way edges of an asymmetric
+  // graph that joined another component first) are left out.
+  const auto inside = [&](std::int64_t u) {
+    const auto j = local[u];
+    return j < n && members[j] == u;
+  };
+  ComponentOperator op;
+  op.sqrt_degree.resize(n);
+  op.a.indptr.assign(static_cast<std::size_t>(n) + 1, 0);
+  std::atomic<bool> finite{true};
+  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, 4096),
+                    [&](const tbb::blocked_range<std::int64_t>& r) {
+                      for (auto i = r.begin(); i < r.end(); ++i) {
+                        double d = 0.0;
+                        std::int64_t edges = 0;
+                        const auto v = members[i];
+                        for (auto k = g.indptr[v]; k < g.indptr[v + 1]; ++k) {
+                          d += g.data[k];
+                          edges += g.data[k] > 0 && inside(g.indices[k]);
+                        }
+                        if (!(d > 0) || !std::isfinite(d)) finite = false;
+                        op.sqrt_degree[i] = std::sqrt(d);
+                        op.a.indptr[i + 1] = edges;
+                      }
+                    });
+  if (!finite) {  // no eigenproblem to solve
+    why = "a non-finite edge weight";
+    return {};
   }
+  std::partial_sum(op.a.indptr.begin(), op.a.indptr.end(), op.a.indptr.begin());
+  op.a.indices.resize(static_cast<std::size_t>(op.a.indptr[n]));
+  op.a.weights.resize(op.a.indices.size());
+  tbb::parallel_for(
+      tbb::blocked_range<std::int64_t>(0, n, 4096), [&](const tbb::blocked_range<std::int64_t>& r) {
+        for (auto i = r.begin(); i < r.end(); ++i) {
+          auto out = op.a.indptr[i];
+          const auto v = members[i];
+          for (auto k = g.indptr[v]; k < g.indptr[v + 1]; ++k)
+            if (g.data[k] > 0 && inside(g.indices[k])) {
+              const auto j = static_cast<std::int32_t>(local[g.indices[k]]);
+              op.a.indices[out] = j;
+              op.a.weights[out++] = g.data[k] / (op.sqrt_degree[i] * op.sqrt_degree[j]);
+            }
+        }
+      });
+  return op;
+}
+
+std::vector<double> spectral_start(std::int64_t n) {
+  // A deterministic start: the ones vector (as umap-learn's v0) with a tiny seeded jitter so it
+  // is not exactly orthogonal to anything.
+  Rng rng(0x5eedULL + static_cast<std::uint64_t>(n));
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = 1.0 + 1e-3 * rng.uniform();
+  return v;
+}
+
+LanczosOptions spectral_lanczos_options() {
+  LanczosOptions o;
+  o.nev = 2;
+  o.ncv = 32;
+  o.tol = 1e-4;  // umap-learn's eigsh tolerance
+  return o;
+}
+
+std::vector<double> trivial_vector(const ComponentOperator& op) {
+  double s = 0.0;
+  for (double v : op.sqrt_degree) s += v * v;
+  std::vector<double> u = op.sqrt_degree;
+  for (double& v : u) v /= std::sqrt(s);
+  return u;
+}
+
+LanczosResult spectral_lanczos(const ComponentOperator& op, LanczosOps& ops) {
+  return lanczos_largest(ops, spectral_start(op.a.rows()), spectral_lanczos_options());
+}
+
+ComponentEigensolver host_lanczos_eigensolver(std::int64_t min_vertices) {
+  return [min_vertices](const ComponentOperator& op, std::vector<double>& out) {
+    // Small components (where the basis would be much of the space) go to ARPACK.
+    if (op.a.rows() < std::max<std::int64_t>(min_vertices, 4 * spectral_lanczos_options().ncv))
+      return false;
+    HostLanczosOps ops(op.a, trivial_vector(op), spectral_lanczos_options().ncv + 1);
+    LanczosResult r = spectral_lanczos(op, ops);
+    if (!r.converged) return false;
+    out = std::move(r.vectors);
+    return true;
+  };
+}
+
+namespace {
+
+// ARPACK's three largest eigenpairs of the operator (through igraph); the trivial one (1, the
+// square-root degrees) is dropped: two vectors, row-major, into `out`.
+bool arpack_vectors(const ComponentOperator& op, std::vector<double>& out, std::string& why) {
+  const int n = static_cast<int>(op.a.rows());
+  std::lock_guard lock(igraph_mutex());
+  igraph_set_error_handler(igraph_error_handler_ignore);
+  igraph_set_warning_handler(igraph_warning_handler_ignore);
   igraph_arpack_options_t options;
   igraph_arpack_options_init(&options);
   options.n = n;
@@ -105,12 +183,10 @@ bool component_spectral(const CsrMatrix& g, const std::vector<std::int64_t>& mem
   igraph_matrix_t vectors;
   igraph_vector_init(&values, 0);
   igraph_matrix_init(&vectors, n, 1);
-  // A deterministic start: the ones vector (as umap-learn's v0) with a tiny seeded jitter so it
-  // is not exactly orthogonal to anything.
-  Rng rng(0x5eedULL + static_cast<std::uint64_t>(n));
-  for (int i = 0; i < n; ++i) MATRIX(vectors, i, 0) = 1.0 + 1e-3 * rng.uniform();
-  const igraph_error_t rc =
-      igraph_arpack_rssolve(multiply, &op, &options, nullptr, &values, &vectors);
+  const std::vector<double> start = spectral_start(n);
+  for (int i = 0; i < n; ++i) MATRIX(vectors, i, 0) = start[i];
+  const igraph_error_t rc = igraph_arpack_rssolve(multiply, const_cast<SymmetricCsr*>(&op.a),
+                                                  &options, nullptr, &values, &vectors);
   bool ok =
       rc == IGRAPH_SUCCESS && igraph_vector_size(&values) >= 3 && igraph_matrix_ncol(&vectors) >= 3;
   if (ok) {
@@ -130,6 +206,20 @@ bool component_spectral(const CsrMatrix& g, const std::vector<std::int64_t>& mem
   igraph_matrix_destroy(&vectors);
   if (!ok) why = "the eigensolver did not converge";
   return ok;
+}
+
+// Two non-trivial eigenvectors of one component (rows in `members` order, each turned by
+// orient_columns), from `eigensolver` where it takes the component, else ARPACK; false, with
+// the reason in `why`, where the component has no spectral layout.
+bool component_spectral(const CsrMatrix& g, const std::vector<std::int64_t>& members,
+                        const std::vector<std::int64_t>& local,
+                        const ComponentEigensolver& eigensolver, std::vector<double>& out,
+                        std::string& why) {
+  const ComponentOperator op = component_operator(g, members, local, why);
+  if (op.sqrt_degree.empty()) return false;
+  if (!(eigensolver && eigensolver(op, out)) && !arpack_vectors(op, out, why)) return false;
+  orient_columns(out, op.a.rows(), 2, spectral_start(op.a.rows()));
+  return true;
 }
 
 double max_abs(const std::vector<double>& v) {
@@ -159,8 +249,8 @@ DenseMatrix random_layout(std::int64_t n, std::uint64_t seed) {
   return e;
 }
 
-SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data,
-                               std::uint64_t seed) {
+SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data, std::uint64_t seed,
+                               const ComponentEigensolver& eigensolver) {
   const std::int64_t n = graph.n_rows;
   SpectralResult result;
   std::vector<std::int32_t> label;
@@ -197,14 +287,12 @@ SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data,
   int failed = 0;
   std::string why;
   {
-    std::lock_guard lock(igraph_mutex());
-    igraph_set_error_handler(igraph_error_handler_ignore);
-    igraph_set_warning_handler(igraph_warning_handler_ignore);
     for (int c = 0; c < n_comp; ++c) {
       const auto& m = members[c];
       std::vector<double> coords;
       // umap-learn lays tiny components out at random.
-      const bool spectral = m.size() >= 4 && component_spectral(graph, m, local, coords, why);
+      const bool spectral =
+          m.size() >= 4 && component_spectral(graph, m, local, eigensolver, coords, why);
       if (!spectral) {
         if (m.size() >= 4) ++failed;
         coords.resize(2 * m.size());

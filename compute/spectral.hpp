@@ -1,13 +1,22 @@
 // UMAP's default initial layout, as umap-learn's spectral_layout: the eigenvectors of the fuzzy
-// graph's normalised Laplacian with the two smallest non-trivial eigenvalues (ARPACK through
-// igraph), each connected component laid out on its own and placed by its centroid; random
-// positions where the eigensolver fails, with the reason reported.
+// graph's normalised Laplacian with the two smallest non-trivial eigenvalues, each connected
+// component laid out on its own and placed by its centroid; random positions where the
+// eigensolver fails, with the reason reported. umap-learn asks ARPACK (scipy's eigsh) for them;
+// here thick-restart Lanczos (lanczos.hpp: the same Krylov method, start vector and tolerance,
+// with the trivial eigenvector locked) solves components of 128 vertices and more, on the host
+// or on a device with the same iteration, and ARPACK (through igraph) the smaller ones and any
+// Lanczos gives up on. Near-degenerate eigenvalues (nearly separate clusters) leave the vectors
+// within their span loosely fixed at that tolerance, so two solvers' layouts can differ there;
+// the Lanczos answer is the same on either backend.
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <string>
+#include <vector>
 
 #include "io/matrix.hpp"
+#include "lanczos.hpp"
 
 namespace orrery::compute {
 
@@ -16,9 +25,47 @@ struct SpectralResult {
   std::string note;       // "spectral", "spectral (3 components)", or why it fell back
 };
 
+// One connected component's eigenproblem: A = D^-1/2 W D^-1/2 over its vertices (local column
+// indices, edges without weight left out), whose largest eigenvalue is 1 with the eigenvector
+// sqrt_degree (normalised); the layout takes the next two.
+struct ComponentOperator {
+  SymmetricCsr a;
+  std::vector<double> sqrt_degree;
+};
+
+// `members`: the component's vertices; `local`: each vertex's index within its component. Empty
+// (no sqrt_degree), with `why` set, where a degree is not positive and finite.
+ComponentOperator component_operator(const CsrMatrix& graph,
+                                     const std::vector<std::int64_t>& members,
+                                     const std::vector<std::int64_t>& local, std::string& why);
+
+// The start vector every solver uses for an n-vertex component (ones, slightly jittered, as
+// umap-learn's v0).
+std::vector<double> spectral_start(std::int64_t n);
+
+// Another solver for a component's two eigenvectors after the trivial one (a device's): fills
+// `out` (n x 2, row-major) and returns true, or returns false to leave the component to ARPACK
+// on the host (having said why, where that is news, through its own channel).
+using ComponentEigensolver =
+    std::function<bool(const ComponentOperator&, std::vector<double>& out)>;
+
+// The same two eigenvectors by thick-restart Lanczos (lanczos.hpp) with the trivial one locked
+// and ARPACK's basis size and tolerance: `ops` must hold op.a with trivial_vector(op) locked and
+// spectral_lanczos_options().ncv + 1 columns (a device's LanczosOps or HostLanczosOps).
+LanczosOptions spectral_lanczos_options();
+std::vector<double> trivial_vector(const ComponentOperator& op);  // sqrt_degree, unit length
+LanczosResult spectral_lanczos(const ComponentOperator& op, LanczosOps& ops);
+// spectral_lanczos with HostLanczosOps on components of at least `min_vertices` (the device
+// solver's twin, for tests and benchmarks).
+ComponentEigensolver host_lanczos_eigensolver(std::int64_t min_vertices = 0);
+
 // `graph`: symmetric weights (fuzzy simplicial set); `data`: the points (e.g. X_pca), used to
-// place disconnected components relative to each other.
-SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data, std::uint64_t seed);
+// place disconnected components relative to each other; `eigensolver`: tried first on each
+// component (a backend's spectral_eigensolver()). Each eigenvector's sign is fixed by
+// orient_columns against the start vector, so solvers agree.
+SpectralResult spectral_layout(
+    const CsrMatrix& graph, const DenseMatrix& data, std::uint64_t seed,
+    const ComponentEigensolver& eigensolver = host_lanczos_eigensolver());
 
 // Uniform random positions in [0, 10]^2 (umap-learn's init="random", rescaled).
 DenseMatrix random_layout(std::int64_t n, std::uint64_t seed);

@@ -30,6 +30,7 @@
 #include "compute/cuda/device.cuh"
 #include "compute/cuda/fuzzy.cuh"
 #include "compute/cuda/leiden.cuh"
+#include "compute/cuda/spectral.cuh"
 #include "compute/cuda/stats.cuh"
 #include "compute/cuda/wilcoxon.cuh"
 #include "compute/elementwise.hpp"
@@ -723,6 +724,33 @@ class CudaBackend final : public Backend {
       return leiden_parallel(graph, o, &progress);
     }
     return gpu::leiden(d_, graph, o, &progress);
+  }
+
+  // The spectral layout's eigenvectors of large components on the device (cuda/spectral.cuh:
+  // the host's Lanczos iteration, its vector work on the device); smaller ones, and any the
+  // device has no memory for, on the host.
+  ComponentEigensolver spectral_eigensolver(std::int64_t device_min_vertices) override {
+    return [this, device_min_vertices, host = host_lanczos_eigensolver()](
+               const ComponentOperator& op, std::vector<double>& out) {
+      if (op.a.rows() <
+          std::max<std::int64_t>(device_min_vertices, 4 * spectral_lanczos_options().ncv))
+        return host(op, out);
+      const std::size_t need = gpu::spectral_lanczos_bytes(op);
+      if (need > d_.available_bytes()) {
+        note_host_fallback("umap: the spectral layout's eigenvectors are solved on the host (~" +
+                           std::to_string(need >> 20) +
+                           " MiB of device memory needed, more than is free)");
+        return host(op, out);
+      }
+      LanczosResult r = gpu::spectral_lanczos(d_, op);
+      if (!r.converged) {
+        note_host_fallback("umap: the device's spectral eigensolver stopped (" + r.why +
+                           "): ARPACK solves that component on the host");
+        return false;
+      }
+      out = std::move(r.vectors);
+      return true;
+    };
   }
 
   // One thread per vertex and epoch, the CPU's arithmetic and negative samples

@@ -12,6 +12,7 @@
 #include "compute/metrics.hpp"
 #include "compute/pipeline.hpp"
 #include "compute/rng.hpp"
+#include "compute/spectral.hpp"
 #include "compute/synth.hpp"
 #include "compute/umap.hpp"
 #include "io/store.hpp"
@@ -646,6 +647,49 @@ class TestCudaParity : public QObject {
   // UMAP: the same per-vertex arithmetic and negative samples on both (umap_step.hpp); only
   // pow's last bits differ (glibc vs CUDA), so after 20 epochs the layouts agree to 1e-3 for
   // most points, and a full run separates the blobs as well as the CPU does.
+  // The spectral layout's eigenvectors by the device's Lanczos (every component of 128
+  // vertices and more: four blob components, then one uneven lattice) and by the same
+  // iteration on the host: the same layout but for rounding, with no host fallback.
+  void spectralLayout() {
+    const DenseMatrix x = blob_points(20000, 20, 4, 11);
+    compute::Progress quiet;
+    const compute::FuzzyGraph blobs =
+        compute::fuzzy_simplicial_set(compute::exact_knn(x, {.n_neighbors = 15}, quiet));
+    const int w = 200, h = 150, n = w * h;
+    CsrMatrix lattice;
+    lattice.n_rows = lattice.n_cols = n;
+    for (int v = 0; v < n; ++v) {
+      for (int u : {v - w, v - 1, v + 1, v + w}) {
+        if (u < 0 || u >= n || (u == v - 1 && v % w == 0) || (u == v + 1 && v % w == w - 1))
+          continue;
+        lattice.indices.push_back(u);
+        const auto pair = static_cast<std::uint64_t>(std::min(u, v)) * 7919 +
+                          static_cast<std::uint64_t>(std::max(u, v));
+        lattice.data.push_back(1.0f +
+                               static_cast<float>((pair * 2654435761ULL >> 7) % 1000) / 1000.0f);
+      }
+      lattice.indptr.push_back(lattice.nnz());
+    }
+    const std::pair<const CsrMatrix*, DenseMatrix> cases[] = {{&blobs.connectivities, x},
+                                                              {&lattice, DenseMatrix(n, 2)}};
+    for (const auto& [graph, data] : cases) {
+      cuda_->take_host_fallbacks();
+      const compute::SpectralResult a =
+          compute::spectral_layout(*graph, data, 0, cpu_->spectral_eigensolver(0));
+      const compute::SpectralResult b =
+          compute::spectral_layout(*graph, data, 0, cuda_->spectral_eigensolver(0));
+      QCOMPARE(b.note, a.note);
+      const auto fallbacks = cuda_->take_host_fallbacks();
+      QVERIFY2(fallbacks.empty(), fallbacks.empty() ? "" : fallbacks.front().c_str());
+      double most = 0;
+      for (std::size_t i = 0; i < a.embedding.values.size(); ++i)
+        most = std::max(most, double(std::fabs(a.embedding.values[i] - b.embedding.values[i])));
+      qInfo("spectral layout (%s) host vs device Lanczos: max difference %.3g of 10",
+            a.note.c_str(), most);
+      QVERIFY(most < 1e-3);
+    }
+  }
+
   void umapLayout() {
     const int clusters = 6;
     const DenseMatrix x = blob_points(4000, 20, clusters, 9);

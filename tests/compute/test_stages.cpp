@@ -30,6 +30,7 @@
 #include "compute/elementwise.hpp"
 #include "compute/gene_major.hpp"
 #include "compute/hvg.hpp"
+#include "compute/lanczos.hpp"
 #include "compute/layout_channel.hpp"
 #include "compute/leiden.hpp"
 #include "compute/loess.hpp"
@@ -2036,6 +2037,134 @@ class TestStages : public QObject {
     const DenseMatrix expected = random_layout(n, 5);
     QCOMPARE(fallback.embedding.values, expected.values);
     for (float v : fallback.embedding.values) QVERIFY(v >= 0.0f && v <= 10.0f);
+  }
+
+  // Thick-restart Lanczos on a known spectrum: a diagonal operator whose largest eigenvalue's
+  // vector is locked finds the next two (values and unit vectors), through several restarts of
+  // a small basis, on any number of threads alike.
+  void lanczosOfKnownSpectrum() {
+    const int n = 3000;
+    SymmetricCsr a;
+    std::vector<double> value(n);
+    Rng rng(4);
+    for (int i = 0; i < n; ++i) {
+      // 1, 0.9, 0.85, then the rest spread below 0.8 (a few close to it)
+      value[i] = i == 0   ? 1.0
+                 : i == 1 ? 0.9
+                 : i == 2 ? 0.85
+                          : 0.8 - 1.6 * rng.uniform() * rng.uniform();
+      a.indices.push_back(i);
+      a.weights.push_back(value[i]);
+      a.indptr.push_back(i + 1);
+    }
+    // Shuffled positions, so that the answer is not the first coordinates.
+    std::vector<int> where(n);
+    std::iota(where.begin(), where.end(), 0);
+    for (int i = n - 1; i > 0; --i) std::swap(where[i], where[rng.next() % (i + 1)]);
+    SymmetricCsr p;
+    std::vector<double> locked(n, 0.0);
+    {
+      std::vector<double> at(n);
+      for (int i = 0; i < n; ++i) at[where[i]] = value[i];
+      for (int i = 0; i < n; ++i) {
+        p.indices.push_back(i);
+        p.weights.push_back(at[i]);
+        p.indptr.push_back(i + 1);
+      }
+      locked[where[0]] = 1.0;
+    }
+    LanczosOptions o;
+    o.nev = 2;
+    o.ncv = 8;
+    o.tol = 1e-10;
+    std::vector<double> start(n);
+    for (auto& v : start) v = 1.0 + 0.1 * rng.uniform();
+    std::vector<std::vector<double>> answers;
+    for (int threads : {1, 2}) {
+      tbb::task_arena arena(threads);
+      arena.execute([&] {
+        HostLanczosOps ops(p, locked, o.ncv + 1);
+        const LanczosResult r = lanczos_largest(ops, start, o);
+        QVERIFY2(r.converged, r.why.c_str());
+        QVERIFY(r.restarts >= 2);  // the small basis had to restart
+        QCOMPARE(r.values.size(), std::size_t{2});
+        QVERIFY(std::fabs(r.values[0] - 0.9) < 1e-9);
+        QVERIFY(std::fabs(r.values[1] - 0.85) < 1e-9);
+        QCOMPARE(r.vectors.size(), std::size_t{2} * n);
+        QVERIFY(std::fabs(r.vectors[2 * where[1]]) > 1 - 1e-9);
+        QVERIFY(std::fabs(r.vectors[2 * where[2] + 1]) > 1 - 1e-9);
+        QVERIFY(std::fabs(r.vectors[2 * where[0]]) < 1e-9);  // nothing of the locked vector
+        answers.push_back(r.vectors);
+      });
+    }
+    QVERIFY(answers[0] == answers[1]);
+    // A basis that does not fit the problem is refused, with the reason.
+    HostLanczosOps tiny(p, {}, 9);
+    LanczosOptions wide = o;
+    wide.ncv = n;
+    const LanczosResult refused = lanczos_largest(tiny, start, wide);
+    QVERIFY(!refused.converged);
+    QVERIFY(refused.why.find("does not fit") != std::string::npos);
+  }
+
+  // Where the eigenvalues are well apart (a lattice with uneven weights: no mirror symmetry
+  // that would hide a mode from the start vector), the Lanczos layout is ARPACK's, and both
+  // come with the same signs (orient_columns).
+  void spectralLanczosMatchesArpack() {
+    const int w = 60, h = 40, n = w * h;
+    CsrMatrix g;
+    g.n_rows = g.n_cols = n;
+    for (int v = 0; v < n; ++v) {
+      for (int u : {v - w, v - 1, v + 1, v + w}) {
+        if (u < 0 || u >= n || (u == v - 1 && v % w == 0) || (u == v + 1 && v % w == w - 1))
+          continue;
+        g.indices.push_back(u);
+        // The same weight both ways, from the pair.
+        const auto pair = static_cast<std::uint64_t>(std::min(u, v)) * 7919 +
+                          static_cast<std::uint64_t>(std::max(u, v));
+        g.data.push_back(1.0f + static_cast<float>((pair * 2654435761ULL >> 7) % 1000) / 1000.0f);
+      }
+      g.indptr.push_back(g.nnz());
+    }
+    const SpectralResult lanczos = spectral_layout(g, DenseMatrix(n, 2), 0);
+    const SpectralResult arpack = spectral_layout(
+        g, DenseMatrix(n, 2), 0, [](const ComponentOperator&, std::vector<double>&) {
+          return false;  // every component to ARPACK
+        });
+    QCOMPARE(lanczos.note, std::string("spectral"));
+    QCOMPARE(arpack.note, std::string("spectral"));
+    double most = 0;
+    for (std::size_t i = 0; i < lanczos.embedding.values.size(); ++i)
+      most = std::max(most,
+                      double(std::fabs(lanczos.embedding.values[i] - arpack.embedding.values[i])));
+    qInfo("spectral layout of a 60 x 40 lattice, Lanczos vs ARPACK: max difference %.3g of 10",
+          most);
+    QVERIFY(most < 0.05);
+  }
+
+  // A one-way edge between two rings (an asymmetric graph, as a store's may be) leaves them
+  // two components, each laid out from its own edges alone: finite, in the box.
+  void spectralLayoutOfOneWayEdge() {
+    // Rings of 400 and 200 vertices; the edge points past the second ring's own indices.
+    const int first = 400, n = first + 200;
+    CsrMatrix g;
+    g.n_rows = g.n_cols = n;
+    for (int v = 0; v < n; ++v) {
+      const int base = v < first ? 0 : first, size = v < first ? first : n - first;
+      const int at = v - base;
+      std::vector<int> to = {base + (at + size - 1) % size, base + (at + 1) % size};
+      if (v == first + 100) to.push_back(350);  // from the second ring into the first only
+      std::sort(to.begin(), to.end());
+      for (int u : to) {
+        g.indices.push_back(u);
+        g.data.push_back(1.0f +
+                         0.001f * static_cast<float>((std::min(u, v) * 31 + std::max(u, v)) % 7));
+      }
+      g.indptr.push_back(g.nnz());
+    }
+    const SpectralResult r = spectral_layout(g, DenseMatrix(n, 2), 0);
+    QCOMPARE(r.note, std::string("spectral (2 components)"));
+    for (float v : r.embedding.values) QVERIFY(std::isfinite(v) && v >= 0.0f && v <= 10.0f);
   }
 
   // Two far-apart blobs make two components, each laid out on its own, apart from the other.
