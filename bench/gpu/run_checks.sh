@@ -3,7 +3,8 @@
 # suite, the GPU stage bench (JSON), then the interop test and render bench on the GPU's
 # Vulkan driver. Logs go to $OUT when set. SKIP_PARITY=1 / SKIP_BENCH=1 / SKIP_RENDER=1 leave
 # out the parity suite / stage bench / Vulkan part; PARITY_TESTS names parity test functions
-# to run alone; E2E_CELLS=N adds the end-to-end CLI run (see below); LEIDEN_CELLS=N adds the
+# to run alone; E2E_CELLS=N adds the end-to-end CLI run (see below; E2E_STEPS, E2E_KEEP,
+# SYNTH_LIMIT and RUN_LIMIT split it over two calls at 11M cells); LEIDEN_CELLS=N adds the
 # Leiden flavours on an N-cell blob graph (orrery_bench_leiden: igraph, parallel on the host
 # cores and on the device, and whether the device's labels are the host's); E2E_FORMAT=zarr
 # writes the end-to-end store as zarr (blosc-lz4: synth is then bound by its parallel
@@ -70,21 +71,32 @@ if [ -n "${E2E_CELLS:-}" ]; then
   # made here (and, with E2E_CPU=1, the CPU backend on the same store), reports as JSON. The
   # output leaves out X (--results-only): at 11M cells the store (~31 GB) and a full copy would
   # not fit the machine's 64 GB disk.
+  # At atlas scale the store and the run take a call each (E2E_STEPS=synth, then E2E_STEPS=run
+  # on the same warm machine): a store already there (synth renames it into place only when
+  # whole) is used as it is, and E2E_KEEP=1 keeps it for the next call. SYNTH_LIMIT / RUN_LIMIT
+  # bound each step (300 / 540 s, within DEADLINE).
   store=/tmp/orrery-e2e-$E2E_CELLS.${E2E_FORMAT:-h5ad}
+  steps=${E2E_STEPS:-synth run}
   # (bash's `time`: the image may lack /usr/bin/time; the reports hold the peak RSS.)
   TIMEFORMAT="synth: %R s wall"
-  time run_for 300 "$root/bin/orrery-cli" synth -o "$store" --cells "$E2E_CELLS" --genes 28000 \
-    --quiet
+  if [ -e "$store" ]; then
+    echo "synth: using $store ($(du -sh "$store" | cut -f1))"
+  elif [[ " $steps " == *" synth "* ]]; then
+    time run_for "${SYNTH_LIMIT:-300}" "$root/bin/orrery-cli" synth -o "$store" \
+      --cells "$E2E_CELLS" --genes 28000 --quiet
+    echo "synth exit: $? ($(du -sh "$store" 2>/dev/null | cut -f1) on disk; $(df -h /tmp | tail -1))"
+  fi
   for backend in cuda ${E2E_CPU:+cpu}; do
+    [[ " $steps " == *" run "* ]] || break
     TIMEFORMAT="run $backend: %R s wall"
-    time run_for 540 "$root/bin/orrery-cli" run "$store" -o "/tmp/orrery-e2e-out-$backend.h5ad" \
+    time run_for "${RUN_LIMIT:-540}" "$root/bin/orrery-cli" run "$store" -o "/tmp/orrery-e2e-out-$backend.h5ad" \
       --backend "$backend" --quiet --results-only --report "$out/e2e-$backend-$E2E_CELLS.json"
     echo "e2e $backend exit: $?"
     cat "$out/e2e-$backend-$E2E_CELLS.json"
     rm -f "/tmp/orrery-e2e-out-$backend.h5ad"
   done
 fi
-[ -n "${E2E_CELLS:-}" ] && rm -rf "/tmp/orrery-e2e-$E2E_CELLS."*
+[ -n "${E2E_CELLS:-}" ] && [ -z "${E2E_KEEP:-}" ] && rm -rf "/tmp/orrery-e2e-$E2E_CELLS."*
 [ -n "${SKIP_RENDER:-}" ] && exit 0
 # The renderer on the GPU's own Vulkan driver (its loader's libraries carried as .debs, see
 # RESULTS.md): CUDA-Vulkan interop and offscreen pixel tests, frame times at 1M and 11M points,
