@@ -9,12 +9,17 @@
 
 namespace orrery::compute {
 
+int lanczos_kept(const LanczosOptions& o) {
+  return std::min(o.ncv - 1, o.nev + (o.ncv - o.nev) / 2);
+}
+
 LanczosResult lanczos_largest(LanczosOps& ops, const std::vector<double>& start,
                               const LanczosOptions& o) {
   LanczosResult r;
   const std::int64_t n = ops.size();
   const int nev = o.nev, m = o.ncv;
-  if (nev < 1 || m <= nev || m + 1 > n) {
+  // n >= m + 2: a locked vector leaves n - 1 dimensions, and m + 1 vectors must fit in them.
+  if (nev < 1 || m <= nev || m + 2 > n) {
     r.why = "a basis of " + std::to_string(m) + " vectors does not fit " + std::to_string(n) +
             " vertices and " + std::to_string(nev) + " eigenpairs";
     return r;
@@ -88,10 +93,10 @@ LanczosResult lanczos_largest(LanczosOps& ops, const std::vector<double>& start,
         r.why = "no convergence in " + std::to_string(r.products) + " operator products";
       return r;
     }
-    // Thick restart: the leading Ritz vectors (more than asked for: they carry the nearby
-    // spectrum that slows convergence) and the last Lanczos vector, which continues the Krylov
-    // space; T restarts as their Ritz values with, after the next step, an arrow of couplings.
-    const int keep = std::min(m - 1, nev + (m - nev) / 2);
+    // Thick restart: the leading Ritz vectors and the last Lanczos vector, which continues the
+    // Krylov space; T restarts as their Ritz values with, after the next step, an arrow of
+    // couplings.
+    const int keep = lanczos_kept(o);
     std::vector<double> ritz(static_cast<std::size_t>(m) * keep);
     for (int i = 0; i < keep; ++i)
       for (int row = 0; row < m; ++row) ritz[row + static_cast<std::size_t>(i) * m] = y(row, i);

@@ -31,7 +31,8 @@ class LanczosOps {
   virtual double norm() = 0;  // |w|
   // v_column = scale * w.
   virtual void store(int column, double scale) = 0;
-  // v_j = sum over i < count of v_i y[i + j * count], for j < keep (y: count x keep, columns).
+  // v_j = sum over i < count of v_i y[i + j * count], for j < keep (y: count x keep, columns;
+  // keep <= lanczos_kept(options)).
   virtual void rotate(int count, int keep, const std::vector<double>& y) = 0;
   virtual void copy(int from, int to) = 0;  // v_to = v_from
   // The vectors V y for y (count x k, by columns): row-major size() x k into `out`.
@@ -54,6 +55,10 @@ struct LanczosResult {
   int restarts = 0;
   std::string why;  // when not converged
 };
+
+// The Ritz vectors a thick restart keeps (more than asked for: they carry the nearby spectrum
+// that slows convergence).
+int lanczos_kept(const LanczosOptions& options);
 
 // The basis needs options.ncv + 1 columns. `start` is the start vector (any nonzero vector not
 // orthogonal to the wanted ones).

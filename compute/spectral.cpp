@@ -86,10 +86,13 @@ ComponentOperator component_operator(const CsrMatrix& g, const std::vector<std::
                         double d = 0.0;
                         std::int64_t edges = 0;
                         const auto v = members[i];
-                        for (auto k = g.indptr[v]; k < g.indptr[v + 1]; ++k) {
-                          d += g.data[k];
-                          edges += g.data[k] > 0 && inside(g.indices[k]);
-                        }
+                        for (auto k = g.indptr[v]; k < g.indptr[v + 1]; ++k)
+                          if (!(g.data[k] > 0)) {
+                            d += g.data[k];  // a NaN spoils the degree; zeros change nothing
+                          } else if (inside(g.indices[k])) {
+                            d += g.data[k];  // the degree of the edges kept, so that
+                            ++edges;         // sqrt_degree stays A's eigenvector for 1
+                          }
                         if (!(d > 0) || !std::isfinite(d)) finite = false;
                         op.sqrt_degree[i] = std::sqrt(d);
                         op.a.indptr[i + 1] = edges;
@@ -208,6 +211,16 @@ bool arpack_vectors(const ComponentOperator& op, std::vector<double>& out, std::
   return ok;
 }
 
+// What each eigenvector's sign is fixed against: seeded entries in [-1, 1], far from
+// orthogonal to any vector (the start vector is nearly the trivial eigenvector, to which the
+// wanted ones are orthogonal).
+std::vector<double> orientation_reference(std::int64_t n) {
+  Rng rng(0x0a1e47ULL + static_cast<std::uint64_t>(n));
+  std::vector<double> v(static_cast<std::size_t>(n));
+  for (auto& x : v) x = 2.0 * rng.uniform() - 1.0;
+  return v;
+}
+
 // Two non-trivial eigenvectors of one component (rows in `members` order, each turned by
 // orient_columns), from `eigensolver` where it takes the component, else ARPACK; false, with
 // the reason in `why`, where the component has no spectral layout.
@@ -218,7 +231,7 @@ bool component_spectral(const CsrMatrix& g, const std::vector<std::int64_t>& mem
   const ComponentOperator op = component_operator(g, members, local, why);
   if (op.sqrt_degree.empty()) return false;
   if (!(eigensolver && eigensolver(op, out)) && !arpack_vectors(op, out, why)) return false;
-  orient_columns(out, op.a.rows(), 2, spectral_start(op.a.rows()));
+  orient_columns(out, op.a.rows(), 2, orientation_reference(op.a.rows()));
   return true;
 }
 

@@ -62,7 +62,7 @@ ComponentEigensolver host_lanczos_eigensolver(std::int64_t min_vertices = 0);
 // `graph`: symmetric weights (fuzzy simplicial set); `data`: the points (e.g. X_pca), used to
 // place disconnected components relative to each other; `eigensolver`: tried first on each
 // component (a backend's spectral_eigensolver()). Each eigenvector's sign is fixed by
-// orient_columns against the start vector, so solvers agree.
+// orient_columns against a seeded reference vector, so solvers agree.
 SpectralResult spectral_layout(
     const CsrMatrix& graph, const DenseMatrix& data, std::uint64_t seed,
     const ComponentEigensolver& eigensolver = host_lanczos_eigensolver());

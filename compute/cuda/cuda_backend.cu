@@ -742,7 +742,14 @@ class CudaBackend final : public Backend {
                            " MiB of device memory needed, more than is free)");
         return host(op, out);
       }
-      LanczosResult r = gpu::spectral_lanczos(d_, op);
+      LanczosResult r;
+      try {
+        r = gpu::spectral_lanczos(d_, op);
+      } catch (const std::exception& e) {  // e.g. the pool ran out: the host has the memory
+        note_host_fallback(std::string("umap: the device's spectral eigensolver failed (") +
+                           e.what() + "): solved on the host");
+        return host(op, out);
+      }
       if (!r.converged) {
         note_host_fallback("umap: the device's spectral eigensolver stopped (" + r.why +
                            "): ARPACK solves that component on the host");

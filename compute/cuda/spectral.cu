@@ -1,5 +1,6 @@
 #include "compute/cuda/spectral.cuh"
 
+#include <algorithm>
 #include <limits>
 #include <string>
 
@@ -27,6 +28,10 @@ __global__ void scaled_copy(const double* from, double scale, double* to, std::i
 
 class DeviceLanczosOps final : public LanczosOps {
  public:
+  // What rotate() and combine() write at most: the kept Ritz vectors, or the answer's.
+  static int scratch_columns() {
+    return std::max(lanczos_kept(spectral_lanczos_options()), spectral_lanczos_options().nev);
+  }
   DeviceLanczosOps(Device& d, const ComponentOperator& op, int columns)
       : d_(d),
         n_(op.a.rows()),
@@ -36,7 +41,7 @@ class DeviceLanczosOps final : public LanczosOps {
         locked_(d, static_cast<std::size_t>(n_)),
         basis_(d, static_cast<std::size_t>(columns) * n_),
         w_(d, static_cast<std::size_t>(n_)),
-        scratch_(d, static_cast<std::size_t>(columns) * n_),
+        scratch_(d, static_cast<std::size_t>(scratch_columns()) * n_),
         small_(d, static_cast<std::size_t>(columns) * columns) {
     indptr_.upload(op.a.indptr.data(), op.a.indptr.size());
     indices_.upload(op.a.indices.data(), op.a.indices.size());
@@ -129,7 +134,8 @@ class DeviceLanczosOps final : public LanczosOps {
 std::size_t spectral_lanczos_bytes(const ComponentOperator& op) {
   const auto n = static_cast<std::size_t>(op.a.rows());
   const auto columns = static_cast<std::size_t>(spectral_lanczos_options().ncv) + 1;
-  return op.a.indptr.size() * 8 + op.a.indices.size() * 12 + n * 8 * (2 + 2 * columns) +
+  const auto scratch = static_cast<std::size_t>(DeviceLanczosOps::scratch_columns());
+  return op.a.indptr.size() * 8 + op.a.indices.size() * 12 + n * 8 * (2 + columns + scratch) +
          columns * columns * 8;
 }
 
