@@ -212,16 +212,22 @@ void HostLanczosOps::store(int c, double scale) {
 }
 
 void HostLanczosOps::rotate(int count, int keep, const std::vector<double>& y) {
-  std::vector<double> out;
-  combine(count, keep, y, out);  // row-major n x keep
+  // Column by column into the kept scratch (allocated once: a fresh n x keep block each restart
+  // cost its page faults), each block of rows summed in the same order.
+  scratch_.resize(static_cast<std::size_t>(keep) * n_);
   tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_, kBlock),
                     [&](const tbb::blocked_range<std::int64_t>& r) {
                       for (int j = 0; j < keep; ++j) {
-                        double* v = column(j);
-                        for (auto i = r.begin(); i < r.end(); ++i)
-                          v[i] = out[static_cast<std::size_t>(i) * keep + j];
+                        double* out = scratch_.data() + static_cast<std::size_t>(j) * n_;
+                        std::fill(out + r.begin(), out + r.end(), 0.0);
+                        for (int i = 0; i < count; ++i) {
+                          const double* v = column(i);
+                          const double c = y[i + static_cast<std::size_t>(j) * count];
+                          for (auto row = r.begin(); row < r.end(); ++row) out[row] += c * v[row];
+                        }
                       }
                     });
+  std::copy(scratch_.begin(), scratch_.end(), basis_.begin());
 }
 
 void HostLanczosOps::copy(int from, int to) {

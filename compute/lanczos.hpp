@@ -95,7 +95,7 @@ class HostLanczosOps final : public LanczosOps {
   double* column(int c) { return basis_.data() + static_cast<std::size_t>(c) * n_; }
   const SymmetricCsr* a_;
   std::int64_t n_;
-  std::vector<double> locked_, basis_, w_;
+  std::vector<double> locked_, basis_, w_, scratch_;
 };
 
 // Each column of an n x k row-major block turned so that its dot product with `reference`
