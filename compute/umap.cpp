@@ -263,21 +263,39 @@ UmapSchedule umap_schedule(const CsrMatrix& graph, int n_epochs, int negative_sa
   const std::int64_t n = graph.n_rows;
   float max_w = 0.0f;
   for (float w : graph.data) max_w = std::max(max_w, w);
+  const float floor_w = max_w / static_cast<float>(n_epochs);
+  // Rows in parallel (an atlas graph has hundreds of millions of edges): each row's kept edges
+  // counted, the offsets summed, then every array filled in place (the serial order's arrays).
   UmapSchedule s;
   s.first.assign(n + 1, 0);
-  for (std::int64_t i = 0; i < n; ++i) {
-    for (auto kk = graph.indptr[i]; kk < graph.indptr[i + 1]; ++kk) {
-      const float w = graph.data[kk];
-      if (w < max_w / static_cast<float>(n_epochs)) continue;
-      s.tail.push_back(graph.indices[kk]);
-      s.eps.push_back(static_cast<double>(max_w) / w);  // n_epochs / (n_epochs * w / max_w)
+  const tbb::blocked_range<std::int64_t> rows(0, n, 4096);
+  tbb::parallel_for(rows, [&](const tbb::blocked_range<std::int64_t>& r) {
+    for (auto i = r.begin(); i < r.end(); ++i) {
+      std::int64_t kept = 0;
+      for (auto kk = graph.indptr[i]; kk < graph.indptr[i + 1]; ++kk)
+        kept += !(graph.data[kk] < floor_w);
+      s.first[i + 1] = kept;
     }
-    s.first[i + 1] = static_cast<std::int64_t>(s.tail.size());
-  }
-  const std::size_t m = s.tail.size();
-  s.next_sample = s.eps;
+  });
+  for (std::int64_t i = 0; i < n; ++i) s.first[i + 1] += s.first[i];
+  const auto m = static_cast<std::size_t>(s.first[n]);
+  s.tail.resize(m);
+  s.eps.resize(m);
   s.eps_neg.resize(m);
-  for (std::size_t e = 0; e < m; ++e) s.eps_neg[e] = s.eps[e] / negative_sample_rate;
+  tbb::parallel_for(rows, [&](const tbb::blocked_range<std::int64_t>& r) {
+    for (auto i = r.begin(); i < r.end(); ++i) {
+      auto e = static_cast<std::size_t>(s.first[i]);
+      for (auto kk = graph.indptr[i]; kk < graph.indptr[i + 1]; ++kk) {
+        const float w = graph.data[kk];
+        if (w < floor_w) continue;
+        s.tail[e] = graph.indices[kk];
+        s.eps[e] = static_cast<double>(max_w) / w;  // n_epochs / (n_epochs * w / max_w)
+        s.eps_neg[e] = s.eps[e] / negative_sample_rate;
+        ++e;
+      }
+    }
+  });
+  s.next_sample = s.eps;
   s.next_neg = s.eps_neg;
   return s;
 }

@@ -591,9 +591,9 @@ class CudaBackend final : public Backend {
   std::string name() const override { return "cuda"; }
   std::string device_stages() const override {
     return "QC, normalize_total + log1p, the HVG moments, the PCA Gram pass, eigensolve and "
-           "projection, kNN, the fuzzy simplicial set, the UMAP layout, Leiden (parallel "
-           "flavour), Wilcoxon ranks (each where the device has the memory; a warning names a "
-           "stage that runs on the host instead)";
+           "projection, kNN, the fuzzy simplicial set, the spectral layout's eigenvectors, the "
+           "UMAP layout, Leiden (parallel flavour), Wilcoxon ranks (each where the device has "
+           "the memory; a warning names a stage that runs on the host instead)";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
   bool stream_layout_to(LayoutChannel* channel) override {

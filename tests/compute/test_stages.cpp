@@ -1944,6 +1944,44 @@ class TestStages : public QObject {
     }
   }
 
+  // The SGD schedule, built over rows in parallel, is the serial one: edges under max / n_epochs
+  // dropped, epochs per sample max / w, negative ones divided by the rate, in row order.
+  void umapScheduleKeepsRowOrder() {
+    CsrMatrix g;
+    g.n_rows = g.n_cols = 20000;
+    Rng rng(8);
+    for (std::int64_t i = 0; i < g.n_rows; ++i) {
+      const int k = static_cast<int>(rng.next() % 12);
+      for (int t = 0; t < k; ++t) {
+        g.indices.push_back(static_cast<std::int32_t>(rng.next() % g.n_rows));
+        g.data.push_back(static_cast<float>(rng.uniform() * rng.uniform()));
+      }
+      g.indptr.push_back(g.nnz());
+    }
+    const int epochs = 50, rate = 5;
+    const UmapSchedule s = umap_schedule(g, epochs, rate);
+    const float max_w = *std::max_element(g.data.begin(), g.data.end());
+    std::size_t e = 0, dropped = 0;
+    QCOMPARE(s.first.size(), static_cast<std::size_t>(g.n_rows + 1));
+    for (std::int64_t i = 0; i < g.n_rows; ++i) {
+      QCOMPARE(s.first[i], static_cast<std::int64_t>(e));
+      for (auto k = g.indptr[i]; k < g.indptr[i + 1]; ++k) {
+        if (g.data[k] < max_w / static_cast<float>(epochs)) {
+          ++dropped;
+          continue;
+        }
+        QCOMPARE(s.tail[e], static_cast<std::int64_t>(g.indices[k]));
+        QCOMPARE(s.eps[e], static_cast<double>(max_w) / g.data[k]);
+        QCOMPARE(s.eps_neg[e], s.eps[e] / rate);
+        QCOMPARE(s.next_sample[e], s.eps[e]);
+        QCOMPARE(s.next_neg[e], s.eps_neg[e]);
+        ++e;
+      }
+    }
+    QCOMPARE(s.tail.size(), e);
+    QVERIFY(dropped > 1000 && e > 10000);  // both kinds of edges are there
+  }
+
   void umapSeparatesBlobs() {
     const int n = 3000, k = 10;
     DenseMatrix x = blobs(n, 20, k, 30.0);
