@@ -750,6 +750,11 @@ class CudaBackend final : public Backend {
                            e.what() + "): solved on the host");
         return host(op, out);
       }
+      if (r.converged && !std::all_of(r.vectors.begin(), r.vectors.end(),
+                                      [](double v) { return std::isfinite(v); })) {
+        r.converged = false;
+        r.why = "a non-finite eigenvector entry";
+      }
       if (!r.converged) {
         note_host_fallback("umap: the device's spectral eigensolver stopped (" + r.why +
                            "): ARPACK solves that component on the host");
