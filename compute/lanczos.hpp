@@ -44,7 +44,7 @@ struct LanczosOptions {
   int nev = 2;             // eigenpairs wanted (largest algebraic)
   int ncv = 32;            // basis size (ARPACK's ncv)
   double tol = 1e-4;       // converged when |A x - theta x| <= tol |theta|
-  int max_restarts = 300;  //
+  int max_restarts = 300;  // then the answer so far, not converged
 };
 
 struct LanczosResult {

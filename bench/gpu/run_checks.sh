@@ -82,12 +82,16 @@ if [ -n "${E2E_CELLS:-}" ]; then
   if [ -e "$store" ]; then
     echo "synth: using $store ($(du -sh "$store" | cut -f1))"
   elif [[ " $steps " == *" synth "* ]]; then
+    # A synth killed by the timeout leaves its temporary store (tens of GB at 11M): not twice.
+    rm -rf "$store".tmp-*
     time run_for "${SYNTH_LIMIT:-300}" "$root/bin/orrery-cli" synth -o "$store" \
       --cells "$E2E_CELLS" --genes 28000 --quiet
     echo "synth exit: $? ($(du -sh "$store" 2>/dev/null | cut -f1) on disk; $(df -h /tmp | tail -1))"
+    [ -e "$store" ] || rm -rf "$store".tmp-*
   fi
+  [ -e "$store" ] || echo "e2e: no store at $store, nothing to run"
   for backend in cuda ${E2E_CPU:+cpu}; do
-    [[ " $steps " == *" run "* ]] || break
+    [[ " $steps " == *" run "* ]] && [ -e "$store" ] || break
     TIMEFORMAT="run $backend: %R s wall"
     time run_for "${RUN_LIMIT:-540}" "$root/bin/orrery-cli" run "$store" -o "/tmp/orrery-e2e-out-$backend.h5ad" \
       --backend "$backend" --quiet --results-only --report "$out/e2e-$backend-$E2E_CELLS.json"

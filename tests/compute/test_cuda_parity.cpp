@@ -644,18 +644,16 @@ class TestCudaParity : public QObject {
              cuda_->fuzzy_simplicial_set(odd, 1.0).connectivities.indices);
   }
 
-  // UMAP: the same per-vertex arithmetic and negative samples on both (umap_step.hpp); only
-  // pow's last bits differ (glibc vs CUDA), so after 20 epochs the layouts agree to 1e-3 for
-  // most points, and a full run separates the blobs as well as the CPU does.
   // The spectral layout's eigenvectors by the device's Lanczos (every component of 128
-  // vertices and more: four blob components, then one uneven lattice) and by the same
-  // iteration on the host: the same layout but for rounding, with no host fallback.
+  // vertices and more: four blob components, then one uneven 160 x 40 lattice, whose wanted
+  // eigenvalues are apart by more than the tolerance) and by the same iteration on the host:
+  // the same layout but for rounding, with no host fallback.
   void spectralLayout() {
     const DenseMatrix x = blob_points(20000, 20, 4, 11);
     compute::Progress quiet;
     const compute::FuzzyGraph blobs =
         compute::fuzzy_simplicial_set(compute::exact_knn(x, {.n_neighbors = 15}, quiet));
-    const int w = 200, h = 150, n = w * h;
+    const int w = 160, h = 40, n = w * h;
     CsrMatrix lattice;
     lattice.n_rows = lattice.n_cols = n;
     for (int v = 0; v < n; ++v) {
@@ -690,6 +688,9 @@ class TestCudaParity : public QObject {
     }
   }
 
+  // UMAP: the same per-vertex arithmetic and negative samples on both (umap_step.hpp); only
+  // pow's last bits differ (glibc vs CUDA), so after 20 epochs the layouts agree to 1e-3 for
+  // most points, and a full run separates the blobs as well as the CPU does.
   void umapLayout() {
     const int clusters = 6;
     const DenseMatrix x = blob_points(4000, 20, clusters, 9);
