@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "common/chunks.hpp"
+#include "common/graphs.hpp"
 #include "common/shared.hpp"
 #include "compute/backend.hpp"
 #include "compute/metrics.hpp"
@@ -654,20 +655,7 @@ class TestCudaParity : public QObject {
     const compute::FuzzyGraph blobs =
         compute::fuzzy_simplicial_set(compute::exact_knn(x, {.n_neighbors = 15}, quiet));
     const int w = 160, h = 40, n = w * h;
-    CsrMatrix lattice;
-    lattice.n_rows = lattice.n_cols = n;
-    for (int v = 0; v < n; ++v) {
-      for (int u : {v - w, v - 1, v + 1, v + w}) {
-        if (u < 0 || u >= n || (u == v - 1 && v % w == 0) || (u == v + 1 && v % w == w - 1))
-          continue;
-        lattice.indices.push_back(u);
-        const auto pair = static_cast<std::uint64_t>(std::min(u, v)) * 7919 +
-                          static_cast<std::uint64_t>(std::max(u, v));
-        lattice.data.push_back(1.0f +
-                               static_cast<float>((pair * 2654435761ULL >> 7) % 1000) / 1000.0f);
-      }
-      lattice.indptr.push_back(lattice.nnz());
-    }
+    const CsrMatrix lattice = test::lattice_graph(w, h, test::uneven_weight);
     const std::pair<const CsrMatrix*, DenseMatrix> cases[] = {{&blobs.connectivities, x},
                                                               {&lattice, DenseMatrix(n, 2)}};
     for (const auto& [graph, data] : cases) {

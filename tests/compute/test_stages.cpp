@@ -25,6 +25,7 @@
 #include <nlohmann/json.hpp>
 #include "common/chunks.hpp"
 #include "common/errors.hpp"
+#include "common/graphs.hpp"
 #include "common/python.hpp"
 #include "compute/backend.hpp"
 #include "compute/elementwise.hpp"
@@ -2007,17 +2008,8 @@ class TestStages : public QObject {
   // (a 90 x 70 lattice: several blocks of rows).
   void spectralLayoutSameOnAnyThreads() {
     const int w = 90, n = w * 70;
-    CsrMatrix g;
-    g.n_rows = g.n_cols = n;
-    for (int v = 0; v < n; ++v) {
-      for (int u : {v - w, v - 1, v + 1, v + w}) {
-        if (u < 0 || u >= n || (u == v - 1 && v % w == 0) || (u == v + 1 && v % w == w - 1))
-          continue;
-        g.indices.push_back(u);
-        g.data.push_back(1.0f + 0.01f * static_cast<float>((u * 7 + v) % 5));
-      }
-      g.indptr.push_back(g.nnz());
-    }
+    const CsrMatrix g = test::lattice_graph(
+        w, 70, [](int u, int v) { return 1.0f + 0.01f * static_cast<float>((u * 7 + v) % 5); });
     std::vector<std::vector<float>> layouts;
     for (int threads : {1, 3}) {
       tbb::task_arena arena(threads);
@@ -2035,19 +2027,7 @@ class TestStages : public QObject {
   // lowest cosine modes along each side: the layout recovers the lattice's coordinates.
   void spectralLayoutOfLattice() {
     const int w = 30, h = 20, n = w * h;
-    CsrMatrix g;
-    g.n_rows = g.n_cols = n;
-    g.indptr = {0};
-    for (int v = 0; v < n; ++v) {
-      const int x = v % w, y = v / w;
-      for (int u : {v - w, v - 1, v + 1, v + w}) {
-        if (u < 0 || u >= n || (u == v - 1 && x == 0) || (u == v + 1 && x == w - 1)) continue;
-        g.indices.push_back(u);
-        g.data.push_back(1.0f);
-      }
-      g.indptr.push_back(g.nnz());
-      (void)y;
-    }
+    const CsrMatrix g = test::lattice_graph(w, h, [](int, int) { return 1.0f; });
     const SpectralResult r = spectral_layout(g, DenseMatrix(n, 2), 0);
     QCOMPARE(r.note, std::string("spectral"));
     auto corr = [&](int axis, auto mode) {
@@ -2159,20 +2139,7 @@ class TestStages : public QObject {
   // come with the same signs (orient_columns).
   void spectralLanczosMatchesArpack() {
     const int w = 60, h = 40, n = w * h;
-    CsrMatrix g;
-    g.n_rows = g.n_cols = n;
-    for (int v = 0; v < n; ++v) {
-      for (int u : {v - w, v - 1, v + 1, v + w}) {
-        if (u < 0 || u >= n || (u == v - 1 && v % w == 0) || (u == v + 1 && v % w == w - 1))
-          continue;
-        g.indices.push_back(u);
-        // The same weight both ways, from the pair.
-        const auto pair = static_cast<std::uint64_t>(std::min(u, v)) * 7919 +
-                          static_cast<std::uint64_t>(std::max(u, v));
-        g.data.push_back(1.0f + static_cast<float>((pair * 2654435761ULL >> 7) % 1000) / 1000.0f);
-      }
-      g.indptr.push_back(g.nnz());
-    }
+    const CsrMatrix g = test::lattice_graph(w, h, test::uneven_weight);
     const SpectralResult lanczos = spectral_layout(g, DenseMatrix(n, 2), 0);
     const SpectralResult arpack = spectral_layout(
         g, DenseMatrix(n, 2), 0, [](const ComponentOperator&, std::vector<double>&) {
