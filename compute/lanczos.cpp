@@ -118,6 +118,21 @@ std::int64_t blocks(std::int64_t n) {
   return (n + kBlock - 1) / kBlock;
 }
 
+// a . b over n entries: blocks of rows in parallel, then the blocks' sums in order (the same on
+// any number of threads).
+double fixed_order_dot(const double* a, const double* b, std::int64_t n) {
+  const std::int64_t nb = blocks(n);
+  std::vector<double> partial(static_cast<std::size_t>(nb));
+  tbb::parallel_for(std::int64_t{0}, nb, [&](std::int64_t k) {
+    double sum = 0.0;
+    for (auto r = k * kBlock; r < std::min(n, (k + 1) * kBlock); ++r) sum += a[r] * b[r];
+    partial[k] = sum;
+  });
+  double s = 0.0;
+  for (double p : partial) s += p;
+  return s;
+}
+
 }  // namespace
 
 HostLanczosOps::HostLanczosOps(const SymmetricCsr& a, std::vector<double> locked, int columns)
@@ -175,15 +190,7 @@ void HostLanczosOps::subtract(int count, const double* h) {
 
 void HostLanczosOps::deflate() {
   if (locked_.empty()) return;
-  const std::int64_t nb = blocks(n_);
-  std::vector<double> partial(static_cast<std::size_t>(nb));
-  tbb::parallel_for(std::int64_t{0}, nb, [&](std::int64_t b) {
-    double sum = 0.0;
-    for (auto r = b * kBlock; r < std::min(n_, (b + 1) * kBlock); ++r) sum += locked_[r] * w_[r];
-    partial[b] = sum;
-  });
-  double d = 0.0;
-  for (double p : partial) d += p;
+  const double d = fixed_order_dot(locked_.data(), w_.data(), n_);
   tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_, kBlock),
                     [&](const tbb::blocked_range<std::int64_t>& r) {
                       for (auto i = r.begin(); i < r.end(); ++i) w_[i] -= d * locked_[i];
@@ -191,16 +198,7 @@ void HostLanczosOps::deflate() {
 }
 
 double HostLanczosOps::norm() {
-  const std::int64_t nb = blocks(n_);
-  std::vector<double> partial(static_cast<std::size_t>(nb));
-  tbb::parallel_for(std::int64_t{0}, nb, [&](std::int64_t b) {
-    double sum = 0.0;
-    for (auto r = b * kBlock; r < std::min(n_, (b + 1) * kBlock); ++r) sum += w_[r] * w_[r];
-    partial[b] = sum;
-  });
-  double s = 0.0;
-  for (double p : partial) s += p;
-  return std::sqrt(s);
+  return std::sqrt(fixed_order_dot(w_.data(), w_.data(), n_));
 }
 
 void HostLanczosOps::store(int c, double scale) {
