@@ -209,13 +209,13 @@ void HostLanczosOps::store(int c, double scale) {
                     });
 }
 
-void HostLanczosOps::rotate(int count, int keep, const std::vector<double>& y) {
-  // Column by column into the kept scratch (allocated once: a fresh n x keep block each restart
-  // cost its page faults), each block of rows summed in the same order.
-  scratch_.resize(static_cast<std::size_t>(keep) * n_);
+void HostLanczosOps::product(int count, int k, const std::vector<double>& y) {
+  // Column by column into the scratch kept between calls (a fresh n x k block each restart cost
+  // its page faults), each row summed over i in order.
+  scratch_.resize(std::max(scratch_.size(), static_cast<std::size_t>(k) * n_));
   tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_, kBlock),
                     [&](const tbb::blocked_range<std::int64_t>& r) {
-                      for (int j = 0; j < keep; ++j) {
+                      for (int j = 0; j < k; ++j) {
                         double* out = scratch_.data() + static_cast<std::size_t>(j) * n_;
                         std::fill(out + r.begin(), out + r.end(), 0.0);
                         for (int i = 0; i < count; ++i) {
@@ -225,7 +225,11 @@ void HostLanczosOps::rotate(int count, int keep, const std::vector<double>& y) {
                         }
                       }
                     });
-  std::copy(scratch_.begin(), scratch_.end(), basis_.begin());
+}
+
+void HostLanczosOps::rotate(int count, int keep, const std::vector<double>& y) {
+  product(count, keep, y);
+  std::copy_n(scratch_.begin(), static_cast<std::size_t>(keep) * n_, basis_.begin());
 }
 
 void HostLanczosOps::copy(int from, int to) {
@@ -234,17 +238,11 @@ void HostLanczosOps::copy(int from, int to) {
 
 void HostLanczosOps::combine(int count, int k, const std::vector<double>& y,
                              std::vector<double>& out) {
-  out.assign(static_cast<std::size_t>(n_) * k, 0.0);
-  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n_, kBlock),
-                    [&](const tbb::blocked_range<std::int64_t>& r) {
-                      for (int j = 0; j < k; ++j)
-                        for (int i = 0; i < count; ++i) {
-                          const double* v = column(i);
-                          const double c = y[i + static_cast<std::size_t>(j) * count];
-                          for (auto row = r.begin(); row < r.end(); ++row)
-                            out[static_cast<std::size_t>(row) * k + j] += c * v[row];
-                        }
-                    });
+  product(count, k, y);
+  out.resize(static_cast<std::size_t>(n_) * k);
+  for (int j = 0; j < k; ++j)
+    for (std::int64_t i = 0; i < n_; ++i)
+      out[static_cast<std::size_t>(i) * k + j] = scratch_[static_cast<std::size_t>(j) * n_ + i];
 }
 
 void orient_columns(std::vector<double>& x, std::int64_t n, int k,

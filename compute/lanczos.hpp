@@ -93,6 +93,8 @@ class HostLanczosOps final : public LanczosOps {
 
  private:
   double* column(int c) { return basis_.data() + static_cast<std::size_t>(c) * n_; }
+  // scratch_ (n x k by columns, at least) = V_{0..count-1} y, for rotate() and combine().
+  void product(int count, int k, const std::vector<double>& y);
   const SymmetricCsr* a_;
   std::int64_t n_;
   std::vector<double> locked_, basis_, w_, scratch_;
