@@ -107,6 +107,8 @@ class Backend {
   std::vector<std::string> take_host_fallbacks() { return std::exchange(host_fallbacks_, {}); }
   // Peak device memory taken so far (0 without a device).
   virtual std::int64_t device_peak_bytes() const { return 0; }
+  // Device memory a stage could plan for now (0 without a device).
+  virtual std::int64_t device_free_bytes() const { return 0; }
   // In place: each row scaled to sum to target_sum, then log1p. With `excluded` (one flag per
   // column), flagged columns do not count towards a row's total (normalize_total's
   // exclude_highly_expressed) but are scaled like the others.

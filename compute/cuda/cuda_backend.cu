@@ -596,6 +596,9 @@ class CudaBackend final : public Backend {
            "the memory; a warning names a stage that runs on the host instead)";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
+  std::int64_t device_free_bytes() const override {
+    return static_cast<std::int64_t>(d_.available_bytes());
+  }
   bool stream_layout_to(LayoutChannel* channel) override {
     layout_channel_ = channel;
     return true;

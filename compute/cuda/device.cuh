@@ -78,8 +78,14 @@ struct Device {
     return static_cast<std::int64_t>(high);
   }
   void sync() { ORRERY_CUDA_CHECK(cudaStreamSynchronize(stream)); }
-  // Memory a stage may still plan for: the device's free memory, within the pool's cap.
+  // Memory a stage may still plan for: the device's free memory, within the pool's cap. The
+  // pool keeps freed blocks (release threshold: all), which the device does not count as free:
+  // they are given back first (after the stream's frees complete), so an earlier stage's peak
+  // neither hides memory from a later stage's plan nor fragments it. Called where a stage plans,
+  // never per chunk.
   std::size_t available_bytes() const {
+    ORRERY_CUDA_CHECK(cudaStreamSynchronize(stream));
+    ORRERY_CUDA_CHECK(cudaMemPoolTrimTo(pool, 0));
     std::size_t free = 0, total = 0;
     ORRERY_CUDA_CHECK(cudaMemGetInfo(&free, &total));
     if (pool_cap == 0) return free;
