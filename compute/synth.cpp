@@ -67,10 +67,10 @@ SynthGenerator::SynthGenerator(const SynthOptions& o) : o_(o) {
   for (int g = 0; g < kMitoGenes; ++g) mito += base[g];
   // Mitochondrial reads ~2% of the library.
   for (int g = 0; g < kMitoGenes; ++g) base[g] *= 0.02 / 0.98 * nuclear / mito;
-  profile_.assign(o.n_clusters, base);
+  std::vector<std::vector<double>> profile(o.n_clusters, base);  // per cluster, summing to 1
   const int n_markers = std::max(1, static_cast<int>(o.marker_fraction * o.n_genes));
   for (int c = 0; c < o.n_clusters; ++c) {
-    auto& p = profile_[c];
+    auto& p = profile[c];
     for (int m = 0; m < n_markers; ++m) {
       const auto g = kMitoGenes + static_cast<int>(rng.next() % (o.n_genes - kMitoGenes));
       p[g] *= std::exp(1.5 + 0.5 * rng.normal());
@@ -84,10 +84,13 @@ SynthGenerator::SynthGenerator(const SynthOptions& o) : o_(o) {
     auto& order = by_weight_[c];
     order.resize(o.n_genes);
     std::iota(order.begin(), order.end(), 0);
-    std::stable_sort(order.begin(), order.end(), [&](std::int32_t a, std::int32_t b) {
-      return profile_[c][a] > profile_[c][b];
-    });
+    std::stable_sort(order.begin(), order.end(),
+                     [&](std::int32_t a, std::int32_t b) { return profile[c][a] > profile[c][b]; });
   }
+  // The same probabilities in that order: a cell walks them front to back (no gather).
+  sorted_weight_.resize(o.n_clusters);
+  for (int c = 0; c < o.n_clusters; ++c)
+    for (const std::int32_t g : by_weight_[c]) sorted_weight_[c].push_back(profile[c][g]);
 }
 
 std::int32_t SynthGenerator::cluster_of(std::int64_t cell) const {
@@ -110,19 +113,19 @@ CsrMatrix SynthGenerator::rows(std::int64_t r0, std::int64_t r1) const {
     const int cluster =
         std::min(o_.n_clusters - 1, static_cast<int>(std::pow(u, 1.6) * o_.n_clusters));
     const double library = o_.mean_umis * std::exp(0.4 * rng.normal() - 0.08);
-    const auto& p = profile_[cluster];
+    const auto& p = sorted_weight_[cluster];  // p[i]: the probability of gene order[i]
     const auto& order = by_weight_[cluster];
     // P(count > 0) for NB(mu, r) is 1 - (1 + mu / r)^-r, decreasing along `order`. Each gene is
     // expressed independently with that probability: candidates are drawn with the current
     // (largest remaining) probability as a geometric skip and thinned to the gene's own.
-    auto expressed = [&](std::int32_t g) {
-      return -std::expm1(-r * std::log1p(library * p[g] / r));
+    auto expressed = [&](std::size_t i) {
+      return -std::expm1(-r * std::log1p(library * p[i] / r));
     };
     row.clear();
     std::size_t i = 0;
     const std::size_t n = order.size();
     while (i < n) {
-      const double bound = expressed(order[i]);
+      const double bound = expressed(i);
       if (bound <= 0) break;
       std::size_t j = i;
       if (bound < 1.0) {
@@ -130,11 +133,10 @@ CsrMatrix SynthGenerator::rows(std::int64_t r0, std::int64_t r1) const {
         if (skip >= static_cast<double>(n - i)) break;
         j = i + static_cast<std::size_t>(skip);
       }
-      const std::int32_t g = order[j];
-      const double q = j == i ? bound : expressed(g);  // the same gene: the same value
+      const double q = j == i ? bound : expressed(j);  // the same gene: the same value
       if (j == i || rng.uniform() * bound < q) {
         // Zero-truncated NB by inversion: P(k) = P(k-1) (k - 1 + r) / k * mu / (mu + r).
-        const double mu = library * p[g];
+        const double mu = library * p[j];
         const double ratio = mu / (mu + r);
         double pk = std::exp(r * std::log(r / (mu + r)));  // P(0)
         const double target = rng.uniform() * q;
@@ -145,7 +147,7 @@ CsrMatrix SynthGenerator::rows(std::int64_t r0, std::int64_t r1) const {
           pk *= (static_cast<double>(k) - 1 + r) / static_cast<double>(k) * ratio;
           mass += pk;
         } while (mass < target && k < 1000000);
-        row.emplace_back(g, static_cast<float>(k));
+        row.emplace_back(order[j], static_cast<float>(k));
       }
       i = j + 1;
     }

@@ -36,9 +36,10 @@ class SynthGenerator {
 
  private:
   SynthOptions o_;
-  std::vector<std::vector<double>> profile_;  // per cluster, gene probabilities summing to 1
   std::vector<std::vector<std::int32_t>>
       by_weight_;  // per cluster, genes by decreasing probability
+  // Per cluster, the genes' probabilities (summing to 1) in by_weight_ order.
+  std::vector<std::vector<double>> sorted_weight_;
 };
 
 // Writes a synthetic store to `path` (.h5ad) in row chunks.
