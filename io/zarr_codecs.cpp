@@ -8,6 +8,7 @@
 #include <array>
 #include <cstring>
 #include <memory>
+#include <optional>
 
 #include "inflate.hpp"
 
@@ -67,62 +68,97 @@ Bytes inflate_any(const Bytes& in, std::size_t expected, std::size_t limit, cons
 
 }  // namespace
 
-Bytes decompress(const std::string& id, const Bytes& in, std::size_t expected, std::size_t limit,
-                 const std::string& file, const std::string& element) {
+namespace {
+
+// The decoded size a blosc or numcodecs-LZ4 chunk declares in its header; nullopt for other codecs
+// and zstd frames without a content size.
+std::optional<std::size_t> declared_size(const std::string& id, const Bytes& in,
+                                         const std::string& file, const std::string& element) {
   if (id == "blosc") {
     std::size_t nbytes = 0;
     if (in.size() < BLOSC_MIN_HEADER_LENGTH ||
         blosc_cbuffer_validate(in.data(), in.size(), &nbytes) != 0)
       bad(file, element, id, "invalid header");
-    check_size(nbytes, expected, limit, file, element, id);
-    Bytes out(nbytes);
-    if (nbytes > 0 &&
-        blosc_decompress_ctx(in.data(), out.data(), out.size(), 1) != static_cast<int>(nbytes))
-      bad(file, element, id, "corrupt data");
-    return out;
+    return nbytes;
   }
   if (id == "zstd") {
     const unsigned long long size = ZSTD_getFrameContentSize(in.data(), in.size());
     if (size == ZSTD_CONTENTSIZE_ERROR) bad(file, element, id, "invalid frame");
-    if (size != ZSTD_CONTENTSIZE_UNKNOWN) {
-      check_size(size, expected, limit, file, element, id);
-      Bytes out(size);
-      const std::size_t got = ZSTD_decompress(out.data(), out.size(), in.data(), in.size());
-      if (ZSTD_isError(got) || got != size) bad(file, element, id, "corrupt data");
-      return out;
-    }
-    std::unique_ptr<ZSTD_DStream, std::size_t (*)(ZSTD_DStream*)> ds(ZSTD_createDStream(),
-                                                                     ZSTD_freeDStream);
-    ZSTD_initDStream(ds.get());
-    Bytes out;
-    std::array<std::uint8_t, 1 << 16> buf{};
-    ZSTD_inBuffer src{in.data(), in.size(), 0};
-    while (src.pos < src.size) {
-      ZSTD_outBuffer dst{buf.data(), buf.size(), 0};
-      const std::size_t rc = ZSTD_decompressStream(ds.get(), &dst, &src);
-      if (ZSTD_isError(rc)) bad(file, element, id, "corrupt data");
-      out.insert(out.end(), buf.data(), buf.data() + dst.pos);
-      if (out.size() > limit) bad(file, element, id, "decodes to more bytes than allowed");
-      if (rc == 0) break;
-      if (dst.pos == 0 && src.pos == src.size) bad(file, element, id, "truncated stream");
-    }
-    if (expected != 0 && out.size() != expected) bad(file, element, id, "wrong decoded size");
-    return out;
+    if (size == ZSTD_CONTENTSIZE_UNKNOWN) return std::nullopt;
+    return static_cast<std::size_t>(size);
   }
-  if (id == "gzip" || id == "zlib") return inflate_any(in, expected, limit, file, element, id);
   if (id == "lz4") {  // numcodecs: little-endian uint32 decoded size, then one LZ4 block
     if (in.size() < 4) bad(file, element, id, "truncated header");
-    const std::size_t size = std::size_t{in[0]} | std::size_t{in[1]} << 8 |
-                             std::size_t{in[2]} << 16 | std::size_t{in[3]} << 24;
-    check_size(size, expected, limit, file, element, id);
-    Bytes out(size);
-    const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(in.data() + 4),
-                                        reinterpret_cast<char*>(out.data()),
-                                        static_cast<int>(in.size() - 4), static_cast<int>(size));
-    if (got < 0 || static_cast<std::size_t>(got) != size) bad(file, element, id, "corrupt data");
-    return out;
+    return std::size_t{in[0]} | std::size_t{in[1]} << 8 | std::size_t{in[2]} << 16 |
+           std::size_t{in[3]} << 24;
   }
-  throw Error(file, element, "unsupported compressor '" + id + "'");
+  return std::nullopt;
+}
+
+// Decodes a chunk whose header declared `size` bytes (declared_size) into `out`.
+void decode_declared(const std::string& id, const Bytes& in, std::uint8_t* out, std::size_t size,
+                     const std::string& file, const std::string& element) {
+  if (size == 0) return;
+  bool ok = false;
+  if (id == "blosc") {
+    ok = blosc_decompress_ctx(in.data(), out, size, 1) == static_cast<int>(size);
+  } else if (id == "zstd") {
+    const std::size_t got = ZSTD_decompress(out, size, in.data(), in.size());
+    ok = !ZSTD_isError(got) && got == size;
+  } else if (id == "lz4") {
+    const int got = LZ4_decompress_safe(reinterpret_cast<const char*>(in.data() + 4),
+                                        reinterpret_cast<char*>(out),
+                                        static_cast<int>(in.size() - 4), static_cast<int>(size));
+    ok = got >= 0 && static_cast<std::size_t>(got) == size;
+  }
+  if (!ok) bad(file, element, id, "corrupt data");
+}
+
+Bytes zstd_stream(const Bytes& in, std::size_t expected, std::size_t limit, const std::string& file,
+                  const std::string& element, const std::string& id) {
+  std::unique_ptr<ZSTD_DStream, std::size_t (*)(ZSTD_DStream*)> ds(ZSTD_createDStream(),
+                                                                   ZSTD_freeDStream);
+  ZSTD_initDStream(ds.get());
+  Bytes out;
+  std::array<std::uint8_t, 1 << 16> buf{};
+  ZSTD_inBuffer src{in.data(), in.size(), 0};
+  while (src.pos < src.size) {
+    ZSTD_outBuffer dst{buf.data(), buf.size(), 0};
+    const std::size_t rc = ZSTD_decompressStream(ds.get(), &dst, &src);
+    if (ZSTD_isError(rc)) bad(file, element, id, "corrupt data");
+    out.insert(out.end(), buf.data(), buf.data() + dst.pos);
+    if (out.size() > limit) bad(file, element, id, "decodes to more bytes than allowed");
+    if (rc == 0) break;
+    if (dst.pos == 0 && src.pos == src.size) bad(file, element, id, "truncated stream");
+  }
+  if (expected != 0 && out.size() != expected) bad(file, element, id, "wrong decoded size");
+  return out;
+}
+
+}  // namespace
+
+Bytes decompress(const std::string& id, const Bytes& in, std::size_t expected, std::size_t limit,
+                 const std::string& file, const std::string& element) {
+  if (id == "gzip" || id == "zlib") return inflate_any(in, expected, limit, file, element, id);
+  if (id != "blosc" && id != "zstd" && id != "lz4")
+    throw Error(file, element, "unsupported compressor '" + id + "'");
+  const std::optional<std::size_t> size = declared_size(id, in, file, element);
+  if (!size) return zstd_stream(in, expected, limit, file, element, id);
+  check_size(*size, expected, limit, file, element, id);
+  Bytes out(*size);
+  decode_declared(id, in, out.data(), *size, file, element);
+  return out;
+}
+
+bool decompress_into(const std::string& id, const Bytes& in, std::uint8_t* out, std::size_t size,
+                     const std::string& file, const std::string& element) {
+  if (id == "gzip" || id == "zlib") return inflate_exact(in.data(), in.size(), out, size);
+  if (id != "blosc" && id != "zstd" && id != "lz4") return false;
+  const std::optional<std::size_t> declared = declared_size(id, in, file, element);
+  if (!declared) return false;
+  check_size(*declared, size, size, file, element, id);
+  decode_declared(id, in, out, size, file, element);
+  return true;
 }
 
 std::uint32_t crc32c(const std::uint8_t* data, std::size_t n) {

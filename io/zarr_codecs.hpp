@@ -20,6 +20,12 @@ using Bytes = std::vector<std::uint8_t>;
 Bytes decompress(const std::string& id, const Bytes& in, std::size_t expected, std::size_t limit,
                  const std::string& file, const std::string& element);
 
+// Decodes `in` with codec `id` straight into `out`, a chunk of exactly `size` bytes (no copy, no
+// allocation). False where that codec or stream has no such path (then `out` may hold anything
+// and `decompress` decodes it, or says why it cannot); a corrupt chunk throws as decompress does.
+bool decompress_into(const std::string& id, const Bytes& in, std::uint8_t* out, std::size_t size,
+                     const std::string& file, const std::string& element);
+
 // CRC-32C (Castagnoli), as zarr v3's crc32c codec appends it.
 std::uint32_t crc32c(const std::uint8_t* data, std::size_t n);
 

@@ -376,10 +376,12 @@ void byteswap_elements(Bytes& b, std::size_t size) {
     std::reverse(b.begin() + i, b.begin() + i + size);
 }
 
-std::optional<Bytes> read_bytes(const fs::path& p, std::uint64_t offset, std::uint64_t n,
-                                const std::string& file, const std::string& element) {
+// Bytes [offset, offset + n) of chunk file `p` (n = UINT64_MAX: to its end) into `out`; false
+// where the file does not exist (a chunk never written).
+bool read_bytes_into(const fs::path& p, std::uint64_t offset, std::uint64_t n, Bytes& out,
+                     const std::string& file, const std::string& element) {
   std::error_code ec;
-  if (!fs::exists(p, ec)) return std::nullopt;
+  if (!fs::exists(p, ec)) return false;
   const auto size = fs::file_size(p, ec);
   if (ec) throw Error(file, element, "cannot read chunk " + p.filename().string());
   if (n == UINT64_MAX) n = size - std::min<std::uint64_t>(offset, size);
@@ -387,12 +389,39 @@ std::optional<Bytes> read_bytes(const fs::path& p, std::uint64_t offset, std::ui
     throw Error(file, element, "chunk " + p.filename().string() + " is truncated");
   if (n > kMaxChunkBytes)
     throw Error(file, element, "chunk " + p.filename().string() + " is too large");
-  Bytes out(n);
+  out.resize(n);
   std::ifstream in(p, std::ios::binary);
   in.seekg(static_cast<std::streamoff>(offset));
   in.read(reinterpret_cast<char*>(out.data()), static_cast<std::streamsize>(n));
   if (!in) throw Error(file, element, "cannot read chunk " + p.filename().string());
+  return true;
+}
+
+std::optional<Bytes> read_bytes(const fs::path& p, std::uint64_t offset, std::uint64_t n,
+                                const std::string& file, const std::string& element) {
+  Bytes out;
+  if (!read_bytes_into(p, offset, n, out, file, element)) return std::nullopt;
   return out;
+}
+
+// Whether elements stored as `d` are, byte for byte, elements of type `t` on this machine.
+bool stored_as(const DType& d, NumType t) {
+  if (d.big_endian && d.size > 1) return false;
+  switch (t) {
+    case NumType::I8:
+      return d.kind == 'i' && d.size == 1;
+    case NumType::I32:
+      return d.kind == 'i' && d.size == 4;
+    case NumType::I64:
+      return d.kind == 'i' && d.size == 8;
+    case NumType::F32:
+      return d.kind == 'f' && d.size == 4;
+    case NumType::F64:
+      return d.kind == 'f' && d.size == 8;
+    case NumType::Bool:
+      return false;
+  }
+  return false;
 }
 
 std::uint32_t load_u32(const std::uint8_t* p) {
@@ -598,8 +627,12 @@ class ZarrElement final : public Element {
       std::mutex failed_mutex;
       std::int64_t failed_at = last;
       std::exception_ptr failed;
+      const std::size_t out_size = num_type_size(type);
       tbb::parallel_for(first + 1, last, [&](std::int64_t i0) {
         try {
+          auto* at = static_cast<std::uint8_t*>(out) +
+                     static_cast<std::size_t>((i0 * c0 - begin) * cols) * out_size;
+          if (decoded_into(index_of(i0), type, at)) return;
           const Bytes chunk = decoded_numeric(index_of(i0));
           put(i0, chunk.data());
         } catch (...) {
@@ -845,6 +878,34 @@ class ZarrElement final : public Element {
     cached_ = std::make_shared<const Bytes>(decoded_numeric(index));
     cached_index_ = index;
     return cached_;
+  }
+
+  // Unit chunk `index` decoded straight into `out` (room for the whole chunk as elements of type
+  // `t`), where it is stored as `t` in this machine's byte order under at most one compressor:
+  // no copy and no buffer of its own (the chunk file's bytes go to a buffer each thread keeps).
+  // False, with nothing read, where it takes decoded_numeric's path (shards, record fields,
+  // checksums, conversions, byte swaps) or was never written (then decoded_numeric fills it).
+  bool decoded_into(const std::vector<std::int64_t>& index, NumType t, std::uint8_t* out) const {
+    const Pipeline& p = meta_.pipeline;
+    if (meta_.sharding || record_size_ || p.vlen || p.big_endian || p.byte_codecs.size() > 1 ||
+        !stored_as(meta_.dtype, t))
+      return false;
+    const std::string codec = p.byte_codecs.empty() ? "" : p.byte_codecs[0].value("name", "");
+    if (codec == "crc32c") return false;
+    thread_local Bytes encoded;
+    const fs::path key = key_path(index);
+    if (!read_bytes_into(key, 0, UINT64_MAX, encoded, file_, path_)) return false;
+    const std::size_t size = unit_bytes(meta_.dtype.size);
+    const std::string element = path_ + " chunk " + key.filename().string();
+    if (codec.empty()) {
+      if (encoded.size() != size)
+        throw Error(
+            file_, element,
+            "holds " + std::to_string(encoded.size()) + " bytes, expected " + std::to_string(size));
+      std::memcpy(out, encoded.data(), size);
+      return true;
+    }
+    return zarr::decompress_into(codec, encoded, out, size, file_, element);
   }
 
   // A numeric chunk, decoded (no cache; safe on several threads at once).
