@@ -11,6 +11,7 @@
 #include <iostream>
 #include <nlohmann/json.hpp>
 #include <string>
+#include <string_view>
 #include <type_traits>
 #include <variant>
 #include <vector>
@@ -336,10 +337,12 @@ bool is_cli_invocation(int argc, char** argv) {
 int run_cli(int argc, char** argv) {
   const std::string cmd = argv[1];
   try {
-    if (cmd == "--help" || cmd == "-h") {
-      std::fputs(kUsage, stdout);
-      return 0;
-    }
+    // `orrery run --help` as well as `orrery --help`.
+    for (int i = 1; i < argc; ++i)
+      if (std::string_view(argv[i]) == "--help" || std::string_view(argv[i]) == "-h") {
+        std::fputs(kUsage, stdout);
+        return 0;
+      }
     if (cmd == "--headless") {
       Args a = parse(argc, argv, 2);
       if (a.out.empty()) a.out = "orrery-demo.h5ad";

@@ -16,6 +16,13 @@ expect_error() {  # expect_error PATTERN CMD...
   grep -q -- "$pattern" <<<"$out" || fail "message lacks '$pattern' for: $* -- $out"
 }
 
+# Help after a command prints the usage (exit 0), as before one.
+for args in "--help" "run --help" "synth -h"; do
+  # shellcheck disable=SC2086
+  out=$("$orrery" $args 2>&1) || fail "exit $? for: orrery $args"
+  grep -q "usage:" <<<"$out" || fail "no usage for: orrery $args -- $out"
+done
+
 printf 'not hdf5' > "$tmp/bad.h5ad"
 expect_error "bad.h5ad" "$orrery" run "$tmp/bad.h5ad" -o "$tmp/out.h5ad"
 expect_error "no such file" "$orrery" run "$tmp/missing.h5ad" -o "$tmp/out.h5ad"
