@@ -188,6 +188,10 @@ std::unique_ptr<Backend> make_cpu_backend();
 std::unique_ptr<Backend> make_cuda_backend(std::string* why);
 bool cuda_compiled();
 int cuda_device_count();
+// Opens cuBLAS and cuSOLVER, which a CUDA backend needs (make_cuda_backend does, once a device
+// is found; they are not linked, so a process without a device never maps them). False, with
+// `why`, where they cannot be opened or lack a function the backend calls.
+bool load_cuda_libraries(std::string* why);
 
 // "cpu", "cuda" or "auto". `note` receives a one-line explanation of the choice.
 std::unique_ptr<Backend> make_backend(const std::string& kind, std::string* note);

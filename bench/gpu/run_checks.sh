@@ -20,8 +20,10 @@ mkdir -p "$out"
 export LD_LIBRARY_PATH=$root/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export ORRERY_SHARED=$root/shared QT_QPA_PLATFORM=offscreen
 # The CUDA libraries come from the target's toolkit or its Python wheels: add the folder of each
-# one the programs miss.
-for lib in $(ldd "$root"/bin/* | awk '/not found/ {print $1}' | sort -u); do
+# one the programs miss, and of cuBLAS and cuSOLVER, which the CUDA backend opens by name
+# (compute/cuda/libraries.cu; ldd does not list them).
+opened=$(grep -aoE 'libcu(blas|solver)\.so\.[0-9]+' "$root/bin/orrery-cli" | sort -u)
+for lib in $( (ldd "$root"/bin/* | awk '/not found/ {print $1}'; echo "$opened") | sort -u); do
   found=$(find /usr/local /opt /usr/lib -name "$lib" 2>/dev/null | head -1)
   [ -n "$found" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$found")
   echo "$lib -> ${found:-NOT FOUND}"

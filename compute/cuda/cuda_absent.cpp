@@ -12,6 +12,10 @@ bool cuda_compiled() {
 int cuda_device_count() {
   return 0;
 }
+bool load_cuda_libraries(std::string* why) {
+  if (why) *why = "built without CUDA (-DORRERY_CUDA=OFF)";
+  return false;
+}
 std::unique_ptr<Backend> make_cuda_backend(std::string* why) {
   if (why) *why = "built without CUDA (-DORRERY_CUDA=OFF)";
   return nullptr;

@@ -30,6 +30,7 @@
 #include "compute/cuda/device.cuh"
 #include "compute/cuda/fuzzy.cuh"
 #include "compute/cuda/leiden.cuh"
+#include "compute/cuda/libraries.cuh"
 #include "compute/cuda/spectral.cuh"
 #include "compute/cuda/stats.cuh"
 #include "compute/cuda/wilcoxon.cuh"
@@ -1180,6 +1181,10 @@ int cuda_device_count() {
   return n;
 }
 
+bool load_cuda_libraries(std::string* why) {
+  return gpu::load_libraries(why);
+}
+
 std::unique_ptr<Backend> make_cuda_backend(std::string* why) {
   int n = 0;
   cudaError_t status = cudaGetDeviceCount(&n);
@@ -1199,6 +1204,10 @@ std::unique_ptr<Backend> make_cuda_backend(std::string* why) {
     if (why)
       *why = std::string(prop.name) + " has " + std::to_string(free >> 20) +
              " MiB free, under the 1024 MiB the backend needs";
+    return nullptr;
+  }
+  if (std::string libraries; !gpu::load_libraries(&libraries)) {
+    if (why) *why = std::string(prop.name) + ": " + libraries;
     return nullptr;
   }
   if (why)

@@ -13,7 +13,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <functional>
+#include <iterator>
 #include <map>
 #include <mutex>
 #include <numeric>
@@ -3162,6 +3164,24 @@ class TestStages : public QObject {
       QVERIFY_THROWS_EXCEPTION(orrery::Error, make_backend("cuda", &note));
     }
     QVERIFY_THROWS_EXCEPTION(orrery::Error, make_backend("tpu", &note));
+  }
+
+  // cuBLAS and cuSOLVER are not linked but opened by the CUDA backend (cuda/libraries.cu): on a
+  // machine with the toolkit, with or without a device, they open and hold every function it
+  // calls; a process that never asks for them does not map them.
+  void cudaLibrariesOpenOnDemand() {
+    if (!cuda_compiled()) QSKIP("CUDA backend not compiled (configured with -DORRERY_CUDA=OFF)");
+    auto mapped = [] {
+      std::ifstream maps("/proc/self/maps");
+      const std::string all((std::istreambuf_iterator<char>(maps)), {});
+      return all.find("libcublas") != std::string::npos;
+    };
+    if (cuda_device_count() == 0)  // else an earlier test's backend may have opened them
+      QVERIFY2(!mapped(), "libcublas is mapped before any backend asked for it");
+    std::string why;
+    QVERIFY2(load_cuda_libraries(&why), why.c_str());
+    QVERIFY(mapped());
+    QVERIFY(load_cuda_libraries(&why));  // once per process; the same answer
   }
 };
 
