@@ -411,24 +411,37 @@ class Hdf5Element final : public Element {
       if (mask != 0) return false;  // a filter was skipped for this chunk
     }
     std::atomic<std::int64_t> bad{-1};
+    // Stored as the type asked for: a chunk inside the range inflates straight into `out`.
+    const bool as_stored = (kind == Kind::F32 && type == NumType::F32) ||
+                           (kind == Kind::F64 && type == NumType::F64) ||
+                           (kind == Kind::I32 && type == NumType::I32) ||
+                           (kind == Kind::I64 && type == NumType::I64);
     tbb::parallel_for(hsize_t{0}, c1 - c0, [&](hsize_t i) {
-      std::vector<unsigned char> plain(chunk_bytes), unshuffled;
+      const auto first = static_cast<std::int64_t>((c0 + i) * chunk);
+      const std::int64_t lo = std::max(begin, first);
+      const std::int64_t hi = std::min(end, first + static_cast<std::int64_t>(chunk));
+      if (as_stored && !shuffle && hi - lo == static_cast<std::int64_t>(chunk)) {
+        auto* at = static_cast<unsigned char*>(out) + static_cast<std::size_t>(lo - begin) * size;
+        if (!inflate_exact(raw[i].data(), raw[i].size(), at, chunk_bytes))
+          bad.store(static_cast<std::int64_t>((c0 + i) * chunk));
+        return;
+      }
+      thread_local std::vector<unsigned char> plain, unshuffled;  // kept: no zero-fill per chunk
+      plain.resize(chunk_bytes);
       if (!inflate_exact(raw[i].data(), raw[i].size(), plain.data(), chunk_bytes)) {
         bad.store(static_cast<std::int64_t>((c0 + i) * chunk));
         return;
       }
+      const unsigned char* values = plain.data();
       if (shuffle) {  // HDF5's shuffle: byte j of every element, then byte j + 1, ...
         unshuffled.resize(chunk_bytes);
         if (size == 4)
           unshuffle<4>(plain.data(), chunk, unshuffled.data());
         else
           unshuffle<8>(plain.data(), chunk, unshuffled.data());
-        plain.swap(unshuffled);
+        values = unshuffled.data();
       }
-      const auto first = static_cast<std::int64_t>((c0 + i) * chunk);
-      const std::int64_t lo = std::max(begin, first);
-      const std::int64_t hi = std::min(end, first + static_cast<std::int64_t>(chunk));
-      const unsigned char* from = plain.data() + static_cast<std::size_t>(lo - first) * size;
+      const unsigned char* from = values + static_cast<std::size_t>(lo - first) * size;
       const auto n = static_cast<std::size_t>(hi - lo);
       const auto at = static_cast<std::size_t>(lo - begin);
       switch (kind) {
