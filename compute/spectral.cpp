@@ -226,11 +226,18 @@ std::vector<double> orientation_reference(std::int64_t n) {
 // the reason in `why`, where the component has no spectral layout.
 bool component_spectral(const CsrMatrix& g, const std::vector<std::int64_t>& members,
                         const std::vector<std::int64_t>& local,
-                        const ComponentEigensolver& eigensolver, std::vector<double>& out,
-                        std::string& why) {
+                        const ComponentEigensolver& eigensolver, std::int64_t arpack_max_vertices,
+                        std::vector<double>& out, std::string& why) {
   const ComponentOperator op = component_operator(g, members, local, why);
   if (op.sqrt_degree.empty()) return false;
-  if (!(eigensolver && eigensolver(op, out)) && !arpack_vectors(op, out, why)) return false;
+  if (!(eigensolver && eigensolver(op, out))) {
+    if (op.a.rows() > arpack_max_vertices) {
+      why = "no eigenvectors for a component of " + std::to_string(op.a.rows()) +
+            " vertices (ARPACK is not tried above " + std::to_string(arpack_max_vertices) + ")";
+      return false;
+    }
+    if (!arpack_vectors(op, out, why)) return false;
+  }
   orient_columns(out, op.a.rows(), 2, orientation_reference(op.a.rows()));
   return true;
 }
@@ -263,7 +270,8 @@ DenseMatrix random_layout(std::int64_t n, std::uint64_t seed) {
 }
 
 SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data, std::uint64_t seed,
-                               const ComponentEigensolver& eigensolver) {
+                               const ComponentEigensolver& eigensolver,
+                               std::int64_t arpack_max_vertices) {
   const std::int64_t n = graph.n_rows;
   SpectralResult result;
   std::vector<std::int32_t> label;
@@ -304,8 +312,8 @@ SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data, 
       const auto& m = members[c];
       std::vector<double> coords;
       // umap-learn lays tiny components out at random.
-      const bool spectral =
-          m.size() >= 4 && component_spectral(graph, m, local, eigensolver, coords, why);
+      const bool spectral = m.size() >= 4 && component_spectral(graph, m, local, eigensolver,
+                                                                arpack_max_vertices, coords, why);
       if (!spectral) {
         if (m.size() >= 4) ++failed;
         coords.resize(2 * m.size());

@@ -63,9 +63,14 @@ ComponentEigensolver host_lanczos_eigensolver(std::int64_t min_vertices = 0);
 // place disconnected components relative to each other; `eigensolver`: tried first on each
 // component (a backend's spectral_eigensolver()). Each eigenvector's sign is fixed by
 // orient_columns against a seeded reference vector, so solvers agree.
-SpectralResult spectral_layout(
-    const CsrMatrix& graph, const DenseMatrix& data, std::uint64_t seed,
-    const ComponentEigensolver& eigensolver = host_lanczos_eigensolver());
+// ARPACK takes a component `eigensolver` gave up on only up to `arpack_max_vertices`: above
+// that (umap-learn leaves eigsh above 2M points too) a component the Lanczos iteration did not
+// solve within its restarts would keep ARPACK, the same iteration, for minutes; it is laid out
+// at random instead, as umap-learn does when its solver fails, and the note says why.
+constexpr std::int64_t kArpackMaxVertices = 2'000'000;
+SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data, std::uint64_t seed,
+                               const ComponentEigensolver& eigensolver = host_lanczos_eigensolver(),
+                               std::int64_t arpack_max_vertices = kArpackMaxVertices);
 
 // Uniform random positions in [0, 10]^2 (umap-learn's init="random", rescaled).
 DenseMatrix random_layout(std::int64_t n, std::uint64_t seed);

@@ -2156,6 +2156,14 @@ class TestStages : public QObject {
     qInfo("spectral layout of a 60 x 40 lattice, Lanczos vs ARPACK: max difference %.3g of 10",
           most);
     QVERIFY(most < 0.05);
+    // Above ARPACK's size bound, a component the eigensolver gave up on is laid out at random,
+    // and the note says why.
+    const SpectralResult bounded = spectral_layout(
+        g, DenseMatrix(n, 2), 0,
+        [](const ComponentOperator&, std::vector<double>&) { return false; }, n - 1);
+    QVERIFY2(bounded.note.rfind("random (no eigenvectors for a component of 2400 vertices", 0) == 0,
+             bounded.note.c_str());
+    QCOMPARE(bounded.embedding.rows, std::int64_t{n});
   }
 
   // A one-way edge between two rings (an asymmetric graph, as a store's may be) leaves them
