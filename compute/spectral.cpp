@@ -340,9 +340,10 @@ SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data, 
   }
   scale_to_box(result.embedding);
   result.note =
-      n_comp == 1 ? "spectral"
-                  : "spectral (" + std::to_string(n_comp) + " components" +
-                        (failed ? ", " + std::to_string(failed) + " laid out at random" : "") + ")";
+      n_comp == 1
+          ? "spectral"
+          : "spectral (" + std::to_string(n_comp) + " components" +
+                (failed ? ", " + std::to_string(failed) + " laid out at random: " + why : "") + ")";
   return result;
 }
 

@@ -426,7 +426,12 @@ class Hdf5Element final : public Element {
           bad.store(static_cast<std::int64_t>((c0 + i) * chunk));
         return;
       }
-      thread_local std::vector<unsigned char> plain, unshuffled;  // kept: no zero-fill per chunk
+      // Buffers each thread keeps between chunks (no zero-fill per chunk) up to 16 MiB chunks.
+      thread_local std::vector<unsigned char> kept_plain, kept_unshuffled;
+      std::vector<unsigned char> own_plain, own_unshuffled;
+      const bool keep = chunk_bytes <= (std::size_t{16} << 20);
+      auto& plain = keep ? kept_plain : own_plain;
+      auto& unshuffled = keep ? kept_unshuffled : own_unshuffled;
       plain.resize(chunk_bytes);
       if (!inflate_exact(raw[i].data(), raw[i].size(), plain.data(), chunk_bytes)) {
         bad.store(static_cast<std::int64_t>((c0 + i) * chunk));

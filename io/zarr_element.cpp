@@ -404,6 +404,9 @@ std::optional<Bytes> read_bytes(const fs::path& p, std::uint64_t offset, std::ui
   return out;
 }
 
+// The most a reading thread keeps of its encoded-chunk buffer between chunks.
+constexpr std::size_t kKeptBufferBytes = std::size_t{16} << 20;
+
 // Whether elements stored as `d` are, byte for byte, elements of type `t` on this machine.
 bool stored_as(const DType& d, NumType t) {
   if (d.big_endian && d.size > 1) return false;
@@ -897,15 +900,18 @@ class ZarrElement final : public Element {
     if (!read_bytes_into(key, 0, UINT64_MAX, encoded, file_, path_)) return false;
     const std::size_t size = unit_bytes(meta_.dtype.size);
     const std::string element = path_ + " chunk " + key.filename().string();
+    bool done = true;
     if (codec.empty()) {
       if (encoded.size() != size)
         throw Error(
             file_, element,
             "holds " + std::to_string(encoded.size()) + " bytes, expected " + std::to_string(size));
       std::memcpy(out, encoded.data(), size);
-      return true;
+    } else {
+      done = zarr::decompress_into(codec, encoded, out, size, file_, element);
     }
-    return zarr::decompress_into(codec, encoded, out, size, file_, element);
+    if (encoded.capacity() > kKeptBufferBytes) Bytes().swap(encoded);  // not kept past a read
+    return done;
   }
 
   // A numeric chunk, decoded (no cache; safe on several threads at once).

@@ -22,11 +22,22 @@ export ORRERY_SHARED=$root/shared QT_QPA_PLATFORM=offscreen
 # The CUDA libraries come from the target's toolkit or its Python wheels: add the folder of each
 # one the programs miss, and of cuBLAS and cuSOLVER, which the CUDA backend opens by name
 # (compute/cuda/libraries.cu; ldd does not list them).
-opened=$(grep -aoE 'libcu(blas|solver)\.so\.[0-9]+' "$root/bin/orrery-cli" | sort -u)
-for lib in $( (ldd "$root"/bin/* | awk '/not found/ {print $1}'; echo "$opened") | sort -u); do
-  found=$(find /usr/local /opt /usr/lib -name "$lib" 2>/dev/null | head -1)
+add_folder_of() {  # add_folder_of LIB: adds the first folder holding LIB; its path in $found
+  found=$(find /usr/local /opt /usr/lib -name "$1" 2>/dev/null | head -1)
   [ -n "$found" ] && export LD_LIBRARY_PATH=$LD_LIBRARY_PATH:$(dirname "$found")
-  echo "$lib -> ${found:-NOT FOUND}"
+  echo "$1 -> ${found:-NOT FOUND}"
+}
+for lib in $(ldd "$root"/bin/* | awk '/not found/ {print $1}' | sort -u); do
+  add_folder_of "$lib"
+done
+# The opened libraries' own dependencies (cuSOLVER needs cuSPARSE, nvJitLink, ...) where the
+# folders added so far miss them (e.g. separate Python wheels).
+for lib in $(grep -aoE 'libcu(blas|solver)\.so\.[0-9]+' "$root/bin/orrery-cli" | sort -u); do
+  add_folder_of "$lib"
+  [ -n "$found" ] || continue
+  for dep in $(ldd "$found" | awk '/not found/ {print $1}' | sort -u); do
+    add_folder_of "$dep"
+  done
 done
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv |
   tee "$out/device.txt"

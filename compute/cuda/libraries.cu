@@ -19,7 +19,7 @@ namespace {
 struct Libraries {
   void* blas = nullptr;
   void* solver = nullptr;
-  bool ok = false;
+  std::atomic<bool> ok{false};  // set (release) once both handles and every function are found
   std::string why;
 };
 
@@ -68,7 +68,7 @@ void open_libraries() {
       return;
     }
   }
-  l.ok = true;
+  l.ok.store(true, std::memory_order_release);
 }
 
 // The library's own `name`, of the type of our definition of it, found once load_libraries has
@@ -78,7 +78,7 @@ F resolve(std::atomic<F>& cache, bool blas, const char* name) {
   F f = cache.load(std::memory_order_acquire);
   if (f) return f;
   const Libraries& l = libraries();
-  if (!l.ok) return nullptr;
+  if (!l.ok.load(std::memory_order_acquire)) return nullptr;
   f = reinterpret_cast<F>(dlsym(blas ? l.blas : l.solver, name));
   cache.store(f, std::memory_order_release);
   return f;
@@ -88,8 +88,9 @@ F resolve(std::atomic<F>& cache, bool blas, const char* name) {
 
 bool load_libraries(std::string* why) {
   std::call_once(opened, open_libraries);
-  if (!libraries().ok && why) *why = libraries().why;
-  return libraries().ok;
+  const bool ok = libraries().ok.load(std::memory_order_acquire);
+  if (!ok && why) *why = libraries().why;
+  return ok;
 }
 
 }  // namespace orrery::compute::gpu

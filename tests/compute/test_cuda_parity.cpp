@@ -487,7 +487,8 @@ class TestCudaParity : public QObject {
     const std::int64_t after = cuda_->device_free_bytes();
     qInfo("device memory free: %lld MiB before, %lld MiB after the Gram pass",
           static_cast<long long>(before >> 20), static_cast<long long>(after >> 20));
-    QVERIFY2(after >= before - (64 << 20), "the pool's freed blocks are not counted as free");
+    // cuBLAS's first use takes its workspace and kernels outside the pool: 128 MiB of slack.
+    QVERIFY2(after >= before - (128 << 20), "the pool's freed blocks are not counted as free");
   }
 
   // Projection onto the PCs: the CPU sums each row's offsets times the axes, the device a
