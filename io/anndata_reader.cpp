@@ -1,11 +1,8 @@
 #include "anndata_reader.hpp"
 
-#include <tbb/blocked_range.h>
-#include <tbb/parallel_for.h>
 #include <unistd.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <limits>
@@ -16,25 +13,6 @@
 namespace orrery::io {
 
 namespace {
-
-// The first i in [0, n) for which bad(i) holds, or -1: checked on all cores, the answer the
-// serial loop would give.
-template <typename Bad>
-std::int64_t first_where(std::int64_t n, const Bad& bad) {
-  std::atomic<std::int64_t> first{n};
-  tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, std::int64_t{1} << 16),
-                    [&](const tbb::blocked_range<std::int64_t>& r) {
-                      if (r.begin() >= first.load(std::memory_order_relaxed)) return;
-                      for (std::int64_t i = r.begin(); i < r.end(); ++i)
-                        if (bad(i)) {
-                          std::int64_t seen = first.load();
-                          while (i < seen && !first.compare_exchange_weak(seen, i)) {
-                          }
-                          return;
-                        }
-                    });
-  return first.load() < n ? first.load() : -1;
-}
 
 // Rows of a CSR group (data, indices, indptr), read range by range.
 class CsrReader final : public RowChunkReader {
@@ -88,14 +66,7 @@ class CsrReader final : public RowChunkReader {
     out.data.resize(e - b);
     indices_->read(b, e, out.indices.data());
     data_->read(b, e, out.data.data());
-    const std::int64_t entries = e - b;
-    if (const auto k = first_where(
-            entries, [&](std::int64_t k) { return out.indices[k] < 0 || out.indices[k] >= cols_; });
-        k >= 0)
-      indices_->fail("column index " + std::to_string(out.indices[k]) + " out of range");
-    if (first_where(entries, [&](std::int64_t k) { return !std::isfinite(out.data[k]); }) >= 0)
-      data_->fail("NaN or Inf value");
-    sort_rows(out, indices_->file(), indices_->path());
+    check_and_sort_rows(out, cols_, indices_->file(), indices_->path(), data_->path());
   }
 
  private:

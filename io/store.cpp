@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <future>
@@ -83,18 +84,47 @@ CsrMatrix csr_with_row_lengths(const std::vector<std::int64_t>& row_nnz, std::in
   return m;
 }
 
-void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element) {
-  // Rows in parallel; a row with a repeated column is noted, and the first such row (as a
-  // serial pass would find it) is reported once all are sorted.
-  std::atomic<std::int64_t> repeated{m.n_rows};
+namespace {
+
+// The lowest of the values offered to `first` (what a serial pass would find first).
+void offer_lowest(std::atomic<std::int64_t>& first, std::int64_t v) {
+  std::int64_t seen = first.load();
+  while (v < seen && !first.compare_exchange_weak(seen, v)) {
+  }
+}
+
+// sort_rows, checking each entry as stored first where n_cols >= 0 (check_and_sort_rows).
+void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element,
+               std::int64_t n_cols, const std::string& data_element) {
+  // Rows in parallel; the first offending entry and the first row with a repeated column (as a
+  // serial pass would find them) are reported once all are done. A row holding an offending
+  // entry is left unsorted, so the entry is reported as stored.
+  const std::int64_t nnz = m.nnz();
+  std::atomic<std::int64_t> repeated{m.n_rows}, bad_column{nnz}, bad_value{nnz};
   tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, m.n_rows, 256),
                     [&](const tbb::blocked_range<std::int64_t>& rows) {
                       std::vector<std::pair<GeneIndex, float>> row;
                       for (std::int64_t r = rows.begin(); r < rows.end(); ++r) {
                         const auto b = m.indptr[r], e = m.indptr[r + 1];
                         bool sorted = true;
-                        for (auto k = b + 1; k < e && sorted; ++k)
-                          sorted = m.indices[k - 1] < m.indices[k];
+                        if (n_cols >= 0) {
+                          bool bad = false;
+                          for (auto k = b; k < e; ++k) {
+                            if (m.indices[k] < 0 || m.indices[k] >= n_cols) {
+                              offer_lowest(bad_column, k);
+                              bad = true;
+                            }
+                            if (!std::isfinite(m.data[k])) {
+                              offer_lowest(bad_value, k);
+                              bad = true;
+                            }
+                            sorted = sorted && (k == b || m.indices[k - 1] < m.indices[k]);
+                          }
+                          if (bad) continue;
+                        } else {
+                          for (auto k = b + 1; k < e && sorted; ++k)
+                            sorted = m.indices[k - 1] < m.indices[k];
+                        }
                         if (sorted) continue;
                         row.clear();
                         for (auto k = b; k < e; ++k) row.emplace_back(m.indices[k], m.data[k]);
@@ -105,13 +135,12 @@ void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element
                           m.indices[b + k] = row[k].first;
                           m.data[b + k] = row[k].second;
                         }
-                        if (twice) {
-                          std::int64_t seen = repeated.load();
-                          while (r < seen && !repeated.compare_exchange_weak(seen, r)) {
-                          }
-                        }
+                        if (twice) offer_lowest(repeated, r);
                       }
                     });
+  if (const std::int64_t k = bad_column.load(); k < nnz)
+    throw Error(file, element, "column index " + std::to_string(m.indices[k]) + " out of range");
+  if (bad_value.load() < nnz) throw Error(file, data_element, "NaN or Inf value");
   const std::int64_t r = repeated.load();
   if (r == m.n_rows) return;
   for (auto k = m.indptr[r] + 1; k < m.indptr[r + 1]; ++k)
@@ -119,6 +148,17 @@ void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element
       throw Error(file, element,
                   "duplicate entry for column " + std::to_string(m.indices[k]) + " in row " +
                       std::to_string(r));
+}
+
+}  // namespace
+
+void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element) {
+  sort_rows(m, file, element, -1, element);
+}
+
+void check_and_sort_rows(CsrMatrix& m, std::int64_t n_cols, const std::string& file,
+                         const std::string& indices_element, const std::string& data_element) {
+  sort_rows(m, file, indices_element, n_cols, data_element);
 }
 
 namespace {

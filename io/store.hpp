@@ -105,6 +105,12 @@ void make_unique(std::vector<std::string>& names);
 // columns within a row with an error naming `file` and `element` (the first such row). Rows are
 // sorted in parallel: `m.indptr` must be monotone and within the entries.
 void sort_rows(CsrMatrix& m, const std::string& file, const std::string& element);
+// sort_rows with every entry checked as stored, in the same pass: its column in [0, n_cols)
+// (else an error naming `indices_element` and the column) and its value finite (else
+// `data_element`). The first offending entry in stored order is reported, a column before a
+// value, either before a repeated column.
+void check_and_sort_rows(CsrMatrix& m, std::int64_t n_cols, const std::string& file,
+                         const std::string& indices_element, const std::string& data_element);
 
 // Rows [r0, r1) of an n_cols-column CSR matrix whose row lengths are `row_nnz`: indptr set,
 // indices and data sized for the entries to be filled in.
