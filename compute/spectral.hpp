@@ -72,6 +72,10 @@ SpectralResult spectral_layout(const CsrMatrix& graph, const DenseMatrix& data, 
                                const ComponentEigensolver& eigensolver = host_lanczos_eigensolver(),
                                std::int64_t arpack_max_vertices = kArpackMaxVertices);
 
+// For each of the points (x, y pairs), the distance to the nearest other point (the largest
+// double where there is none): where spectral_layout places components apart.
+std::vector<double> nearest_other_distances(const std::vector<double>& xy);
+
 // Uniform random positions in [0, 10]^2 (umap-learn's init="random", rescaled).
 DenseMatrix random_layout(std::int64_t n, std::uint64_t seed);
 

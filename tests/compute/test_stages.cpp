@@ -2166,6 +2166,32 @@ class TestStages : public QObject {
     QCOMPARE(bounded.embedding.rows, std::int64_t{n});
   }
 
+  // The nearest other component's centroid by a sweep along x equals the all-pairs answer: ties,
+  // repeated points, a column of equal x, a single point.
+  void nearestOtherDistances() {
+    Rng rng(17);
+    std::vector<double> xy;
+    for (int i = 0; i < 3000; ++i) {
+      xy.push_back(std::floor(40 * rng.uniform()) / 40);  // many equal x
+      xy.push_back(rng.uniform());
+    }
+    for (int i = 0; i < 20; ++i) xy.insert(xy.end(), {0.5, 0.01 * i});  // one column
+    xy.insert(xy.end(), {xy[10], xy[11]});  // a repeat of point 5: 0 apart
+    const std::vector<double> fast = nearest_other_distances(xy);
+    const std::size_t n = xy.size() / 2;
+    QCOMPARE(fast.size(), n);
+    for (std::size_t c = 0; c < n; ++c) {
+      double best = std::numeric_limits<double>::max();
+      for (std::size_t o = 0; o < n; ++o)
+        if (o != c)
+          best = std::min(best, std::hypot(xy[2 * o] - xy[2 * c], xy[2 * o + 1] - xy[2 * c + 1]));
+      QCOMPARE(fast[c], best);
+    }
+    QCOMPARE(fast[5], 0.0);
+    QCOMPARE(nearest_other_distances({1.0, 2.0}),
+             std::vector<double>{std::numeric_limits<double>::max()});
+  }
+
   // A one-way edge between two rings (an asymmetric graph, as a store's may be) leaves them
   // two components, each laid out from its own edges alone: finite, in the box.
   void spectralLayoutOfOneWayEdge() {
