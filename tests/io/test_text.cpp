@@ -203,6 +203,13 @@ class TestText : public QObject {
     QCOMPARE(t.n_obs(), 4);
     QCOMPARE(t.n_vars(), 3);
     QCOMPARE(at(all_rows(t), 3, 1), 7.0f);
+    // pandas' to_csv(index=False) with integer column labels: an unquoted header 0, 1, ...,
+    // m - 1 names the columns; it is not a row of values.
+    write_file(file("range-header.csv"), "0,1,2,3\n1,0,2.5,0\n0,0,0,7\n3,1,0,0\n");
+    io::Store r = io::open_store(file("range-header.csv").string());
+    expect_small(r, false);
+    QCOMPARE(r.var.index, (std::vector<std::string>{"0", "1", "2", "3"}));
+    QCOMPARE(r.obs.index.back(), std::string("cell2"));
   }
 
   // Above the conversion budget: a temporary CSR store, cell blocks dealt in one pass (genes in
