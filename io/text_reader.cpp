@@ -180,6 +180,23 @@ bool next_line(LineReader& lines, std::string& line) {
   return false;
 }
 
+// Whether the first fields of the rows, from `first` (the first row's) and then the next lines
+// (up to 20 rows), count up 0, 1, 2, ... or 1, 2, 3, ... over at least 3 rows: pandas' RangeIndex
+// under a named index, not a column of values.
+bool first_fields_count_up(LineReader& lines, Separator sep, const std::string& file,
+                           std::string_view first) {
+  if (first != "0" && first != "1") return false;
+  const long start = first == "0" ? 0 : 1;
+  std::string line;
+  std::vector<std::string_view> fields;
+  long rows = 1;
+  for (; rows < 20 && next_line(lines, line); ++rows) {
+    split_fields(line, sep, file, lines.line_no(), fields);
+    if (fields.empty() || fields.front() != std::to_string(start + rows)) return false;
+  }
+  return rows >= 3;
+}
+
 // The format, read from the first two non-blank lines; `header_fields` gets the header's.
 Format read_format(const std::string& file, std::vector<std::string>* header_fields,
                    std::string* index_name) {
@@ -220,7 +237,8 @@ Format read_format(const std::string& file, std::vector<std::string>* header_fie
     f.row_names = true;
   } else if (row.size() == head.size()) {
     // pandas writes the index's name (often empty) over it; without names the rows are numbers
-    f.row_names = head.front().empty() || !parse_number(row.front(), v);
+    f.row_names = head.front().empty() || !parse_number(row.front(), v) ||
+                  first_fields_count_up(lines, f.sep, file, row.front());
     skip = f.row_names ? 1 : 0;
     if (f.row_names && index_name) *index_name = std::string(head.front());
   } else {

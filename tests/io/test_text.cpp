@@ -210,6 +210,15 @@ class TestText : public QObject {
     expect_small(r, false);
     QCOMPARE(r.var.index, (std::vector<std::string>{"0", "1", "2", "3"}));
     QCOMPARE(r.obs.index.back(), std::string("cell2"));
+    // pandas' to_csv of a frame with a named RangeIndex: the ids 0, 1, 2 under "cell_id" are
+    // the row names, not a column of values; a column that does not count up stays values.
+    write_file(file("named-range.csv"), "cell_id,MT-A,B,C,B\n0,1,0,2.5,0\n1,0,0,0,7\n2,3,1,0,0\n");
+    io::Store named = io::open_store(file("named-range.csv").string());
+    expect_small(named, false);
+    QCOMPARE(named.obs.index, (std::vector<std::string>{"0", "1", "2"}));
+    QCOMPARE(named.var.index, (std::vector<std::string>{"MT-A", "B", "C", "B-1"}));
+    write_file(file("counts-first.csv"), "g0,g1,g2,g3\n0,1,0,2.5\n1,0,0,0\n3,3,1,0\n");
+    QCOMPARE(io::open_store(file("counts-first.csv").string()).n_vars(), 4);
   }
 
   // Above the conversion budget: a temporary CSR store, cell blocks dealt in one pass (genes in
