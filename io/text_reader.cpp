@@ -218,8 +218,9 @@ Format read_format(const std::string& file, std::vector<std::string>* header_fie
   f.header =
       quoted || !std::all_of(head.begin(), head.end(), [&](auto h) { return parse_number(h, v); });
   // pandas writes integer column labels (0, 1, ..., m - 1) unquoted, with to_csv(index=False)
-  // nothing else on the line: a header, which a row of counts practically never equals.
-  bool range_labels = head.size() >= 2;
+  // nothing else on the line: a header, which a row of counts of 4 or more genes practically
+  // never equals.
+  bool range_labels = head.size() >= 4;
   for (std::size_t i = 0; i < head.size() && range_labels; ++i)
     range_labels = head[i] == std::to_string(i);
   f.header = f.header || range_labels;

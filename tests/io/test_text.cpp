@@ -219,6 +219,9 @@ class TestText : public QObject {
     QCOMPARE(named.var.index, (std::vector<std::string>{"MT-A", "B", "C", "B-1"}));
     write_file(file("counts-first.csv"), "g0,g1,g2,g3\n0,1,0,2.5\n1,0,0,0\n3,3,1,0\n");
     QCOMPARE(io::open_store(file("counts-first.csv").string()).n_vars(), 4);
+    // Three numbers 0, 1, 2 on the first line are still a row of values.
+    write_file(file("three.csv"), "0,1,2\n4,0,1\n");
+    QCOMPARE(io::open_store(file("three.csv").string()).X->nnz(), 4);
   }
 
   // Above the conversion budget: a temporary CSR store, cell blocks dealt in one pass (genes in
