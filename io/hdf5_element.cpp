@@ -422,8 +422,7 @@ class Hdf5Element final : public Element {
       const std::int64_t hi = std::min(end, first + static_cast<std::int64_t>(chunk));
       if (as_stored && !shuffle && hi - lo == static_cast<std::int64_t>(chunk)) {
         auto* at = static_cast<unsigned char*>(out) + static_cast<std::size_t>(lo - begin) * size;
-        if (!inflate_exact(raw[i].data(), raw[i].size(), at, chunk_bytes))
-          bad.store(static_cast<std::int64_t>((c0 + i) * chunk));
+        if (!inflate_exact(raw[i].data(), raw[i].size(), at, chunk_bytes)) bad.store(first);
         return;
       }
       // Buffers each thread keeps between chunks (no zero-fill per chunk) up to 16 MiB chunks.
@@ -434,7 +433,7 @@ class Hdf5Element final : public Element {
       auto& unshuffled = keep ? kept_unshuffled : own_unshuffled;
       plain.resize(chunk_bytes);
       if (!inflate_exact(raw[i].data(), raw[i].size(), plain.data(), chunk_bytes)) {
-        bad.store(static_cast<std::int64_t>((c0 + i) * chunk));
+        bad.store(first);
         return;
       }
       const unsigned char* values = plain.data();
