@@ -320,6 +320,100 @@ UmapEpoch umap_epoch_args(const UmapArrays& arrays, const float* prev, float* y,
                    .seed = o.seed};
 }
 
+namespace {
+
+// The host's epoch: vertices moved several at a time, interleaved sample by sample. A vertex's
+// samples form one serial chain (each moves the point the next starts from, through a pow), so
+// moving one vertex at a time leaves the core waiting on that chain; other vertices' chains are
+// independent and fill the wait. Per vertex: umap_move_vertex's draws and arithmetic, in its
+// order (the same bits; umapInterleavedSameBits).
+constexpr int kUmapLanes = 4;
+// An edge's first negative samples are drawn before its attraction and their positions
+// prefetched: at millions of points each is a cache miss.
+constexpr int kUmapAhead = 16;
+
+struct UmapLane {
+  std::int64_t i = 0;
+  std::vector<std::int64_t> due;    // the vertex's edges due this epoch, found without branches
+  std::size_t next = 0, n_due = 0;  // due[next] is the current edge
+  std::int64_t e = 0;
+  float* cur = nullptr;
+  UmapSplitMix rng{0, 0, 0};
+  int p = -1;  // edge e's next negative sample; -1 before its attraction
+  int n_neg = 0;
+  std::int64_t ahead[kUmapAhead] = {};
+};
+
+void start_vertex(const UmapEpoch& u, UmapLane& l, std::int64_t i) {
+  l.i = i;
+  const std::int64_t e0 = u.first[i], e1 = u.first[i + 1];
+  if (l.due.size() < static_cast<std::size_t>(e1 - e0)) l.due.resize(e1 - e0);
+  std::size_t n = 0;
+  for (auto e = e0; e < e1; ++e) {
+    l.due[n] = e;
+    n += u.next_sample[e] <= u.epoch;
+  }
+  l.n_due = n;
+  l.next = 0;
+  l.cur = u.y + 2 * i;
+  l.rng = UmapSplitMix(u.seed, static_cast<std::uint64_t>(u.epoch), static_cast<std::uint64_t>(i));
+  l.p = -1;
+}
+
+// One step of a lane's vertex: the next due edge's attraction, or one of its negative samples.
+// False when the vertex has no due edge left.
+bool step_vertex(const UmapEpoch& u, UmapLane& l) {
+  if (l.p < 0) {
+    if (l.next == l.n_due) return false;
+    l.e = l.due[l.next];
+    l.n_neg = umap_negatives_due(u, l.e);
+    const int drawn = std::min(l.n_neg, kUmapAhead);
+    for (int q = 0; q < drawn; ++q) {
+      l.ahead[q] = umap_draw(l.rng, u);
+      __builtin_prefetch(u.prev + 2 * l.ahead[q]);
+    }
+    if (l.next + 1 < l.n_due) __builtin_prefetch(u.prev + 2 * u.tail[l.due[l.next + 1]]);
+    umap_attract(u, l.cur, u.prev + 2 * u.tail[l.e]);
+    u.next_sample[l.e] += u.eps[l.e];
+    l.p = 0;
+  } else {
+    const auto k = l.p < kUmapAhead ? l.ahead[l.p] : umap_draw(l.rng, u);
+    if (k != l.i) umap_repel(u, l.cur, u.prev + 2 * k);
+    ++l.p;
+  }
+  if (l.p == l.n_neg) {
+    u.next_neg[l.e] += l.n_neg * u.eps_neg[l.e];
+    ++l.next;
+    l.p = -1;
+  }
+  return true;
+}
+
+}  // namespace
+
+void umap_move_vertices(const UmapEpoch& u, std::int64_t begin, std::int64_t end) {
+  UmapLane lanes[kUmapLanes];
+  bool live[kUmapLanes];
+  int n_live = 0;
+  for (int k = 0; k < kUmapLanes; ++k) {
+    live[k] = begin < end;
+    if (live[k]) start_vertex(u, lanes[k], begin++), ++n_live;
+  }
+  while (n_live > 0) {
+    for (int k = 0; k < kUmapLanes; ++k) {
+      if (!live[k]) continue;
+      while (!step_vertex(u, lanes[k])) {  // the vertex is done: the lane takes the next
+        if (begin == end) {
+          live[k] = false;
+          --n_live;
+          break;
+        }
+        start_vertex(u, lanes[k], begin++);
+      }
+    }
+  }
+}
+
 int umap_epochs(const UmapOptions& o, std::int64_t n) {
   return o.n_epochs > 0 ? o.n_epochs : (n <= 10000 ? 500 : 200);
 }
@@ -350,7 +444,7 @@ DenseMatrix umap_layout(const CsrMatrix& graph, DenseMatrix emb, const UmapOptio
                         start.data(), emb.values.data(), n, {a, b}, o, epoch, n_epochs);
     tbb::parallel_for(tbb::blocked_range<std::int64_t>(0, n, 1024),
                       [&](const tbb::blocked_range<std::int64_t>& r) {
-                        for (std::int64_t i = r.begin(); i < r.end(); ++i) umap_move_vertex(u, i);
+                        umap_move_vertices(u, r.begin(), r.end());
                       });
   }
   progress.report("umap", 1.0);

@@ -67,6 +67,10 @@ struct UmapSchedule {
 UmapSchedule umap_schedule(const CsrMatrix& graph, int n_epochs, int negative_sample_rate);
 int umap_epochs(const UmapOptions& options, std::int64_t n_cells);  // n_epochs = 0 resolved
 
+// Vertices [begin, end) of one epoch moved on the host: umap_move_vertex's arithmetic and
+// samples per vertex (the same bits), several vertices interleaved.
+void umap_move_vertices(const UmapEpoch& u, std::int64_t begin, std::int64_t end);
+
 // One epoch's arguments for umap_move_vertex over a schedule's arrays (the host vectors or their
 // device copies, in UmapSchedule's order: first, tail, eps, eps_neg, next_sample, next_neg):
 // the learning rate decays linearly with the epoch, as umap-learn's.

@@ -1986,6 +1986,60 @@ class TestStages : public QObject {
     QVERIFY(dropped > 1000 && e > 10000);  // both kinds of edges are there
   }
 
+  // The host moves several vertices at once, interleaved sample by sample
+  // (umap_move_vertices); each vertex must get exactly umap_move_vertex's draws and arithmetic,
+  // the CUDA kernel's per-thread order: the same bits in positions and schedules, over ranges
+  // shorter and longer than the lanes, vertices without edges, a hub of 400 edges, points on
+  // top of each other, and no negative samples (rate 0: NaN schedules).
+  void umapInterleavedSameBits() {
+    const std::int64_t n = 2000;
+    CsrMatrix g;
+    g.n_rows = g.n_cols = n;
+    Rng rng(12);
+    for (std::int64_t i = 0; i < n; ++i) {
+      const int k = i == 777 ? 400 : static_cast<int>(rng.next() % 12);
+      for (int t = 0; t < k; ++t) {
+        g.indices.push_back(static_cast<std::int32_t>(rng.next() % n));
+        g.data.push_back(static_cast<float>(0.05 + rng.uniform()));
+      }
+      g.indptr.push_back(g.nnz());
+    }
+    std::vector<float> init(2 * n);
+    for (auto& v : init) v = static_cast<float>(10.0 * rng.uniform());
+    for (int i = 0; i < 40; ++i) init[2 * (i + 100)] = init[0], init[2 * (i + 100) + 1] = init[1];
+    auto bits = [](const auto& v) {
+      return QByteArray(reinterpret_cast<const char*>(v.data()),
+                        static_cast<qsizetype>(v.size() * sizeof(v[0])));
+    };
+    for (const int rate : {5, 0}) {
+      UmapOptions o;
+      o.negative_sample_rate = rate;
+      const int epochs = 30;
+      UmapSchedule one = umap_schedule(g, epochs, rate), lanes = one;
+      std::vector<float> y_one = init, y_lanes = init, start(2 * n);
+      for (int epoch = 0; epoch < 12; ++epoch) {
+        auto args = [&](UmapSchedule& s, std::vector<float>& y) {
+          start = y;
+          return umap_epoch_args({s.first.data(), s.tail.data(), s.eps.data(), s.eps_neg.data(),
+                                  s.next_sample.data(), s.next_neg.data()},
+                                 start.data(), y.data(), n, {0.58, 1.33}, o, epoch, epochs);
+        };
+        const UmapEpoch a = args(one, y_one);
+        for (std::int64_t i = 0; i < n; ++i) umap_move_vertex(a, i);
+        const UmapEpoch b = args(lanes, y_lanes);
+        for (std::int64_t i = 0, len = 1; i < n; i += len, len = len % 9 + 1)
+          umap_move_vertices(b, i, std::min(n, i + len));
+      }
+      QVERIFY(y_one != init);
+      QVERIFY2(bits(y_lanes) == bits(y_one), qPrintable(QString::number(rate)));
+      QVERIFY(bits(lanes.next_sample) == bits(one.next_sample));
+      QVERIFY(bits(lanes.next_neg) == bits(one.next_neg));
+      QCOMPARE(std::any_of(one.next_neg.begin(), one.next_neg.end(),
+                           [](double v) { return std::isnan(v); }),
+               rate == 0);
+    }
+  }
+
   void umapSeparatesBlobs() {
     const int n = 3000, k = 10;
     DenseMatrix x = blobs(n, 20, k, 30.0);
