@@ -351,7 +351,7 @@ void start_vertex(const UmapEpoch& u, UmapLane& l, std::int64_t i) {
   std::size_t n = 0;
   for (auto e = e0; e < e1; ++e) {
     l.due[n] = e;
-    n += u.next_sample[e] <= u.epoch;
+    n += !(u.next_sample[e] > u.epoch);  // umap_move_vertex's test, NaN (a NaN weight) due
   }
   l.n_due = n;
   l.next = 0;
