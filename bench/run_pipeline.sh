@@ -31,6 +31,8 @@ print(json.dumps({
     "synth_seconds": round(float(sys.argv[2]), 2),
     "stages": {s["stage"]: {"seconds": round(s["seconds"], 3), "cpu_seconds": round(s["cpu_seconds"], 3),
                             "read_wait_seconds": round(s.get("read_wait_seconds", 0), 3),
+                            "staging_seconds": round(s.get("staging_seconds", 0), 3),
+                            "device_wait_seconds": round(s.get("device_wait_seconds", 0), 3),
                             "peak_rss_mib": round(s["peak_rss_mib"], 1)} for s in r["stages"]},
     "total_seconds": round(sum(s["seconds"] for s in r["stages"]), 2),
     "open_seconds": round(r.get("open_seconds", 0), 2), "write_seconds": round(r.get("write_seconds", 0), 2),

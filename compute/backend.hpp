@@ -109,6 +109,13 @@ class Backend {
   virtual std::int64_t device_peak_bytes() const { return 0; }
   // Device memory a stage could plan for now (0 without a device).
   virtual std::int64_t device_free_bytes() const { return 0; }
+  // Host seconds of the streamed passes so far (0 without a device): copying chunks into the
+  // page-locked staging buffers, and waiting for the device to be done with one. With the
+  // store's read waits, what a pass's time on the host went to.
+  struct StreamSeconds {
+    double staging = 0, device_wait = 0;
+  };
+  virtual StreamSeconds stream_seconds() const { return {}; }
   // In place: each row scaled to sum to target_sum, then log1p. With `excluded` (one flag per
   // column), flagged columns do not count towards a row's total (normalize_total's
   // exclude_highly_expressed) but are scaled like the others.

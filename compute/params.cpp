@@ -255,6 +255,8 @@ json report_json(const PipelineResult& r, const PipelineParams& p) {
                       {"seconds", t.seconds},
                       {"cpu_seconds", t.cpu_seconds},
                       {"read_wait_seconds", t.read_wait_seconds},
+                      {"staging_seconds", t.staging_seconds},
+                      {"device_wait_seconds", t.device_wait_seconds},
                       {"peak_rss_mib", t.peak_rss_mib},
                       {"rows", t.rows},
                       {"rows_per_second", t.seconds > 0 ? t.rows / t.seconds : 0.0}});

@@ -33,13 +33,15 @@ double cpu_seconds() {
 class StageClock {
  public:
   StageClock(PipelineResult& r, std::string name, std::int64_t rows, Progress& p,
-             const io::RowChunkReader& reader)
+             const io::RowChunkReader& reader, const Backend& backend)
       : r_(r),
         name_(std::move(name)),
         rows_(rows),
         reader_(reader),
+        backend_(backend),
         cpu0_(cpu_seconds()),
         wait0_(reader.waited_seconds()),
+        stream0_(backend.stream_seconds()),
         t0_(std::chrono::steady_clock::now()) {
     p.report(name_, 0.0);
   }
@@ -49,6 +51,9 @@ class StageClock {
     t.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
     t.cpu_seconds = cpu_seconds() - cpu0_;
     t.read_wait_seconds = reader_.waited_seconds() - wait0_;
+    const Backend::StreamSeconds stream = backend_.stream_seconds();
+    t.staging_seconds = stream.staging - stream0_.staging;
+    t.device_wait_seconds = stream.device_wait - stream0_.device_wait;
     t.peak_rss_mib = peak_rss_mib();
     t.rows = rows_;
     r_.timings.push_back(t);
@@ -59,7 +64,9 @@ class StageClock {
   std::string name_;
   std::int64_t rows_;
   const io::RowChunkReader& reader_;
+  const Backend& backend_;
   double cpu0_, wait0_;
+  Backend::StreamSeconds stream0_;
   std::chrono::steady_clock::time_point t0_;
 };
 
@@ -658,7 +665,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     // counts each gene over the cells that pass them (the filter's gene counts).
     std::vector<std::int64_t> n_cells_kept;
     {
-      StageClock clock(r, "qc", r.n_cells_total, progress, x);
+      StageClock clock(r, "qc", r.n_cells_total, progress, x, backend);
       const auto& reuse = hooks.reuse_qc;
       if (reuse && reuse->qc_prefix == p.qc_prefix && reuse->cells.top_n == p.percent_top &&
           static_cast<std::int64_t>(reuse->cells.total_counts.size()) == r.n_cells_total &&
@@ -682,7 +689,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     // Filters are masks; when QC came from an earlier run, a second pass counts each gene over the
     // kept cells.
     {
-      StageClock clock(r, "filter", r.n_cells_total, progress, x);
+      StageClock clock(r, "filter", r.n_cells_total, progress, x, backend);
       r.cell_mask.assign(r.n_cells_total, 0);
       for (std::int64_t i = 0; i < r.n_cells_total; ++i) {
         r.cell_mask[i] = keep_cell(r.cell_qc, i, p);
@@ -725,7 +732,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
       // stage when they run.
       std::optional<StageClock> clock;
       if (p.exclude_highly_expressed || params.target_sum <= 0)
-        clock.emplace(r, "normalize", n_kept_cells, progress, x);
+        clock.emplace(r, "normalize", n_kept_cells, progress, x, backend);
       if (p.exclude_highly_expressed) {
         // Genes holding more than max_fraction of some kept cell's total (over kept genes).
         r.excluded_genes.assign(r.kept_genes.size(), 0);
@@ -769,7 +776,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     // Pass B: per-gene moments of the log-normalised data (and of expm1 for seurat).
     std::vector<double> log_sum, log_sumsq;
     {
-      StageClock clock(r, "hvg", n_kept_cells, progress, x);
+      StageClock clock(r, "hvg", n_kept_cells, progress, x, backend);
       if (p.hvg.flavor == "seurat_v3") {
         r.hvg = seurat_v3_hvg(x, r, gene_map, p, batch_of_kept_cells(store, r, p.hvg.batch_key),
                               backend, progress);
@@ -826,7 +833,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     // Scale statistics of the HVG columns (log data), then Pass C (Gram) and Pass D (projection).
     const auto h = static_cast<std::int32_t>(r.hvg_genes.size());
     {
-      StageClock clock(r, "pca", n_kept_cells, progress, x);
+      StageClock clock(r, "pca", n_kept_cells, progress, x, backend);
       // PCA's passes read only the kept cells' HVG columns (and the rest of each cell's total)
       // and normalise them as they go (on the device, with a device backend).
       const LogNormalize kept_normalize = log_normalize_of(r, params);
@@ -877,7 +884,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
 
     warn_of_fallbacks();
     {
-      StageClock clock(r, "neighbors", n_kept_cells, progress, x);
+      StageClock clock(r, "neighbors", n_kept_cells, progress, x, backend);
       r.knn = backend.knn(r.x_pca, p.neighbors, progress);
       r.graph = backend.fuzzy_simplicial_set(r.knn, 1.0);
     }
@@ -890,7 +897,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     r.umap_init = hooks.reuse->umap_init;
     r.reused_stages.push_back("umap");
   } else {
-    StageClock clock(r, "umap", n_kept_cells, progress, x);
+    StageClock clock(r, "umap", n_kept_cells, progress, x, backend);
     DenseMatrix init;
     if (p.umap.init == "pca") {
       init = initial_layout_from_pca(r.x_pca, p.umap.seed);
@@ -913,7 +920,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     r.leiden_flavor = hooks.reuse->leiden_flavor;
     r.reused_stages.push_back("leiden");
   } else {
-    StageClock clock(r, "leiden", n_kept_cells, progress, x);
+    StageClock clock(r, "leiden", n_kept_cells, progress, x, backend);
     progress.check();
     r.leiden = backend.leiden(r.graph.connectivities, p.leiden, progress);
     r.n_clusters = r.leiden.empty() ? 0 : *std::max_element(r.leiden.begin(), r.leiden.end()) + 1;
@@ -922,7 +929,7 @@ PipelineResult run_pipeline(io::Store& store, const PipelineParams& p, Backend& 
     r.markers = hooks.reuse->markers;
     if (!r.markers.empty()) r.reused_stages.push_back("markers");
   } else if (p.markers && r.n_clusters >= 2) {
-    StageClock clock(r, "markers", n_kept_cells, progress, x);
+    StageClock clock(r, "markers", n_kept_cells, progress, x, backend);
     WilcoxonOptions wilcoxon = p.wilcoxon;
     wilcoxon.gene_nnz_bound = r.kept_gene_n_cells;  // expressing cells per gene, from the filter
     // The bins' upper edge is the data's maximum, which the HVG pass found (not seurat_v3's).

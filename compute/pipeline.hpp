@@ -69,6 +69,9 @@ struct StageTiming {
   std::string name;
   double seconds = 0, cpu_seconds = 0;
   double read_wait_seconds = 0;  // of `seconds`, waiting for the store's chunks
+  // Of `seconds`, a device backend's host time filling staging buffers and waiting for the
+  // device to release one (Backend::stream_seconds; 0 on the CPU).
+  double staging_seconds = 0, device_wait_seconds = 0;
   double peak_rss_mib = 0;
   std::int64_t rows = 0;
 };

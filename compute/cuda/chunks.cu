@@ -1,5 +1,6 @@
 #include "compute/cuda/chunks.cuh"
 
+#include <chrono>
 #include <cstdlib>
 #include <cub/device/device_radix_sort.cuh>
 #include <type_traits>
@@ -94,7 +95,10 @@ BlockStager::Staged BlockStager::put(const CsrMatrix& c, const RowBlock& b,
   next_ ^= 1;
   // The slot's page-locked memory is free once its last copy is done; its device memory once
   // the kernels of its last block are (the copy stream waits for that below).
+  using clock = std::chrono::steady_clock;
+  const auto t0 = clock::now();
   if (s.used) ORRERY_CUDA_CHECK(cudaEventSynchronize(s.copied));
+  const auto t1 = clock::now();
   s.host_indptr.reserve(rows + 1);
   s.host_indices.reserve(nnz);
   s.host_data.reserve(nnz);
@@ -116,6 +120,8 @@ BlockStager::Staged BlockStager::put(const CsrMatrix& c, const RowBlock& b,
   parallel_copy(s.host_indices.get(), c.indices.data() + b.e0, nnz * sizeof(std::int32_t));
   parallel_copy(s.host_data.get(), c.data.data() + b.e0, nnz * sizeof(float));
   if (per_row) parallel_copy(s.host_per_row.get(), per_row + b.r0, rows * sizeof(std::int32_t));
+  d_.device_wait_seconds += std::chrono::duration<double>(t1 - t0).count();
+  d_.staging_seconds += std::chrono::duration<double>(clock::now() - t1).count();
   if (s.used) ORRERY_CUDA_CHECK(cudaStreamWaitEvent(copy_, s.done, 0));
   const auto copy = [&](auto* to, const auto* from, std::int64_t n) {
     if (n > 0)

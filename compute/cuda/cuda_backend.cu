@@ -597,6 +597,9 @@ class CudaBackend final : public Backend {
            "the memory; a warning names a stage that runs on the host instead)";
   }
   std::int64_t device_peak_bytes() const override { return d_.peak_bytes(); }
+  StreamSeconds stream_seconds() const override {
+    return {d_.staging_seconds, d_.device_wait_seconds};
+  }
   std::int64_t device_free_bytes() const override {
     return static_cast<std::int64_t>(d_.available_bytes());
   }

@@ -35,6 +35,9 @@ struct Device {
   cusolverDnHandle_t solver = nullptr;
 
   std::size_t pool_cap = 0;  // 0: the device's memory
+  // Host seconds of the streamed passes (BlockStager): filling page-locked buffers, and waiting
+  // for the device to be done with one.
+  double staging_seconds = 0, device_wait_seconds = 0;
 
   explicit Device(std::size_t max_pool_bytes) : pool_cap(max_pool_bytes) {
     ORRERY_CUDA_CHECK(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));

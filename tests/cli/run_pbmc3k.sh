@@ -26,6 +26,11 @@ assert all(0 <= s["read_wait_seconds"] <= s["seconds"] + 1e-6 for s in r["stages
 waits = {s["stage"]: s["read_wait_seconds"] for s in r["stages"]}
 assert waits["neighbors"] == 0 and waits["umap"] == 0 and waits["leiden"] == 0, waits
 assert waits["qc"] > 0, waits  # the first chunk is always waited for
+# A device's staging copies and waits are part of a stage's time; the CPU backend has none.
+assert all(0 <= s["staging_seconds"] + s["device_wait_seconds"] <= s["seconds"] + 1e-6
+           for s in r["stages"]), r["stages"]
+if r["backend"].startswith("cpu"):
+    assert all(s["staging_seconds"] == 0 and s["device_wait_seconds"] == 0 for s in r["stages"])
 # Outside the stages: opening the store and writing the output (X among it: never instant).
 assert 0 <= r["open_seconds"] < 60 and r["write_seconds"] > 0, (r["open_seconds"], r["write_seconds"])
 print("report ok:", {s["stage"]: round(s["seconds"], 2) for s in r["stages"]})
