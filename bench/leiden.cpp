@@ -147,25 +147,18 @@ int main(int argc, char** argv) try {
     out["umap_same_bits"] = same;
   }
   if (spectral) {
-    // The host Lanczos solver, as the default, recording its largest component's iteration.
+    // The default host Lanczos solver, recording its largest component's iteration.
     nlohmann::json largest = nullptr;
     std::int64_t largest_rows = 0;
-    const compute::ComponentEigensolver lanczos = [&](const compute::ComponentOperator& op,
-                                                      std::vector<double>& vectors) {
-      if (op.a.rows() < 4 * compute::spectral_lanczos_options().ncv) return false;
-      compute::HostLanczosOps ops(op.a, compute::trivial_vector(op),
-                                  compute::spectral_lanczos_options().ncv + 1);
-      const double t = now();
-      compute::LanczosResult r = compute::spectral_lanczos(op, ops);
-      if (op.a.rows() > largest_rows) {
-        largest_rows = op.a.rows();
-        largest = {{"vertices", largest_rows}, {"converged", r.converged}, {"products", r.products},
-                   {"restarts", r.restarts},   {"seconds", now() - t},     {"values", r.values}};
-      }
-      if (!r.converged) return false;
-      vectors = std::move(r.vectors);
-      return true;
-    };
+    const compute::ComponentEigensolver lanczos = compute::host_lanczos_eigensolver(
+        0,
+        [&](const compute::ComponentOperator& op, const compute::LanczosResult& r, double seconds) {
+          if (op.a.rows() <= largest_rows) return;
+          largest_rows = op.a.rows();
+          largest = {{"vertices", largest_rows}, {"converged", r.converged},
+                     {"products", r.products},   {"restarts", r.restarts},
+                     {"seconds", seconds},       {"values", r.values}};
+        });
     const double t = now();
     const compute::SpectralResult s =
         compute::spectral_layout(g.connectivities, points, 0, lanczos);

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cmath>
 #include <limits>
 #include <mutex>
@@ -150,13 +151,16 @@ LanczosResult spectral_lanczos(const ComponentOperator& op, LanczosOps& ops) {
   return lanczos_largest(ops, spectral_start(op.a.rows()), spectral_lanczos_options());
 }
 
-ComponentEigensolver host_lanczos_eigensolver(std::int64_t min_vertices) {
-  return [min_vertices](const ComponentOperator& op, std::vector<double>& out) {
+ComponentEigensolver host_lanczos_eigensolver(std::int64_t min_vertices, LanczosObserver observe) {
+  return [min_vertices, observe](const ComponentOperator& op, std::vector<double>& out) {
     // Small components (where the basis would be much of the space) go to ARPACK.
     if (op.a.rows() < std::max<std::int64_t>(min_vertices, 4 * spectral_lanczos_options().ncv))
       return false;
     HostLanczosOps ops(op.a, trivial_vector(op), spectral_lanczos_options().ncv + 1);
+    const auto t0 = std::chrono::steady_clock::now();
     LanczosResult r = spectral_lanczos(op, ops);
+    if (observe)
+      observe(op, r, std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     if (!r.converged) return false;
     out = std::move(r.vectors);
     return true;

@@ -56,8 +56,12 @@ LanczosOptions spectral_lanczos_options();
 std::vector<double> trivial_vector(const ComponentOperator& op);  // sqrt_degree, unit length
 LanczosResult spectral_lanczos(const ComponentOperator& op, LanczosOps& ops);
 // spectral_lanczos with HostLanczosOps on components of at least `min_vertices` (the device
-// solver's twin, for tests and benchmarks).
-ComponentEigensolver host_lanczos_eigensolver(std::int64_t min_vertices = 0);
+// solver's twin, for tests and benchmarks). `observe`, when given, sees each component's
+// operator and iteration (converged or not) and how long it took.
+using LanczosObserver =
+    std::function<void(const ComponentOperator&, const LanczosResult&, double seconds)>;
+ComponentEigensolver host_lanczos_eigensolver(std::int64_t min_vertices = 0,
+                                              LanczosObserver observe = {});
 
 // `graph`: symmetric weights (fuzzy simplicial set); `data`: the points (e.g. X_pca), used to
 // place disconnected components relative to each other; `eigensolver`: tried first on each
