@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 
 #include <fstream>
+#include <limits>
 #include <set>
 
 #include "common/errors.hpp"
@@ -288,6 +289,67 @@ class TestMtx : public QObject {
     QVERIFY2(what.contains("duplicate entry for column " + QString::number(2100 % 90 + 6) +
                            " in row 2100"),
              qPrintable(what));
+  }
+
+  // check_and_sort_rows checks a row in one branch-free sweep and looks at the entries one by one
+  // only in a row that fails it: every position of rows of every length (the sweep's vector
+  // tails), both ends of the column range, each kind of non-finite value, and of two offending
+  // entries the first in stored order.
+  void checkAndSortRowsFindsEveryBadEntry() {
+    const std::int64_t rows = 3000, n_cols = 200;
+    CsrMatrix m;
+    m.n_rows = rows;
+    m.n_cols = n_cols;
+    for (std::int64_t r = 0; r < rows; ++r) {
+      const int len = static_cast<int>(r % 38);
+      for (int k = len - 1; k >= 0; --k) {  // descending columns, n_cols - 1 the highest
+        m.indices.push_back(static_cast<GeneIndex>(n_cols - 1 - 5 * (len - 1 - k) - r % 5));
+        m.data.push_back(k == 0   ? std::numeric_limits<float>::max()
+                         : k == 1 ? std::numeric_limits<float>::denorm_min()
+                                  : static_cast<float>(k));
+      }
+      m.indptr.push_back(m.nnz());
+    }
+    CsrMatrix sorted = m;
+    io::check_and_sort_rows(sorted, n_cols, "f", "X/indices", "X/data");
+    for (std::int64_t r = 0; r < rows; ++r)
+      for (auto k = m.indptr[r]; k < m.indptr[r + 1]; ++k) {
+        const auto mirrored = m.indptr[r + 1] - 1 - (k - m.indptr[r]);
+        QCOMPARE(sorted.indices[k], m.indices[mirrored]);
+        QCOMPARE(sorted.data[k], m.data[mirrored]);
+      }
+    const float inf = std::numeric_limits<float>::infinity();
+    const std::vector<std::pair<GeneIndex, float>> bad{
+        {static_cast<GeneIndex>(n_cols), 1.0f},
+        {-1, 1.0f},
+        {std::numeric_limits<GeneIndex>::min(), 1.0f},
+        {0, inf},
+        {0, -inf},
+        {0, std::numeric_limits<float>::quiet_NaN()}};
+    for (const std::int64_t r : {1, 37, 74, 2999 - 2999 % 38 + 19})
+      for (auto k = m.indptr[r]; k < m.indptr[r + 1]; ++k)
+        for (const auto& [column, value] : bad) {
+          CsrMatrix broken = m;
+          const bool bad_column = value == 1.0f;
+          if (bad_column)
+            broken.indices[k] = column;
+          else
+            broken.data[k] = value;
+          const QString what = test::error_message(
+              [&] { io::check_and_sort_rows(broken, n_cols, "f", "X/indices", "X/data"); });
+          const QString want =
+              bad_column ? "f: X/indices: column index " + QString::number(column) + " out of range"
+                         : QString("f: X/data: NaN or Inf value");
+          QVERIFY2(
+              what.contains(want),
+              qPrintable(QString("row %1, entry %2: %3").arg(r).arg(k - m.indptr[r]).arg(what)));
+        }
+    CsrMatrix two = m;
+    two.indices[two.indptr[2900]] = 1000;
+    two.indices[two.indptr[1200] + 3] = 999;
+    const QString what = test::error_message(
+        [&] { io::check_and_sort_rows(two, n_cols, "f", "X/indices", "X/data"); });
+    QVERIFY2(what.contains("column index 999 out of range"), qPrintable(what));
   }
 
  private:
