@@ -230,6 +230,7 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
               });
 
   DataFrame obs;
+  obs.index.reserve(r.kept_cells.size());
   for (auto i : r.kept_cells) obs.index.push_back(store.obs.index[i]);
   obs.columns.push_back(
       {"n_genes_by_counts", pick<std::int32_t>(r.cell_qc.n_genes_by_counts, r.kept_cells)});

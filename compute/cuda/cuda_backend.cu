@@ -355,9 +355,9 @@ __global__ void select_topk(const float* __restrict__ dots, int n_cand, std::int
 
 // Rows `ids` of x (n x dims) and their norms, gathered into contiguous tiles.
 __global__ void gather_rows(const float* x, const float* sq, int dims, const std::int64_t* ids,
-                            int n, float* out, float* out_sq) {
+                            std::int64_t n, float* out, float* out_sq) {
   const std::int64_t t = static_cast<std::int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
-  if (t >= static_cast<std::int64_t>(n) * dims) return;
+  if (t >= n * dims) return;
   const std::int64_t r = t / dims, c = t % dims;
   out[t] = x[ids[r] * dims + c];
   if (c == 0) out_sq[r] = sq[ids[r]];
@@ -780,7 +780,7 @@ class CudaBackend final : public Backend {
     if (emb.rows != n || emb.cols != 2) throw Error("", "umap", "initial layout must be n x 2");
     const int n_epochs = umap_epochs(o, n);
     const auto [a, b] = find_ab_params(o.spread, o.min_dist);
-    const UmapSchedule s = umap_schedule(graph, n_epochs, o.negative_sample_rate);
+    UmapSchedule s = umap_schedule(graph, n_epochs, o.negative_sample_rate);
     const std::size_t m = s.tail.size();
     DeviceBuffer<std::int64_t> first(d_, s.first.size()), tail(d_, m);
     DeviceBuffer<double> eps(d_, m), eps_neg(d_, m), next_sample(d_, m), next_neg(d_, m);
@@ -792,6 +792,9 @@ class CudaBackend final : public Backend {
     next_sample.upload(s.next_sample.data(), m);
     next_neg.upload(s.next_neg.data(), m);
     y.upload(emb.values.data(), emb.values.size());
+    // The host's copy (40 bytes an edge: 12 GB at 11M cells) is not needed past the uploads.
+    d_.sync();
+    s = UmapSchedule{};
     // Streamed to the renderer (layout_channel.hpp) whenever it asks, else (or once the
     // renderer stops taking them) through the host every 10 epochs for the callback.
     std::string why;
@@ -1106,7 +1109,7 @@ class CudaBackend final : public Backend {
     DeviceBuffer<float> xs(d_, static_cast<std::size_t>(n) * dims), xs_sq(d_, n);
     dperm.upload(perm.data(), n);
     gather_rows<<<blocks_for(n * dims, 256), 256, 0, d_.stream>>>(
-        x.get(), sq.get(), dims, dperm.get(), static_cast<int>(n), xs.get(), xs_sq.get());
+        x.get(), sq.get(), dims, dperm.get(), n, xs.get(), xs_sq.get());
     check_launch();
 
     DeviceBuffer<float> best_d(d_, static_cast<std::size_t>(n) * kk);

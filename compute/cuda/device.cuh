@@ -207,8 +207,14 @@ inline void check_launch() {
   ORRERY_CUDA_CHECK(cudaGetLastError());
 }
 
+// A one-dimensional grid's blocks; past the x-dimension's limit (2^31 - 1) a launch would
+// wrap, so that is an error instead.
 inline unsigned blocks_for(std::int64_t threads_needed, int per_block) {
-  return static_cast<unsigned>((threads_needed + per_block - 1) / per_block);
+  const std::int64_t blocks = (threads_needed + per_block - 1) / per_block;
+  if (blocks > 0x7fffffff)
+    throw Error("", "cuda", "a launch of " + std::to_string(threads_needed) +
+                                " threads exceeds the grid's limit");
+  return static_cast<unsigned>(blocks);
 }
 
 }  // namespace orrery::compute::gpu

@@ -12,6 +12,10 @@
 #include "compute/leiden_math.hpp"
 #include "io/error.hpp"
 
+// DeviceSegmentedSort takes 64-bit item and segment counts from CCCL 3 (CUDA 13); older ones
+// take int and would silently narrow counts past 2^31.
+static_assert(CUB_VERSION >= 300000, "CUB from CCCL 3 (CUDA 13) or later is required");
+
 namespace orrery::compute::gpu {
 namespace {
 
