@@ -212,8 +212,9 @@ inline void check_launch() {
 inline unsigned blocks_for(std::int64_t threads_needed, int per_block) {
   const std::int64_t blocks = (threads_needed + per_block - 1) / per_block;
   if (blocks > 0x7fffffff)
-    throw Error("", "cuda", "a launch of " + std::to_string(threads_needed) +
-                                " threads exceeds the grid's limit");
+    throw Error(
+        "", "cuda",
+        "a launch of " + std::to_string(threads_needed) + " threads exceeds the grid's limit");
   return static_cast<unsigned>(blocks);
 }
 
