@@ -1334,6 +1334,42 @@ class TestStages : public QObject {
     QVERIFY(recall >= 0.95);
   }
 
+  // exact_knn meets the points a tile of 8192 at a time for blocks of 512 rows: across both
+  // boundaries (9000 points), with many exact ties (small integer coordinates, so every squared
+  // distance is exact both ways), each row's list equals the brute force's k smallest
+  // (squared distance, index) pairs, the row itself first, and so tie-broken by index.
+  void exactKnnAcrossTilesBreaksTiesByIndex() {
+    const std::int64_t n = 9000;
+    const int dims = 4, k = 12;
+    DenseMatrix x(n, dims);
+    std::uint64_t state = 12345;
+    for (auto& v : x.values) {
+      state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+      v = static_cast<float>((state >> 33) % 5);  // 625 distinct points, ~14 copies each
+    }
+    Progress p;
+    const KnnResult r = exact_knn(x, {.n_neighbors = k, .method = "exact"}, p);
+    QCOMPARE(r.k, k);
+    std::vector<std::pair<double, std::int64_t>> d(static_cast<std::size_t>(n));
+    for (std::int64_t i = 0; i < n; i += 7) {
+      for (std::int64_t j = 0; j < n; ++j) {
+        double d2 = 0;
+        for (int c = 0; c < dims; ++c) {
+          const double diff = double(x.at(i, c)) - x.at(j, c);
+          d2 += diff * diff;
+        }
+        d[static_cast<std::size_t>(j)] = {j == i ? -1.0 : d2, j};
+      }
+      std::partial_sort(d.begin(), d.begin() + k, d.end());
+      for (int t = 0; t < k; ++t) {
+        QCOMPARE(r.indices[i * k + t], d[static_cast<std::size_t>(t)].second);
+        QCOMPARE(
+            r.distances[i * k + t],
+            static_cast<float>(std::sqrt(std::max(0.0, d[static_cast<std::size_t>(t)].first))));
+      }
+    }
+  }
+
   void nnDescentRecall() {
     const int n = 6000;
     DenseMatrix x = blobs(n, 30, 20, 6.0);
