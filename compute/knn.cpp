@@ -47,10 +47,10 @@ KnnResult exact_knn(const DenseMatrix& points, const KnnOptions& o, Progress& pr
       static_cast<std::size_t>(std::min(kRows, n) * k));
   std::vector<int> kept(static_cast<std::size_t>(std::min(kRows, n)));
   for (std::int64_t r0 = 0; r0 < n; r0 += kRows) {
-    progress.check();
     const std::int64_t rows = std::min(kRows, n - r0);
     std::fill(kept.begin(), kept.end(), 0);
     for (std::int64_t c0 = 0; c0 < n; c0 += kCols) {
+      progress.check();
       const std::int64_t cols = std::min(kCols, n - c0);
       dots.topLeftCorner(cols, rows).noalias() =
           x.middleRows(c0, cols) * x.middleRows(r0, rows).transpose();

@@ -292,24 +292,29 @@ class TestMtx : public QObject {
   }
 
   // check_and_sort_rows checks a row in one branch-free sweep and looks at the entries one by one
-  // only in a row that fails it: every position of rows of every length (the sweep's vector
-  // tails), both ends of the column range, each kind of non-finite value, and of two offending
-  // entries the first in stored order.
+  // only in a row that fails it: every position of rows of every length 0-37 (the sweep's
+  // vector tails), columns 0 and n_cols - 1 valid and -1, INT_MIN and n_cols not, each kind of
+  // non-finite value, of two offending columns the first in stored order, and a column before a
+  // value.
   void checkAndSortRowsFindsEveryBadEntry() {
-    const std::int64_t rows = 3000, n_cols = 200;
+    const std::int64_t rows = 3000, n_cols = 184;
     CsrMatrix m;
     m.n_rows = rows;
     m.n_cols = n_cols;
     for (std::int64_t r = 0; r < rows; ++r) {
       const int len = static_cast<int>(r % 38);
-      for (int k = len - 1; k >= 0; --k) {  // descending columns, n_cols - 1 the highest
-        m.indices.push_back(static_cast<GeneIndex>(n_cols - 1 - 5 * (len - 1 - k) - r % 5));
+      // Descending columns from n_cols - 1 - r % 4: a row of 37 with r % 4 == 3 reaches 0.
+      for (int k = len - 1; k >= 0; --k) {
+        m.indices.push_back(static_cast<GeneIndex>(n_cols - 1 - 5 * (len - 1 - k) - r % 4));
         m.data.push_back(k == 0   ? std::numeric_limits<float>::max()
                          : k == 1 ? std::numeric_limits<float>::denorm_min()
                                   : static_cast<float>(k));
       }
       m.indptr.push_back(m.nnz());
     }
+    QCOMPARE(*std::min_element(m.indices.begin(), m.indices.end()), GeneIndex{0});
+    QCOMPARE(*std::max_element(m.indices.begin(), m.indices.end()),
+             static_cast<GeneIndex>(n_cols - 1));
     CsrMatrix sorted = m;
     io::check_and_sort_rows(sorted, n_cols, "f", "X/indices", "X/data");
     for (std::int64_t r = 0; r < rows; ++r)
@@ -326,7 +331,7 @@ class TestMtx : public QObject {
         {0, inf},
         {0, -inf},
         {0, std::numeric_limits<float>::quiet_NaN()}};
-    for (const std::int64_t r : {1, 37, 74, 2999 - 2999 % 38 + 19})
+    for (std::int64_t r = 0; r < 38; ++r)
       for (auto k = m.indptr[r]; k < m.indptr[r + 1]; ++k)
         for (const auto& [column, value] : bad) {
           CsrMatrix broken = m;
@@ -350,6 +355,16 @@ class TestMtx : public QObject {
     const QString what = test::error_message(
         [&] { io::check_and_sort_rows(two, n_cols, "f", "X/indices", "X/data"); });
     QVERIFY2(what.contains("column index 999 out of range"), qPrintable(what));
+    // A bad column is reported before a bad value, wherever each is stored.
+    for (const bool value_first : {true, false}) {
+      CsrMatrix both = m;
+      const auto at = both.indptr[30];
+      both.data[at + (value_first ? 2 : 9)] = inf;
+      both.indices[at + (value_first ? 9 : 2)] = -7;
+      const QString message = test::error_message(
+          [&] { io::check_and_sort_rows(both, n_cols, "f", "X/indices", "X/data"); });
+      QVERIFY2(message.contains("X/indices: column index -7"), qPrintable(message));
+    }
   }
 
  private:
