@@ -7,10 +7,12 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <deque>
 #include <limits>
 #include <nlohmann/json.hpp>
 #include <numeric>
 #include <optional>
+#include <string_view>
 #include <unordered_map>
 #include <variant>
 
@@ -266,31 +268,44 @@ std::vector<std::int32_t> batch_of_kept_cells(const io::Store& store, const Pipe
   const Column* column = store.obs.find(key);
   if (!column)
     throw Error(store.path, "obs/" + key, "hvg.batch_key names no obs column of this store");
-  std::vector<std::string> values;  // per kept cell
+  // Values that read alike are one batch (a numeric column's values by std::to_string). A
+  // categorical column's category is looked up once, not a string per cell.
+  std::unordered_map<std::string_view, std::int32_t> code;
+  std::deque<std::string> texts;  // a numeric column's values as text, keys of `code`
+  const auto id_of = [&code](std::string_view s) {
+    return code.emplace(s, static_cast<std::int32_t>(code.size())).first->second;
+  };
+  const auto missing = [&] {
+    return Error(store.path, "obs/" + key, "a kept cell has no batch (missing value)");
+  };
+  std::vector<std::int32_t> batch;
+  batch.reserve(r.kept_cells.size());
   std::visit(
       [&](const auto& v) {
         using V = std::decay_t<decltype(v)>;
-        for (auto c : r.kept_cells) {
-          if constexpr (std::is_same_v<V, Categorical>) {
-            if (v.codes[c] < 0)
-              throw Error(store.path, "obs/" + key, "a kept cell has no batch (missing value)");
-            values.push_back(v.categories[v.codes[c]]);
-          } else if constexpr (std::is_same_v<V, std::vector<std::string>>) {
-            values.push_back(v[c]);
-          } else {
+        if constexpr (std::is_same_v<V, Categorical>) {
+          std::vector<std::int32_t> of_category(v.categories.size(), -1);
+          for (auto c : r.kept_cells) {
+            const auto k = v.codes[c];
+            if (k < 0 || static_cast<std::size_t>(k) >= of_category.size()) throw missing();
+            auto& b = of_category[static_cast<std::size_t>(k)];
+            if (b < 0) b = id_of(v.categories[static_cast<std::size_t>(k)]);
+            batch.push_back(b);
+          }
+        } else if constexpr (std::is_same_v<V, std::vector<std::string>>) {
+          for (auto c : r.kept_cells) batch.push_back(id_of(v[c]));
+        } else {
+          for (auto c : r.kept_cells) {
             if constexpr (std::is_floating_point_v<typename V::value_type>)
-              if (std::isnan(v[c]))  // a nullable column's missing value, or NaN
-                throw Error(store.path, "obs/" + key, "a kept cell has no batch (missing value)");
-            values.push_back(std::to_string(v[c]));
+              if (std::isnan(v[c])) throw missing();  // a nullable column's missing value, or NaN
+            std::string text = std::to_string(v[c]);
+            const auto known = code.find(text);
+            batch.push_back(known != code.end() ? known->second
+                                                : id_of(texts.emplace_back(std::move(text))));
           }
         }
       },
       column->values);
-  std::unordered_map<std::string, std::int32_t> code;
-  std::vector<std::int32_t> batch;
-  batch.reserve(values.size());
-  for (const auto& s : values)
-    batch.push_back(code.emplace(s, static_cast<std::int32_t>(code.size())).first->second);
   return batch;
 }
 

@@ -1903,6 +1903,39 @@ class TestStages : public QObject {
         std::get<std::vector<std::int64_t>>(written.var.find("highly_variable_nbatches")->values);
     QCOMPARE(std::vector<int>(nb.begin(), nb.end()), res.hvg.n_batches);
     QVERIFY(written.var.find("highly_variable_intersection"));
+    // The same batches as text, as numbers, and as a categorical whose categories are listed in
+    // another order with an unused one: the same selection and statistics.
+    {
+      const auto truth = std::get<Categorical>(store.obs.find("true_cluster")->values);
+      std::vector<std::string> text;
+      std::vector<double> number;
+      Categorical shuffled;
+      shuffled.categories = {"unused"};
+      for (auto c = truth.categories.rbegin(); c != truth.categories.rend(); ++c)
+        shuffled.categories.push_back("plate " + *c);
+      const auto n_categories = static_cast<std::int32_t>(truth.categories.size());
+      for (auto code : truth.codes) {
+        text.push_back("plate " + truth.categories[static_cast<std::size_t>(code)]);
+        number.push_back(2.5 * code);
+        shuffled.codes.push_back(n_categories - code);
+      }
+      store.obs.columns.push_back({.name = "batch_text", .values = text});
+      store.obs.columns.push_back({.name = "batch_number", .values = number});
+      store.obs.columns.push_back({.name = "batch_shuffled", .values = shuffled});
+      for (const char* key : {"batch_text", "batch_number", "batch_shuffled"}) {
+        PipelineParams q = p;
+        q.hvg.batch_key = key;
+        const PipelineResult other = run_pipeline(store, q, *backend, quiet);
+        QCOMPARE(other.hvg_genes, res.hvg_genes);
+        QCOMPARE(other.hvg.n_batches, res.hvg.n_batches);
+        for (std::size_t g = 0; g < res.hvg.dispersions_norm.size(); ++g)
+          QVERIFY2(
+              std::fabs(other.hvg.dispersions_norm[g] - res.hvg.dispersions_norm[g]) <= 1e-12 ||
+                  (std::isnan(other.hvg.dispersions_norm[g]) &&
+                   std::isnan(res.hvg.dispersions_norm[g])),
+              key);
+      }
+    }
     // seurat_v3 with a batch key: one batch ranks as the unbatched run; three batches write
     // scanpy's columns (nbatches, median rank; no intersection for this flavor).
     {
