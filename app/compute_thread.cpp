@@ -656,14 +656,10 @@ void ComputeWorker::storedEmbedding(const QString& key) {
     return;
   }
   try {
-    const auto all = io::read_dense_columns(*store_->root->require("obsm/" + key.toStdString()),
-                                            store_->n_obs(), 2);
-    auto xy = std::make_shared<std::vector<float>>();
-    xy->reserve(2 * result_->kept_cells.size());
-    for (auto c : result_->kept_cells) {
-      xy->push_back(all.at(c, 0));
-      xy->push_back(all.at(c, 1));
-    }
+    auto xy = std::make_shared<std::vector<float>>(
+        io::read_dense_rows(*store_->root->require("obsm/" + key.toStdString()), store_->n_obs(),
+                            &result_->kept_cells, 2)
+            .values);
     emit embeddingReady(key, std::move(xy));
   } catch (const std::exception& e) {
     emit failed(QString::fromUtf8(e.what()));

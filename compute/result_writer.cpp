@@ -295,12 +295,7 @@ void write_result_h5ad(io::Store& store, const PipelineResult& r, const Pipeline
     if (key == "X_pca" || key == "X_umap" || !store.root) continue;
     auto element = store.root->open("obsm/" + key);
     if (!element || element->is_group() || element->shape().size() != 2) continue;
-    const DenseMatrix all = io::read_dense(*element, store.n_obs());
-    DenseMatrix kept(static_cast<std::int64_t>(r.kept_cells.size()), all.cols);
-    for (std::size_t i = 0; i < r.kept_cells.size(); ++i)
-      std::copy(all.row(r.kept_cells[i]), all.row(r.kept_cells[i]) + all.cols,
-                kept.row(static_cast<std::int64_t>(i)));
-    w.write_obsm(key, kept);
+    w.write_obsm(key, io::read_dense_rows(*element, store.n_obs(), &r.kept_cells));
   }
   // The input's layers (e.g. raw counts), streamed for the kept cells and genes.
   for (const auto& key : store.layer_keys) {

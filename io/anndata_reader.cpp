@@ -415,27 +415,42 @@ DenseMatrix read_dense(const Element& array, std::int64_t n_obs) {
   return m;
 }
 
-DenseMatrix read_dense_columns(const Element& array, std::int64_t n_obs, std::int64_t n_cols) {
+DenseMatrix read_dense_rows(const Element& array, std::int64_t n_obs,
+                            const std::vector<CellIndex>* rows, std::int64_t n_cols,
+                            std::size_t block_bytes) {
   auto dims = array.shape();
   if (array.is_group() || dims.size() != 2 || dims[0] != n_obs)
     array.fail("expected a dense array with " + std::to_string(n_obs) + " rows");
+  if (n_cols < 0) n_cols = dims[1];
   if (dims[1] < n_cols)
     array.fail("has " + std::to_string(dims[1]) + " columns, " + std::to_string(n_cols) +
                " are needed");
   if (dims[1] > 100000) array.fail("absurd number of columns " + std::to_string(dims[1]));
-  DenseMatrix m(n_obs, n_cols);
-  const std::int64_t block = std::max<std::int64_t>(1, (std::int64_t{16} << 20) / (8 * dims[1]));
-  std::vector<double> rows;
-  for (std::int64_t r0 = 0; r0 < n_obs; r0 += block) {
-    const std::int64_t r1 = std::min(n_obs, r0 + block);
-    rows.resize(static_cast<std::size_t>((r1 - r0) * dims[1]));
-    array.read(r0, r1, rows.data());
-    for (std::int64_t r = r0; r < r1; ++r)
+  const auto n_out = rows ? static_cast<std::int64_t>(rows->size()) : n_obs;
+  for (std::int64_t i = 0; rows && i < n_out; ++i)
+    if ((*rows)[i] < 0 || (*rows)[i] >= n_obs || (i > 0 && (*rows)[i] <= (*rows)[i - 1]))
+      throw Error(array.file(), array.path(), "internal: rows to read must rise within the array");
+  DenseMatrix m(n_out, n_cols);
+  const std::int64_t block = std::max<std::int64_t>(
+      1, static_cast<std::int64_t>(block_bytes) / (8 * std::max<std::int64_t>(dims[1], 1)));
+  std::vector<double> values;
+  // Output row `i` is array row `row(i)`; a block starts at the next row wanted, so blocks
+  // holding none are not read.
+  const auto row = [&](std::int64_t i) { return rows ? (*rows)[i] : i; };
+  for (std::int64_t i = 0; i < n_out;) {
+    const std::int64_t r0 = row(i), r1 = std::min(n_obs, r0 + block);
+    values.resize(static_cast<std::size_t>((r1 - r0) * dims[1]));
+    array.read(r0, r1, values.data());
+    for (; i < n_out && row(i) < r1; ++i)
       for (std::int64_t c = 0; c < n_cols; ++c)
-        m.values[static_cast<std::size_t>(r * n_cols + c)] =
-            static_cast<float>(rows[static_cast<std::size_t>((r - r0) * dims[1] + c)]);
+        m.values[static_cast<std::size_t>(i * n_cols + c)] =
+            static_cast<float>(values[static_cast<std::size_t>((row(i) - r0) * dims[1] + c)]);
   }
   return m;
+}
+
+DenseMatrix read_dense_columns(const Element& array, std::int64_t n_obs, std::int64_t n_cols) {
+  return read_dense_rows(array, n_obs, nullptr, n_cols);
 }
 
 Store open_anndata(std::shared_ptr<const Element> root, const std::string& format,

@@ -47,5 +47,11 @@ DenseMatrix read_dense(const Element& array, std::int64_t n_obs);
 // The first `n_cols` columns of such an entry (an embedding's first two axes out of fifty PCs),
 // read in blocks of rows so that the whole array is never held.
 DenseMatrix read_dense_columns(const Element& array, std::int64_t n_obs, std::int64_t n_cols);
+// Rows `rows` (rising; all when null) and the first `n_cols` columns (all when negative) of such
+// an entry, read a block of rows (block_bytes of doubles) at a time from each row wanted: the
+// memory is the result's and one block's, and blocks holding no row wanted are not read.
+DenseMatrix read_dense_rows(const Element& array, std::int64_t n_obs,
+                            const std::vector<CellIndex>* rows, std::int64_t n_cols = -1,
+                            std::size_t block_bytes = std::size_t{16} << 20);
 
 }  // namespace orrery::io

@@ -450,6 +450,28 @@ void TestZarr::ourStoresReadBack() {
   QCOMPARE(std::get<std::vector<double>>(s.obs.find("score")->values)[9], -0.25);
   QCOMPARE(std::get<std::vector<double>>(s.var.find("means")->values)[39], 1.5);
   QCOMPARE(io::read_dense(*s.root->require("obsm/X_umap"), x.n_rows).values, emb.values);
+  // Rows picked a block of rows at a time (8 rows of 2 doubles, or one 16 MiB block), both
+  // columns or the first: the picked rows' values; then all rows; rows that do not rise refused.
+  {
+    const auto umap = s.root->require("obsm/X_umap");
+    std::vector<CellIndex> picked{0, 1, 7, 8, 9, 100, 101};
+    for (CellIndex r = 30'000; r < 30'200; r += 3) picked.push_back(r);
+    picked.push_back(x.n_rows - 1);
+    for (const std::size_t block_bytes : {std::size_t{128}, std::size_t{16} << 20})
+      for (const std::int64_t n_cols : {std::int64_t{-1}, std::int64_t{1}}) {
+        const DenseMatrix part = io::read_dense_rows(*umap, x.n_rows, &picked, n_cols, block_bytes);
+        QCOMPARE(part.rows, static_cast<std::int64_t>(picked.size()));
+        QCOMPARE(part.cols, n_cols < 0 ? std::int64_t{2} : n_cols);
+        for (std::int64_t i = 0; i < part.rows; ++i)
+          for (std::int64_t c = 0; c < part.cols; ++c)
+            QCOMPARE(part.at(i, c), emb.at(picked[static_cast<std::size_t>(i)], c));
+      }
+    QCOMPARE(io::read_dense_rows(*umap, x.n_rows, nullptr, -1, 128).values, emb.values);
+    const std::vector<CellIndex> falling{5, 3};
+    const QString what =
+        test::error_message([&] { io::read_dense_rows(*umap, x.n_rows, &falling); });
+    QVERIFY2(what.contains("obsm/X_umap") && what.contains("rise"), qPrintable(what));
+  }
   QCOMPARE(s.obsp_keys, std::vector<std::string>{"connectivities"});
   QCOMPARE(s.root->require("uns/label_colors")->read_strings(),
            (std::vector<std::string>{"#ff0000", "#00ff00"}));
