@@ -405,16 +405,6 @@ std::unique_ptr<RowChunkReader> open_matrix(std::shared_ptr<const Element> matri
   return reader;
 }
 
-DenseMatrix read_dense(const Element& array, std::int64_t n_obs) {
-  auto dims = array.shape();
-  if (array.is_group() || dims.size() != 2 || dims[0] != n_obs)
-    array.fail("expected a dense array with " + std::to_string(n_obs) + " rows");
-  if (dims[1] > 100000) array.fail("absurd number of columns " + std::to_string(dims[1]));
-  DenseMatrix m(dims[0], dims[1]);
-  array.read(0, dims[0], m.values.data());
-  return m;
-}
-
 DenseMatrix read_dense_rows(const Element& array, std::int64_t n_obs,
                             const std::vector<CellIndex>* rows, std::int64_t n_cols,
                             std::size_t block_bytes) {
@@ -447,6 +437,10 @@ DenseMatrix read_dense_rows(const Element& array, std::int64_t n_obs,
             static_cast<float>(values[static_cast<std::size_t>((row(i) - r0) * dims[1] + c)]);
   }
   return m;
+}
+
+DenseMatrix read_dense(const Element& array, std::int64_t n_obs) {
+  return read_dense_rows(array, n_obs, nullptr);
 }
 
 DenseMatrix read_dense_columns(const Element& array, std::int64_t n_obs, std::int64_t n_cols) {
